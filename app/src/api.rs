@@ -1,0 +1,110 @@
+//! Server functions the pages load their data with.
+//!
+//! Their bodies run on the server only. They do no database work themselves: they ask the
+//! [`ssr::Workbench`] the backend provides as context, for the user the backend's session
+//! layer put into the request. Authentication happens before any of this runs; these
+//! functions still refuse to answer without a user, so a routing mistake cannot expose data.
+
+use crate::model::{AppError, PatchPage, PatchSummary, RejectedSubmission, SessionUser};
+use leptos::prelude::*;
+
+/// The signed-in user, or `None` on public pages.
+#[server(prefix = "/api/ui", endpoint = "me")]
+pub async fn current_user() -> Result<Option<SessionUser>, AppError> {
+    Ok(ssr::session_user().await)
+}
+
+/// All patches, newest first.
+#[server(prefix = "/api/ui", endpoint = "patches")]
+pub async fn list_patches() -> Result<Vec<PatchSummary>, AppError> {
+    let user = ssr::require_user().await?;
+    ssr::workbench()?.list_patches(&user).await
+}
+
+/// One patch with one of its revisions rendered (the latest when `revision` is `None`).
+#[server(prefix = "/api/ui", endpoint = "patch")]
+pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppError> {
+    let user = ssr::require_user().await?;
+    let page = ssr::workbench()?.patch_page(&user, id, revision).await;
+    if matches!(page, Err(AppError::NotFound(_))) {
+        ssr::set_status(404);
+    }
+    page
+}
+
+/// The refused form submission being shown again, if this page render is one.
+#[server(prefix = "/api/ui", endpoint = "rejected")]
+pub async fn load_rejected_submission() -> Result<Option<RejectedSubmission>, AppError> {
+    ssr::require_user().await?;
+    Ok(use_context::<RejectedSubmission>())
+}
+
+/// Server-side plumbing: what the backend provides and how server functions reach it.
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+
+    /// A boxed future, so [`Workbench`] can be used as a trait object.
+    pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+    /// What the pages need from the backend. The backend implements it over its database
+    /// and provides an [`SharedWorkbench`] as Leptos context.
+    pub trait Workbench: Send + Sync + 'static {
+        /// All patches visible to `user`, newest first.
+        fn list_patches<'a>(
+            &'a self,
+            user: &'a SessionUser,
+        ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>>;
+
+        /// One patch with a rendered revision.
+        fn patch_page<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            id: i64,
+            revision: Option<i64>,
+        ) -> BoxFuture<'a, Result<PatchPage, AppError>>;
+    }
+
+    /// The form the backend provides the workbench in.
+    pub type SharedWorkbench = Arc<dyn Workbench>;
+
+    /// The workbench from context.
+    pub fn workbench() -> Result<SharedWorkbench, AppError> {
+        use_context::<SharedWorkbench>().ok_or_else(|| {
+            leptos::logging::error!("no Workbench in context: the router was set up without it");
+            AppError::Internal
+        })
+    }
+
+    /// The user the session layer resolved for this request, if any.
+    pub async fn session_user() -> Option<SessionUser> {
+        leptos_axum::extract::<axum::Extension<SessionUser>>()
+            .await
+            .ok()
+            .map(|axum::Extension(user)| user)
+    }
+
+    /// The signed-in user, or [`AppError::NotSignedIn`].
+    pub async fn require_user() -> Result<SessionUser, AppError> {
+        match session_user().await {
+            Some(user) => Ok(user),
+            None => {
+                set_status(401);
+                Err(AppError::NotSignedIn)
+            }
+        }
+    }
+
+    /// Sets the HTTP status of the response being rendered.
+    pub fn set_status(code: u16) {
+        if let (Some(options), Ok(status)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            axum::http::StatusCode::from_u16(code),
+        ) {
+            options.set_status(status);
+        }
+    }
+}

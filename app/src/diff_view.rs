@@ -1,0 +1,231 @@
+//! The diff of one revision, side by side or unified.
+//!
+//! Each line arrives as HTML the server already highlighted and escaped; it is placed with
+//! `inner_html`, which hydration leaves untouched, so hydrating a long diff costs one node
+//! per table cell rather than one per token. Switching layout re-renders in the browser
+//! from the same data, without asking the server.
+
+use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView};
+use leptos::prelude::*;
+
+fn code_class(kind: LineKind) -> &'static str {
+    match kind {
+        LineKind::Context => "code ctx",
+        LineKind::Removed => "code del",
+        LineKind::Added => "code add",
+    }
+}
+
+fn number(n: Option<u32>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_default()
+}
+
+fn change_label(change: &str) -> &'static str {
+    match change {
+        "added" => "A",
+        "deleted" => "D",
+        "renamed" => "R",
+        "copied" => "C",
+        _ => "M",
+    }
+}
+
+/// The files of one revision with a layout switch.
+#[component]
+pub fn DiffView(
+    files: Vec<FileView>,
+    files_changed: usize,
+    added: usize,
+    removed: usize,
+) -> impl IntoView {
+    let (unified, set_unified) = signal(false);
+    let files = StoredValue::new(files);
+    let index = files.with_value(|files| {
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let href = format!("#{}", f.anchor(i));
+                view! {
+                    <li>
+                        <span class=format!("chg chg-{}", f.change)>{change_label(&f.change)}</span>
+                        <a href=href class="mono">{f.path().to_owned()}</a>
+                        <span class="stat">
+                            <span class="plus">"+" {f.added}</span>
+                            " "
+                            <span class="minus">"−" {f.removed}</span>
+                        </span>
+                    </li>
+                }
+            })
+            .collect_view()
+    });
+    view! {
+        <section class="diff-view">
+            <div class="diff-toolbar">
+                <span class="summary">
+                    {files_changed}
+                    {if files_changed == 1 { " file, " } else { " files, " }}
+                    <span class="plus">"+" {added}</span>
+                    " "
+                    <span class="minus">"−" {removed}</span>
+                </span>
+                <div class="segmented" role="group" aria-label="Diff layout">
+                    <button
+                        type="button"
+                        id="layout-split"
+                        class:on=move || !unified.get()
+                        aria-pressed=move || (!unified.get()).to_string()
+                        on:click=move |_| set_unified.set(false)
+                    >
+                        "Side by side"
+                    </button>
+                    <button
+                        type="button"
+                        id="layout-unified"
+                        class:on=move || unified.get()
+                        aria-pressed=move || unified.get().to_string()
+                        on:click=move |_| set_unified.set(true)
+                    >
+                        "Unified"
+                    </button>
+                </div>
+            </div>
+            <ul class="file-index">{index}</ul>
+            {move || {
+                let unified = unified.get();
+                files
+                    .with_value(|files| {
+                        files
+                            .iter()
+                            .enumerate()
+                            .map(|(i, file)| file_block(file, i, unified))
+                            .collect_view()
+                    })
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+fn file_block(file: &FileView, index: usize, unified: bool) -> impl IntoView {
+    let body = if file.hunks.is_empty() {
+        view! { <p class="no-hunks">"No content change."</p> }.into_any()
+    } else if unified {
+        unified_table(&file.hunks).into_any()
+    } else {
+        split_table(&file.hunks).into_any()
+    };
+    let renamed_from = match (&file.old_path, &file.new_path) {
+        (Some(old), Some(new)) if old != new => {
+            Some(view! { <span class="dim">{old.clone()} " → "</span> })
+        }
+        _ => None,
+    };
+    view! {
+        <section class="file" id=file.anchor(index) data-syntax=file.syntax.clone()>
+            <header class="file-head">
+                <span class=format!("chg chg-{}", file.change)>{change_label(&file.change)}</span>
+                <span class="path mono">{renamed_from} {file.path().to_owned()}</span>
+                {file.mode_change.clone().map(|m| view! { <span class="mode mono">{m}</span> })}
+                <span class="stat">
+                    <span class="plus">"+" {file.added}</span>
+                    " "
+                    <span class="minus">"−" {file.removed}</span>
+                </span>
+            </header>
+            {body}
+        </section>
+    }
+}
+
+fn hunk_header(hunk: &HunkView, colspan: &'static str) -> impl IntoView {
+    view! {
+        <tr class="hunk">
+            <td colspan=colspan>
+                <span class="range">{hunk.range.clone()}</span>
+                " "
+                <span class="section">{hunk.section.clone()}</span>
+            </td>
+        </tr>
+    }
+}
+
+fn split_table(hunks: &[HunkView]) -> impl IntoView {
+    view! {
+        <table class="diff split">
+            <colgroup>
+                <col class="ln"/>
+                <col class="code"/>
+                <col class="ln"/>
+                <col class="code"/>
+            </colgroup>
+            {hunks
+                .iter()
+                .map(|hunk| {
+                    let kinds: Vec<LineKind> = hunk.lines.iter().map(|l| l.kind).collect();
+                    let rows = side_by_side(&kinds)
+                        .into_iter()
+                        .map(|row| {
+                            let left = row.left.map(|i| &hunk.lines[i]);
+                            let right = row.right.map(|i| &hunk.lines[i]);
+                            view! {
+                                <tr>
+                                    {half(left, |l| l.old)}
+                                    {half(right, |l| l.new)}
+                                </tr>
+                            }
+                        })
+                        .collect_view();
+                    view! { <tbody>{hunk_header(hunk, "4")} {rows}</tbody> }
+                })
+                .collect_view()}
+        </table>
+    }
+}
+
+fn half(line: Option<&LineView>, number_of: fn(&LineView) -> Option<u32>) -> impl IntoView {
+    match line {
+        Some(line) => view! {
+            <td class="ln" data-ln=number(number_of(line))></td>
+            <td class=code_class(line.kind) inner_html=line.html.clone()></td>
+        }
+        .into_any(),
+        None => view! {
+            <td class="ln none"></td>
+            <td class="code none"></td>
+        }
+        .into_any(),
+    }
+}
+
+fn unified_table(hunks: &[HunkView]) -> impl IntoView {
+    view! {
+        <table class="diff unified">
+            <colgroup>
+                <col class="ln"/>
+                <col class="ln"/>
+                <col class="code"/>
+            </colgroup>
+            {hunks
+                .iter()
+                .map(|hunk| {
+                    let rows = hunk
+                        .lines
+                        .iter()
+                        .map(|line| {
+                            view! {
+                                <tr>
+                                    <td class="ln" data-ln=number(line.old)></td>
+                                    <td class="ln" data-ln=number(line.new)></td>
+                                    <td class=code_class(line.kind) inner_html=line.html.clone()></td>
+                                </tr>
+                            }
+                        })
+                        .collect_view();
+                    view! { <tbody>{hunk_header(hunk, "3")} {rows}</tbody> }
+                })
+                .collect_view()}
+        </table>
+    }
+}

@@ -1,0 +1,295 @@
+//! The database: SQLite (a file in the data directory, WAL) by default, PostgreSQL when the
+//! URL says so.
+//!
+//! Queries are written once, in SQL both databases accept (`$n` placeholders, `RETURNING`,
+//! `ON CONFLICT`), and run through sqlx's `Any` driver. Column types are kept to what `Any`
+//! decodes the same way on both: 64-bit integers, text and bytes; times are RFC 3339 text.
+
+use crate::clock;
+use graftbench_app::model::{Role, SessionUser};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which database a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names a database this build cannot use.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// Connecting, querying or migrating failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// Applying the schema failed.
+    #[error("applying the database schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row holds something the code does not expect.
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
+}
+
+/// The concrete pool the session store needs (tower-sessions' stores are per database).
+#[derive(Debug, Clone)]
+pub enum SessionPool {
+    /// SQLite.
+    Sqlite(sqlx::SqlitePool),
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+}
+
+/// A connection pool plus what kind of database it talks to.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    kind: DbKind,
+    url: String,
+}
+
+/// The SQLite URL for a database file.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+impl Database {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            DbKind::Postgres
+        } else {
+            return Err(DbError::UnsupportedUrl(redact_url(url)));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        if kind == DbKind::Sqlite {
+            // One writer at a time is SQLite's model; a small pool with a generous busy
+            // timeout queues writers instead of failing them.
+            options = options.max_connections(8).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(16);
+        }
+        let pool = options.connect(url).await?;
+        if kind == DbKind::Sqlite {
+            // Persistent in the file; readers then never block the writer.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+        }
+        let db = Database {
+            pool,
+            kind,
+            url: url.to_owned(),
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Applies the migrations for this kind of database.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self.kind {
+            DbKind::Sqlite => {
+                sqlx::migrate!("../migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            DbKind::Postgres => {
+                sqlx::migrate!("../migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The kind of database.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The pool, for the query modules.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A second, concretely typed pool on the same database for the session store.
+    pub async fn session_pool(&self) -> Result<SessionPool, DbError> {
+        Ok(match self.kind {
+            DbKind::Sqlite => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&self.url)?
+                    .busy_timeout(Duration::from_secs(10))
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+                SessionPool::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            DbKind::Postgres => SessionPool::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect(&self.url)
+                    .await?,
+            ),
+        })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A user row with its password hash, for sign-in.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// The user as the rest of the app sees it.
+    pub user: SessionUser,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+}
+
+fn roles_from_rows(rows: &[AnyRow]) -> Result<Vec<Role>, DbError> {
+    let mut roles = rows
+        .iter()
+        .map(|row| {
+            let name: String = row.try_get("role")?;
+            Role::parse(&name).ok_or_else(|| DbError::Corrupt(format!("unknown role `{name}`")))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    roles.sort();
+    Ok(roles)
+}
+
+impl Database {
+    /// Creates a user with the given roles; `None` if the name is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        display_name: &str,
+        password_hash: &str,
+        roles: &[Role],
+    ) -> Result<Option<i64>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (username, display_name, password_hash, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO NOTHING
+             RETURNING id",
+        )
+        .bind(username)
+        .bind(display_name)
+        .bind(password_hash)
+        .bind(clock::now())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        for role in roles {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                .bind(id)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// A user by login name, with the password hash.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT id, username, display_name, password_hash FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get("id")?;
+        Ok(Some(UserRecord {
+            user: SessionUser {
+                id,
+                username: row.try_get("username")?,
+                display_name: row.try_get("display_name")?,
+                roles: self.roles_of(id).await?,
+            },
+            password_hash: row.try_get("password_hash")?,
+        }))
+    }
+
+    /// A user by id, as sessions refer to them.
+    pub async fn session_user(&self, id: i64) -> Result<Option<SessionUser>, DbError> {
+        let row = sqlx::query("SELECT id, username, display_name FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SessionUser {
+            id,
+            username: row.try_get("username")?,
+            display_name: row.try_get("display_name")?,
+            roles: self.roles_of(id).await?,
+        }))
+    }
+
+    async fn roles_of(&self, id: i64) -> Result<Vec<Role>, DbError> {
+        let rows = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        roles_from_rows(&rows)
+    }
+
+    /// Every user, by name.
+    pub async fn list_users(&self) -> Result<Vec<SessionUser>, DbError> {
+        let rows = sqlx::query("SELECT id, username, display_name FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            users.push(SessionUser {
+                id,
+                username: row.try_get("username")?,
+                display_name: row.try_get("display_name")?,
+                roles: self.roles_of(id).await?,
+            });
+        }
+        Ok(users)
+    }
+}

@@ -1,0 +1,60 @@
+//! Demo data for `graftbench serve --demo`: one user per role and one real fix.
+
+use crate::auth;
+use crate::db::Database;
+use crate::submission::{self, SubmissionInput};
+use anyhow::Context;
+use graftbench_app::model::Role;
+
+/// The demo accounts: (user name, display name, password, roles).
+pub const DEMO_USERS: &[(&str, &str, &str, &[Role])] = &[
+    ("alice", "Alice Author", "alice-demo-pw", &[Role::Author]),
+    ("bob", "Bob Reviewer", "bob-demo-pw", &[Role::Reviewer]),
+    (
+        "carol",
+        "Carol Reviewer",
+        "carol-demo-pw",
+        &[Role::Reviewer],
+    ),
+    (
+        "dave",
+        "Dave Security",
+        "dave-demo-pw",
+        &[Role::SecurityOfficer],
+    ),
+    (
+        "erin",
+        "Erin Release",
+        "erin-demo-pw",
+        &[Role::ReleaseManager],
+    ),
+    ("frank", "Frank Auditor", "frank-demo-pw", &[Role::Auditor]),
+];
+
+/// The demo fix: the upstream patch for CVE-2024-1086 (nf_tables verdict use-after-free).
+const DEMO_PATCH: &[u8] = include_bytes!("../demo/nf_tables-verdict.patch");
+
+/// Creates the demo users and the demo patch where they do not exist yet.
+pub async fn seed(db: &Database) -> anyhow::Result<()> {
+    for (name, display, password, roles) in DEMO_USERS {
+        if db.user_by_name(name).await?.is_none() {
+            let hash = auth::hash_password(password)?;
+            db.create_user(name, display, &hash, roles).await?;
+        }
+    }
+    if db.list_patches().await?.is_empty() {
+        let author = db
+            .user_by_name("alice")
+            .await?
+            .context("demo author missing")?;
+        let valid = submission::validate(SubmissionInput {
+            title: String::new(),
+            cves: "CVE-2024-1086".into(),
+            cvss_vector: "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H".into(),
+            diff: DEMO_PATCH.to_vec(),
+        })
+        .context("the bundled demo patch does not validate")?;
+        db.create_patch(&author.user, &valid).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! The Graftbench server and command-line tool.
+//!
+//! `main.rs` only parses arguments; everything it runs lives here so the integration
+//! tests drive the same code in-process.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod demo;
+pub mod patches;
+pub mod render;
+pub mod sessions;
+pub mod submission;
+pub mod web;

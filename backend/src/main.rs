@@ -1,0 +1,266 @@
+//! `graftbench`: parses the command line and hands over to the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use graftbench::auth;
+use graftbench::db::{self, Database};
+use graftbench::web::{self, ServerConfig};
+use graftbench_app::model::Role;
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Review, approve, build and ship Linux live patches.
+#[derive(Parser)]
+#[command(name = "graftbench", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Directory for the SQLite database and other state (created mode 0700).
+    #[arg(
+        long,
+        global = true,
+        env = "GRAFTBENCH_DATA_DIR",
+        default_value = "graftbench-data"
+    )]
+    data_dir: PathBuf,
+    /// Database URL; defaults to a SQLite file in the data directory.
+    /// `postgres://user@host/db` uses PostgreSQL.
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the web server.
+    Serve(ServeArgs),
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Manages user accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Directory with the built browser bundle (`pkg/`) and stylesheet (`style/`).
+    #[arg(long, env = "GRAFTBENCH_SITE_ROOT", default_value = "target/site")]
+    site_root: PathBuf,
+    /// Seed demo users (one per role) and a demo patch; loopback addresses only.
+    #[arg(long)]
+    demo: bool,
+    /// Mark the session cookie Secure; set this when users reach the server over HTTPS.
+    #[arg(long)]
+    cookie_secure: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user. The password is read from the terminal, or from standard input
+    /// with --password-stdin; never from the command line, where other users could see it.
+    Add {
+        /// Login name.
+        name: String,
+        /// Role to grant; repeat for several.
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// Name shown in the UI (default: the login name).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Lists users and their roles.
+    List,
+}
+
+fn parse_role(name: &str) -> Result<Role, String> {
+    Role::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown role `{name}`; roles are: {}", all.join(", "))
+    })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_sessions=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let db = open_database(&cli.global).await?;
+    match cli.command {
+        Command::Migrate => {
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            name,
+            roles,
+            display_name,
+            password_stdin,
+        }) => add_user(&db, &name, &roles, display_name.as_deref(), password_stdin).await,
+        Command::User(UserCommand::List) => {
+            for user in db.list_users().await? {
+                let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}",
+                    user.username,
+                    user.display_name,
+                    roles.join(",")
+                );
+            }
+            Ok(())
+        }
+        Command::Serve(args) => serve(db, args).await,
+    }
+}
+
+async fn open_database(global: &Global) -> Result<Database> {
+    let url = match &global.database_url {
+        Some(url) => url.clone(),
+        None => {
+            create_private_dir(&global.data_dir)?;
+            db::sqlite_url(&global.data_dir.join("graftbench.db"))
+        }
+    };
+    Database::connect(&url)
+        .await
+        .with_context(|| format!("opening the database {}", db::redact_url(&url)))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    } else if dir.metadata()?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), "the data directory is readable by other users; chmod 700 it");
+    }
+    Ok(())
+}
+
+fn validate_username(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!("user name `{name}` is not allowed: use 1 to 64 letters, digits, `.`, `_` or `-`");
+    }
+    Ok(())
+}
+
+async fn add_user(
+    db: &Database,
+    name: &str,
+    roles: &[Role],
+    display_name: Option<&str>,
+    password_stdin: bool,
+) -> Result<()> {
+    validate_username(name)?;
+    let password = if password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the password from standard input")?;
+        input.lines().next().unwrap_or_default().to_owned()
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    } else {
+        bail!("no terminal to ask for a password: pass --password-stdin and pipe it in");
+    };
+    if password.chars().count() < auth::MIN_PASSWORD_CHARS {
+        bail!(
+            "the password must have at least {} characters",
+            auth::MIN_PASSWORD_CHARS
+        );
+    }
+    let hash = auth::hash_password(&password)?;
+    match db
+        .create_user(name, display_name.unwrap_or(name), &hash, roles)
+        .await?
+    {
+        Some(_) => {
+            let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            println!("created user {name} ({})", roles.join(", "));
+            Ok(())
+        }
+        None => bail!("a user named `{name}` already exists"),
+    }
+}
+
+async fn serve(db: Database, args: ServeArgs) -> Result<()> {
+    if args.demo {
+        if !args.listen.ip().is_loopback() {
+            bail!(
+                "--demo seeds accounts with published passwords: listen on a loopback address only"
+            );
+        }
+        graftbench::demo::seed(&db).await?;
+    }
+    let config = ServerConfig {
+        site_root: args.site_root,
+        cookie_secure: args.cookie_secure,
+    };
+    let router = web::router(&config, db).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    println!("Graftbench is running at {url}");
+    if args.demo {
+        println!("\nDemo logins (user / password / role):");
+        for (name, _, password, roles) in graftbench::demo::DEMO_USERS {
+            let roles: Vec<&str> = roles.iter().map(|r| r.label()).collect();
+            println!("  {name:<6} {password:<15} {}", roles.join(", "));
+        }
+        println!();
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}

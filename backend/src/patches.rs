@@ -1,0 +1,368 @@
+//! Patches and revisions in the database, and the views the pages read.
+
+use crate::clock;
+use crate::db::{Database, DbError};
+use crate::render::DiffRenderer;
+use crate::submission::ValidSubmission;
+use analyzer::patch::PatchFormat;
+use graftbench_app::api::ssr::{BoxFuture, Workbench};
+use graftbench_app::model::{
+    AppError, MailView, PatchPage, PatchSummary, RevisionSummary, RevisionView, SessionUser,
+};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What storing a new patch returns.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedPatch {
+    /// Patch id.
+    pub id: i64,
+    /// Title as stored.
+    pub title: String,
+    /// Revision number (1).
+    pub revision: i64,
+    /// SHA-256 of revision 1.
+    pub sha256: String,
+}
+
+fn format_name(format: PatchFormat) -> &'static str {
+    match format {
+        PatchFormat::Unified => "unified",
+        PatchFormat::GitDiff => "git-diff",
+        PatchFormat::Mail => "mail",
+    }
+}
+
+/// Metadata of one patch, without revisions.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatchRecord {
+    /// Patch id.
+    pub id: i64,
+    /// Title.
+    pub title: String,
+    /// CVE ids.
+    pub cves: Vec<String>,
+    /// CVSS vector ('' if none).
+    pub cvss_vector: String,
+    /// Author's display name.
+    pub author: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// One stored revision with its bytes.
+#[derive(Debug, Clone)]
+pub struct StoredRevision {
+    /// Revision number.
+    pub number: i64,
+    /// SHA-256.
+    pub sha256: String,
+    /// Submission format.
+    pub format: String,
+    /// The bytes as submitted.
+    pub diff: Vec<u8>,
+}
+
+impl Database {
+    /// Stores a new patch and its revision 1 in one transaction.
+    pub async fn create_patch(
+        &self,
+        author: &SessionUser,
+        patch: &ValidSubmission,
+    ) -> Result<CreatedPatch, DbError> {
+        let now = clock::now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO diff_blobs (sha256, content, byte_len, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&patch.sha256)
+        .bind(&patch.diff)
+        .bind(i64::try_from(patch.diff.len()).unwrap_or(i64::MAX))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO patches (title, cvss_vector, author_id, created_at)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&patch.title)
+        .bind(&patch.cvss_vector)
+        .bind(author.id)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for (position, cve) in (0_i64..).zip(&patch.cves) {
+            sqlx::query("INSERT INTO patch_cves (patch_id, position, cve_id) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(position)
+                .bind(cve)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
+             VALUES ($1, 1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(&patch.sha256)
+        .bind(format_name(patch.patch.format))
+        .bind(author.id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CreatedPatch {
+            id,
+            title: patch.title.clone(),
+            revision: 1,
+            sha256: patch.sha256.clone(),
+        })
+    }
+
+    async fn cves_by_patch(
+        &self,
+        patch_id: Option<i64>,
+    ) -> Result<HashMap<i64, Vec<String>>, DbError> {
+        let rows = match patch_id {
+            Some(id) => {
+                sqlx::query(
+                    "SELECT patch_id, cve_id FROM patch_cves WHERE patch_id = $1 ORDER BY position",
+                )
+                .bind(id)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT patch_id, cve_id FROM patch_cves ORDER BY patch_id, position")
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        let mut map: HashMap<i64, Vec<String>> = HashMap::new();
+        for row in rows {
+            map.entry(row.try_get("patch_id")?)
+                .or_default()
+                .push(row.try_get("cve_id")?);
+        }
+        Ok(map)
+    }
+
+    /// Every patch, newest first.
+    pub async fn list_patches(&self) -> Result<Vec<PatchSummary>, DbError> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.title, u.display_name AS author, p.created_at,
+                    (SELECT COUNT(*) FROM revisions r WHERE r.patch_id = p.id) AS revisions
+             FROM patches p JOIN users u ON u.id = p.author_id
+             ORDER BY p.id DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut cves = self.cves_by_patch(None).await?;
+        rows.into_iter()
+            .map(|row| {
+                let id: i64 = row.try_get("id")?;
+                Ok(PatchSummary {
+                    id,
+                    title: row.try_get("title")?,
+                    cves: cves.remove(&id).unwrap_or_default(),
+                    author: row.try_get("author")?,
+                    created_at: row.try_get("created_at")?,
+                    revisions: row.try_get("revisions")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One patch's metadata.
+    pub async fn patch(&self, id: i64) -> Result<Option<PatchRecord>, DbError> {
+        let row = sqlx::query(
+            "SELECT p.id, p.title, p.cvss_vector, u.display_name AS author, p.created_at
+             FROM patches p JOIN users u ON u.id = p.author_id
+             WHERE p.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(PatchRecord {
+            id,
+            title: row.try_get("title")?,
+            cves: self
+                .cves_by_patch(Some(id))
+                .await?
+                .remove(&id)
+                .unwrap_or_default(),
+            cvss_vector: row.try_get("cvss_vector")?,
+            author: row.try_get("author")?,
+            created_at: row.try_get("created_at")?,
+        }))
+    }
+
+    /// A patch's revisions, oldest first.
+    pub async fn revisions(&self, patch_id: i64) -> Result<Vec<RevisionSummary>, DbError> {
+        let rows = sqlx::query(
+            "SELECT r.number, r.diff_sha256, u.display_name AS submitted_by, r.created_at
+             FROM revisions r JOIN users u ON u.id = r.submitted_by
+             WHERE r.patch_id = $1 ORDER BY r.number",
+        )
+        .bind(patch_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RevisionSummary {
+                    number: row.try_get("number")?,
+                    sha256: row.try_get("diff_sha256")?,
+                    submitted_by: row.try_get("submitted_by")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One revision with its bytes.
+    pub async fn revision(
+        &self,
+        patch_id: i64,
+        number: i64,
+    ) -> Result<Option<StoredRevision>, DbError> {
+        let row = sqlx::query(
+            "SELECT r.number, r.diff_sha256, r.format, b.content
+             FROM revisions r JOIN diff_blobs b ON b.sha256 = r.diff_sha256
+             WHERE r.patch_id = $1 AND r.number = $2",
+        )
+        .bind(patch_id)
+        .bind(number)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(StoredRevision {
+            number: row.try_get("number")?,
+            sha256: row.try_get("diff_sha256")?,
+            format: row.try_get("format")?,
+            diff: row.try_get("content")?,
+        }))
+    }
+
+    /// Rows per table, for tests that must show a refused request wrote nothing.
+    pub async fn row_counts(&self) -> Result<Vec<(&'static str, i64)>, DbError> {
+        let mut counts = Vec::new();
+        for table in [
+            "users",
+            "user_roles",
+            "diff_blobs",
+            "patches",
+            "patch_cves",
+            "revisions",
+        ] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(self.pool())
+                .await?;
+            counts.push((table, n));
+        }
+        Ok(counts)
+    }
+}
+
+/// The [`Workbench`] the pages use, over the database.
+pub struct DbWorkbench {
+    db: Database,
+    renderer: Arc<DiffRenderer>,
+}
+
+impl DbWorkbench {
+    /// A workbench over `db`.
+    pub fn new(db: Database, renderer: Arc<DiffRenderer>) -> DbWorkbench {
+        DbWorkbench { db, renderer }
+    }
+
+    /// The patch page for one revision (the latest when `revision` is `None`).
+    pub async fn page(&self, id: i64, revision: Option<i64>) -> Result<PatchPage, AppError> {
+        let Some(patch) = self.db.patch(id).await.map_err(internal)? else {
+            return Err(AppError::NotFound(format!("patch {id}")));
+        };
+        let revisions = self.db.revisions(id).await.map_err(internal)?;
+        let number = match revision {
+            Some(n) => n,
+            None => revisions.last().map(|r| r.number).unwrap_or(1),
+        };
+        let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
+            return Err(AppError::NotFound(format!(
+                "revision {number} of patch {id}"
+            )));
+        };
+        // Highlighting is CPU work; keep it off the async workers.
+        let renderer = Arc::clone(&self.renderer);
+        let shown = tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "rendering task failed");
+                AppError::Internal
+            })??;
+        Ok(PatchPage {
+            id: patch.id,
+            title: patch.title,
+            cves: patch.cves,
+            cvss_vector: patch.cvss_vector,
+            author: patch.author,
+            created_at: patch.created_at,
+            revisions,
+            shown,
+        })
+    }
+}
+
+/// Parses and renders a stored revision.
+pub fn render_revision(
+    renderer: &DiffRenderer,
+    stored: StoredRevision,
+) -> Result<RevisionView, AppError> {
+    let parsed = analyzer::patch::parse(&stored.diff).map_err(|e| {
+        // It parsed when it was accepted; failing now means the parser changed.
+        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
+        AppError::Internal
+    })?;
+    let stats = parsed.stats();
+    Ok(RevisionView {
+        number: stored.number,
+        sha256: stored.sha256,
+        format: stored.format,
+        mail: parsed.mail.as_ref().map(|m| MailView {
+            commit: m.commit.clone(),
+            from: m.from.clone(),
+            date: m.date.clone(),
+            subject: m.subject.clone(),
+            message: m.message.clone(),
+        }),
+        files_changed: stats.files,
+        added: stats.added,
+        removed: stats.removed,
+        files: renderer.render(&parsed),
+    })
+}
+
+fn internal(e: DbError) -> AppError {
+    tracing::error!(error = %e, "database error");
+    AppError::Internal
+}
+
+impl Workbench for DbWorkbench {
+    fn list_patches<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+    ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>> {
+        Box::pin(async move { self.db.list_patches().await.map_err(internal) })
+    }
+
+    fn patch_page<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+        id: i64,
+        revision: Option<i64>,
+    ) -> BoxFuture<'a, Result<PatchPage, AppError>> {
+        Box::pin(self.page(id, revision))
+    }
+}

@@ -1,0 +1,492 @@
+//! Renders a parsed diff for reading: syntax highlighting (syntect), intra-line change
+//! emphasis (similar), and line HTML the pages place as is.
+//!
+//! Highlighting maps syntect's scopes onto a handful of classes the stylesheet colours
+//! (`k` keyword, `t` type, `s` string, `n` number/constant, `c` comment, `p` preprocessor,
+//! `f` function name) instead of inline colours, so the theme lives in CSS. Changed words
+//! inside a changed line get the extra class `x`.
+
+use analyzer::patch::{FileChange, FileDiff, Hunk, LineKind, Patch};
+use graftbench_app::model::{self, FileView, HunkView, LineView, SideBySideRow};
+use similar::{Algorithm, DiffTag, TextDiff};
+use syntect::parsing::{ParseState, Scope, ScopeStack, SyntaxReference, SyntaxSet};
+
+/// Pairs of lines less alike than this are shown as wholly changed, without emphasis:
+/// marking most of a line says less than marking none of it.
+const EMPHASIS_MIN_SIMILARITY: f32 = 0.4;
+/// Lines longer than this are not highlighted (minified or generated content).
+const MAX_HIGHLIGHT_LINE: usize = 2_000;
+
+/// A highlight class for each scope prefix; the innermost matching scope wins.
+const SCOPE_CLASSES: &[(&str, &str)] = &[
+    ("comment", "c"),
+    ("string", "s"),
+    ("constant.character", "s"),
+    ("constant.numeric", "n"),
+    ("constant.language", "n"),
+    ("constant.other", "n"),
+    ("meta.preprocessor", "p"),
+    ("keyword.control.import", "p"),
+    ("entity.name.function", "f"),
+    ("support.function", "f"),
+    ("storage.type", "t"),
+    ("support.type", "t"),
+    ("entity.name.type", "t"),
+    ("storage.modifier", "k"),
+    ("keyword.operator", ""),
+    ("keyword", "k"),
+    ("storage", "k"),
+];
+
+/// Holds the loaded syntax definitions; build once and share.
+pub struct DiffRenderer {
+    syntaxes: SyntaxSet,
+    scope_classes: Vec<(Scope, &'static str)>,
+}
+
+impl Default for DiffRenderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DiffRenderer {
+    /// Loads syntect's bundled syntax definitions (about 20 ms).
+    pub fn new() -> DiffRenderer {
+        DiffRenderer {
+            syntaxes: SyntaxSet::load_defaults_nonewlines(),
+            scope_classes: SCOPE_CLASSES
+                .iter()
+                .filter_map(|(name, class)| Scope::new(name).ok().map(|s| (s, *class)))
+                .collect(),
+        }
+    }
+
+    /// Renders every file of a patch.
+    pub fn render(&self, patch: &Patch) -> Vec<FileView> {
+        patch.files.iter().map(|f| self.render_file(f)).collect()
+    }
+
+    fn syntax_for(&self, path: &str) -> &SyntaxReference {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let by_name = match name {
+            "Makefile" | "Kbuild" => self.syntaxes.find_syntax_by_extension("make"),
+            _ => None,
+        };
+        let by_extension = || {
+            name.rsplit_once('.')
+                .and_then(|(_, ext)| self.syntaxes.find_syntax_by_extension(ext))
+        };
+        by_name
+            .or_else(by_extension)
+            .unwrap_or_else(|| self.syntaxes.find_syntax_plain_text())
+    }
+
+    fn render_file(&self, file: &FileDiff) -> FileView {
+        let syntax = self.syntax_for(file.path());
+        let mode_change = match (&file.old_mode, &file.new_mode) {
+            (Some(old), Some(new)) if old != new => Some(format!("{old} → {new}")),
+            _ => None,
+        };
+        let change = match file.change {
+            FileChange::Modified => "modified",
+            FileChange::Added => "added",
+            FileChange::Deleted => "deleted",
+            FileChange::Renamed { .. } => "renamed",
+            FileChange::Copied { .. } => "copied",
+        };
+        let hunks: Vec<HunkView> = file
+            .hunks
+            .iter()
+            .map(|h| self.render_hunk(h, syntax))
+            .collect();
+        let count = |kind| {
+            file.hunks
+                .iter()
+                .flat_map(|h| &h.lines)
+                .filter(|l| l.kind == kind)
+                .count()
+        };
+        FileView {
+            old_path: file.old_path.clone(),
+            new_path: file.new_path.clone(),
+            change: change.to_owned(),
+            mode_change,
+            syntax: if syntax.name == "Plain Text" {
+                "plain".to_owned()
+            } else {
+                syntax.name.clone()
+            },
+            added: count(LineKind::Added),
+            removed: count(LineKind::Removed),
+            hunks,
+        }
+    }
+
+    fn render_hunk(&self, hunk: &Hunk, syntax: &SyntaxReference) -> HunkView {
+        // Each side is highlighted as the file it comes from, so a comment or string that
+        // opens on a removed line does not colour the added lines after it.
+        let old_side: Vec<&str> = hunk
+            .lines
+            .iter()
+            .filter(|l| l.kind != LineKind::Added)
+            .map(|l| l.text.as_str())
+            .collect();
+        let new_side: Vec<&str> = hunk
+            .lines
+            .iter()
+            .filter(|l| l.kind != LineKind::Removed)
+            .map(|l| l.text.as_str())
+            .collect();
+        let mut old_tokens = self.highlight(&old_side, syntax).into_iter();
+        let mut new_tokens = self.highlight(&new_side, syntax).into_iter();
+        let mut tokens: Vec<Vec<Token>> = hunk
+            .lines
+            .iter()
+            .map(|line| match line.kind {
+                LineKind::Removed => old_tokens.next().unwrap_or_default(),
+                LineKind::Added => new_tokens.next().unwrap_or_default(),
+                LineKind::Context => {
+                    old_tokens.next();
+                    new_tokens.next().unwrap_or_default()
+                }
+            })
+            .collect();
+        let kinds: Vec<model::LineKind> = hunk.lines.iter().map(|l| view_kind(l.kind)).collect();
+        for SideBySideRow { left, right } in model::side_by_side(&kinds) {
+            if let (Some(l), Some(r)) = (left, right) {
+                if l != r {
+                    let (old, new) = emphasis(&hunk.lines[l].text, &hunk.lines[r].text);
+                    mark(&mut tokens[l], &old);
+                    mark(&mut tokens[r], &new);
+                }
+            }
+        }
+        let lines = hunk
+            .lines
+            .iter()
+            .zip(tokens)
+            .map(|(line, tokens)| LineView {
+                kind: view_kind(line.kind),
+                old: line.old_line,
+                new: line.new_line,
+                html: line_html(&line.text, &tokens, line.no_newline_at_eof),
+                no_eol: line.no_newline_at_eof,
+            })
+            .collect();
+        let range = format!(
+            "@@ -{},{} +{},{} @@",
+            hunk.old_start, hunk.old_lines, hunk.new_start, hunk.new_lines
+        );
+        let section = if hunk.section.is_empty() {
+            section_from_context(hunk)
+        } else {
+            hunk.section.clone()
+        };
+        HunkView {
+            range,
+            section,
+            lines,
+        }
+    }
+
+    /// Highlight classes for consecutive lines of one file.
+    fn highlight(&self, lines: &[&str], syntax: &SyntaxReference) -> Vec<Vec<Token>> {
+        let mut state = ParseState::new(syntax);
+        let mut stack = ScopeStack::new();
+        lines
+            .iter()
+            .map(|line| {
+                if line.len() > MAX_HIGHLIGHT_LINE {
+                    return vec![Token::plain(0, line.len())];
+                }
+                let Ok(ops) = state.parse_line(line, &self.syntaxes) else {
+                    return vec![Token::plain(0, line.len())];
+                };
+                let mut tokens = Vec::new();
+                let mut start = 0;
+                for (pos, op) in ops {
+                    if pos > start {
+                        tokens.push(Token {
+                            start,
+                            end: pos,
+                            class: self.class_of(&stack),
+                            emphasized: false,
+                        });
+                        start = pos;
+                    }
+                    // A failed op leaves the stack as it was; the colours may be off for
+                    // the rest of the hunk, which is harmless.
+                    let _ = stack.apply(&op);
+                }
+                if start < line.len() {
+                    tokens.push(Token {
+                        start,
+                        end: line.len(),
+                        class: self.class_of(&stack),
+                        emphasized: false,
+                    });
+                }
+                tokens
+            })
+            .collect()
+    }
+
+    fn class_of(&self, stack: &ScopeStack) -> &'static str {
+        for scope in stack.as_slice().iter().rev() {
+            for (prefix, class) in &self.scope_classes {
+                if prefix.is_prefix_of(*scope) {
+                    return class;
+                }
+            }
+        }
+        ""
+    }
+}
+
+fn view_kind(kind: LineKind) -> model::LineKind {
+    match kind {
+        LineKind::Context => model::LineKind::Context,
+        LineKind::Removed => model::LineKind::Removed,
+        LineKind::Added => model::LineKind::Added,
+    }
+}
+
+/// A run of a line's bytes with one highlight class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Token {
+    start: usize,
+    end: usize,
+    class: &'static str,
+    emphasized: bool,
+}
+
+impl Token {
+    fn plain(start: usize, end: usize) -> Token {
+        Token {
+            start,
+            end,
+            class: "",
+            emphasized: false,
+        }
+    }
+}
+
+/// Byte ranges that differ between two paired lines, word by word; empty when the lines
+/// are too different for emphasis to help.
+#[allow(clippy::type_complexity)] // (old ranges, new ranges)
+fn emphasis(old: &str, new: &str) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let diff = TextDiff::configure()
+        .algorithm(Algorithm::Patience)
+        .diff_words(old, new);
+    if diff.ratio() < EMPHASIS_MIN_SIMILARITY {
+        return (Vec::new(), Vec::new());
+    }
+    let offsets = |slices: Vec<&str>| -> Vec<usize> {
+        let mut at = 0;
+        let mut offsets = Vec::with_capacity(slices.len() + 1);
+        for slice in slices {
+            offsets.push(at);
+            at += slice.len();
+        }
+        offsets.push(at);
+        offsets
+    };
+    let old_at = offsets(diff.iter_old_slices().collect());
+    let new_at = offsets(diff.iter_new_slices().collect());
+    let (mut old_ranges, mut new_ranges) = (Vec::new(), Vec::new());
+    for op in diff.ops() {
+        if op.tag() == DiffTag::Equal {
+            continue;
+        }
+        let (o, n) = (op.old_range(), op.new_range());
+        if !o.is_empty() {
+            old_ranges.push((old_at[o.start], old_at[o.end]));
+        }
+        if !n.is_empty() {
+            new_ranges.push((new_at[n.start], new_at[n.end]));
+        }
+    }
+    (old_ranges, new_ranges)
+}
+
+/// Splits tokens at the edges of `ranges` and flags the pieces inside them.
+fn mark(tokens: &mut Vec<Token>, ranges: &[(usize, usize)]) {
+    if ranges.is_empty() {
+        return;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + ranges.len() * 2);
+    for token in tokens.drain(..) {
+        let mut cuts: Vec<usize> = ranges
+            .iter()
+            .flat_map(|&(a, b)| [a, b])
+            .filter(|&c| c > token.start && c < token.end)
+            .collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut start = token.start;
+        for end in cuts.into_iter().chain([token.end]) {
+            let emphasized = ranges.iter().any(|&(a, b)| start >= a && end <= b);
+            out.push(Token {
+                start,
+                end,
+                class: token.class,
+                emphasized,
+            });
+            start = end;
+        }
+    }
+    *tokens = out;
+}
+
+fn line_html(text: &str, tokens: &[Token], no_eol: bool) -> String {
+    let mut html = String::with_capacity(text.len() + tokens.len() * 16);
+    for token in tokens {
+        let Some(piece) = text.get(token.start..token.end) else {
+            // Offsets come from the same text; a mismatch would be a bug, not input.
+            continue;
+        };
+        match (token.class, token.emphasized) {
+            ("", false) => escape_into(&mut html, piece),
+            (class, emphasized) => {
+                html.push_str("<span class=\"");
+                html.push_str(class);
+                if emphasized {
+                    if !class.is_empty() {
+                        html.push(' ');
+                    }
+                    html.push('x');
+                }
+                html.push_str("\">");
+                escape_into(&mut html, piece);
+                html.push_str("</span>");
+            }
+        }
+    }
+    if no_eol {
+        html.push_str("<span class=\"noeol\" title=\"No newline at end of file\">\u{2205}</span>");
+    }
+    html
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// When the diff came without git's hunk heading, the enclosing function may still be in
+/// the hunk's leading context: git's default rule, a line starting with a letter, `_` or
+/// `$`, nearest the first change.
+fn section_from_context(hunk: &Hunk) -> String {
+    hunk.lines
+        .iter()
+        .take_while(|l| l.kind == LineKind::Context)
+        .filter(|l| {
+            l.text
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        })
+        .last()
+        .map(|l| l.text.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(diff: &str) -> Vec<FileView> {
+        let patch = analyzer::patch::parse(diff.as_bytes()).unwrap();
+        DiffRenderer::new().render(&patch)
+    }
+
+    const C_FIX: &str = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n\
+@@ -7,4 +7,4 @@\n static int cmdline_proc_show(struct seq_file *m, void *v)\n {\n\
+-\tseq_puts(m, saved_command_line); /* old */\n+\tseq_puts(m, boot_command_line); /* old */\n \treturn 0;\n";
+
+    #[test]
+    fn c_is_highlighted_with_classes() {
+        let files = render(C_FIX);
+        assert_eq!(files[0].syntax, "C");
+        let first = &files[0].hunks[0].lines[0].html;
+        assert!(first.contains("<span class=\"t\">int</span>"), "{first}");
+        assert!(first.contains("<span class=\"k\">static</span>"), "{first}");
+        let removed = &files[0].hunks[0].lines[2].html;
+        assert!(
+            removed.contains("<span class=\"c\">/* old */</span>"),
+            "{removed}"
+        );
+    }
+
+    #[test]
+    fn changed_words_are_emphasized_on_both_sides() {
+        let files = render(C_FIX);
+        let lines = &files[0].hunks[0].lines;
+        assert!(
+            lines[2]
+                .html
+                .contains("<span class=\"x\">saved_command_line</span>"),
+            "{}",
+            lines[2].html
+        );
+        assert!(
+            lines[3]
+                .html
+                .contains("<span class=\"x\">boot_command_line</span>"),
+            "{}",
+            lines[3].html
+        );
+        // Unchanged words on a changed line are not emphasized.
+        assert!(lines[3].html.contains("seq_puts"));
+        assert!(!lines[3].html.contains("x\">seq_puts"));
+    }
+
+    #[test]
+    fn unrelated_lines_get_no_emphasis() {
+        let files =
+            render("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-int alpha = 1;\n+return beta(gamma);\n");
+        assert!(files[0].hunks[0]
+            .lines
+            .iter()
+            .all(|l| !l.html.contains('x')));
+    }
+
+    #[test]
+    fn markup_in_the_diff_is_escaped() {
+        let files =
+            render("--- a/README\n+++ b/README\n@@ -1 +1 @@\n-a\n+<script>alert('x')</script>&\n");
+        assert_eq!(files[0].syntax, "plain");
+        assert_eq!(
+            files[0].hunks[0].lines[1].html,
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn section_comes_from_leading_context_when_git_gave_none() {
+        let files = render(C_FIX);
+        assert_eq!(
+            files[0].hunks[0].section,
+            "static int cmdline_proc_show(struct seq_file *m, void *v)"
+        );
+        assert_eq!(files[0].hunks[0].range, "@@ -7,4 +7,4 @@");
+    }
+
+    #[test]
+    fn no_newline_marker_is_rendered() {
+        let files =
+            render("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n");
+        assert!(files[0].hunks[0].lines[0].no_eol);
+        assert!(files[0].hunks[0].lines[0].html.contains("noeol"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Validation of a submitted fix, before anything is stored.
+//!
+//! Pure functions over the submitted fields: a submission either becomes a
+//! [`ValidSubmission`] or is refused with a [`SubmissionError`] that says what to fix.
+
+use analyzer::patch::{self, Patch, PatchError};
+use sha2::{Digest, Sha256};
+
+/// The largest diff accepted, in bytes.
+pub const MAX_DIFF_BYTES: usize = 5 * 1024 * 1024;
+/// The longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// The most CVE ids one patch may list.
+pub const MAX_CVES: usize = 64;
+/// The longest CVSS vector accepted.
+pub const MAX_CVSS_CHARS: usize = 256;
+
+/// The fields of a submission as they arrived (form or JSON).
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionInput {
+    /// Title; may be empty for a mail, whose subject is then used.
+    pub title: String,
+    /// CVE ids, separated by white space or commas.
+    pub cves: String,
+    /// CVSS vector, may be empty.
+    pub cvss_vector: String,
+    /// The diff or mail, byte for byte.
+    pub diff: Vec<u8>,
+}
+
+/// A submission that may be stored.
+#[derive(Debug, Clone)]
+pub struct ValidSubmission {
+    /// Title.
+    pub title: String,
+    /// Normalised CVE ids (`CVE-2024-1086`), in the order given, without duplicates.
+    pub cves: Vec<String>,
+    /// CVSS vector, trimmed (empty if none).
+    pub cvss_vector: String,
+    /// The bytes as submitted.
+    pub diff: Vec<u8>,
+    /// SHA-256 of `diff`, lower-case hex.
+    pub sha256: String,
+    /// The parsed diff.
+    pub patch: Patch,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmissionError {
+    /// The diff is over [`MAX_DIFF_BYTES`].
+    #[error("the diff is {size} bytes; the limit is {limit} bytes (5 MiB)")]
+    TooLarge {
+        /// Size received.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// No diff at all.
+    #[error("no diff: paste the fix or upload it as a file")]
+    MissingDiff,
+    /// Both a pasted diff and an uploaded file.
+    #[error("both a pasted diff and an uploaded file: submit one of them")]
+    TwoDiffs,
+    /// The diff does not parse.
+    #[error("the diff was refused: {0}")]
+    Diff(#[from] PatchError),
+    /// No title and no mail subject to take one from.
+    #[error("a title is required")]
+    MissingTitle,
+    /// Title too long or with control characters.
+    #[error("the title must be at most {MAX_TITLE_CHARS} characters on one line")]
+    BadTitle,
+    /// A CVE id that is not one.
+    #[error("`{0}` is not a CVE id (expected CVE-YYYY-NNNN)")]
+    BadCve(String),
+    /// More than [`MAX_CVES`] CVE ids.
+    #[error("at most {MAX_CVES} CVE ids per patch")]
+    TooManyCves,
+    /// A CVSS vector that is not one.
+    #[error("`{0}` is not a CVSS vector (expected CVSS:3.1/... or CVSS:4.0/...)")]
+    BadCvss(String),
+}
+
+/// Checks a submission; nothing is stored either way.
+pub fn validate(input: SubmissionInput) -> Result<ValidSubmission, SubmissionError> {
+    if input.diff.len() > MAX_DIFF_BYTES {
+        return Err(SubmissionError::TooLarge {
+            size: input.diff.len(),
+            limit: MAX_DIFF_BYTES,
+        });
+    }
+    if input.diff.is_empty() {
+        return Err(SubmissionError::MissingDiff);
+    }
+    let patch = patch::parse(&input.diff)?;
+    let cves = parse_cves(&input.cves)?;
+    let cvss_vector = parse_cvss(&input.cvss_vector)?;
+    let mut title = input.title.trim().to_owned();
+    if title.is_empty() {
+        title = patch
+            .mail
+            .as_ref()
+            .and_then(|m| m.subject.clone())
+            .unwrap_or_default();
+    }
+    if title.is_empty() {
+        return Err(SubmissionError::MissingTitle);
+    }
+    if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+        return Err(SubmissionError::BadTitle);
+    }
+    let sha256 = hex::encode(Sha256::digest(&input.diff));
+    Ok(ValidSubmission {
+        title,
+        cves,
+        cvss_vector,
+        diff: input.diff,
+        sha256,
+        patch,
+    })
+}
+
+/// Browsers send a textarea's line ends as CRLF; a pasted diff is meant with the LF line
+/// ends it was copied with. Uploaded files are kept byte for byte instead.
+pub fn normalize_pasted(text: &str) -> Vec<u8> {
+    text.replace("\r\n", "\n").into_bytes()
+}
+
+fn parse_cves(text: &str) -> Result<Vec<String>, SubmissionError> {
+    let mut cves: Vec<String> = Vec::new();
+    for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+        if word.is_empty() {
+            continue;
+        }
+        let id = word.to_ascii_uppercase();
+        if !is_cve_id(&id) {
+            return Err(SubmissionError::BadCve(word.chars().take(40).collect()));
+        }
+        if !cves.contains(&id) {
+            cves.push(id);
+        }
+    }
+    if cves.len() > MAX_CVES {
+        return Err(SubmissionError::TooManyCves);
+    }
+    Ok(cves)
+}
+
+/// `CVE-YYYY-NNNN...`: a four-digit year and a sequence of four to seven digits.
+fn is_cve_id(id: &str) -> bool {
+    let mut parts = id.splitn(3, '-');
+    let (Some("CVE"), Some(year), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    year.len() == 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && (4..=7).contains(&seq.len())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A shape check only; scoring comes with the eligibility rules.
+fn parse_cvss(text: &str) -> Result<String, SubmissionError> {
+    let vector = text.trim();
+    if vector.is_empty() {
+        return Ok(String::new());
+    }
+    let shaped = vector.len() <= MAX_CVSS_CHARS
+        && (vector.starts_with("CVSS:3.0/")
+            || vector.starts_with("CVSS:3.1/")
+            || vector.starts_with("CVSS:4.0/"))
+        && vector
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/:.".contains(&b));
+    if shaped {
+        Ok(vector.to_owned())
+    } else {
+        Err(SubmissionError::BadCvss(vector.chars().take(60).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIFF: &[u8] = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-a\n+b\n";
+
+    fn input(title: &str, cves: &str, cvss: &str, diff: &[u8]) -> SubmissionInput {
+        SubmissionInput {
+            title: title.into(),
+            cves: cves.into(),
+            cvss_vector: cvss.into(),
+            diff: diff.to_vec(),
+        }
+    }
+
+    #[test]
+    fn valid_submission_is_hashed_and_normalised() {
+        let ok = validate(input(
+            " Fix ",
+            "cve-2024-1086, CVE-2024-1086 CVE-2023-0001",
+            "",
+            DIFF,
+        ))
+        .unwrap();
+        assert_eq!(ok.title, "Fix");
+        assert_eq!(ok.cves, ["CVE-2024-1086", "CVE-2023-0001"]);
+        assert_eq!(ok.sha256, hex::encode(Sha256::digest(DIFF)));
+    }
+
+    #[test]
+    fn mail_subject_becomes_the_title() {
+        let mail = b"From: A <a@b>\nSubject: [PATCH] proc: fix it\n\nmsg\n---\n--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n";
+        assert_eq!(
+            validate(input("", "", "", mail)).unwrap().title,
+            "proc: fix it"
+        );
+        assert_eq!(
+            validate(input("", "", "", DIFF)).unwrap_err(),
+            SubmissionError::MissingTitle
+        );
+    }
+
+    #[test]
+    fn oversized_diff_is_refused_before_parsing() {
+        let big = vec![b'x'; MAX_DIFF_BYTES + 1];
+        assert!(matches!(
+            validate(input("t", "", "", &big)),
+            Err(SubmissionError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert_eq!(
+            validate(input("t", "CVE-24-1", "", DIFF)).unwrap_err(),
+            SubmissionError::BadCve("CVE-24-1".into())
+        );
+        assert!(matches!(
+            validate(input("t", "", "AV:N/AC:L", DIFF)),
+            Err(SubmissionError::BadCvss(_))
+        ));
+        assert_eq!(
+            validate(input("a\nb", "", "", DIFF)).unwrap_err(),
+            SubmissionError::BadTitle
+        );
+        assert_eq!(
+            validate(input("t", "", "", b"")).unwrap_err(),
+            SubmissionError::MissingDiff
+        );
+    }
+
+    #[test]
+    fn pasted_crlf_becomes_lf() {
+        assert_eq!(normalize_pasted("a\r\nb\r\n"), b"a\nb\n");
+    }
+}

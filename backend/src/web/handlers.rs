@@ -1,0 +1,341 @@
+//! Request handlers that are not Leptos pages: sign-in, the submission form, the JSON API.
+
+use super::{safe_next, status_only, url_encode, ApiError, AppState};
+use crate::auth::{self, SESSION_USER_KEY};
+use crate::submission::{self, SubmissionInput};
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use graftbench_app::model::{RejectedSubmission, Role, SessionUser};
+use graftbench_app::shell;
+use leptos::prelude::provide_context;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// `POST /login`: checks the password, then rotates the session id so a session fixed
+/// before sign-in is worthless after it.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let next = safe_next(&form.next).to_owned();
+    match auth::sign_in(&state.db, form.username.trim(), &form.password).await? {
+        Some(user) => {
+            session.cycle_id().await?;
+            session.insert(SESSION_USER_KEY, user.id).await?;
+            tracing::info!(user = %user.username, "signed in");
+            Ok(Redirect::to(&next).into_response())
+        }
+        None => {
+            // The name is logged to trace guessing; the password never is.
+            tracing::warn!(user = %form.username.trim(), "failed sign-in");
+            Ok(Redirect::to(&format!("/login?error=1&next={}", url_encode(&next))).into_response())
+        }
+    }
+}
+
+/// `POST /logout`: deletes the session.
+pub(super) async fn logout(session: Session) -> Result<Response, ApiError> {
+    session.flush().await?;
+    Ok(Redirect::to("/login?signed_out=1").into_response())
+}
+
+/// The fields of a submission as a form or multipart request sends them.
+#[derive(Debug, Default)]
+struct FormFields {
+    title: String,
+    cves: String,
+    cvss_vector: String,
+    pasted: String,
+    uploaded: Vec<u8>,
+}
+
+impl FormFields {
+    fn rejected(self, error: String) -> RejectedSubmission {
+        RejectedSubmission {
+            error,
+            title: self.title,
+            cves: self.cves,
+            cvss_vector: self.cvss_vector,
+            diff: self.pasted,
+        }
+    }
+
+    /// The submission, choosing between the pasted and the uploaded diff.
+    fn input(&self) -> Result<SubmissionInput, submission::SubmissionError> {
+        let pasted = !self.pasted.trim().is_empty();
+        let uploaded = !self.uploaded.is_empty();
+        let diff = match (pasted, uploaded) {
+            (true, true) => return Err(submission::SubmissionError::TwoDiffs),
+            (true, false) => submission::normalize_pasted(&self.pasted),
+            (false, true) => self.uploaded.clone(),
+            (false, false) => Vec::new(),
+        };
+        Ok(SubmissionInput {
+            title: self.title.clone(),
+            cves: self.cves.clone(),
+            cvss_vector: self.cvss_vector.clone(),
+            diff,
+        })
+    }
+}
+
+async fn read_multipart(mut multipart: Multipart) -> Result<FormFields, ApiError> {
+    let mut fields = FormFields::default();
+    let too_large = |e: axum::extract::multipart::MultipartError| {
+        ApiError::Client(
+            e.status(),
+            format!("could not read the form: {}", e.body_text()),
+        )
+    };
+    while let Some(field) = multipart.next_field().await.map_err(too_large)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "diff_file" => fields.uploaded = field.bytes().await.map_err(too_large)?.to_vec(),
+            "title" | "cves" | "cvss_vector" | "diff" => {
+                let text = field.text().await.map_err(too_large)?;
+                match name.as_str() {
+                    "title" => fields.title = text,
+                    "cves" => fields.cves = text,
+                    "cvss_vector" => fields.cvss_vector = text,
+                    _ => fields.pasted = text,
+                }
+            }
+            other => {
+                return Err(ApiError::Client(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!(
+                        "unknown form field `{}`",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(fields)
+}
+
+fn require_author(user: &SessionUser) -> Result<(), ApiError> {
+    if user.has_role(Role::Author) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "submitting a fix needs the author role",
+        ))
+    }
+}
+
+fn submission_status(e: &submission::SubmissionError) -> StatusCode {
+    match e {
+        submission::SubmissionError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// `POST /patches`: the submission form. Success redirects to the new patch; a refusal
+/// shows the form again with the reason and what was typed, with a 4xx status.
+pub(super) async fn submit_form(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let fields = match multipart {
+        Ok(multipart) => match read_multipart(multipart).await {
+            Ok(fields) => fields,
+            Err(ApiError::Client(status, message)) => {
+                return Ok(render_rejected(
+                    &state,
+                    user,
+                    FormFields::default().rejected(message),
+                    status,
+                )
+                .await)
+            }
+            Err(e) => return Err(e),
+        },
+        Err(rejection) => {
+            let rejected = FormFields::default().rejected(rejection.body_text());
+            return Ok(render_rejected(&state, user, rejected, rejection.status()).await);
+        }
+    };
+    if let Err(ApiError::Client(status, message)) = require_author(&user) {
+        return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
+    }
+    let valid = match fields.input().and_then(submission::validate) {
+        Ok(valid) => valid,
+        Err(e) => {
+            let status = submission_status(&e);
+            return Ok(render_rejected(&state, user, fields.rejected(e.to_string()), status).await);
+        }
+    };
+    let created = state.db.create_patch(&user, &valid).await?;
+    tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
+    Ok(Redirect::to(&format!("/patches/{}", created.id)).into_response())
+}
+
+/// Renders the submission page again for a refused form, with `status`.
+async fn render_rejected(
+    state: &AppState,
+    user: SessionUser,
+    rejected: RejectedSubmission,
+    status: StatusCode,
+) -> Response {
+    tracing::info!(user = %user.username, status = status.as_u16(), reason = %rejected.error, "submission refused");
+    let workbench = state.workbench.clone();
+    let options = state.leptos_options.clone();
+    let render = leptos_axum::render_app_async_with_context(
+        move || {
+            provide_context(workbench.clone());
+            provide_context(rejected.clone());
+        },
+        move || shell(options.clone()),
+    );
+    let mut request = Request::new(Body::empty());
+    *request.uri_mut() = axum::http::Uri::from_static("/patches/new");
+    request.extensions_mut().insert(user);
+    let mut response = render(request).await;
+    *response.status_mut() = status;
+    response
+}
+
+/// CVE ids in JSON: a list, or one string of ids.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CveList {
+    Many(Vec<String>),
+    One(String),
+}
+
+impl Default for CveList {
+    fn default() -> Self {
+        CveList::Many(Vec::new())
+    }
+}
+
+/// `POST /api/v1/patches` as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSubmission {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    cves: CveList,
+    #[serde(default)]
+    cvss_vector: String,
+    diff: String,
+}
+
+/// `POST /api/v1/patches`: JSON (`{"title", "cves", "cvss_vector", "diff"}`) or the
+/// form's multipart fields. Answers 201 with the patch id and revision hash.
+pub(super) async fn api_submit(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    require_author(&user)?;
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let input = if content_type.starts_with("application/json") {
+        let Json(body) = Json::<ApiSubmission>::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
+        SubmissionInput {
+            title: body.title,
+            cves: match body.cves {
+                CveList::Many(ids) => ids.join(" "),
+                CveList::One(ids) => ids,
+            },
+            cvss_vector: body.cvss_vector,
+            diff: body.diff.into_bytes(),
+        }
+    } else if content_type.starts_with("multipart/form-data") {
+        let multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::Client(e.status(), e.body_text()))?;
+        read_multipart(multipart)
+            .await?
+            .input()
+            .map_err(|e| ApiError::Client(submission_status(&e), e.to_string()))?
+    } else {
+        return Err(ApiError::Client(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send application/json or multipart/form-data".into(),
+        ));
+    };
+    let valid = submission::validate(input)
+        .map_err(|e| ApiError::Client(submission_status(&e), e.to_string()))?;
+    let created = state.db.create_patch(&user, &valid).await?;
+    tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
+    let location = format!("/patches/{}", created.id);
+    let body = serde_json::json!({
+        "id": created.id,
+        "title": created.title,
+        "revision": { "number": created.revision, "sha256": created.sha256 },
+        "url": location,
+    });
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/patches`.
+pub(super) async fn api_list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.db.list_patches().await?).into_response())
+}
+
+/// `GET /api/v1/patches/{id}`: metadata and revisions.
+pub(super) async fn api_patch(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let patch = state
+        .db
+        .patch(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("patch {id}")))?;
+    let revisions = state.db.revisions(id).await?;
+    Ok(Json(serde_json::json!({ "patch": patch, "revisions": revisions })).into_response())
+}
+
+/// `GET /api/v1/patches/{id}/revisions/{number}/diff`: the submitted bytes, unchanged,
+/// so anyone can check them against the revision's SHA-256.
+pub(super) async fn api_raw_diff(
+    State(state): State<AppState>,
+    Path((id, number)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    let revision = state
+        .db
+        .revision(id, number)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("revision {number} of patch {id}")))?;
+    let mut response = status_only(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/x-diff; charset=utf-8"),
+    );
+    if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{}\"", revision.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    *response.body_mut() = Body::from(revision.diff);
+    Ok(response)
+}

@@ -1,0 +1,313 @@
+//! The HTTP server: routes, sign-in, and the layers every request passes.
+//!
+//! Every route needs a session except the sign-in page, static assets and `/healthz`
+//! ([`is_public`]); the check is one middleware in front of all routes, pages, server
+//! functions and the JSON API alike.
+
+mod error;
+mod handlers;
+
+pub use error::ApiError;
+
+use crate::db::{Database, DbError};
+use crate::patches::DbWorkbench;
+use crate::render::DiffRenderer;
+use crate::sessions::DbSessionStore;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use graftbench_app::api::ssr::SharedWorkbench;
+use graftbench_app::{shell, App};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+/// Name of the hydration bundle: `/pkg/graftbench_ui.js` and `/pkg/graftbench_ui_bg.wasm`.
+pub const BUNDLE_NAME: &str = "graftbench_ui";
+/// Largest request body: a 5 MiB diff, JSON-escaped (tabs and quotes double), plus fields.
+pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
+/// Sessions end after this much inactivity.
+pub const SESSION_IDLE_HOURS: i64 = 8;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Directory with `pkg/` (the hydration bundle) and `style/`.
+    pub site_root: PathBuf,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub cookie_secure: bool,
+}
+
+/// Errors while setting the server up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The hydration bundle is missing.
+    #[error(
+        "the browser bundle is missing: {0} not found. Build it with `cargo xtask build` \
+         (or point --site-root at a built site)"
+    )]
+    MissingBundle(PathBuf),
+    /// The session store could not be opened.
+    #[error("opening the session store failed: {0}")]
+    Sessions(#[from] DbError),
+}
+
+/// What handlers share.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// Leptos' settings (bundle name and location).
+    pub leptos_options: LeptosOptions,
+    /// What the pages read through.
+    pub workbench: SharedWorkbench,
+}
+
+/// Builds the application: routes, sessions and middleware.
+pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, SetupError> {
+    let bundle = config
+        .site_root
+        .join("pkg")
+        .join(format!("{BUNDLE_NAME}.js"));
+    if !bundle.is_file() {
+        return Err(SetupError::MissingBundle(bundle));
+    }
+    let renderer = Arc::new(DiffRenderer::new());
+    let workbench: SharedWorkbench = Arc::new(DbWorkbench::new(db.clone(), renderer));
+    let leptos_options = LeptosOptions::builder()
+        .output_name(BUNDLE_NAME)
+        .site_root(config.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let store = DbSessionStore::open(&db).await?;
+    store.spawn_expiry(std::time::Duration::from_secs(3600));
+    let sessions = SessionManagerLayer::new(store)
+        .with_name("graftbench_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.cookie_secure)
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            SESSION_IDLE_HOURS,
+        )));
+    let state = AppState {
+        db,
+        leptos_options: leptos_options.clone(),
+        workbench: workbench.clone(),
+    };
+    let routes = generate_route_list(App);
+    let page_context = {
+        let workbench = workbench.clone();
+        move || provide_context(workbench.clone())
+    };
+    let app_shell = {
+        let options = leptos_options.clone();
+        move || shell(options.clone())
+    };
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", post(handlers::login))
+        .route("/logout", post(handlers::logout))
+        .route("/patches", post(handlers::submit_form))
+        .route(
+            "/api/v1/patches",
+            get(handlers::api_list).post(handlers::api_submit),
+        )
+        .route("/api/v1/patches/{id}", get(handlers::api_patch))
+        .route(
+            "/api/v1/patches/{id}/revisions/{number}/diff",
+            get(handlers::api_raw_diff),
+        )
+        .leptos_routes_with_context(&state, routes, page_context.clone(), app_shell.clone())
+        .nest_service("/pkg", ServeDir::new(config.site_root.join("pkg")))
+        .nest_service("/style", ServeDir::new(config.site_root.join("style")))
+        .fallback(move |req: Request| {
+            let render =
+                leptos_axum::render_app_async_with_context(page_context.clone(), app_shell.clone());
+            async move { render(req).await }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_session,
+        ))
+        .layer(sessions)
+        .layer(middleware::from_fn(same_origin_only))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state);
+    Ok(router)
+}
+
+/// Paths served without a session.
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/login" | "/healthz" | "/favicon.ico")
+        || path.starts_with("/pkg/")
+        || path.starts_with("/style/")
+}
+
+/// Resolves the session's user and puts it into the request; refuses requests without
+/// one (401 for the API and server functions, a redirect to the sign-in page otherwise).
+async fn require_session(
+    State(state): State<AppState>,
+    session: Session,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    if is_public(&path) {
+        return next.run(req).await;
+    }
+    let user = match session.get::<i64>(crate::auth::SESSION_USER_KEY).await {
+        Ok(Some(id)) => match state.db.session_user(id).await {
+            Ok(user) => user,
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match user {
+        Some(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        None if path.starts_with("/api/") => ApiError::unauthorized().into_response(),
+        None => {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_owned())
+                .unwrap_or_else(|| "/".to_owned());
+            Redirect::to(&format!("/login?next={}", url_encode(&target))).into_response()
+        }
+    }
+}
+
+/// Refuses state-changing requests that a browser marks as coming from another site.
+///
+/// Browsers send `Sec-Fetch-Site` (and `Origin` on POST) on every request; a cross-site
+/// form or fetch is refused before it reaches a handler. Requests without either header
+/// are not from a browser page (curl, scripts) and carry no ambient cookie risk. Together
+/// with the `SameSite=Lax` session cookie this is the CSRF defence.
+async fn same_origin_only(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let same_origin = match fetch_site {
+        Some(site) => site == "same-origin" || site == "none",
+        None => match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            Some(origin) => {
+                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+                let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+                host.is_some() && origin_host == host
+            }
+            None => true,
+        },
+    };
+    if same_origin {
+        next.run(req).await
+    } else {
+        tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
+        (StatusCode::FORBIDDEN, "cross-site request refused").into_response()
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A local path to return to after sign-in; anything else (other hosts, `//host`,
+/// backslashes that some browsers treat as slashes) becomes `/`.
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    if local {
+        next
+    } else {
+        "/"
+    }
+}
+
+/// An empty response with a status, for handlers.
+pub(crate) fn status_only(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sign_in_assets_and_health_are_public() {
+        for path in [
+            "/login",
+            "/healthz",
+            "/pkg/graftbench_ui.js",
+            "/style/graftbench.css",
+        ] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/patches/1",
+            "/patches/new",
+            "/api/v1/patches",
+            "/api/ui/me",
+            "/logout",
+            "/loginx",
+            "/pkgx",
+        ] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn next_must_stay_on_this_site() {
+        assert_eq!(safe_next("/patches/3?rev=2"), "/patches/3?rev=2");
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "",
+            "patches",
+        ] {
+            assert_eq!(safe_next(evil), "/", "{evil}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Test support: a real Graftbench server in this process, on a real database.
+//!
+//! Each [`TestServer`] gets a database of its own: a SQLite file in a temporary directory,
+//! or a fresh PostgreSQL database (created on the server at `GRAFTBENCH_TEST_PG`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, and dropped afterwards).
+
+use graftbench::db::{self, Database};
+use graftbench::web::{self, ServerConfig};
+use graftbench_app::model::Role;
+use sqlx::Connection;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The admin URL of the PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("GRAFTBENCH_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Where the built site (browser bundle, stylesheet) is.
+pub fn site_root() -> PathBuf {
+    std::env::var_os("GRAFTBENCH_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site"))
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A PostgreSQL database that exists for one test.
+struct PgDatabase {
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (PgDatabase, String) {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "graftbench_test_{}_{}_{:08x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let admin = postgres_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for these tests: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = match admin.rfind('/') {
+            Some(slash) => format!("{}/{name}", &admin[..slash]),
+            None => panic!("GRAFTBENCH_TEST_PG has no database part: {admin}"),
+        };
+        (PgDatabase { name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot block: use a thread with its own.
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!(
+                "warning: could not drop test database {}: {dropped:?}",
+                self.name
+            );
+        }
+    }
+}
+
+/// A running server with its own database.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The server's database, for setting up users and checking what was stored.
+    pub db: Database,
+    /// The backend in use.
+    pub backend: Backend,
+    server: tokio::task::JoinHandle<()>,
+    // Dropped after the server: the PostgreSQL database, or the SQLite file's directory.
+    _pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database.
+    pub async fn start(backend: Backend) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (pg, url) = match backend {
+            Backend::Sqlite => (None, db::sqlite_url(&dir.path().join("graftbench.db"))),
+            Backend::Postgres => {
+                let (pg, url) = PgDatabase::create().await;
+                (Some(pg), url)
+            }
+        };
+        let db = Database::connect(&url).await.expect("connect and migrate");
+        let config = ServerConfig {
+            site_root: site_root(),
+            cookie_secure: false,
+        };
+        let router = web::router(&config, db.clone())
+            .await
+            .expect("router (is the site built? run `cargo xtask site`)");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        TestServer {
+            base,
+            db,
+            backend,
+            server,
+            _pg: pg,
+            _dir: dir,
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a user with [`PASSWORD`].
+    pub async fn add_user(&self, name: &str, roles: &[Role]) -> i64 {
+        let hash = graftbench::auth::hash_password(PASSWORD).expect("hash");
+        self.db
+            .create_user(name, &format!("{name} (test)"), &hash, roles)
+            .await
+            .expect("create user")
+            .expect("user name is free")
+    }
+
+    /// A client without cookies that does not follow redirects.
+    pub fn anonymous(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// A client signed in as `name`.
+    pub async fn signed_in(&self, name: &str) -> reqwest::Client {
+        let client = self.anonymous();
+        let response = client
+            .post(self.url("/login"))
+            .form(&[("username", name), ("password", PASSWORD), ("next", "/")])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(response.status(), 303, "sign-in redirects");
+        assert_eq!(
+            response.headers()["location"],
+            "/",
+            "sign-in as {name} succeeded"
+        );
+        client
+    }
+
+    /// Stops the server and closes the database, then drops its storage.
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.db.close().await;
+    }
+}
+
+/// Reads a file from `analyzer/tests/data`: real `git format-patch` output.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = repo_root().join("analyzer/tests/data").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

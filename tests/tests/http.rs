@@ -1,0 +1,647 @@
+//! HTTP behaviour against a real server, on SQLite and on PostgreSQL.
+
+use graftbench_app::model::Role;
+use graftbench_tests::{fixture, Backend, TestServer, PASSWORD};
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+/// Runs each listed test once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    every_route_but_sign_in_needs_a_session,
+    sign_in_rotates_the_session_id,
+    wrong_password_is_refused,
+    logout_ends_the_session,
+    json_submission_creates_patch_and_revision_one,
+    format_patch_upload_takes_its_subject_as_title,
+    each_bad_submission_gets_its_4xx_and_stores_nothing,
+    auditor_cannot_submit,
+    form_submission_redirects_to_the_patch_page,
+    refused_form_comes_back_with_the_reason_and_the_input,
+    cross_site_posts_are_refused,
+    patch_page_renders_the_diff_side_by_side,
+    unknown_patch_is_a_404,
+);
+
+const FIX: &str = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n\
+@@ -7,6 +7,8 @@ static int cmdline_proc_show(struct seq_file *m, void *v)\n \n static int x(void)\n {\n\
++\tif (!saved_command_line)\n+\t\treturn -EINVAL;\n \tseq_puts(m, saved_command_line);\n \tseq_putc(m, '\\n');\n \treturn 0;\n";
+
+async fn submit_json(
+    server: &TestServer,
+    client: &reqwest::Client,
+    body: Value,
+) -> reqwest::Response {
+    client
+        .post(server.url("/api/v1/patches"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.anonymous();
+    for path in [
+        "/",
+        "/patches/new",
+        "/patches/1",
+        "/nowhere",
+        "/patches/1?rev=1",
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path}");
+        let location = response.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with("/login?next="),
+            "GET {path} -> {location}"
+        );
+    }
+    for path in [
+        "/api/v1/patches",
+        "/api/v1/patches/1",
+        "/api/v1/patches/1/revisions/1/diff",
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "GET {path}");
+    }
+    for path in [
+        "/api/v1/patches",
+        "/api/ui/patches",
+        "/api/ui/patch",
+        "/api/ui/me",
+    ] {
+        let response = client.post(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "POST {path}");
+    }
+    for path in ["/patches", "/logout"] {
+        let response = client.post(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "POST {path}");
+    }
+    for path in [
+        "/login",
+        "/healthz",
+        "/pkg/graftbench_ui.js",
+        "/style/graftbench.css",
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    }
+    server.stop().await;
+}
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("graftbench_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+async fn sign_in_rotates_the_session_id(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.anonymous();
+    let login = |client: reqwest::Client| {
+        let url = server.url("/login");
+        async move {
+            client
+                .post(url)
+                .form(&[("username", "alice"), ("password", PASSWORD)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = login(client.clone()).await;
+    let first_cookie = session_cookie(&first).expect("a session cookie");
+    let set_cookie = first.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(set_cookie.contains("httponly"), "{set_cookie}");
+    assert!(set_cookie.contains("samesite=lax"), "{set_cookie}");
+    // Signing in again with the same session must hand out a new id...
+    let second = login(client.clone()).await;
+    let second_cookie = session_cookie(&second).expect("a new session cookie");
+    assert_ne!(first_cookie, second_cookie);
+    // ...and the old id must be worthless.
+    let replay = server
+        .anonymous()
+        .get(server.url("/api/v1/patches"))
+        .header("cookie", &first_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    let current = server
+        .anonymous()
+        .get(server.url("/api/v1/patches"))
+        .header("cookie", &second_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+async fn wrong_password_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    for (name, password) in [("alice", "wrong password"), ("mallory", PASSWORD)] {
+        let client = server.anonymous();
+        let response = client
+            .post(server.url("/login"))
+            .form(&[
+                ("username", name),
+                ("password", password),
+                ("next", "/patches/1"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            response.headers()["location"],
+            "/login?error=1&next=/patches/1"
+        );
+        let after = client
+            .get(server.url("/api/v1/patches"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "{name}");
+    }
+    server.stop().await;
+}
+
+async fn logout_ends_the_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let client = server.signed_in("bob").await;
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/patches"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let out = client.post(server.url("/logout")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/patches"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+async fn json_submission_creates_patch_and_revision_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let response = submit_json(
+        &server,
+        &client,
+        json!({
+            "title": "proc: cmdline: reject a missing command line",
+            "cves": ["cve-2024-0001", "CVE-2024-0002"],
+            "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+            "diff": FIX,
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    let id = body["id"].as_i64().unwrap();
+    assert_eq!(location, format!("/patches/{id}"));
+    assert_eq!(body["revision"]["number"], 1);
+    let sha = hex::encode(Sha256::digest(FIX.as_bytes()));
+    assert_eq!(body["revision"]["sha256"], sha);
+
+    let list: Value = client
+        .get(server.url("/api/v1/patches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["cves"], json!(["CVE-2024-0001", "CVE-2024-0002"]));
+    assert_eq!(list[0]["author"], "alice (test)");
+    assert_eq!(list[0]["revisions"], 1);
+
+    let detail: Value = client
+        .get(server.url(&format!("/api/v1/patches/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["patch"]["cvss_vector"],
+        "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"
+    );
+    assert_eq!(detail["revisions"][0]["sha256"], sha);
+
+    let raw = client
+        .get(server.url(&format!("/api/v1/patches/{id}/revisions/1/diff")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    assert_eq!(raw.bytes().await.unwrap().as_ref(), FIX.as_bytes());
+    server.stop().await;
+}
+
+async fn format_patch_upload_takes_its_subject_as_title(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let mail = fixture("format-patch-multi.patch");
+    let form = Form::new().text("cves", "CVE-2026-12345").part(
+        "diff_file",
+        Part::bytes(mail.clone()).file_name("0001-proc-cmdline.patch"),
+    );
+    let response = client
+        .post(server.url("/api/v1/patches"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["title"],
+        "proc: cmdline: reject a missing command line"
+    );
+    // The uploaded bytes are kept exactly: the hash is over the whole mail.
+    assert_eq!(
+        body["revision"]["sha256"],
+        hex::encode(Sha256::digest(&mail))
+    );
+    server.stop().await;
+}
+
+async fn each_bad_submission_gets_its_4xx_and_stores_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let before = server.db.row_counts().await.unwrap();
+    let with_diff = |diff: &str| json!({ "title": "t", "diff": diff });
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "prose",
+            with_diff("Please apply my fix.\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not a diff",
+        ),
+        (
+            "binary patch",
+            with_diff(&String::from_utf8_lossy(&fixture(
+                "format-patch-binary.patch",
+            ))),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "binary patch for `kernel/blob.bin`",
+        ),
+        (
+            "parent path",
+            with_diff("--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "has a `..` component",
+        ),
+        (
+            "absolute path",
+            with_diff("--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1 @@\n-a\n+b\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is absolute",
+        ),
+        (
+            "empty diff",
+            with_diff(""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no diff",
+        ),
+        (
+            "blank diff",
+            with_diff(" \n\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the diff is empty",
+        ),
+        (
+            "malformed hunk header",
+            with_diff("--- a/x.c\n+++ b/x.c\n@@ -1,two +1 @@\n-a\n+b\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "line 3: malformed hunk header",
+        ),
+        (
+            "truncated hunk",
+            with_diff("--- a/x.c\n+++ b/x.c\n@@ -1,3 +1,3 @@\n-a\n+b\n"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ends early",
+        ),
+        (
+            "bad CVE",
+            json!({ "title": "t", "cves": "CVE-2024-1 ", "diff": FIX }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not a CVE id",
+        ),
+        (
+            "bad CVSS",
+            json!({ "title": "t", "cvss_vector": "high", "diff": FIX }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is not a CVSS vector",
+        ),
+        (
+            "no title",
+            json!({ "diff": FIX }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a title is required",
+        ),
+        (
+            "unknown field",
+            json!({ "title": "t", "diff": FIX, "approved": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `approved`",
+        ),
+        (
+            "diff over 5 MiB",
+            with_diff(&"+".repeat(5 * 1024 * 1024 + 1)),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the limit is 5242880 bytes",
+        ),
+    ];
+    for (name, body, status, message) in cases {
+        let response = submit_json(&server, &client, body).await;
+        assert_eq!(response.status(), status, "{name}");
+        let error: Value = response.json().await.unwrap();
+        let text = error["error"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{name}: {text:?} lacks {message:?}");
+    }
+    // Bodies the server refuses before looking at them.
+    let too_big = client
+        .post(server.url("/api/v1/patches"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 13 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let not_json = client
+        .post(server.url("/api/v1/patches"))
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), StatusCode::BAD_REQUEST);
+    let wrong_type = client
+        .post(server.url("/api/v1/patches"))
+        .header("content-type", "text/plain")
+        .body(FIX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let both = Form::new().text("title", "t").text("diff", FIX).part(
+        "diff_file",
+        Part::bytes(FIX.as_bytes().to_vec()).file_name("fix.patch"),
+    );
+    let both = client
+        .post(server.url("/api/v1/patches"))
+        .multipart(both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    assert_eq!(
+        server.db.row_counts().await.unwrap(),
+        before,
+        "nothing was stored"
+    );
+    server.stop().await;
+}
+
+async fn auditor_cannot_submit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("frank", &[Role::Auditor]).await;
+    let client = server.signed_in("frank").await;
+    let before = server.db.row_counts().await.unwrap();
+    let response = submit_json(&server, &client, json!({ "title": "t", "diff": FIX })).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "submitting a fix needs the author role");
+    assert_eq!(server.db.row_counts().await.unwrap(), before);
+    server.stop().await;
+}
+
+fn form(title: &str, diff: &str) -> Form {
+    Form::new()
+        .text("title", title.to_owned())
+        .text("cves", "CVE-2024-1086")
+        .text("cvss_vector", "")
+        .text("diff", diff.to_owned())
+        .part("diff_file", Part::bytes(Vec::new()).file_name(""))
+}
+
+async fn form_submission_redirects_to_the_patch_page(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    // A browser sends the textarea with CRLF line ends and marks the request same-origin.
+    let response = client
+        .post(server.url("/patches"))
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", &server.base)
+        .multipart(form("Pasted fix", &FIX.replace('\n', "\r\n")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/patches/"), "{location}");
+    let detail: Value = client
+        .get(server.url(&format!("/api/v1{location}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["patch"]["title"], "Pasted fix");
+    assert_eq!(
+        detail["revisions"][0]["sha256"],
+        hex::encode(Sha256::digest(FIX.as_bytes())),
+        "pasted CRLF is stored as the LF diff it was copied from"
+    );
+    server.stop().await;
+}
+
+async fn refused_form_comes_back_with_the_reason_and_the_input(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let before = server.db.row_counts().await.unwrap();
+    let response = client
+        .post(server.url("/patches"))
+        .multipart(form(
+            "My <careful> title",
+            "--- /etc/shadow\n+++ /etc/shadow\n@@ -1 +1 @@\n-a\n+b\n",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("id=\"submit-error\""), "error shown");
+    assert!(html.contains("is absolute"), "reason shown");
+    assert!(
+        html.contains("My &lt;careful&gt; title"),
+        "title kept, escaped"
+    );
+    assert!(html.contains("/etc/shadow"), "pasted diff kept");
+    assert_eq!(server.db.row_counts().await.unwrap(), before);
+    server.stop().await;
+}
+
+async fn cross_site_posts_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let before = server.db.row_counts().await.unwrap();
+    let cross_site = client
+        .post(server.url("/patches"))
+        .header("sec-fetch-site", "cross-site")
+        .multipart(form("t", FIX))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    let foreign_origin = client
+        .post(server.url("/api/v1/patches"))
+        .header("origin", "http://evil.example")
+        .json(&json!({ "title": "t", "diff": FIX }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign_origin.status(), StatusCode::FORBIDDEN);
+    let logout = client
+        .post(server.url("/logout"))
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::FORBIDDEN);
+    assert_eq!(server.db.row_counts().await.unwrap(), before);
+    server.stop().await;
+}
+
+async fn patch_page_renders_the_diff_side_by_side(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    let mail = fixture("format-patch-multi.patch");
+    let created: Value = client
+        .post(server.url("/api/v1/patches"))
+        .multipart(Form::new().part("diff_file", Part::bytes(mail).file_name("fix.patch")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let page = client
+        .get(server.url(&format!("/patches/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("<table class=\"diff split\""),
+        "side by side by default"
+    );
+    for path in [
+        "fs/proc/cmdline.c",
+        "include/linux/counter.h",
+        "kernel/new_helper.c",
+        "kernel/old_helper.c",
+        "kernel/renamed_dst.c",
+    ] {
+        assert!(html.contains(path), "{path} listed");
+    }
+    // Highlighted C: keywords and types carry classes; git's section heading is shown.
+    assert!(
+        html.contains("<span class=\"k\">if</span>"),
+        "keyword highlighted"
+    );
+    assert!(
+        html.contains("<span class=\"k\">return</span>"),
+        "keyword highlighted"
+    );
+    assert!(
+        html.contains("class=\"section\">static inline int counter_next(int v)"),
+        "{html}"
+    );
+    assert!(html.contains("data-ln=\"10\""), "line numbers");
+    assert!(html.contains("/pkg/graftbench_ui.js"), "hydration script");
+    server.stop().await;
+}
+
+async fn unknown_patch_is_a_404(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let client = server.signed_in("bob").await;
+    let page = client.get(server.url("/patches/999")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.text().await.unwrap().contains("patch 999 not found"));
+    let api = client
+        .get(server.url("/api/v1/patches/999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    let nowhere = client
+        .get(server.url("/no/such/page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}

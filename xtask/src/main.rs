@@ -1,0 +1,352 @@
+//! `cargo xtask`: Graftbench's build and test driver.
+//!
+//! ```text
+//! cargo xtask demo [SERVE ARGS]   install what is missing, build, run `graftbench serve --demo`
+//! cargo xtask test                install what is missing, check formatting and lints,
+//!                                 build the browser bundle, run every test
+//! cargo xtask build [--release]   build the browser bundle and the server
+//! cargo xtask site                build only the browser bundle into target/site
+//! cargo xtask setup [--browser]   only install what is missing
+//! ```
+//!
+//! The browser bundle needs Rust's standard library for `wasm32-unknown-unknown`. Where
+//! rustup has that target it is used; where it cannot be downloaded (these build machines)
+//! Debian's `rust-web-src` provides the library's source and it is built with
+//! `-Zbuild-std`, linked by rustup's `rust-lld`. The `wasm-bindgen` CLI is installed at
+//! exactly the version Cargo.lock pins for the `wasm-bindgen` crate.
+//!
+//! Only the standard library is used here, so this compiles in seconds on a fresh machine.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, String>;
+
+const BUNDLE_NAME: &str = "graftbench_ui";
+const HYDRATE_CRATE: &str = "graftbench-hydrate";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const WASM_PROFILE: &str = "wasm-release";
+/// Debian's Rust that ships the standard library's source (`rust-web-src`).
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_STD_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(),
+        Some("build") => build(args.iter().any(|a| a == "--release")),
+        Some("site") => setup(false).and_then(|_| site()),
+        Some("setup") => setup(args.iter().any(|a| a == "--browser")),
+        _ => Err("usage: cargo xtask demo|test|build [--release]|site|setup [--browser]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn site_root() -> PathBuf {
+    root().join("target").join("site")
+}
+
+fn step(name: &str) -> impl Drop {
+    struct Step(String, Instant);
+    impl Drop for Step {
+        fn drop(&mut self) {
+            eprintln!(
+                "xtask: {} took {:.1}s",
+                self.0,
+                self.1.elapsed().as_secs_f64()
+            );
+        }
+    }
+    eprintln!("xtask: ── {name}");
+    Step(name.to_owned(), Instant::now())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+// ── setup ────────────────────────────────────────────────────────────────────
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let is_root = output(Command::new("id").arg("-u")).is_some_and(|u| u.trim() == "0");
+    let sudo = |program: &str| {
+        let mut cmd = if is_root {
+            Command::new(program)
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(program);
+            c
+        };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    run(sudo("apt-get").args(["update", "-q"]))?;
+    run(sudo("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages))
+    .map_err(|e| format!("{e}; install {} by hand", packages.join(" ")))
+}
+
+fn rustup_has_wasm_target() -> bool {
+    output(Command::new("rustup").args(["target", "list", "--installed"]))
+        .is_some_and(|t| t.lines().any(|l| l.trim() == WASM_TARGET))
+}
+
+/// The `wasm-bindgen` version Cargo.lock pins.
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|v| v.strip_suffix('"'))
+            {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen entry".into())
+}
+
+fn wasm_bindgen_version() -> Option<String> {
+    output(Command::new("wasm-bindgen").arg("--version"))
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
+}
+
+fn setup(browser: bool) -> Result<()> {
+    let _s = step("setup");
+    let mut missing = Vec::new();
+    if !rustup_has_wasm_target()
+        && !(Path::new(DEBIAN_CARGO).exists() && Path::new(DEBIAN_STD_SRC).exists())
+    {
+        missing.extend(["rustc-web", "cargo-web", "rust-web-src"]);
+    }
+    if browser && !Path::new("/usr/bin/chromium").exists() {
+        missing.push("chromium");
+    }
+    if !missing.is_empty() {
+        apt_install(&missing)?;
+    }
+    if !root().join("Cargo.lock").exists() {
+        run(cargo().arg("generate-lockfile"))?;
+    }
+    let wanted = locked_wasm_bindgen()?;
+    if wasm_bindgen_version().as_deref() != Some(wanted.as_str()) {
+        eprintln!("xtask: installing wasm-bindgen-cli {wanted} (several minutes, once)");
+        run(cargo().args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &format!("={wanted}"),
+        ]))?;
+    }
+    Ok(())
+}
+
+fn ensure_postgres() -> Result<()> {
+    let up = || {
+        TcpStream::connect_timeout(
+            &"127.0.0.1:5432".parse().expect("literal address"),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+    };
+    if up() || env::var_os("GRAFTBENCH_TEST_PG").is_some() {
+        return Ok(());
+    }
+    eprintln!("xtask: PostgreSQL is not answering on 127.0.0.1:5432; starting it");
+    let versions = fs::read_dir("/etc/postgresql").map_err(|_| {
+        "PostgreSQL is not running and not installed; the tests need one (set GRAFTBENCH_TEST_PG to its URL)".to_owned()
+    })?;
+    for version in versions.flatten() {
+        let _ = run(Command::new("pg_ctlcluster").args([
+            OsStr::new("--skip-systemctl-redirect"),
+            version.file_name().as_os_str(),
+            OsStr::new("main"),
+            OsStr::new("start"),
+        ]));
+    }
+    for _ in 0..30 {
+        if up() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Err("PostgreSQL did not come up on 127.0.0.1:5432".into())
+}
+
+// ── builds ───────────────────────────────────────────────────────────────────
+
+/// Builds the hydration bundle into target/site: wasm, wasm-bindgen, stylesheet.
+fn site() -> Result<()> {
+    let wasm_target_dir = root().join("target").join("wasm");
+    {
+        let _s = step("browser bundle (wasm)");
+        let mut cmd;
+        if rustup_has_wasm_target() {
+            cmd = cargo();
+            cmd.args(["build", "--profile", WASM_PROFILE, "--target", WASM_TARGET]);
+        } else {
+            // rust-lld comes with rustup's toolchain, not with Debian's rustc.
+            let sysroot = output(Command::new("rustc").args(["--print", "sysroot"]))
+                .ok_or("cannot ask rustc for its sysroot")?;
+            let lld =
+                Path::new(sysroot.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld");
+            if !lld.exists() {
+                return Err(format!("rust-lld not found at {}", lld.display()));
+            }
+            let path = format!("/usr/bin:{}", env::var("PATH").unwrap_or_default());
+            cmd = Command::new(DEBIAN_CARGO);
+            cmd.env("PATH", path)
+                .env("RUSTC", DEBIAN_RUSTC)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", lld)
+                .env_remove("RUSTC_WRAPPER")
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .args(["build", "--profile", WASM_PROFILE, "--target", WASM_TARGET])
+                .arg("-Zbuild-std=std,panic_abort");
+        }
+        // Its own target directory: the two compilers must never share artifacts.
+        cmd.env("CARGO_TARGET_DIR", &wasm_target_dir)
+            .args(["-p", HYDRATE_CRATE]);
+        run(&mut cmd)?;
+    }
+    let pkg = site_root().join("pkg");
+    {
+        let _s = step("wasm-bindgen");
+        let wasm = wasm_target_dir
+            .join(WASM_TARGET)
+            .join(WASM_PROFILE)
+            .join(format!("{BUNDLE_NAME}.wasm"));
+        run(Command::new("wasm-bindgen")
+            .args([
+                "--target",
+                "web",
+                "--remove-name-section",
+                "--remove-producers-section",
+            ])
+            .arg("--out-dir")
+            .arg(&pkg)
+            .args(["--out-name", BUNDLE_NAME])
+            .arg(&wasm))?;
+    }
+    let style = site_root().join("style");
+    fs::create_dir_all(&style).map_err(|e| format!("creating {}: {e}", style.display()))?;
+    for entry in fs::read_dir(root().join("style")).map_err(|e| format!("reading style/: {e}"))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        fs::copy(entry.path(), style.join(entry.file_name()))
+            .map_err(|e| format!("copying {}: {e}", entry.path().display()))?;
+    }
+    let size = fs::metadata(pkg.join(format!("{BUNDLE_NAME}_bg.wasm")))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "xtask: site ready in {} (wasm {} KiB)",
+        site_root().display(),
+        size / 1024
+    );
+    Ok(())
+}
+
+fn build(release: bool) -> Result<()> {
+    setup(false)?;
+    site()?;
+    let _s = step("server");
+    let mut cmd = cargo();
+    cmd.args(["build", "-p", "graftbench"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn demo(serve_args: &[String]) -> Result<()> {
+    build(true)?;
+    let binary = root().join("target").join("release").join("graftbench");
+    let mut cmd = Command::new(binary);
+    cmd.args(["serve", "--demo", "--site-root"])
+        .arg(site_root())
+        .args(serve_args);
+    if env::var_os("GRAFTBENCH_DATA_DIR").is_none() {
+        cmd.arg("--data-dir").arg(root().join("graftbench-data"));
+    }
+    run(&mut cmd)
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    setup(true)?;
+    ensure_postgres()?;
+    {
+        let _s = step("rustfmt");
+        run(cargo().args(["fmt", "--all", "--check"]))?;
+    }
+    {
+        let _s = step("clippy");
+        run(cargo().args([
+            "clippy",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    site()?;
+    {
+        let _s = step("tests");
+        run(cargo()
+            .args(["test", "--locked"])
+            .env("GRAFTBENCH_SITE_ROOT", site_root()))?;
+    }
+    eprintln!(
+        "xtask: all checks passed in {:.1} min",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}
