@@ -648,8 +648,7 @@ impl<'a> Parser<'a> {
         };
         let (mut old_left, mut new_left) = (old_lines, new_lines);
         let (mut old_no, mut new_no) = (old_start, new_start);
-        loop {
-            let Some(line) = self.peek() else { break };
+        while let Some(line) = self.peek() {
             if line.starts_with(b"\\") {
                 // `\ No newline at end of file` belongs to the line before it.
                 if let Some(last) = hunk.lines.last_mut() {

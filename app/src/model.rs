@@ -119,9 +119,9 @@ pub struct RevisionSummary {
     pub created_at: String,
 }
 
-/// Everything the patch page shows.
+/// A patch's own fields, without its revisions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatchPage {
+pub struct PatchInfo {
     /// Patch id.
     pub id: i64,
     /// Title.
@@ -134,6 +134,13 @@ pub struct PatchPage {
     pub author: String,
     /// RFC 3339 UTC.
     pub created_at: String,
+}
+
+/// Everything the patch page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchPage {
+    /// The patch.
+    pub info: PatchInfo,
     /// All revisions, oldest first.
     pub revisions: Vec<RevisionSummary>,
     /// The revision on screen.

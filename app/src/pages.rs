@@ -311,12 +311,13 @@ pub fn PatchPage() -> impl IntoView {
 #[component]
 fn PatchView(data: PatchData) -> impl IntoView {
     let shown = data.shown;
+    let info = data.info;
     let revisions = data
         .revisions
         .iter()
         .map(|r| {
             let current = r.number == shown.number;
-            let href = format!("/patches/{}?rev={}", data.id, r.number);
+            let href = format!("/patches/{}?rev={}", info.id, r.number);
             let title = format!(
                 "sha256 {} · {} · {}",
                 r.sha256,
@@ -349,24 +350,24 @@ fn PatchView(data: PatchData) -> impl IntoView {
             </details>
         }
     });
-    let cvss = if data.cvss_vector.is_empty() {
+    let cvss = if info.cvss_vector.is_empty() {
         "—".to_owned()
     } else {
-        data.cvss_vector.clone()
+        info.cvss_vector.clone()
     };
     view! {
-        <Title text=data.title.clone()/>
+        <Title text=info.title.clone()/>
         <div class="page-head">
             <h1>
-                <span class="dim mono">"#" {data.id} " "</span>
-                {data.title.clone()}
+                <span class="dim mono">"#" {info.id} " "</span>
+                {info.title.clone()}
             </h1>
         </div>
         <dl class="facts">
             <div>
                 <dt>"CVEs"</dt>
                 <dd class="mono">
-                    {if data.cves.is_empty() { "—".to_owned() } else { data.cves.join(" ") }}
+                    {if info.cves.is_empty() { "—".to_owned() } else { info.cves.join(" ") }}
                 </dd>
             </div>
             <div>
@@ -375,11 +376,11 @@ fn PatchView(data: PatchData) -> impl IntoView {
             </div>
             <div>
                 <dt>"Author"</dt>
-                <dd>{data.author.clone()}</dd>
+                <dd>{info.author.clone()}</dd>
             </div>
             <div>
                 <dt>"Created"</dt>
-                <dd class="mono">{short_time(&data.created_at)}</dd>
+                <dd class="mono">{short_time(&info.created_at)}</dd>
             </div>
             <div>
                 <dt>"Revision"</dt>

@@ -1,1 +1,172 @@
-fn main() {}
+//! How long the diff page of a 5,000-line patch takes to produce.
+//!
+//! ```text
+//! cargo xtask site && cargo bench -p graftbench --bench diff_page
+//! ```
+//!
+//! Three levels: parsing the diff, parsing + highlighting + intra-line emphasis, and the
+//! whole signed-in `GET /patches/{id}` through the real router on a SQLite file (database
+//! read, rendering, Leptos server-side rendering of the page, response body).
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use graftbench::db::{self, Database};
+use graftbench::render::DiffRenderer;
+use graftbench::submission::{self, SubmissionInput};
+use graftbench::web::{self, ServerConfig};
+use graftbench_app::model::Role;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const TARGET_LINES: usize = 5_000;
+
+/// A kernel-style patch of `TARGET_LINES` diff lines: many C files, hunks of context,
+/// removed and added lines, with enough variety to exercise highlighting and emphasis.
+fn big_patch() -> String {
+    let mut out = String::new();
+    let mut lines = 0;
+    let mut file = 0;
+    while lines < TARGET_LINES {
+        let path = format!("drivers/net/ethernet/vendor/part{file:03}.c");
+        let _ = write!(out, "diff --git a/{path} b/{path}\nindex 1111111..2222222 100644\n--- a/{path}\n+++ b/{path}\n");
+        lines += 4;
+        for hunk in 0..12 {
+            let start = 40 + hunk * 60;
+            let _ = writeln!(
+                out,
+                "@@ -{start},10 +{start},11 @@ static int vendor_rx_poll_{file}_{hunk}(struct napi_struct *napi, int budget)"
+            );
+            out.push_str(
+                " \tstruct vendor_priv *priv = container_of(napi, struct vendor_priv, napi);\n",
+            );
+            out.push_str(" \tint work_done = 0; /* frames handled in this poll */\n");
+            out.push_str(" \n");
+            let _ = writeln!(
+                out,
+                "-\tif (unlikely(priv->rx_ring[{hunk}].count > budget))"
+            );
+            out.push_str("-\t\treturn -EINVAL;\n");
+            let _ = writeln!(out, "-\tspin_lock(&priv->lock);");
+            let _ = writeln!(
+                out,
+                "-\twork_done = vendor_clean_rx(priv, budget, \"rx{hunk}\");"
+            );
+            let _ = writeln!(
+                out,
+                "+\tif (unlikely(READ_ONCE(priv->rx_ring[{hunk}].count) >= budget))"
+            );
+            out.push_str("+\t\treturn -EOVERFLOW;\n");
+            let _ = writeln!(out, "+\tspin_lock_bh(&priv->lock);");
+            let _ = writeln!(
+                out,
+                "+\twork_done = vendor_clean_rx(priv, budget, \"rx{hunk}\");"
+            );
+            out.push_str("+\tWARN_ON_ONCE(work_done > budget);\n");
+            out.push_str(" \tspin_unlock(&priv->lock);\n");
+            out.push_str(" \treturn work_done;\n");
+            out.push_str(" }\n");
+            lines += 1 + 15;
+        }
+        file += 1;
+    }
+    out
+}
+
+fn site_root() -> PathBuf {
+    std::env::var_os("GRAFTBENCH_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/site"))
+}
+
+fn bench(c: &mut Criterion) {
+    let diff = big_patch();
+    let line_count = diff.lines().count();
+    let renderer = DiffRenderer::new();
+
+    let mut group = c.benchmark_group(format!("diff page, {line_count}-line patch"));
+    group.throughput(Throughput::Elements(line_count as u64));
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(10));
+
+    group.bench_function("parse", |b| {
+        b.iter(|| analyzer::patch::parse(diff.as_bytes()).expect("valid"))
+    });
+    group.bench_function("parse + highlight + emphasis", |b| {
+        b.iter(|| {
+            let patch = analyzer::patch::parse(diff.as_bytes()).expect("valid");
+            renderer.render(&patch)
+        })
+    });
+
+    // The whole request, through the real router and a real SQLite file.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (router, cookie, id) = runtime.block_on(async {
+        let db = Database::connect(&db::sqlite_url(&dir.path().join("bench.db")))
+            .await
+            .expect("database");
+        let hash = graftbench::auth::hash_password("bench password 1").expect("hash");
+        db.create_user("bench", "Bench", &hash, &[Role::Author])
+            .await
+            .expect("user");
+        let author = db
+            .user_by_name("bench")
+            .await
+            .expect("query")
+            .expect("user")
+            .user;
+        let valid = submission::validate(SubmissionInput {
+            title: "big".into(),
+            diff: diff.clone().into_bytes(),
+            ..SubmissionInput::default()
+        })
+        .expect("valid");
+        let id = db.create_patch(&author, &valid).await.expect("stored").id;
+        let config = ServerConfig {
+            site_root: site_root(),
+            cookie_secure: false,
+        };
+        let router = web::router(&config, db)
+            .await
+            .expect("router (build the site first: cargo xtask site)");
+        let login = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("username=bench&password=bench+password+1"))
+            .expect("request");
+        let response = router.clone().oneshot(login).await.expect("sign in");
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        (router, cookie, id)
+    });
+    let get_page = || async {
+        let request = Request::get(format!("/patches/{id}"))
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+    };
+    let page = runtime.block_on(get_page());
+    eprintln!(
+        "diff page: {line_count} diff lines -> {} KiB of HTML",
+        page.len() / 1024
+    );
+    group.bench_function("GET /patches/{id} (SQLite, SSR)", |b| {
+        b.iter(|| runtime.block_on(get_page()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

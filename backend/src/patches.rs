@@ -7,11 +7,12 @@ use crate::submission::ValidSubmission;
 use analyzer::patch::PatchFormat;
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, MailView, PatchPage, PatchSummary, RevisionSummary, RevisionView, SessionUser,
+    AppError, MailView, PatchInfo, PatchPage, PatchSummary, RevisionSummary, RevisionView,
+    SessionUser,
 };
 use sqlx::Row;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 /// What storing a new patch returns.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,23 +33,6 @@ fn format_name(format: PatchFormat) -> &'static str {
         PatchFormat::GitDiff => "git-diff",
         PatchFormat::Mail => "mail",
     }
-}
-
-/// Metadata of one patch, without revisions.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PatchRecord {
-    /// Patch id.
-    pub id: i64,
-    /// Title.
-    pub title: String,
-    /// CVE ids.
-    pub cves: Vec<String>,
-    /// CVSS vector ('' if none).
-    pub cvss_vector: String,
-    /// Author's display name.
-    pub author: String,
-    /// RFC 3339.
-    pub created_at: String,
 }
 
 /// One stored revision with its bytes.
@@ -177,7 +161,7 @@ impl Database {
     }
 
     /// One patch's metadata.
-    pub async fn patch(&self, id: i64) -> Result<Option<PatchRecord>, DbError> {
+    pub async fn patch(&self, id: i64) -> Result<Option<PatchInfo>, DbError> {
         let row = sqlx::query(
             "SELECT p.id, p.title, p.cvss_vector, u.display_name AS author, p.created_at
              FROM patches p JOIN users u ON u.id = p.author_id
@@ -187,7 +171,7 @@ impl Database {
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(PatchRecord {
+        Ok(Some(PatchInfo {
             id,
             title: row.try_get("title")?,
             cves: self
@@ -267,16 +251,61 @@ impl Database {
     }
 }
 
+/// How many rendered revisions to keep in memory.
+const RENDER_CACHE_ENTRIES: usize = 32;
+
+/// Rendered revisions by SHA-256. A revision's bytes never change, so its rendering
+/// never goes stale; only the renderer's own version could change it, and that changes
+/// only with a new binary.
+#[derive(Default)]
+struct RenderCache {
+    entries: HashMap<String, Arc<RevisionView>>,
+    order: VecDeque<String>,
+}
+
+impl RenderCache {
+    fn get(&mut self, sha256: &str) -> Option<Arc<RevisionView>> {
+        self.entries.get(sha256).cloned()
+    }
+
+    fn insert(&mut self, view: Arc<RevisionView>) {
+        if self
+            .entries
+            .insert(view.sha256.clone(), Arc::clone(&view))
+            .is_none()
+        {
+            self.order.push_back(view.sha256.clone());
+        }
+        while self.order.len() > RENDER_CACHE_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
+}
+
 /// The [`Workbench`] the pages use, over the database.
 pub struct DbWorkbench {
     db: Database,
     renderer: Arc<DiffRenderer>,
+    rendered: Mutex<RenderCache>,
 }
 
 impl DbWorkbench {
     /// A workbench over `db`.
     pub fn new(db: Database, renderer: Arc<DiffRenderer>) -> DbWorkbench {
-        DbWorkbench { db, renderer }
+        DbWorkbench {
+            db,
+            renderer,
+            rendered: Mutex::new(RenderCache::default()),
+        }
+    }
+
+    fn cached(&self, sha256: &str) -> Option<Arc<RevisionView>> {
+        self.rendered
+            .lock()
+            .ok()
+            .and_then(|mut cache| cache.get(sha256))
     }
 
     /// The patch page for one revision (the latest when `revision` is `None`).
@@ -294,21 +323,31 @@ impl DbWorkbench {
                 "revision {number} of patch {id}"
             )));
         };
-        // Highlighting is CPU work; keep it off the async workers.
-        let renderer = Arc::clone(&self.renderer);
-        let shown = tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "rendering task failed");
-                AppError::Internal
-            })??;
+        let view = match self.cached(&stored.sha256) {
+            Some(view) => view,
+            None => {
+                // Highlighting is CPU work; keep it off the async workers.
+                let renderer = Arc::clone(&self.renderer);
+                let view = tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "rendering task failed");
+                        AppError::Internal
+                    })??;
+                let view = Arc::new(view);
+                if let Ok(mut cache) = self.rendered.lock() {
+                    cache.insert(Arc::clone(&view));
+                }
+                view
+            }
+        };
+        // The same bytes may be revision 1 of one patch and revision 3 of another.
+        let shown = RevisionView {
+            number,
+            ..(*view).clone()
+        };
         Ok(PatchPage {
-            id: patch.id,
-            title: patch.title,
-            cves: patch.cves,
-            cvss_vector: patch.cvss_vector,
-            author: patch.author,
-            created_at: patch.created_at,
+            info: patch,
             revisions,
             shown,
         })

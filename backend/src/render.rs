@@ -14,6 +14,8 @@ use syntect::parsing::{ParseState, Scope, ScopeStack, SyntaxReference, SyntaxSet
 /// Pairs of lines less alike than this are shown as wholly changed, without emphasis:
 /// marking most of a line says less than marking none of it.
 const EMPHASIS_MIN_SIMILARITY: f32 = 0.4;
+/// Patches with fewer diff lines than this are rendered on one thread.
+const PARALLEL_MIN_LINES: usize = 1_000;
 /// Lines longer than this are not highlighted (minified or generated content).
 const MAX_HIGHLIGHT_LINE: usize = 2_000;
 
@@ -62,9 +64,43 @@ impl DiffRenderer {
         }
     }
 
-    /// Renders every file of a patch.
+    /// Renders every file of a patch. Files are independent, so a large patch is
+    /// highlighted on all cores; highlighting dominates the cost of a diff page.
     pub fn render(&self, patch: &Patch) -> Vec<FileView> {
-        patch.files.iter().map(|f| self.render_file(f)).collect()
+        let lines: usize = patch
+            .files
+            .iter()
+            .flat_map(|f| &f.hunks)
+            .map(|h| h.lines.len())
+            .sum();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if lines < PARALLEL_MIN_LINES || threads < 2 || patch.files.len() < 2 {
+            return patch.files.iter().map(|f| self.render_file(f)).collect();
+        }
+        let chunk = patch.files.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = patch
+                .files
+                .chunks(chunk)
+                .map(|files| {
+                    scope.spawn(move || {
+                        files
+                            .iter()
+                            .map(|f| self.render_file(f))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| match w.join() {
+                    Ok(views) => views,
+                    // Rendering does not panic on input; if it ever did, fail this page
+                    // the same way the sequential path would.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
     }
 
     fn syntax_for(&self, path: &str) -> &SyntaxReference {
@@ -272,28 +308,66 @@ impl Token {
     }
 }
 
-/// Byte ranges that differ between two paired lines, word by word; empty when the lines
-/// are too different for emphasis to help.
+/// Splits a line of code into the units a reader compares: identifier or number runs,
+/// white-space runs, and single punctuation characters (`);` is two changes, not one).
+fn code_words(line: &str) -> Vec<&str> {
+    #[derive(PartialEq)]
+    enum Class {
+        Word,
+        Space,
+        Punct,
+    }
+    let class = |c: char| {
+        if c.is_alphanumeric() || c == '_' {
+            Class::Word
+        } else if c.is_whitespace() {
+            Class::Space
+        } else {
+            Class::Punct
+        }
+    };
+    let mut words = Vec::new();
+    let mut start = 0;
+    let mut previous: Option<Class> = None;
+    for (i, c) in line.char_indices() {
+        let current = class(c);
+        let joins = previous.as_ref() == Some(&current) && current != Class::Punct;
+        if !joins && i > start {
+            words.push(&line[start..i]);
+            start = i;
+        }
+        previous = Some(current);
+    }
+    if start < line.len() {
+        words.push(&line[start..]);
+    }
+    words
+}
+
+/// Byte ranges that differ between two paired lines, compared as [`code_words`]; empty
+/// when the lines are too different for emphasis to help.
 #[allow(clippy::type_complexity)] // (old ranges, new ranges)
 fn emphasis(old: &str, new: &str) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let old_words = code_words(old);
+    let new_words = code_words(new);
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Patience)
-        .diff_words(old, new);
+        .diff_slices(&old_words, &new_words);
     if diff.ratio() < EMPHASIS_MIN_SIMILARITY {
         return (Vec::new(), Vec::new());
     }
-    let offsets = |slices: Vec<&str>| -> Vec<usize> {
+    let offsets = |words: &[&str]| -> Vec<usize> {
         let mut at = 0;
-        let mut offsets = Vec::with_capacity(slices.len() + 1);
-        for slice in slices {
+        let mut offsets = Vec::with_capacity(words.len() + 1);
+        for word in words {
             offsets.push(at);
-            at += slice.len();
+            at += word.len();
         }
         offsets.push(at);
         offsets
     };
-    let old_at = offsets(diff.iter_old_slices().collect());
-    let new_at = offsets(diff.iter_new_slices().collect());
+    let old_at = offsets(&old_words);
+    let new_at = offsets(&new_words);
     let (mut old_ranges, mut new_ranges) = (Vec::new(), Vec::new());
     for op in diff.ops() {
         if op.tag() == DiffTag::Equal {
@@ -339,9 +413,28 @@ fn mark(tokens: &mut Vec<Token>, ranges: &[(usize, usize)]) {
     *tokens = out;
 }
 
-fn line_html(text: &str, tokens: &[Token], no_eol: bool) -> String {
-    let mut html = String::with_capacity(text.len() + tokens.len() * 16);
+/// Joins neighbouring tokens that look the same, so `/* old */` is one span, not three.
+fn merge(tokens: &[Token]) -> Vec<Token> {
+    let mut merged: Vec<Token> = Vec::with_capacity(tokens.len());
     for token in tokens {
+        match merged.last_mut() {
+            Some(last)
+                if last.end == token.start
+                    && last.class == token.class
+                    && last.emphasized == token.emphasized =>
+            {
+                last.end = token.end;
+            }
+            _ => merged.push(token.clone()),
+        }
+    }
+    merged
+}
+
+fn line_html(text: &str, tokens: &[Token], no_eol: bool) -> String {
+    let tokens = merge(tokens);
+    let mut html = String::with_capacity(text.len() + tokens.len() * 16);
+    for token in &tokens {
         let Some(piece) = text.get(token.start..token.end) else {
             // Offsets come from the same text; a mismatch would be a bug, not input.
             continue;
@@ -449,6 +542,17 @@ mod tests {
         // Unchanged words on a changed line are not emphasized.
         assert!(lines[3].html.contains("seq_puts"));
         assert!(!lines[3].html.contains("x\">seq_puts"));
+    }
+
+    #[test]
+    fn code_words_split_identifiers_from_punctuation() {
+        assert_eq!(
+            code_words("\tseq_puts(m, x);  /* a */"),
+            [
+                "\t", "seq_puts", "(", "m", ",", " ", "x", ")", ";", "  ", "/", "*", " ", "a", " ",
+                "*", "/"
+            ]
+        );
     }
 
     #[test]

@@ -161,9 +161,9 @@ fn wasm_bindgen_version() -> Option<String> {
 fn setup(browser: bool) -> Result<()> {
     let _s = step("setup");
     let mut missing = Vec::new();
-    if !rustup_has_wasm_target()
-        && !(Path::new(DEBIAN_CARGO).exists() && Path::new(DEBIAN_STD_SRC).exists())
-    {
+    let debian_wasm_toolchain =
+        Path::new(DEBIAN_CARGO).exists() && Path::new(DEBIAN_STD_SRC).exists();
+    if !rustup_has_wasm_target() && !debian_wasm_toolchain {
         missing.extend(["rustc-web", "cargo-web", "rust-web-src"]);
     }
     if browser && !Path::new("/usr/bin/chromium").exists() {

@@ -27,6 +27,7 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::path::PathBuf;
 use std::sync::Arc;
+use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -155,6 +156,8 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // A long diff page is megabytes of markup that compresses about tenfold.
+        .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     Ok(router)

@@ -1,0 +1,273 @@
+//! A real browser (headless Chromium) against a real server: sign in, submit a fix through
+//! the form, read it side by side, switch to the unified view in the page.
+//!
+//! Screenshots go to `docs/screenshots/`, which the README shows.
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::Page;
+use futures::StreamExt;
+use graftbench_app::model::Role;
+use graftbench_tests::{fixture, repo_root, Backend, TestServer, PASSWORD};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+    let profile = tempfile::tempdir().expect("profile directory");
+    let config = BrowserConfig::builder()
+        .chrome_executable(CHROMIUM)
+        .no_sandbox()
+        .user_data_dir(profile.path())
+        .viewport(Viewport {
+            width: 1500,
+            height: 1000,
+            device_scale_factor: Some(1.0),
+            ..Viewport::default()
+        })
+        .window_size(1500, 1000)
+        // Keep Chromium off the network: these machines have none, and it would retry.
+        .args([
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .build()
+        .expect("browser config");
+    let (browser, mut handler) = Browser::launch(config).await.unwrap_or_else(|e| {
+        panic!("cannot start {CHROMIUM} (`cargo xtask setup --browser` installs it): {e}")
+    });
+    let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    (browser, events, profile)
+}
+
+async fn eval_bool(page: &Page, js: &str) -> bool {
+    page.evaluate(js)
+        .await
+        .unwrap_or_else(|e| panic!("evaluating {js}: {e}"))
+        .into_value::<bool>()
+        .unwrap_or(false)
+}
+
+/// Polls a condition in the page until it holds or `limit` passes. While a navigation is
+/// under way there is no document to ask; that counts as "not yet".
+async fn wait_for(page: &Page, js: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let holds = match page.evaluate(js).await {
+            Ok(result) => result.into_value::<bool>().unwrap_or(false),
+            Err(_) => false,
+        };
+        if holds {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn screenshot(page: &Page, name: &str) {
+    let dir = repo_root().join("docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot directory");
+    let png = page
+        .screenshot(ScreenshotParams::builder().full_page(false).build())
+        .await
+        .expect("screenshot");
+    std::fs::write(dir.join(name), png).expect("write screenshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let (mut browser, events, _profile) = launch().await;
+    let page = browser.new_page(server.url("/")).await.expect("page");
+
+    // Signed out: the app sends us to the sign-in page.
+    assert!(
+        wait_for(
+            &page,
+            "location.pathname === '/login'",
+            Duration::from_secs(10)
+        )
+        .await,
+        "redirected to sign-in"
+    );
+    page.find_element("input[name=username]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("alice")
+        .await
+        .unwrap();
+    page.find_element("input[name=password]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str(PASSWORD)
+        .await
+        .unwrap();
+    page.find_element("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "location.pathname === '/' && !!document.querySelector('.page-head h1')",
+            Duration::from_secs(10)
+        )
+        .await,
+        "signed in and on the patch list"
+    );
+
+    // Submit a real git format-patch mail through the form.
+    page.goto(server.url("/patches/new")).await.unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('textarea[name=diff]')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    page.find_element("input[name=title]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("proc: cmdline: reject a missing command line")
+        .await
+        .unwrap();
+    page.find_element("input[name=cves]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("CVE-2026-12345")
+        .await
+        .unwrap();
+    let mail = String::from_utf8(fixture("format-patch-multi.patch")).expect("fixture is UTF-8");
+    // Typing a whole diff key by key is slow and tests nothing more; paste it as a user would.
+    let set = format!(
+        "document.querySelector('textarea[name=diff]').value = {}; true",
+        serde_json::to_string(&mail).unwrap()
+    );
+    assert!(eval_bool(&page, &set).await);
+    page.find_element("form.submit button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "/^\\/patches\\/\\d+$/.test(location.pathname)",
+            Duration::from_secs(15)
+        )
+        .await,
+        "redirected to the new patch"
+    );
+    let stored = server.db.list_patches().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].cves, ["CVE-2026-12345"]);
+
+    // Side by side, highlighted.
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('table.diff.split')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let highlighted = "Array.from(document.querySelectorAll('table.diff.split td.code.add span.k')).some(e => e.textContent === 'if')";
+    assert!(
+        eval_bool(&page, highlighted).await,
+        "an added `if` is highlighted as a keyword"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelectorAll('table.diff.split tr td.ln').length > 40"
+        )
+        .await,
+        "line numbers on both sides"
+    );
+    assert!(
+        eval_bool(&page, "document.querySelector('table.diff.split td.code.add').closest('tr').querySelectorAll('td').length === 4").await,
+        "old | new columns"
+    );
+    screenshot(&page, "diff-side-by-side.png").await;
+
+    // Switch layout in the page: hydrated code re-renders, nothing is reloaded.
+    assert!(eval_bool(&page, "window.__graftbenchMarker = 'same page'; true").await);
+    let start = Instant::now();
+    let mut unified = false;
+    while !unified && start.elapsed() < Duration::from_secs(20) {
+        // Hydration may still be finishing on a loaded machine: click until it responds.
+        page.find_element("#layout-unified")
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        unified = wait_for(
+            &page,
+            "!!document.querySelector('table.diff.unified')",
+            Duration::from_millis(500),
+        )
+        .await;
+    }
+    assert!(unified, "the unified view appeared after clicking");
+    assert!(eval_bool(&page, "!document.querySelector('table.diff.split')").await);
+    assert!(
+        eval_bool(&page, "window.__graftbenchMarker === 'same page'").await,
+        "no page load happened"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#layout-unified').getAttribute('aria-pressed') === 'true'"
+        )
+        .await
+    );
+    assert!(
+        eval_bool(&page, "document.querySelector('table.diff.unified td.code.add').closest('tr').querySelectorAll('td').length === 3").await,
+        "one code column"
+    );
+    screenshot(&page, "diff-unified.png").await;
+
+    page.find_element("#layout-split")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('table.diff.split')",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}
