@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use graftbench::db::{self, Database};
 use graftbench::render::DiffRenderer;
 use graftbench::submission::{self, SubmissionInput};
@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
     // The whole request, through the real router and a real SQLite file.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (router, cookie, id) = runtime.block_on(async {
+    let (router, cookie, id, db, author) = runtime.block_on(async {
         let db = Database::connect(&db::sqlite_url(&dir.path().join("bench.db")))
             .await
             .expect("database");
@@ -129,7 +129,7 @@ fn bench(c: &mut Criterion) {
             site_root: site_root(),
             cookie_secure: false,
         };
-        let router = web::router(&config, db)
+        let router = web::router(&config, db.clone())
             .await
             .expect("router (build the site first: cargo xtask site)");
         let login = Request::post("/login")
@@ -144,7 +144,7 @@ fn bench(c: &mut Criterion) {
             .next()
             .unwrap_or_default()
             .to_owned();
-        (router, cookie, id)
+        (router, cookie, id, db, author)
     });
     let get_page = || async {
         let request = Request::get(format!("/patches/{id}"))
@@ -162,8 +162,46 @@ fn bench(c: &mut Criterion) {
         "diff page: {line_count} diff lines -> {} KiB of HTML",
         page.len() / 1024
     );
-    group.bench_function("GET /patches/{id} (SQLite, SSR)", |b| {
+    group.bench_function("GET /patches/{id}, rendering cached (SQLite, SSR)", |b| {
         b.iter(|| runtime.block_on(get_page()))
+    });
+    // A revision nobody has opened yet: each iteration gets a freshly stored patch whose
+    // bytes differ (one more context word), so nothing is cached. Storing is not timed.
+    let mut serial = 0_u64;
+    group.bench_function("GET /patches/{id}, first view (SQLite, SSR)", |b| {
+        b.iter_batched(
+            || {
+                serial += 1;
+                let unique = diff.replacen(
+                    "work_done = 0;",
+                    &format!("work_done = 0; /* {serial} */"),
+                    1,
+                );
+                runtime.block_on(async {
+                    let valid = submission::validate(SubmissionInput {
+                        title: format!("big {serial}"),
+                        diff: unique.into_bytes(),
+                        ..SubmissionInput::default()
+                    })
+                    .expect("valid");
+                    db.create_patch(&author, &valid).await.expect("stored").id
+                })
+            },
+            |id| {
+                runtime.block_on(async {
+                    let request = Request::get(format!("/patches/{id}"))
+                        .header(header::COOKIE, &cookie)
+                        .body(Body::empty())
+                        .expect("request");
+                    let response = router.clone().oneshot(request).await.expect("response");
+                    assert_eq!(response.status(), StatusCode::OK);
+                    axum::body::to_bytes(response.into_body(), usize::MAX)
+                        .await
+                        .expect("body")
+                })
+            },
+            BatchSize::PerIteration,
+        )
     });
     group.finish();
 }

@@ -43,6 +43,9 @@ const SCOPE_CLASSES: &[(&str, &str)] = &[
 /// Holds the loaded syntax definitions; build once and share.
 pub struct DiffRenderer {
     syntaxes: SyntaxSet,
+    /// One more copy per extra core, for rendering files in parallel: threads that share
+    /// compiled regexes contend for their match caches and gain almost nothing.
+    worker_syntaxes: Vec<SyntaxSet>,
     scope_classes: Vec<(Scope, &'static str)>,
 }
 
@@ -53,10 +56,14 @@ impl Default for DiffRenderer {
 }
 
 impl DiffRenderer {
-    /// Loads syntect's bundled syntax definitions (about 20 ms).
+    /// Loads syntect's bundled syntax definitions, once per core.
     pub fn new() -> DiffRenderer {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         DiffRenderer {
             syntaxes: SyntaxSet::load_defaults_nonewlines(),
+            worker_syntaxes: (1..threads)
+                .map(|_| SyntaxSet::load_defaults_nonewlines())
+                .collect(),
             scope_classes: SCOPE_CLASSES
                 .iter()
                 .filter_map(|(name, class)| Scope::new(name).ok().map(|s| (s, *class)))
@@ -73,20 +80,25 @@ impl DiffRenderer {
             .flat_map(|f| &f.hunks)
             .map(|h| h.lines.len())
             .sum();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = 1 + self.worker_syntaxes.len();
         if lines < PARALLEL_MIN_LINES || threads < 2 || patch.files.len() < 2 {
-            return patch.files.iter().map(|f| self.render_file(f)).collect();
+            return patch
+                .files
+                .iter()
+                .map(|f| self.render_file(&self.syntaxes, f))
+                .collect();
         }
         let chunk = patch.files.len().div_ceil(threads);
         std::thread::scope(|scope| {
             let workers: Vec<_> = patch
                 .files
                 .chunks(chunk)
-                .map(|files| {
+                .zip(std::iter::once(&self.syntaxes).chain(&self.worker_syntaxes))
+                .map(|(files, syntaxes)| {
                     scope.spawn(move || {
                         files
                             .iter()
-                            .map(|f| self.render_file(f))
+                            .map(|f| self.render_file(syntaxes, f))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -103,23 +115,23 @@ impl DiffRenderer {
         })
     }
 
-    fn syntax_for(&self, path: &str) -> &SyntaxReference {
+    fn syntax_for<'s>(syntaxes: &'s SyntaxSet, path: &str) -> &'s SyntaxReference {
         let name = path.rsplit('/').next().unwrap_or(path);
         let by_name = match name {
-            "Makefile" | "Kbuild" => self.syntaxes.find_syntax_by_extension("make"),
+            "Makefile" | "Kbuild" => syntaxes.find_syntax_by_extension("make"),
             _ => None,
         };
         let by_extension = || {
             name.rsplit_once('.')
-                .and_then(|(_, ext)| self.syntaxes.find_syntax_by_extension(ext))
+                .and_then(|(_, ext)| syntaxes.find_syntax_by_extension(ext))
         };
         by_name
             .or_else(by_extension)
-            .unwrap_or_else(|| self.syntaxes.find_syntax_plain_text())
+            .unwrap_or_else(|| syntaxes.find_syntax_plain_text())
     }
 
-    fn render_file(&self, file: &FileDiff) -> FileView {
-        let syntax = self.syntax_for(file.path());
+    fn render_file(&self, syntaxes: &SyntaxSet, file: &FileDiff) -> FileView {
+        let syntax = Self::syntax_for(syntaxes, file.path());
         let mode_change = match (&file.old_mode, &file.new_mode) {
             (Some(old), Some(new)) if old != new => Some(format!("{old} → {new}")),
             _ => None,
@@ -134,7 +146,7 @@ impl DiffRenderer {
         let hunks: Vec<HunkView> = file
             .hunks
             .iter()
-            .map(|h| self.render_hunk(h, syntax))
+            .map(|h| self.render_hunk(syntaxes, h, syntax))
             .collect();
         let count = |kind| {
             file.hunks
@@ -159,7 +171,7 @@ impl DiffRenderer {
         }
     }
 
-    fn render_hunk(&self, hunk: &Hunk, syntax: &SyntaxReference) -> HunkView {
+    fn render_hunk(&self, syntaxes: &SyntaxSet, hunk: &Hunk, syntax: &SyntaxReference) -> HunkView {
         // Each side is highlighted as the file it comes from, so a comment or string that
         // opens on a removed line does not colour the added lines after it.
         let old_side: Vec<&str> = hunk
@@ -174,8 +186,8 @@ impl DiffRenderer {
             .filter(|l| l.kind != LineKind::Removed)
             .map(|l| l.text.as_str())
             .collect();
-        let mut old_tokens = self.highlight(&old_side, syntax).into_iter();
-        let mut new_tokens = self.highlight(&new_side, syntax).into_iter();
+        let mut old_tokens = self.highlight(syntaxes, &old_side, syntax).into_iter();
+        let mut new_tokens = self.highlight(syntaxes, &new_side, syntax).into_iter();
         let mut tokens: Vec<Vec<Token>> = hunk
             .lines
             .iter()
@@ -227,7 +239,12 @@ impl DiffRenderer {
     }
 
     /// Highlight classes for consecutive lines of one file.
-    fn highlight(&self, lines: &[&str], syntax: &SyntaxReference) -> Vec<Vec<Token>> {
+    fn highlight(
+        &self,
+        syntaxes: &SyntaxSet,
+        lines: &[&str],
+        syntax: &SyntaxReference,
+    ) -> Vec<Vec<Token>> {
         let mut state = ParseState::new(syntax);
         let mut stack = ScopeStack::new();
         lines
@@ -236,7 +253,7 @@ impl DiffRenderer {
                 if line.len() > MAX_HIGHLIGHT_LINE {
                     return vec![Token::plain(0, line.len())];
                 }
-                let Ok(ops) = state.parse_line(line, &self.syntaxes) else {
+                let Ok(ops) = state.parse_line(line, syntaxes) else {
                     return vec![Token::plain(0, line.len())];
                 };
                 let mut tokens = Vec::new();
