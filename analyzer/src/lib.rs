@@ -15,3 +15,4 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod patch;
+pub mod symbols;

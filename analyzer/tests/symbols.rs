@@ -1,0 +1,241 @@
+//! Function tables read from real gcc output, built here the way the kernel builds:
+//! `-O2 -g -pg -mfentry -mrecord-mcount`, notrace through `no_instrument_function`.
+//!
+//! Every expectation below is what gcc 12 produced for `tests/fixtures/*.c` (checked
+//! with `nm` and `readelf` when the fixtures were written), not what one might expect.
+
+use analyzer::symbols::{read_functions, Binding, CloneSuffix, FtraceTable, FunctionTable};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SOURCES: [&str; 4] = ["clones.c", "dup_a.c", "dup_b.c", "stubs.c"];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn run(cmd: &mut Command) {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Compiles the fixtures; returns (directory, objects).
+fn compile(dwarf: u8) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let objects = SOURCES
+        .iter()
+        .map(|source| {
+            let object = dir.path().join(source.replace(".c", ".o"));
+            run(Command::new("gcc")
+                .args(["-O2", "-g", &format!("-gdwarf-{dwarf}"), "-fno-pie"])
+                .args(["-pg", "-mfentry", "-mrecord-mcount"])
+                .arg("-I")
+                .arg(fixtures())
+                .arg("-c")
+                .arg(fixtures().join(source))
+                .arg("-o")
+                .arg(&object));
+            object
+        })
+        .collect();
+    (dir, objects)
+}
+
+/// A linked image laid out like vmlinux: the mcount table between
+/// `__start_mcount_loc` and `__stop_mcount_loc`.
+fn vmlinux(dwarf: u8) -> FunctionTable {
+    let (dir, objects) = compile(dwarf);
+    let image = dir.path().join("vmlinux");
+    run(Command::new("gcc")
+        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-e,fixture_entry"])
+        .arg("-Wl,--defsym=__start_mcount_loc=__start___mcount_loc")
+        .arg("-Wl,--defsym=__stop_mcount_loc=__stop___mcount_loc")
+        .args(&objects)
+        .arg("-o")
+        .arg(&image));
+    let data = std::fs::read(&image).expect("read image");
+    read_functions("vmlinux", &data).expect("readable")
+}
+
+/// A relocatable object like a `.ko`: `__mcount_loc` is zeros plus relocations.
+fn module() -> FunctionTable {
+    let (dir, objects) = compile(5);
+    let module = dir.path().join("fixture.ko");
+    run(Command::new("ld")
+        .arg("-r")
+        .args(&objects[..3])
+        .arg("-o")
+        .arg(&module));
+    let data = std::fs::read(&module).expect("read module");
+    read_functions("fixture", &data).expect("readable")
+}
+
+fn traceable(table: &FunctionTable, name: &str) -> bool {
+    table
+        .by_name(name)
+        .unwrap_or_else(|| panic!("{name} not in {:?}", names(table)))
+        .ftrace_entry
+}
+
+fn names(table: &FunctionTable) -> Vec<&str> {
+    let mut names: Vec<&str> = table.functions.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    names
+}
+
+#[test]
+fn every_function_and_clone_gcc_emitted_is_listed() {
+    for dwarf in [4, 5] {
+        let table = vmlinux(dwarf);
+        assert_eq!(table.ftrace_table, FtraceTable::McountLocSymbols);
+        assert_eq!(
+            names(&table),
+            [
+                "__fentry__",
+                "calls_raw",
+                "check_slow.part.0",
+                "clones_init",
+                "drop_flags.constprop.0",
+                "enter_from_user",
+                "fixture_entry",
+                "helper",
+                "helper",
+                "raw_add",
+                "report",
+                "req_len.isra.0",
+                "scaled.constprop.0",
+                "sink",
+                "use_check_a",
+                "use_check_b",
+                "use_check_c",
+                "use_check_d",
+                "use_drop",
+                "use_helper_a",
+                "use_helper_b",
+                "use_req",
+                "use_scaled_a",
+                "use_scaled_b",
+                "validate",
+                "validate.cold",
+            ],
+            "DWARF {dwarf}"
+        );
+    }
+}
+
+#[test]
+fn clone_suffixes_and_base_names() {
+    let table = vmlinux(5);
+    let clone = |name: &str| table.by_name(name).unwrap().clone.clone();
+    assert_eq!(clone("req_len.isra.0"), [CloneSuffix::Isra(0)]);
+    assert_eq!(clone("scaled.constprop.0"), [CloneSuffix::Constprop(0)]);
+    assert_eq!(clone("check_slow.part.0"), [CloneSuffix::Part(0)]);
+    assert_eq!(clone("validate.cold"), [CloneSuffix::Cold(None)]);
+    assert!(clone("validate").is_empty());
+    let validate: Vec<&str> = table
+        .with_base_name("validate")
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(validate.len(), 2);
+    assert!(validate.contains(&"validate") && validate.contains(&"validate.cold"));
+    assert!(table.by_name("validate.cold").unwrap().is_cold_part());
+}
+
+#[test]
+fn ftrace_entries_come_from_the_mcount_table() {
+    let table = vmlinux(5);
+    for name in [
+        "calls_raw",
+        "req_len.isra.0",
+        "scaled.constprop.0",
+        "check_slow.part.0",
+        "validate",
+        "use_req",
+        "use_helper_a",
+    ] {
+        assert!(traceable(&table, name), "{name} has an ftrace entry");
+    }
+    // notrace, the cold part (no entry of its own), init and noinstr code.
+    for name in [
+        "raw_add",
+        "validate.cold",
+        "clones_init",
+        "enter_from_user",
+        "__fentry__",
+        "sink",
+    ] {
+        assert!(!traceable(&table, name), "{name} has no ftrace entry");
+    }
+    let helpers: Vec<bool> = table
+        .functions
+        .iter()
+        .filter(|f| f.name == "helper")
+        .map(|f| f.ftrace_entry)
+        .collect();
+    assert_eq!(helpers, [true, true]);
+}
+
+#[test]
+fn sections_and_bindings() {
+    let table = vmlinux(5);
+    let get = |name: &str| table.by_name(name).unwrap();
+    assert_eq!(get("validate").section, ".text");
+    assert_eq!(get("validate").binding, Binding::Global);
+    assert_eq!(get("validate.cold").section, ".text");
+    assert_eq!(get("req_len.isra.0").binding, Binding::Local);
+    assert_eq!(get("clones_init").section, ".init.text");
+    assert_eq!(get("enter_from_user").section, ".noinstr.text");
+    assert!(get("validate").size > 0);
+}
+
+#[test]
+fn duplicated_static_names_get_sympos_in_address_order() {
+    let table = vmlinux(5);
+    let mut helpers: Vec<(u64, u32)> = table
+        .functions
+        .iter()
+        .filter(|f| f.name == "helper")
+        .map(|f| (f.address, f.old_sympos))
+        .collect();
+    helpers.sort_unstable();
+    assert_eq!(helpers.iter().map(|h| h.1).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(table.by_name("validate").unwrap().old_sympos, 0);
+}
+
+#[test]
+fn a_relocatable_module_reads_its_table_through_relocations() {
+    let table = module();
+    assert_eq!(table.object, "fixture");
+    assert_eq!(table.ftrace_table, FtraceTable::McountLocSection);
+    assert!(traceable(&table, "validate"));
+    assert!(traceable(&table, "req_len.isra.0"));
+    assert!(traceable(&table, "use_helper_b"));
+    assert!(!traceable(&table, "raw_add"));
+    assert!(!traceable(&table, "validate.cold"));
+    // In a module, kallsyms order is symbol-table order: dup_a.o's helper comes first.
+    let helpers: Vec<u32> = table
+        .functions
+        .iter()
+        .filter(|f| f.name == "helper")
+        .map(|f| f.old_sympos)
+        .collect();
+    assert_eq!(helpers, [1, 2]);
+}
+
+#[test]
+fn a_stripped_file_is_refused_with_a_reason() {
+    let (dir, objects) = compile(5);
+    let stripped = dir.path().join("stripped.o");
+    run(Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&objects[0]));
+    let data = std::fs::read(&stripped).unwrap();
+    let err = read_functions("stripped", &data).unwrap_err();
+    assert!(err.to_string().contains("no symbol table"), "{err}");
+}
