@@ -14,5 +14,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod dwarf;
 pub mod patch;
 pub mod symbols;

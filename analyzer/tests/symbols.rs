@@ -4,75 +4,18 @@
 //! Every expectation below is what gcc 12 produced for `tests/fixtures/*.c` (checked
 //! with `nm` and `readelf` when the fixtures were written), not what one might expect.
 
+mod common;
+
 use analyzer::symbols::{read_functions, Binding, CloneSuffix, FtraceTable, FunctionTable};
-use std::path::{Path, PathBuf};
+use common::{run, Build};
 use std::process::Command;
 
-const SOURCES: [&str; 4] = ["clones.c", "dup_a.c", "dup_b.c", "stubs.c"];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn run(cmd: &mut Command) {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
-    assert!(
-        out.status.success(),
-        "{shown} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Compiles the fixtures; returns (directory, objects).
-fn compile(dwarf: u8) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let objects = SOURCES
-        .iter()
-        .map(|source| {
-            let object = dir.path().join(source.replace(".c", ".o"));
-            run(Command::new("gcc")
-                .args(["-O2", "-g", &format!("-gdwarf-{dwarf}"), "-fno-pie"])
-                .args(["-pg", "-mfentry", "-mrecord-mcount"])
-                .arg("-I")
-                .arg(fixtures())
-                .arg("-c")
-                .arg(fixtures().join(source))
-                .arg("-o")
-                .arg(&object));
-            object
-        })
-        .collect();
-    (dir, objects)
-}
-
-/// A linked image laid out like vmlinux: the mcount table between
-/// `__start_mcount_loc` and `__stop_mcount_loc`.
 fn vmlinux(dwarf: u8) -> FunctionTable {
-    let (dir, objects) = compile(dwarf);
-    let image = dir.path().join("vmlinux");
-    run(Command::new("gcc")
-        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-e,fixture_entry"])
-        .arg("-Wl,--defsym=__start_mcount_loc=__start___mcount_loc")
-        .arg("-Wl,--defsym=__stop_mcount_loc=__stop___mcount_loc")
-        .args(&objects)
-        .arg("-o")
-        .arg(&image));
-    let data = std::fs::read(&image).expect("read image");
-    read_functions("vmlinux", &data).expect("readable")
+    read_functions("vmlinux", &Build::compile(dwarf).vmlinux()).expect("readable")
 }
 
-/// A relocatable object like a `.ko`: `__mcount_loc` is zeros plus relocations.
 fn module() -> FunctionTable {
-    let (dir, objects) = compile(5);
-    let module = dir.path().join("fixture.ko");
-    run(Command::new("ld")
-        .arg("-r")
-        .args(&objects[..3])
-        .arg("-o")
-        .arg(&module));
-    let data = std::fs::read(&module).expect("read module");
-    read_functions("fixture", &data).expect("readable")
+    read_functions("fixture", &Build::compile(5).module()).expect("readable")
 }
 
 fn traceable(table: &FunctionTable, name: &str) -> bool {
@@ -100,11 +43,15 @@ fn every_function_and_clone_gcc_emitted_is_listed() {
                 "calls_raw",
                 "check_slow.part.0",
                 "clones_init",
+                "count_a",
+                "count_b",
+                "count_c",
                 "drop_flags.constprop.0",
                 "enter_from_user",
                 "fixture_entry",
                 "helper",
                 "helper",
+                "pair_a",
                 "raw_add",
                 "report",
                 "req_len.isra.0",
@@ -229,12 +176,12 @@ fn a_relocatable_module_reads_its_table_through_relocations() {
 
 #[test]
 fn a_stripped_file_is_refused_with_a_reason() {
-    let (dir, objects) = compile(5);
-    let stripped = dir.path().join("stripped.o");
+    let build = Build::compile(5);
+    let stripped = build.dir.path().join("stripped.o");
     run(Command::new("strip")
         .arg("-o")
         .arg(&stripped)
-        .arg(&objects[0]));
+        .arg(&build.objects[0]));
     let data = std::fs::read(&stripped).unwrap();
     let err = read_functions("stripped", &data).unwrap_err();
     assert!(err.to_string().contains("no symbol table"), "{err}");

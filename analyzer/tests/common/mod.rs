@@ -1,0 +1,89 @@
+//! Builds the C fixtures in `tests/fixtures` with the machine's gcc, the way the kernel
+//! builds: `-O2 -g -pg -mfentry -mrecord-mcount -fno-pie`, notrace through
+//! `no_instrument_function`.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The fixture sources, in link order.
+pub const SOURCES: [&str; 6] = [
+    "clones.c",
+    "dup_a.c",
+    "dup_b.c",
+    "inline_a.c",
+    "inline_b.c",
+    "stubs.c",
+];
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn run(cmd: &mut Command) {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Fixture objects compiled with `-gdwarf-{dwarf}` (no debug info when `dwarf` is 0).
+pub struct Build {
+    pub dir: tempfile::TempDir,
+    pub objects: Vec<PathBuf>,
+}
+
+impl Build {
+    pub fn compile(dwarf: u8) -> Build {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let objects = SOURCES
+            .iter()
+            .map(|source| {
+                let object = dir.path().join(source.replace(".c", ".o"));
+                let mut gcc = Command::new("gcc");
+                gcc.args(["-O2", "-fno-pie", "-pg", "-mfentry", "-mrecord-mcount"]);
+                if dwarf > 0 {
+                    gcc.args(["-g", &format!("-gdwarf-{dwarf}")]);
+                }
+                run(gcc
+                    .arg("-I")
+                    .arg(fixtures())
+                    .arg("-c")
+                    .arg(fixtures().join(source))
+                    .arg("-o")
+                    .arg(&object));
+                object
+            })
+            .collect();
+        Build { dir, objects }
+    }
+
+    /// A linked image laid out like vmlinux: the mcount table between
+    /// `__start_mcount_loc` and `__stop_mcount_loc`.
+    pub fn vmlinux(&self) -> Vec<u8> {
+        let image = self.dir.path().join("vmlinux");
+        run(Command::new("gcc")
+            .args(["-nostdlib", "-static", "-no-pie", "-Wl,-e,fixture_entry"])
+            .arg("-Wl,--defsym=__start_mcount_loc=__start___mcount_loc")
+            .arg("-Wl,--defsym=__stop_mcount_loc=__stop___mcount_loc")
+            .args(&self.objects)
+            .arg("-o")
+            .arg(&image));
+        std::fs::read(&image).expect("read image")
+    }
+
+    /// A relocatable object like a `.ko` (everything but the stubs, which the kernel
+    /// would provide): `__mcount_loc` and the debug sections hold relocations.
+    pub fn module(&self) -> Vec<u8> {
+        let module = self.dir.path().join("fixture.ko");
+        run(Command::new("ld")
+            .arg("-r")
+            .args(&self.objects[..self.objects.len() - 1])
+            .arg("-o")
+            .arg(&module));
+        std::fs::read(&module).expect("read module")
+    }
+}
