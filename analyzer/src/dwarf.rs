@@ -114,6 +114,33 @@ pub struct CallSite {
     pub tail_call: bool,
 }
 
+/// Code generated from one source line: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRange {
+    /// Index into [`DwarfIndex::files`].
+    pub file: u32,
+    /// Source line (1-based).
+    pub line: u32,
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+}
+
+/// Where some code of a source line ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLocation {
+    /// The out-of-line subprogram whose code this is.
+    pub container: DieOffset,
+    /// The inlined functions the code sits in, outermost first; the last one is the
+    /// function whose source line it is. Empty when the line is the container's own.
+    pub inline_chain: Vec<DieOffset>,
+    /// The addresses.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+}
+
 /// Everything read from one object's debug information.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DwarfIndex {
@@ -125,6 +152,10 @@ pub struct DwarfIndex {
     pub inline_sites: Vec<InlineSite>,
     /// Every direct call.
     pub call_sites: Vec<CallSite>,
+    /// Source files named by the line tables, as written there.
+    pub files: Vec<String>,
+    /// The line tables: which addresses came from which file:line.
+    pub lines: Vec<LineRange>,
 }
 
 impl DwarfIndex {
@@ -141,6 +172,51 @@ impl DwarfIndex {
         self.subprogram(die).and_then(|s| s.name.as_deref())
     }
 
+    /// Every place the code of `path:line` went: the out-of-line function holding it and
+    /// the inline chain inside that function. `path` is matched against the end of the
+    /// line table's file names on a `/` boundary, so a tree-relative path from a diff
+    /// (`include/linux/skbuff.h`) finds `/build/linux/include/linux/skbuff.h`.
+    pub fn code_for_line(&self, path: &str, line: u32) -> Vec<CodeLocation> {
+        let files: Vec<u32> = (0..)
+            .zip(&self.files)
+            .filter(|(_, name)| path_matches(name, path))
+            .map(|(i, _)| i)
+            .collect();
+        let mut found = Vec::new();
+        for range in self
+            .lines
+            .iter()
+            .filter(|r| r.line == line && files.contains(&r.file))
+        {
+            let holds = |ranges: &[(u64, u64)]| {
+                ranges
+                    .iter()
+                    .any(|&(a, b)| a <= range.start && range.start < b)
+            };
+            let Some(container) = self.subprograms.iter().find(|s| holds(&s.ranges)) else {
+                continue;
+            };
+            let mut sites: Vec<&InlineSite> = self
+                .inline_sites
+                .iter()
+                .filter(|site| site.container == container.die && holds(&site.ranges))
+                .collect();
+            sites.sort_by_key(|site| site.chain.len());
+            let inline_chain = sites.last().map_or_else(Vec::new, |innermost| {
+                let mut chain = innermost.chain.clone();
+                chain.push(innermost.origin);
+                chain
+            });
+            found.push(CodeLocation {
+                container: container.die,
+                inline_chain,
+                start: range.start,
+                end: range.end,
+            });
+        }
+        found
+    }
+
     /// The abstract instances named `name`.
     pub fn abstract_instances<'a>(
         &'a self,
@@ -150,6 +226,15 @@ impl DwarfIndex {
             .iter()
             .filter(move |s| s.is_abstract && s.name.as_deref() == Some(name))
     }
+}
+
+/// Whether the line-table file name `name` is the tree-relative `path`.
+pub fn path_matches(name: &str, path: &str) -> bool {
+    let name = name.strip_prefix("./").unwrap_or(name);
+    name == path
+        || name
+            .strip_suffix(path)
+            .is_some_and(|prefix| prefix.ends_with('/'))
 }
 
 /// Why the debug information could not be read.
@@ -499,6 +584,58 @@ fn read_unit<'d>(
         };
         if entry.has_children() {
             stack.push((depth, frame));
+        }
+    }
+    read_line_rows(unit, &files, index)
+}
+
+/// Turns the unit's line program into address ranges per file:line.
+fn read_line_rows(
+    unit: &gimli::Unit<Reader<'_>>,
+    files: &HashMap<u64, String>,
+    index: &mut DwarfIndex,
+) -> gimli::Result<()> {
+    let Some(program) = unit.line_program.clone() else {
+        return Ok(());
+    };
+    let mut interned: HashMap<u64, u32> = HashMap::new();
+    let mut file_id = |index: &mut DwarfIndex, file: u64| -> Option<u32> {
+        if let Some(id) = interned.get(&file) {
+            return Some(*id);
+        }
+        let name = files.get(&file)?;
+        let id = match index.files.iter().position(|f| f == name) {
+            Some(i) => u32::try_from(i).ok()?,
+            None => {
+                index.files.push(name.clone());
+                u32::try_from(index.files.len() - 1).ok()?
+            }
+        };
+        interned.insert(file, id);
+        Some(id)
+    };
+    let mut rows = program.rows();
+    // The row whose code runs until the next row's address.
+    let mut open: Option<(u64, u64, u32)> = None;
+    while let Some((_, row)) = rows.next_row()? {
+        let address = row.address();
+        if let Some((start, file, line)) = open.take() {
+            if address > start && line > 0 {
+                if let Some(file) = file_id(index, file) {
+                    index.lines.push(LineRange {
+                        file,
+                        line,
+                        start,
+                        end: address,
+                    });
+                }
+            }
+        }
+        if !row.end_sequence() {
+            let line = row
+                .line()
+                .map_or(0, |l| u32::try_from(l.get()).unwrap_or(0));
+            open = Some((address, row.file_index(), line));
         }
     }
     Ok(())

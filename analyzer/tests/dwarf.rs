@@ -262,3 +262,59 @@ fn section_range(image: &[u8], name: &str) -> (usize, usize) {
     let size = usize::from_str_radix(fields[4], 16).unwrap();
     (offset, size)
 }
+
+#[test]
+fn a_header_line_maps_to_the_code_generated_from_it() {
+    for dwarf in [4, 5] {
+        let index = vmlinux(dwarf);
+        // inlines.h:8 is bump()'s body: `return v * 2 + 1;`.
+        let mut places: Vec<(String, Vec<String>)> = index
+            .code_for_line("analyzer/tests/fixtures/inlines.h", 8)
+            .into_iter()
+            .map(|c| {
+                let chain = c
+                    .inline_chain
+                    .iter()
+                    .map(|&o| index.name_of(o).unwrap_or("?").to_owned())
+                    .collect();
+                (index.name_of(c.container).unwrap_or("?").to_owned(), chain)
+            })
+            .collect();
+        places.sort();
+        places.dedup();
+        // count_a is not among them: gcc folded `bump(v) + 3` into one `lea` that the
+        // line table attributes to the caller's line (inline_a.c:6). Its inlined copy of
+        // bump() is still in the DIE tree, so the analysis must add the inline sites of
+        // the function whose body holds the line to what the line table finds.
+        assert_eq!(
+            places,
+            [
+                (s("count_b"), vec![s("bump")]),
+                (s("count_c"), vec![s("bump")]),
+                (s("pair_a"), vec![s("bump_pair"), s("bump")]),
+            ],
+            "DWARF {dwarf}"
+        );
+        let folded = index.code_for_line("analyzer/tests/fixtures/inline_a.c", 6);
+        assert!(folded
+            .iter()
+            .any(|c| index.name_of(c.container) == Some("count_a")));
+        assert!(sites(&index, "bump").iter().any(|site| site.0 == "count_a"));
+    }
+}
+
+#[test]
+fn a_line_of_an_ordinary_function_maps_to_itself() {
+    let index = vmlinux(5);
+    // clones.c:63 is in validate()'s hot path: `return v * 2;`.
+    let places = index.code_for_line("tests/fixtures/clones.c", 63);
+    let names: Vec<&str> = places
+        .iter()
+        .filter_map(|c| index.name_of(c.container))
+        .collect();
+    assert!(!names.is_empty());
+    assert!(names.iter().all(|&n| n == "validate"), "{names:?}");
+    assert!(places.iter().all(|c| c.inline_chain.is_empty()));
+    // A path that is not a whole-component suffix does not match.
+    assert!(index.code_for_line("xtures/inlines.h", 8).is_empty());
+}
