@@ -15,5 +15,6 @@
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod dwarf;
+pub mod impact;
 pub mod patch;
 pub mod symbols;

@@ -1,0 +1,195 @@
+//! Impact analysis of small fixes against the gcc-built fixtures: which functions a live
+//! patch must replace, and why. The answers are what gcc's output requires (see the
+//! `dwarf` and `symbols` tests for the facts they rest on).
+
+mod common;
+
+use analyzer::dwarf::read_dwarf;
+use analyzer::impact::{analyze, ImpactReport, REPORT_VERSION};
+use analyzer::patch;
+use analyzer::symbols::read_functions;
+use common::Build;
+use std::sync::OnceLock;
+
+/// The fixtures' tables, built once for all tests here (DWARF 5).
+fn tables() -> &'static (
+    analyzer::symbols::FunctionTable,
+    analyzer::dwarf::DwarfIndex,
+) {
+    static TABLES: OnceLock<(
+        analyzer::symbols::FunctionTable,
+        analyzer::dwarf::DwarfIndex,
+    )> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let image = Build::compile(5).vmlinux();
+        (
+            read_functions("vmlinux", &image).expect("symbols"),
+            read_dwarf("vmlinux", &image).expect("dwarf"),
+        )
+    })
+}
+
+/// A fix replacing line `line` of a fixture file.
+fn fix(file: &str, line: u32) -> patch::Patch {
+    let path = format!("analyzer/tests/fixtures/{file}");
+    let text = format!("--- a/{path}\n+++ b/{path}\n@@ -{line},1 +{line},1 @@\n-old\n+new\n");
+    patch::parse(text.as_bytes()).expect("diff")
+}
+
+fn report(file: &str, line: u32) -> ImpactReport {
+    let (symbols, dwarf) = tables();
+    analyze(&fix(file, line), symbols, dwarf)
+}
+
+fn replaced(report: &ImpactReport) -> Vec<(String, u32)> {
+    report
+        .replace
+        .iter()
+        .map(|r| (r.symbol.clone(), r.old_sympos))
+        .collect()
+}
+
+fn r(name: &str) -> (String, u32) {
+    (name.to_owned(), 0)
+}
+
+#[test]
+fn a_header_inline_change_replaces_every_caller_it_was_inlined_into() {
+    let report = report("inlines.h", 8);
+    assert_eq!(report.version, REPORT_VERSION);
+    assert_eq!(
+        report
+            .changed_functions
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>(),
+        ["bump"]
+    );
+    // count_a included, although the line table has no code of inlines.h:8 in it.
+    assert_eq!(
+        replaced(&report),
+        [r("count_a"), r("count_b"), r("count_c"), r("pair_a")]
+    );
+    let pair = report
+        .replace
+        .iter()
+        .find(|x| x.symbol == "pair_a")
+        .unwrap();
+    assert_eq!(
+        pair.reasons,
+        [
+            "bump() changed (code of analyzer/tests/fixtures/inlines.h:8)",
+            "bump() is inlined into pair_a() at inlines.h:14",
+            "pair_a has an ftrace entry",
+        ]
+    );
+    assert!(report.unpatchable.is_empty());
+}
+
+#[test]
+fn a_notrace_function_is_replaced_through_the_function_it_was_inlined_into() {
+    let report = report("clones.c", 67);
+    assert_eq!(replaced(&report), [r("calls_raw")]);
+    assert_eq!(report.unpatchable.len(), 1);
+    assert_eq!(report.unpatchable[0].symbol, "raw_add");
+    assert_eq!(
+        report.unpatchable[0].why,
+        "no ftrace entry (notrace or noinstr)"
+    );
+    // calls_raw is reached directly (raw_add's code is inlined in it), which is the
+    // shortest reason; the out-of-line raw_add is reported as unpatchable.
+    assert_eq!(
+        report.replace[0].reasons,
+        [
+            "raw_add() changed (code of analyzer/tests/fixtures/clones.c:67)",
+            "raw_add() is inlined into calls_raw() at clones.c:68",
+            "calls_raw has an ftrace entry",
+        ]
+    );
+}
+
+#[test]
+fn an_isra_clone_is_replaced_through_its_callers() {
+    let report = report("clones.c", 12);
+    assert_eq!(replaced(&report), [r("use_req")]);
+    assert_eq!(report.unpatchable[0].symbol, "req_len.isra.0");
+    assert_eq!(
+        report.unpatchable[0].why,
+        "clone with a changed calling convention: parameter `r` was removed (IPA-SRA)"
+    );
+    assert_eq!(
+        report.replace[0].reasons.last().unwrap(),
+        "use_req has an ftrace entry"
+    );
+    assert!(report.replace[0]
+        .reasons
+        .contains(&"use_req() calls req_len.isra.0".to_owned()));
+}
+
+#[test]
+fn a_constprop_clone_is_replaced_through_its_tail_callers() {
+    let report = report("clones.c", 29);
+    assert_eq!(replaced(&report), [r("use_scaled_a"), r("use_scaled_b")]);
+    assert!(report.replace[0]
+        .reasons
+        .contains(&"use_scaled_a() tail-calls scaled.constprop.0".to_owned()));
+}
+
+#[test]
+fn a_change_in_the_cold_path_replaces_the_whole_function() {
+    let report = report("clones.c", 59);
+    assert_eq!(replaced(&report), [r("validate")]);
+    assert!(report.replace[0]
+        .reasons
+        .contains(&"validate.cold is part of validate, replaced with it".to_owned()));
+}
+
+#[test]
+fn a_split_function_replaces_its_part_and_the_callers_holding_its_head() {
+    let report = report("clones.c", 42);
+    assert_eq!(
+        replaced(&report),
+        [
+            r("check_slow.part.0"),
+            r("use_check_a"),
+            r("use_check_b"),
+            r("use_check_c"),
+            r("use_check_d")
+        ]
+    );
+}
+
+#[test]
+fn duplicated_static_names_carry_their_sympos() {
+    assert_eq!(replaced(&report("dup_b.c", 6)), [("helper".to_owned(), 2)]);
+    assert_eq!(replaced(&report("dup_a.c", 6)), [("helper".to_owned(), 1)]);
+}
+
+#[test]
+fn init_code_needs_no_replacement() {
+    let report = report("clones.c", 71);
+    assert!(report.replace.is_empty(), "{:?}", report.replace);
+    assert_eq!(report.unpatchable[0].symbol, "clones_init");
+    assert!(report.unpatchable[0].resolution.contains("next boot"));
+}
+
+#[test]
+fn noinstr_code_without_callers_cannot_be_live_patched() {
+    let report = report("clones.c", 74);
+    assert!(report.replace.is_empty());
+    assert_eq!(report.unpatchable[0].symbol, "enter_from_user");
+    assert!(report.unpatchable[0]
+        .resolution
+        .contains("cannot be live-patched"));
+}
+
+#[test]
+fn a_file_outside_the_object_is_named() {
+    let (symbols, dwarf) = tables();
+    let patch =
+        patch::parse(b"--- a/drivers/gpu/x.c\n+++ b/drivers/gpu/x.c\n@@ -3 +3 @@\n-a\n+b\n")
+            .unwrap();
+    let report = analyze(&patch, symbols, dwarf);
+    assert_eq!(report.files_without_code, ["drivers/gpu/x.c"]);
+    assert!(report.replace.is_empty());
+}
