@@ -242,7 +242,7 @@ pub fn path_matches(name: &str, path: &str) -> bool {
 #[non_exhaustive]
 pub enum DwarfError {
     /// Not a 64-bit ELF file.
-    #[error("`{object}` is not a readable 64-bit ELF file: {source}")]
+    #[error("`{object}` is not a readable 64-bit ELF file")]
     NotElf {
         /// The object.
         object: String,
@@ -266,7 +266,7 @@ pub enum DwarfError {
         problem: String,
     },
     /// The DWARF itself is malformed.
-    #[error("`{object}`: malformed DWARF in the unit at .debug_info+{unit:#x}: {source}")]
+    #[error("`{object}`: malformed DWARF in the unit at .debug_info+{unit:#x}")]
     Dwarf {
         /// The object.
         object: String,

@@ -466,6 +466,54 @@ impl<'a> Walk<'a> {
     }
 }
 
+impl std::fmt::Display for ImpactReport {
+    /// The report for people: what changed, what to replace and why, what cannot be.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "Impact on {}", self.object)?;
+        for file in &self.changed_lines {
+            let lines: Vec<String> = file.lines.iter().map(u32::to_string).collect();
+            writeln!(f, "  changed {}: lines {}", file.path, lines.join(", "))?;
+        }
+        for path in &self.files_without_code {
+            writeln!(f, "  {path}: no code in {}", self.object)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Changed functions ({}):", self.changed_functions.len())?;
+        for function in &self.changed_functions {
+            writeln!(
+                f,
+                "  {}()  {}:{}  ({})",
+                function.name, function.decl_file, function.decl_line, function.evidence
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(f, "Functions to replace ({}):", self.replace.len())?;
+        for replacement in &self.replace {
+            let sympos = if replacement.old_sympos > 0 {
+                format!(", old_sympos {}", replacement.old_sympos)
+            } else {
+                String::new()
+            };
+            writeln!(f, "  {}:{}{sympos}", replacement.object, replacement.symbol)?;
+            for reason in &replacement.reasons {
+                writeln!(f, "      - {reason}")?;
+            }
+        }
+        if !self.unpatchable.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Cannot be replaced themselves ({}):",
+                self.unpatchable.len()
+            )?;
+            for item in &self.unpatchable {
+                writeln!(f, "  {}: {}; {}", item.symbol, item.why, item.resolution)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,7 @@ impl FunctionTable {
 #[non_exhaustive]
 pub enum SymbolError {
     /// Not a 64-bit ELF file, or a damaged one.
-    #[error("`{object}` is not a readable 64-bit ELF file: {source}")]
+    #[error("`{object}` is not a readable 64-bit ELF file")]
     NotElf {
         /// The object.
         object: String,

@@ -46,6 +46,28 @@ enum Command {
     /// Manages user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Shows which functions a live patch for FIX must replace in a kernel build, and why.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// The kernel image with debug information (the -dbg package's vmlinux).
+    #[arg(long)]
+    vmlinux: PathBuf,
+    /// The fix: a unified diff or a git format-patch mail.
+    fix: PathBuf,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// For people.
+    Text,
+    /// The versioned JSON form (`version` field).
+    Json,
 }
 
 #[derive(Args)]
@@ -118,9 +140,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let db = open_database(&cli.global).await?;
+    let global = &cli.global;
     match cli.command {
+        // Analysis reads the kernel's files only; it needs no database.
+        Command::Analyze(args) => analyze(&args),
         Command::Migrate => {
+            open_database(global).await?;
             println!("database is up to date");
             Ok(())
         }
@@ -129,9 +154,12 @@ async fn run(cli: Cli) -> Result<()> {
             roles,
             display_name,
             password_stdin,
-        }) => add_user(&db, &name, &roles, display_name.as_deref(), password_stdin).await,
+        }) => {
+            let db = open_database(global).await?;
+            add_user(&db, &name, &roles, display_name.as_deref(), password_stdin).await
+        }
         Command::User(UserCommand::List) => {
-            for user in db.list_users().await? {
+            for user in open_database(global).await?.list_users().await? {
                 let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
                 println!(
                     "{}\t{}\t{}",
@@ -142,7 +170,40 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(db, args).await,
+        Command::Serve(args) => serve(open_database(global).await?, args).await,
+    }
+}
+
+fn analyze(args: &AnalyzeArgs) -> Result<()> {
+    let fix =
+        std::fs::read(&args.fix).with_context(|| format!("reading {}", args.fix.display()))?;
+    let patch = analyzer::patch::parse(&fix)
+        .with_context(|| format!("{} is not a usable fix", args.fix.display()))?;
+    let file = std::fs::File::open(&args.vmlinux)
+        .with_context(|| format!("opening {}", args.vmlinux.display()))?;
+    // SAFETY: the map is read-only and lives only for this call. Another process
+    // truncating the file meanwhile would fault (SIGBUS) rather than corrupt anything;
+    // the debug files this reads are build outputs nobody rewrites in place.
+    #[allow(unsafe_code)]
+    let image = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("mapping {}", args.vmlinux.display()))?;
+    let input = || format!("reading {}", args.vmlinux.display());
+    let symbols = analyzer::symbols::read_functions("vmlinux", &image).with_context(input)?;
+    let dwarf = analyzer::dwarf::read_dwarf("vmlinux", &image).with_context(input)?;
+    let report = analyzer::impact::analyze(&patch, &symbols, &dwarf);
+    let text = match args.format {
+        ReportFormat::Text => report.to_string(),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    write_stdout(&text)
+}
+
+/// Writes to standard output; a reader that went away (`| head`) ends the output quietly.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other.context("writing to standard output")?),
     }
 }
 

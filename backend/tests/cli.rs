@@ -16,12 +16,20 @@ fn graftbench(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output 
         .stderr(Stdio::piped())
         .spawn()
         .expect("run graftbench");
-    child
+    // The program may exit before reading its input (a usage error): a closed pipe
+    // here is part of what is being tested, not a failure of the test.
+    let written = child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+        .write_all(stdin.as_bytes());
+    if let Err(e) = written {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing stdin: {e}"
+        );
+    }
     child.wait_with_output().expect("wait")
 }
 
@@ -191,5 +199,69 @@ fn demo_refuses_to_listen_beyond_loopback() {
         text(&out.stderr).contains("loopback"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[path = "../../analyzer/tests/common/mod.rs"]
+mod fixtures;
+
+#[test]
+fn analyze_reports_the_functions_to_replace() {
+    let build = fixtures::Build::compile(5);
+    let image = build.dir.path().join("vmlinux");
+    std::fs::write(&image, build.vmlinux()).unwrap();
+    let fix = build.dir.path().join("fix.patch");
+    std::fs::write(
+        &fix,
+        "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
+         @@ -12,1 +12,1 @@\n-\treturn r->len * 3 + 1;\n+\treturn r->len * 3 + 2;\n",
+    )
+    .unwrap();
+    let data = build.dir.path().join("data");
+    let image_arg = image.to_str().unwrap();
+    let fix_arg = fix.to_str().unwrap();
+
+    let json = graftbench(
+        &data,
+        &[
+            "analyze",
+            "--vmlinux",
+            image_arg,
+            fix_arg,
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["replace"][0]["symbol"], "use_req");
+    assert_eq!(report["replace"][0]["object"], "vmlinux");
+    assert_eq!(report["unpatchable"][0]["symbol"], "req_len.isra.0");
+    assert!(!data.exists(), "analysis touches no database");
+
+    let plain = graftbench(&data, &["analyze", "--vmlinux", image_arg, fix_arg], "");
+    assert!(plain.status.success());
+    let out = text(&plain.stdout);
+    assert!(
+        out.contains("Functions to replace (1):\n  vmlinux:use_req\n"),
+        "{out}"
+    );
+    assert!(out.contains("- use_req() calls req_len.isra.0"), "{out}");
+
+    let wrong = graftbench(&data, &["analyze", "--vmlinux", fix_arg, fix_arg], "");
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("is not a readable 64-bit ELF file"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let not_a_fix = graftbench(&data, &["analyze", "--vmlinux", image_arg, image_arg], "");
+    assert!(!not_a_fix.status.success());
+    assert!(
+        text(&not_a_fix.stderr).contains("is not a usable fix"),
+        "{}",
+        text(&not_a_fix.stderr)
     );
 }

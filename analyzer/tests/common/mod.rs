@@ -17,7 +17,8 @@ pub const SOURCES: [&str; 6] = [
 ];
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    // Works from any crate of the workspace that includes this module.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../analyzer/tests/fixtures")
 }
 
 pub fn run(cmd: &mut Command) {
