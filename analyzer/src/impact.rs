@@ -16,6 +16,7 @@
 
 use crate::dwarf::{clone_abi_change, path_matches, DieOffset, DwarfIndex, Subprogram};
 use crate::patch::{LineKind, Patch};
+use crate::pitfalls::{self, Pitfall, PitfallKind};
 use crate::symbols::{FunctionSymbol, FunctionTable};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -89,6 +90,8 @@ pub struct ImpactReport {
     pub replace: Vec<Replacement>,
     /// Functions that cannot be replaced themselves.
     pub unpatchable: Vec<Unpatchable>,
+    /// What in the fix needs a reviewer's care (kpatch patch author guide).
+    pub pitfalls: Vec<Pitfall>,
 }
 
 /// The old-side lines each file's hunks change. New files have no old side and are left
@@ -228,14 +231,32 @@ pub fn analyze(patch: &Patch, symbols: &FunctionTable, dwarf: &DwarfIndex) -> Im
         }
     }
     walk.run();
+    let replace: Vec<Replacement> = walk.replace.into_values().collect();
+    let mut found = pitfalls::check(patch);
+    for pitfall in found.iter_mut().filter(|p| p.kind == PitfallKind::Header) {
+        // Replacements whose first reason is a change in this header.
+        let from_header = replace
+            .iter()
+            .filter(|r| {
+                r.reasons
+                    .first()
+                    .is_some_and(|first| first.contains(&format!("{}:", pitfall.path)))
+            })
+            .count();
+        pitfall.detail = format!(
+            "a header changes: {from_header} function(s) to replace in {} hold its code",
+            symbols.object
+        );
+    }
     ImpactReport {
         version: REPORT_VERSION,
         object: symbols.object.clone(),
         changed_lines: changed,
         files_without_code,
         changed_functions,
-        replace: walk.replace.into_values().collect(),
+        replace,
         unpatchable: walk.unpatchable.into_values().collect(),
+        pitfalls: found,
     }
 }
 

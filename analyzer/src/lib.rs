@@ -17,4 +17,5 @@
 pub mod dwarf;
 pub mod impact;
 pub mod patch;
+pub mod pitfalls;
 pub mod symbols;

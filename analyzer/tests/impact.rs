@@ -84,6 +84,11 @@ fn a_header_inline_change_replaces_every_caller_it_was_inlined_into() {
         ]
     );
     assert!(report.unpatchable.is_empty());
+    assert_eq!(report.pitfalls.len(), 1);
+    assert_eq!(
+        report.pitfalls[0].detail,
+        "a header changes: 4 function(s) to replace in vmlinux hold its code"
+    );
 }
 
 #[test]

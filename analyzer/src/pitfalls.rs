@@ -1,0 +1,376 @@
+//! Changes a live patch handles badly or not at all, found in the diff itself, after the
+//! kpatch patch author guide. Each finding names the file and line (new side for added
+//! code, old side for removed code) and says why it matters.
+//!
+//! These are checks on the text of the fix: they flag what a reviewer must look at and
+//! cannot prove the absence of a problem.
+
+use crate::patch::{FileDiff, HunkLine, LineKind, Patch};
+use serde::{Deserialize, Serialize};
+
+/// What kind of pitfall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PitfallKind {
+    /// A struct, union or enum member changes: existing instances keep the old layout.
+    DataStructure,
+    /// File-scope data is added or changed: the patch module gets its own copy.
+    GlobalData,
+    /// A `static` local variable in a changed function: the new function gets a new one.
+    StaticLocal,
+    /// `*_ONCE` / `*_once`: the "already happened" state starts afresh in the new code.
+    OnceMacro,
+    /// `__init` / `__exit` code or data: init code has run already and is gone.
+    InitExit,
+    /// A header changes: every includer may be affected.
+    Header,
+    /// `SYSCALL_DEFINE`: the system call wrappers, not the body, are the symbols.
+    SyscallDefine,
+    /// Jump labels, static keys, static calls: their sites are patched by the kernel too.
+    JumpLabel,
+    /// The signature of an exported function changes: other modules call the old one.
+    ExportedSignature,
+    /// An assembly file: not replaceable through livepatch.
+    Assembly,
+    /// Line numbers shift: `__LINE__` in `BUG()` / `WARN()` below changes too.
+    LineShift,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pitfall {
+    /// What kind.
+    pub kind: PitfallKind,
+    /// Tree-relative path.
+    pub path: String,
+    /// Line (new side for added lines, old side otherwise).
+    pub line: u32,
+    /// What was seen and why it matters.
+    pub detail: String,
+}
+
+const ONCE_MARKERS: [&str; 7] = [
+    "_ONCE(",
+    "_once(",
+    "DO_ONCE(",
+    "printk_once(",
+    "_ratelimited(",
+    "WARN_ON_ONCE(",
+    "DEFINE_STATIC_KEY",
+];
+const JUMP_LABEL_MARKERS: [&str; 8] = [
+    "static_branch_",
+    "static_key_",
+    "DEFINE_STATIC_KEY",
+    "DECLARE_STATIC_KEY",
+    "static_call(",
+    "DEFINE_STATIC_CALL",
+    "static_call_update(",
+    "jump_label",
+];
+const INIT_MARKERS: [&str; 8] = [
+    "__init",
+    "__exit",
+    "__initdata",
+    "__initconst",
+    "module_init(",
+    "module_exit(",
+    "late_initcall(",
+    "core_initcall(",
+];
+
+/// Checks a parsed fix.
+pub fn check(patch: &Patch) -> Vec<Pitfall> {
+    let mut found = Vec::new();
+    for file in &patch.files {
+        check_file(file, &mut found);
+    }
+    found.sort_by(|a, b| (&a.path, a.line, a.kind).cmp(&(&b.path, b.line, b.kind)));
+    found.dedup_by(|a, b| a.path == b.path && a.line == b.line && a.kind == b.kind);
+    found
+}
+
+fn line_no(line: &HunkLine) -> u32 {
+    line.new_line.or(line.old_line).unwrap_or(0)
+}
+
+fn changed(line: &HunkLine) -> bool {
+    line.kind != LineKind::Context
+}
+
+fn check_file(file: &FileDiff, found: &mut Vec<Pitfall>) {
+    let path = file.path().to_owned();
+    let mut push = |kind, line: u32, detail: String| {
+        found.push(Pitfall {
+            kind,
+            path: path.clone(),
+            line,
+            detail,
+        })
+    };
+    let first_change = file
+        .hunks
+        .iter()
+        .flat_map(|h| &h.lines)
+        .find(|l| changed(l))
+        .map_or(0, line_no);
+    if path.ends_with(".h") && !file.hunks.is_empty() {
+        push(
+            PitfallKind::Header,
+            first_change,
+            "a header changes: every file that includes it may hold changed inline code".into(),
+        );
+    }
+    if path.ends_with(".S") || path.ends_with(".s") {
+        push(
+            PitfallKind::Assembly,
+            first_change,
+            "an assembly file changes: its code has no ftrace entries and cannot be replaced"
+                .into(),
+        );
+        return;
+    }
+    let mut shift: i64 = 0;
+    for hunk in &file.hunks {
+        if shift != 0 {
+            push(
+                PitfallKind::LineShift,
+                hunk.old_start,
+                format!(
+                    "lines from here on move by {shift:+}: BUG(), WARN() and anything else using __LINE__ in unchanged functions below changes too"
+                ),
+            );
+        }
+        check_hunk_lines(&hunk.lines, &hunk.section, &mut push);
+        shift += i64::from(hunk.new_lines) - i64::from(hunk.old_lines);
+    }
+}
+
+fn check_hunk_lines(
+    lines: &[HunkLine],
+    section: &str,
+    push: &mut impl FnMut(PitfallKind, u32, String),
+) {
+    // Which aggregate definition, if any, each line sits in: `struct x {` opened in the
+    // hunk (or named by the hunk's section heading) until its closing brace.
+    let mut aggregate: Option<(String, i32)> = aggregate_opener(section).map(|name| (name, 1));
+    let mut in_function = section.contains('(') && aggregate.is_none();
+    for line in lines {
+        let text = line.text.as_str();
+        let trimmed = text.trim();
+        let at_file_scope = !text.starts_with([' ', '\t']) && !text.is_empty();
+        if let Some(name) = aggregate_opener(text) {
+            aggregate = Some((name, 0));
+        }
+        if at_file_scope && trimmed.contains('(') && !trimmed.ends_with(';') && aggregate.is_none()
+        {
+            in_function = true;
+        }
+        if changed(line) {
+            let n = line_no(line);
+            if let Some((name, _)) = &aggregate {
+                if !trimmed.is_empty() && !trimmed.starts_with("/*") && !trimmed.starts_with('*') {
+                    push(
+                        PitfallKind::DataStructure,
+                        n,
+                        format!("a member of {name} changes: instances in memory keep the old layout (use shadow variables)"),
+                    );
+                }
+            } else if at_file_scope && looks_like_data(trimmed) {
+                push(
+                    PitfallKind::GlobalData,
+                    n,
+                    "file-scope data changes: the patch module would get a new, separate copy"
+                        .into(),
+                );
+            }
+            if in_function
+                && text.starts_with([' ', '\t'])
+                && trimmed.starts_with("static ")
+                && !trimmed.contains('(')
+            {
+                push(
+                    PitfallKind::StaticLocal,
+                    n,
+                    "a static local variable: the replacement function gets a new one, not the running kernel's".into(),
+                );
+            }
+            if let Some(marker) = ONCE_MARKERS.iter().find(|m| text.contains(*m)) {
+                push(
+                    PitfallKind::OnceMacro,
+                    n,
+                    format!(
+                        "`{}`: its once-only state starts afresh in the replacement",
+                        marker.trim_end_matches('(')
+                    ),
+                );
+            }
+            if let Some(marker) = INIT_MARKERS.iter().find(|m| contains_word(text, m)) {
+                push(
+                    PitfallKind::InitExit,
+                    n,
+                    format!(
+                        "`{}` code or data: init code has already run and been freed",
+                        marker.trim_end_matches('(')
+                    ),
+                );
+            }
+            if text.contains("SYSCALL_DEFINE") {
+                push(
+                    PitfallKind::SyscallDefine,
+                    n,
+                    "SYSCALL_DEFINE: replace the __do_sys_ / __se_sys_ functions it generates"
+                        .into(),
+                );
+            }
+            if let Some(marker) = JUMP_LABEL_MARKERS.iter().find(|m| text.contains(*m)) {
+                push(
+                    PitfallKind::JumpLabel,
+                    n,
+                    format!("`{}`: jump labels and static calls in a patch module need the kernel's special-section handling", marker.trim_end_matches('(')),
+                );
+            }
+            if trimmed.starts_with("EXPORT_SYMBOL") {
+                push(
+                    PitfallKind::ExportedSignature,
+                    n,
+                    "an export changes: other modules bind to the old symbol and signature".into(),
+                );
+            }
+        }
+        if let Some((_, depth)) = &mut aggregate {
+            *depth += brace_delta(text);
+            if *depth <= 0 && text.contains('}') {
+                aggregate = None;
+            }
+        }
+        if at_file_scope && trimmed.starts_with('}') {
+            in_function = false;
+        }
+    }
+}
+
+/// `struct foo {`, `union bar {`, `enum baz {` (possibly `typedef struct ... {`).
+fn aggregate_opener(text: &str) -> Option<String> {
+    let trimmed = text.trim_start().trim_start_matches("typedef ");
+    let keyword = ["struct ", "union ", "enum "]
+        .into_iter()
+        .find(|k| trimmed.starts_with(k))?;
+    if !trimmed.trim_end().ends_with('{') || trimmed.contains('(') || trimmed.contains('=') {
+        return None;
+    }
+    let name = trimmed[keyword.len()..].trim_end_matches('{').trim();
+    Some(format!(
+        "{}{}",
+        keyword,
+        if name.is_empty() { "(anonymous)" } else { name }
+    ))
+}
+
+fn brace_delta(text: &str) -> i32 {
+    text.chars()
+        .map(|c| match c {
+            '{' => 1,
+            '}' => -1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A file-scope declaration of data rather than a function, a macro or a comment.
+fn looks_like_data(trimmed: &str) -> bool {
+    !trimmed.is_empty()
+        && !trimmed.starts_with(['#', '/', '*', '}', '{'])
+        && !trimmed.contains('(')
+        && (trimmed.ends_with(';') || trimmed.ends_with('{') || trimmed.contains(" = "))
+        && !trimmed.starts_with("struct ") // a forward declaration or an aggregate opener
+        && !trimmed.starts_with("EXPORT_SYMBOL")
+}
+
+fn contains_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        !before.is_some_and(ident) && (word.ends_with('(') || !after.is_some_and(ident))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(diff: &str) -> Vec<(PitfallKind, u32)> {
+        check(&crate::patch::parse(diff.as_bytes()).unwrap())
+            .into_iter()
+            .map(|p| (p.kind, p.line))
+            .collect()
+    }
+
+    #[test]
+    fn a_struct_member_change_is_a_data_structure_change() {
+        let diff = "--- a/include/net/sock.h\n+++ b/include/net/sock.h\n@@ -10,4 +10,5 @@\n struct sock {\n \tint a;\n+\tint b;\n \tlong c;\n };\n";
+        assert_eq!(
+            kinds(diff),
+            [(PitfallKind::DataStructure, 12), (PitfallKind::Header, 12)]
+        );
+    }
+
+    #[test]
+    fn a_member_change_below_a_struct_heading() {
+        // git names the enclosing struct in the hunk heading.
+        let diff = "--- a/net/x.c\n+++ b/net/x.c\n@@ -20,3 +20,3 @@ struct nft_ctx {\n \tu8 family;\n-\tu8 level;\n+\tu16 level;\n \tbool report;\n";
+        // The removed and the added line are both line 21: one finding.
+        assert_eq!(kinds(diff), [(PitfallKind::DataStructure, 21)]);
+    }
+
+    #[test]
+    fn function_body_changes_are_not_data_changes() {
+        let diff = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -7,4 +7,6 @@\n static int cmdline_proc_show(struct seq_file *m, void *v)\n {\n+\tif (!saved_command_line)\n+\t\treturn -EINVAL;\n \tseq_puts(m, saved_command_line);\n \treturn 0;\n";
+        assert!(kinds(diff).is_empty(), "{:?}", kinds(diff));
+    }
+
+    #[test]
+    fn once_macros_static_locals_and_global_data() {
+        let diff = "--- a/mm/x.c\n+++ b/mm/x.c\n@@ -1,5 +1,8 @@\n-static int limit = 4;\n+static int limit = 8;\n int f(int v)\n {\n+\tstatic int calls;\n+\tpr_warn_once(\"slow\\n\");\n \treturn v;\n }\n+int g(int v) { return v; }\n";
+        assert_eq!(
+            kinds(diff),
+            [
+                (PitfallKind::GlobalData, 1),
+                (PitfallKind::StaticLocal, 4),
+                (PitfallKind::OnceMacro, 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn init_syscall_jump_labels_exports_and_assembly() {
+        let diff = "--- a/kernel/x.c\n+++ b/kernel/x.c\n@@ -1,2 +1,6 @@\n int a;\n+static int __init x_init(void) { return 0; }\n+SYSCALL_DEFINE1(x, int, v)\n+\tif (static_branch_unlikely(&key))\n+EXPORT_SYMBOL(x_init);\n int b;\n--- a/arch/x86/entry/entry_64.S\n+++ b/arch/x86/entry/entry_64.S\n@@ -5 +5 @@\n-\tret\n+\tRET\n";
+        let found = kinds(diff);
+        assert!(found.contains(&(PitfallKind::Assembly, 5)), "{found:?}");
+        assert!(found.contains(&(PitfallKind::InitExit, 2)), "{found:?}");
+        assert!(
+            found.contains(&(PitfallKind::SyscallDefine, 3)),
+            "{found:?}"
+        );
+        assert!(found.contains(&(PitfallKind::JumpLabel, 4)), "{found:?}");
+        assert!(
+            found.contains(&(PitfallKind::ExportedSignature, 5)),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_hunk_that_changes_the_line_count_shifts_later_lines() {
+        let diff =
+            "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,3 @@\n a\n+b\n c\n@@ -50,2 +51,2 @@\n x\n-y\n+Y\n";
+        assert_eq!(kinds(diff), [(PitfallKind::LineShift, 50)]);
+    }
+
+    #[test]
+    fn words_must_match_whole() {
+        assert!(contains_word("static int __init f(void)", "__init"));
+        assert!(!contains_word("static int __initialize(void)", "__init"));
+        assert!(contains_word("module_init(f);", "module_init("));
+    }
+}
