@@ -190,6 +190,26 @@ impl TestServer {
         client
     }
 
+    /// Signs `name` in and returns the `graftbench_session=...` cookie pair.
+    pub async fn session_cookie(&self, name: &str) -> String {
+        let response = self
+            .anonymous()
+            .post(self.url("/login"))
+            .form(&[("username", name), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("sign in");
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("graftbench_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned()
+    }
+
     /// Stops the server and closes the database, then drops its storage.
     pub async fn stop(self) {
         self.server.abort();
