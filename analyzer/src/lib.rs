@@ -1,9 +1,15 @@
 //! Graftbench's analysis library.
 //!
 //! It knows nothing of HTTP, sessions or SQL: it takes bytes and returns plain data.
-//! Today it holds the model of a kernel fix as submitted ([`patch`]): a unified diff or a
-//! `git format-patch` mail, parsed strictly enough that whatever it accepts can later be
-//! mapped line by line onto the target kernel's DWARF.
+//!
+//! - [`patch`]: a kernel fix as submitted (a unified diff or one `git format-patch` mail),
+//!   parsed strictly enough that what it accepts maps line by line onto the target.
+//! - [`symbols`]: an object's functions from its symbol table and ftrace table: clones,
+//!   sections, ftrace entries, `old_sympos`.
+//! - [`dwarf`]: its debug information as plain tables: subprograms, inline sites, call
+//!   sites, the line table.
+//! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
+//!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
 //!
 //! ```
 //! let fix = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-old\n+new\n";
