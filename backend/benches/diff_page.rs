@@ -146,17 +146,21 @@ fn bench(c: &mut Criterion) {
             .to_owned();
         (router, cookie, id, db, author)
     });
-    let get_page = || async {
+    let fetch_page = |id: i64| {
         let request = Request::get(format!("/patches/{id}"))
             .header(header::COOKIE, &cookie)
             .body(Body::empty())
             .expect("request");
-        let response = router.clone().oneshot(request).await.expect("response");
-        assert_eq!(response.status(), StatusCode::OK);
-        axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body")
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.expect("response");
+            assert_eq!(response.status(), StatusCode::OK);
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body")
+        }
     };
+    let get_page = || fetch_page(id);
     let page = runtime.block_on(get_page());
     eprintln!(
         "diff page: {line_count} diff lines -> {} KiB of HTML",
@@ -187,19 +191,7 @@ fn bench(c: &mut Criterion) {
                     db.create_patch(&author, &valid).await.expect("stored").id
                 })
             },
-            |id| {
-                runtime.block_on(async {
-                    let request = Request::get(format!("/patches/{id}"))
-                        .header(header::COOKIE, &cookie)
-                        .body(Body::empty())
-                        .expect("request");
-                    let response = router.clone().oneshot(request).await.expect("response");
-                    assert_eq!(response.status(), StatusCode::OK);
-                    axum::body::to_bytes(response.into_body(), usize::MAX)
-                        .await
-                        .expect("body")
-                })
-            },
+            |id| runtime.block_on(fetch_page(id)),
             BatchSize::PerIteration,
         )
     });

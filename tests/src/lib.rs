@@ -199,15 +199,7 @@ impl TestServer {
             .send()
             .await
             .expect("sign in");
-        response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with("graftbench_session="))
-            .and_then(|c| c.split(';').next())
-            .expect("a session cookie")
-            .to_owned()
+        session_cookie_of(&response).expect("a session cookie")
     }
 
     /// Stops the server and closes the database, then drops its storage.
@@ -216,6 +208,18 @@ impl TestServer {
         let _ = self.server.await;
         self.db.close().await;
     }
+}
+
+/// The `graftbench_session=...` pair a response sets, if it sets one.
+pub fn session_cookie_of(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("graftbench_session="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
 }
 
 /// Reads a file from `analyzer/tests/data`: real `git format-patch` output.

@@ -1,7 +1,7 @@
 //! HTTP behaviour against a real server, on SQLite and on PostgreSQL.
 
 use graftbench_app::model::Role;
-use graftbench_tests::{fixture, Backend, TestServer, PASSWORD};
+use graftbench_tests::{fixture, session_cookie_of, Backend, TestServer, PASSWORD};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -113,16 +113,6 @@ async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
     server.stop().await;
 }
 
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("graftbench_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-}
-
 async fn sign_in_rotates_the_session_id(backend: Backend) {
     let server = TestServer::start(backend).await;
     server.add_user("alice", &[Role::Author]).await;
@@ -139,7 +129,7 @@ async fn sign_in_rotates_the_session_id(backend: Backend) {
         }
     };
     let first = login(client.clone()).await;
-    let first_cookie = session_cookie(&first).expect("a session cookie");
+    let first_cookie = session_cookie_of(&first).expect("a session cookie");
     let set_cookie = first.headers()["set-cookie"]
         .to_str()
         .unwrap()
@@ -148,7 +138,7 @@ async fn sign_in_rotates_the_session_id(backend: Backend) {
     assert!(set_cookie.contains("samesite=lax"), "{set_cookie}");
     // Signing in again with the same session must hand out a new id...
     let second = login(client.clone()).await;
-    let second_cookie = session_cookie(&second).expect("a new session cookie");
+    let second_cookie = session_cookie_of(&second).expect("a new session cookie");
     assert_ne!(first_cookie, second_cookie);
     // ...and the old id must be worthless.
     let replay = server
