@@ -507,6 +507,7 @@ fn read_unit<'d>(
                     current_subprogram.filter(|_| depth == current_subprogram_depth + 1)
                 {
                     let location = entry.attr_value(gimli::DW_AT_location);
+                    let has_location = location.is_some();
                     let entry_register = match &location {
                         Some(AttributeValue::Exprloc(expr)) => single_register(expr.0),
                         _ => None,
@@ -532,7 +533,7 @@ fn read_unit<'d>(
                         abstract_origin: reference(entry.attr_value(gimli::DW_AT_abstract_origin)),
                         const_value: entry.attr(gimli::DW_AT_const_value).is_some(),
                         entry_register,
-                        has_location: entry.attr(gimli::DW_AT_location).is_some(),
+                        has_location,
                         parameter_ref,
                     });
                 }

@@ -152,18 +152,23 @@ struct FunctionKey {
     decl_line: u32,
 }
 
-/// Analyses a fix against one object.
-pub fn analyze(patch: &Patch, symbols: &FunctionTable, dwarf: &DwarfIndex) -> ImpactReport {
-    let changed = changed_lines(patch);
-    let mut files_without_code = Vec::new();
-    let mut functions: BTreeMap<FunctionKey, (BTreeSet<DieOffset>, String)> = BTreeMap::new();
-    let key_of = |s: &Subprogram| -> Option<FunctionKey> {
+impl FunctionKey {
+    /// The key of a named subprogram.
+    fn of(s: &Subprogram) -> Option<FunctionKey> {
         Some(FunctionKey {
             name: s.name.clone()?,
             decl_file: s.decl_file.clone().unwrap_or_default(),
             decl_line: s.decl_line,
         })
-    };
+    }
+}
+
+/// Analyses a fix against one object.
+pub fn analyze(patch: &Patch, symbols: &FunctionTable, dwarf: &DwarfIndex) -> ImpactReport {
+    let changed = changed_lines(patch);
+    let mut files_without_code = Vec::new();
+    let mut functions: BTreeMap<FunctionKey, (BTreeSet<DieOffset>, String)> = BTreeMap::new();
+    let key_of = FunctionKey::of;
     // Every DIE per function key, so all abstract instances of a header inline are found.
     let mut dies_by_key: HashMap<FunctionKey, Vec<DieOffset>> = HashMap::new();
     for s in &dwarf.subprograms {
@@ -272,16 +277,7 @@ fn declarations_in(dwarf: &DwarfIndex, path: &str) -> Vec<(u32, FunctionKey)> {
                     .is_some_and(|f| path_matches(f, path))
         })
         .filter(|s| s.is_abstract || !s.ranges.is_empty())
-        .filter_map(|s| {
-            Some((
-                s.decl_line,
-                FunctionKey {
-                    name: s.name.clone()?,
-                    decl_file: s.decl_file.clone().unwrap_or_default(),
-                    decl_line: s.decl_line,
-                },
-            ))
-        })
+        .filter_map(|s| Some((s.decl_line, FunctionKey::of(s)?)))
         .collect();
     found.sort();
     found.dedup();
