@@ -76,6 +76,11 @@ pub struct Subprogram {
     pub is_abstract: bool,
     /// For a concrete instance: the abstract instance it was made from.
     pub abstract_origin: Option<DieOffset>,
+    /// A declaration only (`DW_AT_declaration`): a function defined elsewhere, named so
+    /// that calls to it can point at it.
+    pub declaration: bool,
+    /// Visible outside its compilation unit (`DW_AT_external`).
+    pub external: bool,
     /// Address ranges of its code (empty for abstract instances and declarations).
     pub ranges: Vec<(u64, u64)>,
     /// Formal parameters, in DIE order.
@@ -92,6 +97,8 @@ pub struct InlineSite {
     /// The abstract origins of the inlined functions around this copy inside the
     /// container, outermost first (empty when inlined directly into the container).
     pub chain: Vec<DieOffset>,
+    /// The inlined copy this one sits in (its index in [`DwarfIndex::inline_sites`]).
+    pub parent: Option<usize>,
     /// File of the call that was inlined.
     pub call_file: Option<String>,
     /// Line of the call that was inlined.
@@ -315,31 +322,112 @@ pub fn read_dwarf(object_name: &str, data: &[u8]) -> Result<DwarfIndex, DwarfErr
         RunTimeEndian::Big
     };
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-    let mut index = DwarfIndex::default();
+    let mut headers = Vec::new();
     let mut units = dwarf.units();
     loop {
-        let header = match units.next() {
-            Ok(Some(header)) => header,
+        match units.next() {
+            Ok(Some(header)) => headers.push(header),
             Ok(None) => break,
             Err(source) => {
+                let unit = headers
+                    .last()
+                    .map_or(0, |h: &gimli::UnitHeader<Reader<'_>>| h.offset().0 as u64);
                 return Err(DwarfError::Dwarf {
                     object: object_name.to_owned(),
-                    unit: 0,
+                    unit,
                     source,
-                })
+                });
             }
-        };
-        let unit_offset = header.offset().0 as u64;
-        let dwarf_error = |source| DwarfError::Dwarf {
-            object: object_name.to_owned(),
-            unit: unit_offset,
-            source,
-        };
-        let unit = dwarf.unit(header).map_err(dwarf_error)?;
-        read_unit(&dwarf, &unit, &mut index).map_err(dwarf_error)?;
+        }
+    }
+    // Units are independent: read them on every core, in contiguous runs of about equal
+    // size so that DIE order (and with it the merged result) does not depend on timing.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 16);
+    let total: usize = headers.iter().map(|h| h.length_including_self()).sum();
+    let mut runs: Vec<&[gimli::UnitHeader<Reader<'_>>]> = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (i, header) in headers.iter().enumerate() {
+        size += header.length_including_self();
+        if size * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(&headers[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&headers[start..]);
+    let read_run = |run: &[gimli::UnitHeader<Reader<'_>>]| -> Result<DwarfIndex, DwarfError> {
+        let mut index = DwarfIndex::default();
+        let mut file_ids = HashMap::new();
+        for header in run {
+            let unit_offset = header.offset().0 as u64;
+            let dwarf_error = |source| DwarfError::Dwarf {
+                object: object_name.to_owned(),
+                unit: unit_offset,
+                source,
+            };
+            let unit = dwarf.unit(*header).map_err(dwarf_error)?;
+            read_unit(&dwarf, &unit, &mut index, &mut file_ids).map_err(dwarf_error)?;
+        }
+        Ok(index)
+    };
+    let parts: Vec<Result<DwarfIndex, DwarfError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|run| scope.spawn(|| read_run(run)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    let mut index = DwarfIndex::default();
+    for part in parts {
+        merge(&mut index, part?);
     }
     resolve_names(&mut index);
     Ok(index)
+}
+
+/// Appends one run's tables to `into`, renumbering its units and files.
+fn merge(into: &mut DwarfIndex, part: DwarfIndex) {
+    let unit_base = into.units.len();
+    let mut known: HashMap<String, u32> = (0u32..)
+        .zip(into.files.iter())
+        .map(|(i, name)| (name.clone(), i))
+        .collect();
+    let file_ids: Vec<u32> = part
+        .files
+        .into_iter()
+        .map(|name| {
+            let next = u32::try_from(into.files.len()).unwrap_or(u32::MAX);
+            *known.entry(name.clone()).or_insert_with(|| {
+                into.files.push(name);
+                next
+            })
+        })
+        .collect();
+    into.units.extend(part.units);
+    into.subprograms
+        .extend(part.subprograms.into_iter().map(|mut s| {
+            s.unit += unit_base;
+            s
+        }));
+    let site_base = into.inline_sites.len();
+    into.inline_sites
+        .extend(part.inline_sites.into_iter().map(|mut site| {
+            site.parent = site.parent.map(|p| p + site_base);
+            site
+        }));
+    into.call_sites.extend(part.call_sites);
+    into.lines.extend(part.lines.into_iter().map(|mut l| {
+        l.file = file_ids.get(l.file as usize).copied().unwrap_or(l.file);
+        l
+    }));
 }
 
 /// Applies a relocatable object's `.rela` entries to one of its debug sections.
@@ -381,8 +469,13 @@ fn relocate<'d>(
 enum Frame {
     /// An out-of-line subprogram with code.
     Subprogram(DieOffset),
-    /// An inlined copy of this abstract origin.
-    Inlined(DieOffset),
+    /// An inlined copy of `origin`, at `site` in [`DwarfIndex::inline_sites`].
+    Inlined {
+        /// The abstract origin.
+        origin: DieOffset,
+        /// The site.
+        site: usize,
+    },
     /// Anything else (lexical blocks, abstract subprograms, types).
     Other,
 }
@@ -391,6 +484,7 @@ fn read_unit<'d>(
     dwarf: &gimli::Dwarf<Reader<'d>>,
     unit: &gimli::Unit<Reader<'d>>,
     index: &mut DwarfIndex,
+    file_ids: &mut HashMap<String, u32>,
 ) -> gimli::Result<()> {
     let unit_ref = unit.unit_ref(dwarf);
     let string = |value: Option<AttributeValue<Reader<'d>>>| -> Option<String> {
@@ -490,6 +584,8 @@ fn read_unit<'d>(
                     is_abstract: inline.is_some(),
                     abstract_origin: reference(entry.attr_value(gimli::DW_AT_abstract_origin))
                         .or_else(|| reference(entry.attr_value(gimli::DW_AT_specification))),
+                    declaration: entry.attr(gimli::DW_AT_declaration).is_some(),
+                    external: entry.attr(gimli::DW_AT_external).is_some(),
                     ranges,
                     params: Vec::new(),
                 });
@@ -546,19 +642,27 @@ fn read_unit<'d>(
                         let chain = stack
                             .iter()
                             .filter_map(|(_, f)| match f {
-                                Frame::Inlined(o) => Some(*o),
+                                Frame::Inlined { origin, .. } => Some(*origin),
                                 _ => None,
                             })
                             .collect();
+                        let parent = stack.iter().rev().find_map(|(_, f)| match f {
+                            Frame::Inlined { site, .. } => Some(*site),
+                            _ => None,
+                        });
                         index.inline_sites.push(InlineSite {
                             origin,
                             container,
                             chain,
+                            parent,
                             call_file: file(entry.attr_value(gimli::DW_AT_call_file)),
                             call_line: udata(entry.attr_value(gimli::DW_AT_call_line)),
                             ranges: ranges()?,
                         });
-                        Frame::Inlined(origin)
+                        Frame::Inlined {
+                            origin,
+                            site: index.inline_sites.len() - 1,
+                        }
                     }
                     _ => Frame::Other,
                 }
@@ -568,7 +672,7 @@ fn read_unit<'d>(
                     .or_else(|| reference(entry.attr_value(gimli::DW_AT_abstract_origin)));
                 if let (Some(callee), Some(caller)) = (callee, innermost_subprogram()) {
                     let inlined_in = stack.iter().rev().find_map(|(_, f)| match f {
-                        Frame::Inlined(o) => Some(*o),
+                        Frame::Inlined { origin, .. } => Some(*origin),
                         _ => None,
                     });
                     index.call_sites.push(CallSite {
@@ -587,7 +691,7 @@ fn read_unit<'d>(
             stack.push((depth, frame));
         }
     }
-    read_line_rows(unit, &files, index)
+    read_line_rows(unit, &files, index, file_ids)
 }
 
 /// Turns the unit's line program into address ranges per file:line.
@@ -595,6 +699,7 @@ fn read_line_rows(
     unit: &gimli::Unit<Reader<'_>>,
     files: &HashMap<u64, String>,
     index: &mut DwarfIndex,
+    file_ids: &mut HashMap<String, u32>,
 ) -> gimli::Result<()> {
     let Some(program) = unit.line_program.clone() else {
         return Ok(());
@@ -605,11 +710,13 @@ fn read_line_rows(
             return Some(*id);
         }
         let name = files.get(&file)?;
-        let id = match index.files.iter().position(|f| f == name) {
-            Some(i) => u32::try_from(i).ok()?,
+        let id = match file_ids.get(name) {
+            Some(&id) => id,
             None => {
+                let id = u32::try_from(index.files.len()).ok()?;
                 index.files.push(name.clone());
-                u32::try_from(index.files.len() - 1).ok()?
+                file_ids.insert(name.clone(), id);
+                id
             }
         };
         interned.insert(file, id);
@@ -779,48 +886,62 @@ fn file_table<'d>(unit: &gimli::UnitRef<'_, Reader<'d>>) -> HashMap<u64, String>
 }
 
 /// Concrete instances carry no names of their own: take their abstract origin's (the
-/// function's name, declaration and `inline`, and each parameter's name).
+/// function's name, declaration, `inline` and `external`, and each parameter's name).
 fn resolve_names(index: &mut DwarfIndex) {
     index.subprograms.sort_by_key(|s| s.die);
-    let origins: HashMap<DieOffset, (Option<String>, Option<String>, u32, bool)> = index
-        .subprograms
+    let subprograms = &index.subprograms;
+    let position = |die: DieOffset| subprograms.binary_search_by_key(&die, |s| s.die).ok();
+    let param_names: HashMap<DieOffset, &str> = subprograms
         .iter()
-        .map(|s| {
-            (
-                s.die,
-                (
-                    s.name.clone(),
-                    s.decl_file.clone(),
-                    s.decl_line,
-                    s.declared_inline,
-                ),
-            )
+        .filter(|s| s.is_abstract || s.declaration)
+        .flat_map(|s| s.params.iter())
+        .filter_map(|p| Some((p.die, p.name.as_deref()?)))
+        .collect();
+    // (subprogram, its origin, the names of its parameters from their origins)
+    type Update = (usize, usize, Vec<Option<String>>);
+    let updates: Vec<Update> = subprograms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let origin = position(s.abstract_origin?)?;
+            let params = s
+                .params
+                .iter()
+                .map(|p| match &p.name {
+                    Some(_) => None,
+                    None => p
+                        .abstract_origin
+                        .and_then(|o| param_names.get(&o))
+                        .map(|name| (*name).to_owned()),
+                })
+                .collect();
+            Some((i, origin, params))
         })
         .collect();
-    let param_names: HashMap<DieOffset, String> = index
-        .subprograms
-        .iter()
-        .flat_map(|s| s.params.iter())
-        .filter_map(|p| Some((p.die, p.name.clone()?)))
-        .collect();
-    for subprogram in &mut index.subprograms {
-        if let Some((name, file, line, declared)) =
-            subprogram.abstract_origin.and_then(|o| origins.get(&o))
-        {
-            if subprogram.name.is_none() {
-                subprogram.name = name.clone();
-            }
-            if subprogram.decl_file.is_none() {
-                subprogram.decl_file = file.clone();
-                subprogram.decl_line = *line;
-            }
-            subprogram.declared_inline |= declared;
+    for (i, origin, params) in updates {
+        let (name, file, line, declared, external) = {
+            let o = &index.subprograms[origin];
+            (
+                o.name.clone(),
+                o.decl_file.clone(),
+                o.decl_line,
+                o.declared_inline,
+                o.external,
+            )
+        };
+        let subprogram = &mut index.subprograms[i];
+        if subprogram.name.is_none() {
+            subprogram.name = name;
         }
-        for param in &mut subprogram.params {
-            if param.name.is_none() {
-                param.name = param
-                    .abstract_origin
-                    .and_then(|o| param_names.get(&o).cloned());
+        if subprogram.decl_file.is_none() {
+            subprogram.decl_file = file;
+            subprogram.decl_line = line;
+        }
+        subprogram.declared_inline |= declared;
+        subprogram.external |= external;
+        for (param, name) in subprogram.params.iter_mut().zip(params) {
+            if name.is_some() {
+                param.name = name;
             }
         }
     }
@@ -853,6 +974,8 @@ mod tests {
             declared_inline: false,
             is_abstract: false,
             abstract_origin: None,
+            declaration: false,
+            external: false,
             ranges: Vec::new(),
             params,
         }

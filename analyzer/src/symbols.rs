@@ -16,7 +16,7 @@ use object::{
     SymbolIndex, SymbolSection,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// `endbr64`: on IBT kernels the ftrace call site follows it.
 const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
@@ -208,6 +208,8 @@ pub fn read_functions(object_name: &str, data: &[u8]) -> Result<FunctionTable, S
                 problem,
             }
         })?;
+    // A vmlinux has some 40,000 entries and 50,000 function symbols: look them up.
+    let entries: HashSet<Location> = entries.into_iter().collect();
 
     let mut functions = Vec::new();
     let mut symtab_index = Vec::new();
