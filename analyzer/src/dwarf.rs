@@ -288,6 +288,16 @@ type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 
 /// Reads the debug information of one ELF object.
 pub fn read_dwarf(object_name: &str, data: &[u8]) -> Result<DwarfIndex, DwarfError> {
+    read_dwarf_with_progress(object_name, data, &|_| {})
+}
+
+/// [`read_dwarf`], calling `progress` with the number of `.debug_info` bytes read so far
+/// after each compilation unit (from several threads).
+pub fn read_dwarf_with_progress(
+    object_name: &str,
+    data: &[u8],
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<DwarfIndex, DwarfError> {
     let file = ElfFile64::<Endianness>::parse(data).map_err(|source| DwarfError::NotElf {
         object: object_name.to_owned(),
         source,
@@ -357,6 +367,7 @@ pub fn read_dwarf(object_name: &str, data: &[u8]) -> Result<DwarfIndex, DwarfErr
         }
     }
     runs.push(&headers[start..]);
+    let done = std::sync::atomic::AtomicU64::new(0);
     let read_run = |run: &[gimli::UnitHeader<Reader<'_>>]| -> Result<DwarfIndex, DwarfError> {
         let mut index = DwarfIndex::default();
         let mut file_ids = HashMap::new();
@@ -369,6 +380,8 @@ pub fn read_dwarf(object_name: &str, data: &[u8]) -> Result<DwarfIndex, DwarfErr
             };
             let unit = dwarf.unit(*header).map_err(dwarf_error)?;
             read_unit(&dwarf, &unit, &mut index, &mut file_ids).map_err(dwarf_error)?;
+            let length = header.length_including_self() as u64;
+            progress(done.fetch_add(length, std::sync::atomic::Ordering::Relaxed) + length);
         }
         Ok(index)
     };

@@ -1,7 +1,7 @@
 //! From a fix and one object's tables to the functions a live patch must replace.
 //!
-//! Pure functions over [`Patch`], [`FunctionTable`] and [`DwarfIndex`]; nothing here reads
-//! files. The steps:
+//! Pure functions over a [`Patch`] and a [`KernelIndex`]; nothing here reads files. The
+//! steps, for each object of the index:
 //!
 //! 1. The old-side lines each hunk changes ([`changed_lines`]); a pure insertion changes
 //!    the lines around its insertion point.
@@ -14,15 +14,15 @@
 //!    code, a clone whose calling convention changed) is replaced through its callers,
 //!    recursively, with the reason kept at each step.
 
-use crate::dwarf::{clone_abi_change, path_matches, DieOffset, DwarfIndex, Subprogram};
+use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex};
 use crate::patch::{LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
-use crate::symbols::{FunctionSymbol, FunctionTable};
+use crate::symbols::FunctionSymbol;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The version of [`ImpactReport`]'s JSON form; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
 /// The old-side lines a fix changes in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,8 @@ pub struct ChangedLines {
 pub struct ChangedFunction {
     /// Name.
     pub name: String,
+    /// The object whose debug information has it.
+    pub object: String,
     /// Declaring file, as the debug information names it.
     pub decl_file: String,
     /// Declaring line.
@@ -67,6 +69,8 @@ pub struct Replacement {
 pub struct Unpatchable {
     /// The symbol (or the function name when it has no symbol of its own).
     pub symbol: String,
+    /// `vmlinux` or the module name.
+    pub object: String,
     /// Why it cannot be replaced.
     pub why: String,
     /// What was done instead.
@@ -78,11 +82,11 @@ pub struct Unpatchable {
 pub struct ImpactReport {
     /// [`REPORT_VERSION`].
     pub version: u32,
-    /// The object analysed.
-    pub object: String,
+    /// The objects analysed: `vmlinux`, then modules.
+    pub objects: Vec<String>,
     /// Old-side lines changed, per file.
     pub changed_lines: Vec<ChangedLines>,
-    /// Files of the fix that contribute no code to this object.
+    /// Files of the fix that contribute no code to any object analysed.
     pub files_without_code: Vec<String>,
     /// Functions whose source changed.
     pub changed_functions: Vec<ChangedFunction>,
@@ -143,100 +147,38 @@ pub fn changed_lines(patch: &Patch) -> Vec<ChangedLines> {
         .collect()
 }
 
-/// A changed function as the tables know it: its name and declaration, and every DIE
-/// that stands for it (one abstract instance per compilation unit that inlined it).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct FunctionKey {
-    name: String,
-    decl_file: String,
-    decl_line: u32,
-}
-
-impl FunctionKey {
-    /// The key of a named subprogram.
-    fn of(s: &Subprogram) -> Option<FunctionKey> {
-        Some(FunctionKey {
-            name: s.name.clone()?,
-            decl_file: s.decl_file.clone().unwrap_or_default(),
-            decl_line: s.decl_line,
-        })
-    }
-}
-
-/// Analyses a fix against one object.
-pub fn analyze(patch: &Patch, symbols: &FunctionTable, dwarf: &DwarfIndex) -> ImpactReport {
+/// Analyses a fix against every object of a kernel build's index. The only error is a
+/// damaged index (its line table is checked as it is read).
+pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, IndexError> {
     let changed = changed_lines(patch);
-    let mut files_without_code = Vec::new();
-    let mut functions: BTreeMap<FunctionKey, (BTreeSet<DieOffset>, String)> = BTreeMap::new();
-    let key_of = FunctionKey::of;
-    // Every DIE per function key, so all abstract instances of a header inline are found.
-    let mut dies_by_key: HashMap<FunctionKey, Vec<DieOffset>> = HashMap::new();
-    for s in &dwarf.subprograms {
-        if let Some(key) = key_of(s) {
-            dies_by_key.entry(key).or_default().push(s.die);
-        }
-    }
-    for file in &changed {
-        let known = dwarf.files.iter().any(|f| path_matches(f, &file.path))
-            || dwarf.subprograms.iter().any(|s| {
-                s.decl_file
-                    .as_deref()
-                    .is_some_and(|f| path_matches(f, &file.path))
-            });
-        if !known {
-            files_without_code.push(file.path.clone());
-            continue;
-        }
-        let declared_here = declarations_in(dwarf, &file.path);
-        for &line in &file.lines {
-            for place in dwarf.code_for_line(&file.path, line) {
-                let owner = place
-                    .inline_chain
-                    .last()
-                    .copied()
-                    .unwrap_or(place.container);
-                if let Some(key) = dwarf.subprogram(owner).and_then(key_of) {
-                    functions.entry(key).or_insert_with(|| {
-                        (BTreeSet::new(), format!("code of {}:{line}", file.path))
-                    });
-                }
-            }
-            // The function declared last before the line holds it.
-            if let Some(key) = declared_here
-                .iter()
-                .filter(|(decl_line, _)| *decl_line <= line)
-                .max_by_key(|(decl_line, _)| *decl_line)
-                .map(|(_, key)| key.clone())
-            {
-                functions.entry(key).or_insert_with(|| {
-                    (
-                        BTreeSet::new(),
-                        format!("its body holds {}:{line}", file.path),
-                    )
-                });
-            }
-        }
-    }
-    for (key, (dies, _)) in functions.iter_mut() {
-        dies.extend(dies_by_key.get(key).into_iter().flatten());
-    }
-
-    let mut walk = Walk::new(symbols, dwarf);
     let mut changed_functions = Vec::new();
-    for (key, (dies, evidence)) in &functions {
-        changed_functions.push(ChangedFunction {
-            name: key.name.clone(),
-            decl_file: key.decl_file.clone(),
-            decl_line: key.decl_line,
-            evidence: evidence.clone(),
-        });
-        let start = format!("{}() changed ({evidence})", key.name);
-        for &die in dies {
-            walk.function(die, vec![start.clone()]);
+    let mut replace = Vec::new();
+    let mut unpatchable = Vec::new();
+    let mut has_code: BTreeSet<&str> = BTreeSet::new();
+    for object in &index.objects {
+        let functions = changed_functions_in(object, &changed, &mut has_code)?;
+        let mut walk = Walk::new(object);
+        for (&f, evidence) in &functions {
+            let function = &object.functions[f as usize];
+            changed_functions.push(ChangedFunction {
+                name: function.name.clone(),
+                object: object.name.clone(),
+                decl_file: object.file_name(function.decl_file).to_owned(),
+                decl_line: function.decl_line,
+                evidence: evidence.clone(),
+            });
+            walk.function(f, vec![format!("{}() changed ({evidence})", function.name)]);
         }
+        walk.run();
+        replace.extend(walk.replace.into_values());
+        unpatchable.extend(walk.unpatchable.into_values());
     }
-    walk.run();
-    let replace: Vec<Replacement> = walk.replace.into_values().collect();
+    let files_without_code = changed
+        .iter()
+        .filter(|file| !has_code.contains(file.path.as_str()))
+        .map(|file| file.path.clone())
+        .collect();
+    let objects: Vec<String> = index.objects.iter().map(|o| o.name.clone()).collect();
     let mut found = pitfalls::check(patch);
     for pitfall in found.iter_mut().filter(|p| p.kind == PitfallKind::Header) {
         // Replacements whose first reason is a change in this header.
@@ -250,60 +192,91 @@ pub fn analyze(patch: &Patch, symbols: &FunctionTable, dwarf: &DwarfIndex) -> Im
             .count();
         pitfall.detail = format!(
             "a header changes: {from_header} function(s) to replace in {} hold its code",
-            symbols.object
+            objects.join(", ")
         );
     }
-    ImpactReport {
+    Ok(ImpactReport {
         version: REPORT_VERSION,
-        object: symbols.object.clone(),
+        objects,
         changed_lines: changed,
         files_without_code,
         changed_functions,
         replace,
-        unpatchable: walk.unpatchable.into_values().collect(),
+        unpatchable,
         pitfalls: found,
-    }
+    })
 }
 
-/// Functions declared in `path`, by declaration line (definitions only).
-fn declarations_in(dwarf: &DwarfIndex, path: &str) -> Vec<(u32, FunctionKey)> {
-    let mut found: Vec<(u32, FunctionKey)> = dwarf
-        .subprograms
-        .iter()
-        .filter(|s| {
-            s.decl_line > 0
-                && s.decl_file
-                    .as_deref()
-                    .is_some_and(|f| path_matches(f, path))
+/// The functions of `object` whose source the changed lines are, with the evidence.
+/// Files with code in the object are added to `has_code`.
+fn changed_functions_in<'c>(
+    object: &ObjectIndex,
+    changed: &'c [ChangedLines],
+    has_code: &mut BTreeSet<&'c str>,
+) -> Result<BTreeMap<u32, String>, IndexError> {
+    let mut functions: BTreeMap<u32, String> = BTreeMap::new();
+    for file in changed {
+        let declared_here = declarations_in(object, &file.path);
+        if object.files_matching(&file.path).is_empty() && declared_here.is_empty() {
+            continue;
+        }
+        has_code.insert(&file.path);
+        let places = object.places_in_file(&file.path)?;
+        for &line in &file.lines {
+            let from = places.partition_point(|&(l, _)| l < line);
+            for &(_, place) in places[from..].iter().take_while(|&&(l, _)| l == line) {
+                functions
+                    .entry(object.owner(place))
+                    .or_insert_with(|| format!("code of {}:{line}", file.path));
+            }
+            // The function declared last before the line holds it: the line table misses
+            // code the compiler folded into a caller's instruction.
+            if let Some(&(_, f)) = declared_here
+                .iter()
+                .filter(|(decl_line, _)| *decl_line <= line)
+                .max_by_key(|(decl_line, _)| *decl_line)
+            {
+                functions
+                    .entry(f)
+                    .or_insert_with(|| format!("its body holds {}:{line}", file.path));
+            }
+        }
+    }
+    Ok(functions)
+}
+
+/// Functions defined in `path`, by declaration line.
+fn declarations_in(object: &ObjectIndex, path: &str) -> Vec<(u32, u32)> {
+    let files = object.files_matching(path);
+    let mut found: Vec<(u32, u32)> = (0..)
+        .zip(&object.functions)
+        .filter(|(_, f)| {
+            f.defined && f.decl_line > 0 && f.decl_file.is_some_and(|d| files.contains(&d))
         })
-        .filter(|s| s.is_abstract || !s.ranges.is_empty())
-        .filter_map(|s| Some((s.decl_line, FunctionKey::of(s)?)))
+        .map(|(i, f)| (f.decl_line, i))
         .collect();
-    found.sort();
-    found.dedup();
+    found.sort_unstable();
     found
 }
 
-/// The walk from changed functions to replaceable ones.
+/// The walk from changed functions to replaceable ones, in one object.
 struct Walk<'a> {
-    symbols: &'a FunctionTable,
-    dwarf: &'a DwarfIndex,
+    object: &'a ObjectIndex,
     by_address: HashMap<u64, Vec<&'a FunctionSymbol>>,
-    queue: VecDeque<(DieOffset, Vec<String>)>,
-    seen: HashSet<DieOffset>,
+    queue: VecDeque<(u32, Vec<String>)>,
+    seen: HashSet<u32>,
     replace: BTreeMap<(String, u32), Replacement>,
     unpatchable: BTreeMap<String, Unpatchable>,
 }
 
 impl<'a> Walk<'a> {
-    fn new(symbols: &'a FunctionTable, dwarf: &'a DwarfIndex) -> Walk<'a> {
+    fn new(object: &'a ObjectIndex) -> Walk<'a> {
         let mut by_address: HashMap<u64, Vec<&FunctionSymbol>> = HashMap::new();
-        for f in &symbols.functions {
+        for f in &object.symbols.functions {
             by_address.entry(f.address).or_default().push(f);
         }
         Walk {
-            symbols,
-            dwarf,
+            object,
             by_address,
             queue: VecDeque::new(),
             seen: HashSet::new(),
@@ -312,70 +285,58 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn name(&self, die: DieOffset) -> String {
-        self.dwarf.name_of(die).unwrap_or("?").to_owned()
+    fn instance_name(&self, instance: u32) -> &'a str {
+        let object = self.object;
+        object.function_name(object.instances[instance as usize].function)
     }
 
-    /// Queues the out-of-line instances of the function at `die` (abstract or concrete)
-    /// and every function it was inlined into.
-    fn function(&mut self, die: DieOffset, reasons: Vec<String>) {
-        let name = self.name(die);
-        let instances: Vec<DieOffset> = self
-            .dwarf
-            .subprograms
-            .iter()
-            .filter(|s| !s.ranges.is_empty() && (s.die == die || s.abstract_origin == Some(die)))
-            .map(|s| s.die)
-            .collect();
-        for instance in instances {
-            self.queue.push_back((instance, reasons.clone()));
+    /// Queues the out-of-line instances of function `f` and every instance it was
+    /// inlined into.
+    fn function(&mut self, f: u32, reasons: Vec<String>) {
+        for instance in self.object.instances_of(f) {
+            self.queue.push_back((instance as u32, reasons.clone()));
         }
-        let sites: Vec<(DieOffset, String)> = self
-            .dwarf
-            .inline_sites
-            .iter()
-            .filter(|site| site.origin == die)
-            .map(|site| {
-                let file = site.call_file.as_deref().unwrap_or("?");
-                let file = file.rsplit('/').next().unwrap_or(file);
-                (
-                    site.container,
-                    format!(
-                        "{name}() is inlined into {}() at {file}:{}",
-                        self.name(site.container),
-                        site.call_line
-                    ),
-                )
-            })
-            .collect();
-        for (container, why) in sites {
+        self.inlined_into(f, reasons);
+    }
+
+    /// Queues every instance function `f` was inlined into.
+    fn inlined_into(&mut self, f: u32, reasons: Vec<String>) {
+        let object = self.object;
+        let name = object.function_name(f);
+        for site in object.inline_sites_of(f) {
+            let file = object.file_name(site.call_file);
+            let file = file.rsplit('/').next().unwrap_or(file);
             let mut reasons = reasons.clone();
-            reasons.push(why);
-            self.queue.push_back((container, reasons));
+            reasons.push(format!(
+                "{name}() is inlined into {}() at {}:{}",
+                self.instance_name(site.container),
+                if file.is_empty() { "?" } else { file },
+                site.call_line
+            ));
+            self.queue.push_back((site.container, reasons));
         }
     }
 
     fn run(&mut self) {
-        while let Some((die, reasons)) = self.queue.pop_front() {
-            if !self.seen.insert(die) {
+        while let Some((instance, reasons)) = self.queue.pop_front() {
+            if !self.seen.insert(instance) {
                 continue;
             }
-            self.instance(die, reasons);
+            self.instance(instance, reasons);
         }
     }
 
-    /// An out-of-line instance with code: replace it, or go to its callers.
-    fn instance(&mut self, die: DieOffset, reasons: Vec<String>) {
-        let Some(subprogram) = self.dwarf.subprogram(die) else {
-            return;
-        };
-        let entry = subprogram.ranges.first().map(|r| r.0);
-        let symbol = entry
+    /// An out-of-line instance: replace it, or go to its callers.
+    fn instance(&mut self, id: u32, reasons: Vec<String>) {
+        let object = self.object;
+        let instance = &object.instances[id as usize];
+        let symbol = instance
+            .entry()
             .and_then(|a| self.by_address.get(&a))
             .and_then(|candidates| candidates.iter().find(|f| !f.is_cold_part()).copied());
-        let name = self.name(die);
+        let name = self.instance_name(id);
         let Some(symbol) = symbol else {
-            self.blocked(&name, "no symbol at its entry address", reasons, die);
+            self.blocked(name, "no symbol at its entry address", reasons, id);
             return;
         };
         let why_not = if symbol.section.starts_with(".init") {
@@ -383,10 +344,9 @@ impl<'a> Walk<'a> {
         } else if !symbol.ftrace_entry {
             Some("no ftrace entry (notrace or noinstr)".to_owned())
         } else if symbol.is_clone() {
-            subprogram
-                .abstract_origin
-                .and_then(|o| self.dwarf.subprogram(o))
-                .and_then(|origin| clone_abi_change(subprogram, origin))
+            instance
+                .abi_change
+                .as_ref()
                 .map(|change| format!("clone with a changed calling convention: {change}"))
         } else {
             None
@@ -394,25 +354,24 @@ impl<'a> Walk<'a> {
         match why_not {
             None => {
                 let mut reasons = reasons;
-                if subprogram.ranges.len() > 1 {
-                    let cold: Vec<&str> = subprogram.ranges[1..]
-                        .iter()
-                        .filter_map(|r| self.by_address.get(&r.0))
-                        .flatten()
-                        .filter(|f| f.is_cold_part())
-                        .map(|f| f.name.as_str())
-                        .collect();
-                    if !cold.is_empty() {
-                        reasons.push(format!(
-                            "{} is part of {}, replaced with it",
-                            cold.join(", "),
-                            symbol.name
-                        ));
-                    }
+                let cold: Vec<&str> = instance
+                    .ranges
+                    .iter()
+                    .skip(1)
+                    .filter_map(|r| self.by_address.get(&r.0))
+                    .flatten()
+                    .filter(|f| f.is_cold_part())
+                    .map(|f| f.name.as_str())
+                    .collect();
+                if !cold.is_empty() {
+                    reasons.push(format!(
+                        "{} is part of {}, replaced with it",
+                        cold.join(", "),
+                        symbol.name
+                    ));
                 }
                 reasons.push(format!("{} has an ftrace entry", symbol.name));
                 let key = (symbol.name.clone(), symbol.old_sympos);
-                let object = self.symbols.object.clone();
                 self.replace
                     .entry(key)
                     .and_modify(|r| {
@@ -422,7 +381,7 @@ impl<'a> Walk<'a> {
                     })
                     .or_insert_with(|| Replacement {
                         symbol: symbol.name.clone(),
-                        object,
+                        object: object.name.clone(),
                         old_sympos: symbol.old_sympos,
                         traceable: true,
                         reasons,
@@ -433,32 +392,32 @@ impl<'a> Walk<'a> {
                     symbol.name.clone(),
                     Unpatchable {
                         symbol: symbol.name.clone(),
+                        object: object.name.clone(),
                         why,
                         resolution: "nothing to replace: the fix matters only for the next boot"
                             .into(),
                     },
                 );
             }
-            Some(why) => {
-                let symbol_name = symbol.name.clone();
-                self.blocked(&symbol_name, &why, reasons, die);
-            }
+            Some(why) => self.blocked(&symbol.name, &why, reasons, id),
         }
     }
 
-    /// `die` cannot be replaced: replace its callers and the functions it was inlined into.
-    fn blocked(&mut self, symbol: &str, why: &str, reasons: Vec<String>, die: DieOffset) {
-        let abstract_origin = self.dwarf.subprogram(die).and_then(|s| s.abstract_origin);
-        let callers: Vec<(DieOffset, bool)> = self
-            .dwarf
-            .call_sites
+    /// Instance `id` cannot be replaced: replace its callers, and the functions its
+    /// function was inlined into.
+    fn blocked(&mut self, symbol: &str, why: &str, reasons: Vec<String>, id: u32) {
+        let object = self.object;
+        let function = object.instances[id as usize].function;
+        let callers: Vec<(u32, bool)> = object
+            .calls_to(Callee::Instance(id))
             .iter()
-            .filter(|c| c.callee == die || Some(c.callee) == abstract_origin)
+            .chain(object.calls_to(Callee::Function(function)))
             .map(|c| (c.caller, c.tail_call))
             .collect();
+        let inlined = object.inline_sites_of(function).next().is_some();
         let mut reasons = reasons;
         reasons.push(format!("{symbol} cannot be replaced: {why}"));
-        let resolution = if callers.is_empty() && abstract_origin.is_none() {
+        let resolution = if callers.is_empty() && !inlined {
             "no caller in the debug information: the fix cannot be live-patched here".to_owned()
         } else {
             "its callers are replaced instead".to_owned()
@@ -467,6 +426,7 @@ impl<'a> Walk<'a> {
             symbol.to_owned(),
             Unpatchable {
                 symbol: symbol.to_owned(),
+                object: object.name.clone(),
                 why: why.to_owned(),
                 resolution,
             },
@@ -474,25 +434,23 @@ impl<'a> Walk<'a> {
         for (caller, tail) in callers {
             let mut reasons = reasons.clone();
             let how = if tail { "tail-calls" } else { "calls" };
-            reasons.push(format!("{}() {how} {symbol}", self.name(caller)));
+            reasons.push(format!("{}() {how} {symbol}", self.instance_name(caller)));
             self.queue.push_back((caller, reasons));
         }
-        if let Some(origin) = abstract_origin {
-            self.function(origin, reasons);
-        }
+        self.inlined_into(function, reasons);
     }
 }
 
 impl std::fmt::Display for ImpactReport {
     /// The report for people: what changed, what to replace and why, what cannot be.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "Impact on {}", self.object)?;
+        writeln!(f, "Impact on {}", self.objects.join(", "))?;
         for file in &self.changed_lines {
             let lines: Vec<String> = file.lines.iter().map(u32::to_string).collect();
             writeln!(f, "  changed {}: lines {}", file.path, lines.join(", "))?;
         }
         for path in &self.files_without_code {
-            writeln!(f, "  {path}: no code in {}", self.object)?;
+            writeln!(f, "  {path}: no code in {}", self.objects.join(", "))?;
         }
         writeln!(f)?;
         writeln!(f, "Changed functions ({}):", self.changed_functions.len())?;

@@ -8,8 +8,11 @@
 //!   sections, ftrace entries, `old_sympos`.
 //! - [`dwarf`]: its debug information as plain tables: subprograms, inline sites, call
 //!   sites, the line table.
+//! - [`index`]: those tables reduced to what the analysis needs, per function, for
+//!   vmlinux and its modules, with the on-disk form that makes repeated analysis fast.
 //! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
 //!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
+//! - [`placement`]: where the compiler put one function (clones, inlined copies, callers).
 //!
 //! ```
 //! let fix = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-old\n+new\n";
@@ -22,6 +25,8 @@
 
 pub mod dwarf;
 pub mod impact;
+pub mod index;
 pub mod patch;
 pub mod pitfalls;
+pub mod placement;
 pub mod symbols;

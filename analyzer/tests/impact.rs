@@ -4,28 +4,25 @@
 
 mod common;
 
-use analyzer::dwarf::read_dwarf;
 use analyzer::impact::{analyze, ImpactReport, REPORT_VERSION};
+use analyzer::index::{KernelIndex, ObjectIndex};
 use analyzer::patch;
-use analyzer::symbols::read_functions;
 use common::Build;
 use std::sync::OnceLock;
 
-/// The fixtures' tables, built once for all tests here (DWARF 5).
-fn tables() -> &'static (
-    analyzer::symbols::FunctionTable,
-    analyzer::dwarf::DwarfIndex,
-) {
-    static TABLES: OnceLock<(
-        analyzer::symbols::FunctionTable,
-        analyzer::dwarf::DwarfIndex,
-    )> = OnceLock::new();
-    TABLES.get_or_init(|| {
+/// The fixtures' index, built once for all tests here (DWARF 5), and read back from its
+/// on-disk form: every answer below comes through the index file's encoding.
+fn index() -> &'static KernelIndex {
+    static INDEX: OnceLock<KernelIndex> = OnceLock::new();
+    INDEX.get_or_init(|| {
         let image = Build::compile(5).vmlinux();
-        (
-            read_functions("vmlinux", &image).expect("symbols"),
-            read_dwarf("vmlinux", &image).expect("dwarf"),
-        )
+        let object = ObjectIndex::build("vmlinux", &image, &|_| {}).expect("index");
+        let built = KernelIndex {
+            objects: vec![object],
+        };
+        let read = KernelIndex::from_bytes(&built.to_bytes()).expect("read back");
+        assert_eq!(read, built);
+        read
     })
 }
 
@@ -37,8 +34,7 @@ fn fix(file: &str, line: u32) -> patch::Patch {
 }
 
 fn report(file: &str, line: u32) -> ImpactReport {
-    let (symbols, dwarf) = tables();
-    analyze(&fix(file, line), symbols, dwarf)
+    analyze(&fix(file, line), index()).expect("analysis")
 }
 
 fn replaced(report: &ImpactReport) -> Vec<(String, u32)> {
@@ -190,11 +186,62 @@ fn noinstr_code_without_callers_cannot_be_live_patched() {
 
 #[test]
 fn a_file_outside_the_object_is_named() {
-    let (symbols, dwarf) = tables();
     let patch =
         patch::parse(b"--- a/drivers/gpu/x.c\n+++ b/drivers/gpu/x.c\n@@ -3 +3 @@\n-a\n+b\n")
             .unwrap();
-    let report = analyze(&patch, symbols, dwarf);
+    let report = analyze(&patch, index()).expect("analysis");
     assert_eq!(report.files_without_code, ["drivers/gpu/x.c"]);
     assert!(report.replace.is_empty());
+}
+
+#[test]
+fn callers_in_other_units_are_found_through_their_prototype() {
+    // dup_a.c calls cross_unit_raw() through kernel.h's declaration: its DWARF names the
+    // declaration, which the index joins to the definition in cross.c.
+    let report = report("cross.c", 6);
+    assert_eq!(replaced(&report), [r("use_cross")]);
+    assert_eq!(report.unpatchable.len(), 1);
+    assert_eq!(report.unpatchable[0].symbol, "cross_unit_raw");
+    assert_eq!(
+        report.replace[0].reasons,
+        [
+            "cross_unit_raw() changed (code of analyzer/tests/fixtures/cross.c:6)",
+            "cross_unit_raw cannot be replaced: no ftrace entry (notrace or noinstr)",
+            "use_cross() calls cross_unit_raw",
+            "use_cross has an ftrace entry",
+        ]
+    );
+}
+
+#[test]
+fn a_module_is_analysed_with_vmlinux_and_named_by_its_modinfo() {
+    let build = Build::compile(4);
+    let vmlinux = build.vmlinux();
+    let module = build.module_named("fixture_mod");
+    assert_eq!(
+        analyzer::index::module_name(&module).as_deref(),
+        Some("fixture_mod")
+    );
+    let index = KernelIndex {
+        objects: vec![
+            ObjectIndex::build("vmlinux", &vmlinux, &|_| {}).expect("vmlinux"),
+            ObjectIndex::build("fixture_mod", &module, &|_| {}).expect("module"),
+        ],
+    };
+    let index = KernelIndex::from_bytes(&index.to_bytes()).expect("read back");
+    let report = analyze(&fix("dup_b.c", 6), &index).expect("analysis");
+    assert_eq!(report.objects, ["vmlinux", "fixture_mod"]);
+    let found: Vec<(&str, &str, u32)> = report
+        .replace
+        .iter()
+        .map(|r| (r.object.as_str(), r.symbol.as_str(), r.old_sympos))
+        .collect();
+    // In the module, as in vmlinux, the second of the two static helper()s.
+    assert_eq!(
+        found,
+        [("vmlinux", "helper", 2), ("fixture_mod", "helper", 2)]
+    );
+    // A module's build-id is its own.
+    assert_ne!(index.objects[0].build_id, index.objects[1].build_id);
+    assert!(index.objects[1].build_id.is_some());
 }

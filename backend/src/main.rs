@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod kernel_index;
+use kernel_index::{Freshness, KernelBuild};
+
 /// Review, approve, build and ship Linux live patches.
 #[derive(Parser)]
 #[command(name = "graftbench", version, about)]
@@ -48,13 +51,63 @@ enum Command {
     User(UserCommand),
     /// Shows which functions a live patch for FIX must replace in a kernel build, and why.
     Analyze(AnalyzeArgs),
+    /// Builds the index of a kernel build (vmlinux and its modules) that makes `analyze`
+    /// fast; does nothing when the index is up to date.
+    Index(IndexArgs),
+    /// Shows where the compiler put functions: their out-of-line code and clones, the
+    /// functions they were inlined into, and their callers.
+    Where(WhereArgs),
+}
+
+#[derive(Args)]
+struct WhereArgs {
+    #[command(flatten)]
+    kernel: KernelArgs,
+    /// Function names, as in the source.
+    #[arg(required = true)]
+    functions: Vec<String>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+}
+
+#[derive(Args)]
+struct IndexArgs {
+    /// The kernel image with debug information (the -dbg package's vmlinux).
+    vmlinux: PathBuf,
+    /// A directory of modules with debug information (`*.ko`, searched recursively),
+    /// such as the -dbg package's lib/modules/VERSION.
+    #[arg(long)]
+    modules: Option<PathBuf>,
+    /// Where to write the index [default: DATA_DIR/indexes/BUILD_ID.gbindex].
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Rebuild even when the index is up to date.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Which kernel build to ask: its debug files, its index, or both.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("kernel").required(true).multiple(true).args(["vmlinux", "index"])))]
+struct KernelArgs {
+    /// The kernel image with debug information (the -dbg package's vmlinux). With
+    /// --index, the index is checked against it and rebuilt when stale; without, the
+    /// index in the data directory is used when there is one.
+    #[arg(long)]
+    vmlinux: Option<PathBuf>,
+    /// A directory of modules with debug information, analysed with vmlinux.
+    #[arg(long, requires = "vmlinux")]
+    modules: Option<PathBuf>,
+    /// An index made by `graftbench index`.
+    #[arg(long)]
+    index: Option<PathBuf>,
 }
 
 #[derive(Args)]
 struct AnalyzeArgs {
-    /// The kernel image with debug information (the -dbg package's vmlinux).
-    #[arg(long)]
-    vmlinux: PathBuf,
+    #[command(flatten)]
+    kernel: KernelArgs,
     /// The fix: a unified diff or a git format-patch mail.
     fix: PathBuf,
     /// Report format.
@@ -143,7 +196,9 @@ async fn run(cli: Cli) -> Result<()> {
     let global = &cli.global;
     match cli.command {
         // Analysis reads the kernel's files only; it needs no database.
-        Command::Analyze(args) => analyze(&args),
+        Command::Analyze(args) => analyze(global, &args),
+        Command::Index(args) => index(global, &args),
+        Command::Where(args) => where_(global, &args),
         Command::Migrate => {
             open_database(global).await?;
             println!("database is up to date");
@@ -174,23 +229,105 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn analyze(args: &AnalyzeArgs) -> Result<()> {
+fn default_index_path(global: &Global, build_id: &str) -> PathBuf {
+    global
+        .data_dir
+        .join("indexes")
+        .join(format!("{build_id}.gbindex"))
+}
+
+fn index(global: &Global, args: &IndexArgs) -> Result<()> {
+    let build = KernelBuild::new(&args.vmlinux, args.modules.as_deref())?;
+    let path = match &args.output {
+        Some(path) => path.clone(),
+        None => {
+            create_private_dir(&global.data_dir)?;
+            default_index_path(global, &build.build_id()?)
+        }
+    };
+    let started = std::time::Instant::now();
+    let (index, freshness) = kernel_index::ensure(&path, &build, args.force)?;
+    match freshness {
+        Freshness::UpToDate => println!("{} is up to date", path.display()),
+        Freshness::Rebuilt(why) => {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let functions: usize = index.objects.iter().map(|o| o.functions.len()).sum();
+            println!(
+                "wrote {} ({why}): {} object(s), {functions} functions, {:.1} MB, {:.2} s",
+                path.display(),
+                index.objects.len(),
+                size as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The index of the kernel build `kernel` names: read, checked, rebuilt when stale.
+fn load_index(global: &Global, kernel: &KernelArgs) -> Result<analyzer::index::KernelIndex> {
+    let index = match (&kernel.index, &kernel.vmlinux) {
+        (Some(path), None) => kernel_index::read(path)?,
+        (Some(path), Some(vmlinux)) => {
+            let build = KernelBuild::new(vmlinux, kernel.modules.as_deref())?;
+            let (index, freshness) = kernel_index::ensure(path, &build, false)?;
+            if let Freshness::Rebuilt(why) = freshness {
+                eprintln!("rebuilt {} ({why})", path.display());
+            }
+            index
+        }
+        (None, Some(vmlinux)) => {
+            // The index `graftbench index` left in the data directory, when it matches;
+            // else the debug information itself (nothing is written unasked).
+            let build = KernelBuild::new(vmlinux, kernel.modules.as_deref())?;
+            let cached = build
+                .build_id()
+                .ok()
+                .map(|id| default_index_path(global, &id))
+                .filter(|path| path.exists())
+                .and_then(|path| kernel_index::read(&path).ok());
+            match cached {
+                Some(index) if build.matches(&index)? => index,
+                _ => build.index()?,
+            }
+        }
+        (None, None) => bail!("give --vmlinux or --index"),
+    };
+    Ok(index)
+}
+
+fn where_(global: &Global, args: &WhereArgs) -> Result<()> {
+    let index = load_index(global, &args.kernel)?;
+    let mut found = Vec::new();
+    for name in &args.functions {
+        let placements = analyzer::placement::placements(&index, name);
+        if placements.is_empty() {
+            bail!("no function named `{name}` in the debug information");
+        }
+        found.extend(placements);
+    }
+    std::mem::forget(index);
+    let text = match args.format {
+        ReportFormat::Text => found
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        ReportFormat::Json => serde_json::to_string_pretty(&found)? + "\n",
+    };
+    write_stdout(&text)
+}
+
+fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
     let fix =
         std::fs::read(&args.fix).with_context(|| format!("reading {}", args.fix.display()))?;
     let patch = analyzer::patch::parse(&fix)
         .with_context(|| format!("{} is not a usable fix", args.fix.display()))?;
-    let file = std::fs::File::open(&args.vmlinux)
-        .with_context(|| format!("opening {}", args.vmlinux.display()))?;
-    // SAFETY: the map is read-only and lives only for this call. Another process
-    // truncating the file meanwhile would fault (SIGBUS) rather than corrupt anything;
-    // the debug files this reads are build outputs nobody rewrites in place.
-    #[allow(unsafe_code)]
-    let image = unsafe { memmap2::Mmap::map(&file) }
-        .with_context(|| format!("mapping {}", args.vmlinux.display()))?;
-    let input = || format!("reading {}", args.vmlinux.display());
-    let symbols = analyzer::symbols::read_functions("vmlinux", &image).with_context(input)?;
-    let dwarf = analyzer::dwarf::read_dwarf("vmlinux", &image).with_context(input)?;
-    let report = analyzer::impact::analyze(&patch, &symbols, &dwarf);
+    let index = load_index(global, &args.kernel)?;
+    let report = analyzer::impact::analyze(&patch, &index).context("analysing with the index")?;
+    // Hundreds of thousands of small allocations: the process is about to exit, and
+    // freeing them one by one would take longer than the analysis.
+    std::mem::forget(index);
     let text = match args.format {
         ReportFormat::Text => report.to_string(),
         ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn graftbench(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
@@ -235,7 +236,7 @@ fn analyze_reports_the_functions_to_replace() {
     );
     assert!(json.status.success(), "{}", text(&json.stderr));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report["version"], 1);
+    assert_eq!(report["version"], 2);
     assert_eq!(report["replace"][0]["symbol"], "use_req");
     assert_eq!(report["replace"][0]["object"], "vmlinux");
     assert_eq!(report["unpatchable"][0]["symbol"], "req_len.isra.0");
@@ -264,4 +265,297 @@ fn analyze_reports_the_functions_to_replace() {
         "{}",
         text(&not_a_fix.stderr)
     );
+}
+
+/// Writes the fixture vmlinux and a fix to `build`'s directory.
+fn fixture_kernel(build: &fixtures::Build, fix_text: &str) -> (PathBuf, PathBuf) {
+    let image = build.dir.path().join("vmlinux");
+    std::fs::write(&image, build.vmlinux()).unwrap();
+    let fix = build.dir.path().join("fix.patch");
+    std::fs::write(&fix, fix_text).unwrap();
+    (image, fix)
+}
+
+const ISRA_FIX: &str =
+    "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
+     @@ -12,1 +12,1 @@\n-\treturn r->len * 3 + 1;\n+\treturn r->len * 3 + 2;\n";
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn index_is_built_once_and_answers_as_the_debug_info_does() {
+    let build = fixtures::Build::compile(5);
+    let (image, fix) = fixture_kernel(&build, ISRA_FIX);
+    let data = build.dir.path().join("data");
+    let index = build.dir.path().join("kernel.gbindex");
+
+    let first = graftbench(&data, &["index", arg(&image), "-o", arg(&index)], "");
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stdout).contains("(no index yet): 1 object(s)"),
+        "{}",
+        text(&first.stdout)
+    );
+    let again = graftbench(&data, &["index", arg(&image), "-o", arg(&index)], "");
+    assert!(again.status.success());
+    assert_eq!(
+        text(&again.stdout),
+        format!("{} is up to date\n", index.display())
+    );
+
+    let direct = graftbench(&data, &["analyze", "--vmlinux", arg(&image), arg(&fix)], "");
+    let indexed = graftbench(&data, &["analyze", "--index", arg(&index), arg(&fix)], "");
+    assert!(indexed.status.success(), "{}", text(&indexed.stderr));
+    assert_eq!(text(&indexed.stdout), text(&direct.stdout));
+    assert!(text(&indexed.stdout).contains("vmlinux:use_req"));
+
+    // Without -o the index goes to the data directory, named by the build-id.
+    let cached = graftbench(&data, &["index", arg(&image)], "");
+    assert!(cached.status.success(), "{}", text(&cached.stderr));
+    let names: Vec<String> = std::fs::read_dir(data.join("indexes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1);
+    assert!(
+        names[0].len() == 40 + ".gbindex".len() && names[0].ends_with(".gbindex"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_stale_or_damaged_index_is_rebuilt_or_refused_by_name() {
+    let build = fixtures::Build::compile(5);
+    let (image, fix) = fixture_kernel(&build, ISRA_FIX);
+    let data = build.dir.path().join("data");
+    let index = build.dir.path().join("kernel.gbindex");
+    let made = graftbench(&data, &["index", arg(&image), "-o", arg(&index)], "");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+
+    // Another kernel build (DWARF 4 instead of 5: another build-id) makes it stale.
+    let other_build = fixtures::Build::compile(4);
+    let other = build.dir.path().join("vmlinux-other");
+    std::fs::write(&other, other_build.vmlinux()).unwrap();
+    let stale = graftbench(
+        &data,
+        &[
+            "analyze",
+            "--index",
+            arg(&index),
+            "--vmlinux",
+            arg(&other),
+            arg(&fix),
+        ],
+        "",
+    );
+    assert!(stale.status.success(), "{}", text(&stale.stderr));
+    assert!(
+        text(&stale.stderr).contains("the kernel build changed (build-ids differ)"),
+        "{}",
+        text(&stale.stderr)
+    );
+    assert!(text(&stale.stdout).contains("vmlinux:use_req"));
+
+    // Damaged: refused with the file named, never a panic; with --vmlinux, rebuilt.
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() / 2]).unwrap();
+    let damaged = graftbench(&data, &["analyze", "--index", arg(&index), arg(&fix)], "");
+    assert!(!damaged.status.success());
+    let message = text(&damaged.stderr);
+    assert!(
+        message.contains(&format!("{} is not usable", index.display()))
+            && message.contains("damaged"),
+        "{message}"
+    );
+    assert!(!message.contains("panicked"), "{message}");
+    let repaired = graftbench(
+        &data,
+        &[
+            "analyze",
+            "--index",
+            arg(&index),
+            "--vmlinux",
+            arg(&image),
+            arg(&fix),
+        ],
+        "",
+    );
+    assert!(repaired.status.success(), "{}", text(&repaired.stderr));
+    assert!(text(&repaired.stderr).contains("rebuilt"));
+
+    // Another format version: refused with what to do.
+    let mut future = b"GRAFTIDX".to_vec();
+    future.extend_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&index, future).unwrap();
+    let newer = graftbench(&data, &["analyze", "--index", arg(&index), arg(&fix)], "");
+    assert!(!newer.status.success());
+    assert!(
+        text(&newer.stderr).contains("rebuild it with `graftbench index`"),
+        "{}",
+        text(&newer.stderr)
+    );
+
+    let nothing = graftbench(&data, &["analyze", arg(&fix)], "");
+    assert!(!nothing.status.success());
+    assert!(
+        text(&nothing.stderr).contains("--vmlinux"),
+        "{}",
+        text(&nothing.stderr)
+    );
+}
+
+#[test]
+fn modules_are_indexed_and_analysed_with_vmlinux() {
+    let build = fixtures::Build::compile(5);
+    let (image, fix) = fixture_kernel(
+        &build,
+        "--- a/analyzer/tests/fixtures/dup_b.c\n+++ b/analyzer/tests/fixtures/dup_b.c\n\
+         @@ -6,1 +6,1 @@\n-old\n+new\n",
+    );
+    let modules = build.dir.path().join("lib/modules/kernel/fs");
+    std::fs::create_dir_all(&modules).unwrap();
+    std::fs::write(
+        modules.join("fixture-mod.ko"),
+        build.module_named("fixture_mod"),
+    )
+    .unwrap();
+    std::fs::write(modules.join("README"), "not a module").unwrap();
+    let data = build.dir.path().join("data");
+    let index = build.dir.path().join("kernel.gbindex");
+    let top = build.dir.path().join("lib");
+    let made = graftbench(
+        &data,
+        &[
+            "index",
+            arg(&image),
+            "--modules",
+            arg(&top),
+            "-o",
+            arg(&index),
+        ],
+        "",
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert!(
+        text(&made.stdout).contains("2 object(s)"),
+        "{}",
+        text(&made.stdout)
+    );
+
+    let json = graftbench(
+        &data,
+        &[
+            "analyze",
+            "--index",
+            arg(&index),
+            arg(&fix),
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        report["objects"],
+        serde_json::json!(["vmlinux", "fixture_mod"])
+    );
+    let replaced: Vec<(String, String, u64)> = report["replace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["object"].as_str().unwrap().to_owned(),
+                r["symbol"].as_str().unwrap().to_owned(),
+                r["old_sympos"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        replaced,
+        [
+            ("vmlinux".to_owned(), "helper".to_owned(), 2),
+            ("fixture_mod".to_owned(), "helper".to_owned(), 2)
+        ]
+    );
+
+    let empty = build.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let none = graftbench(
+        &data,
+        &[
+            "index",
+            arg(&image),
+            "--modules",
+            arg(&empty),
+            "-o",
+            arg(&index),
+        ],
+        "",
+    );
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("no .ko files in it"),
+        "{}",
+        text(&none.stderr)
+    );
+}
+
+#[test]
+fn where_shows_clones_inlined_copies_and_callers() {
+    let build = fixtures::Build::compile(5);
+    let (image, _) = fixture_kernel(&build, ISRA_FIX);
+    let data = build.dir.path().join("data");
+    let json = graftbench(
+        &data,
+        &[
+            "where",
+            "--vmlinux",
+            arg(&image),
+            "bump",
+            "cross_unit_raw",
+            "req_len",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    // bump(): one function, although two units carry an abstract instance of it.
+    assert_eq!(found[0]["name"], "bump");
+    assert_eq!(found[0]["declared_inline"], true);
+    assert_eq!(found[0]["out_of_line"], serde_json::json!([]));
+    assert_eq!(found[0]["inline_sites"], 5);
+    assert_eq!(
+        found[0]["inlined_into"],
+        serde_json::json!({"count_a": 1, "count_b": 1, "count_c": 1, "pair_a": 2})
+    );
+    assert_eq!(found[1]["name"], "cross_unit_raw");
+    assert_eq!(found[1]["out_of_line"][0]["traceable"], false);
+    assert_eq!(found[1]["callers"], serde_json::json!(["use_cross"]));
+    assert_eq!(found[2]["out_of_line"][0]["symbol"], "req_len.isra.0");
+    assert_eq!(
+        found[2]["out_of_line"][0]["abi_change"],
+        "parameter `r` was removed (IPA-SRA)"
+    );
+    assert_eq!(found[2]["callers"], serde_json::json!(["use_req"]));
+
+    let text_out = graftbench(&data, &["where", "--vmlinux", arg(&image), "bump"], "");
+    assert!(text_out.status.success());
+    assert!(
+        text(&text_out.stdout).contains("inlined 5 time(s) into 4 function(s)"),
+        "{}",
+        text(&text_out.stdout)
+    );
+    let unknown = graftbench(
+        &data,
+        &["where", "--vmlinux", arg(&image), "no_such_fn"],
+        "",
+    );
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("no function named `no_such_fn`"));
 }

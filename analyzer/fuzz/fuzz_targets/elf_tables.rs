@@ -1,15 +1,20 @@
-//! Any bytes given as a kernel image: the function table and DWARF readers answer `Ok` or
-//! `Err`, never panic. Seed the corpus with the fixtures' vmlinux and objects.
+//! Any bytes given as a kernel image: the index builder (symbol table, DWARF, the
+//! tables made of them) answers `Ok` or `Err`, never panics, and what it builds survives
+//! its on-disk encoding unchanged. Seed the corpus with the fixtures' vmlinux and objects.
 #![no_main]
 
+use analyzer::index::{KernelIndex, ObjectIndex};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = analyzer::symbols::read_functions("fuzz", data);
-    if let Ok(index) = analyzer::dwarf::read_dwarf("fuzz", data) {
-        for line in index.lines.iter().take(16) {
-            let path = &index.files[line.file as usize];
-            let _ = index.code_for_line(path, line.line);
+    if let Ok(object) = ObjectIndex::build("fuzz", data, &|_| {}) {
+        for file in 0..object.files.len().min(16) {
+            let _ = object.places_in_file(&object.files[file]);
         }
+        let index = KernelIndex {
+            objects: vec![object],
+        };
+        let read = KernelIndex::from_bytes(&index.to_bytes()).expect("an index reads back");
+        assert_eq!(read, index);
     }
 });

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The fixture sources, in link order.
-pub const SOURCES: [&str; 6] = [
+pub const SOURCES: [&str; 7] = [
     "clones.c",
+    "cross.c",
     "dup_a.c",
     "dup_b.c",
     "inline_a.c",
@@ -84,6 +85,32 @@ impl Build {
             .arg("-r")
             .args(&self.objects[..self.objects.len() - 1])
             .arg("-o")
+            .arg(&module));
+        std::fs::read(&module).expect("read module")
+    }
+
+    /// [`Build::module`] with the `.modinfo` kbuild writes (`name=...`) and a build-id.
+    pub fn module_named(&self, name: &str) -> Vec<u8> {
+        self.module();
+        let modinfo = self.dir.path().join("modinfo");
+        std::fs::write(&modinfo, format!("license=GPL\0name={name}\0")).expect("modinfo");
+        let note = self.dir.path().join("build-id");
+        // An NT_GNU_BUILD_ID note: namesz 4, descsz 20, type 3, "GNU\0", 20 bytes.
+        let mut bytes = Vec::new();
+        for word in [4u32, 20, 3] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        bytes.extend_from_slice(b"GNU\0");
+        bytes.extend((0..20u8).map(|i| i.wrapping_mul(37) ^ name.len() as u8));
+        std::fs::write(&note, bytes).expect("note");
+        let module = self.dir.path().join(format!("{name}.ko"));
+        run(Command::new("objcopy")
+            .arg("--add-section")
+            .arg(format!(".modinfo={}", modinfo.display()))
+            .arg("--add-section")
+            .arg(format!(".note.gnu.build-id={}", note.display()))
+            .arg("--set-section-flags=.note.gnu.build-id=alloc,readonly")
+            .arg(self.dir.path().join("fixture.ko"))
             .arg(&module));
         std::fs::read(&module).expect("read module")
     }
