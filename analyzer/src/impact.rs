@@ -180,6 +180,34 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Index
         .collect();
     let objects: Vec<String> = index.objects.iter().map(|o| o.name.clone()).collect();
     let mut found = pitfalls::check(patch);
+    // A changed signature matters beyond the patch when other modules call the function:
+    // the symbol tables say which functions are exported.
+    for change in pitfalls::signature_changes(patch) {
+        let exported_in: Vec<&str> = index
+            .objects
+            .iter()
+            .filter(|o| {
+                o.symbols
+                    .functions
+                    .iter()
+                    .any(|f| f.exported && f.name == change.function)
+            })
+            .map(|o| o.name.as_str())
+            .collect();
+        if !exported_in.is_empty() {
+            found.push(Pitfall {
+                kind: PitfallKind::ExportedSignature,
+                path: change.path,
+                line: change.line,
+                detail: format!(
+                    "the signature of {}() changes, and {} exports it: modules built against the old signature keep calling it that way",
+                    change.function,
+                    exported_in.join(", ")
+                ),
+            });
+        }
+    }
+    found.sort_by(|a, b| (&a.path, a.line, a.kind).cmp(&(&b.path, b.line, b.kind)));
     for pitfall in found.iter_mut().filter(|p| p.kind == PitfallKind::Header) {
         // Replacements whose first reason is a change in this header.
         let from_header = replace

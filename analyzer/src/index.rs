@@ -54,6 +54,9 @@ pub struct Function {
 pub struct Instance {
     /// Index into [`ObjectIndex::functions`].
     pub function: u32,
+    /// The compilation unit's source file (`DW_AT_name`), an index into
+    /// [`ObjectIndex::files`].
+    pub unit: Option<u32>,
     /// Address ranges; the first holds the entry.
     pub ranges: Vec<(u64, u64)>,
     /// How its calling convention differs from the function's declaration, for a
@@ -375,7 +378,7 @@ impl KernelIndex {
             if !object
                 .instances
                 .iter()
-                .all(|i| (i.function as usize) < functions)
+                .all(|i| (i.function as usize) < functions && file_ok(i.unit))
             {
                 return damaged("an instance's function");
             }
@@ -669,6 +672,11 @@ impl<'a> Builder<'a> {
 
     fn finish(mut self, symbols: FunctionTable, build_id: Option<String>) -> ObjectIndex {
         let dwarf = self.dwarf;
+        let unit_files: Vec<Option<u32>> = dwarf
+            .units
+            .iter()
+            .map(|u| self.file_id(Some(u.name.as_str()).filter(|n| !n.is_empty())))
+            .collect();
         // Instances, sorted by function and entry.
         let mut instances: Vec<(DieOffset, Instance)> = dwarf
             .subprograms
@@ -684,6 +692,7 @@ impl<'a> Builder<'a> {
                     s.die,
                     Instance {
                         function,
+                        unit: unit_files.get(s.unit).copied().flatten(),
                         ranges: s.ranges.clone(),
                         abi_change,
                     },
@@ -999,14 +1008,14 @@ mod stored {
         files: Vec<String>,
         sym_names: Vec<String>,
         sym_sections: Vec<String>,
-        /// section, address delta, size, binding | ftrace entry << 2, sympos
+        /// section, address delta, size, binding | ftrace entry << 2 | exported << 3, sympos
         symbols: Blob,
         fn_name_rests: Vec<String>,
         /// shared prefix with the previous name, decl file + 1, decl line,
         /// declared_inline | external << 1 | defined << 2
         functions: Blob,
         instance_count: u32,
-        /// function delta, range count, (start delta, length) per range
+        /// function delta, unit file + 1, range count, (start delta, length) per range
         instances: Blob,
         abi_changes: Vec<(u32, String)>,
         site_count: u32,
@@ -1081,7 +1090,8 @@ mod stored {
                     Binding::Global => 1,
                     Binding::Weak => 2,
                 };
-                symbols.u(binding | (u64::from(f.ftrace_entry) << 2));
+                symbols
+                    .u(binding | (u64::from(f.ftrace_entry) << 2) | (u64::from(f.exported) << 3));
                 symbols.u(u64::from(f.old_sympos));
             }
 
@@ -1115,6 +1125,7 @@ mod stored {
             for (i, instance) in (0..).zip(&o.instances) {
                 instances.i(i64::from(instance.function) - i64::from(function));
                 function = instance.function;
+                instances.u(instance.unit.map_or(0, |u| u64::from(u) + 1));
                 instances.u(instance.ranges.len() as u64);
                 for &(a, b) in &instance.ranges {
                     instances.i(delta(a, start));
@@ -1206,165 +1217,194 @@ mod stored {
                 }
             };
 
-            let mut rows = Varints::new("symbol", s.symbols);
-            let mut functions_out = Vec::with_capacity(s.sym_names.len());
-            let mut address = 0u64;
-            for name in &s.sym_names {
-                let section = s
-                    .sym_sections
-                    .get(rows.u()? as usize)
-                    .ok_or_else(|| damaged("a symbol's section is out of range".into()))?;
-                address = address.wrapping_add(rows.i()? as u64);
-                let size = rows.u()?;
-                let flags = rows.u()?;
-                let binding = match flags & 3 {
-                    0 => Binding::Local,
-                    1 => Binding::Global,
-                    2 => Binding::Weak,
-                    _ => return Err(damaged("a symbol's binding is unknown".into())),
-                };
-                let (base, clone) = split_clone_name(name);
-                functions_out.push(FunctionSymbol {
-                    name: (*name).to_owned(),
-                    base_name: base.to_owned(),
-                    clone,
-                    address,
-                    size,
-                    section: (*section).to_owned(),
-                    binding,
-                    ftrace_entry: flags & 4 != 0,
-                    old_sympos: rows.u32()?,
-                });
-            }
-            rows.finish().map_err(damaged)?;
-
-            let mut rows = Varints::new("function", s.functions);
-            let mut functions: Vec<Function> = Vec::with_capacity(s.fn_name_rests.len());
-            for rest in &s.fn_name_rests {
-                let shared = rows.u()? as usize;
-                let prefix = functions
-                    .last()
-                    .map_or("", |f| f.name.as_str())
-                    .get(..shared)
-                    .ok_or_else(|| damaged("a function name's shared prefix is too long".into()))?;
-                let mut name = String::with_capacity(prefix.len() + rest.len());
-                name.push_str(prefix);
-                name.push_str(rest);
-                let decl_file = rows.u32()?.checked_sub(1);
-                let decl_line = rows.u32()?;
-                let flags = rows.u()?;
-                functions.push(Function {
-                    name,
-                    decl_file,
-                    decl_line,
-                    declared_inline: flags & 1 != 0,
-                    external: flags & 2 != 0,
-                    defined: flags & 4 != 0,
-                });
-            }
-            rows.finish().map_err(damaged)?;
-
-            let mut rows = Varints::new("instance", s.instances);
-            let n = plausible(s.instance_count, s.instances, 2)?;
-            let mut instances = Vec::with_capacity(n);
-            let (mut function, mut start) = (0u32, 0u64);
-            for _ in 0..n {
-                function = step(function, rows.i()?, "instance's function").map_err(damaged)?;
-                let ranges_count = rows.u()? as usize;
-                let mut ranges = Vec::with_capacity(ranges_count.min(64));
-                for _ in 0..ranges_count {
-                    start = start.wrapping_add(rows.i()? as u64);
-                    ranges.push((start, start.wrapping_add(rows.u()?)));
+            // Two independent halves, decoded on two cores: the strings of the symbol
+            // and function tables, and the numeric tables.
+            let strings = || -> Result<(Vec<FunctionSymbol>, Vec<Function>), String> {
+                let mut rows = Varints::new("symbol", s.symbols);
+                let mut functions_out = Vec::with_capacity(s.sym_names.len());
+                let mut address = 0u64;
+                for name in &s.sym_names {
+                    let section = s
+                        .sym_sections
+                        .get(rows.u()? as usize)
+                        .ok_or_else(|| damaged("a symbol's section is out of range".into()))?;
+                    address = address.wrapping_add(rows.i()? as u64);
+                    let size = rows.u()?;
+                    let flags = rows.u()?;
+                    let binding = match flags & 3 {
+                        0 => Binding::Local,
+                        1 => Binding::Global,
+                        2 => Binding::Weak,
+                        _ => return Err(damaged("a symbol's binding is unknown".into())),
+                    };
+                    let (base, clone) = split_clone_name(name);
+                    functions_out.push(FunctionSymbol {
+                        name: (*name).to_owned(),
+                        base_name: base.to_owned(),
+                        clone,
+                        address,
+                        size,
+                        section: (*section).to_owned(),
+                        binding,
+                        ftrace_entry: flags & 4 != 0,
+                        exported: flags & 8 != 0,
+                        old_sympos: rows.u32()?,
+                    });
                 }
-                instances.push(Instance {
-                    function,
-                    ranges,
-                    abi_change: None,
-                });
-            }
-            rows.finish().map_err(damaged)?;
-            for (i, change) in s.abi_changes {
-                instances
-                    .get_mut(i as usize)
-                    .ok_or_else(|| damaged("an ABI change names no instance".into()))?
-                    .abi_change = Some(change.to_owned());
-            }
+                rows.finish().map_err(damaged)?;
 
-            let mut rows = Varints::new("inline site", s.sites);
-            let n = plausible(s.site_count, s.sites, 5)?;
-            let mut inline_sites = Vec::with_capacity(n);
-            let (mut container, mut file, mut line) = (0u32, 0u32, 0u32);
-            for i in 0..n {
-                container = step(container, rows.i()?, "site's container").map_err(damaged)?;
-                let function = rows.u32()?;
-                let parent = match rows.i()? {
-                    0 => None,
-                    d => Some(step(count(i), -d, "site's parent").map_err(damaged)?),
-                };
-                file = step(file, rows.i()?, "site's call file").map_err(damaged)?;
-                line = step(line, rows.i()?, "site's call line").map_err(damaged)?;
-                inline_sites.push(InlineSite {
-                    function,
-                    container,
-                    parent,
-                    call_file: file.checked_sub(1),
-                    call_line: line,
-                });
-            }
-            rows.finish().map_err(damaged)?;
-
-            let mut rows = Varints::new("call", s.calls);
-            let n = plausible(s.call_count, s.calls, 2)?;
-            let mut calls = Vec::with_capacity(n);
-            let mut callee = 0u64;
-            for _ in 0..n {
-                callee = callee.wrapping_add(rows.i()? as u64);
-                let id = (callee & 0xffff_ffff) as u32;
-                let callee = match callee >> 32 {
-                    0 => Callee::Function(id),
-                    1 => Callee::Instance(id),
-                    _ => return Err(damaged("a callee is out of range".into())),
-                };
-                let caller = rows.u()?;
-                calls.push(Call {
-                    caller: u32::try_from(caller >> 1)
-                        .map_err(|_| damaged("a caller is out of range".into()))?,
-                    callee,
-                    tail_call: caller & 1 != 0,
-                });
-            }
-            rows.finish().map_err(damaged)?;
-
-            let mut rows = Varints::new("line file", s.line_files);
-            let mut lines = LineTable {
-                files: Vec::new(),
-                rows: s.line_rows.to_vec(),
+                let mut rows = Varints::new("function", s.functions);
+                let mut functions: Vec<Function> = Vec::with_capacity(s.fn_name_rests.len());
+                for rest in &s.fn_name_rests {
+                    let shared = rows.u()? as usize;
+                    let prefix = functions
+                        .last()
+                        .map_or("", |f| f.name.as_str())
+                        .get(..shared)
+                        .ok_or_else(|| {
+                            damaged("a function name's shared prefix is too long".into())
+                        })?;
+                    let mut name = String::with_capacity(prefix.len() + rest.len());
+                    name.push_str(prefix);
+                    name.push_str(rest);
+                    let decl_file = rows.u32()?.checked_sub(1);
+                    let decl_line = rows.u32()?;
+                    let flags = rows.u()?;
+                    functions.push(Function {
+                        name,
+                        decl_file,
+                        decl_line,
+                        declared_inline: flags & 1 != 0,
+                        external: flags & 2 != 0,
+                        defined: flags & 4 != 0,
+                    });
+                }
+                rows.finish().map_err(damaged)?;
+                Ok((functions_out, functions))
             };
-            let (mut file, mut start) = (0u32, 0usize);
-            while !rows.is_done() {
-                let delta = rows.u32()?;
-                if delta == 0 && !lines.files.is_empty() {
-                    return Err(damaged("a file's lines are listed twice".into()));
+            type Numbers = (Vec<Instance>, Vec<InlineSite>, Vec<Call>, LineTable);
+            let numbers = || -> Result<Numbers, String> {
+                let mut rows = Varints::new("instance", s.instances);
+                let n = plausible(s.instance_count, s.instances, 2)?;
+                let mut instances = Vec::with_capacity(n);
+                let (mut function, mut start) = (0u32, 0u64);
+                for _ in 0..n {
+                    function = step(function, rows.i()?, "instance's function").map_err(damaged)?;
+                    let unit = rows.u32()?.checked_sub(1);
+                    let ranges_count = rows.u()? as usize;
+                    let mut ranges = Vec::with_capacity(ranges_count.min(64));
+                    for _ in 0..ranges_count {
+                        start = start.wrapping_add(rows.i()? as u64);
+                        ranges.push((start, start.wrapping_add(rows.u()?)));
+                    }
+                    instances.push(Instance {
+                        function,
+                        unit,
+                        ranges,
+                        abi_change: None,
+                    });
                 }
-                file = file
-                    .checked_add(delta)
-                    .ok_or_else(|| damaged("a line's file is out of range".into()))?;
-                let end = start
-                    .checked_add(rows.u()? as usize)
-                    .filter(|&end| end <= lines.rows.len())
-                    .ok_or_else(|| damaged("a file's lines run past the table".into()))?;
-                let count = rows.u32()?;
-                lines.files.push(LineFile {
-                    file,
-                    start,
-                    end,
-                    count,
-                });
-                start = end;
-            }
-            if start != lines.rows.len() {
-                return Err(damaged("the line table has rows no file owns".into()));
-            }
+                rows.finish().map_err(damaged)?;
+                for &(i, change) in &s.abi_changes {
+                    instances
+                        .get_mut(i as usize)
+                        .ok_or_else(|| damaged("an ABI change names no instance".into()))?
+                        .abi_change = Some(change.to_owned());
+                }
+
+                let mut rows = Varints::new("inline site", s.sites);
+                let n = plausible(s.site_count, s.sites, 5)?;
+                let mut inline_sites = Vec::with_capacity(n);
+                let (mut container, mut file, mut line) = (0u32, 0u32, 0u32);
+                for i in 0..n {
+                    container = step(container, rows.i()?, "site's container").map_err(damaged)?;
+                    let function = rows.u32()?;
+                    // Checked here, not only in `check`: the order by function below
+                    // allocates by the largest one.
+                    if function as usize >= s.fn_name_rests.len() {
+                        return Err(damaged("a site's function is out of range".into()));
+                    }
+                    let parent = match rows.i()? {
+                        0 => None,
+                        d => Some(step(count(i), -d, "site's parent").map_err(damaged)?),
+                    };
+                    file = step(file, rows.i()?, "site's call file").map_err(damaged)?;
+                    line = step(line, rows.i()?, "site's call line").map_err(damaged)?;
+                    inline_sites.push(InlineSite {
+                        function,
+                        container,
+                        parent,
+                        call_file: file.checked_sub(1),
+                        call_line: line,
+                    });
+                }
+                rows.finish().map_err(damaged)?;
+
+                let mut rows = Varints::new("call", s.calls);
+                let n = plausible(s.call_count, s.calls, 2)?;
+                let mut calls = Vec::with_capacity(n);
+                let mut callee = 0u64;
+                for _ in 0..n {
+                    callee = callee.wrapping_add(rows.i()? as u64);
+                    let id = (callee & 0xffff_ffff) as u32;
+                    let callee = match callee >> 32 {
+                        0 => Callee::Function(id),
+                        1 => Callee::Instance(id),
+                        _ => return Err(damaged("a callee is out of range".into())),
+                    };
+                    let caller = rows.u()?;
+                    calls.push(Call {
+                        caller: u32::try_from(caller >> 1)
+                            .map_err(|_| damaged("a caller is out of range".into()))?,
+                        callee,
+                        tail_call: caller & 1 != 0,
+                    });
+                }
+                rows.finish().map_err(damaged)?;
+
+                let mut rows = Varints::new("line file", s.line_files);
+                let mut lines = LineTable {
+                    files: Vec::new(),
+                    rows: s.line_rows.to_vec(),
+                };
+                let (mut file, mut start) = (0u32, 0usize);
+                while !rows.is_done() {
+                    let delta = rows.u32()?;
+                    if delta == 0 && !lines.files.is_empty() {
+                        return Err(damaged("a file's lines are listed twice".into()));
+                    }
+                    file = file
+                        .checked_add(delta)
+                        .ok_or_else(|| damaged("a line's file is out of range".into()))?;
+                    let end = start
+                        .checked_add(rows.u()? as usize)
+                        .filter(|&end| end <= lines.rows.len())
+                        .ok_or_else(|| damaged("a file's lines run past the table".into()))?;
+                    let count = rows.u32()?;
+                    lines.files.push(LineFile {
+                        file,
+                        start,
+                        end,
+                        count,
+                    });
+                    start = end;
+                }
+                if start != lines.rows.len() {
+                    return Err(damaged("the line table has rows no file owns".into()));
+                }
+
+                Ok((instances, inline_sites, calls, lines))
+            };
+            let (strings, numbers) = std::thread::scope(|scope| {
+                let strings = scope.spawn(strings);
+                let numbers = numbers();
+                let strings = strings
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (strings, numbers)
+            });
+            let (functions_out, functions) = strings?;
+            let (instances, inline_sites, calls, lines) = numbers?;
 
             Ok(ObjectIndex {
                 name: object.to_owned(),
@@ -1460,6 +1500,7 @@ mod tests {
                 instances: (0..4)
                     .map(|_| Instance {
                         function: 0,
+                        unit: None,
                         ranges: vec![(0, 1)],
                         abi_change: None,
                     })

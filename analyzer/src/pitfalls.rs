@@ -250,6 +250,103 @@ fn check_hunk_lines(
     }
 }
 
+/// A function whose declared signature (return type, name or parameters) a fix changes:
+/// a changed line inside the header of a definition or prototype at file scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureChange {
+    /// Tree-relative path.
+    pub path: String,
+    /// The first changed line of the header (new side for added lines).
+    pub line: u32,
+    /// The function.
+    pub function: String,
+}
+
+/// Every function whose signature the fix changes. Whether that matters beyond the
+/// patch (an exported function) is for the caller to decide with the symbol table.
+pub fn signature_changes(patch: &Patch) -> Vec<SignatureChange> {
+    let mut found: Vec<SignatureChange> = Vec::new();
+    for file in &patch.files {
+        if !(file.path().ends_with(".c") || file.path().ends_with(".h")) {
+            continue;
+        }
+        for hunk in &file.hunks {
+            // Each side of the hunk on its own: the old header and the new one.
+            for side in [LineKind::Removed, LineKind::Added] {
+                let lines: Vec<&HunkLine> = hunk
+                    .lines
+                    .iter()
+                    .filter(|l| l.kind == LineKind::Context || l.kind == side)
+                    .collect();
+                let mut i = 0;
+                while i < lines.len() {
+                    let Some(name) = function_header_name(&lines[i].text) else {
+                        i += 1;
+                        continue;
+                    };
+                    // The header runs until its parentheses close.
+                    let mut depth = 0i32;
+                    let mut end = i;
+                    for (j, line) in lines.iter().enumerate().skip(i) {
+                        depth += line.text.matches('(').count() as i32;
+                        depth -= line.text.matches(')').count() as i32;
+                        end = j;
+                        if depth <= 0 {
+                            break;
+                        }
+                    }
+                    if let Some(changed_line) = lines[i..=end].iter().find(|l| changed(l)) {
+                        let already = found
+                            .iter()
+                            .any(|f| f.path == file.path() && f.function == name);
+                        if !already {
+                            found.push(SignatureChange {
+                                path: file.path().to_owned(),
+                                line: line_no(changed_line),
+                                function: name,
+                            });
+                        }
+                    }
+                    i = end + 1;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The function a file-scope line declares or defines: `static int foo(int a,` gives
+/// `foo`. Macros, calls in initialisers and control statements give nothing.
+fn function_header_name(text: &str) -> Option<String> {
+    if text.starts_with([' ', '\t', '#', '/', '*', '}', '{']) || text.is_empty() {
+        return None;
+    }
+    let open = text.find('(')?;
+    let before = text[..open].trim_end();
+    if before.contains('=') || before.is_empty() {
+        return None;
+    }
+    let name: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    // A declaration has a type before the name; an all-caps word alone is a macro call
+    // (EXPORT_SYMBOL, SYSCALL_DEFINE3, module_init).
+    let has_type = before.len() > name.len();
+    let macro_like = name
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if name.is_empty() || !has_type || macro_like || name.starts_with(|c: char| c.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(name)
+}
+
 /// `struct foo {`, `union bar {`, `enum baz {` (possibly `typedef struct ... {`).
 fn aggregate_opener(text: &str) -> Option<String> {
     let trimmed = text.trim_start().trim_start_matches("typedef ");
@@ -294,6 +391,39 @@ fn contains_word(text: &str, word: &str) -> bool {
         let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
         !before.is_some_and(ident) && (word.ends_with('(') || !after.is_some_and(ident))
     })
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    fn changes(diff: &str) -> Vec<(String, u32)> {
+        signature_changes(&crate::patch::parse(diff.as_bytes()).unwrap())
+            .into_iter()
+            .map(|c| (c.function, c.line))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_parameter_is_a_signature_change() {
+        let diff = "--- a/k.c\n+++ b/k.c\n@@ -10,4 +10,4 @@\n static int foo(int a,\n-\t       int b)\n+\t       long b)\n {\n \treturn a;\n";
+        assert_eq!(changes(diff), [("foo".to_owned(), 11)]);
+    }
+
+    #[test]
+    fn a_changed_body_or_a_macro_is_not() {
+        let body = "--- a/k.c\n+++ b/k.c\n@@ -10,3 +10,3 @@\n int foo(int a)\n {\n-\treturn a;\n+\treturn a + 1;\n";
+        assert!(changes(body).is_empty());
+        let export =
+            "--- a/k.c\n+++ b/k.c\n@@ -10 +10 @@\n-EXPORT_SYMBOL(foo);\n+EXPORT_SYMBOL_GPL(foo);\n";
+        assert!(changes(export).is_empty());
+    }
+
+    #[test]
+    fn a_changed_prototype_in_a_header_is() {
+        let diff = "--- a/include/k.h\n+++ b/include/k.h\n@@ -3 +3 @@\n-extern int foo(int a);\n+extern int foo(long a);\n";
+        assert_eq!(changes(diff), [("foo".to_owned(), 3)]);
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub struct OutOfLine {
     pub old_sympos: u32,
     /// Its section.
     pub section: String,
+    /// The compilation unit it was compiled in.
+    pub unit: String,
     /// Whether ftrace can redirect it.
     pub traceable: bool,
     /// How a clone's calling convention differs from the declaration.
@@ -82,6 +84,7 @@ fn in_object(object: &ObjectIndex, name: &str) -> Vec<Placement> {
                     symbol: symbol.map(|s| s.name.clone()),
                     old_sympos: symbol.map_or(0, |s| s.old_sympos),
                     section: symbol.map_or_else(String::new, |s| s.section.clone()),
+                    unit: object.file_name(instance.unit).to_owned(),
                     traceable: symbol.is_some_and(|s| s.ftrace_entry),
                     abi_change: instance.abi_change.clone(),
                 }

@@ -84,6 +84,8 @@ pub struct FunctionSymbol {
     pub binding: Binding,
     /// Whether ftrace can redirect calls to it.
     pub ftrace_entry: bool,
+    /// Exported to modules (`EXPORT_SYMBOL*`: a `__ksymtab_<name>` symbol exists).
+    pub exported: bool,
     /// The position livepatch's `old_sympos` needs: 0 when the name is unique in the
     /// object, else the 1-based position among the same-named functions in kallsyms order.
     pub old_sympos: u32,
@@ -211,6 +213,11 @@ pub fn read_functions(object_name: &str, data: &[u8]) -> Result<FunctionTable, S
     // A vmlinux has some 40,000 entries and 50,000 function symbols: look them up.
     let entries: HashSet<Location> = entries.into_iter().collect();
 
+    // EXPORT_SYMBOL leaves a `__ksymtab_<name>` symbol for each export.
+    let exports: HashSet<&str> = file
+        .symbols()
+        .filter_map(|s| s.name().ok()?.strip_prefix("__ksymtab_"))
+        .collect();
     let mut functions = Vec::new();
     let mut symtab_index = Vec::new();
     for symbol in file.symbols() {
@@ -244,6 +251,7 @@ pub fn read_functions(object_name: &str, data: &[u8]) -> Result<FunctionTable, S
             section: section_name,
             binding: binding(&symbol),
             ftrace_entry,
+            exported: exports.contains(name),
             old_sympos: 0,
         });
         symtab_index.push(symbol.index());

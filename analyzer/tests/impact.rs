@@ -245,3 +245,33 @@ fn a_module_is_analysed_with_vmlinux_and_named_by_its_modinfo() {
     assert_ne!(index.objects[0].build_id, index.objects[1].build_id);
     assert!(index.objects[1].build_id.is_some());
 }
+
+#[test]
+fn a_changed_signature_of_an_exported_function_is_a_pitfall() {
+    let diff = "--- a/analyzer/tests/fixtures/cross.c\n+++ b/analyzer/tests/fixtures/cross.c\n\
+                @@ -4,3 +4,3 @@\n-notrace int cross_unit_raw(int v)\n+notrace int cross_unit_raw(long v)\n {\n \treturn v * 11 + 2;\n";
+    let report = analyze(&patch::parse(diff.as_bytes()).unwrap(), index()).unwrap();
+    let exported: Vec<(&str, u32, &str)> = report
+        .pitfalls
+        .iter()
+        .filter(|p| p.kind == analyzer::pitfalls::PitfallKind::ExportedSignature)
+        .map(|p| (p.path.as_str(), p.line, p.detail.as_str()))
+        .collect();
+    assert_eq!(
+        exported,
+        [(
+            "analyzer/tests/fixtures/cross.c",
+            4,
+            "the signature of cross_unit_raw() changes, and vmlinux exports it: modules built against the old signature keep calling it that way"
+        )]
+    );
+    // req_len() is static: a signature change there concerns only its callers, which
+    // the analysis lists anyway.
+    let diff = "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
+                @@ -10,3 +10,3 @@\n-static noinline int req_len(struct req *r)\n+static noinline int req_len(const struct req *r)\n {\n \treturn r->len * 3 + 1;\n";
+    let report = analyze(&patch::parse(diff.as_bytes()).unwrap(), index()).unwrap();
+    assert!(report
+        .pitfalls
+        .iter()
+        .all(|p| p.kind != analyzer::pitfalls::PitfallKind::ExportedSignature));
+}

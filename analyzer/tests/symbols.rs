@@ -188,3 +188,15 @@ fn a_stripped_file_is_refused_with_a_reason() {
     let err = read_functions("stripped", &data).unwrap_err();
     assert!(err.to_string().contains("no symbol table"), "{err}");
 }
+
+#[test]
+fn exports_are_read_from_their_ksymtab_symbols() {
+    let table = vmlinux(5);
+    let exported: Vec<&str> = table
+        .functions
+        .iter()
+        .filter(|f| f.exported)
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(exported, ["cross_unit_raw"]);
+}

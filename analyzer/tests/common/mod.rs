@@ -89,6 +89,17 @@ impl Build {
         std::fs::read(&module).expect("read module")
     }
 
+    /// The vmlinux with its debug sections compressed by objcopy (`zlib` or `zstd`).
+    pub fn compressed_vmlinux(&self, method: &str) -> Vec<u8> {
+        self.vmlinux();
+        let out = self.dir.path().join(format!("vmlinux.{method}"));
+        run(Command::new("objcopy")
+            .arg(format!("--compress-debug-sections={method}"))
+            .arg(self.dir.path().join("vmlinux"))
+            .arg(&out));
+        std::fs::read(&out).expect("read compressed image")
+    }
+
     /// [`Build::module`] with the `.modinfo` kbuild writes (`name=...`) and a build-id.
     pub fn module_named(&self, name: &str) -> Vec<u8> {
         self.module();
