@@ -147,9 +147,29 @@ pub fn changed_lines(patch: &Patch) -> Vec<ChangedLines> {
         .collect()
 }
 
-/// Analyses a fix against every object of a kernel build's index. The only error is a
-/// damaged index (its line table is checked as it is read).
-pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, IndexError> {
+/// Why a fix could not be analysed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    /// The index is damaged (its line table is checked as it is read).
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// No file the fix changes has code or functions in any object: a fix for another
+    /// tree, or paths with the wrong prefix.
+    #[error("none of the files the fix changes ({}) is known to {}: is the fix for this kernel, with paths relative to the top of the tree?", .paths.join(", "), .objects.join(", "))]
+    NoKnownFile {
+        /// The old-side paths of the fix.
+        paths: Vec<String>,
+        /// The objects analysed.
+        objects: Vec<String>,
+    },
+    /// The fix only adds files: nothing in the running kernel changes.
+    #[error("the fix only adds new files: no function of the running kernel changes")]
+    NothingChanged,
+}
+
+/// Analyses a fix against every object of a kernel build's index.
+pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, AnalysisError> {
     let changed = changed_lines(patch);
     let mut changed_functions = Vec::new();
     let mut replace = Vec::new();
@@ -173,12 +193,21 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Index
         replace.extend(walk.replace.into_values());
         unpatchable.extend(walk.unpatchable.into_values());
     }
+    let objects: Vec<String> = index.objects.iter().map(|o| o.name.clone()).collect();
+    if changed.is_empty() {
+        return Err(AnalysisError::NothingChanged);
+    }
+    if has_code.is_empty() {
+        return Err(AnalysisError::NoKnownFile {
+            paths: changed.iter().map(|f| f.path.clone()).collect(),
+            objects,
+        });
+    }
     let files_without_code = changed
         .iter()
         .filter(|file| !has_code.contains(file.path.as_str()))
         .map(|file| file.path.clone())
         .collect();
-    let objects: Vec<String> = index.objects.iter().map(|o| o.name.clone()).collect();
     let mut found = pitfalls::check(patch);
     // A changed signature matters beyond the patch when other modules call the function:
     // the symbol tables say which functions are exported.

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 /// The first bytes of an index file.
 pub const MAGIC: [u8; 8] = *b"GRAFTIDX";
 /// The layout version; bumped on any incompatible change to the tables.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A function of the source: a name and where it is declared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -763,7 +763,16 @@ impl<'a> Builder<'a> {
         calls.sort_unstable_by_key(|c| (c.callee, c.caller, c.tail_call));
         calls.dedup();
 
-        let lines = LineTable::from_places(&line_places(dwarf, &instance_of_die, &new_of_old));
+        let lines = LineTable::from_places(&line_places(
+            dwarf,
+            &instance_of_die,
+            &new_of_old,
+            Owners {
+                functions: &self.functions,
+                instances: &instances,
+                sites: &inline_sites,
+            },
+        ));
         let mut files = dwarf.files.clone();
         let mut extra: Vec<(u32, &str)> = self
             .file_ids
@@ -890,12 +899,52 @@ fn sites_by_function(sites: &[InlineSite]) -> Vec<u32> {
     order
 }
 
-/// The line table as places: each line range's instance, and the innermost inlined copy
-/// around its first address.
+/// The tables that say whose source a place is.
+struct Owners<'t> {
+    functions: &'t [Function],
+    instances: &'t [(DieOffset, Instance)],
+    sites: &'t [InlineSite],
+}
+
+impl Owners<'_> {
+    /// Whether function `f` is declared in `file` at or before `line`: whether the line
+    /// can be part of its body.
+    fn holds(&self, f: u32, file: u32, line: u32) -> bool {
+        self.functions
+            .get(f as usize)
+            .is_some_and(|f| f.decl_file == Some(file) && f.decl_line <= line)
+    }
+
+    /// From the innermost inlined copy at an address outwards to the instance, the first
+    /// whose function's source holds `file:line`. The copies' address ranges are not
+    /// exact: GCC schedules instructions of an inlined body outside the ranges it records
+    /// for the copy (a store of `__list_add()` landing among `folio_nr_pages()`'s), so the
+    /// innermost copy alone would name the wrong function.
+    fn place(&self, site: Option<u32>, instance: u32, file: u32, line: u32) -> Option<Place> {
+        let mut at = site;
+        let mut steps = 0;
+        while let Some(s) = at.filter(|_| steps <= self.sites.len()) {
+            let inlined = self.sites.get(s as usize)?;
+            if self.holds(inlined.function, file, line) {
+                return Some(Place::Inlined(s));
+            }
+            at = inlined.parent;
+            steps += 1;
+        }
+        let function = self.instances.get(instance as usize)?.1.function;
+        self.holds(function, file, line)
+            .then_some(Place::Instance(instance))
+    }
+}
+
+/// The line table as places: for each line range, the inlined copy or instance around its
+/// first address whose function's source holds the line. A range none of them can hold
+/// is left out (the analysis also finds a line's function by its declaration).
 fn line_places(
     dwarf: &DwarfIndex,
     instance_of_die: &FastMap<DieOffset, u32>,
     new_site_of_old: &FastMap<u32, u32>,
+    owners: Owners<'_>,
 ) -> Vec<LinePlace> {
     // Every instance range, by start; instances do not overlap.
     let mut code: Vec<(u64, u64, u32)> = dwarf
@@ -935,10 +984,7 @@ fn line_places(
         .iter()
         .filter_map(|range| {
             let instance = find_code(range.start)?;
-            let place = match find_site(range.start) {
-                Some(site) => Place::Inlined(site),
-                None => Place::Instance(instance),
-            };
+            let place = owners.place(find_site(range.start), instance, range.file, range.line)?;
             Some(LinePlace {
                 file: range.file,
                 line: range.line,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use analyzer::impact::{analyze, ImpactReport, REPORT_VERSION};
+use analyzer::impact::{analyze, AnalysisError, ImpactReport, REPORT_VERSION};
 use analyzer::index::{KernelIndex, ObjectIndex};
 use analyzer::patch;
 use common::Build;
@@ -186,12 +186,30 @@ fn noinstr_code_without_callers_cannot_be_live_patched() {
 
 #[test]
 fn a_file_outside_the_object_is_named() {
+    // With a known file beside it: a report, naming the unknown one.
+    let both = format!(
+        "--- a/drivers/gpu/x.c\n+++ b/drivers/gpu/x.c\n@@ -3 +3 @@\n-a\n+b\n{}",
+        "--- a/analyzer/tests/fixtures/dup_a.c\n+++ b/analyzer/tests/fixtures/dup_a.c\n@@ -6 +6 @@\n-a\n+b\n"
+    );
+    let report = analyze(&patch::parse(both.as_bytes()).unwrap(), index()).expect("analysis");
+    assert_eq!(report.files_without_code, ["drivers/gpu/x.c"]);
+    assert_eq!(replaced(&report), [("helper".to_owned(), 1)]);
+
+    // Alone: an error that says what is wrong.
     let patch =
         patch::parse(b"--- a/drivers/gpu/x.c\n+++ b/drivers/gpu/x.c\n@@ -3 +3 @@\n-a\n+b\n")
             .unwrap();
-    let report = analyze(&patch, index()).expect("analysis");
-    assert_eq!(report.files_without_code, ["drivers/gpu/x.c"]);
-    assert!(report.replace.is_empty());
+    let error = analyze(&patch, index()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "none of the files the fix changes (drivers/gpu/x.c) is known to vmlinux: is the fix for this kernel, with paths relative to the top of the tree?"
+    );
+    let new_only =
+        patch::parse(b"--- /dev/null\n+++ b/drivers/new.c\n@@ -0,0 +1 @@\n+int x;\n").unwrap();
+    assert!(matches!(
+        analyze(&new_only, index()),
+        Err(AnalysisError::NothingChanged)
+    ));
 }
 
 #[test]

@@ -324,7 +324,8 @@ fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
     let patch = analyzer::patch::parse(&fix)
         .with_context(|| format!("{} is not a usable fix", args.fix.display()))?;
     let index = load_index(global, &args.kernel)?;
-    let report = analyzer::impact::analyze(&patch, &index).context("analysing with the index")?;
+    let report = analyzer::impact::analyze(&patch, &index)
+        .with_context(|| format!("analysing {}", args.fix.display()))?;
     // Hundreds of thousands of small allocations: the process is about to exit, and
     // freeing them one by one would take longer than the analysis.
     std::mem::forget(index);

@@ -397,6 +397,25 @@ fn a_stale_or_damaged_index_is_rebuilt_or_refused_by_name() {
         text(&newer.stderr)
     );
 
+    let foreign = build.dir.path().join("foreign.patch");
+    std::fs::write(
+        &foreign,
+        "--- a/drivers/gpu/x.c\n+++ b/drivers/gpu/x.c\n@@ -3 +3 @@\n-a\n+b\n",
+    )
+    .unwrap();
+    let unknown = graftbench(
+        &data,
+        &["analyze", "--vmlinux", arg(&image), arg(&foreign)],
+        "",
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr)
+            .contains("none of the files the fix changes (drivers/gpu/x.c) is known to vmlinux"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
     let nothing = graftbench(&data, &["analyze", arg(&fix)], "");
     assert!(!nothing.status.success());
     assert!(
