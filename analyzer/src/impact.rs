@@ -82,7 +82,7 @@ pub struct Unpatchable {
 pub struct ImpactReport {
     /// [`REPORT_VERSION`].
     pub version: u32,
-    /// The objects analysed: `vmlinux`, then modules.
+    /// The objects the fix's files have code in: `vmlinux`, then modules.
     pub objects: Vec<String>,
     /// Old-side lines changed, per file.
     pub changed_lines: Vec<ChangedLines>,
@@ -156,7 +156,7 @@ pub enum AnalysisError {
     Index(#[from] IndexError),
     /// No file the fix changes has code or functions in any object: a fix for another
     /// tree, or paths with the wrong prefix.
-    #[error("none of the files the fix changes ({}) is known to {}: is the fix for this kernel, with paths relative to the top of the tree?", .paths.join(", "), .objects.join(", "))]
+    #[error("none of the files the fix changes ({}) is known to {}: is the fix for this kernel, with paths relative to the top of the tree?", .paths.join(", "), objects_named(.objects))]
     NoKnownFile {
         /// The old-side paths of the fix.
         paths: Vec<String>,
@@ -168,6 +168,25 @@ pub enum AnalysisError {
     NothingChanged,
 }
 
+/// `vmlinux`, or `vmlinux and 12 module(s)`, or `this kernel build` when no object was read.
+fn objects_named(objects: &[String]) -> String {
+    match objects {
+        [] => "this kernel build".to_owned(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} and {} module(s)", rest.len()),
+    }
+}
+
+/// The objects by name when there are a few, else the first and a count: a header fix
+/// reaches hundreds of modules, which the JSON form lists.
+fn summary(objects: &[String]) -> String {
+    if objects.len() <= 4 {
+        objects.join(", ")
+    } else {
+        objects_named(objects)
+    }
+}
+
 /// Analyses a fix against every object of a kernel build's index.
 pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, AnalysisError> {
     let changed = changed_lines(patch);
@@ -175,8 +194,12 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
     let mut replace = Vec::new();
     let mut unpatchable = Vec::new();
     let mut has_code: BTreeSet<&str> = BTreeSet::new();
+    let mut objects = Vec::new();
     for object in &index.objects {
-        let functions = changed_functions_in(object, &changed, &mut has_code)?;
+        let Some(functions) = changed_functions_in(object, &changed, &mut has_code)? else {
+            continue;
+        };
+        objects.push(object.name.clone());
         let mut walk = Walk::new(object);
         for (&f, evidence) in &functions {
             let function = &object.functions[f as usize];
@@ -193,14 +216,13 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
         replace.extend(walk.replace.into_values());
         unpatchable.extend(walk.unpatchable.into_values());
     }
-    let objects: Vec<String> = index.objects.iter().map(|o| o.name.clone()).collect();
     if changed.is_empty() {
         return Err(AnalysisError::NothingChanged);
     }
     if has_code.is_empty() {
         return Err(AnalysisError::NoKnownFile {
             paths: changed.iter().map(|f| f.path.clone()).collect(),
-            objects,
+            objects: index.objects.iter().map(|o| o.name.clone()).collect(),
         });
     }
     let files_without_code = changed
@@ -249,7 +271,7 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
             .count();
         pitfall.detail = format!(
             "a header changes: {from_header} function(s) to replace in {} hold its code",
-            objects.join(", ")
+            summary(&objects)
         );
     }
     Ok(ImpactReport {
@@ -265,18 +287,20 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
 }
 
 /// The functions of `object` whose source the changed lines are, with the evidence.
-/// Files with code in the object are added to `has_code`.
+/// Files with code in the object are added to `has_code`; `None` when it has none.
 fn changed_functions_in<'c>(
     object: &ObjectIndex,
     changed: &'c [ChangedLines],
     has_code: &mut BTreeSet<&'c str>,
-) -> Result<BTreeMap<u32, String>, IndexError> {
+) -> Result<Option<BTreeMap<u32, String>>, IndexError> {
     let mut functions: BTreeMap<u32, String> = BTreeMap::new();
+    let mut known = false;
     for file in changed {
         let declared_here = declarations_in(object, &file.path);
         if object.files_matching(&file.path).is_empty() && declared_here.is_empty() {
             continue;
         }
+        known = true;
         has_code.insert(&file.path);
         let places = object.places_in_file(&file.path)?;
         for &line in &file.lines {
@@ -299,7 +323,7 @@ fn changed_functions_in<'c>(
             }
         }
     }
-    Ok(functions)
+    Ok(known.then_some(functions))
 }
 
 /// Functions defined in `path`, by declaration line.
@@ -501,13 +525,13 @@ impl<'a> Walk<'a> {
 impl std::fmt::Display for ImpactReport {
     /// The report for people: what changed, what to replace and why, what cannot be.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "Impact on {}", self.objects.join(", "))?;
+        writeln!(f, "Impact on {}", summary(&self.objects))?;
         for file in &self.changed_lines {
             let lines: Vec<String> = file.lines.iter().map(u32::to_string).collect();
             writeln!(f, "  changed {}: lines {}", file.path, lines.join(", "))?;
         }
         for path in &self.files_without_code {
-            writeln!(f, "  {path}: no code in {}", self.objects.join(", "))?;
+            writeln!(f, "  {path}: no code in {}", summary(&self.objects))?;
         }
         writeln!(f)?;
         writeln!(f, "Changed functions ({}):", self.changed_functions.len())?;

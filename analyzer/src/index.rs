@@ -332,6 +332,29 @@ impl KernelIndex {
 
     /// Reads an index file's bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<KernelIndex, IndexError> {
+        KernelIndex::from_bytes_where(bytes, |_| true)
+    }
+
+    /// Reads only the objects whose debug information names one of `paths` (tree-relative
+    /// source paths, as in a fix): the others cannot hold code the fix changes. A
+    /// distribution kernel's index holds thousands of modules; a fix touches one or two.
+    pub fn from_bytes_for_paths(bytes: &[u8], paths: &[&str]) -> Result<KernelIndex, IndexError> {
+        KernelIndex::from_bytes_where(bytes, |files| {
+            files
+                .iter()
+                .any(|file| paths.iter().any(|path| path_matches(file, path)))
+        })
+    }
+
+    /// The name and build-id of each object, in order, without reading the tables.
+    pub fn build_ids(bytes: &[u8]) -> Result<Vec<(String, Option<String>)>, IndexError> {
+        Ok(KernelIndex::stored_objects(bytes)?
+            .iter()
+            .map(|o| (o.name().to_owned(), o.build_id().map(str::to_owned)))
+            .collect())
+    }
+
+    fn stored_objects(bytes: &[u8]) -> Result<Vec<stored::ObjectIn<'_>>, IndexError> {
         let Some(rest) = bytes.strip_prefix(&MAGIC) else {
             return Err(IndexError::NotAnIndex);
         };
@@ -348,8 +371,17 @@ impl KernelIndex {
                 left.len()
             )));
         }
-        let objects = stored
+        Ok(stored)
+    }
+
+    /// Reads the objects whose file list `keep` accepts.
+    fn from_bytes_where(
+        bytes: &[u8],
+        keep: impl Fn(&[&str]) -> bool,
+    ) -> Result<KernelIndex, IndexError> {
+        let objects = KernelIndex::stored_objects(bytes)?
             .into_iter()
+            .filter(|o| keep(o.files()))
             .map(ObjectIndex::try_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(IndexError::Damaged)?;
@@ -1097,6 +1129,20 @@ mod stored {
         calls: &'a [u8],
         line_files: &'a [u8],
         line_rows: &'a [u8],
+    }
+
+    impl<'a> ObjectIn<'a> {
+        pub(super) fn name(&self) -> &'a str {
+            self.name
+        }
+
+        pub(super) fn build_id(&self) -> Option<&'a str> {
+            self.build_id
+        }
+
+        pub(super) fn files(&self) -> &[&'a str] {
+            &self.files
+        }
     }
 
     fn delta(now: u64, before: u64) -> i64 {

@@ -246,7 +246,23 @@ fn a_module_is_analysed_with_vmlinux_and_named_by_its_modinfo() {
             ObjectIndex::build("fixture_mod", &module, &|_| {}).expect("module"),
         ],
     };
-    let index = KernelIndex::from_bytes(&index.to_bytes()).expect("read back");
+    let bytes = index.to_bytes();
+    // Reading only the objects a fix's files are in: the stubs are not in the module.
+    let names = |paths: &[&str]| -> Vec<String> {
+        KernelIndex::from_bytes_for_paths(&bytes, paths)
+            .expect("read")
+            .objects
+            .into_iter()
+            .map(|o| o.name)
+            .collect()
+    };
+    assert_eq!(names(&["analyzer/tests/fixtures/stubs.c"]), ["vmlinux"]);
+    assert_eq!(
+        names(&["analyzer/tests/fixtures/dup_b.c"]),
+        ["vmlinux", "fixture_mod"]
+    );
+    assert!(names(&["drivers/gpu/x.c"]).is_empty());
+    let index = KernelIndex::from_bytes(&bytes).expect("read back");
     let report = analyze(&fix("dup_b.c", 6), &index).expect("analysis");
     assert_eq!(report.objects, ["vmlinux", "fixture_mod"]);
     let found: Vec<(&str, &str, u32)> = report

@@ -77,16 +77,18 @@ impl KernelBuild {
         })
     }
 
-    /// Whether `index` was built from exactly these files.
-    pub fn matches(&self, index: &KernelIndex) -> Result<bool> {
-        if index.objects.len() != self.modules.len() + 1 {
+    /// Whether an index with these objects (name, build-id) was built from exactly these
+    /// files.
+    pub fn matches(&self, objects: &[(String, Option<String>)]) -> Result<bool> {
+        if objects.len() != self.modules.len() + 1 {
             return Ok(false);
         }
-        let mut objects = index.objects.iter();
-        for path in std::iter::once(&self.vmlinux).chain(&self.modules) {
-            let expected = objects.next().and_then(|o| o.build_id.as_deref());
+        for (path, (_, expected)) in std::iter::once(&self.vmlinux)
+            .chain(&self.modules)
+            .zip(objects)
+        {
             let data = map(path)?;
-            if build_id(&data).as_deref() != expected || expected.is_none() {
+            if expected.is_none() || build_id(&data) != *expected {
                 return Ok(false);
             }
         }
@@ -95,11 +97,12 @@ impl KernelBuild {
 
     /// Reads every object into a new index, with a progress bar on a terminal.
     pub fn index(&self) -> Result<KernelIndex> {
-        let inputs: Vec<(&Path, Mapped)> = std::iter::once(&self.vmlinux)
-            .chain(&self.modules)
-            .map(|p| Ok((p.as_path(), map(p)?)))
-            .collect::<Result<_>>()?;
-        let total: u64 = inputs.iter().map(|(_, data)| debug_info_size(data)).sum();
+        // Modules are mapped one at a time as they are read: a distribution kernel has
+        // thousands, five gigabytes in all.
+        let mut total = 0;
+        for path in std::iter::once(&self.vmlinux).chain(&self.modules) {
+            total += debug_info_size(&map(path)?);
+        }
         let bar = ProgressBar::new(total.max(1));
         bar.set_style(
             ProgressStyle::with_template(
@@ -112,14 +115,15 @@ impl KernelBuild {
         let done = AtomicU64::new(0);
 
         // vmlinux reads its units on every core; modules are small, one per core.
-        let (vmlinux_path, vmlinux_data) = &inputs[0];
-        let vmlinux = ObjectIndex::build("vmlinux", vmlinux_data, &|read| {
+        let vmlinux_data = map(&self.vmlinux)?;
+        let vmlinux = ObjectIndex::build("vmlinux", &vmlinux_data, &|read| {
             bar.set_position(read);
         })
-        .with_context(|| format!("indexing {}", vmlinux_path.display()))?;
-        done.store(debug_info_size(vmlinux_data), Ordering::Relaxed);
+        .with_context(|| format!("indexing {}", self.vmlinux.display()))?;
+        done.store(debug_info_size(&vmlinux_data), Ordering::Relaxed);
+        drop(vmlinux_data);
 
-        let modules = &inputs[1..];
+        let modules = &self.modules;
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Option<Result<ObjectIndex>>>> =
             Mutex::new((0..modules.len()).map(|_| None).collect());
@@ -128,13 +132,18 @@ impl KernelBuild {
             for _ in 0..workers.min(modules.len()) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((path, data)) = modules.get(i) else {
+                    let Some(path) = modules.get(i) else {
                         break;
                     };
-                    let name = module_name(data).unwrap_or_else(|| name_from_path(path));
-                    let result = ObjectIndex::build(&name, data, &|_| {})
-                        .with_context(|| format!("indexing the module {}", path.display()));
-                    let size = debug_info_size(data);
+                    let (result, size) = match map(path) {
+                        Ok(data) => {
+                            let name = module_name(&data).unwrap_or_else(|| name_from_path(path));
+                            let result = ObjectIndex::build(&name, &data, &|_| {})
+                                .with_context(|| format!("indexing the module {}", path.display()));
+                            (result, debug_info_size(&data))
+                        }
+                        Err(e) => (Err(e), 0),
+                    };
                     bar.set_position(done.fetch_add(size, Ordering::Relaxed) + size);
                     if let Ok(mut slots) = results.lock() {
                         slots[i] = Some(result);
@@ -186,11 +195,24 @@ fn debug_info_size(data: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads an index file.
-pub fn read(path: &Path) -> Result<KernelIndex> {
+/// Which objects of an index to read.
+#[derive(Clone, Copy)]
+pub enum Objects<'p> {
+    /// All of them.
+    All,
+    /// Those whose debug information names one of these source paths.
+    For(&'p [&'p str]),
+}
+
+/// Reads an index file (the objects `which` asks for).
+pub fn read(path: &Path, which: Objects<'_>) -> Result<KernelIndex> {
     // Mapped rather than read: the tables are decoded straight from the page cache.
     let bytes = map(path)?;
-    KernelIndex::from_bytes(&bytes).with_context(|| format!("{} is not usable", path.display()))
+    match which {
+        Objects::All => KernelIndex::from_bytes(&bytes),
+        Objects::For(paths) => KernelIndex::from_bytes_for_paths(&bytes, paths),
+    }
+    .with_context(|| format!("{} is not usable", path.display()))
 }
 
 /// Writes an index file atomically (a temporary file in the same directory, renamed).
@@ -219,15 +241,28 @@ pub enum Freshness {
     Rebuilt(String),
 }
 
-/// The index at `path` for `build`, rebuilt and written when it is missing or stale.
-pub fn ensure(path: &Path, build: &KernelBuild, force: bool) -> Result<(KernelIndex, Freshness)> {
+/// The index at `path` for `build`: read (the objects `which` asks for) when it is up to
+/// date, else rebuilt from the build and written (and then complete).
+pub fn load(
+    path: &Path,
+    build: &KernelBuild,
+    force: bool,
+    which: Objects<'_>,
+) -> Result<(KernelIndex, Freshness)> {
     let why = if force {
         "rebuild requested".to_owned()
     } else if !path.exists() {
         "no index yet".to_owned()
     } else {
-        match read(path) {
-            Ok(index) if build.matches(&index)? => return Ok((index, Freshness::UpToDate)),
+        let ids = map(path).and_then(|bytes| {
+            KernelIndex::build_ids(&bytes)
+                .with_context(|| format!("{} is not usable", path.display()))
+        });
+        match ids {
+            Ok(ids) if build.matches(&ids)? => match read(path, which) {
+                Ok(index) => return Ok((index, Freshness::UpToDate)),
+                Err(e) => format!("{e:#}"),
+            },
             Ok(_) => "the kernel build changed (build-ids differ)".to_owned(),
             Err(e) => format!("{e:#}"),
         }

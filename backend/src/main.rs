@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod kernel_index;
-use kernel_index::{Freshness, KernelBuild};
+use kernel_index::{Freshness, KernelBuild, Objects};
 
 /// Review, approve, build and ship Linux live patches.
 #[derive(Parser)]
@@ -246,7 +246,8 @@ fn index(global: &Global, args: &IndexArgs) -> Result<()> {
         }
     };
     let started = std::time::Instant::now();
-    let (index, freshness) = kernel_index::ensure(&path, &build, args.force)?;
+    // Up to date is decided by build-ids, and then every table is read and checked.
+    let (index, freshness) = kernel_index::load(&path, &build, args.force, Objects::All)?;
     match freshness {
         Freshness::UpToDate => println!("{} is up to date", path.display()),
         Freshness::Rebuilt(why) => {
@@ -264,13 +265,18 @@ fn index(global: &Global, args: &IndexArgs) -> Result<()> {
     Ok(())
 }
 
-/// The index of the kernel build `kernel` names: read, checked, rebuilt when stale.
-fn load_index(global: &Global, kernel: &KernelArgs) -> Result<analyzer::index::KernelIndex> {
+/// The index of the kernel build `kernel` names (the objects `which` asks for): read,
+/// checked, rebuilt when stale.
+fn load_index(
+    global: &Global,
+    kernel: &KernelArgs,
+    which: Objects<'_>,
+) -> Result<analyzer::index::KernelIndex> {
     let index = match (&kernel.index, &kernel.vmlinux) {
-        (Some(path), None) => kernel_index::read(path)?,
+        (Some(path), None) => kernel_index::read(path, which)?,
         (Some(path), Some(vmlinux)) => {
             let build = KernelBuild::new(vmlinux, kernel.modules.as_deref())?;
-            let (index, freshness) = kernel_index::ensure(path, &build, false)?;
+            let (index, freshness) = kernel_index::load(path, &build, false, which)?;
             if let Freshness::Rebuilt(why) = freshness {
                 eprintln!("rebuilt {} ({why})", path.display());
             }
@@ -284,10 +290,16 @@ fn load_index(global: &Global, kernel: &KernelArgs) -> Result<analyzer::index::K
                 .build_id()
                 .ok()
                 .map(|id| default_index_path(global, &id))
-                .filter(|path| path.exists())
-                .and_then(|path| kernel_index::read(&path).ok());
+                .filter(|path| path.exists());
+            let up_to_date = |path: &Path| -> Result<bool> {
+                let bytes = kernel_index::map(path)?;
+                match analyzer::index::KernelIndex::build_ids(&bytes) {
+                    Ok(ids) => build.matches(&ids),
+                    Err(_) => Ok(false),
+                }
+            };
             match cached {
-                Some(index) if build.matches(&index)? => index,
+                Some(path) if up_to_date(&path)? => kernel_index::read(&path, which)?,
                 _ => build.index()?,
             }
         }
@@ -297,7 +309,7 @@ fn load_index(global: &Global, kernel: &KernelArgs) -> Result<analyzer::index::K
 }
 
 fn where_(global: &Global, args: &WhereArgs) -> Result<()> {
-    let index = load_index(global, &args.kernel)?;
+    let index = load_index(global, &args.kernel, Objects::All)?;
     let mut found = Vec::new();
     for name in &args.functions {
         let placements = analyzer::placement::placements(&index, name);
@@ -323,7 +335,10 @@ fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
         std::fs::read(&args.fix).with_context(|| format!("reading {}", args.fix.display()))?;
     let patch = analyzer::patch::parse(&fix)
         .with_context(|| format!("{} is not a usable fix", args.fix.display()))?;
-    let index = load_index(global, &args.kernel)?;
+    // Only the objects whose debug information names a file the fix changes.
+    let changed = analyzer::impact::changed_lines(&patch);
+    let paths: Vec<&str> = changed.iter().map(|c| c.path.as_str()).collect();
+    let index = load_index(global, &args.kernel, Objects::For(&paths))?;
     let report = analyzer::impact::analyze(&patch, &index)
         .with_context(|| format!("analysing {}", args.fix.display()))?;
     // Hundreds of thousands of small allocations: the process is about to exit, and
