@@ -102,7 +102,7 @@ done
 if [ "${WITH_MODULES:-}" = 1 ]; then
     full=$work/full.gbindex
     echo
-    echo "With the $(find "$modules" -name '*.ko' | wc -l) module debug files:"
+    echo "With the $(find "$modules/" -name '*.ko' | wc -l) module debug files:"
     echo
     /usr/bin/time -f "%e %M" -o "$work/time" "$graftbench" index --force "$vmlinux" \
         --modules "$modules" -o "$full" >/dev/null

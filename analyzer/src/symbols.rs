@@ -10,7 +10,7 @@
 //! in `__patchable_function_entries`.
 
 use object::elf::STT_FUNC;
-use object::read::elf::{ElfFile64, ElfSymbol64};
+use object::read::elf::{ElfFile64, ElfSymbol64, SectionHeader as _};
 use object::{
     Endianness, Object, ObjectKind, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex,
     SymbolIndex, SymbolSection,
@@ -238,9 +238,18 @@ pub fn read_functions(object_name: &str, data: &[u8]) -> Result<FunctionTable, S
             Some(s) if !relocatable => (section_index, symbol.address().wrapping_sub(s.address())),
             _ => (section_index, symbol.address()),
         };
+        // On IBT kernels the ftrace call follows an `endbr64`. A debug-only file (objcopy
+        // --only-keep-debug) has no code to look at; there an entry 4 bytes in can only be
+        // that call, since no function of more than 4 bytes starts inside another.
+        let after_endbr = match section
+            .as_ref()
+            .map(|s| s.elf_section_header().sh_type(file.endian()))
+        {
+            Some(object::elf::SHT_NOBITS) => symbol.size() > 4,
+            _ => starts_with_endbr64(section.as_ref(), location.1),
+        };
         let ftrace_entry = entries.contains(&location)
-            || (starts_with_endbr64(section.as_ref(), location.1)
-                && entries.contains(&(section_index, location.1 + 4)));
+            || (after_endbr && entries.contains(&(section_index, location.1 + 4)));
         let (base, clone) = split_clone_name(name);
         functions.push(FunctionSymbol {
             name: name.to_owned(),
@@ -394,6 +403,12 @@ fn read_address_range(
         .sections()
         .find(|s| s.address() <= start && stop <= s.address().saturating_add(s.size()))
         .ok_or_else(|| format!("no section holds {start:#x}..{stop:#x}"))?;
+    if section.elf_section_header().sh_type(file.endian()) == object::elf::SHT_NOBITS {
+        return Err(format!(
+            "its section {} has no contents in this file: a debug-only file (objcopy --only-keep-debug) lacks the table; give the unstripped vmlinux (the -dbg package's)",
+            section.name().unwrap_or("?")
+        ));
+    }
     let data = section.data().map_err(|e| e.to_string())?;
     let from = usize::try_from(start - section.address()).map_err(|e| e.to_string())?;
     let to = usize::try_from(stop - section.address()).map_err(|e| e.to_string())?;

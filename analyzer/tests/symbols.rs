@@ -200,3 +200,55 @@ fn exports_are_read_from_their_ksymtab_symbols() {
         .collect();
     assert_eq!(exported, ["cross_unit_raw"]);
 }
+
+fn ftrace_entries(table: &FunctionTable) -> Vec<(String, bool)> {
+    let mut entries: Vec<(String, bool)> = table
+        .functions
+        .iter()
+        .map(|f| (f.name.clone(), f.ftrace_entry))
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn on_ibt_builds_the_ftrace_entry_follows_endbr64() {
+    let build = Build::compile_with(5, &["-fcf-protection=branch"]);
+    let image = build.vmlinux();
+    let table = read_functions("vmlinux", &image).expect("readable");
+    // The build really is IBT: calls_raw starts with endbr64, and its mcount entry is 4
+    // bytes in.
+    use object::{Object, ObjectSymbol};
+    let file = object::File::parse(&*image).expect("ELF");
+    let calls_raw = file
+        .symbols()
+        .find(|s| s.name() == Ok("calls_raw"))
+        .expect("calls_raw");
+    let text = file.section_by_name(".text").expect(".text");
+    use object::ObjectSection;
+    let offset = (calls_raw.address() - text.address()) as usize;
+    assert_eq!(
+        &text.data().unwrap()[offset..offset + 4],
+        [0xf3, 0x0f, 0x1e, 0xfa]
+    );
+    assert!(traceable(&table, "calls_raw"));
+    assert!(traceable(&table, "use_req"));
+    assert!(!traceable(&table, "raw_add"));
+    assert!(!traceable(&table, "enter_from_user"));
+    // Exactly the functions a non-IBT build says are traceable.
+    assert_eq!(ftrace_entries(&table), ftrace_entries(&vmlinux(5)));
+}
+
+#[test]
+fn a_debug_only_module_reads_like_the_module_and_a_debug_only_vmlinux_is_refused() {
+    let build = Build::compile_with(5, &["-fcf-protection=branch"]);
+    let module = read_functions("fixture", &build.module()).expect("module");
+    // No code in the debug-only file: the entries come from the table's relocations.
+    let split = read_functions("fixture", &build.debug_only("fixture.ko")).expect("split");
+    assert_eq!(ftrace_entries(&split), ftrace_entries(&module));
+    assert!(traceable(&split, "calls_raw"));
+
+    build.vmlinux();
+    let error = read_functions("vmlinux", &build.debug_only("vmlinux")).unwrap_err();
+    assert!(error.to_string().contains("--only-keep-debug"), "{error}");
+}

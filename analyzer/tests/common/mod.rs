@@ -40,6 +40,11 @@ pub struct Build {
 
 impl Build {
     pub fn compile(dwarf: u8) -> Build {
+        Build::compile_with(dwarf, &[])
+    }
+
+    /// [`Build::compile`] with extra compiler flags (`-fcf-protection=branch` for IBT).
+    pub fn compile_with(dwarf: u8, flags: &[&str]) -> Build {
         let dir = tempfile::tempdir().expect("temporary directory");
         let objects = SOURCES
             .iter()
@@ -47,6 +52,7 @@ impl Build {
                 let object = dir.path().join(source.replace(".c", ".o"));
                 let mut gcc = Command::new("gcc");
                 gcc.args(["-O2", "-fno-pie", "-pg", "-mfentry", "-mrecord-mcount"]);
+                gcc.args(flags);
                 if dwarf > 0 {
                     gcc.args(["-g", &format!("-gdwarf-{dwarf}")]);
                 }
@@ -87,6 +93,17 @@ impl Build {
             .arg("-o")
             .arg(&module));
         std::fs::read(&module).expect("read module")
+    }
+
+    /// `objcopy --only-keep-debug` of an image built by [`Build::vmlinux`] or
+    /// [`Build::module`] (`name` is its file name in the build directory).
+    pub fn debug_only(&self, name: &str) -> Vec<u8> {
+        let out = self.dir.path().join(format!("{name}.debug"));
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(self.dir.path().join(name))
+            .arg(&out));
+        std::fs::read(&out).expect("read debug file")
     }
 
     /// The vmlinux with its debug sections compressed by objcopy (`zlib` or `zstd`).
