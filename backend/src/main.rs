@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod kernel_index;
+mod module_cli;
 use kernel_index::{Freshness, KernelBuild, Objects};
 
 /// Review, approve, build and ship Linux live patches.
@@ -57,6 +58,9 @@ enum Command {
     /// Shows where the compiler put functions: their out-of-line code and clones, the
     /// functions they were inlined into, and their callers.
     Where(WhereArgs),
+    /// Livepatch modules: signing keys, signatures, inspection.
+    #[command(subcommand)]
+    Module(module_cli::ModuleCommand),
 }
 
 #[derive(Args)]
@@ -199,6 +203,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Analyze(args) => analyze(global, &args),
         Command::Index(args) => index(global, &args),
         Command::Where(args) => where_(global, &args),
+        Command::Module(command) => module_cli::run(command),
         Command::Migrate => {
             open_database(global).await?;
             println!("database is up to date");

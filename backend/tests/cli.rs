@@ -578,3 +578,129 @@ fn where_shows_clones_inlined_copies_and_callers() {
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("no function named `no_such_fn`"));
 }
+
+#[test]
+fn module_keygen_sign_verify_and_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (key, cert) = (
+        dir.path().join("signing.key"),
+        dir.path().join("signing.crt"),
+    );
+    let made = graftbench(
+        &data,
+        &[
+            "module",
+            "keygen",
+            "--key",
+            arg(&key),
+            "--cert",
+            arg(&cert),
+            "--common-name",
+            "Test livepatch key",
+            "--bits",
+            "2048",
+        ],
+        "",
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "the private key must be readable by its owner only"
+    );
+    let again = graftbench(
+        &data,
+        &["module", "keygen", "--key", arg(&key), "--cert", arg(&cert)],
+        "",
+    );
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("exists: pass --force"));
+
+    // A module: a relocatable object with a .modinfo, as modpost leaves one.
+    let source = dir.path().join("m.c");
+    std::fs::write(
+        &source,
+        "static const char i[] __attribute__((section(\".modinfo\"), used)) =\n\
+         \"livepatch=Y\\0license=GPL\\0name=gb_test\\0graftbench.revision=abc123\";\n\
+         int f(void) { return 1; }\n",
+    )
+    .unwrap();
+    let ko = dir.path().join("gb_test.ko");
+    let cc = Command::new("gcc")
+        .args(["-O2", "-c"])
+        .arg(&source)
+        .arg("-o")
+        .arg(&ko)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+
+    let signed = graftbench(
+        &data,
+        &[
+            "module",
+            "sign",
+            arg(&ko),
+            "--key",
+            arg(&key),
+            "--cert",
+            arg(&cert),
+        ],
+        "",
+    );
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    assert!(text(&signed.stdout).contains("by Test livepatch key"));
+    let verified = graftbench(
+        &data,
+        &["module", "verify", arg(&ko), "--cert", arg(&cert)],
+        "",
+    );
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    assert!(text(&verified.stdout).contains("good signature by Test livepatch key"));
+
+    let info = graftbench(&data, &["module", "info", arg(&ko)], "");
+    assert!(info.status.success(), "{}", text(&info.stderr));
+    let info = text(&info.stdout);
+    for expected in [
+        "name:       gb_test",
+        "livepatch:  yes",
+        "signer:     Test livepatch key",
+        "sig_hash:   sha256",
+        "graftbench.revision: abc123",
+    ] {
+        assert!(info.contains(expected), "{expected} not in\n{info}");
+    }
+
+    // One flipped byte: refused, with the reason, exit code 1.
+    let mut bytes = std::fs::read(&ko).unwrap();
+    bytes[100] ^= 1;
+    let damaged = dir.path().join("damaged.ko");
+    std::fs::write(&damaged, bytes).unwrap();
+    let refused = graftbench(
+        &data,
+        &["module", "verify", arg(&damaged), "--cert", arg(&cert)],
+        "",
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("the signature does not match the module's contents"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let not_module = graftbench(
+        &data,
+        &[
+            "module",
+            "sign",
+            arg(&cert),
+            "--key",
+            arg(&key),
+            "--cert",
+            arg(&cert),
+        ],
+        "",
+    );
+    assert!(!not_module.status.success());
+    assert!(text(&not_module.stderr).contains("is not a module"));
+}

@@ -6,7 +6,7 @@
 //!                                 build the browser bundle, run every test
 //! cargo xtask build [--release]   build the browser bundle and the server
 //! cargo xtask site                build only the browser bundle into target/site
-//! cargo xtask setup [--browser]   only install what is missing
+//! cargo xtask setup [--tests]     only install what is missing (--tests: what the tests use too)
 //! ```
 //!
 //! The browser bundle needs Rust's standard library for `wasm32-unknown-unknown`. Where
@@ -43,8 +43,8 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("build") => build(args.iter().any(|a| a == "--release")),
         Some("site") => setup(false).and_then(|_| site()),
-        Some("setup") => setup(args.iter().any(|a| a == "--browser")),
-        _ => Err("usage: cargo xtask demo|test|build [--release]|site|setup [--browser]".into()),
+        Some("setup") => setup(args.iter().any(|a| a == "--tests")),
+        _ => Err("usage: cargo xtask demo|test|build [--release]|site|setup [--tests]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,7 +158,19 @@ fn wasm_bindgen_version() -> Option<String> {
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
 }
 
-fn setup(browser: bool) -> Result<()> {
+/// What the tests need beyond the build: the browser, and the kernel lab (the Debian
+/// kernel's headers with `sign-file`, `modinfo`, `openssl`).
+const TEST_TOOLS: [(&str, &str); 4] = [
+    ("/usr/bin/chromium", "chromium"),
+    (
+        "/usr/lib/linux-kbuild-6.1/scripts/sign-file",
+        "linux-headers-6.1.0-56-amd64",
+    ),
+    ("/sbin/modinfo", "kmod"),
+    ("/usr/bin/openssl", "openssl"),
+];
+
+fn setup(for_tests: bool) -> Result<()> {
     let _s = step("setup");
     let mut missing = Vec::new();
     let debian_wasm_toolchain =
@@ -166,8 +178,13 @@ fn setup(browser: bool) -> Result<()> {
     if !rustup_has_wasm_target() && !debian_wasm_toolchain {
         missing.extend(["rustc-web", "cargo-web", "rust-web-src"]);
     }
-    if browser && !Path::new("/usr/bin/chromium").exists() {
-        missing.push("chromium");
+    if for_tests {
+        missing.extend(
+            TEST_TOOLS
+                .iter()
+                .filter(|(path, _)| !Path::new(path).exists())
+                .map(|(_, package)| *package),
+        );
     }
     if !missing.is_empty() {
         apt_install(&missing)?;

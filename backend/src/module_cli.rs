@@ -1,0 +1,205 @@
+//! `graftbench module`: signing keys, signing, verifying and inspecting livepatch modules.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kmod::signature;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum ModuleCommand {
+    /// Makes an RSA signing key (mode 0600) and its self-signed certificate.
+    Keygen(KeygenArgs),
+    /// Signs a module the way the kernel's sign-file does (replacing any signature).
+    Sign(SignArgs),
+    /// Verifies a module's signature against a certificate.
+    Verify(VerifyArgs),
+    /// Shows a module's name, vermagic, livepatch flag, keys and signature.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PEM, created mode 0600).
+    #[arg(long)]
+    key: PathBuf,
+    /// Where to write the certificate (PEM).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The certificate's common name (what modinfo shows as the signer).
+    #[arg(long, default_value = "Graftbench livepatch signing key")]
+    common_name: String,
+    /// Key size.
+    #[arg(long, default_value_t = 4096)]
+    bits: usize,
+    /// Validity in days.
+    #[arg(long, default_value_t = 3650)]
+    days: u64,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// The module.
+    module: PathBuf,
+    /// The private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// The certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    /// Write the signed module here instead of replacing the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The module.
+    module: PathBuf,
+    /// The certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    /// The module.
+    module: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, so a reader
+/// never sees half a module.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    temporary
+        .write_all(bytes)
+        .and_then(|()| temporary.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    // Keep the mode of the module being replaced (tempfile creates 0600).
+    if let Ok(metadata) = std::fs::metadata(path) {
+        std::fs::set_permissions(temporary.path(), metadata.permissions())?;
+    }
+    temporary
+        .persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(command: ModuleCommand) -> Result<()> {
+    match command {
+        ModuleCommand::Keygen(args) => keygen(&args),
+        ModuleCommand::Sign(args) => {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(metadata) = std::fs::metadata(&args.key) {
+                if metadata.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        key = %args.key.display(),
+                        "the signing key is readable by other users; chmod 600 it"
+                    );
+                }
+            }
+            let key = signature::parse_private_key(&read(&args.key)?)
+                .with_context(|| format!("reading the key {}", args.key.display()))?;
+            let cert = signature::parse_certificate(&read(&args.cert)?)
+                .with_context(|| format!("reading the certificate {}", args.cert.display()))?;
+            let module = read(&args.module)?;
+            kmod::modinfo::read(&module)
+                .with_context(|| format!("{} is not a module", args.module.display()))?;
+            let signed = signature::sign(&module, &key, &cert)
+                .with_context(|| format!("signing {}", args.module.display()))?;
+            let out = args.output.as_deref().unwrap_or(&args.module);
+            write_atomically(out, &signed)?;
+            let info = signature::inspect(&signed)?;
+            println!(
+                "signed {} by {} (key {}, {})",
+                out.display(),
+                info.signer,
+                info.key_id,
+                info.hash
+            );
+            Ok(())
+        }
+        ModuleCommand::Verify(args) => {
+            let cert = signature::parse_certificate(&read(&args.cert)?)
+                .with_context(|| format!("reading the certificate {}", args.cert.display()))?;
+            let info = signature::verify(&read(&args.module)?, &cert)
+                .with_context(|| format!("{}: bad signature", args.module.display()))?;
+            println!(
+                "{}: good signature by {} (key {}, {})",
+                args.module.display(),
+                info.signer,
+                info.key_id,
+                info.hash
+            );
+            Ok(())
+        }
+        ModuleCommand::Info(args) => {
+            let info = kmod::modinfo::read(&read(&args.module)?)
+                .with_context(|| format!("reading {}", args.module.display()))?;
+            let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            println!("name:       {}", shown(&info.name));
+            println!("vermagic:   {}", shown(&info.vermagic));
+            println!("livepatch:  {}", if info.livepatch { "yes" } else { "no" });
+            println!("license:    {}", shown(&info.license));
+            println!("sha256:     {}", info.sha256);
+            match &info.signature {
+                Some(s) => {
+                    println!("signer:     {}", s.signer);
+                    println!("sig_key:    {}", s.key_id);
+                    println!("sig_hash:   {}", s.hash);
+                }
+                None => println!("signature:  none"),
+            }
+            for (key, value) in info
+                .keys
+                .iter()
+                .filter(|(k, _)| k.starts_with("graftbench"))
+            {
+                println!("{key}: {value}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn keygen(args: &KeygenArgs) -> Result<()> {
+    for path in [&args.key, &args.cert] {
+        if path.exists() && !args.force {
+            bail!("{} exists: pass --force to replace it", path.display());
+        }
+    }
+    let pair = kmod::keys::generate(&args.common_name, args.bits, args.days)?;
+    // The key is created 0600 from the start, never readable by others even briefly.
+    if args.force {
+        let _ = std::fs::remove_file(&args.key);
+    }
+    let mut key = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&args.key)
+        .with_context(|| format!("creating {}", args.key.display()))?;
+    key.write_all(pair.private_key_pem.as_bytes())
+        .with_context(|| format!("writing {}", args.key.display()))?;
+    std::fs::write(&args.cert, pair.certificate_pem)
+        .with_context(|| format!("writing {}", args.cert.display()))?;
+    println!(
+        "wrote {} (private, 0600) and {}",
+        args.key.display(),
+        args.cert.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! Graftbench's livepatch module library.
+//!
+//! It knows nothing of HTTP, sessions or SQL: it takes bytes and paths and returns plain
+//! data.
+//!
+//! - [`signature`]: signing a module exactly as the kernel's `sign-file` does, and
+//!   verifying a signature with the kernel's own checks.
+//! - [`keys`]: a signing key and its certificate.
+//! - [`modinfo`]: what a module says about itself.
+#![forbid(unsafe_code)]
+#![deny(missing_docs, unreachable_pub)]
+
+pub mod keys;
+pub mod modinfo;
+pub mod signature;
