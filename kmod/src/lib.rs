@@ -6,10 +6,13 @@
 //! - [`signature`]: signing a module exactly as the kernel's `sign-file` does, and
 //!   verifying a signature with the kernel's own checks.
 //! - [`keys`]: a signing key and its certificate.
+//! - [`module`]: livepatch module sources (C replacement, Rust scaffolding laid out from
+//!   the target's headers, Kbuild) and their build with the kernel's own kbuild.
 //! - [`modinfo`]: what a module says about itself.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod keys;
 pub mod modinfo;
+pub mod module;
 pub mod signature;

@@ -1,0 +1,110 @@
+//! Generating and building a livepatch module against the Debian 6.1 headers
+//! (`cargo xtask test` installs linux-headers-6.1.0-56-amd64).
+
+use kmod::module::{self, KernelDir, ModuleSpec, Replacement};
+use std::path::Path;
+use std::time::Duration;
+
+pub const KDIR: &str = "/usr/src/linux-headers-6.1.0-56-amd64";
+
+pub const CMDLINE_REPLACEMENT: &str = r#"// The replacement of fs/proc/cmdline.c's cmdline_proc_show().
+#include <linux/seq_file.h>
+
+int livepatch_cmdline_proc_show(struct seq_file *m, void *v);
+int livepatch_cmdline_proc_show(struct seq_file *m, void *v)
+{
+	seq_printf(m, "%s\n", "graftbench live patch active");
+	return 0;
+}
+"#;
+
+fn spec(name: &str) -> ModuleSpec {
+    ModuleSpec {
+        name: name.to_owned(),
+        replacements: vec!["vmlinux:cmdline_proc_show=livepatch_cmdline_proc_show"
+            .parse::<Replacement>()
+            .unwrap()],
+        cumulative: false,
+        c_source: CMDLINE_REPLACEMENT.to_owned(),
+        keys: vec![("revision".into(), "0123abcd".into())],
+    }
+}
+
+#[test]
+fn a_module_builds_with_rust_scaffolding_and_says_what_it_is() {
+    let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
+    let dir = tempfile::tempdir().unwrap();
+    let limit = Duration::from_secs(300);
+    module::generate(dir.path(), &spec("gb_cmdline"), &kernel, limit).expect("generate");
+    let scaffold = std::fs::read_to_string(dir.path().join("scaffold.rs")).unwrap();
+    assert!(scaffold.contains("#![no_std]"));
+    assert!(scaffold.contains("offset_of!(KlpFunc, new_func) == layout::KLP_FUNC_NEW_FUNC"));
+    let ko = module::build(dir.path(), &kernel, limit).unwrap_or_else(|e| panic!("{e}"));
+    let info = kmod::modinfo::read(&std::fs::read(&ko).unwrap()).expect("modinfo");
+    assert_eq!(info.name.as_deref(), Some("gb_cmdline"));
+    assert!(info.livepatch);
+    assert_eq!(info.license.as_deref(), Some("GPL"));
+    assert!(
+        info.vermagic
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("6.1.0-56-amd64 "),
+        "{:?}",
+        info.vermagic
+    );
+    assert!(info
+        .keys
+        .contains(&("graftbench.revision".to_owned(), "0123abcd".to_owned())));
+}
+
+#[test]
+fn a_layout_mismatch_fails_the_build_not_the_kernel() {
+    let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
+    let dir = tempfile::tempdir().unwrap();
+    let limit = Duration::from_secs(300);
+    module::generate(dir.path(), &spec("gb_mismatch"), &kernel, limit).expect("generate");
+    // As if the scaffolding had been generated for a kernel whose klp_func is 8 bytes
+    // larger.
+    let path = dir.path().join("scaffold.rs");
+    let scaffold = std::fs::read_to_string(&path).unwrap();
+    let tail = scaffold.find("_tail: [u8; ").expect("a tail");
+    let patched = format!(
+        "{}_tail: [u8; 8 + {}",
+        &scaffold[..tail],
+        &scaffold[tail + "_tail: [u8; ".len()..]
+    );
+    std::fs::write(&path, patched).unwrap();
+    let error = module::build(dir.path(), &kernel, limit)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("rustc"), "{error}");
+    assert!(error.contains("has another size on this kernel"), "{error}");
+}
+
+#[test]
+fn missing_headers_and_bad_specs_are_named() {
+    let error = KernelDir::new(Path::new("/nonexistent/headers")).unwrap_err();
+    assert!(error.to_string().contains("install the headers"), "{error}");
+    let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = spec("gb-bad name");
+    let error = module::generate(dir.path(), &bad, &kernel, Duration::from_secs(60)).unwrap_err();
+    assert!(error.to_string().contains("module name"), "{error}");
+    bad.name = "gb_ok".into();
+    bad.c_source = "int other(void) { return 0; }".into();
+    let error = module::generate(dir.path(), &bad, &kernel, Duration::from_secs(60)).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("livepatch_cmdline_proc_show is not defined"),
+        "{error}"
+    );
+    // A C error is reported with its file and line.
+    bad.c_source =
+        format!("{CMDLINE_REPLACEMENT}\nint broken(void) {{ return undefined_thing; }}\n");
+    module::generate(dir.path(), &bad, &kernel, Duration::from_secs(60)).expect("generate");
+    let error = module::build(dir.path(), &kernel, Duration::from_secs(300))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("replacement.c:11:"), "{error}");
+}
