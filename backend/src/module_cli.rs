@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum ModuleCommand {
+    /// Writes a livepatch module directory: the C replacement, the Rust scaffolding laid
+    /// out for the target's headers, the Kbuild file.
+    New(NewArgs),
+    /// Builds a module directory with the kernel's kbuild.
+    Build(BuildArgs),
     /// Makes an RSA signing key (mode 0600) and its self-signed certificate.
     Keygen(KeygenArgs),
     /// Signs a module the way the kernel's sign-file does (replacing any signature).
@@ -17,6 +22,65 @@ pub enum ModuleCommand {
     Verify(VerifyArgs),
     /// Shows a module's name, vermagic, livepatch flag, keys and signature.
     Info(InfoArgs),
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    /// The directory to write (created).
+    dir: PathBuf,
+    /// The module name (letters, digits, `_`).
+    #[arg(long)]
+    name: String,
+    /// The C source of the replacement functions.
+    #[arg(long)]
+    source: PathBuf,
+    /// A function to replace: OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION (repeat).
+    #[arg(long = "replace", required = true)]
+    replacements: Vec<kmod::module::Replacement>,
+    /// A cumulative patch: it replaces every livepatch loaded before it.
+    #[arg(long)]
+    cumulative: bool,
+    /// A `.modinfo` entry `graftbench.KEY=VALUE` (repeat), e.g. revision=SHA256.
+    #[arg(long = "info", value_parser = parse_key_value)]
+    keys: Vec<(String, String)>,
+    /// The kernel build directory (headers) the module is for.
+    #[arg(long, default_value = "/lib/modules/$(uname -r)/build")]
+    kdir: String,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// A directory made by `graftbench module new`.
+    dir: PathBuf,
+    /// The kernel build directory (headers).
+    #[arg(long, default_value = "/lib/modules/$(uname -r)/build")]
+    kdir: String,
+    /// Stop a build step running longer than this.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}`: write KEY=VALUE"))
+}
+
+/// The kernel directory, with `$(uname -r)` standing for the running kernel.
+fn kernel_dir(kdir: &str) -> Result<kmod::module::KernelDir> {
+    let path = if kdir.contains("$(uname -r)") {
+        let release = std::process::Command::new("uname")
+            .arg("-r")
+            .output()
+            .context("running uname -r")?;
+        kdir.replace(
+            "$(uname -r)",
+            String::from_utf8_lossy(&release.stdout).trim(),
+        )
+    } else {
+        kdir.to_owned()
+    };
+    Ok(kmod::module::KernelDir::new(Path::new(&path))?)
 }
 
 #[derive(Args)]
@@ -100,6 +164,44 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 pub fn run(command: ModuleCommand) -> Result<()> {
     match command {
+        ModuleCommand::New(args) => {
+            let kernel = kernel_dir(&args.kdir)?;
+            let c_source = std::fs::read_to_string(&args.source)
+                .with_context(|| format!("reading {}", args.source.display()))?;
+            let spec = kmod::module::ModuleSpec {
+                name: args.name,
+                replacements: args.replacements,
+                cumulative: args.cumulative,
+                c_source,
+                keys: args.keys,
+            };
+            kmod::module::generate(
+                &args.dir,
+                &spec,
+                &kernel,
+                std::time::Duration::from_secs(300),
+            )?;
+            println!(
+                "wrote {} for {} ({} function(s){})",
+                args.dir.display(),
+                kernel
+                    .release()
+                    .unwrap_or_else(|| kernel.path().display().to_string()),
+                spec.replacements.len(),
+                if spec.cumulative { ", cumulative" } else { "" }
+            );
+            Ok(())
+        }
+        ModuleCommand::Build(args) => {
+            let kernel = kernel_dir(&args.kdir)?;
+            let ko = kmod::module::build(
+                &args.dir,
+                &kernel,
+                std::time::Duration::from_secs(args.timeout_secs),
+            )?;
+            println!("built {}", ko.display());
+            Ok(())
+        }
         ModuleCommand::Keygen(args) => keygen(&args),
         ModuleCommand::Sign(args) => {
             use std::os::unix::fs::PermissionsExt;

@@ -704,3 +704,77 @@ fn module_keygen_sign_verify_and_info() {
     assert!(!not_module.status.success());
     assert!(text(&not_module.stderr).contains("is not a module"));
 }
+
+#[test]
+fn module_new_and_build_against_the_debian_headers() {
+    const KDIR: &str = "/usr/src/linux-headers-6.1.0-56-amd64";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let source = dir.path().join("fix.c");
+    std::fs::write(
+        &source,
+        "#include <linux/seq_file.h>\n\
+         int lp_cmdline(struct seq_file *m, void *v);\n\
+         int lp_cmdline(struct seq_file *m, void *v) { seq_puts(m, \"fixed\\n\"); return 0; }\n",
+    )
+    .unwrap();
+    let module_dir = dir.path().join("gb_fix");
+    let made = graftbench(
+        &data,
+        &[
+            "module",
+            "new",
+            arg(&module_dir),
+            "--name",
+            "gb_fix",
+            "--source",
+            arg(&source),
+            "--replace",
+            "vmlinux:cmdline_proc_show=lp_cmdline",
+            "--cumulative",
+            "--info",
+            "revision=0f1e2d",
+            "--kdir",
+            KDIR,
+        ],
+        "",
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert!(text(&made.stdout).contains("1 function(s), cumulative"));
+    let scaffold = std::fs::read_to_string(module_dir.join("scaffold.rs")).unwrap();
+    assert!(scaffold.contains("replace: true"));
+    let built = graftbench(
+        &data,
+        &["module", "build", arg(&module_dir), "--kdir", KDIR],
+        "",
+    );
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let info = graftbench(
+        &data,
+        &["module", "info", arg(&module_dir.join("gb_fix.ko"))],
+        "",
+    );
+    let info = text(&info.stdout);
+    assert!(info.contains("livepatch:  yes"), "{info}");
+    assert!(info.contains("graftbench.revision: 0f1e2d"), "{info}");
+
+    let bad = graftbench(
+        &data,
+        &[
+            "module",
+            "new",
+            arg(&dir.path().join("x")),
+            "--name",
+            "gb_x",
+            "--source",
+            arg(&source),
+            "--replace",
+            "cmdline_proc_show",
+            "--kdir",
+            KDIR,
+        ],
+        "",
+    );
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    assert!(text(&bad.stderr).contains("OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION"));
+}

@@ -159,8 +159,10 @@ fn wasm_bindgen_version() -> Option<String> {
 }
 
 /// What the tests need beyond the build: the browser, and the kernel lab (the Debian
-/// kernel's headers with `sign-file`, `modinfo`, `openssl`).
-const TEST_TOOLS: [(&str, &str); 4] = [
+/// kernel's headers with kbuild, objtool and `sign-file`; `modinfo`, `openssl`; QEMU, a
+/// static busybox and cpio to boot the kernel). The kernel image itself is downloaded by
+/// the test that boots it.
+const TEST_TOOLS: [(&str, &str); 7] = [
     ("/usr/bin/chromium", "chromium"),
     (
         "/usr/lib/linux-kbuild-6.1/scripts/sign-file",
@@ -168,6 +170,10 @@ const TEST_TOOLS: [(&str, &str); 4] = [
     ),
     ("/sbin/modinfo", "kmod"),
     ("/usr/bin/openssl", "openssl"),
+    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
+    // The dynamic busybox package also provides /bin/busybox; the initramfs needs this one.
+    ("/usr/share/doc/busybox-static", "busybox-static"),
+    ("/bin/cpio", "cpio"),
 ];
 
 fn setup(for_tests: bool) -> Result<()> {
