@@ -265,11 +265,22 @@ pub fn run(command: ModuleCommand) -> Result<()> {
                 }
                 None => println!("signature:  none"),
             }
-            for (key, value) in info
+            for r in &info.replaces {
+                let sympos = if r.sympos > 0 {
+                    format!(", old_sympos {}", r.sympos)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "replaces:   {}:{}{sympos} with {}",
+                    r.object, r.function, r.replacement
+                );
+            }
+            let own_keys = info
                 .keys
                 .iter()
-                .filter(|(k, _)| k.starts_with("graftbench"))
-            {
+                .filter(|(k, _)| k.starts_with("graftbench.") && k != "graftbench.klp_layout");
+            for (key, value) in own_keys {
                 println!("{key}: {value}");
             }
             Ok(())

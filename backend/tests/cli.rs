@@ -757,6 +757,10 @@ fn module_new_and_build_against_the_debian_headers() {
     let info = text(&info.stdout);
     assert!(info.contains("livepatch:  yes"), "{info}");
     assert!(info.contains("graftbench.revision: 0f1e2d"), "{info}");
+    assert!(
+        info.contains("replaces:   vmlinux:cmdline_proc_show with lp_cmdline"),
+        "{info}"
+    );
 
     let bad = graftbench(
         &data,

@@ -115,6 +115,14 @@ pub enum ModuleError {
         /// Where the whole output is.
         log: String,
     },
+    /// The replacement code uses kernel symbols that are not exported to modules.
+    #[error("the replacement code uses {} that the kernel does not export to modules: {}. A livepatch reaches them through klp relocations (.klp.rela sections), which Graftbench does not write yet; until then, replace the calling function so that the fix needs only exported symbols (full log: {log})", if .symbols.len() == 1 { "a symbol" } else { "symbols" }, .symbols.join(", "))]
+    Unexported {
+        /// The symbols.
+        symbols: Vec<String>,
+        /// Where the whole output is.
+        log: String,
+    },
     /// A build step ran past its time limit and was stopped.
     #[error("{step} did not finish within {seconds} s and was stopped (full log: {log})")]
     Timeout {
@@ -143,6 +151,40 @@ pub struct Layout {
     pub object: [u64; 3],
     /// `sizeof(struct klp_patch)` and the offsets of `mod`, `objs`, `replace`.
     pub patch: [u64; 4],
+}
+
+impl Layout {
+    /// `func:SIZE:OLD_NAME:NEW_FUNC:OLD_SYMPOS,object:SIZE:NAME:FUNCS,patch:SIZE:MOD:OBJS:REPLACE`.
+    pub fn encode(&self) -> String {
+        let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(":");
+        format!(
+            "func:{},object:{},patch:{}",
+            join(&self.func),
+            join(&self.object),
+            join(&self.patch)
+        )
+    }
+
+    /// Reads [`Layout::encode`]'s form.
+    pub fn decode(text: &str) -> Option<Layout> {
+        let mut parts = text.split(',');
+        let mut numbers = |label: &str, n: usize| -> Option<Vec<u64>> {
+            let part = parts.next()?.strip_prefix(label)?.strip_prefix(':')?;
+            let v: Vec<u64> = part
+                .split(':')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            (v.len() == n).then_some(v)
+        };
+        let func = numbers("func", 4)?;
+        let object = numbers("object", 3)?;
+        let patch = numbers("patch", 4)?;
+        Some(Layout {
+            func: [func[0], func[1], func[2], func[3]],
+            object: [object[0], object[1], object[2]],
+            patch: [patch[0], patch[1], patch[2], patch[3]],
+        })
+    }
 }
 
 /// The C file whose assembly output carries the layout, asm-offsets style.
@@ -481,7 +523,9 @@ extern \"C\" {{
     out.push_str("    KlpObject::END,\n];\n");
     let _ = writeln!(
         out,
-        "static mut PATCH: KlpPatch = KlpPatch {{
+        "// Named, so that `graftbench module info` can read the descriptors back.
+#[unsafe(no_mangle)]
+static mut graftbench_klp_patch: KlpPatch = KlpPatch {{
     module: &raw mut __this_module as *mut core::ffi::c_void,
     objs: &raw mut OBJECTS as *mut KlpObject,
     replace: {},
@@ -502,7 +546,7 @@ extern \"C\" {{
         "#[unsafe(naked)]
 #[no_mangle]
 pub unsafe extern \"C\" fn init_module() -> core::ffi::c_int {{
-    core::arch::naked_asm!({endbr}\"lea rdi, [rip + {{patch}}]\", \"jmp {{enable}}\", \"int3\", patch = sym PATCH, enable = sym klp_enable_patch)
+    core::arch::naked_asm!({endbr}\"lea rdi, [rip + {{patch}}]\", \"jmp {{enable}}\", \"int3\", patch = sym graftbench_klp_patch, enable = sym klp_enable_patch)
 }}
 
 #[unsafe(naked)]
@@ -527,6 +571,8 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {{
     let mut entries = vec![
         ("livepatch".to_owned(), "Y".to_owned()),
         ("license".to_owned(), "GPL".to_owned()),
+        // The layout the descriptors were written with, for reading them back.
+        ("graftbench.klp_layout".to_owned(), layout.encode()),
     ];
     entries.extend(
         spec.keys
@@ -702,16 +748,33 @@ pub fn build(dir: &Path, kernel: &KernelDir, limit: Duration) -> Result<PathBuf,
             dir = dir.display()
         ),
     )?;
-    run_logged(
+    let log = dir.join("build.log");
+    let made = run_logged(
         Command::new("make")
             .arg("-C")
             .arg(kernel.path())
             .arg(format!("M={}", dir.display()))
             .arg("modules"),
         "make modules",
-        &dir.join("build.log"),
+        &log,
         left(limit),
-    )?;
+    );
+    if let Err(error) = made {
+        // modpost: `ERROR: modpost: "saved_command_line" [.../x.ko] undefined!`
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let symbols: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("modpost: \"") && l.ends_with("undefined!"))
+            .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+            .collect();
+        if symbols.is_empty() {
+            return Err(error);
+        }
+        return Err(ModuleError::Unexported {
+            symbols,
+            log: log.display().to_string(),
+        });
+    }
     let ko = dir.join(format!("{name}.ko"));
     if !ko.exists() {
         return Err(ModuleError::Build {

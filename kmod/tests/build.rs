@@ -35,7 +35,16 @@ fn a_module_builds_with_rust_scaffolding_and_says_what_it_is() {
     let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
     let dir = tempfile::tempdir().unwrap();
     let limit = Duration::from_secs(300);
-    module::generate(dir.path(), &spec("gb_cmdline"), &kernel, limit).expect("generate");
+    // Two objects: vmlinux and a module, a clone with its sympos.
+    let mut spec = spec("gb_cmdline");
+    spec.c_source
+        .push_str("int lp_verdict(void);\nint lp_verdict(void) { return 0; }\n");
+    spec.replacements.push(
+        "nf_tables:nft_verdict_init.isra.0,2=lp_verdict"
+            .parse()
+            .unwrap(),
+    );
+    module::generate(dir.path(), &spec, &kernel, limit).expect("generate");
     let scaffold = std::fs::read_to_string(dir.path().join("scaffold.rs")).unwrap();
     assert!(scaffold.contains("#![no_std]"));
     assert!(scaffold.contains("offset_of!(KlpFunc, new_func) == layout::KLP_FUNC_NEW_FUNC"));
@@ -55,6 +64,29 @@ fn a_module_builds_with_rust_scaffolding_and_says_what_it_is() {
     assert!(info
         .keys
         .contains(&("graftbench.revision".to_owned(), "0123abcd".to_owned())));
+    // What it replaces, read back from the klp descriptors in the built module.
+    let replaced: Vec<(String, String, u64, String)> = info
+        .replaces
+        .into_iter()
+        .map(|r| (r.object, r.function, r.sympos, r.replacement))
+        .collect();
+    assert_eq!(
+        replaced,
+        [
+            (
+                "vmlinux".to_owned(),
+                "cmdline_proc_show".to_owned(),
+                0,
+                "livepatch_cmdline_proc_show".to_owned()
+            ),
+            (
+                "nf_tables".to_owned(),
+                "nft_verdict_init.isra.0".to_owned(),
+                2,
+                "lp_verdict".to_owned()
+            ),
+        ]
+    );
 }
 
 #[test]
@@ -107,4 +139,27 @@ fn missing_headers_and_bad_specs_are_named() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("replacement.c:11:"), "{error}");
+}
+
+#[test]
+fn symbols_the_kernel_does_not_export_are_named() {
+    let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec("gb_unexported");
+    // saved_command_line is what the original cmdline_proc_show prints; vmlinux does
+    // not export it.
+    spec.c_source = "#include <linux/seq_file.h>\n\
+                     extern char *saved_command_line;\n\
+                     int livepatch_cmdline_proc_show(struct seq_file *m, void *v);\n\
+                     int livepatch_cmdline_proc_show(struct seq_file *m, void *v)\n\
+                     { seq_printf(m, \"%s\\n\", saved_command_line); return 0; }\n"
+        .into();
+    let limit = Duration::from_secs(300);
+    module::generate(dir.path(), &spec, &kernel, limit).expect("generate");
+    let error = module::build(dir.path(), &kernel, limit).unwrap_err();
+    assert!(
+        matches!(&error, module::ModuleError::Unexported { symbols, .. } if symbols == &["saved_command_line"]),
+        "{error}"
+    );
+    assert!(error.to_string().contains("klp relocations"), "{error}");
 }
