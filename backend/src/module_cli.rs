@@ -35,8 +35,12 @@ pub struct NewArgs {
     #[arg(long)]
     source: PathBuf,
     /// A function to replace: OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION (repeat).
-    #[arg(long = "replace", required = true)]
+    #[arg(long = "replace", required_unless_present = "from_report")]
     replacements: Vec<kmod::module::Replacement>,
+    /// Replace what an `analyze --format json` report lists: each function FOO (clone
+    /// suffix dots as `_`) by `livepatch_FOO` from the source.
+    #[arg(long)]
+    from_report: Option<PathBuf>,
     /// A cumulative patch: it replaces every livepatch loaded before it.
     #[arg(long)]
     cumulative: bool,
@@ -168,9 +172,13 @@ pub fn run(command: ModuleCommand) -> Result<()> {
             let kernel = kernel_dir(&args.kdir)?;
             let c_source = std::fs::read_to_string(&args.source)
                 .with_context(|| format!("reading {}", args.source.display()))?;
+            let mut replacements = args.replacements;
+            if let Some(report) = &args.from_report {
+                replacements.extend(from_report(report)?);
+            }
             let spec = kmod::module::ModuleSpec {
                 name: args.name,
-                replacements: args.replacements,
+                replacements,
                 cumulative: args.cumulative,
                 c_source,
                 keys: args.keys,
@@ -286,6 +294,33 @@ pub fn run(command: ModuleCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The replacements an impact report lists, by the naming convention `livepatch_FOO`.
+fn from_report(path: &Path) -> Result<Vec<kmod::module::Replacement>> {
+    let report: analyzer::impact::ImpactReport = serde_json::from_slice(&read(path)?)
+        .with_context(|| format!("{} is not an analyze --format json report", path.display()))?;
+    if report.version != analyzer::impact::REPORT_VERSION {
+        bail!(
+            "{} is a version {} report; this Graftbench reads version {}",
+            path.display(),
+            report.version,
+            analyzer::impact::REPORT_VERSION
+        );
+    }
+    if report.replace.is_empty() {
+        bail!("{} lists no function to replace", path.display());
+    }
+    Ok(report
+        .replace
+        .iter()
+        .map(|r| kmod::module::Replacement {
+            object: r.object.clone(),
+            old_name: r.symbol.clone(),
+            old_sympos: r.old_sympos,
+            new_name: format!("livepatch_{}", r.symbol.replace('.', "_")),
+        })
+        .collect())
 }
 
 fn keygen(args: &KeygenArgs) -> Result<()> {

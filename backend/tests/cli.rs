@@ -762,6 +762,52 @@ fn module_new_and_build_against_the_debian_headers() {
         "{info}"
     );
 
+    // From an analysis report: its replacements, by the livepatch_ naming convention.
+    let report = dir.path().join("report.json");
+    std::fs::write(
+        &report,
+        r#"{"version": 2, "objects": ["vmlinux"], "changed_lines": [], "files_without_code": [],
+            "changed_functions": [], "unpatchable": [], "pitfalls": [],
+            "replace": [{"symbol": "cmdline_proc_show", "object": "vmlinux", "old_sympos": 0,
+                         "traceable": true, "reasons": []}]}"#,
+    )
+    .unwrap();
+    let fixed = dir.path().join("fixed.c");
+    std::fs::write(
+        &fixed,
+        "#include <linux/seq_file.h>\n\
+         int livepatch_cmdline_proc_show(struct seq_file *m, void *v);\n\
+         int livepatch_cmdline_proc_show(struct seq_file *m, void *v) { return 0; }\n",
+    )
+    .unwrap();
+    let from_report = graftbench(
+        &data,
+        &[
+            "module",
+            "new",
+            arg(&dir.path().join("gb_report")),
+            "--name",
+            "gb_report",
+            "--source",
+            arg(&fixed),
+            "--from-report",
+            arg(&report),
+            "--kdir",
+            KDIR,
+        ],
+        "",
+    );
+    assert!(
+        from_report.status.success(),
+        "{}",
+        text(&from_report.stderr)
+    );
+    let scaffold = std::fs::read_to_string(dir.path().join("gb_report/scaffold.rs")).unwrap();
+    assert!(
+        scaffold.contains("new_func: livepatch_cmdline_proc_show"),
+        "{scaffold}"
+    );
+
     let bad = graftbench(
         &data,
         &[

@@ -198,8 +198,25 @@ fn boot(work: &Path, files: &[(&str, Vec<u8>)]) -> String {
     String::from_utf8_lossy(&std::fs::read(&console).unwrap()).into_owned()
 }
 
+/// The tools the lab needs; `cargo xtask test` installs them, a bare `cargo test` is
+/// told how.
+fn require_tools() {
+    for (path, package) in [
+        ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
+        ("/usr/share/doc/busybox-static", "busybox-static"),
+        ("/bin/cpio", "cpio"),
+        (KDIR, "linux-headers-6.1.0-56-amd64"),
+    ] {
+        assert!(
+            Path::new(path).exists(),
+            "{path} is missing: `cargo xtask setup --tests` installs {package}"
+        );
+    }
+}
+
 #[test]
 fn livepatch_modules_patch_unpatch_replace_and_a_bad_signature_is_refused() {
+    require_tools();
     let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
     let work = tempfile::tempdir().unwrap();
     let pair = kmod::keys::generate("Graftbench kernel test key", 2048, 30).expect("keygen");
