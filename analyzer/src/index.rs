@@ -271,7 +271,7 @@ pub struct ObjectIndex {
 /// The indexes of one kernel build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelIndex {
-    /// vmlinux first, then modules by name.
+    /// vmlinux first, then the modules in the order of their files' paths.
     pub objects: Vec<ObjectIndex>,
 }
 
