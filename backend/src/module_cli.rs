@@ -44,6 +44,11 @@ pub struct NewArgs {
     /// A cumulative patch: it replaces every livepatch loaded before it.
     #[arg(long)]
     cumulative: bool,
+    /// Where a symbol the kernel does not export lives, for a livepatch relocation:
+    /// NAME=OBJECT[,SYMPOS] (repeat). Needed only when the patch replaces functions of
+    /// several objects; otherwise such symbols are looked up in its one object.
+    #[arg(long = "klp-symbol", value_parser = parse_klp_symbol)]
+    klp_symbols: Vec<kmod::klp::KlpSymbol>,
     /// A `.modinfo` entry `graftbench.KEY=VALUE` (repeat), e.g. revision=SHA256.
     #[arg(long = "info", value_parser = parse_key_value)]
     keys: Vec<(String, String)>,
@@ -62,6 +67,28 @@ pub struct BuildArgs {
     /// Stop a build step running longer than this.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+}
+
+fn parse_klp_symbol(text: &str) -> Result<kmod::klp::KlpSymbol, String> {
+    let bad = || format!("`{text}`: write NAME=OBJECT[,SYMPOS], e.g. saved_command_line=vmlinux");
+    let (name, place) = text.split_once('=').ok_or_else(bad)?;
+    let (object, sympos) = match place.split_once(',') {
+        Some((object, pos)) => (object, pos.parse().map_err(|_| bad())?),
+        None => (place, 0),
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    };
+    if !ok(name) || !ok(object) {
+        return Err(bad());
+    }
+    Ok(kmod::klp::KlpSymbol {
+        name: name.to_owned(),
+        object: object.to_owned(),
+        sympos,
+    })
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -182,6 +209,7 @@ pub fn run(command: ModuleCommand) -> Result<()> {
                 cumulative: args.cumulative,
                 c_source,
                 keys: args.keys,
+                klp_symbols: args.klp_symbols,
             };
             kmod::module::generate(
                 &args.dir,

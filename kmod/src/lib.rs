@@ -8,11 +8,13 @@
 //! - [`keys`]: a signing key and its certificate.
 //! - [`module`]: livepatch module sources (C replacement, Rust scaffolding laid out from
 //!   the target's headers, Kbuild) and their build with the kernel's own kbuild.
+//! - [`klp`]: livepatch relocations for symbols the kernel does not export.
 //! - [`modinfo`]: what a module says about itself.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
 pub mod keys;
+pub mod klp;
 pub mod modinfo;
 pub mod module;
 pub mod signature;

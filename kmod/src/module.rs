@@ -83,6 +83,10 @@ pub struct ModuleSpec {
     pub c_source: String,
     /// Graftbench's own `.modinfo` keys (`graftbench.revision=...`), without the prefix.
     pub keys: Vec<(String, String)>,
+    /// Where symbols the kernel does not export are (for livepatch relocations). When a
+    /// patch replaces functions of one object only, its unexported symbols are looked for
+    /// there (position 0) unless listed here.
+    pub klp_symbols: Vec<crate::klp::KlpSymbol>,
 }
 
 /// Why a module could not be made or built.
@@ -116,7 +120,7 @@ pub enum ModuleError {
         log: String,
     },
     /// The replacement code uses kernel symbols that are not exported to modules.
-    #[error("the replacement code uses {} that the kernel does not export to modules: {}. A livepatch reaches them through klp relocations (.klp.rela sections), which Graftbench does not write yet; until then, replace the calling function so that the fix needs only exported symbols (full log: {log})", if .symbols.len() == 1 { "a symbol" } else { "symbols" }, .symbols.join(", "))]
+    #[error("the replacement code uses {} that the kernel does not export to modules, in a patch of several objects: {}. Say where each is with --klp-symbol NAME=OBJECT[,SYMPOS] (full log: {log})", if .symbols.len() == 1 { "a symbol" } else { "symbols" }, .symbols.join(", "))]
     Unexported {
         /// The symbols.
         symbols: Vec<String>,
@@ -644,6 +648,12 @@ pub fn generate(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let layout = kernel.layout(dir, limit)?;
     write(&dir.join("replacement.c"), &spec.c_source)?;
+    let klp: String = spec
+        .klp_symbols
+        .iter()
+        .map(|k| format!("{} {} {}\n", k.name, k.object, k.sympos))
+        .collect();
+    write(&dir.join("klp-symbols"), &klp)?;
     write(&dir.join("layout.rs"), &layout_rs(&layout))?;
     write(
         &dir.join("scaffold.rs"),
@@ -749,42 +759,113 @@ pub fn build(dir: &Path, kernel: &KernelDir, limit: Duration) -> Result<PathBuf,
         ),
     )?;
     let log = dir.join("build.log");
-    let made = run_logged(
+    // modpost only warns about symbols the kernel does not export: they become livepatch
+    // relocations below.
+    run_logged(
         Command::new("make")
             .arg("-C")
             .arg(kernel.path())
             .arg(format!("M={}", dir.display()))
+            .arg("KBUILD_MODPOST_WARN=1")
             .arg("modules"),
         "make modules",
         &log,
         left(limit),
-    );
-    if let Err(error) = made {
-        // modpost: `ERROR: modpost: "saved_command_line" [.../x.ko] undefined!`
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let symbols: Vec<String> = text
-            .lines()
-            .filter(|l| l.contains("modpost: \"") && l.ends_with("undefined!"))
-            .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
-            .collect();
-        if symbols.is_empty() {
-            return Err(error);
-        }
-        return Err(ModuleError::Unexported {
-            symbols,
-            log: log.display().to_string(),
-        });
-    }
+    )?;
+    // `WARNING: modpost: "saved_command_line" [.../x.ko] undefined!`
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut unexported: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("modpost: \"") && l.ends_with("undefined!"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .collect();
+    unexported.sort();
+    unexported.dedup();
     let ko = dir.join(format!("{name}.ko"));
     if !ko.exists() {
         return Err(ModuleError::Build {
             step: "make modules".into(),
             errors: Vec::new(),
             detail: format!("{} was not made", ko.display()),
-            log: dir.join("build.log").display().to_string(),
+            log: log.display().to_string(),
         });
     }
+    if !unexported.is_empty() {
+        klp_relocate(dir, &ko, &unexported, &log)?;
+    }
     Ok(ko)
+}
+
+/// Turns the module's references to `unexported` symbols into livepatch relocations.
+fn klp_relocate(
+    dir: &Path,
+    ko: &Path,
+    unexported: &[String],
+    log: &Path,
+) -> Result<(), ModuleError> {
+    let listed_path = dir.join("klp-symbols");
+    let listed: Vec<crate::klp::KlpSymbol> = std::fs::read_to_string(&listed_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some(crate::klp::KlpSymbol {
+                name: fields.next()?.to_owned(),
+                object: fields.next()?.to_owned(),
+                sympos: fields.next()?.parse().ok()?,
+            })
+        })
+        .collect();
+    let module = std::fs::read(ko).map_err(io(ko))?;
+    // The objects the patch replaces functions of, from its own descriptors.
+    let mut objects: Vec<String> = crate::modinfo::read(&module)
+        .map(|info| info.replaces.into_iter().map(|r| r.object).collect())
+        .unwrap_or_default();
+    objects.sort();
+    objects.dedup();
+    let mut symbols = Vec::new();
+    let mut unplaced = Vec::new();
+    for name in unexported {
+        match (listed.iter().find(|k| &k.name == name), objects.as_slice()) {
+            (Some(k), _) => symbols.push(k.clone()),
+            (None, [only]) => symbols.push(crate::klp::KlpSymbol {
+                name: name.clone(),
+                object: only.clone(),
+                sympos: 0,
+            }),
+            (None, _) => unplaced.push(name.clone()),
+        }
+    }
+    if !unplaced.is_empty() {
+        return Err(ModuleError::Unexported {
+            symbols: unplaced,
+            log: log.display().to_string(),
+        });
+    }
+    let (rewritten, moved) =
+        crate::klp::write_relocations(&module, &symbols).map_err(|e| ModuleError::Build {
+            step: "livepatch relocations".into(),
+            errors: Vec::new(),
+            detail: e.to_string(),
+            log: log.display().to_string(),
+        })?;
+    std::fs::write(ko, rewritten).map_err(io(ko))?;
+    let mut note = String::new();
+    for k in &symbols {
+        let _ = writeln!(
+            note,
+            "klp symbol {} in {} (sympos {})",
+            k.name, k.object, k.sympos
+        );
+    }
+    let _ = writeln!(note, "{moved} relocation(s) moved to .klp.rela sections");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .map_err(io(log))?;
+    use std::io::Write as _;
+    file.write_all(note.as_bytes()).map_err(io(log))?;
+    Ok(())
 }
 
 /// Runs a command with its output in `log`, killed after `limit`.

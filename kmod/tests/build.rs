@@ -27,6 +27,7 @@ fn spec(name: &str) -> ModuleSpec {
         cumulative: false,
         c_source: CMDLINE_REPLACEMENT.to_owned(),
         keys: vec![("revision".into(), "0123abcd".into())],
+        klp_symbols: Vec::new(),
     }
 }
 
@@ -142,7 +143,7 @@ fn missing_headers_and_bad_specs_are_named() {
 }
 
 #[test]
-fn symbols_the_kernel_does_not_export_are_named() {
+fn symbols_the_kernel_does_not_export_become_livepatch_relocations() {
     let kernel = KernelDir::new(Path::new(KDIR)).expect("headers");
     let dir = tempfile::tempdir().unwrap();
     let mut spec = spec("gb_unexported");
@@ -156,10 +157,49 @@ fn symbols_the_kernel_does_not_export_are_named() {
         .into();
     let limit = Duration::from_secs(300);
     module::generate(dir.path(), &spec, &kernel, limit).expect("generate");
-    let error = module::build(dir.path(), &kernel, limit).unwrap_err();
+    let ko = module::build(dir.path(), &kernel, limit).unwrap_or_else(|e| panic!("{e}"));
+    let elf = std::process::Command::new("readelf")
+        .args(["-SsW"])
+        .arg(&ko)
+        .output()
+        .unwrap();
+    let elf = String::from_utf8_lossy(&elf.stdout);
+    // The relocation section livepatch applies, SHF_ALLOC + SHF_RELA_LIVEPATCH ("AIo"),
+    // and the symbol it resolves, SHN_LIVEPATCH (0xff20).
+    let section = elf
+        .lines()
+        .find(|l| l.contains(".klp.rela.vmlinux.text"))
+        .unwrap_or_else(|| panic!("no .klp.rela section:\n{elf}"));
+    assert!(section.contains(" AIo "), "{section}");
+    let symbol = elf
+        .lines()
+        .find(|l| l.contains(".klp.sym.vmlinux.saved_command_line,0"))
+        .unwrap_or_else(|| panic!("no klp symbol:\n{elf}"));
+    assert!(
+        symbol.contains("LIVEPATCH") || symbol.contains("ff20"),
+        "{symbol}"
+    );
+
+    // A patch of two objects cannot guess where the symbol is: it must be told.
+    let mut two = spec.clone();
+    two.name = "gb_unexported_two".into();
+    two.c_source
+        .push_str("int lp_verdict(void);\nint lp_verdict(void) { return 0; }\n");
+    two.replacements
+        .push("nf_tables:nft_verdict_init=lp_verdict".parse().unwrap());
+    let dir_two = tempfile::tempdir().unwrap();
+    module::generate(dir_two.path(), &two, &kernel, limit).expect("generate");
+    let error = module::build(dir_two.path(), &kernel, limit).unwrap_err();
     assert!(
         matches!(&error, module::ModuleError::Unexported { symbols, .. } if symbols == &["saved_command_line"]),
         "{error}"
     );
-    assert!(error.to_string().contains("klp relocations"), "{error}");
+    assert!(error.to_string().contains("--klp-symbol"), "{error}");
+    two.klp_symbols = vec![kmod::klp::KlpSymbol {
+        name: "saved_command_line".into(),
+        object: "vmlinux".into(),
+        sympos: 0,
+    }];
+    module::generate(dir_two.path(), &two, &kernel, limit).expect("generate");
+    module::build(dir_two.path(), &kernel, limit).unwrap_or_else(|e| panic!("{e}"));
 }

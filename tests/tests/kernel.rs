@@ -73,7 +73,7 @@ fn signed_module(
     work: &Path,
     kernel: &KernelDir,
     name: &str,
-    text: &str,
+    c_source: String,
     cumulative: bool,
     key: &rsa::RsaPrivateKey,
     cert: &x509_cert::Certificate,
@@ -86,8 +86,9 @@ fn signed_module(
             .parse()
             .unwrap()],
         cumulative,
-        c_source: replacement(&function, text),
+        c_source,
         keys: vec![("revision".into(), format!("{name}-test"))],
+        klp_symbols: Vec::new(),
     };
     let limit = Duration::from_secs(300);
     module::generate(&dir, &spec, kernel, limit).unwrap_or_else(|e| panic!("{e}"));
@@ -122,6 +123,10 @@ gone gb_cmdline
 rmmod gb_cmdline && say "rmmod: ok" || say "rmmod: failed"
 say "after: $(cat /proc/cmdline)"
 insmod /gb_bad.ko 2>&1 | sed 's/^/GB: bad: /'
+insmod /gb_klp.ko && settle gb_klp && say "klp: $(cat /proc/cmdline)"
+echo 0 > /sys/kernel/livepatch/gb_klp/enabled
+gone gb_klp
+rmmod gb_klp && say "klp rmmod: ok"
 say "cumulative"
 insmod /gb_v1.ko && settle gb_v1 && say "v1: $(cat /proc/cmdline)"
 insmod /gb_v2.ko && settle gb_v2 && gone gb_v1
@@ -223,8 +228,34 @@ fn livepatch_modules_patch_unpatch_replace_and_a_bad_signature_is_refused() {
     let key = signature::parse_private_key(pair.private_key_pem.as_bytes()).unwrap();
     let cert = signature::parse_certificate(pair.certificate_pem.as_bytes()).unwrap();
     let build = |name: &str, text: &str, cumulative: bool| {
-        signed_module(work.path(), &kernel, name, text, cumulative, &key, &cert)
+        let c_source = replacement(&format!("{name}_cmdline_proc_show"), text);
+        signed_module(
+            work.path(),
+            &kernel,
+            name,
+            c_source,
+            cumulative,
+            &key,
+            &cert,
+        )
     };
+    // The real cmdline_proc_show prints saved_command_line, which vmlinux does not
+    // export: reached through a livepatch relocation.
+    let klp_source = "#include <linux/seq_file.h>\n\
+        extern char *saved_command_line;\n\
+        int gb_klp_cmdline_proc_show(struct seq_file *m, void *v);\n\
+        int gb_klp_cmdline_proc_show(struct seq_file *m, void *v)\n\
+        {\n\tseq_printf(m, \"%s (via klp)\\n\", saved_command_line);\n\treturn 0;\n}\n"
+        .to_owned();
+    let klp = signed_module(
+        work.path(),
+        &kernel,
+        "gb_klp",
+        klp_source,
+        false,
+        &key,
+        &cert,
+    );
     let main = build("gb_cmdline", "graftbench live patch active", false);
     // One flipped byte at the start of the PKCS#7 message.
     let (body, message) = signature::split(&main).unwrap();
@@ -234,6 +265,7 @@ fn livepatch_modules_patch_unpatch_replace_and_a_bad_signature_is_refused() {
     let files = [
         ("gb_cmdline.ko", main.clone()),
         ("gb_bad.ko", bad),
+        ("gb_klp.ko", klp),
         ("gb_v1.ko", build("gb_v1", "cumulative v1", true)),
         ("gb_v2.ko", build("gb_v2", "cumulative v2", true)),
     ];
@@ -252,6 +284,8 @@ fn livepatch_modules_patch_unpatch_replace_and_a_bad_signature_is_refused() {
         "rmmod: ok",
         "after: console=ttyS0 panic=-1 quiet",
         "bad: insmod: can't insert '/gb_bad.ko': Bad message",
+        "klp: console=ttyS0 panic=-1 quiet (via klp)",
+        "klp rmmod: ok",
         "cumulative",
         "v1: cumulative v1",
         "v2: cumulative v2",
