@@ -826,5 +826,26 @@ fn module_new_and_build_against_the_debian_headers() {
         "",
     );
     assert_eq!(bad.status.code(), Some(2), "a usage error");
+    let bad_klp = graftbench(
+        &data,
+        &[
+            "module",
+            "new",
+            arg(&dir.path().join("y")),
+            "--name",
+            "gb_y",
+            "--source",
+            arg(&source),
+            "--replace",
+            "vmlinux:cmdline_proc_show=lp_cmdline",
+            "--klp-symbol",
+            "saved_command_line",
+            "--kdir",
+            KDIR,
+        ],
+        "",
+    );
+    assert_eq!(bad_klp.status.code(), Some(2));
+    assert!(text(&bad_klp.stderr).contains("NAME=OBJECT[,SYMPOS]"));
     assert!(text(&bad.stderr).contains("OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION"));
 }
