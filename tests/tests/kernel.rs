@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const KDIR: &str = "/usr/src/linux-headers-6.1.0-56-amd64";
 const IMAGE_PACKAGE: &str = "linux-image-6.1.0-56-amd64";
 const VMLINUZ: &str = "./boot/vmlinuz-6.1.0-56-amd64";
-const BOOT_LIMIT: Duration = Duration::from_secs(90);
+const BOOT_LIMIT: Duration = Duration::from_secs(60);
 
 fn run(cmd: &mut Command) -> String {
     let shown = format!("{cmd:?}");
