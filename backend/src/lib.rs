@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod demo;
+pub mod eligibility;
 pub mod patches;
 pub mod render;
 pub mod sessions;

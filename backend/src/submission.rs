@@ -78,7 +78,8 @@ pub enum SubmissionError {
     #[error("at most {MAX_CVES} CVE ids per patch")]
     TooManyCves,
     /// A CVSS vector that is not one.
-    #[error("`{0}` is not a CVSS vector (expected CVSS:3.1/... or CVSS:4.0/...)")]
+    /// The CVSS vector does not parse, or lacks base metrics; the message says which.
+    #[error("{0}")]
     BadCvss(String),
 }
 
@@ -159,24 +160,20 @@ fn is_cve_id(id: &str) -> bool {
         && seq.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// A shape check only; scoring comes with the eligibility rules.
+/// A CVSS 3.x or 4.0 vector with every base metric, as the eligibility rules score it.
 fn parse_cvss(text: &str) -> Result<String, SubmissionError> {
     let vector = text.trim();
     if vector.is_empty() {
         return Ok(String::new());
     }
-    let shaped = vector.len() <= MAX_CVSS_CHARS
-        && (vector.starts_with("CVSS:3.0/")
-            || vector.starts_with("CVSS:3.1/")
-            || vector.starts_with("CVSS:4.0/"))
-        && vector
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/:.".contains(&b));
-    if shaped {
-        Ok(vector.to_owned())
-    } else {
-        Err(SubmissionError::BadCvss(vector.chars().take(60).collect()))
+    if vector.len() > MAX_CVSS_CHARS {
+        return Err(SubmissionError::BadCvss(format!(
+            "the CVSS vector is longer than {MAX_CVSS_CHARS} characters"
+        )));
     }
+    crate::eligibility::score(vector)
+        .map(|scored| scored.vector)
+        .map_err(|e| SubmissionError::BadCvss(e.to_string()))
 }
 
 #[cfg(test)]
@@ -240,6 +237,17 @@ mod tests {
             validate(input("t", "", "AV:N/AC:L", DIFF)),
             Err(SubmissionError::BadCvss(_))
         ));
+        // Shaped like a vector, but a base metric is missing: refused, with which.
+        let SubmissionError::BadCvss(message) = validate(input(
+            "t",
+            "",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H",
+            DIFF,
+        ))
+        .unwrap_err() else {
+            panic!("not a CVSS error");
+        };
+        assert!(message.contains("base metric(s) A missing"), "{message}");
         assert_eq!(
             validate(input("a\nb", "", "", DIFF)).unwrap_err(),
             SubmissionError::BadTitle

@@ -374,7 +374,7 @@ async fn each_bad_submission_gets_its_4xx_and_stores_nothing(backend: Backend) {
             "bad CVSS",
             json!({ "title": "t", "cvss_vector": "high", "diff": FIX }),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "is not a CVSS vector",
+            "is not a valid CVSS 3.x or 4.0 vector",
         ),
         (
             "no title",
