@@ -14,3 +14,4 @@ pub mod render;
 pub mod sessions;
 pub mod submission;
 pub mod web;
+pub mod workflow;

@@ -1,0 +1,498 @@
+//! The review workflow: a patch's states, the actions on it, and who may take each, as
+//! one table, plus the state computed from the sign-offs on the current revision.
+//!
+//! A patch is stored as a *phase* (draft, open, rejected, withdrawn); while open, its
+//! state follows from the sign-offs on its current revision: a reject that has not been
+//! withdrawn means changes requested; enough approvals from people other than the author
+//! and an eligible patch mean approved; otherwise in review. Sign-offs belong to one
+//! revision, so a new revision starts the count again. Everything here is pure: the web
+//! layer loads the facts, asks, and stores the result.
+
+use crate::eligibility::Policy;
+use graftbench_app::model::Role;
+use serde::{Deserialize, Serialize};
+
+/// What is stored about where a patch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Being prepared by its author.
+    Draft,
+    /// Submitted for review.
+    Open,
+    /// Turned down for good.
+    Rejected,
+    /// Taken back by its author.
+    Withdrawn,
+}
+
+/// A patch's state as people see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Being prepared by its author.
+    Draft,
+    /// Waiting for sign-offs.
+    InReview,
+    /// A reviewer rejected the current revision.
+    ChangesRequested,
+    /// Enough approvals on the current revision, and eligible.
+    Approved,
+    /// Turned down for good.
+    Rejected,
+    /// Taken back by its author.
+    Withdrawn,
+}
+
+/// A sign-off's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Approve the revision.
+    Approve,
+    /// Reject it: blocks until withdrawn or a new revision.
+    Reject,
+}
+
+/// A sign-off, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOff {
+    /// Who.
+    pub user: i64,
+    /// On which revision (its number).
+    pub revision: i64,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// Withdrawn by its author since.
+    pub withdrawn: bool,
+}
+
+/// The state from the phase and the sign-offs.
+pub fn state(
+    phase: Phase,
+    author: i64,
+    current_revision: i64,
+    sign_offs: &[SignOff],
+    eligible: bool,
+    policy: &Policy,
+) -> State {
+    match phase {
+        Phase::Draft => return State::Draft,
+        Phase::Rejected => return State::Rejected,
+        Phase::Withdrawn => return State::Withdrawn,
+        Phase::Open => {}
+    }
+    let current = sign_offs
+        .iter()
+        .filter(|s| s.revision == current_revision && !s.withdrawn);
+    if current.clone().any(|s| s.verdict == Verdict::Reject) {
+        return State::ChangesRequested;
+    }
+    let mut approvers: Vec<i64> = current
+        .filter(|s| s.verdict == Verdict::Approve && s.user != author)
+        .map(|s| s.user)
+        .collect();
+    approvers.sort_unstable();
+    approvers.dedup();
+    if approvers.len() >= policy.approvals_required as usize && eligible {
+        State::Approved
+    } else {
+        State::InReview
+    }
+}
+
+/// Something a person can do to a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Send a draft for review.
+    Submit,
+    /// Upload the next revision.
+    UploadRevision,
+    /// Approve the current revision.
+    Approve,
+    /// Reject the current revision.
+    Reject,
+    /// Take back one's own sign-off.
+    WithdrawSignOff,
+    /// Sign off a data-corruption or severe-instability exception, with a justification.
+    SignException,
+    /// Comment on a line.
+    Comment,
+    /// Turn the patch down for good.
+    Decline,
+    /// Take the patch back (its author).
+    Withdraw,
+    /// Bring a withdrawn patch back to draft (its author).
+    Reopen,
+}
+
+/// Who the actor must be besides holding a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// The patch's author.
+    Author,
+    /// Anyone but the author (four eyes).
+    NotAuthor,
+    /// Anyone holding the role.
+    Anyone,
+}
+
+/// One row of the table: an action, the roles that may take it, who among them, and the
+/// states it applies in.
+struct Rule {
+    action: Action,
+    roles: &'static [Role],
+    who: Who,
+    states: &'static [State],
+}
+
+const OPEN: &[State] = &[State::InReview, State::ChangesRequested, State::Approved];
+
+/// The whole workflow. Auditors appear nowhere: they read, and never act.
+const RULES: &[Rule] = &[
+    Rule {
+        action: Action::Submit,
+        roles: &[Role::Author],
+        who: Who::Author,
+        states: &[State::Draft],
+    },
+    Rule {
+        action: Action::UploadRevision,
+        roles: &[Role::Author],
+        who: Who::Author,
+        states: &[
+            State::Draft,
+            State::InReview,
+            State::ChangesRequested,
+            State::Approved,
+        ],
+    },
+    Rule {
+        action: Action::Approve,
+        roles: &[Role::Reviewer],
+        who: Who::NotAuthor,
+        states: OPEN,
+    },
+    Rule {
+        action: Action::Reject,
+        roles: &[Role::Reviewer],
+        who: Who::NotAuthor,
+        states: OPEN,
+    },
+    Rule {
+        action: Action::WithdrawSignOff,
+        roles: &[Role::Reviewer],
+        who: Who::NotAuthor,
+        states: OPEN,
+    },
+    Rule {
+        action: Action::SignException,
+        roles: &[Role::SecurityOfficer],
+        who: Who::NotAuthor,
+        states: OPEN,
+    },
+    Rule {
+        action: Action::Comment,
+        roles: &[
+            Role::Author,
+            Role::Reviewer,
+            Role::SecurityOfficer,
+            Role::ReleaseManager,
+        ],
+        who: Who::Anyone,
+        states: &[
+            State::Draft,
+            State::InReview,
+            State::ChangesRequested,
+            State::Approved,
+        ],
+    },
+    Rule {
+        action: Action::Decline,
+        roles: &[Role::SecurityOfficer, Role::Admin],
+        who: Who::NotAuthor,
+        states: OPEN,
+    },
+    Rule {
+        action: Action::Withdraw,
+        roles: &[Role::Author],
+        who: Who::Author,
+        states: &[
+            State::Draft,
+            State::InReview,
+            State::ChangesRequested,
+            State::Approved,
+        ],
+    },
+    Rule {
+        action: Action::Reopen,
+        roles: &[Role::Author],
+        who: Who::Author,
+        states: &[State::Withdrawn],
+    },
+];
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The actor lacks the role.
+    #[error("{action:?} needs the role {needed}")]
+    Role {
+        /// The action.
+        action: Action,
+        /// The roles that may, joined.
+        needed: String,
+    },
+    /// Four eyes: the author may not.
+    #[error("the author of a patch cannot {0}")]
+    OwnPatch(&'static str),
+    /// Only the author may.
+    #[error("only the patch's author can {0}")]
+    NotAuthor(&'static str),
+    /// Not in this state.
+    #[error("a patch that is {state:?} cannot be {verb}")]
+    State {
+        /// The state.
+        state: State,
+        /// The action, as a past participle.
+        verb: &'static str,
+    },
+}
+
+fn verb(action: Action) -> (&'static str, &'static str) {
+    match action {
+        Action::Submit => ("submit it", "submitted"),
+        Action::UploadRevision => ("upload a revision", "given a new revision"),
+        Action::Approve => ("approve it", "approved"),
+        Action::Reject => ("reject it", "rejected"),
+        Action::WithdrawSignOff => ("withdraw a sign-off on it", "signed off"),
+        Action::SignException => ("sign off its exception", "signed off"),
+        Action::Comment => ("comment on it", "commented on"),
+        Action::Decline => ("decline it", "declined"),
+        Action::Withdraw => ("withdraw it", "withdrawn"),
+        Action::Reopen => ("reopen it", "reopened"),
+    }
+}
+
+/// Whether `roles` held by `actor` allow `action` on a patch by `author` in `state`.
+pub fn allowed(
+    action: Action,
+    actor: i64,
+    roles: &[Role],
+    author: i64,
+    state: State,
+) -> Result<(), Denied> {
+    let Some(rule) = RULES.iter().find(|r| r.action == action) else {
+        return Err(Denied::Role {
+            action,
+            needed: "(none)".into(),
+        });
+    };
+    if !rule.roles.iter().any(|r| roles.contains(r)) {
+        return Err(Denied::Role {
+            action,
+            needed: rule
+                .roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(" or "),
+        });
+    }
+    let (infinitive, participle) = verb(action);
+    match rule.who {
+        Who::Author if actor != author => return Err(Denied::NotAuthor(infinitive)),
+        Who::NotAuthor if actor == author => return Err(Denied::OwnPatch(infinitive)),
+        _ => {}
+    }
+    if !rule.states.contains(&state) {
+        return Err(Denied::State {
+            state,
+            verb: participle,
+        });
+    }
+    Ok(())
+}
+
+/// The actions `actor` may take now: what the page offers, no more.
+pub fn offered(actor: i64, roles: &[Role], author: i64, state: State) -> Vec<Action> {
+    RULES
+        .iter()
+        .map(|r| r.action)
+        .filter(|&a| allowed(a, actor, roles, author, state).is_ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AUTHOR: i64 = 1;
+    const OTHER: i64 = 2;
+    const ALL_STATES: [State; 6] = [
+        State::Draft,
+        State::InReview,
+        State::ChangesRequested,
+        State::Approved,
+        State::Rejected,
+        State::Withdrawn,
+    ];
+    const ALL_ROLES: [Role; 6] = [
+        Role::Author,
+        Role::Reviewer,
+        Role::SecurityOfficer,
+        Role::ReleaseManager,
+        Role::Auditor,
+        Role::Admin,
+    ];
+
+    fn sign(user: i64, revision: i64, verdict: Verdict) -> SignOff {
+        SignOff {
+            user,
+            revision,
+            verdict,
+            withdrawn: false,
+        }
+    }
+
+    #[test]
+    fn approval_counts_current_revision_approvals_by_others() {
+        let policy = Policy::default();
+        let open =
+            |signs: &[SignOff], eligible| state(Phase::Open, AUTHOR, 2, signs, eligible, &policy);
+        assert_eq!(open(&[], true), State::InReview);
+        // The author's own approval never counts, even with the reviewer role.
+        assert_eq!(
+            open(
+                &[
+                    sign(AUTHOR, 2, Verdict::Approve),
+                    sign(OTHER, 2, Verdict::Approve)
+                ],
+                true
+            ),
+            State::InReview
+        );
+        // Approvals on an older revision are outdated.
+        assert_eq!(
+            open(
+                &[
+                    sign(3, 1, Verdict::Approve),
+                    sign(OTHER, 2, Verdict::Approve)
+                ],
+                true
+            ),
+            State::InReview
+        );
+        // The same person twice is one approval.
+        assert_eq!(
+            open(
+                &[
+                    sign(OTHER, 2, Verdict::Approve),
+                    sign(OTHER, 2, Verdict::Approve)
+                ],
+                true
+            ),
+            State::InReview
+        );
+        let two = [
+            sign(OTHER, 2, Verdict::Approve),
+            sign(3, 2, Verdict::Approve),
+        ];
+        assert_eq!(open(&two, true), State::Approved);
+        // Not eligible: approved by people, not by the rules.
+        assert_eq!(open(&two, false), State::InReview);
+        // A reject blocks, until withdrawn or a new revision.
+        let mut blocked = two.to_vec();
+        blocked.push(sign(4, 2, Verdict::Reject));
+        assert_eq!(open(&blocked, true), State::ChangesRequested);
+        blocked[2].withdrawn = true;
+        assert_eq!(open(&blocked, true), State::Approved);
+        assert_eq!(
+            state(
+                Phase::Open,
+                AUTHOR,
+                3,
+                &[sign(4, 2, Verdict::Reject)],
+                true,
+                &policy
+            ),
+            State::InReview
+        );
+        assert_eq!(
+            state(Phase::Withdrawn, AUTHOR, 2, &two, true, &policy),
+            State::Withdrawn
+        );
+    }
+
+    #[test]
+    fn nobody_approves_their_own_patch_and_auditors_never_act() {
+        for state in ALL_STATES {
+            // Every role at once, on one's own patch: no approval, no rejection.
+            for action in [
+                Action::Approve,
+                Action::Reject,
+                Action::SignException,
+                Action::Decline,
+            ] {
+                assert!(
+                    allowed(action, AUTHOR, &ALL_ROLES, AUTHOR, state).is_err(),
+                    "{action:?} own patch in {state:?}"
+                );
+            }
+            for action in RULES.iter().map(|r| r.action) {
+                assert!(allowed(action, OTHER, &[Role::Auditor], AUTHOR, state).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_offers_exactly_these() {
+        let offered_to = |actor, roles: &[Role], state| offered(actor, roles, AUTHOR, state);
+        assert_eq!(
+            offered_to(AUTHOR, &[Role::Author], State::Draft),
+            [
+                Action::Submit,
+                Action::UploadRevision,
+                Action::Comment,
+                Action::Withdraw
+            ]
+        );
+        assert_eq!(
+            offered_to(OTHER, &[Role::Reviewer], State::InReview),
+            [
+                Action::Approve,
+                Action::Reject,
+                Action::WithdrawSignOff,
+                Action::Comment
+            ]
+        );
+        assert_eq!(
+            offered_to(OTHER, &[Role::SecurityOfficer], State::ChangesRequested),
+            [Action::SignException, Action::Comment, Action::Decline]
+        );
+        assert_eq!(
+            offered_to(AUTHOR, &[Role::Author], State::Withdrawn),
+            [Action::Reopen]
+        );
+        assert!(offered_to(OTHER, &[Role::Reviewer], State::Rejected).is_empty());
+        assert!(offered_to(OTHER, &[Role::Auditor], State::InReview).is_empty());
+        // Someone else's draft: not the author's to submit.
+        assert_eq!(
+            allowed(Action::Submit, OTHER, &[Role::Author], AUTHOR, State::Draft),
+            Err(Denied::NotAuthor("submit it"))
+        );
+        assert_eq!(
+            allowed(
+                Action::Approve,
+                AUTHOR,
+                &[Role::Reviewer],
+                AUTHOR,
+                State::InReview
+            )
+            .unwrap_err()
+            .to_string(),
+            "the author of a patch cannot approve it"
+        );
+    }
+}
