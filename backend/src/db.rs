@@ -227,6 +227,15 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
+        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        crate::audit::append(
+            &mut tx,
+            "system",
+            "user.created",
+            &format!("user:{username}"),
+            &serde_json::json!({ "display_name": display_name, "roles": roles }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(id))
     }

@@ -4,6 +4,7 @@
 //! tests drive the same code in-process.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod db;

@@ -61,6 +61,16 @@ enum Command {
     /// Livepatch modules: signing keys, signatures, inspection.
     #[command(subcommand)]
     Module(module_cli::ModuleCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walks the hash chain of every audit event; names the first one that was edited,
+    /// deleted or moved.
+    Verify,
 }
 
 #[derive(Args)]
@@ -204,6 +214,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Index(args) => index(global, &args),
         Command::Where(args) => where_(global, &args),
         Command::Module(command) => module_cli::run(command),
+        Command::Audit(AuditCommand::Verify) => {
+            let db = open_database(global).await?;
+            match db.verify_audit().await? {
+                Ok(count) => {
+                    println!("the audit trail is intact: {count} event(s)");
+                    Ok(())
+                }
+                Err(broken) => Err(broken.into()),
+            }
+        }
         Command::Migrate => {
             open_database(global).await?;
             println!("database is up to date");

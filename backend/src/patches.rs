@@ -97,6 +97,19 @@ impl Database {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        crate::audit::append(
+            &mut tx,
+            &author.username,
+            "patch.submitted",
+            &format!("patch:{id}"),
+            &serde_json::json!({
+                "title": patch.title,
+                "revision": 1,
+                "sha256": patch.sha256,
+                "cves": patch.cves,
+            }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(CreatedPatch {
             id,

@@ -849,3 +849,39 @@ fn module_new_and_build_against_the_debian_headers() {
     assert!(text(&bad_klp.stderr).contains("NAME=OBJECT[,SYMPOS]"));
     assert!(text(&bad.stderr).contains("OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION"));
 }
+
+#[tokio::test]
+async fn audit_verify_names_the_first_tampered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for name in ["alice", "bob"] {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", "author", "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let intact = graftbench(&data, &["audit", "verify"], "");
+    assert!(intact.status.success(), "{}", text(&intact.stderr));
+    assert_eq!(
+        text(&intact.stdout),
+        "the audit trail is intact: 2 event(s)\n"
+    );
+
+    // Someone edits the first event in the database.
+    let url = format!("sqlite://{}", data.join("graftbench.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let broken = graftbench(&data, &["audit", "verify"], "");
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stderr).contains("the audit trail is broken at event #1"),
+        "{}",
+        text(&broken.stderr)
+    );
+}

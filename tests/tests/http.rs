@@ -30,6 +30,7 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    the_audit_trail_records_changes_and_detects_tampering,
     every_route_but_sign_in_needs_a_session,
     sign_in_rotates_the_session_id,
     wrong_password_is_refused,
@@ -666,4 +667,79 @@ async fn oversized_post(server: &TestServer, user: &str) -> u16 {
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
+}
+
+async fn the_audit_trail_records_changes_and_detects_tampering(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let client = server.signed_in("alice").await;
+    for title in ["first", "second"] {
+        let response = submit_json(
+            &server,
+            &client,
+            json!({ "title": title, "cves": ["CVE-2024-1086"], "diff": FIX }),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let events = server.db.audit_events().await.unwrap();
+    let actions: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.subject.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("system", "user.created", "user:alice"),
+            ("system", "user.created", "user:bob"),
+            ("alice", "session.signed_in", "user:alice"),
+            ("alice", "patch.submitted", "patch:1"),
+            ("alice", "patch.submitted", "patch:2"),
+        ]
+    );
+    let details: Value = serde_json::from_str(&events[3].details).unwrap();
+    assert_eq!(details["title"], "first");
+    assert_eq!(server.db.verify_audit().await.unwrap(), Ok(5));
+
+    let pool = server.db.pool();
+    let first_bad = || async { server.db.verify_audit().await.unwrap().unwrap_err().seq };
+    // Edited: the details of event 4.
+    sqlx::query("UPDATE audit_events SET details = '{}' WHERE seq = 4")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(first_bad().await, 4);
+    sqlx::query("UPDATE audit_events SET details = $1 WHERE seq = 4")
+        .bind(&events[3].details)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(server.db.verify_audit().await.unwrap(), Ok(5));
+    // Reordered: events 2 and 3 swap places (numbers kept).
+    for (seq, from) in [(2, &events[2]), (3, &events[1])] {
+        sqlx::query(
+            "UPDATE audit_events SET at = $1, actor = $2, action = $3, subject = $4,
+             details = $5, prev_hash = $6, hash = $7 WHERE seq = $8",
+        )
+        .bind(&from.at)
+        .bind(&from.actor)
+        .bind(&from.action)
+        .bind(&from.subject)
+        .bind(&from.details)
+        .bind(&from.prev_hash)
+        .bind(&from.hash)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(first_bad().await, 2);
+    // Deleted: event 2 gone (after putting 2 and 3 back would not matter: 2 is missing).
+    sqlx::query("DELETE FROM audit_events WHERE seq = 2")
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(first_bad().await, 2);
+    server.stop().await;
 }

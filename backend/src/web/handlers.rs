@@ -35,6 +35,15 @@ pub(super) async fn login(
         Some(user) => {
             session.cycle_id().await?;
             session.insert(SESSION_USER_KEY, user.id).await?;
+            state
+                .db
+                .record(
+                    &user.username,
+                    "session.signed_in",
+                    &format!("user:{}", user.username),
+                    &serde_json::json!({}),
+                )
+                .await?;
             tracing::info!(user = %user.username, "signed in");
             Ok(Redirect::to(&next).into_response())
         }
