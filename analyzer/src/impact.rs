@@ -14,12 +14,11 @@
 //!    code, a clone whose calling convention changed) is replaced through its callers,
 //!    recursively, with the reason kept at each step.
 
-use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex};
+use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, SymbolsByAddress};
 use crate::patch::{LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
-use crate::symbols::FunctionSymbol;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 /// The version of [`ImpactReport`]'s JSON form; bumped on incompatible changes.
 pub const REPORT_VERSION: u32 = 2;
@@ -343,7 +342,7 @@ fn declarations_in(object: &ObjectIndex, path: &str) -> Vec<(u32, u32)> {
 /// The walk from changed functions to replaceable ones, in one object.
 struct Walk<'a> {
     object: &'a ObjectIndex,
-    by_address: HashMap<u64, Vec<&'a FunctionSymbol>>,
+    by_address: SymbolsByAddress<'a>,
     queue: VecDeque<(u32, Vec<String>)>,
     seen: HashSet<u32>,
     replace: BTreeMap<(String, u32), Replacement>,
@@ -352,13 +351,9 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn new(object: &'a ObjectIndex) -> Walk<'a> {
-        let mut by_address: HashMap<u64, Vec<&FunctionSymbol>> = HashMap::new();
-        for f in &object.symbols.functions {
-            by_address.entry(f.address).or_default().push(f);
-        }
         Walk {
             object,
-            by_address,
+            by_address: object.symbols_by_address(),
             queue: VecDeque::new(),
             seen: HashSet::new(),
             replace: BTreeMap::new(),
@@ -411,10 +406,7 @@ impl<'a> Walk<'a> {
     fn instance(&mut self, id: u32, reasons: Vec<String>) {
         let object = self.object;
         let instance = &object.instances[id as usize];
-        let symbol = instance
-            .entry()
-            .and_then(|a| self.by_address.get(&a))
-            .and_then(|candidates| candidates.iter().find(|f| !f.is_cold_part()).copied());
+        let symbol = self.by_address.of_instance(instance);
         let name = self.instance_name(id);
         let Some(symbol) = symbol else {
             self.blocked(name, "no symbol at its entry address", reasons, id);
@@ -439,8 +431,7 @@ impl<'a> Walk<'a> {
                     .ranges
                     .iter()
                     .skip(1)
-                    .filter_map(|r| self.by_address.get(&r.0))
-                    .flatten()
+                    .flat_map(|r| self.by_address.at(r.0))
                     .filter(|f| f.is_cold_part())
                     .map(|f| f.name.as_str())
                     .collect();

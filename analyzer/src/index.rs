@@ -22,7 +22,7 @@
 //! misread.
 
 use crate::dwarf::{self, clone_abi_change, path_matches, DieOffset, DwarfError, DwarfIndex};
-use crate::symbols::{self, FunctionTable, SymbolError};
+use crate::symbols::{self, FunctionSymbol, FunctionTable, SymbolError};
 use object::{Object, ObjectSection};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
@@ -607,6 +607,33 @@ impl std::hash::Hasher for FxHasher {
 }
 
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// An object's function symbols by address: how an instance finds its symbol.
+pub struct SymbolsByAddress<'a>(HashMap<u64, Vec<&'a FunctionSymbol>>);
+
+impl<'a> SymbolsByAddress<'a> {
+    /// The symbols at `address`.
+    pub fn at(&self, address: u64) -> &[&'a FunctionSymbol] {
+        self.0.get(&address).map_or(&[], Vec::as_slice)
+    }
+
+    /// The symbol at an instance's entry (not its `.cold` part, which may share it).
+    pub fn of_instance(&self, instance: &Instance) -> Option<&'a FunctionSymbol> {
+        let entry = instance.entry()?;
+        self.at(entry).iter().find(|f| !f.is_cold_part()).copied()
+    }
+}
+
+impl ObjectIndex {
+    /// Its function symbols by address.
+    pub fn symbols_by_address(&self) -> SymbolsByAddress<'_> {
+        let mut map: HashMap<u64, Vec<&FunctionSymbol>> = HashMap::new();
+        for f in &self.symbols.functions {
+            map.entry(f.address).or_default().push(f);
+        }
+        SymbolsByAddress(map)
+    }
+}
 
 /// The identity of a function across compilation units.
 type FunctionKey<'a> = (&'a str, Option<&'a str>, u32);

@@ -4,7 +4,7 @@
 
 use crate::index::{Callee, KernelIndex, ObjectIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One out-of-line instance of a function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,29 +57,17 @@ pub fn placements(index: &KernelIndex, name: &str) -> Vec<Placement> {
 
 fn in_object(object: &ObjectIndex, name: &str) -> Vec<Placement> {
     let from = object.functions.partition_point(|f| f.name.as_str() < name);
-    let mut by_address: HashMap<u64, Vec<usize>> = HashMap::new();
+    let by_address = object.symbols_by_address();
     let mut found = Vec::new();
     for f in (from..object.functions.len()).take_while(|&f| object.functions[f].name == name) {
         let function = &object.functions[f];
         let id = f as u32;
-        if by_address.is_empty() {
-            for (i, s) in object.symbols.functions.iter().enumerate() {
-                by_address.entry(s.address).or_default().push(i);
-            }
-        }
         let instances = object.instances_of(id);
         let out_of_line = instances
             .clone()
             .map(|i| {
                 let instance = &object.instances[i];
-                let symbol = instance
-                    .entry()
-                    .and_then(|a| by_address.get(&a))
-                    .and_then(|c| {
-                        c.iter()
-                            .map(|&s| &object.symbols.functions[s])
-                            .find(|s| !s.is_cold_part())
-                    });
+                let symbol = by_address.of_instance(instance);
                 OutOfLine {
                     symbol: symbol.map(|s| s.name.clone()),
                     old_sympos: symbol.map_or(0, |s| s.old_sympos),
@@ -90,20 +78,13 @@ fn in_object(object: &ObjectIndex, name: &str) -> Vec<Placement> {
                 }
             })
             .collect();
+        // A container by its symbol, or by its function's name when it has none.
         let container_name = |instance: u32| {
             let instance = &object.instances[instance as usize];
-            instance
-                .entry()
-                .and_then(|a| by_address.get(&a))
-                .and_then(|c| {
-                    c.iter()
-                        .map(|&s| &object.symbols.functions[s])
-                        .find(|s| !s.is_cold_part())
-                })
-                .map_or_else(
-                    || object.function_name(instance.function).to_owned(),
-                    |s| s.name.clone(),
-                )
+            by_address.of_instance(instance).map_or_else(
+                || object.function_name(instance.function).to_owned(),
+                |s| s.name.clone(),
+            )
         };
         let mut inlined_into: BTreeMap<String, usize> = BTreeMap::new();
         let mut inline_sites = 0;

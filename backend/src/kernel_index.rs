@@ -4,9 +4,9 @@
 //! An index is valid for a kernel build when it was written by this format version and
 //! every object it holds has the GNU build-id of the file it was built from. Anything
 //! else (another build, a module added or rebuilt, an older Graftbench) makes it stale,
-//! and it is rebuilt from the inputs. Index files are written to a temporary file and
-//! renamed into place, so a reader never sees half of one.
+//! and it is rebuilt from the inputs. Index files are written atomically.
 
+use crate::files::{map, write_atomically};
 use analyzer::index::{build_id, module_name, KernelIndex, ObjectIndex};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,30 +20,6 @@ pub struct KernelBuild {
     pub vmlinux: PathBuf,
     /// Module files (`*.ko`, with debug information), sorted.
     pub modules: Vec<PathBuf>,
-}
-
-/// A read-only view of one input file.
-pub struct Mapped {
-    map: memmap2::Mmap,
-}
-
-impl std::ops::Deref for Mapped {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.map
-    }
-}
-
-/// Maps a file for reading.
-pub fn map(path: &Path) -> Result<Mapped> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: the map is read-only. Another process truncating the file meanwhile would
-    // fault (SIGBUS) rather than corrupt anything; the debug files this reads are build
-    // outputs nobody rewrites in place.
-    #[allow(unsafe_code)]
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .with_context(|| format!("mapping {}", path.display()))?;
-    Ok(Mapped { map })
 }
 
 impl KernelBuild {
@@ -215,25 +191,7 @@ pub fn read(path: &Path, which: Objects<'_>) -> Result<KernelIndex> {
     .with_context(|| format!("{} is not usable", path.display()))
 }
 
-/// Writes an index file atomically (a temporary file in the same directory, renamed).
-pub fn write(path: &Path, index: &KernelIndex) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    use std::io::Write;
-    temporary
-        .write_all(&index.to_bytes())
-        .and_then(|()| temporary.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    temporary
-        .persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// What [`ensure`] did.
+/// What [`load`] did.
 pub enum Freshness {
     /// The index on disk matched the inputs.
     UpToDate,
@@ -268,6 +226,6 @@ pub fn load(
         }
     };
     let index = build.index()?;
-    write(path, &index)?;
+    write_atomically(path, &index.to_bytes())?;
     Ok((index, Freshness::Rebuilt(why)))
 }

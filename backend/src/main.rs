@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod files;
 mod kernel_index;
 mod module_cli;
 use kernel_index::{Freshness, KernelBuild, Objects};
@@ -317,7 +318,7 @@ fn load_index(
                 .map(|id| default_index_path(global, &id))
                 .filter(|path| path.exists());
             let up_to_date = |path: &Path| -> Result<bool> {
-                let bytes = kernel_index::map(path)?;
+                let bytes = files::map(path)?;
                 match analyzer::index::KernelIndex::build_ids(&bytes) {
                     Ok(ids) => build.matches(&ids),
                     Err(_) => Ok(false),

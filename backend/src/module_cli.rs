@@ -1,5 +1,6 @@
 //! `graftbench module`: signing keys, signing, verifying and inspecting livepatch modules.
 
+use crate::files::write_atomically;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmod::signature;
@@ -168,29 +169,6 @@ pub struct InfoArgs {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory, so a reader
-/// never sees half a module.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temporary
-        .write_all(bytes)
-        .and_then(|()| temporary.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    // Keep the mode of the module being replaced (tempfile creates 0600).
-    if let Ok(metadata) = std::fs::metadata(path) {
-        std::fs::set_permissions(temporary.path(), metadata.permissions())?;
-    }
-    temporary
-        .persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 pub fn run(command: ModuleCommand) -> Result<()> {

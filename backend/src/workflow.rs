@@ -148,6 +148,13 @@ struct Rule {
 }
 
 const OPEN: &[State] = &[State::InReview, State::ChangesRequested, State::Approved];
+/// Not yet closed: a draft or open.
+const ACTIVE: &[State] = &[
+    State::Draft,
+    State::InReview,
+    State::ChangesRequested,
+    State::Approved,
+];
 
 /// The whole workflow. Auditors appear nowhere: they read, and never act.
 const RULES: &[Rule] = &[
@@ -161,12 +168,7 @@ const RULES: &[Rule] = &[
         action: Action::UploadRevision,
         roles: &[Role::Author],
         who: Who::Author,
-        states: &[
-            State::Draft,
-            State::InReview,
-            State::ChangesRequested,
-            State::Approved,
-        ],
+        states: ACTIVE,
     },
     Rule {
         action: Action::Approve,
@@ -201,12 +203,7 @@ const RULES: &[Rule] = &[
             Role::ReleaseManager,
         ],
         who: Who::Anyone,
-        states: &[
-            State::Draft,
-            State::InReview,
-            State::ChangesRequested,
-            State::Approved,
-        ],
+        states: ACTIVE,
     },
     Rule {
         action: Action::Decline,
@@ -218,12 +215,7 @@ const RULES: &[Rule] = &[
         action: Action::Withdraw,
         roles: &[Role::Author],
         who: Who::Author,
-        states: &[
-            State::Draft,
-            State::InReview,
-            State::ChangesRequested,
-            State::Approved,
-        ],
+        states: ACTIVE,
     },
     Rule {
         action: Action::Reopen,
@@ -338,14 +330,6 @@ mod tests {
         State::Rejected,
         State::Withdrawn,
     ];
-    const ALL_ROLES: [Role; 6] = [
-        Role::Author,
-        Role::Reviewer,
-        Role::SecurityOfficer,
-        Role::ReleaseManager,
-        Role::Auditor,
-        Role::Admin,
-    ];
 
     fn sign(user: i64, revision: i64, verdict: Verdict) -> SignOff {
         SignOff {
@@ -436,7 +420,7 @@ mod tests {
                 Action::Decline,
             ] {
                 assert!(
-                    allowed(action, AUTHOR, &ALL_ROLES, AUTHOR, state).is_err(),
+                    allowed(action, AUTHOR, &Role::ALL, AUTHOR, state).is_err(),
                     "{action:?} own patch in {state:?}"
                 );
             }
