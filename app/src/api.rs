@@ -5,7 +5,10 @@
 //! layer put into the request. Authentication happens before any of this runs; these
 //! functions still refuse to answer without a user, so a routing mistake cannot expose data.
 
-use crate::model::{AppError, PatchPage, PatchSummary, RejectedSubmission, SessionUser};
+use crate::model::{
+    AppError, AuditFilter, AuditPage, InterdiffView, PatchPage, PatchSummary, PolicyView,
+    RejectedSubmission, SessionUser,
+};
 use leptos::prelude::*;
 
 /// The signed-in user, or `None` on public pages.
@@ -30,6 +33,46 @@ pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppE
         ssr::set_status(404);
     }
     page
+}
+
+/// What changed between two revisions of a patch.
+#[server(prefix = "/api/ui", endpoint = "interdiff")]
+pub async fn get_interdiff(id: i64, from: i64, to: i64) -> Result<InterdiffView, AppError> {
+    let user = ssr::require_user().await?;
+    let view = ssr::workbench()?.interdiff(&user, id, from, to).await;
+    if matches!(view, Err(AppError::NotFound(_))) {
+        ssr::set_status(404);
+    }
+    view
+}
+
+/// Audit events matching `filter` (auditors, security officers and admins).
+#[server(prefix = "/api/ui", endpoint = "audit")]
+pub async fn get_audit(filter: AuditFilter) -> Result<AuditPage, AppError> {
+    let user = ssr::require_user().await?;
+    let page = ssr::workbench()?.audit(&user, filter).await;
+    if matches!(page, Err(AppError::Forbidden(_))) {
+        ssr::set_status(403);
+    }
+    page
+}
+
+/// The policy in force.
+#[server(prefix = "/api/ui", endpoint = "policy")]
+pub async fn get_policy() -> Result<PolicyView, AppError> {
+    ssr::require_user().await?;
+    Ok(ssr::workbench()?.policy())
+}
+
+/// Every user with their roles (admins).
+#[server(prefix = "/api/ui", endpoint = "users")]
+pub async fn list_users() -> Result<Vec<SessionUser>, AppError> {
+    let user = ssr::require_user().await?;
+    let users = ssr::workbench()?.users(&user).await;
+    if matches!(users, Err(AppError::Forbidden(_))) {
+        ssr::set_status(403);
+    }
+    users
 }
 
 /// The refused form submission being shown again, if this page render is one.
@@ -66,6 +109,31 @@ pub mod ssr {
             id: i64,
             revision: Option<i64>,
         ) -> BoxFuture<'a, Result<PatchPage, AppError>>;
+
+        /// The interdiff between two revisions.
+        fn interdiff<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            id: i64,
+            from: i64,
+            to: i64,
+        ) -> BoxFuture<'a, Result<InterdiffView, AppError>>;
+
+        /// Audit events matching a filter.
+        fn audit<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            filter: AuditFilter,
+        ) -> BoxFuture<'a, Result<AuditPage, AppError>>;
+
+        /// The policy in force.
+        fn policy(&self) -> PolicyView;
+
+        /// Every user (admins only).
+        fn users<'a>(
+            &'a self,
+            user: &'a SessionUser,
+        ) -> BoxFuture<'a, Result<Vec<SessionUser>, AppError>>;
     }
 
     /// The form the backend provides the workbench in.

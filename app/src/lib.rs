@@ -15,6 +15,7 @@ pub mod api;
 mod diff_view;
 pub mod model;
 mod pages;
+mod review_view;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
@@ -61,6 +62,14 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/") view=pages::PatchListPage ssr=SsrMode::Async/>
                 <Route path=path!("/patches/new") view=pages::NewPatchPage ssr=SsrMode::Async/>
                 <Route path=path!("/patches/:id") view=pages::PatchPage ssr=SsrMode::Async/>
+                <Route
+                    path=path!("/patches/:id/interdiff")
+                    view=pages::InterdiffPage
+                    ssr=SsrMode::Async
+                />
+                <Route path=path!("/audit") view=pages::AuditPage ssr=SsrMode::Async/>
+                <Route path=path!("/policy") view=pages::PolicyPage ssr=SsrMode::Async/>
+                <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
             </Routes>
         </Router>
     }

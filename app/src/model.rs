@@ -89,6 +89,473 @@ impl SessionUser {
     }
 }
 
+/// A patch's state as people see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Being prepared by its author.
+    Draft,
+    /// Waiting for sign-offs.
+    InReview,
+    /// A reviewer rejected the current revision.
+    ChangesRequested,
+    /// Enough approvals on the current revision, and eligible.
+    Approved,
+    /// Turned down for good.
+    Rejected,
+    /// Taken back by its author.
+    Withdrawn,
+}
+
+/// A sign-off's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Approve the revision.
+    Approve,
+    /// Reject it: blocks until withdrawn or a new revision.
+    Reject,
+}
+
+/// Something a person can do to a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Send a draft for review.
+    Submit,
+    /// Upload the next revision.
+    UploadRevision,
+    /// Approve the current revision.
+    Approve,
+    /// Reject the current revision.
+    Reject,
+    /// Take back one's own sign-off.
+    WithdrawSignOff,
+    /// Sign off a data-corruption or severe-instability exception, with a justification.
+    SignException,
+    /// Comment on a line.
+    Comment,
+    /// Turn the patch down for good.
+    Decline,
+    /// Take the patch back (its author).
+    Withdraw,
+    /// Bring a withdrawn patch back to draft (its author).
+    Reopen,
+}
+
+impl State {
+    /// Every state, in workflow order.
+    pub const ALL: [State; 6] = [
+        State::Draft,
+        State::InReview,
+        State::ChangesRequested,
+        State::Approved,
+        State::Rejected,
+        State::Withdrawn,
+    ];
+
+    /// The stable name used in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Draft => "draft",
+            State::InReview => "in_review",
+            State::ChangesRequested => "changes_requested",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Parses [`State::as_str`].
+    pub fn parse(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Draft => "draft",
+            State::InReview => "in review",
+            State::ChangesRequested => "changes requested",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Still moving: a draft or open for review. Closed patches have no deadline clock.
+    pub fn is_active(self) -> bool {
+        !matches!(self, State::Rejected | State::Withdrawn)
+    }
+}
+
+impl Verdict {
+    /// The stable name used in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+impl Action {
+    /// Every action, in the order the page offers them.
+    pub const ALL: [Action; 10] = [
+        Action::Submit,
+        Action::UploadRevision,
+        Action::Approve,
+        Action::Reject,
+        Action::WithdrawSignOff,
+        Action::SignException,
+        Action::Comment,
+        Action::Decline,
+        Action::Withdraw,
+        Action::Reopen,
+    ];
+
+    /// The stable name used in the API and in forms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Submit => "submit",
+            Action::UploadRevision => "upload_revision",
+            Action::Approve => "approve",
+            Action::Reject => "reject",
+            Action::WithdrawSignOff => "withdraw_sign_off",
+            Action::SignException => "sign_exception",
+            Action::Comment => "comment",
+            Action::Decline => "decline",
+            Action::Withdraw => "withdraw",
+            Action::Reopen => "reopen",
+        }
+    }
+
+    /// Parses [`Action::as_str`] (dashes are accepted for underscores).
+    pub fn parse(name: &str) -> Option<Action> {
+        let name = name.trim().replace('-', "_");
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// A button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Submit => "Submit for review",
+            Action::UploadRevision => "Upload a new revision",
+            Action::Approve => "Approve",
+            Action::Reject => "Reject",
+            Action::WithdrawSignOff => "Withdraw my sign-off",
+            Action::SignException => "Sign off the exception",
+            Action::Comment => "Comment",
+            Action::Decline => "Decline the patch",
+            Action::Withdraw => "Withdraw the patch",
+            Action::Reopen => "Reopen as draft",
+        }
+    }
+}
+
+/// What a patch fixes, as stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// A vulnerability, eligible by its CVSS score.
+    Vulnerability,
+    /// A bug that corrupts data: an exception.
+    DataCorruption,
+    /// A bug that makes the system severely unstable: an exception.
+    SevereInstability,
+}
+
+impl Category {
+    /// Every category.
+    pub const ALL: [Category; 3] = [
+        Category::Vulnerability,
+        Category::DataCorruption,
+        Category::SevereInstability,
+    ];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Vulnerability => "vulnerability",
+            Category::DataCorruption => "data_corruption",
+            Category::SevereInstability => "severe_instability",
+        }
+    }
+
+    /// Parses [`Category::as_str`] (dashes are accepted for underscores).
+    pub fn parse(name: &str) -> Option<Category> {
+        let name = name.trim().replace('-', "_");
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Vulnerability => "vulnerability",
+            Category::DataCorruption => "data corruption",
+            Category::SevereInstability => "severe instability",
+        }
+    }
+}
+
+/// A change tier: how urgent, and so by when it must ship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// An incident in progress.
+    Incident,
+    /// An emergency change.
+    Emergency,
+    /// A scheduled change.
+    Scheduled,
+}
+
+impl Tier {
+    /// Every tier, most urgent first.
+    pub const ALL: [Tier; 3] = [Tier::Incident, Tier::Emergency, Tier::Scheduled];
+
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Incident => "incident",
+            Tier::Emergency => "emergency",
+            Tier::Scheduled => "scheduled",
+        }
+    }
+
+    /// Parses [`Tier::as_str`].
+    pub fn parse(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name.trim())
+    }
+}
+
+/// A deadline as shown: when, and how it stands at the time the page was rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineView {
+    /// The tier that set it.
+    pub tier: Tier,
+    /// When the problem was reported, RFC 3339 UTC.
+    pub reported_at: String,
+    /// When the patch must ship, RFC 3339 UTC.
+    pub due_at: String,
+    /// Seconds left when rendered (negative when overdue); `None` for closed patches.
+    pub seconds_left: Option<i64>,
+}
+
+impl DeadlineView {
+    /// Past due and still open.
+    pub fn overdue(&self) -> bool {
+        self.seconds_left.is_some_and(|s| s < 0)
+    }
+}
+
+/// `5400` -> `1h 30m`; days for long spans.
+pub fn human_duration(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
+/// The CVSS score of a patch's vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CvssView {
+    /// The vector.
+    pub vector: String,
+    /// `3.1`, `4.0`, ...
+    pub version: String,
+    /// Base score.
+    pub score: f64,
+    /// none, low, medium, high, critical.
+    pub severity: String,
+}
+
+/// Whether a patch may ship as a live patch, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EligibilityView {
+    /// The verdict.
+    pub eligible: bool,
+    /// One line per rule that decided it.
+    pub reasons: Vec<String>,
+    /// The scored vector, when the patch has one.
+    pub cvss: Option<CvssView>,
+    /// What the patch fixes.
+    pub category: Category,
+}
+
+/// One sign-off as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignOffView {
+    /// Id.
+    pub id: i64,
+    /// Display name.
+    pub user: String,
+    /// `approve`, `reject` or `exception`.
+    pub verdict: String,
+    /// The revision signed off.
+    pub revision: i64,
+    /// Its SHA-256.
+    pub revision_sha256: String,
+    /// The comment or justification.
+    pub comment: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// When its author took it back.
+    pub withdrawn_at: Option<String>,
+    /// On an older revision: shown, not counted.
+    pub outdated: bool,
+}
+
+/// One comment in a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentView {
+    /// Id.
+    pub id: i64,
+    /// Display name.
+    pub author: String,
+    /// The text.
+    pub body: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+}
+
+/// A thread of line comments, anchored to a revision, file, side and line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadView {
+    /// The first comment's id; replies and resolving refer to it.
+    pub id: i64,
+    /// The revision commented on.
+    pub revision: i64,
+    /// File path.
+    pub path: String,
+    /// `old` or `new`.
+    pub side: String,
+    /// Line number on that side.
+    pub line: u32,
+    /// The comments, oldest first.
+    pub comments: Vec<CommentView>,
+    /// Who resolved it and when, if resolved.
+    pub resolved: Option<(String, String)>,
+}
+
+/// The review side of a patch page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewView {
+    /// Where the patch stands.
+    pub state: State,
+    /// The latest revision's number: sign-offs count only on it.
+    pub current_revision: i64,
+    /// Its SHA-256, which sign-offs must name.
+    pub current_sha256: String,
+    /// Approvals counted on the current revision.
+    pub approvals: u32,
+    /// Approvals the policy requires.
+    pub approvals_required: u32,
+    /// Eligibility.
+    pub eligibility: EligibilityView,
+    /// The deadline.
+    pub deadline: DeadlineView,
+    /// Every sign-off, newest first.
+    pub sign_offs: Vec<SignOffView>,
+    /// Every comment thread, by file and line.
+    pub threads: Vec<ThreadView>,
+    /// What the signed-in user may do now (exactly what the rules allow).
+    pub actions: Vec<Action>,
+}
+
+/// One audit event as the audit page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    /// Sequence number.
+    pub seq: i64,
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// User name.
+    pub actor: String,
+    /// E.g. `sign_off.approve`.
+    pub action: String,
+    /// E.g. `patch:7`.
+    pub subject: String,
+    /// JSON details.
+    pub details: String,
+    /// This event's hash.
+    pub hash: String,
+}
+
+/// Filters of the audit page; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    /// Exact user name.
+    pub actor: String,
+    /// Action, or its prefix ending in `.` (`sign_off.`).
+    pub action: String,
+    /// Exact subject (`patch:7`).
+    pub subject: String,
+}
+
+/// The audit page: matching events in sequence order, and whether the chain holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Matching events, oldest first (the newest [`AuditPage::limit`] of them).
+    pub events: Vec<AuditEventView>,
+    /// How many matched in all.
+    pub matched: i64,
+    /// The most shown.
+    pub limit: i64,
+    /// `None` when the whole chain verifies, else where it breaks.
+    pub broken: Option<String>,
+}
+
+/// One line of an interdiff: a line of the older revision's diff, the newer's, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterdiffLine {
+    /// Only in the older revision (removed), only in the newer (added), or in both.
+    pub kind: LineKind,
+    /// The diff line's text.
+    pub text: String,
+}
+
+/// A run of interdiff lines with a little context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterdiffHunk {
+    /// Line in the older revision's diff where the run starts (1-based).
+    pub old_start: usize,
+    /// Line in the newer revision's diff.
+    pub new_start: usize,
+    /// The lines.
+    pub lines: Vec<InterdiffLine>,
+}
+
+/// What changed between two revisions: the older diff against the newer one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterdiffView {
+    /// The patch.
+    pub info: PatchInfo,
+    /// All revisions, for choosing.
+    pub revisions: Vec<RevisionSummary>,
+    /// Older revision number.
+    pub from: i64,
+    /// Newer revision number.
+    pub to: i64,
+    /// Where the diffs differ; empty when they are identical.
+    pub hunks: Vec<InterdiffHunk>,
+}
+
+/// The policy in force, for the read-only policy page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// Where it came from: a file path, or the built-in defaults.
+    pub source: String,
+    /// The effective policy as TOML.
+    pub toml: String,
+}
+
 /// One row of the patch list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatchSummary {
@@ -104,6 +571,12 @@ pub struct PatchSummary {
     pub created_at: String,
     /// Number of revisions.
     pub revisions: i64,
+    /// Where it stands.
+    pub state: State,
+    /// The deadline.
+    pub deadline: DeadlineView,
+    /// Whether it may ship as a live patch.
+    pub eligible: bool,
 }
 
 /// One revision in a patch's history.
@@ -137,7 +610,7 @@ pub struct PatchInfo {
 }
 
 /// Everything the patch page shows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchPage {
     /// The patch.
     pub info: PatchInfo,
@@ -145,6 +618,8 @@ pub struct PatchPage {
     pub revisions: Vec<RevisionSummary>,
     /// The revision on screen.
     pub shown: RevisionView,
+    /// State, eligibility, deadline, sign-offs, comments, and what the user may do.
+    pub review: ReviewView,
 }
 
 /// One revision, rendered for reading.
@@ -324,6 +799,12 @@ pub struct RejectedSubmission {
     pub cves: String,
     /// CVSS vector as typed.
     pub cvss_vector: String,
+    /// Category as chosen.
+    pub category: String,
+    /// Tier as chosen.
+    pub tier: String,
+    /// Report time as typed.
+    pub reported_at: String,
     /// Pasted diff (an uploaded file is not echoed back).
     pub diff: String,
 }

@@ -1,19 +1,19 @@
 //! The pages.
 
-use crate::api::{current_user, get_patch, list_patches, load_rejected_submission};
+use crate::api::{
+    current_user, get_audit, get_interdiff, get_patch, get_policy, list_patches, list_users,
+    load_rejected_submission,
+};
 use crate::diff_view::DiffView;
-use crate::model::{AppError, PatchPage as PatchData, PatchSummary};
+use crate::model::{
+    AppError, AuditFilter, Category, LineKind, PatchPage as PatchData, PatchSummary, Role, Tier,
+};
+use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-/// `2026-11-27T16:05:20.123Z` -> `2026-11-27 16:05 UTC`.
-fn short_time(rfc3339: &str) -> String {
-    match (rfc3339.get(..10), rfc3339.get(11..16)) {
-        (Some(date), Some(time)) => format!("{date} {time} UTC"),
-        _ => rfc3339.to_owned(),
-    }
-}
+use crate::review_view::short_time;
 
 /// Page frame: the top bar with navigation and the signed-in user.
 #[component]
@@ -28,6 +28,16 @@ fn Frame(children: Children) -> impl IntoView {
             <nav class="mainnav">
                 <a href="/">"Patches"</a>
                 <a href="/patches/new">"Submit a fix"</a>
+                <a href="/audit">"Audit trail"</a>
+                <a href="/policy">"Policy"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let admin = matches!(
+                            user.await, Ok(Some(ref u)) if u.has_role(Role::Admin)
+                        );
+                        admin.then(|| view! { <a href="/admin">"Users"</a> })
+                    })}
+                </Suspense>
             </nav>
             <div class="who">
                 <Suspense fallback=|| ()>
@@ -154,6 +164,8 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
                 <tr>
                     <th class="num">"#"</th>
                     <th>"Title"</th>
+                    <th>"State"</th>
+                    <th>"Due"</th>
                     <th>"CVEs"</th>
                     <th>"Author"</th>
                     <th>"Created"</th>
@@ -165,11 +177,26 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
                     .into_iter()
                     .map(|p| {
                         let href = format!("/patches/{}", p.id);
+                        let overdue = p.deadline.overdue();
                         view! {
-                            <tr>
+                            <tr class:overdue=overdue data-patch=p.id>
                                 <td class="num mono">{p.id}</td>
                                 <td>
                                     <a href=href>{p.title}</a>
+                                    {(!p.eligible && p.state.is_active())
+                                        .then(|| {
+                                            view! {
+                                                <span class="tag" title="not eligible for live patching">
+                                                    "not eligible"
+                                                </span>
+                                            }
+                                        })}
+                                </td>
+                                <td>
+                                    <StateBadge state=p.state/>
+                                </td>
+                                <td>
+                                    <DeadlineClock deadline=p.deadline/>
                                 </td>
                                 <td class="mono cves">{p.cves.join(" ")}</td>
                                 <td>{p.author}</td>
@@ -246,6 +273,52 @@ pub fn NewPatchPage() -> impl IntoView {
                                     />
                                 </label>
                             </div>
+                            <div class="row">
+                                <label>
+                                    "What it fixes"
+                                    <select name="category">
+                                        {Category::ALL
+                                            .into_iter()
+                                            .map(|c| {
+                                                view! {
+                                                    <option
+                                                        value=c.as_str()
+                                                        selected=form.category == c.as_str()
+                                                    >
+                                                        {c.label()}
+                                                    </option>
+                                                }
+                                            })
+                                            .collect_view()}
+                                    </select>
+                                </label>
+                                <label>
+                                    "Change tier"
+                                    <select name="tier">
+                                        {Tier::ALL
+                                            .into_iter()
+                                            .map(|t| {
+                                                let selected = form.tier == t.as_str()
+                                                    || (form.tier.is_empty() && t == Tier::Scheduled);
+                                                view! {
+                                                    <option value=t.as_str() selected=selected>
+                                                        {t.as_str()}
+                                                    </option>
+                                                }
+                                            })
+                                            .collect_view()}
+                                    </select>
+                                </label>
+                                <label>
+                                    "Reported at"
+                                    <input
+                                        name="reported_at"
+                                        value=form.reported_at
+                                        placeholder="2026-11-27T09:30:00Z (default: now)"
+                                        class="mono"
+                                    />
+                                </label>
+                            </div>
                             <label>
                                 "The fix: a unified diff or a git format-patch mail"
                                 <textarea name="diff" rows="18" class="mono" spellcheck="false">
@@ -260,8 +333,11 @@ pub fn NewPatchPage() -> impl IntoView {
                                     accept=".patch,.diff,.mbox,.eml,text/plain,text/x-diff"
                                 />
                             </label>
-                            <div>
+                            <div class="buttons">
                                 <button type="submit" class="primary">"Submit for review"</button>
+                                <button type="submit" name="draft" value="1">
+                                    "Save as draft"
+                                </button>
                             </div>
                         </form>
                     }
@@ -310,8 +386,20 @@ pub fn PatchPage() -> impl IntoView {
 
 #[component]
 fn PatchView(data: PatchData) -> impl IntoView {
+    let query = use_query_map();
+    let error = query.read_untracked().get("error");
     let shown = data.shown;
     let info = data.info;
+    let review = view! {
+        <ReviewPanel
+            patch=info.id
+            review=data.review
+            files=shown.files.clone()
+            shown_revision=shown.number
+            revisions=data.revisions.clone()
+            error
+        />
+    };
     let revisions = data
         .revisions
         .iter()
@@ -395,6 +483,7 @@ fn PatchView(data: PatchData) -> impl IntoView {
                 </dd>
             </div>
         </dl>
+        {review}
         {mail}
         <DiffView
             files=shown.files
@@ -404,6 +493,328 @@ fn PatchView(data: PatchData) -> impl IntoView {
         />
     }
     .into_any()
+}
+
+/// `/patches/:id/interdiff?from=N&to=M`: what changed between two revisions.
+#[component]
+pub fn InterdiffPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let key = move || {
+        let id = params.read().get("id").and_then(|s| s.parse::<i64>().ok());
+        let q = query.read();
+        let from = q.get("from").and_then(|s| s.parse::<i64>().ok());
+        let to = q.get("to").and_then(|s| s.parse::<i64>().ok());
+        (id, from, to)
+    };
+    let data = Resource::new(key, |(id, from, to)| async move {
+        match (id, from, to) {
+            (Some(id), Some(from), Some(to)) => get_interdiff(id, from, to).await,
+            _ => Err(AppError::NotFound("interdiff (give ?from=N&to=M)".into())),
+        }
+    });
+    view! {
+        <Title text="Interdiff"/>
+        <Frame>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match data.await {
+                        Ok(d) => {
+                            let empty = d.hunks.is_empty();
+                            let hunks = d
+                                .hunks
+                                .into_iter()
+                                .map(|h| {
+                                    view! {
+                                        <tbody>
+                                            <tr class="hunk">
+                                                <td colspan="2" class="mono">
+                                                    "@@ r" {d.from} " line " {h.old_start} ", r" {d.to}
+                                                    " line " {h.new_start} " @@"
+                                                </td>
+                                            </tr>
+                                            {h
+                                                .lines
+                                                .into_iter()
+                                                .map(|l| {
+                                                    let (class, mark) = match l.kind {
+                                                        LineKind::Context => ("code ctx", " "),
+                                                        LineKind::Removed => ("code del", "-"),
+                                                        LineKind::Added => ("code add", "+"),
+                                                    };
+                                                    view! {
+                                                        <tr>
+                                                            <td class="num mono">{mark}</td>
+                                                            <td class=class>
+                                                                <pre>{l.text}</pre>
+                                                            </td>
+                                                        </tr>
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </tbody>
+                                    }
+                                })
+                                .collect_view();
+                            view! {
+                                <div class="page-head">
+                                    <h1>
+                                        <a href=format!("/patches/{}", d.info.id)>
+                                            <span class="dim mono">"#" {d.info.id} " "</span>
+                                            {d.info.title.clone()}
+                                        </a>
+                                        ": r" {d.from} " → r" {d.to}
+                                    </h1>
+                                </div>
+                                <p class="hint">
+                                    "The two revisions' diffs compared line by line: − lines are only in r"
+                                    {d.from} ", + lines only in r" {d.to} "."
+                                </p>
+                                {empty.then(|| view! { <p class="empty">"The revisions are identical."</p> })}
+                                <table class="diff unified interdiff" id="interdiff">{hunks}</table>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <ErrorPanel error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
+}
+
+/// `/audit?actor=&action=&subject=`: the audit trail, filtered.
+#[component]
+pub fn AuditPage() -> impl IntoView {
+    let query = use_query_map();
+    let filter = move || {
+        let q = query.read();
+        AuditFilter {
+            actor: q.get("actor").unwrap_or_default(),
+            action: q.get("action").unwrap_or_default(),
+            subject: q.get("subject").unwrap_or_default(),
+        }
+    };
+    let page = Resource::new(filter, get_audit);
+    view! {
+        <Title text="Audit trail"/>
+        <Frame>
+            <div class="page-head">
+                <h1>"Audit trail"</h1>
+            </div>
+            <form method="get" action="/audit" class="row filters">
+                <label>"Actor" <input name="actor" value=move || filter().actor/></label>
+                <label>
+                    "Action" <input name="action" value=move || filter().action placeholder="sign_off."/>
+                </label>
+                <label>
+                    "Subject" <input name="subject" value=move || filter().subject placeholder="patch:1"/>
+                </label>
+                <div>
+                    <button type="submit">"Filter"</button>
+                </div>
+            </form>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        Ok(page) => {
+                            let chain = match page.broken {
+                                None => {
+                                    view! {
+                                        <p class="notice" id="chain-ok">
+                                            "The hash chain verifies from the first event to the last."
+                                        </p>
+                                    }
+                                        .into_any()
+                                }
+                                Some(why) => {
+                                    view! { <p class="alert" role="alert" id="chain-broken">{why}</p> }
+                                        .into_any()
+                                }
+                            };
+                            let shown = page.events.len();
+                            view! {
+                                {chain}
+                                <p class="dim">
+                                    {page.matched} " matching event(s)"
+                                    {(page.matched > shown as i64)
+                                        .then(|| format!(", the newest {shown} shown"))}
+                                </p>
+                                <table class="listing audit" id="audit-events">
+                                    <thead>
+                                        <tr>
+                                            <th class="num">"#"</th>
+                                            <th>"Time"</th>
+                                            <th>"Actor"</th>
+                                            <th>"Action"</th>
+                                            <th>"Subject"</th>
+                                            <th>"Details"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>
+                                        {page
+                                            .events
+                                            .into_iter()
+                                            .map(|e| {
+                                                view! {
+                                                    <tr data-seq=e.seq>
+                                                        <td class="num mono" title=e.hash>{e.seq}</td>
+                                                        <td class="mono">{e.at}</td>
+                                                        <td>{e.actor}</td>
+                                                        <td class="mono action">{e.action}</td>
+                                                        <td class="mono">{e.subject}</td>
+                                                        <td class="mono details">{e.details}</td>
+                                                    </tr>
+                                                }
+                                            })
+                                            .collect_view()}
+                                    </tbody>
+                                </table>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <ErrorPanel error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
+}
+
+/// `/policy`: the policy in force, read-only.
+#[component]
+pub fn PolicyPage() -> impl IntoView {
+    let policy = Resource::new(|| (), |_| get_policy());
+    view! {
+        <Title text="Policy"/>
+        <Frame>
+            <div class="page-head">
+                <h1>"Review policy"</h1>
+            </div>
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match policy.await {
+                        Ok(p) => {
+                            view! {
+                                <p class="hint">
+                                    "From " <span class="mono">{p.source}</span>
+                                    ". It is read when the server starts; an admin changes it there."
+                                </p>
+                                <pre class="policy mono" id="policy">{p.toml}</pre>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <ErrorPanel error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
+}
+
+/// `/admin`: users and their roles (admins).
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let users = Resource::new(|| (), |_| list_users());
+    let query = use_query_map();
+    let error = move || query.read().get("error");
+    view! {
+        <Title text="Users"/>
+        <Frame>
+            <div class="page-head">
+                <h1>"Users and roles"</h1>
+            </div>
+            {move || error().map(|e| view! { <p class="alert" role="alert">{e}</p> })}
+            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match users.await {
+                        Ok(users) => {
+                            let rows = users
+                                .into_iter()
+                                .map(|u| {
+                                    let action = format!("/admin/users/{}/roles", u.username);
+                                    let boxes = Role::ALL
+                                        .into_iter()
+                                        .map(|r| {
+                                            view! {
+                                                <label class="check">
+                                                    <input
+                                                        type="checkbox"
+                                                        name=format!("role_{}", r.as_str())
+                                                        checked=u.has_role(r)
+                                                    />
+                                                    {r.label()}
+                                                </label>
+                                            }
+                                        })
+                                        .collect_view();
+                                    view! {
+                                        <tr>
+                                            <td class="mono">{u.username.clone()}</td>
+                                            <td>{u.display_name.clone()}</td>
+                                            <td>
+                                                <form method="post" action=action class="roles">
+                                                    {boxes}
+                                                    <button type="submit">"Save"</button>
+                                                </form>
+                                            </td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view();
+                            view! {
+                                <table class="listing">
+                                    <thead>
+                                        <tr>
+                                            <th>"User"</th>
+                                            <th>"Name"</th>
+                                            <th>"Roles"</th>
+                                        </tr>
+                                    </thead>
+                                    <tbody>{rows}</tbody>
+                                </table>
+                                <h2>"New user"</h2>
+                                <form method="post" action="/admin/users" class="stack submit">
+                                    <div class="row">
+                                        <label>"User name" <input name="username" required/></label>
+                                        <label>"Display name" <input name="display_name"/></label>
+                                        <label>
+                                            "Password"
+                                            <input
+                                                type="password"
+                                                name="password"
+                                                minlength="10"
+                                                autocomplete="new-password"
+                                                required
+                                            />
+                                        </label>
+                                    </div>
+                                    <div class="roles">
+                                        {Role::ALL
+                                            .into_iter()
+                                            .map(|r| {
+                                                view! {
+                                                    <label class="check">
+                                                        <input type="checkbox" name=format!("role_{}", r.as_str())/>
+                                                        {r.label()}
+                                                    </label>
+                                                }
+                                            })
+                                            .collect_view()}
+                                    </div>
+                                    <div>
+                                        <button type="submit" class="primary">"Create user"</button>
+                                    </div>
+                                </form>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <ErrorPanel error/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </Frame>
+    }
 }
 
 /// Any path no route matches.

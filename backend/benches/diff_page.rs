@@ -128,6 +128,7 @@ fn bench(c: &mut Criterion) {
         let config = ServerConfig {
             site_root: site_root(),
             cookie_secure: false,
+            policy: Default::default(),
         };
         let router = web::router(&config, db.clone())
             .await

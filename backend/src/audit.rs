@@ -151,7 +151,64 @@ pub async fn append(
     Ok(seq)
 }
 
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, DbError> {
+    Ok(AuditEvent {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        details: r.try_get("details")?,
+        prev_hash: r.try_get("prev_hash")?,
+        hash: r.try_get("hash")?,
+    })
+}
+
 impl Database {
+    /// The newest `limit` events matching `filter` (oldest first), and how many match.
+    /// An action filter ending in `.` matches every action it starts (`sign_off.`).
+    pub async fn search_audit(
+        &self,
+        filter: &graftbench_app::model::AuditFilter,
+        limit: i64,
+    ) -> Result<(Vec<AuditEvent>, i64), DbError> {
+        let action = filter.action.trim();
+        let (exact, prefix) = if action.ends_with('.') {
+            ("", action)
+        } else {
+            (action, "")
+        };
+        const MATCH: &str = "($1 = '' OR actor = $1)
+               AND ($2 = '' OR action = $2)
+               AND ($3 = '' OR substr(action, 1, length($3)) = $3)
+               AND ($4 = '' OR subject = $4)";
+        let matched: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_events WHERE {MATCH}"))
+                .bind(filter.actor.trim())
+                .bind(exact)
+                .bind(prefix)
+                .bind(filter.subject.trim())
+                .fetch_one(self.pool())
+                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT seq, at, actor, action, subject, details, prev_hash, hash
+             FROM audit_events WHERE {MATCH} ORDER BY seq DESC LIMIT $5"
+        ))
+        .bind(filter.actor.trim())
+        .bind(exact)
+        .bind(prefix)
+        .bind(filter.subject.trim())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, DbError>>()?;
+        events.reverse();
+        Ok((events, matched))
+    }
+
     /// Records an event on its own (for actions that change nothing else, like signing in).
     pub async fn record(
         &self,
@@ -174,20 +231,7 @@ impl Database {
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    details: r.try_get("details")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Walks the whole trail: the number of events, or the first broken link.

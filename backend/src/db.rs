@@ -183,6 +183,24 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
+/// What [`Database::set_roles`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolesChange {
+    /// The roles changed.
+    Changed {
+        /// Before.
+        before: Vec<Role>,
+        /// After.
+        after: Vec<Role>,
+    },
+    /// The user already held exactly these roles; nothing was written.
+    Unchanged(Vec<Role>),
+    /// No such user.
+    NoSuchUser,
+    /// Refused: it would leave no admin.
+    LastAdmin,
+}
+
 fn roles_from_rows(rows: &[AnyRow]) -> Result<Vec<Role>, DbError> {
     let mut roles = rows
         .iter()
@@ -196,9 +214,24 @@ fn roles_from_rows(rows: &[AnyRow]) -> Result<Vec<Role>, DbError> {
 }
 
 impl Database {
-    /// Creates a user with the given roles; `None` if the name is taken.
+    /// Creates a user with the given roles; `None` if the name is taken. The command
+    /// line's own action: audited as `system`'s.
     pub async fn create_user(
         &self,
+        username: &str,
+        display_name: &str,
+        password_hash: &str,
+        roles: &[Role],
+    ) -> Result<Option<i64>, DbError> {
+        self.create_user_as("system", username, display_name, password_hash, roles)
+            .await
+    }
+
+    /// Creates a user on behalf of `actor` (an admin's user name); `None` if the name is
+    /// taken.
+    pub async fn create_user_as(
+        &self,
+        actor: &str,
         username: &str,
         display_name: &str,
         password_hash: &str,
@@ -230,7 +263,7 @@ impl Database {
         let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
         crate::audit::append(
             &mut tx,
-            "system",
+            actor,
             "user.created",
             &format!("user:{username}"),
             &serde_json::json!({ "display_name": display_name, "roles": roles }),
@@ -282,6 +315,70 @@ impl Database {
             .fetch_all(&self.pool)
             .await?;
         roles_from_rows(&rows)
+    }
+
+    /// Gives `username` exactly `roles`, on behalf of `actor`. Refuses to take the admin
+    /// role from the last admin, who would lock everyone out of user management.
+    pub async fn set_roles(
+        &self,
+        actor: &str,
+        username: &str,
+        roles: &[Role],
+    ) -> Result<RolesChange, DbError> {
+        let mut tx = self.pool.begin().await?;
+        // Serialise role changes (and with them the last-admin check) on both databases.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let Some(id) = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(RolesChange::NoSuchUser);
+        };
+        let rows = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let before = roles_from_rows(&rows)?;
+        let mut after = roles.to_vec();
+        after.sort();
+        after.dedup();
+        if before == after {
+            return Ok(RolesChange::Unchanged(after));
+        }
+        if before.contains(&Role::Admin) && !after.contains(&Role::Admin) {
+            let admins: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role = 'admin'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if admins <= 1 {
+                return Ok(RolesChange::LastAdmin);
+            }
+        }
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for role in &after {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                .bind(id)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        crate::audit::append(
+            &mut tx,
+            actor,
+            "user.roles_changed",
+            &format!("user:{username}"),
+            &serde_json::json!({ "from": names(&before), "to": names(&after) }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(RolesChange::Changed { before, after })
     }
 
     /// Every user, by name.

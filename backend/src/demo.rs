@@ -29,6 +29,7 @@ pub const DEMO_USERS: &[(&str, &str, &str, &[Role])] = &[
         &[Role::ReleaseManager],
     ),
     ("frank", "Frank Auditor", "frank-demo-pw", &[Role::Auditor]),
+    ("grace", "Grace Admin", "grace-demo-pw", &[Role::Admin]),
 ];
 
 /// The demo fix: the upstream patch for CVE-2024-1086 (nf_tables verdict use-after-free).
@@ -42,7 +43,11 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             db.create_user(name, display, &hash, roles).await?;
         }
     }
-    if db.list_patches().await?.is_empty() {
+    if db
+        .list_patches(&crate::eligibility::Policy::default())
+        .await?
+        .is_empty()
+    {
         let author = db
             .user_by_name("alice")
             .await?
@@ -52,6 +57,8 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             cves: "CVE-2024-1086".into(),
             cvss_vector: "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H".into(),
             diff: DEMO_PATCH.to_vec(),
+            tier: "emergency".into(),
+            ..SubmissionInput::default()
         })
         .context("the bundled demo patch does not validate")?;
         db.create_patch(&author.user, &valid).await?;

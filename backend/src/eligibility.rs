@@ -8,6 +8,7 @@
 //! (incident, emergency, scheduled) sets its deadline from the time the problem was
 //! reported.
 
+pub use graftbench_app::model::{Category, Tier};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use time::{Duration, OffsetDateTime};
@@ -126,28 +127,56 @@ impl Policy {
     }
 }
 
-/// A change tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    /// An incident in progress.
-    Incident,
-    /// An emergency change.
-    Emergency,
-    /// A scheduled change.
-    Scheduled,
+/// The policy in force and where it came from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadedPolicy {
+    /// The rules' parameters.
+    pub policy: Policy,
+    /// The file it was read from; `None` for the built-in defaults.
+    pub path: Option<std::path::PathBuf>,
 }
 
-/// What a patch fixes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    /// A vulnerability, eligible by its CVSS score.
-    Vulnerability,
-    /// A bug that corrupts data: an exception.
-    DataCorruption,
-    /// A bug that makes the system severely unstable: an exception.
-    SevereInstability,
+/// The name of the policy file in the data directory.
+pub const POLICY_FILE: &str = "policy.toml";
+
+impl LoadedPolicy {
+    /// `DATA_DIR/policy.toml` when it exists, else the defaults. A file that exists but is
+    /// not a valid policy is an error: running with rules other than the ones written
+    /// down would be worse than not starting.
+    pub fn load(data_dir: &std::path::Path) -> Result<LoadedPolicy, PolicyError> {
+        let path = data_dir.join(POLICY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(LoadedPolicy {
+                policy: Policy::from_toml(&text).map_err(|e| match e {
+                    PolicyError::Syntax(why) => {
+                        PolicyError::Syntax(format!("{}: {why}", path.display()))
+                    }
+                    PolicyError::Value(why) => {
+                        PolicyError::Value(format!("{}: {why}", path.display()))
+                    }
+                })?,
+                path: Some(path),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadedPolicy::default()),
+            Err(e) => Err(PolicyError::Syntax(format!(
+                "{} cannot be read: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Where it came from, for people.
+    pub fn source(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => format!("built-in defaults (no {POLICY_FILE} in the data directory)"),
+        }
+    }
+
+    /// The effective policy as TOML, every key spelled out.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(&self.policy).unwrap_or_else(|e| format!("# {e}"))
+    }
 }
 
 /// A scored CVSS vector.

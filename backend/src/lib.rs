@@ -7,11 +7,14 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod comments;
 pub mod db;
 pub mod demo;
 pub mod eligibility;
+pub mod interdiff;
 pub mod patches;
 pub mod render;
+pub mod review;
 pub mod sessions;
 pub mod submission;
 pub mod web;

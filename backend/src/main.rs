@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use graftbench::auth;
-use graftbench::db::{self, Database};
+use graftbench::db::{self, Database, RolesChange};
+use graftbench::eligibility::LoadedPolicy;
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
 use std::io::{IsTerminal, Read};
@@ -65,6 +66,9 @@ enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The review policy (DATA_DIR/policy.toml).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 #[derive(Subcommand)]
@@ -173,6 +177,23 @@ enum UserCommand {
     },
     /// Lists users and their roles.
     List,
+    /// Grants and revokes roles; prints the roles the user holds afterwards.
+    Roles {
+        /// Login name.
+        name: String,
+        /// Role to grant; repeat for several.
+        #[arg(long, value_parser = parse_role)]
+        grant: Vec<Role>,
+        /// Role to revoke; repeat for several.
+        #[arg(long, value_parser = parse_role)]
+        revoke: Vec<Role>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Checks DATA_DIR/policy.toml and prints the policy in force, every key spelled out.
+    Show,
 }
 
 fn parse_role(name: &str) -> Result<Role, String> {
@@ -251,7 +272,25 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Serve(args) => serve(open_database(global).await?, args).await,
+        Command::User(UserCommand::Roles {
+            name,
+            grant,
+            revoke,
+        }) => {
+            let db = open_database(global).await?;
+            set_roles(&db, &name, &grant, &revoke).await
+        }
+        Command::Policy(PolicyCommand::Show) => {
+            let loaded = LoadedPolicy::load(&global.data_dir)?;
+            println!("# {}", loaded.source());
+            print!("{}", loaded.to_toml());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            // A broken policy file stops the server before it touches the database.
+            let policy = LoadedPolicy::load(&global.data_dir)?;
+            serve(open_database(global).await?, args, policy).await
+        }
     }
 }
 
@@ -469,7 +508,38 @@ async fn add_user(
     }
 }
 
-async fn serve(db: Database, args: ServeArgs) -> Result<()> {
+async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -> Result<()> {
+    if grant.is_empty() && revoke.is_empty() {
+        bail!("say what to change: --grant ROLE and/or --revoke ROLE");
+    }
+    if let Some(both) = grant.iter().find(|r| revoke.contains(r)) {
+        bail!("`{both}` is both granted and revoked");
+    }
+    let Some(user) = db.user_by_name(name).await? else {
+        bail!("no user `{name}` (see `graftbench user list`)");
+    };
+    let mut roles: Vec<Role> = user
+        .user
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| !revoke.contains(r))
+        .collect();
+    roles.extend_from_slice(grant);
+    match db.set_roles("system", name, &roles).await? {
+        RolesChange::Changed { after, .. } | RolesChange::Unchanged(after) => {
+            let names: Vec<&str> = after.iter().map(|r| r.as_str()).collect();
+            println!("{name}\t{}", names.join(","));
+            Ok(())
+        }
+        RolesChange::NoSuchUser => bail!("no user `{name}`"),
+        RolesChange::LastAdmin => {
+            bail!("`{name}` is the last admin: make someone else an admin first")
+        }
+    }
+}
+
+async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()> {
     if args.demo {
         if !args.listen.ip().is_loopback() {
             bail!(
@@ -481,6 +551,7 @@ async fn serve(db: Database, args: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         site_root: args.site_root,
         cookie_secure: args.cookie_secure,
+        policy,
     };
     let router = web::router(&config, db).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -2,13 +2,17 @@
 
 use crate::clock;
 use crate::db::{Database, DbError};
+use crate::eligibility::{LoadedPolicy, Policy};
 use crate::render::DiffRenderer;
+use crate::review::{self, ReviewError};
 use crate::submission::ValidSubmission;
+use crate::workflow;
 use analyzer::patch::PatchFormat;
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, MailView, PatchInfo, PatchPage, PatchSummary, RevisionSummary, RevisionView,
-    SessionUser,
+    AppError, AuditEventView, AuditFilter, AuditPage, InterdiffView, MailView, PatchInfo,
+    PatchPage, PatchSummary, PolicyView, ReviewView, RevisionSummary, RevisionView, Role,
+    SessionUser, State,
 };
 use sqlx::Row;
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +31,7 @@ pub struct CreatedPatch {
     pub sha256: String,
 }
 
-fn format_name(format: PatchFormat) -> &'static str {
+pub(crate) fn format_name(format: PatchFormat) -> &'static str {
     match format {
         PatchFormat::Unified => "unified",
         PatchFormat::GitDiff => "git-diff",
@@ -68,14 +72,26 @@ impl Database {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        // Nobody has signed off yet: a new patch is a draft or in review, nothing else.
+        let (phase, state) = if patch.draft {
+            ("draft", State::Draft)
+        } else {
+            ("open", State::InReview)
+        };
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO patches (title, cvss_vector, author_id, created_at)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            "INSERT INTO patches (title, cvss_vector, author_id, created_at, phase, state,
+                 category, tier, reported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&patch.title)
         .bind(&patch.cvss_vector)
         .bind(author.id)
         .bind(&now)
+        .bind(phase)
+        .bind(state.as_str())
+        .bind(patch.category.as_str())
+        .bind(patch.tier.as_str())
+        .bind(&patch.reported_at)
         .fetch_one(&mut *tx)
         .await?;
         for (position, cve) in (0_i64..).zip(&patch.cves) {
@@ -107,6 +123,11 @@ impl Database {
                 "revision": 1,
                 "sha256": patch.sha256,
                 "cves": patch.cves,
+                "cvss_vector": patch.cvss_vector,
+                "category": patch.category.as_str(),
+                "tier": patch.tier.as_str(),
+                "reported_at": patch.reported_at,
+                "state": state.as_str(),
             }),
         )
         .await?;
@@ -147,8 +168,9 @@ impl Database {
         Ok(map)
     }
 
-    /// Every patch, newest first.
-    pub async fn list_patches(&self) -> Result<Vec<PatchSummary>, DbError> {
+    /// Every patch, most urgent first: open ones by deadline, then closed ones, newest
+    /// first.
+    pub async fn list_patches(&self, policy: &Policy) -> Result<Vec<PatchSummary>, DbError> {
         let rows = sqlx::query(
             "SELECT p.id, p.title, u.display_name AS author, p.created_at,
                     (SELECT COUNT(*) FROM revisions r WHERE r.patch_id = p.id) AS revisions
@@ -158,9 +180,25 @@ impl Database {
         .fetch_all(self.pool())
         .await?;
         let mut cves = self.cves_by_patch(None).await?;
-        rows.into_iter()
+        let mut review: HashMap<i64, _> = self
+            .all_review_facts()
+            .await
+            .map_err(review_db_error)?
+            .into_iter()
+            .map(|(facts, sign_offs)| (facts.id, (facts, sign_offs)))
+            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let mut list = rows
+            .into_iter()
             .map(|row| {
                 let id: i64 = row.try_get("id")?;
+                let (facts, sign_offs) = review
+                    .remove(&id)
+                    .ok_or_else(|| DbError::Corrupt(format!("patch {id} has no revision")))?;
+                let evaluation = review::evaluate(&facts, &sign_offs, policy);
+                // The stored state is what every change computed; the list shows it, and
+                // eligibility as the policy in force sees it.
+                let state = facts.stored_state;
                 Ok(PatchSummary {
                     id,
                     title: row.try_get("title")?,
@@ -168,9 +206,21 @@ impl Database {
                     author: row.try_get("author")?,
                     created_at: row.try_get("created_at")?,
                     revisions: row.try_get("revisions")?,
+                    state,
+                    deadline: review::deadline(&facts, state, policy, now),
+                    eligible: evaluation.eligibility.eligible,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, DbError>>()?;
+        // Open first, soonest due first; then closed, newest first (the query's order).
+        list.sort_by(|a, b| {
+            let key = |p: &PatchSummary| match p.deadline.seconds_left {
+                Some(left) => (0, left),
+                None => (1, 0),
+            };
+            key(a).cmp(&key(b))
+        });
+        Ok(list)
     }
 
     /// One patch's metadata.
@@ -254,6 +304,8 @@ impl Database {
             "patches",
             "patch_cves",
             "revisions",
+            "sign_offs",
+            "comments",
         ] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(self.pool())
@@ -263,6 +315,11 @@ impl Database {
         Ok(counts)
     }
 }
+
+/// Who may read the audit trail.
+pub const AUDIT_READERS: [Role; 3] = [Role::Auditor, Role::SecurityOfficer, Role::Admin];
+/// The most events the audit page shows at once (the newest that match).
+pub const AUDIT_PAGE_LIMIT: i64 = 500;
 
 /// How many rendered revisions to keep in memory.
 const RENDER_CACHE_ENTRIES: usize = 32;
@@ -300,15 +357,21 @@ impl RenderCache {
 /// The [`Workbench`] the pages use, over the database.
 pub struct DbWorkbench {
     db: Database,
+    policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
     rendered: Mutex<RenderCache>,
 }
 
 impl DbWorkbench {
     /// A workbench over `db`.
-    pub fn new(db: Database, renderer: Arc<DiffRenderer>) -> DbWorkbench {
+    pub fn new(
+        db: Database,
+        renderer: Arc<DiffRenderer>,
+        policy: Arc<LoadedPolicy>,
+    ) -> DbWorkbench {
         DbWorkbench {
             db,
+            policy,
             renderer,
             rendered: Mutex::new(RenderCache::default()),
         }
@@ -322,7 +385,12 @@ impl DbWorkbench {
     }
 
     /// The patch page for one revision (the latest when `revision` is `None`).
-    pub async fn page(&self, id: i64, revision: Option<i64>) -> Result<PatchPage, AppError> {
+    pub async fn page(
+        &self,
+        user: &SessionUser,
+        id: i64,
+        revision: Option<i64>,
+    ) -> Result<PatchPage, AppError> {
         let Some(patch) = self.db.patch(id).await.map_err(internal)? else {
             return Err(AppError::NotFound(format!("patch {id}")));
         };
@@ -359,10 +427,50 @@ impl DbWorkbench {
             number,
             ..(*view).clone()
         };
+        let review = self.review(user, id).await.map_err(internal)?;
         Ok(PatchPage {
             info: patch,
             revisions,
             shown,
+            review,
+        })
+    }
+}
+
+impl DbWorkbench {
+    /// The review side of the patch page, for `user`.
+    pub async fn review(&self, user: &SessionUser, id: i64) -> Result<ReviewView, DbError> {
+        review_view(&self.db, &self.policy.policy, user, id).await
+    }
+}
+
+/// The review side of a patch for `user`: state, eligibility, deadline, sign-offs,
+/// threads and the actions the rules offer.
+pub async fn review_view(
+    db: &Database,
+    policy: &Policy,
+    user: &SessionUser,
+    id: i64,
+) -> Result<ReviewView, DbError> {
+    {
+        let (facts, sign_offs) = db
+            .review_facts(id)
+            .await
+            .map_err(review_db_error)?
+            .ok_or_else(|| DbError::Corrupt(format!("patch {id} has no revision")))?;
+        let evaluation = review::evaluate(&facts, &sign_offs, policy);
+        let state = evaluation.state;
+        Ok(ReviewView {
+            state,
+            current_revision: facts.current_revision,
+            current_sha256: facts.current_sha256.clone(),
+            approvals: evaluation.approvals,
+            approvals_required: policy.approvals_required,
+            deadline: review::deadline(&facts, state, policy, time::OffsetDateTime::now_utc()),
+            eligibility: evaluation.eligibility,
+            sign_offs: review::sign_off_views(&sign_offs, facts.current_revision),
+            threads: db.threads(id).await.map_err(review_db_error)?,
+            actions: workflow::offered(user.id, &user.roles, facts.author_id, state),
         })
     }
 }
@@ -396,6 +504,14 @@ pub fn render_revision(
     })
 }
 
+/// A review error met while reading: only the database can fail there.
+fn review_db_error(e: ReviewError) -> DbError {
+    match e {
+        ReviewError::Db(e) => e,
+        other => DbError::Corrupt(other.to_string()),
+    }
+}
+
 fn internal(e: DbError) -> AppError {
     tracing::error!(error = %e, "database error");
     AppError::Internal
@@ -406,15 +522,116 @@ impl Workbench for DbWorkbench {
         &'a self,
         _user: &'a SessionUser,
     ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>> {
-        Box::pin(async move { self.db.list_patches().await.map_err(internal) })
+        Box::pin(async move {
+            self.db
+                .list_patches(&self.policy.policy)
+                .await
+                .map_err(internal)
+        })
     }
 
     fn patch_page<'a>(
         &'a self,
-        _user: &'a SessionUser,
+        user: &'a SessionUser,
         id: i64,
         revision: Option<i64>,
     ) -> BoxFuture<'a, Result<PatchPage, AppError>> {
-        Box::pin(self.page(id, revision))
+        Box::pin(self.page(user, id, revision))
+    }
+
+    fn interdiff<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+        id: i64,
+        from: i64,
+        to: i64,
+    ) -> BoxFuture<'a, Result<InterdiffView, AppError>> {
+        Box::pin(async move {
+            let Some(info) = self.db.patch(id).await.map_err(internal)? else {
+                return Err(AppError::NotFound(format!("patch {id}")));
+            };
+            let mut sides = Vec::with_capacity(2);
+            for number in [from, to] {
+                let stored = self.db.revision(id, number).await.map_err(internal)?;
+                let Some(stored) = stored else {
+                    return Err(AppError::NotFound(format!(
+                        "revision {number} of patch {id}"
+                    )));
+                };
+                sides.push(stored.diff);
+            }
+            let hunks = crate::interdiff::interdiff(&sides[0], &sides[1]);
+            Ok(InterdiffView {
+                info,
+                revisions: self.db.revisions(id).await.map_err(internal)?,
+                from,
+                to,
+                hunks,
+            })
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        user: &'a SessionUser,
+        filter: AuditFilter,
+    ) -> BoxFuture<'a, Result<AuditPage, AppError>> {
+        Box::pin(async move {
+            if !AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+                return Err(AppError::Forbidden(
+                    "the audit trail is for auditors, security officers and admins".into(),
+                ));
+            }
+            let (events, matched) = self
+                .db
+                .search_audit(&filter, AUDIT_PAGE_LIMIT)
+                .await
+                .map_err(internal)?;
+            let broken = self
+                .db
+                .verify_audit()
+                .await
+                .map_err(internal)?
+                .err()
+                .map(|b| b.to_string());
+            Ok(AuditPage {
+                events: events
+                    .into_iter()
+                    .map(|e| AuditEventView {
+                        seq: e.seq,
+                        at: e.at,
+                        actor: e.actor,
+                        action: e.action,
+                        subject: e.subject,
+                        details: e.details,
+                        hash: e.hash,
+                    })
+                    .collect(),
+                matched,
+                limit: AUDIT_PAGE_LIMIT,
+                broken,
+            })
+        })
+    }
+
+    fn policy(&self) -> PolicyView {
+        PolicyView {
+            source: self.policy.source(),
+            toml: self.policy.to_toml(),
+        }
+    }
+
+    fn users<'a>(
+        &'a self,
+        user: &'a SessionUser,
+    ) -> BoxFuture<'a, Result<Vec<SessionUser>, AppError>> {
+        Box::pin(async move {
+            if !user.has_role(Role::Admin) {
+                return Err(AppError::Forbidden(
+                    "managing users needs the admin role".into(),
+                ));
+            }
+            self.db.list_users().await.map_err(internal)
+        })
     }
 }

@@ -3,8 +3,12 @@
 //! Pure functions over the submitted fields: a submission either becomes a
 //! [`ValidSubmission`] or is refused with a [`SubmissionError`] that says what to fix.
 
+use crate::clock;
 use analyzer::patch::{self, Patch, PatchError};
+use graftbench_app::model::{Category, Tier};
 use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// The largest diff accepted, in bytes.
 pub const MAX_DIFF_BYTES: usize = 5 * 1024 * 1024;
@@ -26,6 +30,25 @@ pub struct SubmissionInput {
     pub cvss_vector: String,
     /// The diff or mail, byte for byte.
     pub diff: Vec<u8>,
+    /// `vulnerability` (the default when empty), `data_corruption` or `severe_instability`.
+    pub category: String,
+    /// `incident`, `emergency` or `scheduled` (the default when empty).
+    pub tier: String,
+    /// When the problem was reported, RFC 3339 (default: now).
+    pub reported_at: String,
+    /// Keep it as a draft instead of sending it for review.
+    pub draft: bool,
+}
+
+/// A diff that may be stored as a revision.
+#[derive(Debug, Clone)]
+pub struct ValidDiff {
+    /// The bytes as submitted.
+    pub diff: Vec<u8>,
+    /// SHA-256 of `diff`, lower-case hex.
+    pub sha256: String,
+    /// The parsed diff.
+    pub patch: Patch,
 }
 
 /// A submission that may be stored.
@@ -43,6 +66,14 @@ pub struct ValidSubmission {
     pub sha256: String,
     /// The parsed diff.
     pub patch: Patch,
+    /// What it fixes.
+    pub category: Category,
+    /// Its change tier.
+    pub tier: Tier,
+    /// When the problem was reported, as stored.
+    pub reported_at: String,
+    /// Stored as a draft.
+    pub draft: bool,
 }
 
 /// Why a submission was refused.
@@ -81,20 +112,46 @@ pub enum SubmissionError {
     /// The CVSS vector does not parse, or lacks base metrics; the message says which.
     #[error("{0}")]
     BadCvss(String),
+    /// Not a category.
+    #[error("`{0}` is not a category: use vulnerability, data_corruption or severe_instability")]
+    BadCategory(String),
+    /// Not a tier.
+    #[error("`{0}` is not a change tier: use incident, emergency or scheduled")]
+    BadTier(String),
+    /// Not a time, or in the future.
+    #[error(
+        "the report time `{0}` is not an RFC 3339 time in the past (e.g. 2026-11-27T09:30:00Z)"
+    )]
+    BadReportTime(String),
+}
+
+/// Checks a diff on its own, as a new revision brings it.
+pub fn validate_diff(diff: Vec<u8>) -> Result<ValidDiff, SubmissionError> {
+    if diff.len() > MAX_DIFF_BYTES {
+        return Err(SubmissionError::TooLarge {
+            size: diff.len(),
+            limit: MAX_DIFF_BYTES,
+        });
+    }
+    if diff.is_empty() {
+        return Err(SubmissionError::MissingDiff);
+    }
+    let patch = patch::parse(&diff)?;
+    let sha256 = hex::encode(Sha256::digest(&diff));
+    Ok(ValidDiff {
+        diff,
+        sha256,
+        patch,
+    })
 }
 
 /// Checks a submission; nothing is stored either way.
 pub fn validate(input: SubmissionInput) -> Result<ValidSubmission, SubmissionError> {
-    if input.diff.len() > MAX_DIFF_BYTES {
-        return Err(SubmissionError::TooLarge {
-            size: input.diff.len(),
-            limit: MAX_DIFF_BYTES,
-        });
-    }
-    if input.diff.is_empty() {
-        return Err(SubmissionError::MissingDiff);
-    }
-    let patch = patch::parse(&input.diff)?;
+    let ValidDiff {
+        diff,
+        sha256,
+        patch,
+    } = validate_diff(input.diff)?;
     let cves = parse_cves(&input.cves)?;
     let cvss_vector = parse_cvss(&input.cvss_vector)?;
     let mut title = input.title.trim().to_owned();
@@ -111,14 +168,40 @@ pub fn validate(input: SubmissionInput) -> Result<ValidSubmission, SubmissionErr
     if title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
         return Err(SubmissionError::BadTitle);
     }
-    let sha256 = hex::encode(Sha256::digest(&input.diff));
+    let category = match input.category.trim() {
+        "" => Category::Vulnerability,
+        name => Category::parse(name)
+            .ok_or_else(|| SubmissionError::BadCategory(name.chars().take(40).collect()))?,
+    };
+    let tier = match input.tier.trim() {
+        "" => Tier::Scheduled,
+        name => Tier::parse(name)
+            .ok_or_else(|| SubmissionError::BadTier(name.chars().take(40).collect()))?,
+    };
+    let now = OffsetDateTime::now_utc();
+    let reported_at = match input.reported_at.trim() {
+        "" => clock::format(now),
+        text => {
+            let bad = || SubmissionError::BadReportTime(text.chars().take(40).collect());
+            let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad())?;
+            // A little slack for clocks that disagree; a report from the future is a typo.
+            if at > now + time::Duration::minutes(5) {
+                return Err(bad());
+            }
+            clock::format(at)
+        }
+    };
     Ok(ValidSubmission {
         title,
         cves,
         cvss_vector,
-        diff: input.diff,
+        diff,
         sha256,
         patch,
+        category,
+        tier,
+        reported_at,
+        draft: input.draft,
     })
 }
 
@@ -188,6 +271,7 @@ mod tests {
             cves: cves.into(),
             cvss_vector: cvss.into(),
             diff: diff.to_vec(),
+            ..SubmissionInput::default()
         }
     }
 
@@ -255,6 +339,47 @@ mod tests {
         assert_eq!(
             validate(input("t", "", "", b"")).unwrap_err(),
             SubmissionError::MissingDiff
+        );
+    }
+
+    #[test]
+    fn category_tier_and_report_time_are_checked() {
+        let mut fields = input("t", "", "", DIFF);
+        let ok = validate(fields.clone()).unwrap();
+        assert_eq!(
+            (ok.category, ok.tier),
+            (Category::Vulnerability, Tier::Scheduled)
+        );
+        fields.category = "data-corruption".into();
+        fields.tier = "incident".into();
+        fields.reported_at = "2026-11-27T09:30:00+01:00".into();
+        let ok = validate(fields.clone()).unwrap();
+        assert_eq!(
+            (ok.category, ok.tier),
+            (Category::DataCorruption, Tier::Incident)
+        );
+        assert_eq!(ok.reported_at, "2026-11-27T08:30:00.000Z");
+        fields.reported_at = "2999-01-01T00:00:00Z".into();
+        assert!(matches!(
+            validate(fields.clone()),
+            Err(SubmissionError::BadReportTime(_))
+        ));
+        fields.reported_at = "yesterday".into();
+        assert!(matches!(
+            validate(fields.clone()),
+            Err(SubmissionError::BadReportTime(_))
+        ));
+        fields.reported_at.clear();
+        fields.tier = "urgent".into();
+        assert_eq!(
+            validate(fields.clone()).unwrap_err(),
+            SubmissionError::BadTier("urgent".into())
+        );
+        fields.tier.clear();
+        fields.category = "bug".into();
+        assert_eq!(
+            validate(fields).unwrap_err(),
+            SubmissionError::BadCategory("bug".into())
         );
     }
 

@@ -10,6 +10,7 @@
 
 use crate::eligibility::Policy;
 use graftbench_app::model::Role;
+pub use graftbench_app::model::{Action, State, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// What is stored about where a patch is.
@@ -24,34 +25,6 @@ pub enum Phase {
     Rejected,
     /// Taken back by its author.
     Withdrawn,
-}
-
-/// A patch's state as people see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    /// Being prepared by its author.
-    Draft,
-    /// Waiting for sign-offs.
-    InReview,
-    /// A reviewer rejected the current revision.
-    ChangesRequested,
-    /// Enough approvals on the current revision, and eligible.
-    Approved,
-    /// Turned down for good.
-    Rejected,
-    /// Taken back by its author.
-    Withdrawn,
-}
-
-/// A sign-off's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Approve the revision.
-    Approve,
-    /// Reject it: blocks until withdrawn or a new revision.
-    Reject,
 }
 
 /// A sign-off, as stored.
@@ -99,32 +72,6 @@ pub fn state(
     } else {
         State::InReview
     }
-}
-
-/// Something a person can do to a patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Send a draft for review.
-    Submit,
-    /// Upload the next revision.
-    UploadRevision,
-    /// Approve the current revision.
-    Approve,
-    /// Reject the current revision.
-    Reject,
-    /// Take back one's own sign-off.
-    WithdrawSignOff,
-    /// Sign off a data-corruption or severe-instability exception, with a justification.
-    SignException,
-    /// Comment on a line.
-    Comment,
-    /// Turn the patch down for good.
-    Decline,
-    /// Take the patch back (its author).
-    Withdraw,
-    /// Bring a withdrawn patch back to draft (its author).
-    Reopen,
 }
 
 /// Who the actor must be besides holding a role.

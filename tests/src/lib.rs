@@ -127,6 +127,7 @@ impl TestServer {
         let config = ServerConfig {
             site_root: site_root(),
             cookie_secure: false,
+            policy: Default::default(),
         };
         let router = web::router(&config, db.clone())
             .await

@@ -4,6 +4,9 @@
 //! Screenshots go to `docs/screenshots/`, which the README shows.
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
@@ -181,7 +184,7 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         .await,
         "redirected to the new patch"
     );
-    let stored = server.db.list_patches().await.unwrap();
+    let stored = server.db.list_patches(&Default::default()).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].cves, ["CVE-2026-12345"]);
 
@@ -265,6 +268,217 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         )
         .await
     );
+
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}
+
+/// Opens a page in a browser context of its own (its own cookies: its own session) and
+/// signs `name` in there.
+async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> Page {
+    let context = browser
+        .create_browser_context(CreateBrowserContextParams::default())
+        .await
+        .expect("browser context");
+    let mut target = CreateTargetParams::new(server.url("/login"));
+    target.browser_context_id = Some(context);
+    let page = browser.new_page(target).await.expect("page");
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('input[name=username]')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    for (field, text) in [("username", name), ("password", PASSWORD)] {
+        page.find_element(format!("input[name={field}]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap()
+            .type_str(text)
+            .await
+            .unwrap();
+    }
+    page.find_element("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "location.pathname === '/' && !!document.querySelector('.page-head h1')",
+            Duration::from_secs(10)
+        )
+        .await,
+        "{name} signed in"
+    );
+    page
+}
+
+/// Clicks a button and waits for the page the form post leads to.
+async fn click_and_wait(page: &Page, selector: &str, condition: &str) {
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(page, condition, Duration::from_secs(15)).await,
+        "after clicking {selector}: {condition}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    server.add_user("carol", &[Role::Reviewer]).await;
+    server.add_user("frank", &[Role::Auditor]).await;
+    let (mut browser, events, _profile) = launch().await;
+
+    // The author submits through the form: an emergency change with a high CVSS score.
+    let alice = signed_in_page(&browser, &server, "alice").await;
+    alice.goto(server.url("/patches/new")).await.unwrap();
+    assert!(
+        wait_for(
+            &alice,
+            "!!document.querySelector('textarea[name=diff]')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let mail = String::from_utf8(fixture("format-patch-multi.patch")).expect("fixture is UTF-8");
+    let fill = format!(
+        "document.querySelector('input[name=cves]').value = 'CVE-2026-4242';
+         document.querySelector('input[name=cvss_vector]').value = 'CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H';
+         document.querySelector('select[name=tier]').value = 'emergency';
+         document.querySelector('textarea[name=diff]').value = {}; true",
+        serde_json::to_string(&mail).unwrap()
+    );
+    assert!(eval_bool(&alice, &fill).await);
+    click_and_wait(
+        &alice,
+        "form.submit button[type=submit]",
+        "/^\\/patches\\/\\d+$/.test(location.pathname) && !!document.querySelector('#review')",
+    )
+    .await;
+    let path = alice.evaluate("location.pathname").await.unwrap();
+    let path: String = path.into_value().unwrap();
+    assert!(
+        eval_bool(
+            &alice,
+            "document.querySelector('.badge[data-state]').dataset.state === 'in_review'"
+        )
+        .await
+    );
+    // The author is offered no approval of their own patch.
+    assert!(eval_bool(&alice, "!document.querySelector('#action-approve')").await);
+
+    // Two reviewers, each in their own session, approve.
+    for (name, approvals) in [("bob", 1), ("carol", 2)] {
+        let page = signed_in_page(&browser, &server, name).await;
+        page.goto(server.url(&path)).await.unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "!!document.querySelector('#action-approve')",
+                Duration::from_secs(10)
+            )
+            .await,
+            "{name} is offered approval"
+        );
+        click_and_wait(
+            &page,
+            "#action-approve",
+            &format!(
+                "!!document.querySelector('#approvals') && document.querySelector('#approvals').textContent.startsWith('{approvals} of 2')"
+            ),
+        )
+        .await;
+        if name == "carol" {
+            assert!(
+                eval_bool(
+                    &page,
+                    "document.querySelector('.badge[data-state]').dataset.state === 'approved'"
+                )
+                .await,
+                "approved after the second approval"
+            );
+            assert!(
+                eval_bool(
+                    &page,
+                    "document.querySelector('#eligibility .badge').textContent.includes('eligible for live patching')
+                     && document.querySelector('#eligibility .cvss').textContent.includes('7.8')"
+                )
+                .await,
+                "the eligibility badge shows the score"
+            );
+            assert!(
+                eval_bool(
+                    &page,
+                    "/^emergency due in (2d|3d|1d|\\d+h)/.test(document.querySelector('#review .clock').textContent.trim())"
+                )
+                .await,
+                "the deadline clock runs"
+            );
+            screenshot(&page, "review-approved.png").await;
+        }
+        page.close().await.ok();
+    }
+
+    // The patch list shows the state and the clock.
+    alice.goto(server.url("/")).await.unwrap();
+    assert!(
+        wait_for(
+            &alice,
+            "!!document.querySelector('table.listing .badge.state-approved') && !!document.querySelector('table.listing .clock')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+
+    // The auditor reads the trail: every step, in order.
+    let frank = signed_in_page(&browser, &server, "frank").await;
+    frank
+        .goto(server.url("/audit?subject=patch:1"))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#audit-events tbody tr')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let rows = frank
+        .evaluate(
+            "Array.from(document.querySelectorAll('#audit-events tbody tr')).map(r => r.querySelector('td:nth-child(3)').textContent + ' ' + r.querySelector('.action').textContent)",
+        )
+        .await
+        .unwrap()
+        .into_value::<Vec<String>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            "alice patch.submitted",
+            "bob sign_off.approve",
+            "carol sign_off.approve",
+            "carol patch.state_changed",
+        ]
+    );
+    assert!(eval_bool(&frank, "!!document.querySelector('#chain-ok')").await);
+    screenshot(&frank, "audit-trail.png").await;
 
     browser.close().await.ok();
     browser.wait().await.ok();

@@ -67,6 +67,10 @@ struct FormFields {
     title: String,
     cves: String,
     cvss_vector: String,
+    category: String,
+    tier: String,
+    reported_at: String,
+    draft: bool,
     pasted: String,
     uploaded: Vec<u8>,
 }
@@ -78,6 +82,9 @@ impl FormFields {
             title: self.title,
             cves: self.cves,
             cvss_vector: self.cvss_vector,
+            category: self.category,
+            tier: self.tier,
+            reported_at: self.reported_at,
             diff: self.pasted,
         }
     }
@@ -97,6 +104,10 @@ impl FormFields {
             cves: self.cves.clone(),
             cvss_vector: self.cvss_vector.clone(),
             diff,
+            category: self.category.clone(),
+            tier: self.tier.clone(),
+            reported_at: self.reported_at.clone(),
+            draft: self.draft,
         })
     }
 }
@@ -113,12 +124,17 @@ async fn read_multipart(mut multipart: Multipart) -> Result<FormFields, ApiError
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "diff_file" => fields.uploaded = field.bytes().await.map_err(too_large)?.to_vec(),
-            "title" | "cves" | "cvss_vector" | "diff" => {
+            "title" | "cves" | "cvss_vector" | "category" | "tier" | "reported_at" | "draft"
+            | "diff" => {
                 let text = field.text().await.map_err(too_large)?;
                 match name.as_str() {
                     "title" => fields.title = text,
                     "cves" => fields.cves = text,
                     "cvss_vector" => fields.cvss_vector = text,
+                    "category" => fields.category = text,
+                    "tier" => fields.tier = text,
+                    "reported_at" => fields.reported_at = text,
+                    "draft" => fields.draft = !text.trim().is_empty() && text.trim() != "0",
                     _ => fields.pasted = text,
                 }
             }
@@ -243,6 +259,14 @@ struct ApiSubmission {
     cves: CveList,
     #[serde(default)]
     cvss_vector: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    reported_at: String,
+    #[serde(default)]
+    draft: bool,
     diff: String,
 }
 
@@ -272,6 +296,10 @@ pub(super) async fn api_submit(
             },
             cvss_vector: body.cvss_vector,
             diff: body.diff.into_bytes(),
+            category: body.category,
+            tier: body.tier,
+            reported_at: body.reported_at,
+            draft: body.draft,
         }
     } else if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &())
@@ -308,12 +336,13 @@ pub(super) async fn api_submit(
 
 /// `GET /api/v1/patches`.
 pub(super) async fn api_list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.db.list_patches().await?).into_response())
+    Ok(Json(state.db.list_patches(&state.policy.policy).await?).into_response())
 }
 
 /// `GET /api/v1/patches/{id}`: metadata and revisions.
 pub(super) async fn api_patch(
     State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let patch = state
@@ -322,7 +351,11 @@ pub(super) async fn api_patch(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("patch {id}")))?;
     let revisions = state.db.revisions(id).await?;
-    Ok(Json(serde_json::json!({ "patch": patch, "revisions": revisions })).into_response())
+    let review = crate::patches::review_view(&state.db, &state.policy.policy, &user, id).await?;
+    Ok(
+        Json(serde_json::json!({ "patch": patch, "revisions": revisions, "review": review }))
+            .into_response(),
+    )
 }
 
 /// `GET /api/v1/patches/{id}/revisions/{number}/diff`: the submitted bytes, unchanged,

@@ -6,10 +6,12 @@
 
 mod error;
 mod handlers;
+mod review;
 
 pub use error::ApiError;
 
 use crate::db::{Database, DbError};
+use crate::eligibility::LoadedPolicy;
 use crate::patches::DbWorkbench;
 use crate::render::DiffRenderer;
 use crate::sessions::DbSessionStore;
@@ -18,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use graftbench_app::api::ssr::SharedWorkbench;
 use graftbench_app::{shell, App};
@@ -48,6 +50,8 @@ pub struct ServerConfig {
     pub site_root: PathBuf,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub cookie_secure: bool,
+    /// The review policy in force.
+    pub policy: LoadedPolicy,
 }
 
 /// Errors while setting the server up.
@@ -62,6 +66,9 @@ pub enum SetupError {
     /// The session store could not be opened.
     #[error("opening the session store failed: {0}")]
     Sessions(#[from] DbError),
+    /// Patches' states could not be brought up to date with the policy.
+    #[error("recomputing patch states under the policy failed: {0}")]
+    Recompute(#[from] crate::review::ReviewError),
 }
 
 /// What handlers share.
@@ -73,6 +80,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// What the pages read through.
     pub workbench: SharedWorkbench,
+    /// The review policy in force.
+    pub policy: Arc<LoadedPolicy>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -85,7 +94,17 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         return Err(SetupError::MissingBundle(bundle));
     }
     let renderer = Arc::new(DiffRenderer::new());
-    let workbench: SharedWorkbench = Arc::new(DbWorkbench::new(db.clone(), renderer));
+    let policy = Arc::new(config.policy.clone());
+    // The policy may have changed since the last start: states follow it.
+    let changed = db.recompute_states(&policy.policy).await?;
+    if changed > 0 {
+        tracing::info!(
+            patches = changed,
+            "states changed under the policy in force"
+        );
+    }
+    let workbench: SharedWorkbench =
+        Arc::new(DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy)));
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(config.site_root.display().to_string())
@@ -105,6 +124,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         db,
         leptos_options: leptos_options.clone(),
         workbench: workbench.clone(),
+        policy,
     };
     let routes = generate_route_list(App);
     let page_context = {
@@ -125,6 +145,38 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             get(handlers::api_list).post(handlers::api_submit),
         )
         .route("/api/v1/patches/{id}", get(handlers::api_patch))
+        .route(
+            "/api/v1/patches/{id}/actions/{action}",
+            post(review::api_action),
+        )
+        .route(
+            "/api/v1/patches/{id}/revisions",
+            post(review::api_upload_revision),
+        )
+        .route("/api/v1/patches/{id}/comments", post(review::api_comment))
+        .route(
+            "/api/v1/patches/{id}/comments/{thread}/{verb}",
+            post(review::api_resolve),
+        )
+        .route("/api/v1/audit", get(review::api_audit))
+        .route("/api/v1/policy", get(review::api_policy))
+        .route(
+            "/api/v1/users",
+            get(review::api_users).post(review::api_create_user),
+        )
+        .route("/api/v1/users/{name}/roles", put(review::api_set_roles))
+        .route("/patches/{id}/actions", post(review::form_action))
+        .route(
+            "/patches/{id}/revisions",
+            post(review::form_upload_revision),
+        )
+        .route("/patches/{id}/comments", post(review::form_comment))
+        .route(
+            "/patches/{id}/comments/{thread}/{verb}",
+            post(review::form_resolve),
+        )
+        .route("/admin/users", post(review::form_create_user))
+        .route("/admin/users/{name}/roles", post(review::form_set_roles))
         .route(
             "/api/v1/patches/{id}/revisions/{number}/diff",
             get(handlers::api_raw_diff),

@@ -1,0 +1,352 @@
+//! The review side of a patch page: state, eligibility, deadline, sign-offs, the actions
+//! the rules offer, line comments and new revisions.
+//!
+//! Everything here is a plain HTML form that posts to the server and comes back to the
+//! page, so it works before (and without) the WASM bundle; the server decides everything
+//! again, whatever the page offered.
+
+use crate::model::{
+    human_duration, Action, DeadlineView, EligibilityView, FileView, ReviewView, RevisionSummary,
+    State, ThreadView,
+};
+use leptos::prelude::*;
+
+/// `2026-11-27T16:05:20.123Z` -> `2026-11-27 16:05 UTC`.
+pub fn short_time(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(date), Some(time)) => format!("{date} {time} UTC"),
+        _ => rfc3339.to_owned(),
+    }
+}
+
+/// A patch's state as a badge.
+#[component]
+pub fn StateBadge(state: State) -> impl IntoView {
+    view! {
+        <span class=format!("badge state-{}", state.as_str()) data-state=state.as_str()>
+            {state.label()}
+        </span>
+    }
+}
+
+/// Time left, or overdue, as a badge with the exact deadline on hover.
+#[component]
+pub fn DeadlineClock(deadline: DeadlineView) -> impl IntoView {
+    let overdue = deadline.overdue();
+    let text = match deadline.seconds_left {
+        Some(left) if left < 0 => format!("overdue by {}", human_duration(left)),
+        Some(left) => format!("due in {}", human_duration(left)),
+        None => "closed".to_owned(),
+    };
+    let title = format!(
+        "{} change: reported {}, due {}",
+        deadline.tier.as_str(),
+        short_time(&deadline.reported_at),
+        short_time(&deadline.due_at)
+    );
+    view! {
+        <span class="clock" class:overdue=overdue title=title data-due=deadline.due_at.clone()>
+            <span class=format!("tier tier-{}", deadline.tier.as_str())>
+                {deadline.tier.as_str()}
+            </span>
+            " "
+            {text}
+        </span>
+    }
+}
+
+/// Eligible or not, with the CVSS score and the reasons.
+#[component]
+pub fn EligibilityBadge(eligibility: EligibilityView) -> impl IntoView {
+    let score = eligibility.cvss.as_ref().map(|c| {
+        view! {
+            <span class=format!("cvss sev-{}", c.severity) title=c.vector.clone()>
+                "CVSS " {c.version.clone()} " " {format!("{:.1}", c.score)} " " {c.severity.clone()}
+            </span>
+        }
+    });
+    let (class, text) = if eligibility.eligible {
+        ("badge eligible", "eligible for live patching")
+    } else {
+        ("badge not-eligible", "not eligible")
+    };
+    view! {
+        <div class="eligibility" id="eligibility">
+            <span class=class>{text}</span>
+            " "
+            {score}
+            <span class="dim">" " {eligibility.category.label()}</span>
+            <ul class="reasons">
+                {eligibility.reasons.into_iter().map(|r| view! { <li>{r}</li> }).collect_view()}
+            </ul>
+        </div>
+    }
+}
+
+/// The review panel.
+#[component]
+pub fn ReviewPanel(
+    patch: i64,
+    review: ReviewView,
+    files: Vec<FileView>,
+    shown_revision: i64,
+    revisions: Vec<RevisionSummary>,
+    error: Option<String>,
+) -> impl IntoView {
+    let ReviewView {
+        state,
+        current_revision,
+        current_sha256,
+        approvals,
+        approvals_required,
+        eligibility,
+        deadline,
+        sign_offs,
+        threads,
+        actions,
+    } = review;
+    let offers = |a: Action| actions.contains(&a);
+    let buttons: Vec<Action> = actions
+        .iter()
+        .copied()
+        .filter(|a| !matches!(a, Action::Comment | Action::UploadRevision))
+        .collect();
+    let on_current = shown_revision == current_revision;
+    let action_form = (!buttons.is_empty()).then(|| {
+        let note = (!on_current).then(|| {
+            view! {
+                <p class="notice">
+                    "You are reading revision " {shown_revision} ". Sign-offs are for revision "
+                    {current_revision} ", the current one."
+                </p>
+            }
+        });
+        view! {
+            <form method="post" action=format!("/patches/{patch}/actions") class="stack actions">
+                {note}
+                <input type="hidden" name="revision_sha256" value=current_sha256.clone()/>
+                <label>
+                    "Comment"
+                    <span class="hint">
+                        " (required to reject, decline or sign off an exception)"
+                    </span>
+                    <textarea name="comment" rows="3"></textarea>
+                </label>
+                <div class="buttons">
+                    {buttons
+                        .into_iter()
+                        .map(|a| {
+                            let class = match a {
+                                Action::Approve | Action::Submit => "primary",
+                                Action::Reject | Action::Decline => "danger",
+                                _ => "",
+                            };
+                            view! {
+                                <button
+                                    type="submit"
+                                    name="action"
+                                    value=a.as_str()
+                                    class=class
+                                    id=format!("action-{}", a.as_str())
+                                >
+                                    {a.label()}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            </form>
+        }
+    });
+    let sign_off_rows = sign_offs
+        .into_iter()
+        .map(|s| {
+            let superseded = s.withdrawn_at.is_some();
+            view! {
+                <li class:outdated=s.outdated class:withdrawn=superseded class="sign-off">
+                    <span class=format!("verdict verdict-{}", s.verdict)>{s.verdict.clone()}</span>
+                    " "
+                    <strong>{s.user}</strong>
+                    " on r"
+                    {s.revision}
+                    <span class="mono dim" title=s.revision_sha256.clone()>
+                        " " {s.revision_sha256.get(..12).unwrap_or_default().to_owned()}
+                    </span>
+                    " · "
+                    <span class="dim">{short_time(&s.created_at)}</span>
+                    {s.outdated.then(|| view! { <span class="tag">"outdated"</span> })}
+                    {superseded.then(|| view! { <span class="tag">"withdrawn"</span> })}
+                    {(!s.comment.is_empty()).then(|| view! { <p class="comment">{s.comment}</p> })}
+                </li>
+            }
+        })
+        .collect_view();
+    let comment_form = offers(Action::Comment).then(|| {
+        view! {
+            <NewThreadForm patch files=files.clone() revision=shown_revision/>
+        }
+    });
+    let can_comment = offers(Action::Comment);
+    let upload = offers(Action::UploadRevision).then(|| {
+        view! {
+            <details class="upload">
+                <summary>"Upload a new revision"</summary>
+                <form
+                    method="post"
+                    action=format!("/patches/{patch}/revisions")
+                    enctype="multipart/form-data"
+                    class="stack"
+                >
+                    <label>
+                        "The whole fix again, as a diff or mail"
+                        <textarea name="diff" rows="10" class="mono" spellcheck="false"></textarea>
+                    </label>
+                    <label>
+                        "…or upload it" <input type="file" name="diff_file"/>
+                    </label>
+                    <div>
+                        <button type="submit" class="primary">"Upload revision"</button>
+                    </div>
+                </form>
+            </details>
+        }
+    });
+    let interdiff = (revisions.len() > 1).then(|| {
+        let to = current_revision;
+        let from = to - 1;
+        view! {
+            <a class="button" href=format!("/patches/{patch}/interdiff?from={from}&to={to}")>
+                "What changed in r" {to}
+            </a>
+        }
+    });
+    view! {
+        <section class="review" id="review">
+            {error.map(|e| view! { <p class="alert" role="alert" id="review-error">{e}</p> })}
+            <div class="review-head">
+                <StateBadge state/>
+                <span class="approvals" id="approvals">
+                    {approvals} " of " {approvals_required} " approvals on r" {current_revision}
+                </span>
+                <DeadlineClock deadline/>
+                {interdiff}
+            </div>
+            <EligibilityBadge eligibility/>
+            {action_form}
+            {upload}
+            <h3>"Sign-offs"</h3>
+            <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
+            <h3 id="comments">"Line comments"</h3>
+            <Threads patch threads can_comment/>
+            {comment_form}
+        </section>
+    }
+}
+
+/// The comment threads.
+#[component]
+fn Threads(patch: i64, threads: Vec<ThreadView>, can_comment: bool) -> impl IntoView {
+    if threads.is_empty() {
+        return view! { <p class="empty">"No comments yet."</p> }.into_any();
+    }
+    threads
+        .into_iter()
+        .map(|t| {
+            let resolved = t.resolved.clone();
+            let is_resolved = resolved.is_some();
+            let verb = if resolved.is_some() {
+                "reopen"
+            } else {
+                "resolve"
+            };
+            let anchor = format!("thread-{}", t.id);
+            let controls = can_comment.then(|| {
+                view! {
+                    <form method="post" action=format!("/patches/{patch}/comments") class="reply">
+                        <input type="hidden" name="thread" value=t.id.to_string()/>
+                        <input type="hidden" name="revision" value=t.revision.to_string()/>
+                        <input name="body" placeholder="Reply" required/>
+                        <button type="submit">"Reply"</button>
+                    </form>
+                    <form
+                        method="post"
+                        action=format!("/patches/{patch}/comments/{}/{verb}", t.id)
+                        class="resolve"
+                    >
+                        <button type="submit" class="link">
+                            {if verb == "resolve" { "Resolve" } else { "Reopen" }}
+                        </button>
+                    </form>
+                }
+            });
+            view! {
+                <div class="thread" class:resolved=is_resolved id=anchor>
+                    <div class="thread-anchor mono">
+                        <a href=format!("/patches/{patch}?rev={}", t.revision)>"r" {t.revision}</a>
+                        " " {t.path.clone()} " · " {t.side.clone()} " line " {t.line}
+                        {resolved
+                            .map(|(who, at)| {
+                                view! {
+                                    <span class="tag">
+                                        "resolved by " {who} " " {short_time(&at)}
+                                    </span>
+                                }
+                            })}
+                    </div>
+                    {t
+                        .comments
+                        .into_iter()
+                        .map(|c| {
+                            view! {
+                                <div class="comment">
+                                    <strong>{c.author}</strong>
+                                    <span class="dim">" " {short_time(&c.created_at)}</span>
+                                    <p>{c.body}</p>
+                                </div>
+                            }
+                        })
+                        .collect_view()}
+                    {controls}
+                </div>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+/// A form for a new thread on a line of the revision shown.
+#[component]
+fn NewThreadForm(patch: i64, files: Vec<FileView>, revision: i64) -> impl IntoView {
+    let options = files
+        .iter()
+        .map(|f| {
+            let path = f.path().to_owned();
+            view! { <option value=path.clone()>{path.clone()}</option> }
+        })
+        .collect_view();
+    view! {
+        <form
+            method="post"
+            action=format!("/patches/{patch}/comments")
+            class="stack new-thread"
+            id="new-thread"
+        >
+            <input type="hidden" name="revision" value=revision.to_string()/>
+            <div class="row">
+                <label>"File" <select name="path">{options}</select></label>
+                <label>
+                    "Side"
+                    <select name="side">
+                        <option value="new">"new"</option>
+                        <option value="old">"old"</option>
+                    </select>
+                </label>
+                <label>"Line" <input name="line" type="number" min="1" required/></label>
+            </div>
+            <label>"Comment on r" {revision} <textarea name="body" rows="2" required></textarea></label>
+            <div>
+                <button type="submit">"Comment"</button>
+            </div>
+        </form>
+    }
+}

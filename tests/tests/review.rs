@@ -1,0 +1,778 @@
+//! Review over HTTP, on SQLite and on PostgreSQL: who may do what in which state, stale
+//! and racing sign-offs, revisions, line comments, roles and the audit trail they leave.
+
+use graftbench_app::model::Role;
+use graftbench_tests::{Backend, TestServer};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    every_role_state_and_action_does_exactly_what_the_rules_say,
+    a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_count,
+    racing_approvals_both_land_and_the_state_is_right,
+    line_comments_thread_and_resolve_where_the_diff_has_lines,
+    exceptions_need_a_security_officer_and_a_reason,
+    admins_manage_roles_and_the_audit_trail_shows_every_step,
+);
+
+/// A fix whose added line can be varied, so each upload is a new revision.
+fn fix(variant: usize) -> String {
+    format!(
+        "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n\
+@@ -7,6 +7,8 @@ static int cmdline_proc_show(struct seq_file *m, void *v)\n \n static int x(void)\n {{\n\
++\tif (!saved_command_line)\n+\t\treturn -EINVAL; /* {variant} */\n \tseq_puts(m, saved_command_line);\n \tseq_putc(m, '\\n');\n \treturn 0;\n"
+    )
+}
+
+const HIGH: &str = "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H";
+
+struct Review {
+    server: TestServer,
+    clients: HashMap<&'static str, Client>,
+    uploads: usize,
+}
+
+/// The cast: `owner` writes the patches and also holds the reviewer role (four eyes must
+/// still stop them); `author` is another author.
+const CAST: &[(&str, &[Role])] = &[
+    ("owner", &[Role::Author, Role::Reviewer]),
+    ("author", &[Role::Author]),
+    ("rev1", &[Role::Reviewer]),
+    ("rev2", &[Role::Reviewer]),
+    ("so", &[Role::SecurityOfficer]),
+    ("rm", &[Role::ReleaseManager]),
+    ("auditor", &[Role::Auditor]),
+    ("admin", &[Role::Admin]),
+];
+
+impl Review {
+    async fn start(backend: Backend) -> Review {
+        let server = TestServer::start(backend).await;
+        let mut clients = HashMap::new();
+        for (name, roles) in CAST {
+            server.add_user(name, roles).await;
+            clients.insert(*name, server.signed_in(name).await);
+        }
+        Review {
+            server,
+            clients,
+            uploads: 0,
+        }
+    }
+
+    fn as_(&self, who: &str) -> &Client {
+        &self.clients[who]
+    }
+
+    async fn submit(&self, who: &str, body: Value) -> i64 {
+        let response = self
+            .as_(who)
+            .post(self.server.url("/api/v1/patches"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn patch(&self, id: i64) -> Value {
+        let response = self
+            .as_("auditor")
+            .get(self.server.url(&format!("/api/v1/patches/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    async fn state(&self, id: i64) -> String {
+        self.patch(id).await["review"]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn current_sha(&self, id: i64) -> String {
+        self.patch(id).await["review"]["current_sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Takes an action by name (the API's names) and returns the status and message.
+    async fn act(&mut self, who: &str, id: i64, action: &str) -> (StatusCode, String) {
+        let url = |path: String| self.server.url(&path);
+        let request = match action {
+            "comment" => self
+                .as_(who)
+                .post(url(format!("/api/v1/patches/{id}/comments")))
+                .json(&json!({
+                    "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": 10,
+                    "body": format!("{who} was here"),
+                })),
+            "upload_revision" => {
+                self.uploads += 1;
+                self.as_(who)
+                    .post(url(format!("/api/v1/patches/{id}/revisions")))
+                    .json(&json!({ "diff": fix(1000 + self.uploads) }))
+            }
+            _ => {
+                let sha = self.current_sha(id).await;
+                self.as_(who)
+                    .post(url(format!("/api/v1/patches/{id}/actions/{action}")))
+                    .json(&json!({ "revision_sha256": sha, "comment": "reasons given" }))
+            }
+        };
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, text)
+    }
+
+    async fn must(&mut self, who: &str, id: i64, action: &str) {
+        let (status, text) = self.act(who, id, action).await;
+        assert!(
+            status.is_success(),
+            "{who} {action} on {id}: {status} {text}"
+        );
+    }
+
+    /// A fresh patch by `owner` in `state`.
+    async fn patch_in(&mut self, state: &str) -> i64 {
+        let id = self
+            .submit(
+                "owner",
+                json!({
+                    "title": format!("matrix patch in {state}"),
+                    "cvss_vector": HIGH,
+                    "category": "severe_instability",
+                    "tier": "emergency",
+                    "draft": state == "draft",
+                    "diff": fix(0),
+                }),
+            )
+            .await;
+        match state {
+            "draft" | "in_review" => {}
+            "changes_requested" => self.must("rev1", id, "reject").await,
+            "approved" => {
+                self.must("so", id, "sign_exception").await;
+                self.must("rev1", id, "approve").await;
+                self.must("rev2", id, "approve").await;
+            }
+            "rejected" => self.must("so", id, "decline").await,
+            "withdrawn" => self.must("owner", id, "withdraw").await,
+            other => panic!("no setup for {other}"),
+        }
+        assert_eq!(self.state(id).await, state, "setup of {state}");
+        id
+    }
+}
+
+const STATES: [&str; 6] = [
+    "draft",
+    "in_review",
+    "changes_requested",
+    "approved",
+    "rejected",
+    "withdrawn",
+];
+const ACTIONS: [&str; 10] = [
+    "submit",
+    "upload_revision",
+    "approve",
+    "reject",
+    "withdraw_sign_off",
+    "sign_exception",
+    "comment",
+    "decline",
+    "withdraw",
+    "reopen",
+];
+
+/// What must succeed, written out by hand from the issue's rules (not derived from the
+/// code under test): everything else must be refused with a 4xx and change nothing.
+fn expected_successes() -> BTreeSet<(&'static str, &'static str, &'static str)> {
+    let active = ["draft", "in_review", "changes_requested", "approved"];
+    let open = ["in_review", "changes_requested", "approved"];
+    let mut ok = BTreeSet::new();
+    ok.insert(("draft", "owner", "submit"));
+    ok.insert(("withdrawn", "owner", "reopen"));
+    for state in active {
+        ok.insert((state, "owner", "upload_revision"));
+        ok.insert((state, "owner", "withdraw"));
+        for who in ["owner", "author", "rev1", "rev2", "so", "rm"] {
+            ok.insert((state, who, "comment"));
+        }
+    }
+    for state in open {
+        for who in ["rev1", "rev2"] {
+            ok.insert((state, who, "approve"));
+            ok.insert((state, who, "reject"));
+        }
+        ok.insert((state, "so", "sign_exception"));
+        ok.insert((state, "so", "decline"));
+        ok.insert((state, "admin", "decline"));
+    }
+    // Withdrawing a sign-off needs one to withdraw: rev1's reject in changes requested,
+    // both reviewers' approvals in approved.
+    ok.insert(("changes_requested", "rev1", "withdraw_sign_off"));
+    ok.insert(("approved", "rev1", "withdraw_sign_off"));
+    ok.insert(("approved", "rev2", "withdraw_sign_off"));
+    ok
+}
+
+async fn every_role_state_and_action_does_exactly_what_the_rules_say(backend: Backend) {
+    let mut review = Review::start(backend).await;
+    let expected = expected_successes();
+    let mut succeeded = BTreeSet::new();
+    for state in STATES {
+        // A refused request changes nothing, so one patch serves until something succeeds.
+        let mut id = review.patch_in(state).await;
+        for (who, _) in CAST {
+            for action in ACTIONS {
+                let before = (
+                    review.server.db.row_counts().await.unwrap(),
+                    review.server.db.audit_events().await.unwrap().len(),
+                );
+                let (status, text) = review.act(who, id, action).await;
+                if status.is_success() {
+                    succeeded.insert((state, *who, action));
+                    id = review.patch_in(state).await;
+                    continue;
+                }
+                assert!(
+                    [
+                        StatusCode::FORBIDDEN,
+                        StatusCode::CONFLICT,
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    ]
+                    .contains(&status),
+                    "{who} {action} in {state}: {status} {text}"
+                );
+                let message: Value = serde_json::from_str(&text).unwrap();
+                assert!(
+                    !message["error"].as_str().unwrap_or_default().is_empty(),
+                    "{who} {action} in {state}: no message"
+                );
+                let after = (
+                    review.server.db.row_counts().await.unwrap(),
+                    review.server.db.audit_events().await.unwrap().len(),
+                );
+                assert_eq!(before, after, "{who} {action} in {state} wrote something");
+                assert_eq!(review.state(id).await, state);
+            }
+        }
+    }
+    let unexpected: Vec<_> = succeeded.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&succeeded).collect();
+    assert!(
+        unexpected.is_empty() && missing.is_empty(),
+        "succeeded but should not: {unexpected:?}\nshould but did not: {missing:?}"
+    );
+
+    // The author holds the reviewer role and still cannot approve their own revision.
+    let id = review.patch_in("in_review").await;
+    let (status, text) = review.act("owner", id, "approve").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        text.contains("the author of a patch cannot approve it"),
+        "{text}"
+    );
+    review.server.stop().await;
+}
+
+async fn a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_count(
+    backend: Backend,
+) {
+    let mut review = Review::start(backend).await;
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "t", "cvss_vector": HIGH, "diff": fix(1) }),
+        )
+        .await;
+    let r1 = review.current_sha(id).await;
+    review.must("rev1", id, "approve").await;
+    review.must("owner", id, "upload_revision").await;
+    let r2 = review.current_sha(id).await;
+    assert_ne!(r1, r2);
+
+    // rev2 reviewed r1 and sends its hash: refused, saying which revision is current.
+    let response = review
+        .as_("rev2")
+        .post(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{id}/actions/approve")),
+        )
+        .json(&json!({ "revision_sha256": r1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let message = response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains(&format!("revision r1 ({}) is no longer current", &r1[..12]))
+            && message.contains(&format!("revision 2 (sha256 {r2}) is")),
+        "{message}"
+    );
+    // Without a hash at all: refused too.
+    let response = review
+        .as_("rev2")
+        .post(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{id}/actions/approve")),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // rev1's approval of r1 is shown as outdated and not counted.
+    let page = review.patch(id).await;
+    assert_eq!(page["review"]["approvals"], 0);
+    assert_eq!(page["review"]["sign_offs"][0]["revision"], 1);
+    assert_eq!(page["review"]["sign_offs"][0]["outdated"], true);
+    review.must("rev1", id, "approve").await;
+    review.must("rev2", id, "approve").await;
+    assert_eq!(review.state(id).await, "approved");
+    // A third revision starts the count again.
+    review.must("owner", id, "upload_revision").await;
+    assert_eq!(review.state(id).await, "in_review");
+
+    // The interdiff of r1 and r2 shows the changed line.
+    let html = review
+        .as_("rev1")
+        .get(
+            review
+                .server
+                .url(&format!("/patches/{id}/interdiff?from=1&to=2")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("return -EINVAL; /* 1 */"), "{html}");
+    assert!(html.contains("return -EINVAL; /* 1001 */"));
+    review.server.stop().await;
+}
+
+async fn racing_approvals_both_land_and_the_state_is_right(backend: Backend) {
+    let review = Review::start(backend).await;
+    for round in 0..4 {
+        let id = review
+            .submit(
+                "owner",
+                json!({ "title": format!("race {round}"), "cvss_vector": HIGH, "diff": fix(round) }),
+            )
+            .await;
+        let sha = review.current_sha(id).await;
+        let approve = |who: &'static str| {
+            let client = review.as_(who).clone();
+            let url = review
+                .server
+                .url(&format!("/api/v1/patches/{id}/actions/approve"));
+            let sha = sha.clone();
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({ "revision_sha256": sha }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        };
+        let (a, b) = (approve("rev1"), approve("rev2"));
+        assert_eq!(a.await.unwrap(), StatusCode::OK);
+        assert_eq!(b.await.unwrap(), StatusCode::OK);
+        let page = review.patch(id).await;
+        assert_eq!(page["review"]["state"], "approved", "round {round}");
+        assert_eq!(page["review"]["approvals"], 2);
+        // Exactly one recorded move to approved, after both sign-offs.
+        let events = review.server.db.audit_events().await.unwrap();
+        let subject = format!("patch:{id}");
+        let mine: Vec<&str> = events
+            .iter()
+            .filter(|e| e.subject == subject)
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(
+            mine,
+            [
+                "patch.submitted",
+                "sign_off.approve",
+                "sign_off.approve",
+                "patch.state_changed"
+            ]
+        );
+    }
+    assert!(review.server.db.verify_audit().await.unwrap().is_ok());
+    review.server.stop().await;
+}
+
+async fn line_comments_thread_and_resolve_where_the_diff_has_lines(backend: Backend) {
+    let mut review = Review::start(backend).await;
+    let id = review
+        .submit("owner", json!({ "title": "t", "diff": fix(1) }))
+        .await;
+    let post = |who: &str, body: Value| {
+        review
+            .as_(who)
+            .post(review.server.url(&format!("/api/v1/patches/{id}/comments")))
+            .json(&body)
+            .send()
+    };
+    let response = post(
+        "rev1",
+        json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": 11, "body": "why -EINVAL?" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let thread = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    for (body, status) in [
+        // No such line on that side of the diff.
+        (
+            json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": 99, "body": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "revision": 1, "path": "mm/nowhere.c", "side": "new", "line": 10, "body": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "left", "line": 10, "body": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "revision": 7, "path": "fs/proc/cmdline.c", "side": "new", "line": 10, "body": "x" }),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": 10, "body": "  " }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "thread": 999, "body": "reply" }),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let response = post("rev1", body.clone()).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+    }
+    let response = post(
+        "owner",
+        json!({ "thread": thread, "body": "the caller expects it" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let resolve = |who: &str, verb: &str| {
+        review
+            .as_(who)
+            .post(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{id}/comments/{thread}/{verb}")),
+            )
+            .send()
+    };
+    assert_eq!(
+        resolve("auditor", "resolve").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        resolve("rev1", "resolve").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        resolve("rev1", "resolve").await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+    let page = review.patch(id).await;
+    let threads = &page["review"]["threads"];
+    assert_eq!(threads.as_array().unwrap().len(), 1);
+    assert_eq!(threads[0]["line"], 11);
+    assert_eq!(threads[0]["side"], "new");
+    assert_eq!(threads[0]["comments"][1]["body"], "the caller expects it");
+    assert_eq!(threads[0]["resolved"][0], "rev1 (test)");
+    // The page shows the thread.
+    let html = review
+        .as_("rev2")
+        .get(review.server.url(&format!("/patches/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let thread_html = html
+        .split("class=\"thread resolved\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no resolved thread on the page: {html}"));
+    assert!(thread_html.contains("why -EINVAL?") && thread_html.contains("rev1 (test)"));
+    // A comment is audited with its anchor.
+    let events = review.server.db.audit_events().await.unwrap();
+    let added: Vec<Value> = events
+        .iter()
+        .filter(|e| e.action == "comment.added")
+        .map(|e| serde_json::from_str(&e.details).unwrap())
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!(added[0]["line"], 11);
+    assert_eq!(added[1]["thread"], thread);
+    review.must("owner", id, "withdraw").await;
+    let (status, _) = review.act("rev1", id, "comment").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "no comments on a closed patch"
+    );
+    review.server.stop().await;
+}
+
+async fn exceptions_need_a_security_officer_and_a_reason(backend: Backend) {
+    let mut review = Review::start(backend).await;
+    // A low score makes a vulnerability ineligible: approvals alone do not approve it.
+    let low = "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N";
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "low", "cvss_vector": low, "diff": fix(1) }),
+        )
+        .await;
+    review.must("rev1", id, "approve").await;
+    review.must("rev2", id, "approve").await;
+    let page = review.patch(id).await;
+    assert_eq!(page["review"]["state"], "in_review");
+    assert_eq!(page["review"]["eligibility"]["eligible"], false);
+    assert!(
+        page["review"]["eligibility"]["cvss"]["score"]
+            .as_f64()
+            .unwrap()
+            < 6.0
+    );
+    // A vulnerability has no exception to sign.
+    let (status, _) = review.act("so", id, "sign_exception").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "corrupts", "category": "data_corruption", "diff": fix(2) }),
+        )
+        .await;
+    review.must("rev1", id, "approve").await;
+    review.must("rev2", id, "approve").await;
+    assert_eq!(review.state(id).await, "in_review");
+    let sha = review.current_sha(id).await;
+    let response = review
+        .as_("so")
+        .post(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{id}/actions/sign_exception")),
+        )
+        .json(&json!({ "revision_sha256": sha, "comment": " " }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let response = review
+        .as_("so")
+        .post(review.server.url(&format!("/api/v1/patches/{id}/actions/sign_exception")))
+        .json(&json!({ "revision_sha256": &sha[..16], "comment": "ext4 journal corruption on every unclean shutdown" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["state"], "approved");
+    // A bad vector is refused at submission with the reason.
+    let response = review
+        .as_("owner")
+        .post(review.server.url("/api/v1/patches"))
+        .json(&json!({ "title": "t", "cvss_vector": "CVSS:3.1/AV:X", "diff": fix(3) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    review.server.stop().await;
+}
+
+async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backend) {
+    let mut review = Review::start(backend).await;
+    let put_roles = |who: &str, user: &str, roles: Value| {
+        review
+            .as_(who)
+            .put(review.server.url(&format!("/api/v1/users/{user}/roles")))
+            .json(&json!({ "roles": roles }))
+            .send()
+    };
+    assert_eq!(
+        put_roles("rev1", "rev1", json!(["admin"]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put_roles("admin", "rm", json!(["release_manager", "reviewer"]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        put_roles("admin", "admin", json!(["auditor"]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CONFLICT,
+        "the last admin keeps the role"
+    );
+    assert_eq!(
+        put_roles("admin", "nobody", json!(["auditor"]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        put_roles("admin", "rm", json!(["root"]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // The new role works at once: rm now reviews.
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "t", "cvss_vector": HIGH, "diff": fix(1) }),
+        )
+        .await;
+    review.must("rm", id, "approve").await;
+    review.must("rev2", id, "approve").await;
+    review.must("rev1", id, "reject").await;
+    review.must("rev1", id, "withdraw_sign_off").await;
+    assert_eq!(review.state(id).await, "approved");
+
+    // The audit API: readers only, filtered, in order.
+    let audit = |who: &str, query: &str| {
+        review
+            .as_(who)
+            .get(review.server.url(&format!("/api/v1/audit?{query}")))
+            .send()
+    };
+    assert_eq!(
+        audit("rev1", "").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let page: Value = audit("auditor", &format!("subject=patch:{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "patch.submitted",
+            "sign_off.approve",
+            "sign_off.approve",
+            "patch.state_changed",
+            "sign_off.reject",
+            "patch.state_changed",
+            "sign_off.withdrawn",
+            "patch.state_changed",
+        ]
+    );
+    assert_eq!(page["broken"], Value::Null);
+    let seqs: Vec<i64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let page: Value = audit("so", "action=user.")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let roles_changed: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "user.roles_changed")
+        .collect();
+    assert_eq!(roles_changed.len(), 1);
+    assert_eq!(roles_changed[0]["actor"], "admin");
+    assert_eq!(roles_changed[0]["subject"], "user:rm");
+    let details: Value =
+        serde_json::from_str(roles_changed[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["to"], json!(["reviewer", "release_manager"]));
+    assert_eq!(page["matched"], CAST.len() as i64 + 1);
+    // The pages: audit for readers, admin for admins, policy for everyone.
+    for (who, path, status) in [
+        ("auditor", "/audit", StatusCode::OK),
+        ("rev1", "/audit", StatusCode::FORBIDDEN),
+        ("admin", "/admin", StatusCode::OK),
+        ("so", "/admin", StatusCode::FORBIDDEN),
+        ("author", "/policy", StatusCode::OK),
+    ] {
+        let response = review
+            .as_(who)
+            .get(review.server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{who} GET {path}");
+    }
+    let _ = &mut review;
+    review.server.stop().await;
+}
