@@ -130,7 +130,7 @@ pub fn ReviewPanel(
                     <span class="hint">
                         " (required to reject, decline or sign off an exception)"
                     </span>
-                    <textarea name="comment" rows="3"></textarea>
+                    <textarea name="comment" rows="2"></textarea>
                 </label>
                 <div class="buttons">
                     {buttons
@@ -325,28 +325,31 @@ fn NewThreadForm(patch: i64, files: Vec<FileView>, revision: i64) -> impl IntoVi
         })
         .collect_view();
     view! {
-        <form
-            method="post"
-            action=format!("/patches/{patch}/comments")
-            class="stack new-thread"
-            id="new-thread"
-        >
-            <input type="hidden" name="revision" value=revision.to_string()/>
-            <div class="row">
-                <label>"File" <select name="path">{options}</select></label>
-                <label>
-                    "Side"
-                    <select name="side">
-                        <option value="new">"new"</option>
-                        <option value="old">"old"</option>
-                    </select>
-                </label>
-                <label>"Line" <input name="line" type="number" min="1" required/></label>
-            </div>
-            <label>"Comment on r" {revision} <textarea name="body" rows="2" required></textarea></label>
-            <div>
-                <button type="submit">"Comment"</button>
-            </div>
-        </form>
+        <details class="upload" id="new-thread-box">
+            <summary>"Comment on a line"</summary>
+            <form
+                method="post"
+                action=format!("/patches/{patch}/comments")
+                class="stack new-thread"
+                id="new-thread"
+            >
+                <input type="hidden" name="revision" value=revision.to_string()/>
+                <div class="row">
+                    <label>"File" <select name="path">{options}</select></label>
+                    <label>
+                        "Side"
+                        <select name="side">
+                            <option value="new">"new"</option>
+                            <option value="old">"old"</option>
+                        </select>
+                    </label>
+                    <label>"Line" <input name="line" type="number" min="1" required/></label>
+                </div>
+                <label>"Comment on r" {revision} <textarea name="body" rows="2" required></textarea></label>
+                <div>
+                    <button type="submit">"Comment"</button>
+                </div>
+            </form>
+        </details>
     }
 }

@@ -214,6 +214,14 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         eval_bool(&page, "document.querySelector('table.diff.split td.code.add').closest('tr').querySelectorAll('td').length === 4").await,
         "old | new columns"
     );
+    // The review panel sits above the diff: show the diff itself.
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('.diff-toolbar').scrollIntoView(); true"
+        )
+        .await
+    );
     screenshot(&page, "diff-side-by-side.png").await;
 
     // Switch layout in the page: hydrated code re-renders, nothing is reloaded.

@@ -188,6 +188,26 @@ async fn wrong_password_is_refused(backend: Backend) {
             .unwrap();
         assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "{name}");
     }
+    // Both attempts are in the audit trail (PCI-DSS 10.2.1.4), without the passwords.
+    let failed: Vec<(String, String)> = server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "session.sign_in_failed")
+        .map(|e| {
+            assert!(!e.details.contains("wrong password"));
+            (e.actor, e.subject)
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("alice".to_owned(), "user:alice".to_owned()),
+            ("mallory".to_owned(), "user:mallory".to_owned())
+        ]
+    );
     server.stop().await;
 }
 

@@ -48,8 +48,18 @@ pub(super) async fn login(
             Ok(Redirect::to(&next).into_response())
         }
         None => {
-            // The name is logged to trace guessing; the password never is.
-            tracing::warn!(user = %form.username.trim(), "failed sign-in");
+            // The name is logged and audited to trace guessing; the password never is.
+            let name: String = form.username.trim().chars().take(64).collect();
+            tracing::warn!(user = %name, "failed sign-in");
+            state
+                .db
+                .record(
+                    &name,
+                    "session.sign_in_failed",
+                    &format!("user:{name}"),
+                    &serde_json::json!({}),
+                )
+                .await?;
             Ok(Redirect::to(&format!("/login?error=1&next={}", url_encode(&next))).into_response())
         }
     }
