@@ -885,3 +885,116 @@ async fn audit_verify_names_the_first_tampered_event() {
         text(&broken.stderr)
     );
 }
+
+#[test]
+fn user_roles_grants_and_revokes_and_keeps_the_last_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (name, role) in [("root", "admin"), ("bob", "reviewer")] {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = graftbench(
+        &data,
+        &[
+            "user",
+            "roles",
+            "bob",
+            "--grant",
+            "security-officer",
+            "--revoke",
+            "reviewer",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "bob\tsecurity_officer\n");
+    for (args, message) in [
+        (
+            &["user", "roles", "root", "--revoke", "admin"][..],
+            "`root` is the last admin",
+        ),
+        (
+            &["user", "roles", "nobody", "--grant", "author"][..],
+            "no user `nobody`",
+        ),
+        (&["user", "roles", "bob"][..], "say what to change"),
+        (
+            &[
+                "user", "roles", "bob", "--grant", "author", "--revoke", "author",
+            ][..],
+            "both granted and revoked",
+        ),
+        (
+            &["user", "roles", "bob", "--grant", "root"][..],
+            "unknown role `root`",
+        ),
+    ] {
+        let out = graftbench(&data, args, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let list = graftbench(&data, &["user", "list"], "");
+    assert_eq!(
+        text(&list.stdout),
+        "bob\tbob\tsecurity_officer\nroot\troot\tadmin\n"
+    );
+}
+
+#[test]
+fn policy_show_prints_the_policy_in_force_and_names_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = graftbench(&data, &["policy", "show"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.starts_with("# built-in defaults"), "{shown}");
+    assert!(shown.contains("approvals_required = 2") && shown.contains("incident_hours = 24"));
+
+    std::fs::write(
+        data.join("policy.toml"),
+        "approvals_required = 3\n[deadlines]\nincident_hours = 12\n",
+    )
+    .unwrap();
+    let out = graftbench(&data, &["policy", "show"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("policy.toml"), "{shown}");
+    assert!(shown.contains("approvals_required = 3") && shown.contains("incident_hours = 12"));
+    assert!(
+        shown.contains("emergency_hours = 72"),
+        "unset keys keep their defaults"
+    );
+
+    for (bad, message) in [
+        ("approvals = 3\n", "unknown field `approvals`"),
+        (
+            "approvals_required = 0\n",
+            "approvals_required must be at least 1",
+        ),
+        ("min_cvss = 11.0\n", "is not a CVSS score"),
+    ] {
+        std::fs::write(data.join("policy.toml"), bad).unwrap();
+        for args in [
+            &["policy", "show"][..],
+            &["serve", "--listen", "127.0.0.1:0"][..],
+        ] {
+            let out = graftbench(&data, args, "");
+            assert!(!out.status.success(), "{bad} {args:?}");
+            let err = text(&out.stderr);
+            assert!(
+                err.contains("policy.toml") && err.contains(message),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

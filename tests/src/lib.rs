@@ -5,6 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, and dropped afterwards).
 
 use graftbench::db::{self, Database};
+use graftbench::eligibility::LoadedPolicy;
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
 use sqlx::Connection;
@@ -113,8 +114,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server on a fresh database.
+    /// Starts a server on a fresh database, with the default policy.
     pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, LoadedPolicy::default()).await
+    }
+
+    /// Starts a server on a fresh database under `policy`.
+    pub async fn start_with(backend: Backend, policy: LoadedPolicy) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (pg, url) = match backend {
             Backend::Sqlite => (None, db::sqlite_url(&dir.path().join("graftbench.db"))),
@@ -127,7 +133,7 @@ impl TestServer {
         let config = ServerConfig {
             site_root: site_root(),
             cookie_secure: false,
-            policy: Default::default(),
+            policy,
         };
         let router = web::router(&config, db.clone())
             .await

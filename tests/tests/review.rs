@@ -3,7 +3,7 @@
 
 use graftbench_app::model::Role;
 use graftbench_tests::{Backend, TestServer};
-use reqwest::{Client, StatusCode};
+use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -35,6 +35,7 @@ on_both_databases!(
     line_comments_thread_and_resolve_where_the_diff_has_lines,
     exceptions_need_a_security_officer_and_a_reason,
     admins_manage_roles_and_the_audit_trail_shows_every_step,
+    deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals,
 );
 
 /// A fix whose added line can be varied, so each upload is a new revision.
@@ -100,15 +101,41 @@ impl Review {
             .unwrap()
     }
 
-    async fn patch(&self, id: i64) -> Value {
+    async fn post_action(&self, who: &str, id: i64, action: &str, body: Value) -> Response {
+        self.as_(who)
+            .post(
+                self.server
+                    .url(&format!("/api/v1/patches/{id}/actions/{action}")),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET as `who`, which must answer 200.
+    async fn get_ok(&self, who: &str, path: &str) -> Response {
         let response = self
-            .as_("auditor")
-            .get(self.server.url(&format!("/api/v1/patches/{id}")))
+            .as_(who)
+            .get(self.server.url(path))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
+        assert_eq!(response.status(), StatusCode::OK, "{who} GET {path}");
+        response
+    }
+
+    async fn get_json(&self, who: &str, path: &str) -> Value {
+        self.get_ok(who, path).await.json().await.unwrap()
+    }
+
+    async fn get_html(&self, who: &str, path: &str) -> String {
+        self.get_ok(who, path).await.text().await.unwrap()
+    }
+
+    async fn patch(&self, id: i64) -> Value {
+        self.get_json("auditor", &format!("/api/v1/patches/{id}"))
+            .await
     }
 
     async fn state(&self, id: i64) -> String {
@@ -326,16 +353,8 @@ async fn a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_cou
 
     // rev2 reviewed r1 and sends its hash: refused, saying which revision is current.
     let response = review
-        .as_("rev2")
-        .post(
-            review
-                .server
-                .url(&format!("/api/v1/patches/{id}/actions/approve")),
-        )
-        .json(&json!({ "revision_sha256": r1 }))
-        .send()
-        .await
-        .unwrap();
+        .post_action("rev2", id, "approve", json!({ "revision_sha256": r1 }))
+        .await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
     let message = response.json::<Value>().await.unwrap()["error"]
         .as_str()
@@ -347,17 +366,7 @@ async fn a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_cou
         "{message}"
     );
     // Without a hash at all: refused too.
-    let response = review
-        .as_("rev2")
-        .post(
-            review
-                .server
-                .url(&format!("/api/v1/patches/{id}/actions/approve")),
-        )
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let response = review.post_action("rev2", id, "approve", json!({})).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // rev1's approval of r1 is shown as outdated and not counted.
@@ -374,18 +383,8 @@ async fn a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_cou
 
     // The interdiff of r1 and r2 shows the changed line.
     let html = review
-        .as_("rev1")
-        .get(
-            review
-                .server
-                .url(&format!("/patches/{id}/interdiff?from=1&to=2")),
-        )
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_html("rev1", &format!("/patches/{id}/interdiff?from=1&to=2"))
+        .await;
     assert!(html.contains("return -EINVAL; /* 1 */"), "{html}");
     assert!(html.contains("return -EINVAL; /* 1001 */"));
     review.server.stop().await;
@@ -534,15 +533,7 @@ async fn line_comments_thread_and_resolve_where_the_diff_has_lines(backend: Back
     assert_eq!(threads[0]["comments"][1]["body"], "the caller expects it");
     assert_eq!(threads[0]["resolved"][0], "rev1 (test)");
     // The page shows the thread.
-    let html = review
-        .as_("rev2")
-        .get(review.server.url(&format!("/patches/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = review.get_html("rev2", &format!("/patches/{id}")).await;
     let thread_html = html
         .split("class=\"thread resolved\"")
         .nth(1)
@@ -604,24 +595,17 @@ async fn exceptions_need_a_security_officer_and_a_reason(backend: Backend) {
     assert_eq!(review.state(id).await, "in_review");
     let sha = review.current_sha(id).await;
     let response = review
-        .as_("so")
-        .post(
-            review
-                .server
-                .url(&format!("/api/v1/patches/{id}/actions/sign_exception")),
+        .post_action(
+            "so",
+            id,
+            "sign_exception",
+            json!({ "revision_sha256": sha, "comment": " " }),
         )
-        .json(&json!({ "revision_sha256": sha, "comment": " " }))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let response = review
-        .as_("so")
-        .post(review.server.url(&format!("/api/v1/patches/{id}/actions/sign_exception")))
-        .json(&json!({ "revision_sha256": &sha[..16], "comment": "ext4 journal corruption on every unclean shutdown" }))
-        .send()
-        .await
-        .unwrap();
+        .post_action("so", id, "sign_exception", json!({ "revision_sha256": &sha[..16], "comment": "ext4 journal corruption on every unclean shutdown" }))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap()["state"], "approved");
     // A bad vector is refused at submission with the reason.
@@ -773,6 +757,123 @@ async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backe
             .unwrap();
         assert_eq!(response.status(), status, "{who} GET {path}");
     }
-    let _ = &mut review;
+    review.server.stop().await;
+}
+
+async fn deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals(backend: Backend) {
+    let review = Review::start(backend).await;
+    let scheduled = review
+        .submit(
+            "owner",
+            json!({ "title": "scheduled", "cvss_vector": HIGH, "diff": fix(1) }),
+        )
+        .await;
+    let late = review
+        .submit(
+            "owner",
+            json!({ "title": "late incident", "cvss_vector": HIGH, "tier": "incident",
+                    "reported_at": "2026-01-01T00:00:00Z", "diff": fix(2) }),
+        )
+        .await;
+    let emergency = review
+        .submit(
+            "owner",
+            json!({ "title": "emergency", "cvss_vector": HIGH, "tier": "emergency", "diff": fix(3) }),
+        )
+        .await;
+    let withdrawn = review
+        .submit(
+            "owner",
+            json!({ "title": "gone", "tier": "incident", "diff": fix(4) }),
+        )
+        .await;
+    review
+        .post_action("owner", withdrawn, "withdraw", json!({}))
+        .await;
+    let list: Value = review.get_json("rev1", "/api/v1/patches").await;
+    let order: Vec<i64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect();
+    // Most urgent first; closed patches last, without a clock.
+    assert_eq!(order, [late, emergency, scheduled, withdrawn]);
+    assert!(list[0]["deadline"]["seconds_left"].as_i64().unwrap() < 0);
+    assert_eq!(list[0]["deadline"]["due_at"], "2026-01-02T00:00:00.000Z");
+    let left = list[1]["deadline"]["seconds_left"].as_i64().unwrap();
+    assert!((71 * 3600..=72 * 3600).contains(&left), "{left}");
+    assert_eq!(list[3]["deadline"]["seconds_left"], Value::Null);
+    let html = review.get_html("rev1", "/").await;
+    let row_tag = |id: i64| {
+        html.split("<tr")
+            .find(|tag| tag.contains(&format!("data-patch=\"{id}\"")))
+            .and_then(|tag| tag.split('>').next())
+            .unwrap_or_else(|| panic!("no row for patch {id}"))
+            .to_owned()
+    };
+    assert!(
+        row_tag(late).contains("overdue"),
+        "the late patch's row is flagged"
+    );
+    assert!(!row_tag(emergency).contains("overdue"));
+    assert!(html.contains("overdue by"));
+
+    // Approved under the default policy (two approvals)...
+    for who in ["rev1", "rev2"] {
+        let sha = review.current_sha(scheduled).await;
+        let response = review
+            .as_(who)
+            .post(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{scheduled}/actions/approve")),
+            )
+            .json(&json!({ "revision_sha256": sha }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(review.state(scheduled).await, "approved");
+    // ...and back in review when the server starts under a policy that wants three.
+    let strict = graftbench::eligibility::LoadedPolicy {
+        policy: graftbench::eligibility::Policy::from_toml("approvals_required = 3").unwrap(),
+        path: None,
+    };
+    let config = graftbench::web::ServerConfig {
+        site_root: graftbench_tests::site_root(),
+        cookie_secure: false,
+        policy: strict,
+    };
+    // Building the router is the server's start-up: it recomputes states under the policy.
+    let _restarted = graftbench::web::router(&config, review.server.db.clone())
+        .await
+        .expect("router");
+    let (facts, _) = review
+        .server
+        .db
+        .review_facts(scheduled)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(facts.stored_state.as_str(), "in_review");
+    let last = review
+        .server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (last.actor.as_str(), last.action.as_str()),
+        ("system", "patch.state_changed")
+    );
+    assert!(
+        last.details.contains("\"to\":\"in_review\""),
+        "{}",
+        last.details
+    );
     review.server.stop().await;
 }
