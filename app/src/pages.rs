@@ -66,6 +66,7 @@ fn Frame(children: Children) -> impl IntoView {
         </header>
         <main class="content">{children()}</main>
     }
+    .into_any()
 }
 
 #[component]
@@ -128,6 +129,7 @@ pub fn LoginPage() -> impl IntoView {
             </div>
         </main>
     }
+    .into_any()
 }
 
 /// `/`: every patch.
@@ -154,6 +156,7 @@ pub fn PatchListPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 #[component]
@@ -209,6 +212,7 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
             </tbody>
         </table>
     }
+    .into_any()
 }
 
 /// `/patches/new`: the submission form. A refused submission comes back here with the
@@ -346,6 +350,7 @@ pub fn NewPatchPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 /// `/patches/:id`: one patch, its revisions, and the diff of one revision.
@@ -382,6 +387,7 @@ pub fn PatchPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 #[component]
@@ -581,6 +587,7 @@ pub fn InterdiffPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 /// `/audit?actor=&action=&subject=`: the audit trail, filtered.
@@ -679,6 +686,7 @@ pub fn AuditPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 /// `/policy`: the policy in force, read-only.
@@ -710,6 +718,7 @@ pub fn PolicyPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 /// `/admin`: users and their roles (admins).
@@ -815,6 +824,7 @@ pub fn AdminPage() -> impl IntoView {
             </Suspense>
         </Frame>
     }
+    .into_any()
 }
 
 /// Any path no route matches.
@@ -829,4 +839,5 @@ pub fn NotFoundPage() -> impl IntoView {
             <p>"There is no page at this address. " <a href="/">"Back to the patches"</a> "."</p>
         </Frame>
     }
+    .into_any()
 }

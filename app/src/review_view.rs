@@ -27,6 +27,7 @@ pub fn StateBadge(state: State) -> impl IntoView {
             {state.label()}
         </span>
     }
+    .into_any()
 }
 
 /// Time left, or overdue, as a badge with the exact deadline on hover.
@@ -53,6 +54,7 @@ pub fn DeadlineClock(deadline: DeadlineView) -> impl IntoView {
             {text}
         </span>
     }
+    .into_any()
 }
 
 /// Eligible or not, with the CVSS score and the reasons.
@@ -81,6 +83,7 @@ pub fn EligibilityBadge(eligibility: EligibilityView) -> impl IntoView {
             </ul>
         </div>
     }
+    .into_any()
 }
 
 /// The review panel.
@@ -241,6 +244,7 @@ pub fn ReviewPanel(
             {comment_form}
         </section>
     }
+    .into_any()
 }
 
 /// The comment threads.
@@ -352,4 +356,5 @@ fn NewThreadForm(patch: i64, files: Vec<FileView>, revision: i64) -> impl IntoVi
             </form>
         </details>
     }
+    .into_any()
 }
