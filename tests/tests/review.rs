@@ -2,7 +2,7 @@
 //! and racing sign-offs, revisions, line comments, roles and the audit trail they leave.
 
 use graftbench_app::model::Role;
-use graftbench_tests::{Backend, TestServer};
+use graftbench_tests::{Backend, TestServer, PASSWORD};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -665,6 +665,63 @@ async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backe
             .status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    // Accounts from the API: admins only, checked fields, a usable login.
+    let create = |who: &str, body: Value| {
+        review
+            .as_(who)
+            .post(review.server.url("/api/v1/users"))
+            .json(&body)
+            .send()
+    };
+    let newcomer = json!({ "username": "dana", "display_name": "Dana", "password": PASSWORD,
+                           "roles": ["reviewer"] });
+    assert_eq!(
+        create("rev1", newcomer.clone()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    for (body, status) in [
+        (
+            json!({ "username": "x y", "password": PASSWORD, "roles": ["reviewer"] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "username": "dana", "password": "short", "roles": ["reviewer"] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({ "username": "dana", "password": PASSWORD, "roles": [] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (newcomer.clone(), StatusCode::CREATED),
+        (newcomer, StatusCode::CONFLICT),
+    ] {
+        assert_eq!(
+            create("admin", body.clone()).await.unwrap().status(),
+            status,
+            "{body}"
+        );
+    }
+    review.server.signed_in("dana").await;
+    // The admin page's checkbox form: back to /admin, roles set exactly.
+    let response = review
+        .as_("admin")
+        .post(review.server.url("/admin/users/dana/roles"))
+        .form(&[("role_reviewer", "on"), ("role_auditor", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/admin");
+    let users = review.get_json("admin", "/api/v1/users").await;
+    let dana = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "dana")
+        .unwrap()
+        .clone();
+    assert_eq!(dana["roles"], json!(["reviewer", "auditor"]));
+
     // The new role works at once: rm now reviews.
     let id = review
         .submit(
@@ -734,13 +791,17 @@ async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backe
         .iter()
         .filter(|e| e["action"] == "user.roles_changed")
         .collect();
-    assert_eq!(roles_changed.len(), 1);
+    assert_eq!(roles_changed.len(), 2);
     assert_eq!(roles_changed[0]["actor"], "admin");
     assert_eq!(roles_changed[0]["subject"], "user:rm");
     let details: Value =
         serde_json::from_str(roles_changed[0]["details"].as_str().unwrap()).unwrap();
     assert_eq!(details["to"], json!(["reviewer", "release_manager"]));
-    assert_eq!(page["matched"], CAST.len() as i64 + 1);
+    assert!(page["events"].as_array().unwrap().iter().any(|e| {
+        e["action"] == "user.created" && e["subject"] == "user:dana" && e["actor"] == "admin"
+    }));
+    // Eight users, dana, and two role changes.
+    assert_eq!(page["matched"], CAST.len() as i64 + 3);
     // The pages: audit for readers, admin for admins, policy for everyone.
     for (who, path, status) in [
         ("auditor", "/audit", StatusCode::OK),
