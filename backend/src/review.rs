@@ -417,7 +417,7 @@ fn names_current(
     let which = revisions
         .iter()
         .find(|(_, sha)| sha.starts_with(&named))
-        .map(|(n, sha)| format!("r{n} ({})", &sha[..12.min(sha.len())]));
+        .map(|(n, sha)| format!("r{n} ({})", sha.get(..12).unwrap_or(sha)));
     match which {
         Some(which) => Err(ReviewError::StaleRevision {
             named: which,
