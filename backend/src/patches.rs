@@ -31,11 +31,56 @@ pub struct CreatedPatch {
     pub sha256: String,
 }
 
-pub(crate) fn format_name(format: PatchFormat) -> &'static str {
+fn format_name(format: PatchFormat) -> &'static str {
     match format {
         PatchFormat::Unified => "unified",
         PatchFormat::GitDiff => "git-diff",
         PatchFormat::Mail => "mail",
+    }
+}
+
+/// A revision about to be stored, with its bytes.
+pub(crate) struct NewRevision<'a> {
+    pub(crate) patch_id: i64,
+    pub(crate) number: i64,
+    pub(crate) diff: &'a [u8],
+    pub(crate) sha256: &'a str,
+    pub(crate) format: PatchFormat,
+    pub(crate) submitted_by: i64,
+    pub(crate) at: &'a str,
+}
+
+impl NewRevision<'_> {
+    /// Stores the bytes (once per content: the same diff may serve several revisions) and
+    /// the revision pointing at them.
+    pub(crate) async fn insert(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO diff_blobs (sha256, content, byte_len, created_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(self.sha256)
+        .bind(self.diff)
+        .bind(i64::try_from(self.diff.len()).unwrap_or(i64::MAX))
+        .bind(self.at)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(self.patch_id)
+        .bind(self.number)
+        .bind(self.sha256)
+        .bind(format_name(self.format))
+        .bind(self.submitted_by)
+        .bind(self.at)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -61,17 +106,6 @@ impl Database {
     ) -> Result<CreatedPatch, DbError> {
         let now = clock::now();
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO diff_blobs (sha256, content, byte_len, created_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&patch.sha256)
-        .bind(&patch.diff)
-        .bind(i64::try_from(patch.diff.len()).unwrap_or(i64::MAX))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
         // Nobody has signed off yet: a new patch is a draft or in review, nothing else.
         let (phase, state) = if patch.draft {
             ("draft", State::Draft)
@@ -102,17 +136,16 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
-             VALUES ($1, 1, $2, $3, $4, $5)",
-        )
-        .bind(id)
-        .bind(&patch.sha256)
-        .bind(format_name(patch.patch.format))
-        .bind(author.id)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+        let revision = NewRevision {
+            patch_id: id,
+            number: 1,
+            diff: &patch.diff,
+            sha256: &patch.sha256,
+            format: patch.patch.format,
+            submitted_by: author.id,
+            at: &now,
+        };
+        revision.insert(&mut tx).await?;
         crate::audit::append(
             &mut tx,
             &author.username,

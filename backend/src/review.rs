@@ -12,6 +12,7 @@ use crate::audit;
 use crate::clock;
 use crate::db::{Database, DbError};
 use crate::eligibility::{self, Facts, Policy};
+use crate::patches::NewRevision;
 use crate::submission::ValidDiff;
 use crate::workflow::{self, Denied, Phase, SignOff};
 use graftbench_app::model::{
@@ -19,7 +20,7 @@ use graftbench_app::model::{
     Tier, Verdict,
 };
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -289,13 +290,16 @@ fn sign_off_from_row(row: &AnyRow) -> Result<StoredSignOff, ReviewError> {
     })
 }
 
-/// A patch's facts and sign-offs inside a transaction that holds the patch.
-struct Locked {
+/// A patch's facts and sign-offs, as read together.
+struct ReviewRows {
     facts: PatchFacts,
     sign_offs: Vec<StoredSignOff>,
 }
 
-async fn lock(tx: &mut Transaction<'static, Any>, patch_id: i64) -> Result<Locked, ReviewError> {
+async fn lock(
+    tx: &mut Transaction<'static, Any>,
+    patch_id: i64,
+) -> Result<ReviewRows, ReviewError> {
     let bumped =
         sqlx::query("UPDATE patches SET review_version = review_version + 1 WHERE id = $1")
             .bind(patch_id)
@@ -304,19 +308,29 @@ async fn lock(tx: &mut Transaction<'static, Any>, patch_id: i64) -> Result<Locke
     if bumped.rows_affected() == 0 {
         return Err(ReviewError::NotFound(format!("patch {patch_id}")));
     }
-    let row = sqlx::query(&format!("{FACTS_SQL} WHERE p.id = $1"))
+    read(tx, patch_id)
+        .await?
+        .ok_or_else(|| ReviewError::NotFound(format!("patch {patch_id}")))
+}
+
+/// A patch's facts and sign-offs, on `conn` (a transaction's, or the pool's).
+async fn read(conn: &mut AnyConnection, patch_id: i64) -> Result<Option<ReviewRows>, ReviewError> {
+    let Some(row) = sqlx::query(&format!("{FACTS_SQL} WHERE p.id = $1"))
         .bind(patch_id)
-        .fetch_one(&mut **tx)
-        .await?;
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
     let facts = facts_from_row(&row)?;
     let sign_offs = sqlx::query(SIGN_OFFS_SQL)
         .bind(patch_id)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(sign_off_from_row)
         .collect::<Result<_, _>>()?;
-    Ok(Locked { facts, sign_offs })
+    Ok(Some(ReviewRows { facts, sign_offs }))
 }
 
 /// Re-reads what changed, computes the state and stores it; a change of state is an
@@ -327,18 +341,9 @@ async fn settle(
     actor: &str,
     policy: &Policy,
 ) -> Result<State, ReviewError> {
-    let row = sqlx::query(&format!("{FACTS_SQL} WHERE p.id = $1"))
-        .bind(patch_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let facts = facts_from_row(&row)?;
-    let sign_offs: Vec<StoredSignOff> = sqlx::query(SIGN_OFFS_SQL)
-        .bind(patch_id)
-        .fetch_all(&mut **tx)
+    let ReviewRows { facts, sign_offs } = read(tx, patch_id)
         .await?
-        .iter()
-        .map(sign_off_from_row)
-        .collect::<Result<_, _>>()?;
+        .ok_or_else(|| ReviewError::NotFound(format!("patch {patch_id}")))?;
     let evaluation = evaluate(&facts, &sign_offs, policy);
     if evaluation.state != facts.stored_state {
         sqlx::query("UPDATE patches SET state = $1 WHERE id = $2")
@@ -485,7 +490,7 @@ impl Database {
         policy: &Policy,
     ) -> Result<ActionOutcome, ReviewError> {
         let mut tx = self.pool().begin().await?;
-        let Locked { facts, sign_offs } = lock(&mut tx, patch_id).await?;
+        let ReviewRows { facts, sign_offs } = lock(&mut tx, patch_id).await?;
         let now_state = evaluate(&facts, &sign_offs, policy).state;
         workflow::allowed(action, user.id, &user.roles, facts.author_id, now_state)?;
         let subject = format!("patch:{patch_id}");
@@ -641,7 +646,7 @@ impl Database {
         policy: &Policy,
     ) -> Result<ActionOutcome, ReviewError> {
         let mut tx = self.pool().begin().await?;
-        let Locked { facts, sign_offs } = lock(&mut tx, patch_id).await?;
+        let ReviewRows { facts, sign_offs } = lock(&mut tx, patch_id).await?;
         let now_state = evaluate(&facts, &sign_offs, policy).state;
         workflow::allowed(
             Action::UploadRevision,
@@ -658,28 +663,16 @@ impl Database {
         }
         let now = clock::now();
         let number = facts.current_revision + 1;
-        sqlx::query(
-            "INSERT INTO diff_blobs (sha256, content, byte_len, created_at)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&diff.sha256)
-        .bind(&diff.diff)
-        .bind(i64::try_from(diff.diff.len()).unwrap_or(i64::MAX))
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(patch_id)
-        .bind(number)
-        .bind(&diff.sha256)
-        .bind(crate::patches::format_name(diff.patch.format))
-        .bind(user.id)
-        .bind(&now)
-        .execute(&mut *tx)
+        NewRevision {
+            patch_id,
+            number,
+            diff: &diff.diff,
+            sha256: &diff.sha256,
+            format: diff.patch.format,
+            submitted_by: user.id,
+            at: &now,
+        }
+        .insert(&mut tx)
         .await?;
         audit::append(
             &mut tx,
@@ -713,7 +706,7 @@ impl Database {
         let mut changed = 0;
         for id in ids {
             let mut tx = self.pool().begin().await?;
-            let Locked { facts, .. } = lock(&mut tx, id).await?;
+            let ReviewRows { facts, .. } = lock(&mut tx, id).await?;
             if settle(&mut tx, id, "system", policy).await? != facts.stored_state {
                 changed += 1;
             }
@@ -727,22 +720,10 @@ impl Database {
         &self,
         patch_id: i64,
     ) -> Result<Option<(PatchFacts, Vec<StoredSignOff>)>, ReviewError> {
-        let Some(row) = sqlx::query(&format!("{FACTS_SQL} WHERE p.id = $1"))
-            .bind(patch_id)
-            .fetch_optional(self.pool())
+        let mut conn = self.pool().acquire().await?;
+        Ok(read(&mut conn, patch_id)
             .await?
-        else {
-            return Ok(None);
-        };
-        let facts = facts_from_row(&row)?;
-        let sign_offs = sqlx::query(SIGN_OFFS_SQL)
-            .bind(patch_id)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(sign_off_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok(Some((facts, sign_offs)))
+            .map(|locked| (locked.facts, locked.sign_offs)))
     }
 
     /// Every patch's facts with its live exception sign-offs, for the dashboard.
@@ -809,7 +790,7 @@ pub async fn lock_and_evaluate(
     patch_id: i64,
     policy: &Policy,
 ) -> Result<LockedState, ReviewError> {
-    let Locked { facts, sign_offs } = lock(tx, patch_id).await?;
+    let ReviewRows { facts, sign_offs } = lock(tx, patch_id).await?;
     Ok(LockedState {
         author_id: facts.author_id,
         state: evaluate(&facts, &sign_offs, policy).state,

@@ -1,33 +1,13 @@
 //! HTTP behaviour against a real server, on SQLite and on PostgreSQL.
 
 use graftbench_app::model::Role;
-use graftbench_tests::{fixture, session_cookie_of, Backend, TestServer, PASSWORD};
+use graftbench_tests::{
+    fixture, on_both_databases, session_cookie_of, Backend, TestServer, PASSWORD,
+};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-/// Runs each listed test once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_databases!(
     the_audit_trail_records_changes_and_detects_tampering,

@@ -2,31 +2,10 @@
 //! and racing sign-offs, revisions, line comments, roles and the audit trail they leave.
 
 use graftbench_app::model::Role;
-use graftbench_tests::{Backend, TestServer, PASSWORD};
+use graftbench_tests::{on_both_databases, Backend, TestServer, PASSWORD};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-    };
-}
 
 on_both_databases!(
     every_role_state_and_action_does_exactly_what_the_rules_say,

@@ -96,24 +96,52 @@ pub(super) async fn api_action(
     Path((id, action)): Path<(i64, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let action = parse_action(&action)?;
     let body: ActionBody = json_or_empty(request).await?;
+    let outcome = take_action(
+        &state,
+        &user,
+        id,
+        &action,
+        body.revision_sha256,
+        body.comment,
+    )
+    .await?;
+    Ok(Json(outcome).into_response())
+}
+
+/// Takes the action named `action` for the API and the page's form alike.
+async fn take_action(
+    state: &AppState,
+    user: &SessionUser,
+    id: i64,
+    action: &str,
+    revision_sha256: Option<String>,
+    comment: String,
+) -> Result<crate::review::ActionOutcome, ApiError> {
+    let action = parse_action(action)?;
+    let request = ActionRequest {
+        revision_sha256,
+        comment,
+    };
     let outcome = state
         .db
-        .act(
-            &user,
-            id,
-            action,
-            &ActionRequest {
-                revision_sha256: body.revision_sha256,
-                comment: body.comment,
-            },
-            &state.policy.policy,
-        )
+        .act(user, id, action, &request, &state.policy.policy)
         .await
         .map_err(refused)?;
     tracing::info!(patch = id, action = action.as_str(), user = %user.username, state = outcome.state.as_str(), "review action");
-    Ok(Json(outcome).into_response())
+    Ok(outcome)
+}
+
+/// `resolve` or `reopen` in a thread's path, as whether the thread ends up resolved.
+fn resolving(verb: &str) -> Result<bool, ApiError> {
+    match verb {
+        "resolve" => Ok(true),
+        "reopen" => Ok(false),
+        _ => Err(ApiError::not_found(format!(
+            "`{}`: use resolve or reopen",
+            verb.chars().take(40).collect::<String>()
+        ))),
+    }
 }
 
 /// A new revision as JSON.
@@ -267,18 +295,9 @@ pub(super) async fn api_resolve(
     Extension(user): Extension<SessionUser>,
     Path((id, thread, verb)): Path<(i64, i64, String)>,
 ) -> Result<Response, ApiError> {
-    let resolved = match verb.as_str() {
-        "resolve" => true,
-        "reopen" => false,
-        _ => {
-            return Err(ApiError::not_found(format!(
-                "`{verb}`: use resolve or reopen"
-            )))
-        }
-    };
     state
         .db
-        .resolve_thread(&user, id, thread, resolved, &state.policy.policy)
+        .resolve_thread(&user, id, thread, resolving(&verb)?, &state.policy.policy)
         .await
         .map_err(refused)?;
     Ok(status_only(StatusCode::NO_CONTENT))
@@ -317,25 +336,16 @@ pub(super) async fn form_action(
     Path(id): Path<i64>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
-    let result = async {
-        let action = parse_action(&form.action)?;
-        state
-            .db
-            .act(
-                &user,
-                id,
-                action,
-                &ActionRequest {
-                    revision_sha256: Some(form.revision_sha256),
-                    comment: form.comment,
-                },
-                &state.policy.policy,
-            )
-            .await
-            .map_err(refused)?;
-        Ok(())
-    }
-    .await;
+    let result = take_action(
+        &state,
+        &user,
+        id,
+        &form.action,
+        Some(form.revision_sha256),
+        form.comment,
+    )
+    .await
+    .map(|_| ());
     back_to(&format!("/patches/{id}"), result, "#review")
 }
 
@@ -413,14 +423,9 @@ pub(super) async fn form_resolve(
     Path((id, thread, verb)): Path<(i64, i64, String)>,
 ) -> Result<Response, ApiError> {
     let result = async {
-        let resolved = match verb.as_str() {
-            "resolve" => true,
-            "reopen" => false,
-            _ => return Err(ApiError::not_found(format!("`{verb}`"))),
-        };
         state
             .db
-            .resolve_thread(&user, id, thread, resolved, &state.policy.policy)
+            .resolve_thread(&user, id, thread, resolving(&verb)?, &state.policy.policy)
             .await
             .map_err(refused)?;
         Ok(())
