@@ -5,6 +5,11 @@
 //! a reviewer: hunk line counts must match the hunk header exactly, paths must stay inside
 //! the tree, and binary patches are refused. Every error names the input line (1-based).
 //!
+//! The input is untrusted and may be as large as a request body, so every step is linear
+//! in the input: no loop compares a line with itself piece by piece, and the pieces a
+//! file header is made of (a `diff --git` line, a path) are bounded by
+//! [`MAX_GIT_HEADER_BYTES`] and [`MAX_PATH_BYTES`].
+//!
 //! Paths are taken the way `patch -p1` and `git apply` take them: the first component
 //! (`a/`, `b/`) is removed.
 
@@ -13,6 +18,18 @@ use std::fmt;
 
 /// The longest piece of an offending input line quoted back in an error message.
 const QUOTE_LIMIT: usize = 80;
+
+/// The longest path accepted, in bytes: Linux's `PATH_MAX`. It bounds every name as
+/// written in the input after C-unquoting, so with its `a/`/`b/` prefix when it has one,
+/// and the tree path left after removing that prefix.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The longest `diff --git` line accepted, in bytes, without its line end: two names of
+/// [`MAX_PATH_BYTES`], `diff --git `, the space between them, their quotes and some slack.
+///
+/// A name that git C-quotes with many escapes (`é` is written `\303\251`, eight bytes
+/// for two) meets this bound before [`MAX_PATH_BYTES`]; kernel paths are far from both.
+pub const MAX_GIT_HEADER_BYTES: usize = 2 * MAX_PATH_BYTES + 64;
 
 /// A parsed fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +119,9 @@ impl FileDiff {
 }
 
 /// One hunk: a run of context, removed and added lines.
+///
+/// [`parse`] guarantees `old_start + old_lines` and `new_start + new_lines` fit in a
+/// `u32`, so the line numbers of a hunk never wrap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hunk {
     /// First line of the hunk in the old file (0 for an empty old side).
@@ -212,12 +232,14 @@ pub enum PatchError {
         /// The file, as far as it could be named.
         path: String,
     },
-    /// A path that is absolute or climbs out of the tree.
-    #[error("line {line}: path `{path}` {problem}")]
+    /// A path that is absolute, climbs out of the tree, or holds characters a path in the
+    /// kernel tree never has.
+    #[error("line {line}: path `{}` {problem}", escape_controls(.path))]
     UnsafePath {
         /// Input line.
         line: usize,
-        /// The path as written.
+        /// The path as written (at most [`MAX_PATH_BYTES`]). It may hold the control
+        /// character the error is about: the message shows it escaped.
         path: String,
         /// What is wrong with it.
         problem: PathProblem,
@@ -230,9 +252,60 @@ pub enum PatchError {
         /// The offending line, shortened.
         text: String,
     },
+    /// A path longer than [`MAX_PATH_BYTES`].
+    #[error(
+        "line {line}: a path of {len} bytes is longer than the limit of {limit} bytes: `{text}`"
+    )]
+    PathTooLong {
+        /// Input line.
+        line: usize,
+        /// Length of the path as written, after unquoting, in bytes.
+        len: usize,
+        /// [`MAX_PATH_BYTES`].
+        limit: usize,
+        /// The start of the path, shortened and with control characters escaped.
+        text: String,
+    },
+    /// A `diff --git` line longer than [`MAX_GIT_HEADER_BYTES`].
+    #[error(
+        "line {line}: a `diff --git` line of {len} bytes is longer than the limit of {limit} bytes: `{text}`"
+    )]
+    GitHeaderTooLong {
+        /// Input line.
+        line: usize,
+        /// Length of the line in bytes, without its line end.
+        len: usize,
+        /// [`MAX_GIT_HEADER_BYTES`].
+        limit: usize,
+        /// The start of the line, shortened and with control characters escaped.
+        text: String,
+    },
+    /// A `diff --git` file with no hunks that changes nothing else either: no rename or
+    /// copy, no mode change, not a new or deleted (empty) file.
+    #[error(
+        "line {line}: `diff --git` for `{path}` changes nothing: \
+         no hunks, no mode change, no rename or copy, not a new or deleted file"
+    )]
+    EmptyFileDiff {
+        /// Input line of the `diff --git` header.
+        line: usize,
+        /// The file.
+        path: String,
+    },
     /// A `@@` line that does not parse.
     #[error("line {line}: malformed hunk header `{text}`: expected `@@ -START[,COUNT] +START[,COUNT] @@`")]
     MalformedHunkHeader {
+        /// Input line.
+        line: usize,
+        /// The offending line, shortened.
+        text: String,
+    },
+    /// A `@@` line whose start and count reach past the last line number a `u32` holds.
+    #[error(
+        "line {line}: hunk header `{text}` reaches past line {}: START + COUNT must be at most that",
+        u32::MAX
+    )]
+    HunkRangeOverflow {
         /// Input line.
         line: usize,
         /// The offending line, shortened.
@@ -278,6 +351,12 @@ pub enum PathProblem {
     ParentComponent,
     /// Nothing left after removing the `a/` prefix.
     Empty,
+    /// Has a backslash: not a separator on Linux, and a sign of a path from another system
+    /// or of a quoting mistake.
+    Backslash,
+    /// Has a control character (C0, DEL or C1), which no kernel path has and which could
+    /// rewrite what a reviewer's terminal or page shows.
+    ControlCharacter(char),
 }
 
 impl fmt::Display for PathProblem {
@@ -288,6 +367,17 @@ impl fmt::Display for PathProblem {
                 "has a `..` component: paths must stay inside the kernel tree"
             }
             PathProblem::Empty => "is empty",
+            PathProblem::Backslash => {
+                "has a backslash: paths in the kernel tree use `/` and have no `\\`"
+            }
+            PathProblem::ControlCharacter(c) => {
+                // The character itself is never written out: it is why the path is refused.
+                return write!(
+                    f,
+                    "has the control character U+{:04X}: paths in the kernel tree have none",
+                    u32::from(*c)
+                );
+            }
         })
     }
 }
@@ -360,11 +450,45 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The start of an input line for an error message: at most [`QUOTE_LIMIT`] characters,
+/// control characters escaped.
 fn quote(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(strip_cr(line));
-    match text.char_indices().nth(QUOTE_LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
+    let line = strip_cr(line);
+    // Only the start is shown, so only the start is decoded: a line may be megabytes long.
+    // `QUOTE_LIMIT + 1` characters take at most four bytes each; one more than the limit
+    // tells whether to mark the cut.
+    let head = line.get(..(QUOTE_LIMIT + 1) * 4).unwrap_or(line);
+    quote_str(&String::from_utf8_lossy(head))
+}
+
+/// [`quote`] for text that is already a string.
+fn quote_str(text: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == QUOTE_LIMIT {
+            out.push('…');
+            break;
+        }
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+/// `text` with its control characters escaped (`\t`, `\u{1b}`): error messages end up in
+/// terminals, logs and pages, where a raw escape sequence could rewrite what is shown.
+fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if c.is_control() {
+        out.extend(c.escape_default());
+    } else {
+        out.push(c);
     }
 }
 
@@ -380,7 +504,8 @@ fn binary_notice_path(line: &[u8]) -> String {
     text.strip_prefix("Binary files ")
         .and_then(|rest| rest.strip_suffix(" differ"))
         .and_then(|rest| rest.rsplit(" and ").next())
-        .map(|p| strip_first_component(p).to_owned())
+        // Not a checked path: it is only named in the error, shortened and escaped.
+        .map(|p| quote_str(strip_first_component(p)))
         .unwrap_or_else(|| "?".to_owned())
 }
 
@@ -484,6 +609,15 @@ impl<'a> Parser<'a> {
     /// Parses a `diff --git` file: extended headers, then `---`/`+++` and hunks if any.
     fn git_file(&mut self, rest: &[u8]) -> Result<FileDiff, PatchError> {
         let header_line = self.line_no();
+        let whole = strip_cr(self.lines[self.pos]);
+        if whole.len() > MAX_GIT_HEADER_BYTES {
+            return Err(PatchError::GitHeaderTooLong {
+                line: header_line,
+                len: whole.len(),
+                limit: MAX_GIT_HEADER_BYTES,
+                text: quote(whole),
+            });
+        }
         let (old_raw, new_raw) =
             split_git_header_paths(strip_cr(rest)).ok_or_else(|| PatchError::BadPath {
                 line: header_line,
@@ -564,6 +698,28 @@ impl<'a> Parser<'a> {
                 file.new_path = new;
             }
             file.hunks = self.hunks(file.path())?;
+        } else {
+            // No hunks. git writes such a file for a rename or copy, a mode change, or a
+            // new or deleted empty file; anything else (a header alone, or with only an
+            // `index` line) changes nothing, and accepting it would show a reviewer a
+            // file that the fix does not touch.
+            let changes_something = match file.change {
+                FileChange::Added
+                | FileChange::Deleted
+                | FileChange::Renamed { .. }
+                | FileChange::Copied { .. } => true,
+                FileChange::Modified => {
+                    file.old_mode.is_some()
+                        && file.new_mode.is_some()
+                        && file.old_mode != file.new_mode
+                }
+            };
+            if !changes_something {
+                return Err(PatchError::EmptyFileDiff {
+                    line: header_line,
+                    path: file.path().to_owned(),
+                });
+            }
         }
         Ok(file)
     }
@@ -636,6 +792,15 @@ impl<'a> Parser<'a> {
                 line: hunk_line,
                 text: quote(raw),
             })?;
+        // Refused here so that no line number of the hunk, nor anything computed from the
+        // header downstream, can wrap: every line number is below `start + count`.
+        if old_start.checked_add(old_lines).is_none() || new_start.checked_add(new_lines).is_none()
+        {
+            return Err(PatchError::HunkRangeOverflow {
+                line: hunk_line,
+                text: quote(raw),
+            });
+        }
         self.pos += 1;
         let mut hunk = Hunk {
             old_start,
@@ -676,25 +841,22 @@ impl<'a> Parser<'a> {
             if !fits {
                 break;
             }
+            // `fits` says the side has lines left, so the counts cannot go below zero, and
+            // the numbers stay at most `start + count`, which the header check bounds; the
+            // saturating adds only make that visible.
             let (old_line, new_line) = match kind {
-                LineKind::Context => {
-                    old_left -= 1;
-                    new_left -= 1;
-                    old_no += 1;
-                    new_no += 1;
-                    (Some(old_no - 1), Some(new_no - 1))
-                }
-                LineKind::Removed => {
-                    old_left -= 1;
-                    old_no += 1;
-                    (Some(old_no - 1), None)
-                }
-                LineKind::Added => {
-                    new_left -= 1;
-                    new_no += 1;
-                    (None, Some(new_no - 1))
-                }
+                LineKind::Context => (Some(old_no), Some(new_no)),
+                LineKind::Removed => (Some(old_no), None),
+                LineKind::Added => (None, Some(new_no)),
             };
+            if old_line.is_some() {
+                old_left -= 1;
+                old_no = old_no.saturating_add(1);
+            }
+            if new_line.is_some() {
+                new_left -= 1;
+                new_no = new_no.saturating_add(1);
+            }
             // Within a hunk a trailing CR is content (a CRLF file), except that an input
             // pasted with CRLF line ends has one on every line; the caller normalises that.
             hunk.lines.push(HunkLine {
@@ -795,14 +957,52 @@ fn split_git_header_paths(rest: &[u8]) -> Option<(String, String)> {
         let new = take_quoted(&text[idx + 1..])?.0;
         return Some((text[..idx].to_owned(), new));
     }
-    // Unquoted names may contain spaces; git writes the same name twice when the file was
-    // not renamed, so prefer the split that makes both halves equal after their prefixes.
-    let splits: Vec<usize> = text.match_indices(' ').map(|(i, _)| i).collect();
-    let best = splits
-        .iter()
-        .find(|&&i| strip_first_component(&text[..i]) == strip_first_component(&text[i + 1..]))
-        .or_else(|| splits.first())?;
-    Some((text[..*best].to_owned(), text[best + 1..].to_owned()))
+    let split = unquoted_split(text)?;
+    Some((text[..split].to_owned(), text[split + 1..].to_owned()))
+}
+
+/// Where to split the unquoted `a/x b/y` of a `diff --git` line: the first space at which
+/// both halves are equal after their first component (git writes the same name twice when
+/// the file was not renamed, and unquoted names may contain spaces), else the first space.
+///
+/// Comparing the halves at every space is quadratic: a line of spaces without a slash
+/// makes each comparison scan the whole line. Instead each half's stripped length is found
+/// in constant time, and the halves are compared only where the lengths agree. As the
+/// split moves right, the right half after its first component never grows, and the left
+/// half after its first component grows strictly, except once: at the line's first slash,
+/// where the left half's own first component ends. So the lengths agree at most twice and
+/// the whole search is linear.
+fn unquoted_split(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    let first_slash = bytes.iter().position(|&b| b == b'/');
+    // Right to left, so that the first slash after each space is known as it is reached;
+    // the last match and space seen are the leftmost ones.
+    let mut next_slash = None;
+    let mut first_match = None;
+    let mut first_space = None;
+    for i in (0..len).rev() {
+        match bytes[i] {
+            b'/' => next_slash = Some(i),
+            b' ' => {
+                first_space = Some(i);
+                // The halves `text[..i]` and `text[i + 1..]` after `strip_first_component`.
+                let left = match first_slash {
+                    Some(slash) if slash < i => slash + 1..i,
+                    _ => 0..i,
+                };
+                let right = match next_slash {
+                    Some(slash) => slash + 1..len,
+                    None => i + 1..len,
+                };
+                if left.len() == right.len() && bytes.get(left) == bytes.get(right) {
+                    first_match = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    first_match.or(first_space)
 }
 
 /// Reads a C-quoted string as git writes names with unusual characters; returns the
@@ -827,10 +1027,13 @@ fn take_quoted(text: &str) -> Option<(String, &str)> {
                     'r' => bytes.push(b'\r'),
                     'v' => bytes.push(11),
                     '0'..='3' => {
-                        let (_, d2) = iter.next()?;
-                        let (_, d3) = iter.next()?;
-                        let octal: String = [esc, d2, d3].iter().collect();
-                        bytes.push(u8::from_str_radix(&octal, 8).ok()?);
+                        // `\ooo`: one byte in octal, as git writes non-ASCII bytes.
+                        let mut byte = esc.to_digit(8)?;
+                        for _ in 0..2 {
+                            let (_, digit) = iter.next()?;
+                            byte = byte * 8 + digit.to_digit(8)?;
+                        }
+                        bytes.push(u8::try_from(byte).ok()?);
                     }
                     _ => return None,
                 }
@@ -850,7 +1053,7 @@ fn unquote_path(name: &str, line: usize) -> Result<String, PatchError> {
             .map(|(path, _)| path)
             .ok_or_else(|| PatchError::BadPath {
                 line,
-                text: name.chars().take(QUOTE_LIMIT).collect(),
+                text: quote_str(name),
             })
     } else {
         Ok(name.to_owned())
@@ -867,6 +1070,8 @@ fn strip_first_component(path: &str) -> &str {
 
 /// Strips the `a/` or `b/` component and refuses paths that leave the tree.
 fn checked_path(raw: &str, line: usize) -> Result<String, PatchError> {
+    // The prefix is bounded with the rest: it is thrown away, but it is still input.
+    checked_len(raw, line)?;
     if raw.starts_with('/') {
         return Err(PatchError::UnsafePath {
             line,
@@ -877,13 +1082,18 @@ fn checked_path(raw: &str, line: usize) -> Result<String, PatchError> {
     checked_tree_path(strip_first_component(raw), line)
 }
 
-/// Refuses paths that leave the tree; for names git writes without a prefix
-/// (`rename from`, `copy to`).
+/// Refuses paths that leave the tree or hold characters no kernel path has; for names git
+/// writes without a prefix (`rename from`, `copy to`).
 fn checked_tree_path(path: &str, line: usize) -> Result<String, PatchError> {
+    checked_len(path, line)?;
     let problem = if path.starts_with('/') {
         Some(PathProblem::Absolute)
     } else if path.split('/').any(|c| c == "..") {
         Some(PathProblem::ParentComponent)
+    } else if let Some(c) = path.chars().find(|c| c.is_control()) {
+        Some(PathProblem::ControlCharacter(c))
+    } else if path.contains('\\') {
+        Some(PathProblem::Backslash)
     } else if path.is_empty() {
         Some(PathProblem::Empty)
     } else {
@@ -897,6 +1107,19 @@ fn checked_tree_path(path: &str, line: usize) -> Result<String, PatchError> {
         }),
         None => Ok(path.to_owned()),
     }
+}
+
+/// Refuses a name longer than [`MAX_PATH_BYTES`], before anything else looks at it.
+fn checked_len(name: &str, line: usize) -> Result<(), PatchError> {
+    if name.len() > MAX_PATH_BYTES {
+        return Err(PatchError::PathTooLong {
+            line,
+            len: name.len(),
+            limit: MAX_PATH_BYTES,
+            text: quote_str(name),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -142,7 +142,9 @@ fn check_file(file: &FileDiff, found: &mut Vec<Pitfall>) {
             );
         }
         check_hunk_lines(&hunk.lines, &hunk.section, &mut push);
-        shift += i64::from(hunk.new_lines) - i64::from(hunk.old_lines);
+        // Each term fits easily (two u32 counts); the sum over many hunks saturates rather
+        // than wrap, though an input of any accepted size is far from it.
+        shift = shift.saturating_add(i64::from(hunk.new_lines) - i64::from(hunk.old_lines));
     }
 }
 
