@@ -7,7 +7,7 @@
 
 use crate::model::{
     AppError, AuditFilter, AuditPage, InterdiffView, PatchPage, PatchSummary, PolicyView,
-    RejectedSubmission, SessionUser,
+    RejectedSubmission, SessionUser, UserAccount,
 };
 use leptos::prelude::*;
 
@@ -29,8 +29,8 @@ pub async fn list_patches() -> Result<Vec<PatchSummary>, AppError> {
 pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppError> {
     let user = ssr::require_user().await?;
     let page = ssr::workbench()?.patch_page(&user, id, revision).await;
-    if matches!(page, Err(AppError::NotFound(_))) {
-        ssr::set_status(404);
+    if let Err(e) = &page {
+        ssr::set_error_status(e);
     }
     page
 }
@@ -40,8 +40,8 @@ pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppE
 pub async fn get_interdiff(id: i64, from: i64, to: i64) -> Result<InterdiffView, AppError> {
     let user = ssr::require_user().await?;
     let view = ssr::workbench()?.interdiff(&user, id, from, to).await;
-    if matches!(view, Err(AppError::NotFound(_))) {
-        ssr::set_status(404);
+    if let Err(e) = &view {
+        ssr::set_error_status(e);
     }
     view
 }
@@ -66,13 +66,25 @@ pub async fn get_policy() -> Result<PolicyView, AppError> {
 
 /// Every user with their roles (admins).
 #[server(prefix = "/api/ui", endpoint = "users")]
-pub async fn list_users() -> Result<Vec<SessionUser>, AppError> {
+pub async fn list_users() -> Result<Vec<UserAccount>, AppError> {
     let user = ssr::require_user().await?;
     let users = ssr::workbench()?.users(&user).await;
     if matches!(users, Err(AppError::Forbidden(_))) {
         ssr::set_status(403);
     }
     users
+}
+
+/// The message a refused form left for this page, if any (see [`crate::model::FlashMessage`]).
+#[server(prefix = "/api/ui", endpoint = "flash")]
+pub async fn flash_message() -> Result<Option<String>, AppError> {
+    ssr::require_user().await?;
+    Ok(
+        leptos_axum::extract::<axum::Extension<crate::model::FlashMessage>>()
+            .await
+            .ok()
+            .map(|axum::Extension(flash)| flash.0),
+    )
 }
 
 /// The refused form submission being shown again, if this page render is one.
@@ -133,7 +145,7 @@ pub mod ssr {
         fn users<'a>(
             &'a self,
             user: &'a SessionUser,
-        ) -> BoxFuture<'a, Result<Vec<SessionUser>, AppError>>;
+        ) -> BoxFuture<'a, Result<Vec<UserAccount>, AppError>>;
     }
 
     /// The form the backend provides the workbench in.
@@ -164,6 +176,17 @@ pub mod ssr {
                 Err(AppError::NotSignedIn)
             }
         }
+    }
+
+    /// Sets the HTTP status of the response being rendered to what `error` means: a page
+    /// that shows an error must not answer 200.
+    pub fn set_error_status(error: &AppError) {
+        set_status(match error {
+            AppError::NotSignedIn => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Internal | AppError::Transport(_) => 500,
+        });
     }
 
     /// Sets the HTTP status of the response being rendered.

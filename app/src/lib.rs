@@ -39,13 +39,82 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <link rel="stylesheet" href="/style/graftbench.css"/>
                 <link rel="icon" href="/style/favicon.svg" type="image/svg+xml"/>
-                <HydrationScripts options/>
+                <HydrationLoader options/>
                 <MetaTags/>
             </head>
             <body>
                 <App/>
             </body>
         </html>
+    }
+}
+
+/// The document title for a page's own title (often the user's text: a patch's title).
+///
+/// On the server the result is written between `<title>` tags, and leptos_meta (0.8.7,
+/// unchanged in 0.9.0-rc1) writes it there as is: a title of `</title><script>` would
+/// end the element and run script. So the server escapes it; the browser sets
+/// `document.title`, which is text, and must not escape it a second time.
+pub fn title_text(page: String) -> String {
+    let title = if page.is_empty() {
+        "Graftbench".to_owned()
+    } else {
+        format!("{page} · Graftbench")
+    };
+    if cfg!(feature = "ssr") {
+        escape_html_text(&title)
+    } else {
+        title
+    }
+}
+
+/// Escapes text for an HTML text node or a quoted attribute value.
+pub fn escape_html_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Loads the WebAssembly bundle and hydrates the page: Leptos' `HydrationScripts`, with
+/// the response's nonce where a Content-Security-Policy needs it.
+///
+/// Leptos 0.8.23 writes the nonce into the `crossorigin` attribute of its
+/// `<link rel="modulepreload">` instead of a `nonce` attribute, so under a nonce-only
+/// `script-src` the browser blocks the preload and logs a violation on every page (the
+/// `import()` in the loader, which inherits the nonce, still works). Here the preload
+/// carries the nonce. The loader script is Leptos' own.
+#[component]
+fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
+    let nonce = leptos::nonce::use_nonce();
+    let pkg = format!("/{}", options.site_pkg_dir);
+    let name = options.output_name.to_string();
+    let js = format!("{pkg}/{name}.js");
+    let wasm = format!("{pkg}/{name}_bg.wasm");
+    let loader = format!(
+        "(function (js, wasm) {{ import(js).then(mod => {{ \
+         mod.default({{module_or_path: wasm}}).then(() => {{ mod.hydrate(); }}); }}); }})({js:?}, {wasm:?});"
+    );
+    view! {
+        <link rel="modulepreload" href=js nonce=nonce.clone()/>
+        <link
+            rel="preload"
+            href=wasm
+            r#as="fetch"
+            r#type="application/wasm"
+            crossorigin="anonymous"
+        />
+        <script type="module" nonce=nonce>
+            {loader}
+        </script>
     }
 }
 
@@ -58,9 +127,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Title formatter=|page: String| {
-            if page.is_empty() { "Graftbench".to_owned() } else { format!("{page} · Graftbench") }
-        }/>
+        <Title formatter=title_text/>
         <Router>
             <Routes fallback=pages::NotFoundPage>
                 <Route path=path!("/login") view=pages::LoginPage ssr=SsrMode::Async/>

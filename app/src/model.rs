@@ -89,6 +89,23 @@ impl SessionUser {
     }
 }
 
+/// An account as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAccount {
+    /// Database id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Name shown in the UI.
+    pub display_name: String,
+    /// Roles held.
+    pub roles: Vec<Role>,
+    /// When the account was disabled (it cannot sign in; its sessions are over).
+    pub disabled_at: Option<String>,
+    /// Seeded by `serve --demo` with a published password.
+    pub demo: bool,
+}
+
 /// A patch's state as people see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -842,6 +859,21 @@ impl leptos::server_fn::error::FromServerFnError for AppError {
     type Encoder = leptos::server_fn::codec::JsonEncoding;
 
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        // On the server, arguments that do not decode are the client's mistake: 400, not
+        // the 500 server_fn answers errors with.
+        #[cfg(feature = "ssr")]
+        {
+            use leptos::server_fn::error::ServerFnErrorErr as E;
+            if matches!(
+                value,
+                E::Args(_)
+                    | E::MissingArg(_)
+                    | E::Deserialization(_)
+                    | E::UnsupportedRequestMethod(_)
+            ) {
+                crate::api::ssr::set_status(400);
+            }
+        }
         AppError::Transport(value.to_string())
     }
 }
@@ -896,3 +928,9 @@ mod tests {
         assert_eq!(Role::parse("root"), None);
     }
 }
+
+/// A message for the next page the user sees (a refused form's reason), which the server
+/// keeps in the session and puts into that page's request; never carried in the URL, where
+/// anyone could write a link that makes a Graftbench page say something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlashMessage(pub String);

@@ -1,8 +1,8 @@
 //! The pages.
 
 use crate::api::{
-    current_user, get_audit, get_interdiff, get_patch, get_policy, list_patches, list_users,
-    load_rejected_submission,
+    current_user, flash_message, get_audit, get_interdiff, get_patch, get_policy, list_patches,
+    list_users, load_rejected_submission,
 };
 use crate::diff_view::DiffView;
 use crate::model::{
@@ -82,11 +82,21 @@ fn ErrorPanel(error: AppError) -> impl IntoView {
     }
 }
 
+/// The fixed message for a sign-in error code.
+fn sign_in_error(code: &str) -> &'static str {
+    match code {
+        "throttled" => "Too many sign-in attempts. Wait a minute, then try again.",
+        "busy" => "The server is busy signing others in. Try again in a moment.",
+        _ => "Wrong user name or password.",
+    }
+}
+
 /// `/login`
 #[component]
 pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
-    let failed = move || query.read().get("error").is_some();
+    // The URL carries a code, never text: a link cannot make this page say anything else.
+    let failed = move || query.read().get("error").map(|code| sign_in_error(&code));
     let signed_out = move || query.read().get("signed_out").is_some();
     let next = move || query.read().get("next").unwrap_or_default();
     view! {
@@ -100,10 +110,8 @@ pub fn LoginPage() -> impl IntoView {
                 <p class="tagline">"Review, approve and ship Linux live patches."</p>
                 {move || {
                     failed()
-                        .then(|| {
-                            view! {
-                                <p class="alert" role="alert">"Wrong user name or password."</p>
-                            }
+                        .map(|message| {
+                            view! { <p class="alert" role="alert">{message}</p> }
                         })
                 }}
                 {move || {
@@ -369,12 +377,14 @@ pub fn PatchPage() -> impl IntoView {
             }
         },
     );
+    let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Frame>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
+                    let error = flash.await.ok().flatten();
                     match page.await {
-                        Ok(data) => view! { <PatchView data/> }.into_any(),
+                        Ok(data) => view! { <PatchView data error/> }.into_any(),
                         Err(error) => {
                             view! {
                                 <Title text="Patch"/>
@@ -391,9 +401,7 @@ pub fn PatchPage() -> impl IntoView {
 }
 
 #[component]
-fn PatchView(data: PatchData) -> impl IntoView {
-    let query = use_query_map();
-    let error = query.read_untracked().get("error");
+fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
     let shown = data.shown;
     let info = data.info;
     let review = view! {
@@ -725,15 +733,22 @@ pub fn PolicyPage() -> impl IntoView {
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let users = Resource::new(|| (), |_| list_users());
-    let query = use_query_map();
-    let error = move || query.read().get("error");
+    let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Title text="Users"/>
         <Frame>
             <div class="page-head">
                 <h1>"Users and roles"</h1>
             </div>
-            {move || error().map(|e| view! { <p class="alert" role="alert">{e}</p> })}
+            <Suspense>
+                {move || Suspend::new(async move {
+                    flash
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|e| view! { <p class="alert" role="alert">{e}</p> })
+                })}
+            </Suspense>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match users.await {
@@ -742,6 +757,17 @@ pub fn AdminPage() -> impl IntoView {
                                 .into_iter()
                                 .map(|u| {
                                     let action = format!("/admin/users/{}/roles", u.username);
+                                    let disabled = u.disabled_at.is_some();
+                                    let toggle = format!(
+                                        "/admin/users/{}/{}",
+                                        u.username,
+                                        if disabled { "enable" } else { "disable" },
+                                    );
+                                    let status = match (&u.disabled_at, u.demo) {
+                                        (Some(at), _) => format!("disabled {}", short_time(at)),
+                                        (None, true) => "demo account".to_owned(),
+                                        (None, false) => "active".to_owned(),
+                                    };
                                     let boxes = Role::ALL
                                         .into_iter()
                                         .map(|r| {
@@ -750,7 +776,7 @@ pub fn AdminPage() -> impl IntoView {
                                                     <input
                                                         type="checkbox"
                                                         name=format!("role_{}", r.as_str())
-                                                        checked=u.has_role(r)
+                                                        checked=u.roles.contains(&r)
                                                     />
                                                     {r.label()}
                                                 </label>
@@ -758,13 +784,22 @@ pub fn AdminPage() -> impl IntoView {
                                         })
                                         .collect_view();
                                     view! {
-                                        <tr>
+                                        <tr class:disabled=disabled>
                                             <td class="mono">{u.username.clone()}</td>
                                             <td>{u.display_name.clone()}</td>
                                             <td>
                                                 <form method="post" action=action class="roles">
                                                     {boxes}
                                                     <button type="submit">"Save"</button>
+                                                </form>
+                                            </td>
+                                            <td>
+                                                <form method="post" action=toggle class="inline">
+                                                    {status}
+                                                    " "
+                                                    <button type="submit">
+                                                        {if disabled { "Enable" } else { "Disable" }}
+                                                    </button>
                                                 </form>
                                             </td>
                                         </tr>
@@ -778,6 +813,7 @@ pub fn AdminPage() -> impl IntoView {
                                             <th>"User"</th>
                                             <th>"Name"</th>
                                             <th>"Roles"</th>
+                                            <th>"Account"</th>
                                         </tr>
                                     </thead>
                                     <tbody>{rows}</tbody>

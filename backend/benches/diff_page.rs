@@ -125,11 +125,7 @@ fn bench(c: &mut Criterion) {
         })
         .expect("valid");
         let id = db.create_patch(&author, &valid).await.expect("stored").id;
-        let config = ServerConfig {
-            site_root: site_root(),
-            cookie_secure: false,
-            policy: Default::default(),
-        };
+        let config = ServerConfig::new(site_root(), Default::default());
         let router = web::router(&config, db.clone())
             .await
             .expect("router (build the site first: cargo xtask site)");

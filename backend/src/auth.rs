@@ -6,9 +6,12 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use graftbench_app::model::SessionUser;
 use std::sync::OnceLock;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The session key holding the signed-in user's id.
 pub const SESSION_USER_KEY: &str = "user_id";
+/// Longest user name; longer names cannot exist and are refused without a lookup.
+pub const MAX_USERNAME_CHARS: usize = 64;
 /// Shortest password `user add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
@@ -36,6 +39,11 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
         .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
+/// Whether `password` matches the PHC string `phc` (false for a malformed one).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    verify(password, phc)
+}
+
 fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
         .map(|hash| {
@@ -54,21 +62,37 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Checks a user name and password; `None` for either being wrong.
+///
+/// `slot` is a place among the hashes allowed to run at once; it is held until the hash
+/// is done, even if the caller stops waiting (a client that hangs up does not free a slot
+/// while its hash still runs).
 pub async fn sign_in(
     db: &Database,
     username: &str,
     password: &str,
+    slot: OwnedSemaphorePermit,
 ) -> Result<Option<SessionUser>, AuthError> {
-    let record = db.user_by_name(username).await?;
-    let password = password.to_owned();
-    let (phc, user) = match record {
-        Some(r) => (r.password_hash, Some(r.user)),
-        None => (decoy_hash().to_owned(), None),
+    let record = if username.chars().count() > MAX_USERNAME_CHARS {
+        None
+    } else {
+        db.user_by_name(username).await?
     };
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || verify(&password, &phc))
-        .await
-        .map_err(|_| AuthError::Interrupted)?;
+    let password = password.to_owned();
+    // A disabled account's password is still checked, so its refusal takes as long as
+    // any other and says nothing about the account.
+    let (phc, user) = match record {
+        Some(r) if r.disabled => (Some(r.password_hash), None),
+        Some(r) => (Some(r.password_hash), Some(r.user)),
+        None => (None, None),
+    };
+    // argon2 takes tens of milliseconds of CPU and 19 MiB: off the async workers, and
+    // only as many at once as there are slots.
+    let ok = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        verify(&password, phc.as_deref().unwrap_or_else(|| decoy_hash()))
+    })
+    .await
+    .map_err(|_| AuthError::Interrupted)?;
     Ok(if ok { user } else { None })
 }
 

@@ -51,6 +51,54 @@ pub fn diff_has_line(diff: &analyzer::patch::Patch, path: &str, side: &str, line
 }
 
 impl Database {
+    /// Whether a new thread's anchor is a line the revision's diff shows.
+    async fn check_anchor(
+        &self,
+        patch_id: i64,
+        request: &CommentRequest,
+    ) -> Result<(), ReviewError> {
+        if request.side != "old" && request.side != "new" {
+            return Err(ReviewError::Invalid(format!(
+                "side must be `old` or `new`, not `{}`",
+                request.side.chars().take(20).collect::<String>()
+            )));
+        }
+        let stored = self
+            .revision(patch_id, request.revision)
+            .await?
+            .ok_or_else(|| {
+                ReviewError::NotFound(format!("revision {} of patch {patch_id}", request.revision))
+            })?;
+        let (path, side) = (request.path.clone(), request.side.clone());
+        let line = u32::try_from(request.line).unwrap_or(0);
+        // Parsing is CPU work: off the async workers.
+        let shown = tokio::task::spawn_blocking(move || {
+            analyzer::patch::parse(&stored.diff)
+                .map(|parsed| diff_has_line(&parsed, &path, &side, line))
+                .map_err(|e| {
+                    ReviewError::Db(crate::db::DbError::Corrupt(format!(
+                        "a stored revision no longer parses: {e}"
+                    )))
+                })
+        })
+        .await
+        .map_err(|e| {
+            ReviewError::Db(crate::db::DbError::Corrupt(format!(
+                "parse task failed: {e}"
+            )))
+        })??;
+        if !shown {
+            return Err(ReviewError::Invalid(format!(
+                "revision {} shows no {} line {} of `{}`: comment on a line the diff shows",
+                request.revision,
+                request.side,
+                request.line,
+                request.path.chars().take(200).collect::<String>()
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds a comment (a new thread, or a reply) and returns its id.
     pub async fn add_comment(
         &self,
@@ -68,6 +116,14 @@ impl Database {
                 "the comment is longer than {MAX_COMMENT_CHARS} characters"
             )));
         }
+        // A new thread's anchor is checked against the revision's diff here, outside the
+        // write transaction: parsing a diff of megabytes while holding SQLite's write lock
+        // would stall every other writer (sign-ins included). Revisions never change, so
+        // the answer cannot go stale before the insert.
+        let anchor = match request.thread {
+            Some(_) => None,
+            None => Some(self.check_anchor(patch_id, request).await),
+        };
         let mut tx = self.pool().begin().await?;
         let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
         workflow::allowed(
@@ -98,35 +154,10 @@ impl Database {
                 )
             }
             None => {
-                if request.side != "old" && request.side != "new" {
-                    return Err(ReviewError::Invalid(format!(
-                        "side must be `old` or `new`, not `{}`",
-                        request.side.chars().take(20).collect::<String>()
-                    )));
-                }
-                let stored = self
-                    .revision_in(&mut tx, patch_id, request.revision)
-                    .await?
-                    .ok_or_else(|| {
-                        ReviewError::NotFound(format!(
-                            "revision {} of patch {patch_id}",
-                            request.revision
-                        ))
-                    })?;
-                let parsed = analyzer::patch::parse(&stored).map_err(|e| {
-                    ReviewError::Db(crate::db::DbError::Corrupt(format!(
-                        "a stored revision no longer parses: {e}"
-                    )))
-                })?;
-                let line = u32::try_from(request.line).unwrap_or(0);
-                if !diff_has_line(&parsed, &request.path, &request.side, line) {
-                    return Err(ReviewError::Invalid(format!(
-                        "revision {} shows no {} line {} of `{}`: comment on a line the diff shows",
-                        request.revision,
-                        request.side,
-                        request.line,
-                        request.path.chars().take(200).collect::<String>()
-                    )));
+                // Checked before the transaction (below); its verdict waits until the
+                // rules have said whether this user may comment at all.
+                if let Some(anchor) = anchor {
+                    anchor?;
                 }
                 (
                     request.revision,

@@ -6,7 +6,7 @@
 //! decodes the same way on both: 64-bit integers, text and bytes; times are RFC 3339 text.
 
 use crate::clock;
-use graftbench_app::model::{Role, SessionUser};
+use graftbench_app::model::{Role, SessionUser, UserAccount};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -37,6 +37,15 @@ pub enum DbError {
     /// A row holds something the code does not expect.
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// Stored bytes no longer hash to the SHA-256 they are filed under: someone changed
+    /// them outside Graftbench. Never served; logged as a security alert.
+    #[error("stored diff {sha256} does not match its SHA-256 (it hashes to {actual}): it was altered in the database")]
+    Tampered {
+        /// The hash the revision is filed under.
+        sha256: String,
+        /// What the stored bytes hash to.
+        actual: String,
+    },
 }
 
 /// The concrete pool the session store needs (tower-sessions' stores are per database).
@@ -181,7 +190,28 @@ pub struct UserRecord {
     pub user: SessionUser,
     /// PHC string (argon2id).
     pub password_hash: String,
+    /// Disabled accounts cannot sign in.
+    pub disabled: bool,
+    /// Seeded by `serve --demo` with a published password.
+    pub demo: bool,
 }
+
+/// What [`Database::set_disabled`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableChange {
+    /// The account was disabled or enabled.
+    Changed,
+    /// It already was.
+    Unchanged,
+    /// No such user.
+    NoSuchUser,
+    /// Refused: it would leave no enabled admin.
+    LastAdmin,
+}
+
+/// Enabled admins, counted inside a transaction that holds the audit head's lock.
+const ENABLED_ADMINS: &str = "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.id = r.user_id
+     WHERE r.role = 'admin' AND u.disabled_at IS NULL";
 
 /// What [`Database::set_roles`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +306,8 @@ impl Database {
     /// A user by login name, with the password hash.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>, DbError> {
         let row = sqlx::query(
-            "SELECT id, username, display_name, password_hash FROM users WHERE username = $1",
+            "SELECT id, username, display_name, password_hash, disabled_at, demo
+             FROM users WHERE username = $1",
         )
         .bind(username)
         .fetch_optional(&self.pool)
@@ -291,15 +322,20 @@ impl Database {
                 roles: self.roles_of(id).await?,
             },
             password_hash: row.try_get("password_hash")?,
+            disabled: row.try_get::<Option<String>, _>("disabled_at")?.is_some(),
+            demo: row.try_get::<i64, _>("demo")? != 0,
         }))
     }
 
-    /// A user by id, as sessions refer to them.
+    /// A user by id, as sessions refer to them. A disabled account has no user: every
+    /// request reads this, so disabling an account ends its sessions at once.
     pub async fn session_user(&self, id: i64) -> Result<Option<SessionUser>, DbError> {
-        let row = sqlx::query("SELECT id, username, display_name FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, username, display_name FROM users WHERE id = $1 AND disabled_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionUser {
             id,
@@ -349,10 +385,9 @@ impl Database {
             return Ok(RolesChange::Unchanged(after));
         }
         if before.contains(&Role::Admin) && !after.contains(&Role::Admin) {
-            let admins: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role = 'admin'")
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let admins: i64 = sqlx::query_scalar(ENABLED_ADMINS)
+                .fetch_one(&mut *tx)
+                .await?;
             if admins <= 1 {
                 return Ok(RolesChange::LastAdmin);
             }
@@ -381,21 +416,125 @@ impl Database {
         Ok(RolesChange::Changed { before, after })
     }
 
-    /// Every user, by name.
-    pub async fn list_users(&self) -> Result<Vec<SessionUser>, DbError> {
-        let rows = sqlx::query("SELECT id, username, display_name FROM users ORDER BY username")
-            .fetch_all(&self.pool)
-            .await?;
+    /// Every account, by name.
+    pub async fn list_users(&self) -> Result<Vec<UserAccount>, DbError> {
+        let rows = sqlx::query(
+            "SELECT id, username, display_name, disabled_at, demo FROM users ORDER BY username",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
-            users.push(SessionUser {
+            users.push(UserAccount {
                 id,
                 username: row.try_get("username")?,
                 display_name: row.try_get("display_name")?,
                 roles: self.roles_of(id).await?,
+                disabled_at: row.try_get("disabled_at")?,
+                demo: row.try_get::<i64, _>("demo")? != 0,
             });
         }
         Ok(users)
+    }
+
+    /// Disables or enables `username`'s account on behalf of `actor`, audited. Refuses to
+    /// disable the last enabled admin, who would lock everyone out of user management.
+    pub async fn set_disabled(
+        &self,
+        actor: &str,
+        username: &str,
+        disabled: bool,
+    ) -> Result<DisableChange, DbError> {
+        let mut tx = self.pool.begin().await?;
+        // Serialise with role changes, so two admins cannot disable each other at once.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let Some(row) = sqlx::query("SELECT id, disabled_at FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(DisableChange::NoSuchUser);
+        };
+        let id: i64 = row.try_get("id")?;
+        if row.try_get::<Option<String>, _>("disabled_at")?.is_some() == disabled {
+            return Ok(DisableChange::Unchanged);
+        }
+        if disabled {
+            let is_admin: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM user_roles WHERE user_id = $1 AND role = 'admin'",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let admins: i64 = sqlx::query_scalar(ENABLED_ADMINS)
+                .fetch_one(&mut *tx)
+                .await?;
+            if is_admin > 0 && admins <= 1 {
+                return Ok(DisableChange::LastAdmin);
+            }
+        }
+        sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(disabled.then(clock::now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        crate::audit::append(
+            &mut tx,
+            actor,
+            if disabled {
+                "user.disabled"
+            } else {
+                "user.enabled"
+            },
+            &format!("user:{username}"),
+            &serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(DisableChange::Changed)
+    }
+
+    /// Sets a new password for `username` on behalf of `actor` (the command line's
+    /// `system`), audited. The account stops being a demo account: its password is no
+    /// longer the published one. `false` when there is no such user.
+    pub async fn set_password(
+        &self,
+        actor: &str,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let changed =
+            sqlx::query("UPDATE users SET password_hash = $1, demo = 0 WHERE username = $2")
+                .bind(password_hash)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        crate::audit::append(
+            &mut tx,
+            actor,
+            "user.password_changed",
+            &format!("user:{username}"),
+            &serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks `username` as a demo account (one whose password is published).
+    pub async fn mark_demo(&self, username: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET demo = 1 WHERE username = $1")
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

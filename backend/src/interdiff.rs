@@ -11,6 +11,9 @@ use similar::{Algorithm, ChangeTag, TextDiff};
 
 /// Lines of unchanged context around each run of differences.
 const CONTEXT: usize = 3;
+/// The line diff gives up looking for the smallest answer after this long and shows a
+/// larger, still correct one: two crafted 5 MiB revisions must not hold a core for long.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The runs of lines in which `older` and `newer` differ, with context.
 pub fn interdiff(older: &[u8], newer: &[u8]) -> Vec<InterdiffHunk> {
@@ -18,6 +21,7 @@ pub fn interdiff(older: &[u8], newer: &[u8]) -> Vec<InterdiffHunk> {
     let newer = String::from_utf8_lossy(newer);
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Patience)
+        .timeout(TIMEOUT)
         .diff_lines(older.as_ref(), newer.as_ref());
     diff.grouped_ops(CONTEXT)
         .into_iter()

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use graftbench::auth;
-use graftbench::db::{self, Database, RolesChange};
+use graftbench::db::{self, Database, DisableChange, RolesChange};
 use graftbench::eligibility::LoadedPolicy;
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
@@ -156,6 +156,23 @@ struct ServeArgs {
     /// Mark the session cookie Secure; set this when users reach the server over HTTPS.
     #[arg(long)]
     cookie_secure: bool,
+    /// Sign-in attempts per account in a burst; then one per 60/N s, and after 10*N in a
+    /// row one per 600/N s.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    sign_in_account_limit: u32,
+    /// Sign-in attempts per client address in a burst, with the same growing waits.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    sign_in_address_limit: u32,
+    /// Password hashes computed at once (default: two per core); sign-ins beyond get 503.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    password_hash_slots: Option<u32>,
+    /// A reverse proxy whose X-Forwarded-For names the client (repeat for several). Behind
+    /// a TLS proxy every client has the proxy's address unless it is named here.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// Open connections at most; further ones are closed when accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 #[derive(Subcommand)]
@@ -175,8 +192,27 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Lists users and their roles.
+    /// Lists users, their roles, and whether each is disabled or a demo account.
     List,
+    /// Sets a new password (read as for `add`). A demo account stops being one.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disables an account: it cannot sign in, and its sessions end at once. The row stays
+    /// (the audit trail names it). The last enabled admin cannot be disabled.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Enables a disabled account again.
+    Enable {
+        /// Login name.
+        name: String,
+    },
     /// Grants and revokes roles; prints the roles the user holds afterwards.
     Roles {
         /// Login name.
@@ -263,14 +299,45 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(UserCommand::List) => {
             for user in open_database(global).await?.list_users().await? {
                 let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                let mut marks = Vec::new();
+                if user.disabled_at.is_some() {
+                    marks.push("disabled");
+                }
+                if user.demo {
+                    marks.push("demo");
+                }
                 println!(
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}{}",
                     user.username,
                     user.display_name,
-                    roles.join(",")
+                    roles.join(","),
+                    if marks.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\t({})", marks.join(", "))
+                    }
                 );
             }
             Ok(())
+        }
+        Command::User(UserCommand::Passwd {
+            name,
+            password_stdin,
+        }) => {
+            let db = open_database(global).await?;
+            let password = read_new_password(&name, password_stdin)?;
+            let hash = auth::hash_password(&password)?;
+            if !db.set_password("system", &name, &hash).await? {
+                bail!("no user `{name}`");
+            }
+            println!("password of {name} changed");
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { name }) => {
+            set_disabled(&open_database(global).await?, &name, true).await
+        }
+        Command::User(UserCommand::Enable { name }) => {
+            set_disabled(&open_database(global).await?, &name, false).await
         }
         Command::User(UserCommand::Roles {
             name,
@@ -472,6 +539,36 @@ async fn add_user(
     password_stdin: bool,
 ) -> Result<()> {
     validate_username(name)?;
+    let password = read_new_password(name, password_stdin)?;
+    let hash = auth::hash_password(&password)?;
+    match db
+        .create_user(name, display_name.unwrap_or(name), &hash, roles)
+        .await?
+    {
+        Some(_) => {
+            let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            println!("created user {name} ({})", roles.join(", "));
+            Ok(())
+        }
+        None => bail!("a user named `{name}` already exists"),
+    }
+}
+
+async fn set_disabled(db: &Database, name: &str, disabled: bool) -> Result<()> {
+    let verb = if disabled { "disabled" } else { "enabled" };
+    match db.set_disabled("system", name, disabled).await? {
+        DisableChange::Changed => println!("{name} {verb}"),
+        DisableChange::Unchanged => println!("{name} was already {verb}"),
+        DisableChange::NoSuchUser => bail!("no user `{name}`"),
+        DisableChange::LastAdmin => {
+            bail!("`{name}` is the last enabled admin: make someone else an admin first")
+        }
+    }
+    Ok(())
+}
+
+/// A new password for `name`, from the terminal (asked twice) or standard input.
+fn read_new_password(name: &str, password_stdin: bool) -> Result<String> {
     let password = if password_stdin {
         let mut input = String::new();
         std::io::stdin()
@@ -494,18 +591,7 @@ async fn add_user(
             auth::MIN_PASSWORD_CHARS
         );
     }
-    let hash = auth::hash_password(&password)?;
-    match db
-        .create_user(name, display_name.unwrap_or(name), &hash, roles)
-        .await?
-    {
-        Some(_) => {
-            let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            println!("created user {name} ({})", roles.join(", "));
-            Ok(())
-        }
-        None => bail!("a user named `{name}` already exists"),
-    }
+    Ok(password)
 }
 
 async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -> Result<()> {
@@ -547,11 +633,36 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
             );
         }
         graftbench::demo::seed(&db).await?;
+    } else {
+        // Loopback alone proves nothing (a TLS proxy in front connects over loopback):
+        // accounts with published passwords are served only by an explicit --demo.
+        let published = graftbench::demo::accounts_with_published_passwords(&db).await?;
+        if !published.is_empty() {
+            let list = published.join(", ");
+            bail!(
+                "this data directory has demo accounts whose passwords are published ({list}). \
+                 Serve it with --demo (loopback only), or first give each a new password with \
+                 `graftbench user passwd NAME` or disable it with `graftbench user disable NAME`"
+            );
+        }
     }
+    let defaults = web::SignInLimits::default();
     let config = ServerConfig {
         site_root: args.site_root,
         cookie_secure: args.cookie_secure,
         policy,
+        sign_in: web::SignInLimits {
+            per_account_per_minute: args.sign_in_account_limit,
+            per_address_per_minute: args.sign_in_address_limit,
+            hashing_concurrency: args
+                .password_hash_slots
+                .map_or(defaults.hashing_concurrency, |n| n as usize),
+            trusted_proxies: args.trusted_proxies,
+        },
+        serve: web::ServeOptions {
+            max_connections: args.max_connections as usize,
+            ..web::ServeOptions::default()
+        },
     };
     let router = web::router(&config, db).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -567,11 +678,10 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
         }
         println!();
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving HTTP")?;
+    web::serve(listener, router, config.serve, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")?;
     Ok(())
 }

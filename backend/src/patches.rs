@@ -12,10 +12,11 @@ use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     AppError, AuditEventView, AuditFilter, AuditPage, InterdiffView, MailView, PatchInfo,
     PatchPage, PatchSummary, PolicyView, ReviewView, RevisionSummary, RevisionView, Role,
-    SessionUser, State,
+    SessionUser, State, UserAccount,
 };
 use sqlx::Row;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What storing a new patch returns.
@@ -319,12 +320,14 @@ impl Database {
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(StoredRevision {
+        let stored = StoredRevision {
             number: row.try_get("number")?,
             sha256: row.try_get("diff_sha256")?,
             format: row.try_get("format")?,
             diff: row.try_get("content")?,
-        }))
+        };
+        check_content_hash(&stored.sha256, &stored.diff)?;
+        Ok(Some(stored))
     }
 
     /// Rows per table, for tests that must show a refused request wrote nothing.
@@ -349,6 +352,28 @@ impl Database {
     }
 }
 
+/// Refuses bytes that do not hash to the SHA-256 they are stored under.
+///
+/// Revisions are content-addressed and sign-offs name the hash, so bytes changed in the
+/// database would be shown and built under an approval given to other bytes.
+pub fn check_content_hash(sha256: &str, content: &[u8]) -> Result<(), DbError> {
+    use sha2::{Digest, Sha256};
+    let actual = hex::encode(Sha256::digest(content));
+    if actual == sha256 {
+        return Ok(());
+    }
+    tracing::error!(
+        target: "graftbench::security",
+        stored = %sha256,
+        actual = %actual,
+        "ALERT: a stored diff does not match its SHA-256; refusing to serve it"
+    );
+    Err(DbError::Tampered {
+        sha256: sha256.to_owned(),
+        actual,
+    })
+}
+
 /// Who may read the audit trail.
 pub const AUDIT_READERS: [Role; 3] = [Role::Auditor, Role::SecurityOfficer, Role::Admin];
 /// The most events the audit page shows at once (the newest that match).
@@ -357,33 +382,34 @@ pub const AUDIT_PAGE_LIMIT: i64 = 500;
 /// How many rendered revisions to keep in memory.
 const RENDER_CACHE_ENTRIES: usize = 32;
 
+/// A revision's rendering, or the one render of it under way: concurrent requests for
+/// the same revision wait for that render instead of starting their own.
+type RenderSlot = Arc<tokio::sync::OnceCell<Arc<RevisionView>>>;
+
 /// Rendered revisions by SHA-256. A revision's bytes never change, so its rendering
 /// never goes stale; only the renderer's own version could change it, and that changes
 /// only with a new binary.
 #[derive(Default)]
 struct RenderCache {
-    entries: HashMap<String, Arc<RevisionView>>,
+    entries: HashMap<String, RenderSlot>,
     order: VecDeque<String>,
 }
 
 impl RenderCache {
-    fn get(&mut self, sha256: &str) -> Option<Arc<RevisionView>> {
-        self.entries.get(sha256).cloned()
-    }
-
-    fn insert(&mut self, view: Arc<RevisionView>) {
-        if self
-            .entries
-            .insert(view.sha256.clone(), Arc::clone(&view))
-            .is_none()
-        {
-            self.order.push_back(view.sha256.clone());
+    /// The slot for `sha256`, made (and the oldest slot dropped) when there is none.
+    fn slot(&mut self, sha256: &str) -> RenderSlot {
+        if let Some(slot) = self.entries.get(sha256) {
+            return Arc::clone(slot);
         }
+        let slot = RenderSlot::default();
+        self.entries.insert(sha256.to_owned(), Arc::clone(&slot));
+        self.order.push_back(sha256.to_owned());
         while self.order.len() > RENDER_CACHE_ENTRIES {
             if let Some(old) = self.order.pop_front() {
                 self.entries.remove(&old);
             }
         }
+        slot
     }
 }
 
@@ -393,6 +419,7 @@ pub struct DbWorkbench {
     policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
     rendered: Mutex<RenderCache>,
+    renders_started: AtomicUsize,
 }
 
 impl DbWorkbench {
@@ -407,14 +434,39 @@ impl DbWorkbench {
             policy,
             renderer,
             rendered: Mutex::new(RenderCache::default()),
+            renders_started: AtomicUsize::new(0),
         }
     }
 
-    fn cached(&self, sha256: &str) -> Option<Arc<RevisionView>> {
-        self.rendered
-            .lock()
-            .ok()
-            .and_then(|mut cache| cache.get(sha256))
+    /// The rendering of `stored`, from the cache or rendered once however many requests
+    /// ask for it at the same time.
+    async fn rendered(&self, stored: StoredRevision) -> Result<Arc<RevisionView>, AppError> {
+        let slot = match self.rendered.lock() {
+            Ok(mut cache) => cache.slot(&stored.sha256),
+            // A poisoned cache only costs a render.
+            Err(_) => RenderSlot::default(),
+        };
+        let renderer = Arc::clone(&self.renderer);
+        let view = slot
+            .get_or_try_init(|| async move {
+                self.renders_started.fetch_add(1, Ordering::Relaxed);
+                // Parsing and highlighting are CPU work: off the async workers.
+                tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "rendering task failed");
+                        AppError::Internal
+                    })?
+                    .map(Arc::new)
+            })
+            .await?;
+        Ok(Arc::clone(view))
+    }
+
+    /// How many renders have started since the server did: for tests that show
+    /// concurrent requests share one.
+    pub fn renders_started(&self) -> usize {
+        self.renders_started.load(Ordering::Relaxed)
     }
 
     /// The patch page for one revision (the latest when `revision` is `None`).
@@ -437,24 +489,7 @@ impl DbWorkbench {
                 "revision {number} of patch {id}"
             )));
         };
-        let view = match self.cached(&stored.sha256) {
-            Some(view) => view,
-            None => {
-                // Highlighting is CPU work; keep it off the async workers.
-                let renderer = Arc::clone(&self.renderer);
-                let view = tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "rendering task failed");
-                        AppError::Internal
-                    })??;
-                let view = Arc::new(view);
-                if let Ok(mut cache) = self.rendered.lock() {
-                    cache.insert(Arc::clone(&view));
-                }
-                view
-            }
-        };
+        let view = self.rendered(stored).await?;
         // The same bytes may be revision 1 of one patch and revision 3 of another.
         let shown = RevisionView {
             number,
@@ -593,7 +628,15 @@ impl Workbench for DbWorkbench {
                 };
                 sides.push(stored.diff);
             }
-            let hunks = crate::interdiff::interdiff(&sides[0], &sides[1]);
+            // Two diffs of up to 5 MiB each: CPU work, off the async workers.
+            let hunks = tokio::task::spawn_blocking(move || {
+                crate::interdiff::interdiff(&sides[0], &sides[1])
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "interdiff task failed");
+                AppError::Internal
+            })?;
             Ok(InterdiffView {
                 info,
                 revisions: self.db.revisions(id).await.map_err(internal)?,
@@ -657,7 +700,7 @@ impl Workbench for DbWorkbench {
     fn users<'a>(
         &'a self,
         user: &'a SessionUser,
-    ) -> BoxFuture<'a, Result<Vec<SessionUser>, AppError>> {
+    ) -> BoxFuture<'a, Result<Vec<UserAccount>, AppError>> {
         Box::pin(async move {
             if !user.has_role(Role::Admin) {
                 return Err(AppError::Forbidden(

@@ -18,6 +18,11 @@ const EMPHASIS_MIN_SIMILARITY: f32 = 0.4;
 const PARALLEL_MIN_LINES: usize = 1_000;
 /// Lines longer than this are not highlighted (minified or generated content).
 const MAX_HIGHLIGHT_LINE: usize = 2_000;
+/// Paired lines longer than this (either of them) get no word emphasis: a word diff of
+/// two long lines costs more than it tells, and a crafted pair of 1 MB lines took 14 s.
+pub const MAX_EMPHASIS_LINE: usize = 400;
+/// The word diff of one pair of lines gives up (and approximates) after this long.
+const EMPHASIS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A highlight class for each scope prefix; the innermost matching scope wins.
 const SCOPE_CLASSES: &[(&str, &str)] = &[
@@ -365,10 +370,14 @@ fn code_words(line: &str) -> Vec<&str> {
 /// when the lines are too different for emphasis to help.
 #[allow(clippy::type_complexity)] // (old ranges, new ranges)
 fn emphasis(old: &str, new: &str) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    if old.len() > MAX_EMPHASIS_LINE || new.len() > MAX_EMPHASIS_LINE {
+        return (Vec::new(), Vec::new());
+    }
     let old_words = code_words(old);
     let new_words = code_words(new);
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Patience)
+        .timeout(EMPHASIS_TIMEOUT)
         .diff_slices(&old_words, &new_words);
     if diff.ratio() < EMPHASIS_MIN_SIMILARITY {
         return (Vec::new(), Vec::new());
@@ -402,22 +411,27 @@ fn emphasis(old: &str, new: &str) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) 
 }
 
 /// Splits tokens at the edges of `ranges` and flags the pieces inside them.
+///
+/// Both lists are sorted by position and their entries do not overlap (tokens tile the
+/// line; ranges come from the diff's ops in order), so one walk over both does it.
 fn mark(tokens: &mut Vec<Token>, ranges: &[(usize, usize)]) {
     if ranges.is_empty() {
         return;
     }
     let mut out = Vec::with_capacity(tokens.len() + ranges.len() * 2);
+    let mut next_range = 0;
     for token in tokens.drain(..) {
-        let mut cuts: Vec<usize> = ranges
-            .iter()
-            .flat_map(|&(a, b)| [a, b])
-            .filter(|&c| c > token.start && c < token.end)
-            .collect();
-        cuts.sort_unstable();
-        cuts.dedup();
         let mut start = token.start;
-        for end in cuts.into_iter().chain([token.end]) {
-            let emphasized = ranges.iter().any(|&(a, b)| start >= a && end <= b);
+        while start < token.end {
+            // Ranges that end at or before this point can no longer cut anything.
+            while next_range < ranges.len() && ranges[next_range].1 <= start {
+                next_range += 1;
+            }
+            let (end, emphasized) = match ranges.get(next_range) {
+                Some(&(a, b)) if a <= start => (b.min(token.end), true),
+                Some(&(a, _)) => (a.min(token.end), false),
+                None => (token.end, false),
+            };
             out.push(Token {
                 start,
                 end,
@@ -609,5 +623,56 @@ mod tests {
             render("--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n");
         assert!(files[0].hunks[0].lines[0].no_eol);
         assert!(files[0].hunks[0].lines[0].html.contains("noeol"));
+    }
+
+    /// Security review, finding 5: a pair of 1 MB lines took 13.9 s of word emphasis.
+    /// Long pairs are shown without emphasis, and still escaped and whole.
+    #[test]
+    fn long_paired_lines_get_no_emphasis() {
+        let old = format!("{} a", "w ".repeat(500_000));
+        let new = format!("{} b", "w ".repeat(500_000));
+        assert_eq!(emphasis(&old, &new), (Vec::new(), Vec::new()));
+        let at_limit_old = format!("{}a", "w ".repeat((MAX_EMPHASIS_LINE - 1) / 2));
+        let at_limit_new = format!("{}b", "w ".repeat((MAX_EMPHASIS_LINE - 1) / 2));
+        assert!(at_limit_old.len() <= MAX_EMPHASIS_LINE);
+        let (o, n) = emphasis(&at_limit_old, &at_limit_new);
+        assert_eq!(o.len(), 1);
+        assert_eq!(n.len(), 1);
+        let files = render(&format!(
+            "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-{old}<\n+{new}<\n"
+        ));
+        let lines = &files[0].hunks[0].lines;
+        assert!(!lines[1].html.contains("class=\"x"), "no emphasis");
+        assert!(lines[1].html.ends_with("b&lt;"));
+    }
+
+    /// `mark` walks tokens and ranges once; it must cut exactly where the old
+    /// token-by-range search did.
+    #[test]
+    fn mark_cuts_tokens_at_range_edges() {
+        let token = |start, end, class| Token {
+            start,
+            end,
+            class,
+            emphasized: false,
+        };
+        let mut tokens = vec![token(0, 4, "k"), token(4, 10, ""), token(10, 12, "n")];
+        mark(&mut tokens, &[(2, 5), (9, 11)]);
+        let got: Vec<(usize, usize, &str, bool)> = tokens
+            .iter()
+            .map(|t| (t.start, t.end, t.class, t.emphasized))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 2, "k", false),
+                (2, 4, "k", true),
+                (4, 5, "", true),
+                (5, 9, "", false),
+                (9, 10, "", true),
+                (10, 11, "n", true),
+                (11, 12, "n", false),
+            ]
+        );
     }
 }

@@ -796,22 +796,3 @@ pub async fn lock_and_evaluate(
         state: evaluate(&facts, &sign_offs, policy).state,
     })
 }
-
-impl Database {
-    /// A revision's bytes, read inside `tx`.
-    pub async fn revision_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        patch_id: i64,
-        number: i64,
-    ) -> Result<Option<Vec<u8>>, ReviewError> {
-        Ok(sqlx::query_scalar(
-            "SELECT b.content FROM revisions r JOIN diff_blobs b ON b.sha256 = r.diff_sha256
-             WHERE r.patch_id = $1 AND r.number = $2",
-        )
-        .bind(patch_id)
-        .bind(number)
-        .fetch_optional(&mut **tx)
-        .await?)
-    }
-}

@@ -998,3 +998,123 @@ fn policy_show_prints_the_policy_in_force_and_names_a_bad_file() {
         }
     }
 }
+
+/// Security review, finding 7: a data directory made with `--demo` and served later
+/// without it still took `grace/grace-demo-pw` as an admin.
+#[tokio::test]
+async fn a_data_dir_with_demo_accounts_is_served_only_as_a_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let migrated = graftbench(&data, &["migrate"], "");
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    {
+        let url = format!("sqlite://{}", data.join("graftbench.db").display());
+        let db = graftbench::db::Database::connect(&url).await.unwrap();
+        graftbench::demo::seed(&db).await.unwrap();
+        db.close().await;
+    }
+    let list = text(&graftbench(&data, &["user", "list"], "").stdout);
+    assert!(list.contains("grace\tGrace Admin\tadmin\t(demo)"), "{list}");
+    // A site root that does not exist: a server that got past the check would stop there.
+    let serve = |data: &Path| {
+        graftbench(
+            data,
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--site-root",
+                "/nonexistent",
+            ],
+            "",
+        )
+    };
+    let refused = serve(&data);
+    assert!(!refused.status.success());
+    let why = text(&refused.stderr);
+    for expected in [
+        "demo accounts whose passwords are published",
+        "alice, bob, carol, dave, erin, frank, grace",
+        "graftbench user passwd NAME",
+        "graftbench user disable NAME",
+        "--demo",
+    ] {
+        assert!(why.contains(expected), "{expected}: {why}");
+    }
+    // Re-password one, disable the others: then the server may start.
+    let passwd = graftbench(
+        &data,
+        &["user", "passwd", "grace", "--password-stdin"],
+        "a new and private password\n",
+    );
+    assert!(passwd.status.success(), "{}", text(&passwd.stderr));
+    for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let out = graftbench(&data, &["user", "disable", name], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{name} disabled\n"));
+    }
+    let list = text(&graftbench(&data, &["user", "list"], "").stdout);
+    assert!(list.contains("grace\tGrace Admin\tadmin\n"), "{list}");
+    assert!(
+        list.contains("alice\tAlice Author\tauthor\t(disabled, demo)"),
+        "{list}"
+    );
+    let started = serve(&data);
+    let why = text(&started.stderr);
+    assert!(why.contains("browser bundle is missing"), "{why}");
+    // The last enabled admin cannot be disabled.
+    let out = graftbench(&data, &["user", "disable", "grace"], "");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("last enabled admin"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A data directory from before demo accounts were marked: the published password itself
+/// is what gives them away.
+#[tokio::test]
+async fn an_unmarked_account_that_takes_a_demo_password_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = graftbench(
+        &data,
+        &[
+            "user",
+            "add",
+            "grace",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "grace-demo-pw\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = graftbench(
+        &data,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--role",
+            "reviewer",
+            "--password-stdin",
+        ],
+        "bob's own private password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let refused = graftbench(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--site-root",
+            "/nonexistent",
+        ],
+        "",
+    );
+    let why = text(&refused.stderr);
+    assert!(why.contains("published (grace)"), "{why}");
+}

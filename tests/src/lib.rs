@@ -121,6 +121,17 @@ impl TestServer {
 
     /// Starts a server on a fresh database under `policy`.
     pub async fn start_with(backend: Backend, policy: LoadedPolicy) -> TestServer {
+        TestServer::start_configured(backend, |config| config.policy = policy).await
+    }
+
+    /// Starts a server on a fresh database with the test defaults changed by `configure`.
+    ///
+    /// The defaults raise the sign-in limits far above what a test's sign-ins from one
+    /// address need; tests of the limits set their own.
+    pub async fn start_configured(
+        backend: Backend,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (pg, url) = match backend {
             Backend::Sqlite => (None, db::sqlite_url(&dir.path().join("graftbench.db"))),
@@ -130,11 +141,11 @@ impl TestServer {
             }
         };
         let db = Database::connect(&url).await.expect("connect and migrate");
-        let config = ServerConfig {
-            site_root: site_root(),
-            cookie_secure: false,
-            policy,
-        };
+        let mut config = ServerConfig::new(site_root(), LoadedPolicy::default());
+        config.sign_in.per_account_per_minute = 10_000;
+        config.sign_in.per_address_per_minute = 100_000;
+        configure(&mut config);
+        let serve_options = config.serve;
         let router = web::router(&config, db.clone())
             .await
             .expect("router (is the site built? run `cargo xtask site`)");
@@ -143,7 +154,9 @@ impl TestServer {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("serve");
+            web::serve(listener, router, serve_options, std::future::pending())
+                .await
+                .expect("serve");
         });
         TestServer {
             base,

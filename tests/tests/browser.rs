@@ -493,3 +493,143 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     events.abort();
     server.stop().await;
 }
+
+/// Security review, finding 1: a mail whose subject closes the `<title>` element ran its
+/// script in every reviewer's browser that opened the patch, and approved the patch with
+/// their sessions. Two reviewers open such a patch here: the title is text, the payload
+/// makes no request, nothing changes, and the page's own scripts run under the
+/// Content-Security-Policy without a single violation (the page hydrates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch() {
+    use chromiumoxide::cdp::browser_protocol::log::{
+        EnableParams as LogEnable, EventEntryAdded, LogEntryLevel,
+    };
+    use chromiumoxide::cdp::browser_protocol::network::{
+        EnableParams as NetworkEnable, EventRequestWillBeSent,
+    };
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("mallory", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    server.add_user("carol", &[Role::Reviewer]).await;
+    let subject = "</title><script>fetch('/api/v1/patches/1/actions/approve',{method:'POST',\
+                   headers:{'content-type':'application/json'},body:'{}'});\
+                   document.title='pwned'</script>";
+    let mail = format!(
+        "From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\n\
+         From: Mallory <mallory@example.com>\n\
+         Date: Mon, 27 Nov 2026 10:00:00 +0000\n\
+         Subject: [PATCH] {subject}\n\
+         \n\
+         A harmless-looking fix.\n\
+         ---\n\
+         diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c\n\
+         --- a/fs/proc/cmdline.c\n\
+         +++ b/fs/proc/cmdline.c\n\
+         @@ -1 +1 @@\n\
+         -a\n\
+         +b\n"
+    );
+    let mallory = server.signed_in("mallory").await;
+    let response = mallory
+        .post(server.url("/api/v1/patches"))
+        .json(&serde_json::json!({ "title": "", "diff": mail }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let events_before = server.db.audit_events().await.unwrap().len();
+
+    let (mut browser, events, _profile) = launch().await;
+    for name in ["bob", "carol"] {
+        let page = signed_in_page(&browser, &server, name).await;
+        page.execute(LogEnable::default()).await.unwrap();
+        page.execute(NetworkEnable::default()).await.unwrap();
+        let mut log = page.event_listener::<EventEntryAdded>().await.unwrap();
+        let mut requests = page
+            .event_listener::<EventRequestWillBeSent>()
+            .await
+            .unwrap();
+        page.goto(server.url("/patches/1")).await.unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "!!document.querySelector('#layout-unified')",
+                Duration::from_secs(10)
+            )
+            .await
+        );
+        // Hydrated: the layout switch works in the page, without a page load. That needs
+        // the nonce'd loader, the bundle it imports, and the WebAssembly it compiles.
+        page.find_element("#layout-unified")
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "!!document.querySelector('table.diff.unified')",
+                Duration::from_secs(15)
+            )
+            .await,
+            "{name}'s page hydrated under the policy"
+        );
+        let title: String = page
+            .evaluate("document.title")
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        assert!(title.starts_with("</title><script>"), "{title}");
+        assert!(title.ends_with(" · Graftbench"), "{title}");
+        // What the browser logged and asked for while the page loaded and hydrated.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut problems = Vec::new();
+        while let Ok(Some(entry)) =
+            tokio::time::timeout(Duration::from_millis(200), log.next()).await
+        {
+            if entry.entry.level == LogEntryLevel::Error
+                || entry.entry.text.contains("Content Security Policy")
+            {
+                problems.push(entry.entry.text.clone());
+            }
+        }
+        assert!(problems.is_empty(), "{name}'s console: {problems:?}");
+        let mut urls = Vec::new();
+        while let Ok(Some(request)) =
+            tokio::time::timeout(Duration::from_millis(200), requests.next()).await
+        {
+            urls.push(request.request.url.clone());
+        }
+        assert!(!urls.is_empty(), "requests were observed");
+        assert!(
+            urls.iter().all(|u| !u.contains("/actions/")),
+            "{name}'s browser sent: {urls:?}"
+        );
+    }
+    // Nothing changed: no sign-off, no state change, no event at all.
+    let patch: serde_json::Value = mallory
+        .get(server.url("/api/v1/patches/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patch["review"]["state"], "in_review", "{patch}");
+    assert_eq!(patch["review"]["approvals"], 0, "{patch}");
+    let after = server.db.audit_events().await.unwrap();
+    let new: Vec<&str> = after[events_before..]
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| !a.starts_with("session."))
+        .collect();
+    assert!(new.is_empty(), "{new:?}");
+
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}

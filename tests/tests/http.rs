@@ -169,6 +169,8 @@ async fn wrong_password_is_refused(backend: Backend) {
         assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "{name}");
     }
     // Both attempts are in the audit trail (PCI-DSS 10.2.1.4), without the passwords.
+    // Whoever typed a name is not known: the actor is anonymous, the name what was
+    // attempted (security review, finding 9).
     let failed: Vec<(String, String)> = server
         .db
         .audit_events()
@@ -184,8 +186,8 @@ async fn wrong_password_is_refused(backend: Backend) {
     assert_eq!(
         failed,
         [
-            ("alice".to_owned(), "user:alice".to_owned()),
-            ("mallory".to_owned(), "user:mallory".to_owned())
+            ("anonymous".to_owned(), "user:alice".to_owned()),
+            ("anonymous".to_owned(), "user:mallory".to_owned())
         ]
     );
     server.stop().await;

@@ -881,11 +881,7 @@ async fn deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals
         policy: graftbench::eligibility::Policy::from_toml("approvals_required = 3").unwrap(),
         path: None,
     };
-    let config = graftbench::web::ServerConfig {
-        site_root: graftbench_tests::site_root(),
-        cookie_secure: false,
-        policy: strict,
-    };
+    let config = graftbench::web::ServerConfig::new(graftbench_tests::site_root(), strict);
     // Building the router is the server's start-up: it recomputes states under the policy.
     let _restarted = graftbench::web::router(&config, review.server.db.clone())
         .await

@@ -1,17 +1,20 @@
 //! Request handlers that are not Leptos pages: sign-in, the submission form, the JSON API.
 
+use super::sign_in::{self, Refusal};
 use super::{safe_next, status_only, url_encode, ApiError, AppState};
 use crate::auth::{self, SESSION_USER_KEY};
 use crate::submission::{self, SubmissionInput};
 use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use graftbench_app::model::{RejectedSubmission, Role, SessionUser};
 use graftbench_app::shell;
 use leptos::prelude::provide_context;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use tower_sessions::Session;
 
 /// The sign-in form.
@@ -24,14 +27,83 @@ pub(super) struct LoginForm {
 }
 
 /// `POST /login`: checks the password, then rotates the session id so a session fixed
-/// before sign-in is worthless after it.
+/// before sign-in is worthless after it. Attempts are limited per account and per client
+/// address ([`super::sign_in`]).
 pub(super) async fn login(
     State(state): State<AppState>,
     session: Session,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
     let next = safe_next(&form.next).to_owned();
-    match auth::sign_in(&state.db, form.username.trim(), &form.password).await? {
+    let name = form.username.trim();
+    let peer = peer.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0 .0);
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let address =
+        sign_in::client_address(peer, &forwarded, &state.sign_in.limits().trusted_proxies);
+    // What the audit trail keeps of a name someone typed: bounded, and never as an actor.
+    let attempted: String = name.chars().take(64).collect();
+    let permit = match state.sign_in.admit(name, address) {
+        Ok(permit) => permit,
+        Err(Refusal::Busy) => {
+            tracing::warn!(address = %address, "sign-in refused: every password-hashing slot is busy");
+            let mut response = login_page(
+                &state,
+                &format!("/login?error=busy&next={}", url_encode(&next)),
+            )
+            .await;
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(response);
+        }
+        Err(Refusal::Throttled {
+            retry_after,
+            new_account_lockout,
+            by_address,
+        }) => {
+            let seconds = retry_after.as_secs().max(1);
+            tracing::warn!(
+                user = %attempted.escape_debug(),
+                address = %address,
+                retry_after = seconds,
+                by_address,
+                "sign-in throttled"
+            );
+            if new_account_lockout {
+                state
+                    .db
+                    .record(
+                        ANONYMOUS,
+                        "session.sign_in_locked",
+                        &format!("user:{attempted}"),
+                        &serde_json::json!({
+                            "attempted_user": attempted,
+                            "address": address.to_string(),
+                            "retry_after_seconds": seconds,
+                        }),
+                    )
+                    .await?;
+            }
+            let mut response = login_page(
+                &state,
+                &format!("/login?error=throttled&next={}", url_encode(&next)),
+            )
+            .await;
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(response);
+        }
+    };
+    match auth::sign_in(&state.db, name, &form.password, permit).await? {
         Some(user) => {
             session.cycle_id().await?;
             session.insert(SESSION_USER_KEY, user.id).await?;
@@ -41,28 +113,54 @@ pub(super) async fn login(
                     &user.username,
                     "session.signed_in",
                     &format!("user:{}", user.username),
-                    &serde_json::json!({}),
+                    &serde_json::json!({ "address": address.to_string() }),
                 )
                 .await?;
-            tracing::info!(user = %user.username, "signed in");
+            tracing::info!(user = %user.username, address = %address, "signed in");
             Ok(Redirect::to(&next).into_response())
         }
         None => {
-            // The name is logged and audited to trace guessing; the password never is.
-            let name: String = form.username.trim().chars().take(64).collect();
-            tracing::warn!(user = %name, "failed sign-in");
+            // The name is kept to trace guessing, as what was attempted: whoever typed it
+            // is not known, so the actor is anonymous. The password never is kept.
+            tracing::warn!(user = %attempted.escape_debug(), address = %address, "failed sign-in");
             state
                 .db
                 .record(
-                    &name,
+                    ANONYMOUS,
                     "session.sign_in_failed",
-                    &format!("user:{name}"),
-                    &serde_json::json!({}),
+                    &format!("user:{attempted}"),
+                    &serde_json::json!({
+                        "attempted_user": attempted,
+                        "address": address.to_string(),
+                    }),
                 )
                 .await?;
             Ok(Redirect::to(&format!("/login?error=1&next={}", url_encode(&next))).into_response())
         }
     }
+}
+
+/// The actor of audit events whose author is not known (failed and throttled sign-ins).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The sign-in page as `uri` asks for it, rendered for a response the handler sends with
+/// its own status.
+async fn login_page(state: &AppState, uri: &str) -> Response {
+    let workbench = state.workbench.clone();
+    let options = state.leptos_options.clone();
+    let render = leptos_axum::render_app_async_with_context(
+        move || {
+            provide_context(workbench.clone());
+            super::set_page_csp();
+        },
+        move || shell(options.clone()),
+    );
+    let mut request = Request::new(Body::empty());
+    match uri.parse::<axum::http::Uri>() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(_) => *request.uri_mut() = axum::http::Uri::from_static("/login"),
+    }
+    render(request).await
 }
 
 /// `POST /logout`: deletes the session.
@@ -208,7 +306,8 @@ pub(super) async fn submit_form(
     if let Err(ApiError::Client(status, message)) = require_author(&user) {
         return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
     }
-    let valid = match fields.input().and_then(submission::validate) {
+    let input = fields.input();
+    let valid = match super::off_runtime(move || input.and_then(submission::validate)).await? {
         Ok(valid) => valid,
         Err(e) => {
             let status = submission_status(&e);
@@ -234,6 +333,7 @@ async fn render_rejected(
         move || {
             provide_context(workbench.clone());
             provide_context(rejected.clone());
+            super::set_page_csp();
         },
         move || shell(options.clone()),
     );
@@ -325,7 +425,8 @@ pub(super) async fn api_submit(
             "send application/json or multipart/form-data".into(),
         ));
     };
-    let valid = submission::validate(input)
+    let valid = super::off_runtime(move || submission::validate(input))
+        .await?
         .map_err(|e| ApiError::Client(submission_status(&e), e.to_string()))?;
     let created = state.db.create_patch(&user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");

@@ -7,8 +7,12 @@
 mod error;
 mod handlers;
 mod review;
+pub mod serve;
+pub mod sign_in;
 
 pub use error::ApiError;
+pub use serve::{serve, ServeOptions};
+pub use sign_in::{SignInGuard, SignInLimits};
 
 use crate::db::{Database, DbError};
 use crate::eligibility::LoadedPolicy;
@@ -23,6 +27,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use graftbench_app::api::ssr::SharedWorkbench;
+use graftbench_app::model::FlashMessage;
 use graftbench_app::{shell, App};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
@@ -32,6 +37,7 @@ use std::sync::Arc;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -40,6 +46,10 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 pub const BUNDLE_NAME: &str = "graftbench_ui";
 /// Largest request body: a 5 MiB diff, JSON-escaped (tabs and quotes double), plus fields.
 pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
+/// The session key of a message for the next page (see [`FlashMessage`]).
+pub const FLASH_KEY: &str = "flash";
+/// A request body must have arrived within this long (12 MiB at 100 KiB/s).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Sessions end after this much inactivity.
 pub const SESSION_IDLE_HOURS: i64 = 8;
 
@@ -52,6 +62,23 @@ pub struct ServerConfig {
     pub cookie_secure: bool,
     /// The review policy in force.
     pub policy: LoadedPolicy,
+    /// Limits on sign-in attempts and password hashing.
+    pub sign_in: SignInLimits,
+    /// Connection limits for [`serve`].
+    pub serve: ServeOptions,
+}
+
+impl ServerConfig {
+    /// A configuration with the default limits, plain-HTTP cookies.
+    pub fn new(site_root: PathBuf, policy: LoadedPolicy) -> ServerConfig {
+        ServerConfig {
+            site_root,
+            cookie_secure: false,
+            policy,
+            sign_in: SignInLimits::default(),
+            serve: ServeOptions::default(),
+        }
+    }
 }
 
 /// Errors while setting the server up.
@@ -82,6 +109,8 @@ pub struct AppState {
     pub workbench: SharedWorkbench,
     /// The review policy in force.
     pub policy: Arc<LoadedPolicy>,
+    /// Sign-in limits.
+    pub sign_in: Arc<SignInGuard>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -125,11 +154,15 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         leptos_options: leptos_options.clone(),
         workbench: workbench.clone(),
         policy,
+        sign_in: Arc::new(SignInGuard::new(config.sign_in.clone())),
     };
     let routes = generate_route_list(App);
     let page_context = {
         let workbench = workbench.clone();
-        move || provide_context(workbench.clone())
+        move || {
+            provide_context(workbench.clone());
+            set_page_csp();
+        }
     };
     let app_shell = {
         let options = leptos_options.clone();
@@ -165,6 +198,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             get(review::api_users).post(review::api_create_user),
         )
         .route("/api/v1/users/{name}/roles", put(review::api_set_roles))
+        .route(
+            "/api/v1/users/{name}/{verb}",
+            post(review::api_set_disabled),
+        )
         .route("/patches/{id}/actions", post(review::form_action))
         .route(
             "/patches/{id}/revisions",
@@ -178,6 +215,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .route("/admin/users", post(review::form_create_user))
         .route("/admin/users/{name}/roles", post(review::form_set_roles))
         .route(
+            "/admin/users/{name}/{verb}",
+            post(review::form_set_disabled),
+        )
+        .route(
             "/api/v1/patches/{id}/revisions/{number}/diff",
             get(handlers::api_raw_diff),
         )
@@ -190,12 +231,20 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             async move { render(req).await }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // A body that trickles in holds a task and its buffer: it must arrive in time.
+        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
         ))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_only))
+        // Pages set their own policy with the response's script nonce (`set_page_csp`);
+        // everything else (JSON, redirects, files, errors) may load and run nothing.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(NON_PAGE_CSP),
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -213,6 +262,43 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     Ok(router)
+}
+
+/// The Content-Security-Policy of responses that are not pages.
+pub const NON_PAGE_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The Content-Security-Policy of a page whose inline scripts carry `nonce`.
+///
+/// Scripts run only with this response's nonce: Leptos puts it on the hydration loader and
+/// on the inline data of resources it resolved on the server, and the loader's
+/// `import()` of the bundle inherits it. `'wasm-unsafe-eval'` lets the bundle compile its
+/// WebAssembly; nothing else may be evaluated. Styles and images come from this site only
+/// (highlighting is by class, never inline style), and forms post only here.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; \
+         base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    )
+}
+
+/// Adds the page's Content-Security-Policy with the nonce leptos_axum made for this
+/// response. Runs inside the page's reactive context, where both are provided.
+pub(crate) fn set_page_csp() {
+    let nonce = leptos::nonce::use_nonce();
+    let response = leptos::prelude::use_context::<leptos_axum::ResponseOptions>();
+    if let (Some(nonce), Some(response)) = (nonce, response) {
+        match HeaderValue::from_str(&page_csp(&nonce)) {
+            Ok(value) => response.insert_header(header::CONTENT_SECURITY_POLICY, value),
+            // A nonce is base64; should it ever not be, no policy at all would be worse
+            // than the strictest one.
+            Err(_) => response.insert_header(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(NON_PAGE_CSP),
+            ),
+        }
+    }
 }
 
 /// Paths served without a session.
@@ -243,8 +329,22 @@ async fn require_session(
         Err(e) => return ApiError::from(e).into_response(),
     };
     match user {
+        // Reading needs a role: an account whose roles were all taken away may only sign
+        // out (a disabled one has no user at all, above).
+        Some(user) if user.roles.is_empty() && path != "/logout" => no_role(&path),
         Some(user) => {
             req.extensions_mut().insert(user);
+            // Pages only: a JSON or asset request must not eat the message meant for the
+            // page the form redirected to.
+            if req.method() == Method::GET && !path.starts_with("/api/v1/") {
+                match session.remove::<String>(FLASH_KEY).await {
+                    Ok(Some(message)) => {
+                        req.extensions_mut().insert(FlashMessage(message));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return ApiError::from(e).into_response(),
+                }
+            }
             next.run(req).await
         }
         None if path.starts_with("/api/") => ApiError::unauthorized().into_response(),
@@ -257,6 +357,32 @@ async fn require_session(
             Redirect::to(&format!("/login?next={}", url_encode(&target))).into_response()
         }
     }
+}
+
+/// The answer to a signed-in account that holds no role.
+fn no_role(path: &str) -> Response {
+    const WHY: &str = "your account holds no role in Graftbench: ask an admin for one";
+    if path.starts_with("/api/") {
+        return ApiError::forbidden(WHY).into_response();
+    }
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>No role · Graftbench</title></head><body><p>{}.</p>\
+         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button>\
+         </form></body></html>",
+        capitalized(WHY)
+    );
+    let mut response = axum::response::Html(page).into_response();
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Refuses state-changing requests that a browser marks as coming from another site.
@@ -315,6 +441,18 @@ pub fn safe_next(next: &str) -> &str {
     } else {
         "/"
     }
+}
+
+/// Runs CPU work (parsing a diff of megabytes, say) on the blocking pool, so the async
+/// workers keep answering other requests meanwhile.
+pub(crate) async fn off_runtime<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a blocking task failed: {e}")))
 }
 
 /// An empty response with a status, for handlers.

@@ -17,6 +17,7 @@ use axum::{Extension, Form, Json};
 use graftbench_app::model::{Action, AuditFilter, Role, SessionUser};
 use serde::Deserialize;
 use std::collections::HashMap;
+use tower_sessions::Session;
 
 /// The status a review refusal answers with. (`ApiError`'s blanket `From` would make
 /// every one a 500, so review calls map their errors through this explicitly.)
@@ -213,13 +214,15 @@ async fn upload(
     request: Request,
 ) -> Result<crate::review::ActionOutcome, ApiError> {
     let diff = read_revision(request).await?;
-    let valid = submission::validate_diff(diff).map_err(|e| {
-        let status = match e {
-            submission::SubmissionError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        ApiError::Client(status, e.to_string())
-    })?;
+    let valid = super::off_runtime(move || submission::validate_diff(diff))
+        .await?
+        .map_err(|e| {
+            let status = match e {
+                submission::SubmissionError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiError::Client(status, e.to_string())
+        })?;
     let outcome = state
         .db
         .upload_revision(user, id, &valid, &state.policy.policy)
@@ -303,17 +306,20 @@ pub(super) async fn api_resolve(
     Ok(status_only(StatusCode::NO_CONTENT))
 }
 
-/// Where a form post goes back to, with the refusal's message when there was one.
-fn back_to(path: &str, result: Result<(), ApiError>, anchor: &str) -> Result<Response, ApiError> {
+/// Where a form post goes back to; a refusal's message waits in the session for that
+/// page (a [`FlashMessage`]), never in the URL.
+async fn back_to(
+    session: &Session,
+    path: &str,
+    result: Result<(), ApiError>,
+    anchor: &str,
+) -> Result<Response, ApiError> {
     match result {
         Ok(()) => Ok(Redirect::to(&format!("{path}{anchor}")).into_response()),
         Err(ApiError::Client(status, message)) => {
-            tracing::info!(status = status.as_u16(), reason = %message, "form refused");
-            let separator = if path.contains('?') { '&' } else { '?' };
-            Ok(
-                Redirect::to(&format!("{path}{separator}error={}", url_encode(&message)))
-                    .into_response(),
-            )
+            tracing::info!(status = status.as_u16(), reason = %message.escape_debug(), "form refused");
+            session.insert(super::FLASH_KEY, message).await?;
+            Ok(Redirect::to(path).into_response())
         }
         Err(e) => Err(e),
     }
@@ -333,6 +339,7 @@ pub(super) struct ActionForm {
 pub(super) async fn form_action(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Path(id): Path<i64>,
     Form(form): Form<ActionForm>,
 ) -> Result<Response, ApiError> {
@@ -346,7 +353,7 @@ pub(super) async fn form_action(
     )
     .await
     .map(|_| ());
-    back_to(&format!("/patches/{id}"), result, "#review")
+    back_to(&session, &format!("/patches/{id}"), result, "#review").await
 }
 
 /// The page's comment form.
@@ -370,6 +377,7 @@ pub(super) struct CommentForm {
 pub(super) async fn form_comment(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Path(id): Path<i64>,
     Form(form): Form<CommentForm>,
 ) -> Result<Response, ApiError> {
@@ -413,13 +421,14 @@ pub(super) async fn form_comment(
         Ok(())
     }
     .await;
-    back_to(&page, result, "#comments")
+    back_to(&session, &page, result, "#comments").await
 }
 
 /// `POST /patches/{id}/comments/{thread}/{resolve|reopen}` from the page.
 pub(super) async fn form_resolve(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Path((id, thread, verb)): Path<(i64, i64, String)>,
 ) -> Result<Response, ApiError> {
     let result = async {
@@ -431,18 +440,19 @@ pub(super) async fn form_resolve(
         Ok(())
     }
     .await;
-    back_to(&format!("/patches/{id}"), result, "#comments")
+    back_to(&session, &format!("/patches/{id}"), result, "#comments").await
 }
 
 /// `POST /patches/{id}/revisions`: the page's upload form.
 pub(super) async fn form_upload_revision(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Path(id): Path<i64>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let result = upload(&state, &user, id, request).await.map(|_| ());
-    back_to(&format!("/patches/{id}"), result, "")
+    back_to(&session, &format!("/patches/{id}"), result, "").await
 }
 
 /// `GET /api/v1/audit?actor=&action=&subject=`.
@@ -521,6 +531,65 @@ async fn set_roles(
     }
 }
 
+/// Disables or enables an account (admins); `verb` is `disable` or `enable`.
+async fn set_disabled(
+    state: &AppState,
+    admin: &SessionUser,
+    username: &str,
+    verb: &str,
+) -> Result<(), ApiError> {
+    require_admin(admin)?;
+    let disabled = match verb {
+        "disable" => true,
+        "enable" => false,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "action `{}`",
+                verb.chars().take(20).collect::<String>()
+            )))
+        }
+    };
+    match state
+        .db
+        .set_disabled(&admin.username, username, disabled)
+        .await?
+    {
+        crate::db::DisableChange::Changed | crate::db::DisableChange::Unchanged => {
+            tracing::info!(admin = %admin.username, user = %username.escape_debug(), verb, "account changed");
+            Ok(())
+        }
+        crate::db::DisableChange::NoSuchUser => Err(ApiError::not_found(format!(
+            "user `{}`",
+            username.chars().take(64).collect::<String>()
+        ))),
+        crate::db::DisableChange::LastAdmin => Err(ApiError::Client(
+            StatusCode::CONFLICT,
+            format!("`{username}` is the last enabled admin: make someone else an admin first"),
+        )),
+    }
+}
+
+/// `POST /api/v1/users/{name}/disable` and `.../enable` (admins): 204.
+pub(super) async fn api_set_disabled(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path((name, verb)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_disabled(&state, &user, &name, &verb).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// `POST /admin/users/{name}/disable` and `.../enable`: the admin page's buttons.
+pub(super) async fn form_set_disabled(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path((name, verb)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let result = set_disabled(&state, &user, &name, &verb).await;
+    back_to(&session, "/admin", result, "").await
+}
+
 /// `PUT /api/v1/users/{name}/roles` with `{"roles": [...]}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -543,6 +612,7 @@ pub(super) async fn api_set_roles(
 pub(super) async fn form_set_roles(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Path(name): Path<String>,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -551,7 +621,7 @@ pub(super) async fn form_set_roles(
         set_roles(&state, &user, &name, &roles).await.map(|_| ())
     }
     .await;
-    back_to("/admin", result, "")
+    back_to(&session, "/admin", result, "").await
 }
 
 /// A new user from the admin page or the API.
@@ -615,6 +685,7 @@ async fn create_user(
 pub(super) async fn form_create_user(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
+    session: Session,
     Form(new): Form<NewUser>,
 ) -> Result<Response, ApiError> {
     let result = async {
@@ -622,7 +693,7 @@ pub(super) async fn form_create_user(
         create_user(&state, &user, &new, &roles).await.map(|_| ())
     }
     .await;
-    back_to("/admin", result, "")
+    back_to(&session, "/admin", result, "").await
 }
 
 /// `POST /api/v1/users` with `{"username", "display_name", "password", "roles"}`.
