@@ -100,6 +100,8 @@ pub struct UserAccount {
     pub display_name: String,
     /// Roles held.
     pub roles: Vec<Role>,
+    /// Roles granted and waiting for a second admin's confirmation.
+    pub pending_roles: Vec<Role>,
     /// When the account was disabled (it cannot sign in; its sessions are over).
     pub disabled_at: Option<String>,
     /// Seeded by `serve --demo` with a published password.

@@ -763,6 +763,24 @@ pub fn AdminPage() -> impl IntoView {
                                         u.username,
                                         if disabled { "enable" } else { "disable" },
                                     );
+                                    let confirms = u
+                                        .pending_roles
+                                        .iter()
+                                        .map(|r| {
+                                            let to = format!(
+                                                "/admin/users/{}/roles/{}/confirm",
+                                                u.username,
+                                                r.as_str(),
+                                            );
+                                            view! {
+                                                <form method="post" action=to class="inline">
+                                                    <button type="submit">
+                                                        {format!("Confirm {}", r.label())}
+                                                    </button>
+                                                </form>
+                                            }
+                                        })
+                                        .collect_view();
                                     let status = match (&u.disabled_at, u.demo) {
                                         (Some(at), _) => format!("disabled {}", short_time(at)),
                                         (None, true) => "demo account".to_owned(),
@@ -777,8 +795,13 @@ pub fn AdminPage() -> impl IntoView {
                                                         type="checkbox"
                                                         name=format!("role_{}", r.as_str())
                                                         checked=u.roles.contains(&r)
+                                                            || u.pending_roles.contains(&r)
                                                     />
                                                     {r.label()}
+                                                    {u
+                                                        .pending_roles
+                                                        .contains(&r)
+                                                        .then_some(" (waiting)")}
                                                 </label>
                                             }
                                         })
@@ -792,6 +815,7 @@ pub fn AdminPage() -> impl IntoView {
                                                     {boxes}
                                                     <button type="submit">"Save"</button>
                                                 </form>
+                                                {confirms}
                                             </td>
                                             <td>
                                                 <form method="post" action=toggle class="inline">
@@ -818,6 +842,13 @@ pub fn AdminPage() -> impl IntoView {
                                     </thead>
                                     <tbody>{rows}</tbody>
                                 </table>
+                                <p class="hint">
+                                    "Four eyes: a grant of the reviewer, security officer, release manager or admin role waits until a second admin confirms it, and a role an admin granted or confirmed never approves that admin's own patches (policy "
+                                    <code>"role_grants_need_second_admin"</code>
+                                    "). With one admin, grant on the server's command line ("
+                                    <code>"graftbench user roles NAME --grant ROLE"</code>
+                                    "), which is audited."
+                                </p>
                                 <h2>"New user"</h2>
                                 <form method="post" action="/admin/users" class="stack submit">
                                     <div class="row">

@@ -213,15 +213,80 @@ pub enum DisableChange {
 const ENABLED_ADMINS: &str = "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.id = r.user_id
      WHERE r.role = 'admin' AND u.disabled_at IS NULL";
 
+/// Roles whose grants by an admin wait for a second admin when the policy says so: they
+/// sign off on patches or manage the accounts that do.
+pub const CONFIRMED_ROLES: [Role; 4] = [
+    Role::Reviewer,
+    Role::SecurityOfficer,
+    Role::ReleaseManager,
+    Role::Admin,
+];
+
+/// Who changes someone's roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grantor<'a> {
+    /// The server's command line: the audited break-glass path, in force at once.
+    CommandLine,
+    /// An admin in the web UI or the API.
+    Admin {
+        /// The admin's user id.
+        id: i64,
+        /// The admin's user name (the audit event's actor).
+        name: &'a str,
+        /// Whether grants of [`CONFIRMED_ROLES`] wait for a second admin.
+        four_eyes: bool,
+    },
+}
+
+impl Grantor<'_> {
+    fn actor(&self) -> &str {
+        match self {
+            Grantor::CommandLine => "system",
+            Grantor::Admin { name, .. } => name,
+        }
+    }
+
+    fn admin_id(&self) -> Option<i64> {
+        match self {
+            Grantor::CommandLine => None,
+            Grantor::Admin { id, .. } => Some(*id),
+        }
+    }
+
+    /// Whether a grant of `role` by this grantor waits for a second admin.
+    fn holds(&self, role: Role) -> bool {
+        matches!(
+            self,
+            Grantor::Admin {
+                four_eyes: true,
+                ..
+            }
+        ) && CONFIRMED_ROLES.contains(&role)
+    }
+}
+
+/// What [`Database::confirm_grant`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmGrant {
+    /// The role is in force.
+    Confirmed,
+    /// No such user, or no such grant waiting.
+    NotPending,
+    /// The confirming admin is the one who granted it, or the one who would receive it.
+    SameAdmin,
+}
+
 /// What [`Database::set_roles`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolesChange {
-    /// The roles changed.
+    /// The roles changed, or grants now wait for a second admin.
     Changed {
         /// Before.
         before: Vec<Role>,
-        /// After.
+        /// In force after.
         after: Vec<Role>,
+        /// Granted, waiting for a second admin's confirmation.
+        pending: Vec<Role>,
     },
     /// The user already held exactly these roles; nothing was written.
     Unchanged(Vec<Role>),
@@ -253,15 +318,22 @@ impl Database {
         password_hash: &str,
         roles: &[Role],
     ) -> Result<Option<i64>, DbError> {
-        self.create_user_as("system", username, display_name, password_hash, roles)
-            .await
+        self.create_user_as(
+            Grantor::CommandLine,
+            username,
+            display_name,
+            password_hash,
+            roles,
+        )
+        .await
     }
 
-    /// Creates a user on behalf of `actor` (an admin's user name); `None` if the name is
-    /// taken.
+    /// Creates a user on behalf of `by`; `None` if the name is taken. Under four eyes an
+    /// admin's grants of [`CONFIRMED_ROLES`] wait for a second admin, as in
+    /// [`Database::set_roles`].
     pub async fn create_user_as(
         &self,
-        actor: &str,
+        by: Grantor<'_>,
         username: &str,
         display_name: &str,
         password_hash: &str,
@@ -283,20 +355,38 @@ impl Database {
         let Some(id) = id else {
             return Ok(None);
         };
-        for role in roles {
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+        let (held, pending): (Vec<Role>, Vec<Role>) = roles.iter().partition(|r| !by.holds(**r));
+        for role in &held {
+            sqlx::query("INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)")
                 .bind(id)
                 .bind(role.as_str())
+                .bind(by.admin_id())
                 .execute(&mut *tx)
                 .await?;
         }
-        let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        for role in &pending {
+            sqlx::query(
+                "INSERT INTO role_grants_pending (user_id, role, granted_by, granted_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(role.as_str())
+            .bind(by.admin_id())
+            .bind(clock::now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
         crate::audit::append(
             &mut tx,
-            actor,
+            by.actor(),
             "user.created",
             &format!("user:{username}"),
-            &serde_json::json!({ "display_name": display_name, "roles": roles }),
+            &serde_json::json!({
+                "display_name": display_name,
+                "roles": names(&held),
+                "pending_roles": names(&pending),
+            }),
         )
         .await?;
         tx.commit().await?;
@@ -353,11 +443,13 @@ impl Database {
         roles_from_rows(&rows)
     }
 
-    /// Gives `username` exactly `roles`, on behalf of `actor`. Refuses to take the admin
-    /// role from the last admin, who would lock everyone out of user management.
+    /// Gives `username` exactly `roles`, on behalf of `by`. Removals take effect at once;
+    /// grants of [`CONFIRMED_ROLES`] by an admin under four eyes wait for a second admin
+    /// ([`Database::confirm_grant`]), and a waiting grant left out of `roles` is withdrawn.
+    /// Refuses to take the admin role from the last enabled admin.
     pub async fn set_roles(
         &self,
-        actor: &str,
+        by: Grantor<'_>,
         username: &str,
         roles: &[Role],
     ) -> Result<RolesChange, DbError> {
@@ -378,10 +470,24 @@ impl Database {
             .fetch_all(&mut *tx)
             .await?;
         let before = roles_from_rows(&rows)?;
-        let mut after = roles.to_vec();
-        after.sort();
-        after.dedup();
-        if before == after {
+        let rows = sqlx::query("SELECT role FROM role_grants_pending WHERE user_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let pending_before = roles_from_rows(&rows)?;
+        let mut wanted = roles.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        let mut after: Vec<Role> = Vec::new();
+        let mut pending: Vec<Role> = Vec::new();
+        for role in &wanted {
+            if before.contains(role) || !by.holds(*role) {
+                after.push(*role);
+            } else {
+                pending.push(*role);
+            }
+        }
+        if before == after && pending_before == pending {
             return Ok(RolesChange::Unchanged(after));
         }
         if before.contains(&Role::Admin) && !after.contains(&Role::Admin) {
@@ -392,28 +498,145 @@ impl Database {
                 return Ok(RolesChange::LastAdmin);
             }
         }
-        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        for role in &after {
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+        for role in before.iter().filter(|r| !after.contains(r)) {
+            sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
                 .bind(id)
                 .bind(role.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
+        for role in after.iter().filter(|r| !before.contains(r)) {
+            sqlx::query("INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(role.as_str())
+                .bind(by.admin_id())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for role in pending_before.iter().filter(|r| !pending.contains(r)) {
+            sqlx::query("DELETE FROM role_grants_pending WHERE user_id = $1 AND role = $2")
+                .bind(id)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let newly_pending: Vec<Role> = pending
+            .iter()
+            .copied()
+            .filter(|r| !pending_before.contains(r))
+            .collect();
+        for role in &newly_pending {
+            sqlx::query(
+                "INSERT INTO role_grants_pending (user_id, role, granted_by, granted_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(role.as_str())
+            .bind(by.admin_id())
+            .bind(clock::now())
+            .execute(&mut *tx)
+            .await?;
+        }
         let names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
+        if before != after {
+            crate::audit::append(
+                &mut tx,
+                by.actor(),
+                "user.roles_changed",
+                &format!("user:{username}"),
+                &serde_json::json!({ "from": names(&before), "to": names(&after) }),
+            )
+            .await?;
+        }
+        if pending_before != pending {
+            crate::audit::append(
+                &mut tx,
+                by.actor(),
+                "user.role_grants_pending",
+                &format!("user:{username}"),
+                &serde_json::json!({
+                    "from": names(&pending_before),
+                    "to": names(&pending),
+                    "needs": "a second admin's confirmation",
+                }),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(RolesChange::Changed {
+            before,
+            after,
+            pending,
+        })
+    }
+
+    /// Confirms a waiting grant of `role` to `username` as admin `admin`, who must be
+    /// neither the admin who granted it nor its grantee; the role is then in force.
+    pub async fn confirm_grant(
+        &self,
+        admin: &SessionUser,
+        username: &str,
+        role: Role,
+    ) -> Result<ConfirmGrant, DbError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(
+            "SELECT p.user_id, p.granted_by, g.username AS granter
+             FROM role_grants_pending p
+             JOIN users u ON u.id = p.user_id
+             JOIN users g ON g.id = p.granted_by
+             WHERE u.username = $1 AND p.role = $2",
+        )
+        .bind(username)
+        .bind(role.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(ConfirmGrant::NotPending);
+        };
+        let user_id: i64 = row.try_get("user_id")?;
+        let granted_by: i64 = row.try_get("granted_by")?;
+        let granter: String = row.try_get("granter")?;
+        if admin.id == granted_by || admin.id == user_id {
+            return Ok(ConfirmGrant::SameAdmin);
+        }
+        sqlx::query("DELETE FROM role_grants_pending WHERE user_id = $1 AND role = $2")
+            .bind(user_id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role, granted_by, confirmed_by)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id, role) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(role.as_str())
+        .bind(granted_by)
+        .bind(admin.id)
+        .execute(&mut *tx)
+        .await?;
         crate::audit::append(
             &mut tx,
-            actor,
-            "user.roles_changed",
+            &admin.username,
+            "user.role_grant_confirmed",
             &format!("user:{username}"),
-            &serde_json::json!({ "from": names(&before), "to": names(&after) }),
+            &serde_json::json!({ "role": role.as_str(), "granted_by": granter }),
         )
         .await?;
         tx.commit().await?;
-        Ok(RolesChange::Changed { before, after })
+        Ok(ConfirmGrant::Confirmed)
+    }
+
+    /// Roles granted to `user_id` and waiting for a second admin.
+    pub async fn pending_roles(&self, user_id: i64) -> Result<Vec<Role>, DbError> {
+        let rows = sqlx::query("SELECT role FROM role_grants_pending WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        roles_from_rows(&rows)
     }
 
     /// Every account, by name.
@@ -431,6 +654,7 @@ impl Database {
                 username: row.try_get("username")?,
                 display_name: row.try_get("display_name")?,
                 roles: self.roles_of(id).await?,
+                pending_roles: self.pending_roles(id).await?,
                 disabled_at: row.try_get("disabled_at")?,
                 demo: row.try_get::<i64, _>("demo")? != 0,
             });

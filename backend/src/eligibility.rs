@@ -27,6 +27,12 @@ pub struct Policy {
     pub release_manager_not_author: bool,
     /// The most functions one live patch may replace.
     pub scope_limit: u32,
+    /// Four eyes on accounts: an admin's grant of a role that signs off or manages users
+    /// (reviewer, security officer, release manager, admin) made in the web UI or the API
+    /// waits until a second admin confirms it, and a role granted or confirmed by an
+    /// admin never approves a patch that admin wrote. The server's command line (`user
+    /// add`, `user roles`) is the audited break-glass path and is not held.
+    pub role_grants_need_second_admin: bool,
     /// Deadlines per change tier.
     pub deadlines: Deadlines,
 }
@@ -61,6 +67,7 @@ impl Default for Policy {
             security_officer_for_exceptions: true,
             release_manager_not_author: true,
             scope_limit: 30,
+            role_grants_need_second_admin: true,
             deadlines: Deadlines::default(),
         }
     }

@@ -612,7 +612,8 @@ async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -
         .filter(|r| !revoke.contains(r))
         .collect();
     roles.extend_from_slice(grant);
-    match db.set_roles("system", name, &roles).await? {
+    // The server's command line is the audited break-glass path: in force at once.
+    match db.set_roles(db::Grantor::CommandLine, name, &roles).await? {
         RolesChange::Changed { after, .. } | RolesChange::Unchanged(after) => {
             let names: Vec<&str> = after.iter().map(|r| r.as_str()).collect();
             println!("{name}\t{}", names.join(","));

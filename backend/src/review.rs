@@ -16,8 +16,8 @@ use crate::patches::NewRevision;
 use crate::submission::ValidDiff;
 use crate::workflow::{self, Denied, Phase, SignOff};
 use graftbench_app::model::{
-    Action, Category, CvssView, DeadlineView, EligibilityView, SessionUser, SignOffView, State,
-    Tier, Verdict,
+    Action, Category, CvssView, DeadlineView, EligibilityView, Role, SessionUser, SignOffView,
+    State, Tier, Verdict,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
@@ -493,6 +493,9 @@ impl Database {
         let ReviewRows { facts, sign_offs } = lock(&mut tx, patch_id).await?;
         let now_state = evaluate(&facts, &sign_offs, policy).state;
         workflow::allowed(action, user.id, &user.roles, facts.author_id, now_state)?;
+        if policy.role_grants_need_second_admin {
+            granted_independently(&mut tx, patch_id, user.id, action).await?;
+        }
         let subject = format!("patch:{patch_id}");
         let now = clock::now();
         match action {
@@ -781,6 +784,43 @@ pub struct LockedState {
     pub author_id: i64,
     /// The state computed now.
     pub state: State,
+}
+
+/// Refuses a sign-off that counts (an approval, an exception) from someone whose signing
+/// role was granted or confirmed by an admin who wrote the patch or one of its revisions:
+/// otherwise an admin could make accounts that approve the admin's own patches.
+async fn granted_independently(
+    tx: &mut Transaction<'static, Any>,
+    patch_id: i64,
+    user_id: i64,
+    action: Action,
+) -> Result<(), ReviewError> {
+    let (role, name) = match action {
+        Action::Approve => (Role::Reviewer, "reviewer"),
+        Action::SignException => (Role::SecurityOfficer, "security officer"),
+        _ => return Ok(()),
+    };
+    let by_a_writer: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_roles ur
+         WHERE ur.user_id = $1 AND ur.role = $2
+           AND EXISTS (
+               SELECT 1 FROM patches p WHERE p.id = $3
+                 AND (p.author_id = ur.granted_by OR p.author_id = ur.confirmed_by)
+               UNION ALL
+               SELECT 1 FROM revisions r WHERE r.patch_id = $3
+                 AND (r.submitted_by = ur.granted_by OR r.submitted_by = ur.confirmed_by))",
+    )
+    .bind(user_id)
+    .bind(role.as_str())
+    .bind(patch_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if by_a_writer > 0 {
+        return Err(ReviewError::Denied(workflow::Denied::GrantedByAuthor {
+            role: name,
+        }));
+    }
+    Ok(())
 }
 
 /// Takes the patch's lock in `tx` and computes its state: for changes that need the

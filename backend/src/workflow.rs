@@ -189,6 +189,16 @@ pub enum Denied {
     /// Only the author may.
     #[error("only the patch's author can {0}")]
     NotAuthor(&'static str),
+    /// Four eyes on accounts: the actor's role was granted or confirmed by an admin who
+    /// wrote this patch (or one of its revisions).
+    #[error(
+        "four eyes: your {role} role was granted or confirmed by an admin who wrote this \
+         patch, so your sign-off cannot count for it; another {role} must sign off"
+    )]
+    GrantedByAuthor {
+        /// The role, as people name it.
+        role: &'static str,
+    },
     /// Not in this state.
     #[error("a patch that is {state:?} cannot be {verb}")]
     State {

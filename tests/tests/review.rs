@@ -49,7 +49,11 @@ const CAST: &[(&str, &[Role])] = &[
 
 impl Review {
     async fn start(backend: Backend) -> Review {
-        let server = TestServer::start(backend).await;
+        Review::start_with(backend, graftbench::eligibility::LoadedPolicy::default()).await
+    }
+
+    async fn start_with(backend: Backend, policy: graftbench::eligibility::LoadedPolicy) -> Review {
+        let server = TestServer::start_with(backend, policy).await;
         let mut clients = HashMap::new();
         for (name, roles) in CAST {
             server.add_user(name, roles).await;
@@ -600,7 +604,11 @@ async fn exceptions_need_a_security_officer_and_a_reason(backend: Backend) {
 }
 
 async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backend) {
-    let mut review = Review::start(backend).await;
+    // The mechanics of role management, with grants in force at once. Four eyes on grants
+    // (the default policy) is tested in security.rs.
+    let mut policy = graftbench::eligibility::LoadedPolicy::default();
+    policy.policy.role_grants_need_second_admin = false;
+    let mut review = Review::start_with(backend, policy).await;
     let put_roles = |who: &str, user: &str, roles: Value| {
         review
             .as_(who)

@@ -26,6 +26,8 @@ on_both_databases!(
     an_account_without_roles_reads_nothing,
     a_disabled_account_is_signed_out_at_once_and_cannot_sign_in,
     bad_server_function_arguments_are_a_400,
+    an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch,
+    without_four_eyes_grants_are_in_force_at_once,
 );
 
 /// The mail of the stored-XSS finding: a subject that ends the `<title>` element.
@@ -605,5 +607,152 @@ async fn bad_server_function_arguments_are_a_400(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    server.stop().await;
+}
+
+async fn create_user(server: &TestServer, admin: &reqwest::Client, name: &str, roles: &[&str]) {
+    let response = admin
+        .post(server.url("/api/v1/users"))
+        .json(&json!({ "username": name, "password": PASSWORD, "roles": roles }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{name}");
+}
+
+async fn approve(server: &TestServer, client: &reqwest::Client) -> reqwest::Response {
+    let patch: Value = client
+        .get(server.url("/api/v1/patches/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sha = patch["review"]["current_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client
+        .post(server.url("/api/v1/patches/1/actions/approve"))
+        .json(&json!({ "revision_sha256": sha }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Finding 10: an admin created two reviewer accounts and approved a patch with them.
+async fn an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // Accounts made on the command line (the break-glass path) are in force at once.
+    server.add_user("grace", &[Role::Admin, Role::Author]).await;
+    server.add_user("henry", &[Role::Admin]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let grace = server.signed_in("grace").await;
+    let response = submit(
+        &server,
+        &grace,
+        json!({ "title": "t", "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+                "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Grace makes two reviewers: the grants wait for a second admin.
+    create_user(&server, &grace, "sock1", &["reviewer"]).await;
+    create_user(&server, &grace, "sock2", &["reviewer"]).await;
+    let sock1 = server.signed_in("sock1").await;
+    let response = sock1
+        .get(server.url("/api/v1/patches"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "no role in force yet"
+    );
+    // Grace cannot confirm her own grant, nor can the grantee.
+    let response = grace
+        .post(server.url("/api/v1/users/sock1/roles/reviewer/confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Henry, a second admin, confirms both.
+    let henry = server.signed_in("henry").await;
+    for name in ["sock1", "sock2"] {
+        let response = henry
+            .post(server.url(&format!("/api/v1/users/{name}/roles/reviewer/confirm")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{name}");
+    }
+    // In force now, but never for Grace's own patch.
+    for name in ["sock1", "sock2"] {
+        let client = server.signed_in(name).await;
+        let response = approve(&server, &client).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("four eyes"), "{body}");
+    }
+    // A reviewer nobody involved in the patch granted counts as ever.
+    let bob = server.signed_in("bob").await;
+    assert_eq!(approve(&server, &bob).await.status(), StatusCode::OK);
+    let patch: Value = grace
+        .get(server.url("/api/v1/patches/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patch["review"]["approvals"], 1, "{patch}");
+    assert_eq!(patch["review"]["state"], "in_review");
+    // Grants of the admin role wait too: no admin can make a second admin alone.
+    let response = grace
+        .put(server.url("/api/v1/users/bob/roles"))
+        .json(&json!({ "roles": ["reviewer", "admin"] }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["roles"], json!(["reviewer"]), "{body}");
+    assert_eq!(body["pending"], json!(["admin"]), "{body}");
+    let actions: Vec<String> = server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("user.role"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.role_grant_confirmed",
+            "user.role_grant_confirmed",
+            "user.role_grants_pending"
+        ]
+    );
+    server.stop().await;
+}
+
+/// The policy setting: a team that keeps four eyes elsewhere can turn it off.
+async fn without_four_eyes_grants_are_in_force_at_once(backend: Backend) {
+    let mut policy = graftbench::eligibility::LoadedPolicy::default();
+    policy.policy.role_grants_need_second_admin = false;
+    let server = TestServer::start_with(backend, policy).await;
+    server.add_user("grace", &[Role::Admin]).await;
+    let grace = server.signed_in("grace").await;
+    create_user(&server, &grace, "rita", &["reviewer"]).await;
+    let rita = server.signed_in("rita").await;
+    let response = rita
+        .get(server.url("/api/v1/patches"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     server.stop().await;
 }

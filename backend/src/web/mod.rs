@@ -202,6 +202,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/users/{name}/{verb}",
             post(review::api_set_disabled),
         )
+        .route(
+            "/api/v1/users/{name}/roles/{role}/confirm",
+            post(review::api_confirm_grant),
+        )
         .route("/patches/{id}/actions", post(review::form_action))
         .route(
             "/patches/{id}/revisions",
@@ -217,6 +221,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .route(
             "/admin/users/{name}/{verb}",
             post(review::form_set_disabled),
+        )
+        .route(
+            "/admin/users/{name}/roles/{role}/confirm",
+            post(review::form_confirm_grant),
         )
         .route(
             "/api/v1/patches/{id}/revisions/{number}/diff",

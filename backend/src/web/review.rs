@@ -7,6 +7,7 @@
 
 use super::{status_only, url_encode, ApiError, AppState};
 use crate::comments::CommentRequest;
+use crate::db::{ConfirmGrant, Grantor, RolesChange};
 use crate::review::{ActionRequest, ReviewError};
 use crate::submission;
 use crate::workflow::Denied;
@@ -511,24 +512,90 @@ fn parse_roles<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Role>
         .collect()
 }
 
+/// What a role change left: the roles in force and the grants waiting for a second admin.
+#[derive(Debug, serde::Serialize)]
+struct RolesAfter {
+    roles: Vec<Role>,
+    pending: Vec<Role>,
+}
+
 async fn set_roles(
     state: &AppState,
     admin: &SessionUser,
     username: &str,
     roles: &[Role],
-) -> Result<Vec<Role>, ApiError> {
+) -> Result<RolesAfter, ApiError> {
     require_admin(admin)?;
-    match state.db.set_roles(&admin.username, username, roles).await? {
-        crate::db::RolesChange::Changed { after, .. }
-        | crate::db::RolesChange::Unchanged(after) => Ok(after),
-        crate::db::RolesChange::NoSuchUser => {
-            Err(ApiError::not_found(format!("user `{username}`")))
+    let by = Grantor::Admin {
+        id: admin.id,
+        name: &admin.username,
+        four_eyes: state.policy.policy.role_grants_need_second_admin,
+    };
+    match state.db.set_roles(by, username, roles).await? {
+        RolesChange::Changed { after, pending, .. } => Ok(RolesAfter {
+            roles: after,
+            pending,
+        }),
+        RolesChange::Unchanged(after) => {
+            let pending = match state.db.user_by_name(username).await? {
+                Some(record) => state.db.pending_roles(record.user.id).await?,
+                None => Vec::new(),
+            };
+            Ok(RolesAfter {
+                roles: after,
+                pending,
+            })
         }
-        crate::db::RolesChange::LastAdmin => Err(ApiError::Client(
+        RolesChange::NoSuchUser => Err(ApiError::not_found(format!("user `{username}`"))),
+        RolesChange::LastAdmin => Err(ApiError::Client(
             StatusCode::CONFLICT,
             format!("`{username}` is the last admin: make someone else an admin first"),
         )),
     }
+}
+
+/// Confirms a grant waiting for a second admin.
+async fn confirm_grant(
+    state: &AppState,
+    admin: &SessionUser,
+    username: &str,
+    role: &str,
+) -> Result<(), ApiError> {
+    require_admin(admin)?;
+    let role = parse_roles([role])?.remove(0);
+    match state.db.confirm_grant(admin, username, role).await? {
+        ConfirmGrant::Confirmed => Ok(()),
+        ConfirmGrant::NotPending => Err(ApiError::not_found(format!(
+            "a waiting grant of {} to `{}`",
+            role.as_str(),
+            username.chars().take(64).collect::<String>()
+        ))),
+        ConfirmGrant::SameAdmin => Err(ApiError::forbidden(
+            "four eyes: a grant is confirmed by a second admin, neither the one who made it \
+             nor the one who receives it",
+        )),
+    }
+}
+
+/// `POST /api/v1/users/{name}/roles/{role}/confirm` (admins): 204.
+pub(super) async fn api_confirm_grant(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    confirm_grant(&state, &user, &name, &role).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// `POST /admin/users/{name}/roles/{role}/confirm`: the admin page's button.
+pub(super) async fn form_confirm_grant(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path((name, role)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let result = confirm_grant(&state, &user, &name, &role).await;
+    back_to(&session, "/admin", result, "").await
 }
 
 /// Disables or enables an account (admins); `verb` is `disable` or `enable`.
@@ -605,7 +672,12 @@ pub(super) async fn api_set_roles(
 ) -> Result<Response, ApiError> {
     let roles = parse_roles(body.roles.iter().map(String::as_str))?;
     let after = set_roles(&state, &user, &name, &roles).await?;
-    Ok(Json(serde_json::json!({ "username": name, "roles": after })).into_response())
+    Ok(Json(serde_json::json!({
+        "username": name,
+        "roles": after.roles,
+        "pending": after.pending,
+    }))
+    .into_response())
 }
 
 /// `POST /admin/users/{name}/roles`: checkboxes named `role_<name>`.
@@ -668,10 +740,17 @@ async fn create_user(
         "" => name,
         d => d,
     };
-    let hash = crate::auth::hash_password(&new.password)?;
+    let password = new.password.clone();
+    // argon2: CPU and memory, off the async workers.
+    let hash = super::off_runtime(move || crate::auth::hash_password(&password)).await??;
+    let by = Grantor::Admin {
+        id: admin.id,
+        name: &admin.username,
+        four_eyes: state.policy.policy.role_grants_need_second_admin,
+    };
     state
         .db
-        .create_user_as(&admin.username, name, display, &hash, roles)
+        .create_user_as(by, name, display, &hash, roles)
         .await?
         .ok_or_else(|| {
             ApiError::Client(
