@@ -170,6 +170,11 @@ struct ServeArgs {
     /// a TLS proxy every client has the proxy's address unless it is named here.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// The URL users reach the server at, e.g. https://graftbench.example.com behind a TLS
+    /// proxy (default: http:// and the --listen address). Requests for another Host, and
+    /// form posts from another Origin, are refused.
+    #[arg(long)]
+    public_url: Option<String>,
     /// Open connections at most; further ones are closed when accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -626,6 +631,29 @@ async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -
     }
 }
 
+/// The origins a server without `--public-url` answers as: the address it listens on
+/// (and `localhost` for a loopback one). Listening on every address needs the URL users
+/// type: there is no address to derive it from.
+fn derived_origins(bound: SocketAddr) -> Result<Vec<web::PublicOrigin>> {
+    if bound.ip().is_unspecified() {
+        bail!(
+            "listening on {bound} (every address) needs --public-url: the URL users type, \
+             e.g. --public-url https://graftbench.example.com"
+        );
+    }
+    let mut hosts = vec![bound.to_string()];
+    if bound.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", bound.port()));
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|host| web::PublicOrigin {
+            scheme: "http".to_owned(),
+            host,
+        })
+        .collect())
+}
+
 async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()> {
     if args.demo {
         if !args.listen.ip().is_loopback() {
@@ -647,6 +675,14 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
             );
         }
     }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let public_origins = match &args.public_url {
+        Some(url) => vec![web::PublicOrigin::parse(url).map_err(anyhow::Error::msg)?],
+        None => derived_origins(bound)?,
+    };
     let defaults = web::SignInLimits::default();
     let config = ServerConfig {
         site_root: args.site_root,
@@ -664,12 +700,16 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
             max_connections: args.max_connections as usize,
             ..web::ServeOptions::default()
         },
+        public_origins,
     };
     let router = web::router(&config, db).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let url = format!("http://{}/", listener.local_addr()?);
+    let url = format!(
+        "{}/",
+        config
+            .public_origins
+            .first()
+            .map_or_else(|| format!("http://{bound}"), web::PublicOrigin::origin)
+    );
     println!("Graftbench is running at {url}");
     if args.demo {
         println!("\nDemo logins (user / password / role):");

@@ -1118,3 +1118,64 @@ async fn an_unmarked_account_that_takes_a_demo_password_is_found() {
     let why = text(&refused.stderr);
     assert!(why.contains("published (grace)"), "{why}");
 }
+
+/// Security review, finding 9: every address needs the URL users type, so the Host and
+/// Origin checks have something to check against.
+#[test]
+fn listening_on_every_address_needs_a_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = graftbench(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--site-root",
+            "/nonexistent",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs --public-url"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = graftbench(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--public-url",
+            "ftp://x",
+            "--site-root",
+            "/nonexistent",
+        ],
+        "",
+    );
+    assert!(
+        text(&out.stderr).contains("is not a public URL"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = graftbench(
+        &data,
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--public-url",
+            "https://graftbench.example.com",
+            "--site-root",
+            "/nonexistent",
+        ],
+        "",
+    );
+    assert!(
+        text(&out.stderr).contains("browser bundle is missing"),
+        "{}",
+        text(&out.stderr)
+    );
+}

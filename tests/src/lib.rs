@@ -144,15 +144,20 @@ impl TestServer {
         let mut config = ServerConfig::new(site_root(), LoadedPolicy::default());
         config.sign_in.per_account_per_minute = 10_000;
         config.sign_in.per_address_per_minute = 100_000;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        config.public_origins = vec![web::PublicOrigin {
+            scheme: "http".into(),
+            host: address.to_string(),
+        }];
         configure(&mut config);
         let serve_options = config.serve;
         let router = web::router(&config, db.clone())
             .await
             .expect("router (is the site built? run `cargo xtask site`)");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let base = format!("http://{address}");
         let server = tokio::spawn(async move {
             web::serve(listener, router, serve_options, std::future::pending())
                 .await

@@ -28,6 +28,8 @@ on_both_databases!(
     bad_server_function_arguments_are_a_400,
     an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch,
     without_four_eyes_grants_are_in_force_at_once,
+    the_host_and_the_origin_scheme_must_be_this_servers,
+    signed_in_answers_are_never_stored_and_https_is_strict,
 );
 
 /// The mail of the stored-XSS finding: a subject that ends the `<title>` element.
@@ -754,5 +756,63 @@ async fn without_four_eyes_grants_are_in_force_at_once(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    server.stop().await;
+}
+
+/// Finding 9: the Host header was not checked and the Origin's scheme was ignored.
+async fn the_host_and_the_origin_scheme_must_be_this_servers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let alice = server.signed_in("alice").await;
+    // A DNS-rebinding page reaches the server under its own name.
+    let response = alice
+        .get(server.url("/api/v1/patches"))
+        .header("host", "evil.example:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let post = |origin: String| {
+        alice
+            .post(server.url("/api/v1/patches"))
+            .header("origin", origin)
+            .json(&json!({ "title": "t", "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }))
+            .send()
+    };
+    // The same host under another scheme is another origin.
+    assert_eq!(
+        post(format!("https://{host}")).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(format!("http://{host}")).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    server.stop().await;
+}
+
+/// Finding 9: no `Cache-Control: no-store` on signed-in answers, no HSTS over HTTPS.
+async fn signed_in_answers_are_never_stored_and_https_is_strict(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let alice = server.signed_in("alice").await;
+    for path in ["/", "/api/v1/patches", "/patches/new"] {
+        let response = alice.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        assert!(!response.headers().contains_key("strict-transport-security"));
+    }
+    server.stop().await;
+    let server = TestServer::start_configured(backend, |config| config.cookie_secure = true).await;
+    let response = server
+        .anonymous()
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     server.stop().await;
 }

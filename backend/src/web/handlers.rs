@@ -326,7 +326,7 @@ async fn render_rejected(
     rejected: RejectedSubmission,
     status: StatusCode,
 ) -> Response {
-    tracing::info!(user = %user.username, status = status.as_u16(), reason = %rejected.error, "submission refused");
+    tracing::info!(user = %user.username, status = status.as_u16(), reason = %rejected.error.escape_debug(), "submission refused");
     let workbench = state.workbench.clone();
     let options = state.leptos_options.clone();
     let render = leptos_axum::render_app_async_with_context(

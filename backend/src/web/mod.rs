@@ -66,6 +66,48 @@ pub struct ServerConfig {
     pub sign_in: SignInLimits,
     /// Connection limits for [`serve`].
     pub serve: ServeOptions,
+    /// The origins users reach this server at (`--public-url`): requests for another
+    /// `Host`, and state changes from another `Origin`, are refused. Empty: not checked
+    /// (in-process uses); `graftbench serve` always sets it.
+    pub public_origins: Vec<PublicOrigin>,
+}
+
+/// One origin the server answers as: scheme and `host[:port]`, lower-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicOrigin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host` or `host:port` as browsers send it in `Host`.
+    pub host: String,
+}
+
+impl PublicOrigin {
+    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is allowed; a
+    /// path, query, user or anything else is not).
+    pub fn parse(url: &str) -> Result<PublicOrigin, String> {
+        let bad = || {
+            format!("`{url}` is not a public URL: give scheme and host, e.g. https://graftbench.example.com")
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad());
+        }
+        let host = rest.strip_suffix('/').unwrap_or(rest).to_ascii_lowercase();
+        let clean = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+        if !clean {
+            return Err(bad());
+        }
+        Ok(PublicOrigin { scheme, host })
+    }
+
+    /// `scheme://host`, as browsers send it in `Origin`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme, self.host)
+    }
 }
 
 impl ServerConfig {
@@ -77,6 +119,7 @@ impl ServerConfig {
             policy,
             sign_in: SignInLimits::default(),
             serve: ServeOptions::default(),
+            public_origins: Vec::new(),
         }
     }
 }
@@ -246,7 +289,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             require_session,
         ))
         .layer(sessions)
-        .layer(middleware::from_fn(same_origin_only))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(config.public_origins.clone()),
+            same_origin_only,
+        ))
         // Pages set their own policy with the response's script nonce (`set_page_csp`);
         // everything else (JSON, redirects, files, errors) may load and run nothing.
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -264,6 +310,13 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
+        ))
+        // Over HTTPS (which --cookie-secure says), browsers must never try plain HTTP.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            config
+                .cookie_secure
+                .then(|| HeaderValue::from_static("max-age=31536000")),
         ))
         // A long diff page is megabytes of markup that compresses about tenfold.
         .layer(CompressionLayer::new())
@@ -353,7 +406,14 @@ async fn require_session(
                     Err(e) => return ApiError::from(e).into_response(),
                 }
             }
-            next.run(req).await
+            let mut response = next.run(req).await;
+            // What a signed-in user sees must not outlive the session in a cache: not the
+            // browser's (back button after sign-out on a shared machine), not a proxy's.
+            response
+                .headers_mut()
+                .entry(header::CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
+            response
         }
         None if path.starts_with("/api/") => ApiError::unauthorized().into_response(),
         None => {
@@ -393,30 +453,57 @@ fn capitalized(text: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Refuses state-changing requests that a browser marks as coming from another site.
+/// Refuses requests for a host this server is not, and state-changing requests that a
+/// browser marks as coming from another site.
 ///
-/// Browsers send `Sec-Fetch-Site` (and `Origin` on POST) on every request; a cross-site
-/// form or fetch is refused before it reaches a handler. Requests without either header
-/// are not from a browser page (curl, scripts) and carry no ambient cookie risk. Together
-/// with the `SameSite=Lax` session cookie this is the CSRF defence.
-async fn same_origin_only(req: Request, next: Next) -> Response {
+/// The `Host` must be one of the public origins' (a DNS-rebinding page, or a proxy
+/// forwarding someone else's name, gets a 421). Browsers send `Sec-Fetch-Site` (and
+/// `Origin` on POST) on every request; a cross-site form or fetch is refused before it
+/// reaches a handler, and an `Origin` must be a public origin exactly, scheme included (a
+/// plain-HTTP page cannot post to the HTTPS site). Requests without either header are not
+/// from a browser page (curl, scripts) and carry no ambient cookie risk. Together with the
+/// `SameSite=Lax` session cookie this is the CSRF defence.
+async fn same_origin_only(
+    State(origins): State<Arc<Vec<PublicOrigin>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let headers = req.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if !origins.is_empty() {
+        let known = host.is_some_and(|h| origins.iter().any(|o| o.host.eq_ignore_ascii_case(h)));
+        if !known {
+            tracing::warn!(
+                host = %host.unwrap_or("(none)").escape_debug(),
+                "refused a request for another host"
+            );
+            return (
+                StatusCode::MISDIRECTED_REQUEST,
+                "this server does not answer for that host (see --public-url)",
+            )
+                .into_response();
+        }
+    }
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
-    let headers = req.headers();
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    let same_origin = match fetch_site {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let site_ok = match fetch_site {
         Some(site) => site == "same-origin" || site == "none",
-        None => match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            Some(origin) => {
-                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-                let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-                host.is_some() && origin_host == host
-            }
-            None => true,
-        },
+        None => true,
     };
-    if same_origin {
+    let origin_ok = match origin {
+        None => true,
+        Some(origin) if !origins.is_empty() => origins
+            .iter()
+            .any(|o| o.origin().eq_ignore_ascii_case(origin)),
+        Some(origin) => {
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            host.is_some() && origin_host == host
+        }
+    };
+    if site_ok && origin_ok {
         next.run(req).await
     } else {
         tracing::warn!(path = %req.uri().path(), "refused a cross-site request");
