@@ -234,6 +234,62 @@ impl Database {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// The sign-offs, revisions, roles and accounts whose rows no audit event explains
+    /// ([`unexplained_rows`]).
+    pub async fn unexplained_rows(&self) -> Result<Vec<String>, DbError> {
+        let events = self.audit_events().await?;
+        let mut tables = ExplainedTables::default();
+        for r in sqlx::query(
+            "SELECT s.id, s.patch_id, s.revision, s.revision_sha256, u.username, s.verdict
+             FROM sign_offs s JOIN users u ON u.id = s.user_id ORDER BY s.id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        {
+            tables.sign_offs.push((
+                r.try_get("id")?,
+                r.try_get("patch_id")?,
+                r.try_get("revision")?,
+                r.try_get("revision_sha256")?,
+                r.try_get("username")?,
+                r.try_get("verdict")?,
+            ));
+        }
+        for r in sqlx::query(
+            "SELECT patch_id, number, diff_sha256 FROM revisions ORDER BY patch_id, number",
+        )
+        .fetch_all(self.pool())
+        .await?
+        {
+            tables.revisions.push((
+                r.try_get("patch_id")?,
+                r.try_get("number")?,
+                r.try_get("diff_sha256")?,
+            ));
+        }
+        for r in sqlx::query(
+            "SELECT u.username, r.role FROM user_roles r JOIN users u ON u.id = r.user_id
+             ORDER BY u.username, r.role",
+        )
+        .fetch_all(self.pool())
+        .await?
+        {
+            tables
+                .roles
+                .push((r.try_get("username")?, r.try_get("role")?));
+        }
+        for r in sqlx::query("SELECT username, disabled_at FROM users ORDER BY username")
+            .fetch_all(self.pool())
+            .await?
+        {
+            let disabled: Option<String> = r.try_get("disabled_at")?;
+            tables
+                .accounts
+                .push((r.try_get("username")?, disabled.is_some()));
+        }
+        Ok(unexplained_rows(&events, &tables))
+    }
+
     /// Walks the whole trail: the number of events, or the first broken link.
     pub async fn verify_audit(&self) -> Result<Result<usize, BrokenChain>, DbError> {
         let events = self.audit_events().await?;
@@ -244,6 +300,151 @@ impl Database {
         let hash: String = head.try_get("hash")?;
         Ok(verify_chain(&events, (seq, &hash)))
     }
+}
+
+/// Rows of the tables whose every row an audit event must explain, as
+/// [`unexplained_rows`] compares them.
+#[derive(Debug, Clone, Default)]
+pub struct ExplainedTables {
+    /// Sign-offs: (id, patch id, revision, revision SHA-256, user name, verdict).
+    pub sign_offs: Vec<(i64, i64, i64, String, String, String)>,
+    /// Revisions: (patch id, number, SHA-256).
+    pub revisions: Vec<(i64, i64, String)>,
+    /// Roles in force: (user name, role).
+    pub roles: Vec<(String, String)>,
+    /// Accounts: (user name, disabled).
+    pub accounts: Vec<(String, bool)>,
+}
+
+/// Rows that no audit event explains: a sign-off, revision or role written into the
+/// database without going through Graftbench, or a disabled account enabled that way.
+///
+/// Each sign-off and revision row must match an event that recorded it (same patch,
+/// revision, hash, user and verdict; each event explains one row). Roles and the disabled
+/// flag are replayed from the account events in order (`user.created`,
+/// `user.roles_changed`, `user.role_grant_confirmed`, `user.disabled`, `user.enabled`),
+/// and what the database holds beyond the replay is named. The chain itself is checked by
+/// [`verify_chain`]; this finds rows added or changed beside an intact chain.
+pub fn unexplained_rows(events: &[AuditEvent], tables: &ExplainedTables) -> Vec<String> {
+    use std::collections::{BTreeSet, HashMap};
+    let patch_of = |subject: &str| subject.strip_prefix("patch:")?.parse::<i64>().ok();
+    let user_of = |subject: &str| subject.strip_prefix("user:").map(str::to_owned);
+    let mut sign_off_events: HashMap<(i64, i64, String, String, String), usize> = HashMap::new();
+    let mut revision_events: HashMap<(i64, i64, String), usize> = HashMap::new();
+    let mut roles: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut disabled: HashMap<String, bool> = HashMap::new();
+    for event in events {
+        let details: serde_json::Value =
+            serde_json::from_str(&event.details).unwrap_or(serde_json::Value::Null);
+        let int = |key: &str| details.get(key).and_then(serde_json::Value::as_i64);
+        let text = |key: &str| {
+            details
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let list = |key: &str| -> BTreeSet<String> {
+            details
+                .get(key)
+                .and_then(serde_json::Value::as_array)
+                .map(|roles| {
+                    roles
+                        .iter()
+                        .filter_map(|r| r.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match event.action.as_str() {
+            "sign_off.approve" | "sign_off.reject" | "sign_off.exception" => {
+                if let (Some(patch), Some(revision)) = (patch_of(&event.subject), int("revision")) {
+                    let verdict = event.action["sign_off.".len()..].to_owned();
+                    *sign_off_events
+                        .entry((
+                            patch,
+                            revision,
+                            text("sha256"),
+                            event.actor.clone(),
+                            verdict,
+                        ))
+                        .or_default() += 1;
+                }
+            }
+            "patch.submitted" | "revision.uploaded" => {
+                if let (Some(patch), Some(revision)) = (patch_of(&event.subject), int("revision")) {
+                    *revision_events
+                        .entry((patch, revision, text("sha256")))
+                        .or_default() += 1;
+                }
+            }
+            "user.created" => {
+                if let Some(user) = user_of(&event.subject) {
+                    roles.insert(user, list("roles"));
+                }
+            }
+            "user.roles_changed" => {
+                if let Some(user) = user_of(&event.subject) {
+                    roles.insert(user, list("to"));
+                }
+            }
+            "user.role_grant_confirmed" => {
+                if let Some(user) = user_of(&event.subject) {
+                    roles.entry(user).or_default().insert(text("role"));
+                }
+            }
+            "user.disabled" | "user.enabled" => {
+                if let Some(user) = user_of(&event.subject) {
+                    disabled.insert(user, event.action == "user.disabled");
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for (id, patch, revision, sha256, user, verdict) in &tables.sign_offs {
+        let key = (
+            *patch,
+            *revision,
+            sha256.clone(),
+            user.clone(),
+            verdict.clone(),
+        );
+        match sign_off_events.get_mut(&key) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => found.push(format!(
+                "sign-off #{id} ({user}: {verdict} on revision {revision} of patch {patch}) \
+                 is in the database, but no audit event records it"
+            )),
+        }
+    }
+    for (patch, number, sha256) in &tables.revisions {
+        match revision_events.get_mut(&(*patch, *number, sha256.clone())) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => found.push(format!(
+                "revision {number} of patch {patch} (sha256 {sha256}) is in the database, \
+                 but no audit event records it"
+            )),
+        }
+    }
+    for (user, role) in &tables.roles {
+        if !roles.get(user).is_some_and(|held| held.contains(role)) {
+            found.push(format!(
+                "user {user} holds the role {role}, but no audit event granted it"
+            ));
+        }
+    }
+    for (user, is_disabled) in &tables.accounts {
+        let recorded = disabled.get(user).copied().unwrap_or(false);
+        if recorded != *is_disabled {
+            found.push(format!(
+                "user {user} is {}, but the audit trail says {}",
+                if *is_disabled { "disabled" } else { "enabled" },
+                if recorded { "disabled" } else { "enabled" },
+            ));
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -124,11 +124,107 @@ impl Database {
                     .await?
             }
             DbKind::Postgres => {
-                sqlx::migrate!("../migrations/postgres")
-                    .run(&self.pool)
-                    .await?
+                let migrator = sqlx::migrate!("../migrations/postgres");
+                // The role `serve` runs as may only read and write rows (see
+                // `grant_runtime_role`): with the schema current there is nothing for it
+                // to create, and it must not try.
+                if !self.postgres_schema_is_current(&migrator).await? {
+                    migrator.run(&self.pool).await.map_err(|e| match e {
+                        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+                            if d.code().as_deref() == Some("42501") =>
+                        {
+                            DbError::Migrate(sqlx::migrate::MigrateError::Execute(
+                                sqlx::Error::Protocol(
+                                    "the schema is out of date and this role may not change \
+                                     it: run `graftbench migrate` as the database's owner"
+                                        .into(),
+                                ),
+                            ))
+                        }
+                        other => DbError::Migrate(other),
+                    })?
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Whether every migration is applied already (PostgreSQL).
+    async fn postgres_schema_is_current(
+        &self,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<bool, DbError> {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .all(|m| applied.contains(&m.version)))
+    }
+
+    /// Gives the PostgreSQL role `serve` runs as what it needs and no more: rows of every
+    /// table, but of the audit trail only SELECT and INSERT, so that whoever holds that
+    /// role's password cannot edit or delete events; no schema changes (`migrate`, run as
+    /// the owner, makes them). A superuser bypasses grants: the runtime role must not be
+    /// one.
+    pub async fn grant_runtime_role(&self, role: &str) -> Result<(), DbError> {
+        if self.kind != DbKind::Postgres {
+            return Err(DbError::Corrupt(
+                "runtime roles are a PostgreSQL setting; SQLite has none".into(),
+            ));
+        }
+        let valid = !role.is_empty()
+            && role.len() <= 63
+            && role.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(DbError::Corrupt(format!(
+                "`{}` is not a role name Graftbench grants to: use lower-case letters, digits \
+                 and _",
+                role.chars().take(63).collect::<String>()
+            )));
+        }
+        let superuser: Option<bool> =
+            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = $1")
+                .bind(role)
+                .fetch_optional(&self.pool)
+                .await?;
+        match superuser {
+            None => return Err(DbError::Corrupt(format!("there is no role `{role}`"))),
+            Some(true) => {
+                return Err(DbError::Corrupt(format!(
+                    "`{role}` is a superuser, which no grant can limit: run serve as a plain role"
+                )))
+            }
+            Some(false) => {}
+        }
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "GRANT USAGE ON SCHEMA public TO \"{role}\"",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\"",
+            "REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM \"{role}\"",
+            "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM \"{role}\"",
+            "GRANT USAGE ON SCHEMA tower_sessions TO \"{role}\"",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tower_sessions \
+             TO \"{role}\"",
+        ] {
+            sqlx::query(&statement.replace("{role}", role))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -47,8 +47,14 @@ struct Global {
 enum Command {
     /// Runs the web server.
     Serve(ServeArgs),
-    /// Applies database migrations and exits.
-    Migrate,
+    /// Applies database migrations (and creates the session table) and exits. Run it as
+    /// the database's owner; on PostgreSQL, --grant-runtime-role gives the role `serve`
+    /// runs as rows to read and write, but audit events only to read and append.
+    Migrate {
+        /// The PostgreSQL role `serve` connects as (not a superuser).
+        #[arg(long)]
+        grant_runtime_role: Option<String>,
+    },
     /// Manages user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -279,17 +285,33 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Module(command) => module_cli::run(command),
         Command::Audit(AuditCommand::Verify) => {
             let db = open_database(global).await?;
-            match db.verify_audit().await? {
-                Ok(count) => {
-                    println!("the audit trail is intact: {count} event(s)");
-                    Ok(())
+            let count = db.verify_audit().await??;
+            println!("the audit trail is intact: {count} event(s)");
+            let unexplained = db.unexplained_rows().await?;
+            if unexplained.is_empty() {
+                println!("every sign-off, revision, role and account state has its event");
+                Ok(())
+            } else {
+                for row in &unexplained {
+                    eprintln!("unexplained: {row}");
                 }
-                Err(broken) => Err(broken.into()),
+                bail!(
+                    "{} row(s) in the database that no audit event explains: they were \
+                     written around Graftbench",
+                    unexplained.len()
+                )
             }
         }
-        Command::Migrate => {
-            open_database(global).await?;
+        Command::Migrate { grant_runtime_role } => {
+            let db = open_database(global).await?;
+            graftbench::sessions::DbSessionStore::open(&db).await?;
             println!("database is up to date");
+            if let Some(role) = grant_runtime_role {
+                db.grant_runtime_role(&role).await?;
+                println!(
+                    "granted `{role}` rows to read and write; audit events only to read and append"
+                );
+            }
             Ok(())
         }
         Command::User(UserCommand::Add {

@@ -26,8 +26,16 @@ impl DbSessionStore {
                 DbSessionStore::Sqlite(store)
             }
             SessionPool::Postgres(pool) => {
+                // The runtime role cannot create schemas (see Database::grant_runtime_role):
+                // `graftbench migrate` makes the table, and serve only checks it is there.
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT to_regclass('tower_sessions.session')::text")
+                        .fetch_one(&pool)
+                        .await?;
                 let store = PostgresStore::new(pool);
-                store.migrate().await?;
+                if exists.is_none() {
+                    store.migrate().await?;
+                }
                 DbSessionStore::Postgres(store)
             }
         })

@@ -866,7 +866,8 @@ async fn audit_verify_names_the_first_tampered_event() {
     assert!(intact.status.success(), "{}", text(&intact.stderr));
     assert_eq!(
         text(&intact.stdout),
-        "the audit trail is intact: 2 event(s)\n"
+        "the audit trail is intact: 2 event(s)\n\
+         every sign-off, revision, role and account state has its event\n"
     );
 
     // Someone edits the first event in the database.
@@ -1178,4 +1179,47 @@ fn listening_on_every_address_needs_a_public_url() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Security review, finding 8: rows written straight into the database beside an intact
+/// chain (a role granted, an account enabled again) are named by `audit verify`.
+#[tokio::test]
+async fn audit_verify_names_rows_no_event_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (name, role) in [("alice", "author"), ("grace", "admin")] {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = graftbench(&data, &["user", "disable", "alice"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(graftbench(&data, &["audit", "verify"], "").status.success());
+    let url = format!("sqlite://{}", data.join("graftbench.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO user_roles (user_id, role) SELECT id, 'admin' FROM users WHERE username = 'alice'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE users SET disabled_at = NULL WHERE username = 'alice'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let out = graftbench(&data, &["audit", "verify"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("the audit trail is intact: 3 event(s)"));
+    let why = text(&out.stderr);
+    for expected in [
+        "unexplained: user alice holds the role admin, but no audit event granted it",
+        "unexplained: user alice is enabled, but the audit trail says disabled",
+        "2 row(s) in the database that no audit event explains",
+    ] {
+        assert!(why.contains(expected), "{expected}: {why}");
+    }
 }

@@ -30,6 +30,7 @@ on_both_databases!(
     without_four_eyes_grants_are_in_force_at_once,
     the_host_and_the_origin_scheme_must_be_this_servers,
     signed_in_answers_are_never_stored_and_https_is_strict,
+    sign_offs_and_revisions_written_around_the_server_are_named,
 );
 
 /// The mail of the stored-XSS finding: a subject that ends the `<title>` element.
@@ -815,4 +816,132 @@ async fn signed_in_answers_are_never_stored_and_https_is_strict(backend: Backend
         "max-age=31536000"
     );
     server.stop().await;
+}
+
+/// Finding 8: deleting and rehashing events passed `audit verify`; rows written beside an
+/// intact chain are now named (the chain's own anchor outside the database is issue 11).
+async fn sign_offs_and_revisions_written_around_the_server_are_named(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    server.add_user("carol", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    let response = submit(
+        &server,
+        &alice,
+        json!({ "title": "t", "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let bob = server.signed_in("bob").await;
+    assert_eq!(approve(&server, &bob).await.status(), StatusCode::OK);
+    assert_eq!(
+        server.db.unexplained_rows().await.unwrap(),
+        Vec::<String>::new()
+    );
+    // Someone with the database adds carol's approval and a second revision.
+    sqlx::query(
+        "INSERT INTO sign_offs (patch_id, revision, revision_sha256, user_id, verdict, comment,
+             created_at)
+         SELECT s.patch_id, s.revision, s.revision_sha256, u.id, 'approve', '', s.created_at
+         FROM sign_offs s, users u WHERE u.username = 'carol'",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
+         SELECT patch_id, 2, diff_sha256, format, submitted_by, created_at FROM revisions",
+    )
+    .execute(server.db.pool())
+    .await
+    .unwrap();
+    let unexplained = server.db.unexplained_rows().await.unwrap();
+    assert_eq!(unexplained.len(), 2, "{unexplained:?}");
+    assert!(unexplained[0].contains("(carol: approve on revision 1 of patch 1)"));
+    assert!(unexplained[1].starts_with("revision 2 of patch 1"));
+    assert!(
+        server.db.verify_audit().await.unwrap().is_ok(),
+        "the chain itself is intact"
+    );
+    server.stop().await;
+}
+
+/// Finding 8, on PostgreSQL: the owner migrates; the role `serve` runs as reads and
+/// appends audit events but cannot edit or delete them. Both roles are plain (a superuser
+/// bypasses grants), made for this test on the test server and dropped after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
+    use sqlx::Connection;
+    let admin_url = graftbench_tests::postgres_admin_url();
+    let (scheme_user, rest) = admin_url
+        .rsplit_once('@')
+        .expect("user@host in the admin URL");
+    let scheme = &scheme_user[..scheme_user.find("://").expect("a scheme") + 3];
+    let host = rest.split('/').next().expect("a host");
+    let tag = format!("{}_{:08x}", std::process::id(), rand::random::<u32>());
+    let (owner, runtime, database) = (
+        format!("gb_owner_{tag}"),
+        format!("gb_runtime_{tag}"),
+        format!("gb_roles_{tag}"),
+    );
+    let url = |role: &str| format!("{scheme}{role}@{host}/{database}");
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    for statement in [
+        format!("CREATE ROLE {owner} LOGIN NOSUPERUSER"),
+        format!("CREATE ROLE {runtime} LOGIN NOSUPERUSER"),
+        format!("CREATE DATABASE {database} OWNER {owner}"),
+    ] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    let result = async {
+        // The owner migrates and grants.
+        let owned = graftbench::db::Database::connect(&url(&owner)).await?;
+        graftbench::sessions::DbSessionStore::open(&owned).await?;
+        owned.grant_runtime_role(&runtime).await?;
+        let refused = owned.grant_runtime_role("postgres").await;
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("superuser, which no grant can limit"));
+        owned.close().await;
+        // The runtime role runs the server's work: sessions, users, events appended.
+        let db = graftbench::db::Database::connect(&url(&runtime)).await?;
+        graftbench::sessions::DbSessionStore::open(&db).await?;
+        let hash = graftbench::auth::hash_password(PASSWORD).unwrap();
+        db.create_user("alice", "Alice", &hash, &[Role::Author])
+            .await?;
+        db.record("alice", "session.signed_in", "user:alice", &json!({}))
+            .await?;
+        assert!(db.verify_audit().await?.is_ok());
+        for statement in [
+            "UPDATE audit_events SET actor = 'mallory'",
+            "DELETE FROM audit_events",
+            "TRUNCATE audit_events",
+            "DROP TABLE audit_events",
+            "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+        ] {
+            let error = sqlx::query(statement)
+                .execute(db.pool())
+                .await
+                .expect_err(statement);
+            assert!(
+                error.to_string().contains("permission denied")
+                    || error.to_string().contains("must be owner"),
+                "{statement}: {error}"
+            );
+        }
+        assert_eq!(db.audit_events().await?.len(), 2, "nothing was changed");
+        db.close().await;
+        Ok::<_, graftbench::db::DbError>(())
+    }
+    .await;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+        format!("DROP ROLE IF EXISTS {runtime}"),
+        format!("DROP ROLE IF EXISTS {owner}"),
+    ] {
+        sqlx::query(&statement).execute(&mut admin).await.unwrap();
+    }
+    result.unwrap();
 }
