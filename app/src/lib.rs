@@ -71,6 +71,12 @@ pub fn title_text(page: String) -> String {
 /// Escapes text for an HTML text node or a quoted attribute value.
 pub fn escape_html_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_html_into(&mut out, text);
+    out
+}
+
+/// Appends `text` to `out`, escaped for an HTML text node or a quoted attribute value.
+pub fn escape_html_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -81,7 +87,6 @@ pub fn escape_html_text(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// Loads the WebAssembly bundle and hydrates the page: Leptos' `HydrationScripts`, with

@@ -404,6 +404,45 @@ fn roles_from_rows(rows: &[AnyRow]) -> Result<Vec<Role>, DbError> {
     Ok(roles)
 }
 
+/// Where [`grant`] writes.
+#[derive(Clone, Copy)]
+enum GrantTable {
+    /// `user_roles`: in force.
+    InForce,
+    /// `role_grants_pending`: waiting for a second admin.
+    Pending,
+}
+
+/// Writes grants of `roles` to `user_id` by `by` into `table`, inside `tx`.
+async fn grant(
+    tx: &mut sqlx::AnyConnection,
+    user_id: i64,
+    roles: &[Role],
+    by: Grantor<'_>,
+    table: GrantTable,
+) -> Result<(), DbError> {
+    let sql = match table {
+        GrantTable::InForce => {
+            "INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)"
+        }
+        GrantTable::Pending => {
+            "INSERT INTO role_grants_pending (user_id, role, granted_by, granted_at)
+             VALUES ($1, $2, $3, $4)"
+        }
+    };
+    for role in roles {
+        let mut query = sqlx::query(sql)
+            .bind(user_id)
+            .bind(role.as_str())
+            .bind(by.admin_id());
+        if matches!(table, GrantTable::Pending) {
+            query = query.bind(clock::now());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
 impl Database {
     /// Creates a user with the given roles; `None` if the name is taken. The command
     /// line's own action: audited as `system`'s.
@@ -452,26 +491,8 @@ impl Database {
             return Ok(None);
         };
         let (held, pending): (Vec<Role>, Vec<Role>) = roles.iter().partition(|r| !by.holds(**r));
-        for role in &held {
-            sqlx::query("INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(role.as_str())
-                .bind(by.admin_id())
-                .execute(&mut *tx)
-                .await?;
-        }
-        for role in &pending {
-            sqlx::query(
-                "INSERT INTO role_grants_pending (user_id, role, granted_by, granted_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(role.as_str())
-            .bind(by.admin_id())
-            .bind(clock::now())
-            .execute(&mut *tx)
-            .await?;
-        }
+        grant(&mut tx, id, &held, by, GrantTable::InForce).await?;
+        grant(&mut tx, id, &pending, by, GrantTable::Pending).await?;
         let names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
         crate::audit::append(
             &mut tx,
@@ -601,14 +622,12 @@ impl Database {
                 .execute(&mut *tx)
                 .await?;
         }
-        for role in after.iter().filter(|r| !before.contains(r)) {
-            sqlx::query("INSERT INTO user_roles (user_id, role, granted_by) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(role.as_str())
-                .bind(by.admin_id())
-                .execute(&mut *tx)
-                .await?;
-        }
+        let added: Vec<Role> = after
+            .iter()
+            .copied()
+            .filter(|r| !before.contains(r))
+            .collect();
+        grant(&mut tx, id, &added, by, GrantTable::InForce).await?;
         for role in pending_before.iter().filter(|r| !pending.contains(r)) {
             sqlx::query("DELETE FROM role_grants_pending WHERE user_id = $1 AND role = $2")
                 .bind(id)
@@ -621,18 +640,7 @@ impl Database {
             .copied()
             .filter(|r| !pending_before.contains(r))
             .collect();
-        for role in &newly_pending {
-            sqlx::query(
-                "INSERT INTO role_grants_pending (user_id, role, granted_by, granted_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(role.as_str())
-            .bind(by.admin_id())
-            .bind(clock::now())
-            .execute(&mut *tx)
-            .await?;
-        }
+        grant(&mut tx, id, &newly_pending, by, GrantTable::Pending).await?;
         let names = |roles: &[Role]| roles.iter().map(|r| r.as_str()).collect::<Vec<_>>();
         if before != after {
             crate::audit::append(

@@ -493,19 +493,9 @@ fn line_html(text: &str, tokens: &[Token], no_eol: bool) -> String {
     html
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-}
+/// Escapes text for HTML element content and attribute values (the app's escaper, so the
+/// page head and the diff escape alike).
+pub use graftbench_app::escape_html_into as escape_into;
 
 /// When the diff came without git's hunk heading, the enclosing function may still be in
 /// the hunk's leading context: git's default rule, a line starting with a letter, `_` or

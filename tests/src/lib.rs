@@ -247,6 +247,43 @@ pub fn session_cookie_of(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The smallest fix the parser takes: one changed line.
+pub const ONE_LINE_FIX: &str = "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n";
+
+/// `POST /api/v1/patches` with a JSON body.
+pub async fn submit_json(
+    server: &TestServer,
+    client: &reqwest::Client,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    client
+        .post(server.url("/api/v1/patches"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A `git format-patch` mail with `subject` (the stored-XSS shape of the security review)
+/// and a one-line fix.
+pub fn mail_with_subject(subject: &str) -> String {
+    format!(
+        "From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\n\
+         From: Mallory <mallory@example.com>\n\
+         Date: Mon, 27 Nov 2026 10:00:00 +0000\n\
+         Subject: [PATCH] {subject}\n\
+         \n\
+         A harmless-looking fix.\n\
+         ---\n\
+         diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c\n\
+         --- a/fs/proc/cmdline.c\n\
+         +++ b/fs/proc/cmdline.c\n\
+         @@ -1 +1 @@\n\
+         -a\n\
+         +b\n"
+    )
+}
+
 /// Reads a file from `analyzer/tests/data`: real `git format-patch` output.
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = repo_root().join("analyzer/tests/data").join(name);

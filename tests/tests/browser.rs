@@ -515,21 +515,7 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
     let subject = "</title><script>fetch('/api/v1/patches/1/actions/approve',{method:'POST',\
                    headers:{'content-type':'application/json'},body:'{}'});\
                    document.title='pwned'</script>";
-    let mail = format!(
-        "From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\n\
-         From: Mallory <mallory@example.com>\n\
-         Date: Mon, 27 Nov 2026 10:00:00 +0000\n\
-         Subject: [PATCH] {subject}\n\
-         \n\
-         A harmless-looking fix.\n\
-         ---\n\
-         diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c\n\
-         --- a/fs/proc/cmdline.c\n\
-         +++ b/fs/proc/cmdline.c\n\
-         @@ -1 +1 @@\n\
-         -a\n\
-         +b\n"
-    );
+    let mail = graftbench_tests::mail_with_subject(subject);
     let mallory = server.signed_in("mallory").await;
     let response = mallory
         .post(server.url("/api/v1/patches"))

@@ -2,7 +2,7 @@
 
 use graftbench_app::model::Role;
 use graftbench_tests::{
-    fixture, on_both_databases, session_cookie_of, Backend, TestServer, PASSWORD,
+    fixture, on_both_databases, session_cookie_of, submit_json, Backend, TestServer, PASSWORD,
 };
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
@@ -29,19 +29,6 @@ on_both_databases!(
 const FIX: &str = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n\
 @@ -7,6 +7,8 @@ static int cmdline_proc_show(struct seq_file *m, void *v)\n \n static int x(void)\n {\n\
 +\tif (!saved_command_line)\n+\t\treturn -EINVAL;\n \tseq_puts(m, saved_command_line);\n \tseq_putc(m, '\\n');\n \treturn 0;\n";
-
-async fn submit_json(
-    server: &TestServer,
-    client: &reqwest::Client,
-    body: Value,
-) -> reqwest::Response {
-    client
-        .post(server.url("/api/v1/patches"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
-}
 
 async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
     let server = TestServer::start(backend).await;

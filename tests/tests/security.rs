@@ -4,7 +4,10 @@
 use graftbench::patches::DbWorkbench;
 use graftbench::render::DiffRenderer;
 use graftbench_app::model::Role;
-use graftbench_tests::{on_both_databases, Backend, TestServer, PASSWORD};
+use graftbench_tests::{
+    mail_with_subject, on_both_databases, submit_json as submit, Backend, TestServer, ONE_LINE_FIX,
+    PASSWORD,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -38,30 +41,7 @@ const XSS_SUBJECT: &str =
     "</title><script>fetch('/api/v1/patches/1/actions/approve',{method:'POST'})</script>";
 
 fn xss_mail() -> String {
-    format!(
-        "From 0123456789abcdef0123456789abcdef01234567 Mon Sep 17 00:00:00 2001\n\
-         From: Mallory <mallory@example.com>\n\
-         Date: Mon, 27 Nov 2026 10:00:00 +0000\n\
-         Subject: [PATCH] {XSS_SUBJECT}\n\
-         \n\
-         A harmless-looking fix.\n\
-         ---\n\
-         diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c\n\
-         --- a/fs/proc/cmdline.c\n\
-         +++ b/fs/proc/cmdline.c\n\
-         @@ -1 +1 @@\n\
-         -a\n\
-         +b\n"
-    )
-}
-
-async fn submit(server: &TestServer, client: &reqwest::Client, body: Value) -> reqwest::Response {
-    client
-        .post(server.url("/api/v1/patches"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
+    mail_with_subject(XSS_SUBJECT)
 }
 
 /// Finding 1: leptos_meta wrote the title into the page unescaped.
@@ -176,7 +156,7 @@ async fn a_huge_cve_list_is_refused_with_nothing_stored(backend: Backend) {
     let response = submit(
         &server,
         &alice,
-        json!({ "title": "t", "cves": ids, "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+        json!({ "title": "t", "cves": ids, "diff": ONE_LINE_FIX }),
     )
     .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -369,7 +349,7 @@ async fn an_altered_diff_is_never_served(backend: Backend) {
     let response = submit(
         &server,
         &alice,
-        json!({ "title": "t", "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+        json!({ "title": "t", "diff": ONE_LINE_FIX }),
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -487,7 +467,7 @@ async fn an_account_without_roles_reads_nothing(backend: Backend) {
     let response = submit(
         &server,
         &alice,
-        json!({ "title": "a draft", "draft": true, "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+        json!({ "title": "a draft", "draft": true, "diff": ONE_LINE_FIX }),
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -656,7 +636,7 @@ async fn an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch(backen
         &server,
         &grace,
         json!({ "title": "t", "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
-                "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+                "diff": ONE_LINE_FIX }),
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -778,7 +758,7 @@ async fn the_host_and_the_origin_scheme_must_be_this_servers(backend: Backend) {
         alice
             .post(server.url("/api/v1/patches"))
             .header("origin", origin)
-            .json(&json!({ "title": "t", "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }))
+            .json(&json!({ "title": "t", "diff": ONE_LINE_FIX }))
             .send()
     };
     // The same host under another scheme is another origin.
@@ -829,7 +809,7 @@ async fn sign_offs_and_revisions_written_around_the_server_are_named(backend: Ba
     let response = submit(
         &server,
         &alice,
-        json!({ "title": "t", "diff": "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n" }),
+        json!({ "title": "t", "diff": ONE_LINE_FIX }),
     )
     .await;
     assert_eq!(response.status(), StatusCode::CREATED);
