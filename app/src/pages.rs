@@ -373,7 +373,11 @@ pub fn PatchPage() -> impl IntoView {
         |(id, revision)| async move {
             match id {
                 Some(id) => get_patch(id, revision).await,
-                None => Err(AppError::NotFound("patch".into())),
+                None => {
+                    #[cfg(feature = "ssr")]
+                    crate::api::ssr::set_status(404);
+                    Err(AppError::NotFound("patch".into()))
+                }
             }
         },
     );

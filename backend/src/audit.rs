@@ -395,6 +395,12 @@ pub fn unexplained_rows(events: &[AuditEvent], tables: &ExplainedTables) -> Vec<
             }
             "user.disabled" | "user.enabled" => {
                 if let Some(user) = user_of(&event.subject) {
+                    // Enabled by an admin under four eyes: its signing roles wait again.
+                    if let Some(held) = roles.get_mut(&user) {
+                        for role in list("roles_waiting_for_a_second_admin") {
+                            held.remove(&role);
+                        }
+                    }
                     disabled.insert(user, event.action == "user.disabled");
                 }
             }

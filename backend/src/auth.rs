@@ -12,6 +12,15 @@ use tokio::sync::OwnedSemaphorePermit;
 pub const SESSION_USER_KEY: &str = "user_id";
 /// Longest user name; longer names cannot exist and are refused without a lookup.
 pub const MAX_USERNAME_CHARS: usize = 64;
+/// Longest display name.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// Whether `name` may be shown as a display name: short, on one line, and without control
+/// characters that a terminal listing users (`graftbench user list`) would obey.
+pub fn display_name_ok(name: &str) -> bool {
+    name.chars().count() <= MAX_DISPLAY_NAME_CHARS && !name.chars().any(char::is_control)
+}
+
 /// Shortest password `user add` accepts.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 

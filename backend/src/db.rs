@@ -171,6 +171,20 @@ impl Database {
             .all(|m| applied.contains(&m.version)))
     }
 
+    /// Whether this connection's role may edit or delete audit events (PostgreSQL; on
+    /// SQLite whoever can write the file can). `serve` warns when it can.
+    pub async fn can_rewrite_audit_events(&self) -> Result<bool, DbError> {
+        if self.kind != DbKind::Postgres {
+            return Ok(true);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT has_table_privilege(current_user, 'audit_events', 'UPDATE')
+                 OR has_table_privilege(current_user, 'audit_events', 'DELETE')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Gives the PostgreSQL role `serve` runs as what it needs and no more: rows of every
     /// table, but of the audit trail only SELECT and INSERT, so that whoever holds that
     /// role's password cannot edit or delete events; no schema changes (`migrate`, run as
@@ -208,6 +222,19 @@ impl Database {
                 )))
             }
             Some(false) => {}
+        }
+        let owner_rights: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_tables
+             WHERE schemaname = 'public' AND pg_has_role($1, tableowner, 'MEMBER')",
+        )
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?;
+        if owner_rights > 0 {
+            return Err(DbError::Corrupt(format!(
+                "`{role}` owns Graftbench's tables (or is a member of their owner) and could \
+                 grant itself anything: make a separate role for serve"
+            )));
         }
         let mut tx = self.pool.begin().await?;
         for statement in [
@@ -303,6 +330,9 @@ pub enum DisableChange {
     NoSuchUser,
     /// Refused: it would leave no enabled admin.
     LastAdmin,
+    /// Refused: a demo account's password is published; only the server's command line
+    /// (`user passwd`, which ends the demo mark) may bring it back.
+    DemoAccount,
 }
 
 /// Enabled admins, counted inside a transaction that holds the audit head's lock.
@@ -476,8 +506,8 @@ impl Database {
     ) -> Result<Option<i64>, DbError> {
         let mut tx = self.pool.begin().await?;
         let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO users (username, display_name, password_hash, created_at)
-             VALUES ($1, $2, $3, $4)
+            "INSERT INTO users (username, display_name, password_hash, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (username) DO NOTHING
              RETURNING id",
         )
@@ -485,11 +515,15 @@ impl Database {
         .bind(display_name)
         .bind(password_hash)
         .bind(clock::now())
+        .bind(by.admin_id())
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
             return Ok(None);
         };
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
         let (held, pending): (Vec<Role>, Vec<Role>) = roles.iter().partition(|r| !by.holds(**r));
         grant(&mut tx, id, &held, by, GrantTable::InForce).await?;
         grant(&mut tx, id, &pending, by, GrantTable::Pending).await?;
@@ -686,12 +720,15 @@ impl Database {
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
+        // A grant whose granter has since been disabled or lost the admin role no longer
+        // stands: the first pair of eyes is gone.
         let row = sqlx::query(
             "SELECT p.user_id, p.granted_by, g.username AS granter
              FROM role_grants_pending p
              JOIN users u ON u.id = p.user_id
              JOIN users g ON g.id = p.granted_by
-             WHERE u.username = $1 AND p.role = $2",
+             WHERE u.username = $1 AND p.role = $2 AND g.disabled_at IS NULL
+               AND EXISTS (SELECT 1 FROM user_roles a WHERE a.user_id = g.id AND a.role = 'admin')",
         )
         .bind(username)
         .bind(role.as_str())
@@ -768,9 +805,13 @@ impl Database {
 
     /// Disables or enables `username`'s account on behalf of `actor`, audited. Refuses to
     /// disable the last enabled admin, who would lock everyone out of user management.
+    ///
+    /// Enabling an account is granting its roles again: under four eyes an admin's enabling
+    /// puts its roles among [`CONFIRMED_ROLES`] back to wait for a second admin, and a demo
+    /// account is enabled only from the command line.
     pub async fn set_disabled(
         &self,
-        actor: &str,
+        by: Grantor<'_>,
         username: &str,
         disabled: bool,
     ) -> Result<DisableChange, DbError> {
@@ -779,7 +820,7 @@ impl Database {
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
             .execute(&mut *tx)
             .await?;
-        let Some(row) = sqlx::query("SELECT id, disabled_at FROM users WHERE username = $1")
+        let Some(row) = sqlx::query("SELECT id, disabled_at, demo FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(&mut *tx)
             .await?
@@ -789,6 +830,33 @@ impl Database {
         let id: i64 = row.try_get("id")?;
         if row.try_get::<Option<String>, _>("disabled_at")?.is_some() == disabled {
             return Ok(DisableChange::Unchanged);
+        }
+        let demo = row.try_get::<i64, _>("demo")? != 0;
+        if !disabled && demo && by != Grantor::CommandLine {
+            return Ok(DisableChange::DemoAccount);
+        }
+        let mut held_back: Vec<Role> = Vec::new();
+        if !disabled {
+            let rows = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+            held_back = roles_from_rows(&rows)?
+                .into_iter()
+                .filter(|r| by.holds(*r))
+                .collect();
+            for role in &held_back {
+                sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
+                    .bind(id)
+                    .bind(role.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM role_grants_pending WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            grant(&mut tx, id, &held_back, by, GrantTable::Pending).await?;
         }
         if disabled {
             let is_admin: i64 = sqlx::query_scalar(
@@ -809,16 +877,21 @@ impl Database {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let names: Vec<&str> = held_back.iter().map(|r| r.as_str()).collect();
         crate::audit::append(
             &mut tx,
-            actor,
+            by.actor(),
             if disabled {
                 "user.disabled"
             } else {
                 "user.enabled"
             },
             &format!("user:{username}"),
-            &serde_json::json!({}),
+            &if names.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "roles_waiting_for_a_second_admin": names })
+            },
         )
         .await?;
         tx.commit().await?;

@@ -184,6 +184,10 @@ struct ServeArgs {
     /// Open connections at most; further ones are closed when accepted.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Open connections from one peer address at most (behind a proxy, the proxy is the
+    /// peer: raise it up to --max-connections there).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
 }
 
 #[derive(Subcommand)]
@@ -333,10 +337,12 @@ async fn run(cli: Cli) -> Result<()> {
                 if user.demo {
                     marks.push("demo");
                 }
+                // Names made before display names were checked may hold anything: a
+                // terminal must not obey it.
                 println!(
                     "{}\t{}\t{}{}",
-                    user.username,
-                    user.display_name,
+                    user.username.escape_debug(),
+                    user.display_name.escape_debug(),
                     roles.join(","),
                     if marks.is_empty() {
                         String::new()
@@ -566,6 +572,14 @@ async fn add_user(
     password_stdin: bool,
 ) -> Result<()> {
     validate_username(name)?;
+    if let Some(display) = display_name {
+        if !auth::display_name_ok(display) {
+            bail!(
+                "the display name must be at most {} characters, without control characters",
+                auth::MAX_DISPLAY_NAME_CHARS
+            );
+        }
+    }
     let password = read_new_password(name, password_stdin)?;
     let hash = auth::hash_password(&password)?;
     match db
@@ -583,13 +597,18 @@ async fn add_user(
 
 async fn set_disabled(db: &Database, name: &str, disabled: bool) -> Result<()> {
     let verb = if disabled { "disabled" } else { "enabled" };
-    match db.set_disabled("system", name, disabled).await? {
+    match db
+        .set_disabled(db::Grantor::CommandLine, name, disabled)
+        .await?
+    {
         DisableChange::Changed => println!("{name} {verb}"),
         DisableChange::Unchanged => println!("{name} was already {verb}"),
         DisableChange::NoSuchUser => bail!("no user `{name}`"),
         DisableChange::LastAdmin => {
             bail!("`{name}` is the last enabled admin: make someone else an admin first")
         }
+        // Only the web refuses demo accounts; the command line is the break-glass path.
+        DisableChange::DemoAccount => bail!("`{name}` is a demo account"),
     }
     Ok(())
 }
@@ -697,6 +716,12 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
             );
         }
     }
+    if db.kind() == db::DbKind::Postgres && db.can_rewrite_audit_events().await? {
+        tracing::warn!(
+            "this database role may edit and delete audit events: run serve as a role made \
+             with `graftbench migrate --grant-runtime-role` (see the README)"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -720,6 +745,7 @@ async fn serve(db: Database, args: ServeArgs, policy: LoadedPolicy) -> Result<()
         },
         serve: web::ServeOptions {
             max_connections: args.max_connections as usize,
+            max_connections_per_address: args.max_connections_per_address as usize,
             ..web::ServeOptions::default()
         },
         public_origins,

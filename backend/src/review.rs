@@ -787,8 +787,9 @@ pub struct LockedState {
 }
 
 /// Refuses a sign-off that counts (an approval, an exception) from someone whose signing
-/// role was granted or confirmed by an admin who wrote the patch or one of its revisions:
-/// otherwise an admin could make accounts that approve the admin's own patches.
+/// role was granted or confirmed by an admin who wrote the patch or one of its revisions,
+/// or who created the account that did: otherwise an admin could make accounts that
+/// approve the admin's own patches.
 async fn granted_independently(
     tx: &mut Transaction<'static, Any>,
     patch_id: i64,
@@ -800,15 +801,21 @@ async fn granted_independently(
         Action::SignException => (Role::SecurityOfficer, "security officer"),
         _ => return Ok(()),
     };
+    // The writers of the patch, and the admins who made their accounts: an admin who
+    // creates an author account and hands it the patch has still written it.
     let by_a_writer: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM user_roles ur
+        "WITH writers AS (
+             SELECT author_id AS id FROM patches WHERE id = $3
+             UNION SELECT submitted_by FROM revisions WHERE patch_id = $3
+         ), touched AS (
+             SELECT id FROM writers
+             UNION SELECT u.created_by FROM users u JOIN writers w ON u.id = w.id
+             WHERE u.created_by IS NOT NULL
+         )
+         SELECT COUNT(*) FROM user_roles ur
          WHERE ur.user_id = $1 AND ur.role = $2
-           AND EXISTS (
-               SELECT 1 FROM patches p WHERE p.id = $3
-                 AND (p.author_id = ur.granted_by OR p.author_id = ur.confirmed_by)
-               UNION ALL
-               SELECT 1 FROM revisions r WHERE r.patch_id = $3
-                 AND (r.submitted_by = ur.granted_by OR r.submitted_by = ur.confirmed_by))",
+           AND (ur.granted_by IN (SELECT id FROM touched)
+                OR ur.confirmed_by IN (SELECT id FROM touched))",
     )
     .bind(user_id)
     .bind(role.as_str())

@@ -193,7 +193,8 @@ pub enum Denied {
     /// wrote this patch (or one of its revisions).
     #[error(
         "four eyes: your {role} role was granted or confirmed by an admin who wrote this \
-         patch, so your sign-off cannot count for it; another {role} must sign off"
+         patch (or made the account that did), so your sign-off cannot count for it; \
+         another {role} must sign off"
     )]
     GrantedByAuthor {
         /// The role, as people name it.

@@ -5,6 +5,10 @@
 ALTER TABLE user_roles ADD COLUMN granted_by INTEGER REFERENCES users (id);
 ALTER TABLE user_roles ADD COLUMN confirmed_by INTEGER REFERENCES users (id);
 
+-- The admin who created an account in the web UI or the API (NULL: the command line). A
+-- patch written by that account counts as the admin's for four eyes.
+ALTER TABLE users ADD COLUMN created_by INTEGER REFERENCES users (id);
+
 -- Grants of the roles that sign off or manage users, made by an admin in the web UI or
 -- the API, wait here until a second admin (neither the granting one nor the grantee)
 -- confirms them; only then do they reach user_roles.

@@ -34,6 +34,10 @@ on_both_databases!(
     the_host_and_the_origin_scheme_must_be_this_servers,
     signed_in_answers_are_never_stored_and_https_is_strict,
     sign_offs_and_revisions_written_around_the_server_are_named,
+    enabling_an_account_again_is_granting_its_roles_again,
+    an_admin_cannot_approve_through_an_author_account_the_admin_made,
+    account_fixes_from_the_second_review,
+    host_checks_from_the_second_review,
 );
 
 /// The mail of the stored-XSS finding: a subject that ends the `<title>` element.
@@ -924,4 +928,220 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
         sqlx::query(&statement).execute(&mut admin).await.unwrap();
     }
     result.unwrap();
+}
+
+/// Second review, high: one admin disabled the demo accounts as `serve` advised, then
+/// enabled `grace` (published password, admin) and confirmed their own grants with it.
+async fn enabling_an_account_again_is_granting_its_roles_again(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("grace", &[Role::Admin]).await;
+    server.add_user("henry", &[Role::Admin]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    server.add_user("demo", &[Role::Admin]).await;
+    server.db.mark_demo("demo").await.unwrap();
+    let grace = server.signed_in("grace").await;
+    for (name, verb) in [("bob", "disable"), ("demo", "disable"), ("bob", "enable")] {
+        let response = grace
+            .post(server.url(&format!("/api/v1/users/{name}/{verb}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "{verb} {name}");
+    }
+    // Bob is back, but his reviewer role waits for a second admin.
+    let bob = server.signed_in("bob").await;
+    let response = bob.get(server.url("/api/v1/patches")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let henry = server.signed_in("henry").await;
+    let response = henry
+        .post(server.url("/api/v1/users/bob/roles/reviewer/confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = bob.get(server.url("/api/v1/patches")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // A demo account is not enabled from the web at all.
+    let response = grace
+        .post(server.url("/api/v1/users/demo/enable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.text().await.unwrap().contains("user passwd demo"));
+    assert_eq!(
+        server.db.unexplained_rows().await.unwrap(),
+        Vec::<String>::new()
+    );
+    server.stop().await;
+}
+
+/// Second review, medium: an admin made an author account, submitted through it, and had
+/// a reviewer the admin granted approve.
+async fn an_admin_cannot_approve_through_an_author_account_the_admin_made(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("grace", &[Role::Admin]).await;
+    server.add_user("henry", &[Role::Admin]).await;
+    let henry = server.signed_in("henry").await;
+    create_user(&server, &henry, "proxy", &["author"]).await;
+    create_user(&server, &henry, "sock", &["reviewer"]).await;
+    let grace = server.signed_in("grace").await;
+    let response = grace
+        .post(server.url("/api/v1/users/sock/roles/reviewer/confirm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let proxy = server.signed_in("proxy").await;
+    let response = submit(
+        &server,
+        &proxy,
+        json!({ "title": "t", "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+                "diff": ONE_LINE_FIX }),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let sock = server.signed_in("sock").await;
+    let response = approve(&server, &sock).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.text().await.unwrap().contains("made the account"));
+    server.stop().await;
+}
+
+/// Second review, low: repeated roles answered 500; a refusal meant for one user showed to
+/// the next one signing in on the same browser; the no-role page could not sign out.
+async fn account_fixes_from_the_second_review(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("grace", &[Role::Admin]).await;
+    server.add_user("henry", &[Role::Admin]).await;
+    let grace = server.signed_in("grace").await;
+    let response = grace
+        .post(server.url("/api/v1/users"))
+        .json(&json!({ "username": "dup", "password": PASSWORD, "roles": ["author", "author"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = grace
+        .post(server.url("/api/v1/users"))
+        .json(
+            &json!({ "username": "esc", "display_name": "Eve\u{1b}[2J\nroot", "password": PASSWORD,
+                       "roles": ["author"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Grace's form is refused (there is no user `nobody`), which leaves a message in her
+    // session; then henry signs in on the same browser.
+    let response = grace
+        .post(server.url("/admin/users/nobody/roles"))
+        .form(&[("role_reviewer", "on")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = grace
+        .post(server.url("/login"))
+        .form(&[("username", "henry"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let page = grace
+        .get(server.url("/admin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("nobody"),
+        "grace's message reached henry: {page}"
+    );
+    // The no-role page's one form may post.
+    let response = grace
+        .put(server.url("/api/v1/users/dup/roles"))
+        .json(&json!({ "roles": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let dup = server.signed_in("dup").await;
+    let response = dup.get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(policy.contains("form-action 'self'"), "{policy}");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    // A patch id that is not a number is a 404 page, not a 200.
+    server.add_user("alice", &[Role::Author]).await;
+    let alice = server.signed_in("alice").await;
+    let response = alice.get(server.url("/patches/abc")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+/// Sends raw request bytes and returns the status line's code (0 when the connection
+/// closed without an answer).
+async fn raw_status(server: &TestServer, request: String) -> u16 {
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Second review, low: two Host headers, or a request line naming another host, were
+/// served; health probes by address were refused; one address could take every
+/// connection.
+async fn host_checks_from_the_second_review(backend: Backend) {
+    let server = TestServer::start_configured(backend, |config| {
+        config.serve.max_connections_per_address = 2;
+    })
+    .await;
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let two_hosts = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {host}\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_status(&server, two_hosts).await, 400);
+    let absolute = format!(
+        "GET http://evil.example/login HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw_status(&server, absolute).await, 421);
+    let probe = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".to_owned();
+    assert_eq!(raw_status(&server, probe.clone()).await, 200);
+    // Two idle connections from this address fill its share; the server still answers
+    // others (none here), and this address again once one closes.
+    let first = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(&host).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        raw_status(&server, probe.clone()).await,
+        0,
+        "a third is closed"
+    );
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(raw_status(&server, probe).await, 200);
+    server.stop().await;
 }

@@ -106,6 +106,8 @@ pub(super) async fn login(
     match auth::sign_in(&state.db, name, &form.password, permit).await? {
         Some(user) => {
             session.cycle_id().await?;
+            // The session's data outlives the new id: nothing left for someone else.
+            session.remove::<String>(super::FLASH_KEY).await?;
             session.insert(SESSION_USER_KEY, user.id).await?;
             state
                 .db

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, Session, SessionManagerLayer};
@@ -48,8 +48,11 @@ pub const BUNDLE_NAME: &str = "graftbench_ui";
 pub const MAX_BODY_BYTES: usize = 12 * 1024 * 1024;
 /// The session key of a message for the next page (see [`FlashMessage`]).
 pub const FLASH_KEY: &str = "flash";
-/// A request body must have arrived within this long (12 MiB at 100 KiB/s).
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// The longest pause between two pieces of a request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A whole request, body included, must be answered within this long (12 MiB at about
+/// 100 KiB/s; rendering the largest diff takes well under a second).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Sessions end after this much inactivity.
 pub const SESSION_IDLE_HOURS: i64 = 8;
 
@@ -93,7 +96,12 @@ impl PublicOrigin {
         if scheme != "http" && scheme != "https" {
             return Err(bad());
         }
-        let host = rest.strip_suffix('/').unwrap_or(rest).to_ascii_lowercase();
+        let mut host = rest.strip_suffix('/').unwrap_or(rest).to_ascii_lowercase();
+        // Browsers leave the scheme's own port out of Host and Origin.
+        let default_port = if scheme == "https" { ":443" } else { ":80" };
+        if let Some(bare) = host.strip_suffix(default_port) {
+            host = bare.to_owned();
+        }
         let clean = !host.is_empty()
             && host
                 .bytes()
@@ -282,8 +290,14 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             async move { render(req).await }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // A body that trickles in holds a task and its buffer: it must arrive in time.
+        // A body that trickles in holds a connection, a task and its buffer. The body
+        // timeout restarts with every chunk; the whole request (body read included, since
+        // handlers read it) has a deadline too, so a byte a minute cannot hold it forever.
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_session,
@@ -442,6 +456,15 @@ fn no_role(path: &str) -> Response {
     );
     let mut response = axum::response::Html(page).into_response();
     *response.status_mut() = StatusCode::FORBIDDEN;
+    let headers = response.headers_mut();
+    // Its one form (sign out) must be allowed to post here; nothing else runs.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -469,9 +492,16 @@ async fn same_origin_only(
     next: Next,
 ) -> Response {
     let headers = req.headers();
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return (StatusCode::BAD_REQUEST, "more than one Host header").into_response();
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    if !origins.is_empty() {
-        let known = host.is_some_and(|h| origins.iter().any(|o| o.host.eq_ignore_ascii_case(h)));
+    // Health probes of load balancers ask by address, without the public name.
+    if !origins.is_empty() && req.uri().path() != "/healthz" {
+        let public = |name: &str| origins.iter().any(|o| o.host.eq_ignore_ascii_case(name));
+        // A request line in absolute form names its host itself; it must be ours too.
+        let authority_ok = req.uri().authority().is_none_or(|a| public(a.as_str()));
+        let known = authority_ok && host.is_some_and(public);
         if !known {
             tracing::warn!(
                 host = %host.unwrap_or("(none)").escape_debug(),

@@ -495,8 +495,9 @@ pub(super) async fn api_users(
     Ok(Json(state.db.list_users().await?).into_response())
 }
 
+/// Roles by name, each once (sorted), or a 422 naming the first unknown one.
 fn parse_roles<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Role>, ApiError> {
-    names
+    let mut roles = names
         .into_iter()
         .map(|name| {
             Role::parse(name).ok_or_else(|| {
@@ -509,7 +510,10 @@ fn parse_roles<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Vec<Role>
                 )
             })
         })
-        .collect()
+        .collect::<Result<Vec<Role>, ApiError>>()?;
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
 }
 
 /// What a role change left: the roles in force and the grants waiting for a second admin.
@@ -616,11 +620,12 @@ async fn set_disabled(
             )))
         }
     };
-    match state
-        .db
-        .set_disabled(&admin.username, username, disabled)
-        .await?
-    {
+    let by = Grantor::Admin {
+        id: admin.id,
+        name: &admin.username,
+        four_eyes: state.policy.policy.role_grants_need_second_admin,
+    };
+    match state.db.set_disabled(by, username, disabled).await? {
         crate::db::DisableChange::Changed | crate::db::DisableChange::Unchanged => {
             tracing::info!(admin = %admin.username, user = %username.escape_debug(), verb, "account changed");
             Ok(())
@@ -633,6 +638,10 @@ async fn set_disabled(
             StatusCode::CONFLICT,
             format!("`{username}` is the last enabled admin: make someone else an admin first"),
         )),
+        crate::db::DisableChange::DemoAccount => Err(ApiError::forbidden(format!(
+            "`{username}` is a demo account whose password is published: give it a new \
+             password on the server (`graftbench user passwd {username}`), then enable it"
+        ))),
     }
 }
 
@@ -740,6 +749,12 @@ async fn create_user(
         "" => name,
         d => d,
     };
+    if !crate::auth::display_name_ok(display) {
+        return Err(unprocessable(&format!(
+            "a display name is at most {} characters, without control characters",
+            crate::auth::MAX_DISPLAY_NAME_CHARS
+        )));
+    }
     let password = new.password.clone();
     // argon2: CPU and memory, off the async workers.
     let hash = super::off_runtime(move || crate::auth::hash_password(&password)).await??;

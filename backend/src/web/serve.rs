@@ -29,6 +29,9 @@ use tower::ServiceExt;
 pub struct ServeOptions {
     /// Open connections at most; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Open connections from one peer address at most, so that one client cannot take
+    /// every connection (behind a proxy, the proxy is the peer: raise it there).
+    pub max_connections_per_address: usize,
     /// A connection must send a request's headers within this long (and between
     /// keep-alive requests, the next request's headers).
     pub header_read_timeout: Duration,
@@ -38,6 +41,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_connections: 1024,
+            max_connections_per_address: 64,
             header_read_timeout: Duration::from_secs(10),
         }
     }
@@ -55,6 +59,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
+    // One warning a second at most while connections are refused: a flood must not flood
+    // the log as well.
+    let mut last_refusal_logged: Option<std::time::Instant> = None;
     // Connections hold a receiver: a value sent tells them to stop gracefully, and when
     // every receiver is gone they have all finished.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -72,12 +80,23 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(
-                peer = %peer,
-                limit = options.max_connections,
-                "connection limit reached; closing a new connection"
-            );
+        let admitted = Arc::clone(&slots)
+            .try_acquire_owned()
+            .ok()
+            .and_then(|slot| {
+                PerAddress::admit(&per_address, peer.ip(), options.max_connections_per_address)
+                    .map(|mine| (slot, mine))
+            });
+        let Some((slot, mine)) = admitted else {
+            if last_refusal_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(
+                    peer = %peer,
+                    limit = options.max_connections,
+                    per_address = options.max_connections_per_address,
+                    "connection limit reached; closing new connections"
+                );
+                last_refusal_logged = Some(std::time::Instant::now());
+            }
             drop(stream);
             continue;
         };
@@ -90,6 +109,7 @@ pub async fn serve(
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            let _mine = mine;
             // HTTP/1.1 only: browsers speak it to a plain-HTTP server, and a TLS proxy in
             // front does too; h2c would need read limits of its own.
             let connection = http1::Builder::new()
@@ -119,6 +139,50 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, stop_tx.closed()).await;
     Ok(())
+}
+
+/// Open connections per peer address.
+#[derive(Default)]
+struct PerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One open connection of a peer address; closing it (dropping this) counts it off.
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    address: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn admit(
+        table: &Arc<PerAddress>,
+        address: std::net::IpAddr,
+        limit: usize,
+    ) -> Option<AddressSlot> {
+        let mut open = table.open.lock().ok()?;
+        let count = open.entry(address).or_insert(0);
+        if *count >= limit.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            table: Arc::clone(table),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.table.open.lock() {
+            if let Some(count) = open.get_mut(&self.address) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&self.address);
+                }
+            }
+        }
+    }
 }
 
 /// The peer address of a request served by [`serve`] (absent for requests made in-process

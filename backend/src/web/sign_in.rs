@@ -34,6 +34,8 @@ const LOCKOUT_AUDIT_EVERY: Duration = Duration::from_secs(15 * 60);
 /// Limiter keys not used within their quota's period are forgotten when there are more
 /// than this many, so a flood of made-up names cannot grow memory without bound.
 const PRUNE_ABOVE_KEYS: usize = 10_000;
+/// How often idle limiter keys are forgotten (when there are many).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Account names are limited by this prefix of what was typed (longer names are refused
 /// at sign-in anyway).
 const ACCOUNT_KEY_CHARS: usize = 64;
@@ -131,6 +133,7 @@ pub struct SignInGuard {
     addresses: TwoQuotas<IpAddr>,
     hashing: Arc<Semaphore>,
     lockouts_audited: Mutex<HashMap<String, Instant>>,
+    last_prune: Mutex<Instant>,
 }
 
 impl SignInGuard {
@@ -141,6 +144,7 @@ impl SignInGuard {
             addresses: TwoQuotas::per_minute(limits.per_address_per_minute),
             hashing: Arc::new(Semaphore::new(limits.hashing_concurrency.max(1))),
             lockouts_audited: Mutex::new(HashMap::new()),
+            last_prune: Mutex::new(Instant::now()),
             limits,
         }
     }
@@ -153,8 +157,12 @@ impl SignInGuard {
     /// Admits one attempt for `account` from `address`: a hashing slot to hold until the
     /// password has been checked, or why not.
     pub fn admit(&self, account: &str, address: IpAddr) -> Result<OwnedSemaphorePermit, Refusal> {
-        self.accounts.prune();
-        self.addresses.prune();
+        self.prune_now_and_then();
+        // A slot first: an attempt turned away as busy must not use up the quotas.
+        let slot = Arc::clone(&self.hashing)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        let address = address_key(address);
         if let Err(retry_after) = self.addresses.check(&address) {
             return Err(Refusal::Throttled {
                 retry_after,
@@ -170,9 +178,21 @@ impl SignInGuard {
                 by_address: false,
             });
         }
-        Arc::clone(&self.hashing)
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Busy)
+        Ok(slot)
+    }
+
+    /// Forgets keys idle for their quota's period, at most once a minute: pruning scans
+    /// the whole map, which must not happen on every attempt.
+    fn prune_now_and_then(&self) {
+        let Ok(mut last) = self.last_prune.lock() else {
+            return;
+        };
+        if last.elapsed() >= PRUNE_EVERY {
+            *last = Instant::now();
+            drop(last);
+            self.accounts.prune();
+            self.addresses.prune();
+        }
     }
 
     fn first_lockout_in_a_while(&self, key: String) -> bool {
@@ -190,6 +210,21 @@ impl SignInGuard {
                 true
             }
         }
+    }
+}
+
+/// The address a quota is kept for: IPv4 as is, IPv6 by its /64 network, which is what
+/// one client is given (counting each of its 2^64 addresses apart would limit nothing).
+fn address_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+        },
     }
 }
 
@@ -316,6 +351,25 @@ mod tests {
         }
         let long_wait = long.check(&1).expect_err("long quota spent");
         assert!(long_wait > Duration::from_secs(240), "{long_wait:?}");
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_network() {
+        let guard = guard(1000, 2, 100);
+        let _a = guard
+            .admit("a", "2001:db8::1".parse().unwrap())
+            .expect("first");
+        let _b = guard
+            .admit("b", "2001:db8::ffff:2".parse().unwrap())
+            .expect("second");
+        assert!(matches!(
+            guard.admit("c", "2001:db8::abcd:3".parse().unwrap()),
+            Err(Refusal::Throttled {
+                by_address: true,
+                ..
+            })
+        ));
+        assert!(guard.admit("c", "2001:db8:0:1::1".parse().unwrap()).is_ok());
     }
 
     #[test]
