@@ -255,6 +255,7 @@ fn parse_role(name: &str) -> Result<Role, String> {
 }
 
 fn main() -> ExitCode {
+    return_large_blocks_to_the_system();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -276,6 +277,21 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Each password check takes a 19 MiB argon2 block. glibc serves the first from mmap and
+/// gives it back, but then raises its mmap threshold above 19 MiB, so later blocks come
+/// from per-thread arenas and stay in the process after they are freed: the bench saw a
+/// server with four hashing slots keep 481 MiB after fifteen rounds of 64 sign-ins.
+/// Pinning the threshold at 4 MiB keeps such blocks mmapped, so memory falls back after a
+/// burst (98 MiB peak, 22 MiB after, in the same bench).
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other
+    // thread exists, so nothing allocates concurrently.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 * 1024 * 1024);
     }
 }
 

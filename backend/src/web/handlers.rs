@@ -68,8 +68,12 @@ pub(super) async fn login(
             new_account_lockout,
             by_address,
         }) => {
-            let seconds = retry_after.as_secs().max(1);
-            tracing::warn!(
+            // Rounded up: a client that waits as long as told must then be let in.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            let seconds = seconds.max(1);
+            // One line per refused attempt would let a flood flood the log: the lockout
+            // is logged (and audited) once, the rest only at debug level.
+            tracing::debug!(
                 user = %attempted.escape_debug(),
                 address = %address,
                 retry_after = seconds,
@@ -77,6 +81,12 @@ pub(super) async fn login(
                 "sign-in throttled"
             );
             if new_account_lockout {
+                tracing::warn!(
+                    user = %attempted.escape_debug(),
+                    address = %address,
+                    retry_after = seconds,
+                    "sign-in locked for an account"
+                );
                 state
                     .db
                     .record(

@@ -107,11 +107,12 @@ impl<K: std::hash::Hash + Eq + Clone> TwoQuotas<K> {
     /// Takes one attempt from both quotas, or says how long to wait.
     fn check(&self, key: &K) -> Result<(), Duration> {
         let clock = DefaultClock::default();
-        // The long quota first: when it refuses, the short one keeps its cell.
-        self.long
+        // The short quota first: an attempt it refuses must not use up the long one, or a
+        // flood of refused attempts would put the account's owner on the long wait too.
+        self.short
             .check_key(key)
             .map_err(|not_until| not_until.wait_time_from(clock.now()))?;
-        self.short
+        self.long
             .check_key(key)
             .map_err(|not_until| not_until.wait_time_from(clock.now()))
     }
@@ -351,6 +352,22 @@ mod tests {
         }
         let long_wait = long.check(&1).expect_err("long quota spent");
         assert!(long_wait > Duration::from_secs(240), "{long_wait:?}");
+    }
+
+    /// The bench found a flood of refused attempts spending the long quota in
+    /// milliseconds, putting the account's owner on the slowest pace.
+    #[test]
+    fn refused_attempts_do_not_use_up_the_long_quota() {
+        let quotas = TwoQuotas::<u8>::per_minute(2);
+        assert!(quotas.check(&0).is_ok() && quotas.check(&0).is_ok());
+        for _ in 0..1000 {
+            assert!(quotas.check(&0).is_err());
+        }
+        // Of the long quota's 20, the two admitted attempts took two.
+        for n in 0..18 {
+            assert!(quotas.long.check_key(&0).is_ok(), "long cell {n}");
+        }
+        assert!(quotas.long.check_key(&0).is_err());
     }
 
     #[test]
