@@ -257,6 +257,8 @@ start_server() {
     local name=$1
     shift
     : >"$work/$name.out"
+    # Throttled attempts are logged at debug level only (a flood must not flood the log).
+    RUST_LOG="info,sqlx=warn,tower_sessions=warn,graftbench::web::handlers=debug" \
     NO_COLOR=1 nice -n 19 "$graftbench" --data-dir "$data" serve --listen 127.0.0.1:0 \
         --site-root "$site" --trusted-proxy 127.0.0.1 "$@" \
         >"$work/$name.out" 2>"$work/$name.log" &
