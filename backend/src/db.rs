@@ -161,14 +161,20 @@ impl Database {
         if exists.is_none() {
             return Ok(false);
         }
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        let applied: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.pool)
                 .await?;
+        // A migration changed since it was applied is not current either: running the
+        // migrator then reports it, as it always did.
         Ok(migrator
             .iter()
             .filter(|m| !m.migration_type.is_down_migration())
-            .all(|m| applied.contains(&m.version)))
+            .all(|m| {
+                applied
+                    .iter()
+                    .any(|(version, checksum)| *version == m.version && **checksum == *m.checksum)
+            }))
     }
 
     /// Whether this connection's role may edit or delete audit events (PostgreSQL; on

@@ -326,7 +326,12 @@ impl Database {
             format: row.try_get("format")?,
             diff: row.try_get("content")?,
         };
-        check_content_hash(&stored.sha256, &stored.diff)?;
+        // Hashing 5 MiB takes milliseconds of CPU: off the async workers.
+        let stored = tokio::task::spawn_blocking(move || {
+            check_content_hash(&stored.sha256, &stored.diff).map(|()| stored)
+        })
+        .await
+        .map_err(|e| DbError::Corrupt(format!("hashing task failed: {e}")))??;
         Ok(Some(stored))
     }
 
