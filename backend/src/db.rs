@@ -420,8 +420,14 @@ pub enum RolesChange {
         /// Granted, waiting for a second admin's confirmation.
         pending: Vec<Role>,
     },
-    /// The user already held exactly these roles; nothing was written.
-    Unchanged(Vec<Role>),
+    /// Nothing to write: the user already held exactly these roles, with these grants
+    /// waiting.
+    Unchanged {
+        /// In force.
+        roles: Vec<Role>,
+        /// Waiting for a second admin.
+        pending: Vec<Role>,
+    },
     /// No such user.
     NoSuchUser,
     /// Refused: it would leave no admin.
@@ -645,7 +651,10 @@ impl Database {
             }
         }
         if before == after && pending_before == pending {
-            return Ok(RolesChange::Unchanged(after));
+            return Ok(RolesChange::Unchanged {
+                roles: after,
+                pending,
+            });
         }
         if before.contains(&Role::Admin) && !after.contains(&Role::Admin) {
             let admins: i64 = sqlx::query_scalar(ENABLED_ADMINS)

@@ -676,7 +676,7 @@ async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -
     roles.extend_from_slice(grant);
     // The server's command line is the audited break-glass path: in force at once.
     match db.set_roles(db::Grantor::CommandLine, name, &roles).await? {
-        RolesChange::Changed { after, .. } | RolesChange::Unchanged(after) => {
+        RolesChange::Changed { after, .. } | RolesChange::Unchanged { roles: after, .. } => {
             let names: Vec<&str> = after.iter().map(|r| r.as_str()).collect();
             println!("{name}\t{}", names.join(","));
             Ok(())

@@ -443,18 +443,29 @@ impl DbWorkbench {
         }
     }
 
-    /// The rendering of `stored`, from the cache or rendered once however many requests
-    /// ask for it at the same time.
-    async fn rendered(&self, stored: StoredRevision) -> Result<Arc<RevisionView>, AppError> {
+    /// The rendering of revision `number` of patch `id` (whose bytes hash to `sha256`),
+    /// from the cache, or rendered once however many requests ask for it at the same time.
+    /// The bytes are read (and checked against their hash) only to render them.
+    async fn rendered(
+        &self,
+        id: i64,
+        number: i64,
+        sha256: &str,
+    ) -> Result<Arc<RevisionView>, AppError> {
         let slot = match self.rendered.lock() {
-            Ok(mut cache) => cache.slot(&stored.sha256),
+            Ok(mut cache) => cache.slot(sha256),
             // A poisoned cache only costs a render.
             Err(_) => RenderSlot::default(),
         };
-        let renderer = Arc::clone(&self.renderer);
         let view = slot
             .get_or_try_init(|| async move {
+                let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
+                    return Err(AppError::NotFound(format!(
+                        "revision {number} of patch {id}"
+                    )));
+                };
                 self.renders_started.fetch_add(1, Ordering::Relaxed);
+                let renderer = Arc::clone(&self.renderer);
                 // Parsing and highlighting are CPU work: off the async workers.
                 tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
                     .await
@@ -489,12 +500,12 @@ impl DbWorkbench {
             Some(n) => n,
             None => revisions.last().map(|r| r.number).unwrap_or(1),
         };
-        let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
+        let Some(summary) = revisions.iter().find(|r| r.number == number) else {
             return Err(AppError::NotFound(format!(
                 "revision {number} of patch {id}"
             )));
         };
-        let view = self.rendered(stored).await?;
+        let view = self.rendered(id, number, &summary.sha256).await?;
         // The same bytes may be revision 1 of one patch and revision 3 of another.
         let shown = RevisionView {
             number,

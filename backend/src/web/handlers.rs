@@ -55,9 +55,9 @@ pub(super) async fn login(
             let mut response = login_page(
                 &state,
                 &format!("/login?error=busy&next={}", url_encode(&next)),
+                StatusCode::SERVICE_UNAVAILABLE,
             )
             .await;
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -104,9 +104,9 @@ pub(super) async fn login(
             let mut response = login_page(
                 &state,
                 &format!("/login?error=throttled&next={}", url_encode(&next)),
+                StatusCode::TOO_MANY_REQUESTS,
             )
             .await;
-            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -155,24 +155,36 @@ pub(super) async fn login(
 /// The actor of audit events whose author is not known (failed and throttled sign-ins).
 pub const ANONYMOUS: &str = "anonymous";
 
-/// The sign-in page as `uri` asks for it, rendered for a response the handler sends with
-/// its own status.
-async fn login_page(state: &AppState, uri: &str) -> Response {
+/// The sign-in page as `uri` asks for it, answered with `status`.
+async fn login_page(state: &AppState, uri: &str, status: StatusCode) -> Response {
+    let mut request = Request::new(Body::empty());
+    *request.uri_mut() = uri
+        .parse()
+        .unwrap_or_else(|_| axum::http::Uri::from_static("/login"));
+    render_page(state, request, status, || ()).await
+}
+
+/// Renders the page `request` asks for outside the router, for a handler that answers
+/// with a status of its own; `context` provides what the page needs beyond the workbench.
+async fn render_page(
+    state: &AppState,
+    request: Request,
+    status: StatusCode,
+    context: impl Fn() + Clone + Send + Sync + 'static,
+) -> Response {
     let workbench = state.workbench.clone();
     let options = state.leptos_options.clone();
     let render = leptos_axum::render_app_async_with_context(
         move || {
             provide_context(workbench.clone());
+            context();
             super::set_page_csp();
         },
         move || shell(options.clone()),
     );
-    let mut request = Request::new(Body::empty());
-    match uri.parse::<axum::http::Uri>() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(_) => *request.uri_mut() = axum::http::Uri::from_static("/login"),
-    }
-    render(request).await
+    let mut response = render(request).await;
+    *response.status_mut() = status;
+    response
 }
 
 /// `POST /logout`: deletes the session.
@@ -339,22 +351,13 @@ async fn render_rejected(
     status: StatusCode,
 ) -> Response {
     tracing::info!(user = %user.username, status = status.as_u16(), reason = %rejected.error.escape_debug(), "submission refused");
-    let workbench = state.workbench.clone();
-    let options = state.leptos_options.clone();
-    let render = leptos_axum::render_app_async_with_context(
-        move || {
-            provide_context(workbench.clone());
-            provide_context(rejected.clone());
-            super::set_page_csp();
-        },
-        move || shell(options.clone()),
-    );
     let mut request = Request::new(Body::empty());
     *request.uri_mut() = axum::http::Uri::from_static("/patches/new");
     request.extensions_mut().insert(user);
-    let mut response = render(request).await;
-    *response.status_mut() = status;
-    response
+    render_page(state, request, status, move || {
+        provide_context(rejected.clone())
+    })
+    .await
 }
 
 /// CVE ids in JSON: a list, or one string of ids.

@@ -540,16 +540,7 @@ async fn set_roles(
             roles: after,
             pending,
         }),
-        RolesChange::Unchanged(after) => {
-            let pending = match state.db.user_by_name(username).await? {
-                Some(record) => state.db.pending_roles(record.user.id).await?,
-                None => Vec::new(),
-            };
-            Ok(RolesAfter {
-                roles: after,
-                pending,
-            })
-        }
+        RolesChange::Unchanged { roles, pending } => Ok(RolesAfter { roles, pending }),
         RolesChange::NoSuchUser => Err(ApiError::not_found(format!("user `{username}`"))),
         RolesChange::LastAdmin => Err(ApiError::Client(
             StatusCode::CONFLICT,

@@ -17,7 +17,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -183,13 +182,4 @@ impl Drop for AddressSlot {
             }
         }
     }
-}
-
-/// The peer address of a request served by [`serve`] (absent for requests made in-process
-/// without a connection, e.g. `oneshot` in tests).
-pub fn peer_address(request: &axum::http::request::Parts) -> Option<SocketAddr> {
-    request
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0)
 }
