@@ -163,6 +163,57 @@ pub struct DwarfIndex {
     pub files: Vec<String>,
     /// The line tables: which addresses came from which file:line.
     pub lines: Vec<LineRange>,
+    /// Units that could not be decoded and were left out, in section order.
+    #[serde(default)]
+    pub skipped: Vec<SkippedUnit>,
+}
+
+/// A compilation unit left out of the index because its DWARF could not be decoded. The
+/// rest of the object is indexed; an analysis that may need this unit says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedUnit {
+    /// Its offset in `.debug_info`.
+    pub offset: u64,
+    /// Its `DW_AT_name` (the source file), when the unit's first DIE could be read.
+    pub name: Option<String>,
+    /// What was wrong, as the DWARF reader said it.
+    pub error: String,
+    /// The unit's header itself was unreadable, so every unit after it in the section
+    /// (which is found only by reading that header's length) is missing too.
+    pub rest_of_section: bool,
+}
+
+/// Table lengths of a [`DwarfIndex`], to undo a unit that failed halfway.
+struct Lengths {
+    units: usize,
+    subprograms: usize,
+    inline_sites: usize,
+    call_sites: usize,
+    files: usize,
+    lines: usize,
+}
+
+impl DwarfIndex {
+    fn lengths(&self) -> Lengths {
+        Lengths {
+            units: self.units.len(),
+            subprograms: self.subprograms.len(),
+            inline_sites: self.inline_sites.len(),
+            call_sites: self.call_sites.len(),
+            files: self.files.len(),
+            lines: self.lines.len(),
+        }
+    }
+
+    fn truncate(&mut self, to: &Lengths, file_ids: &mut HashMap<String, u32>) {
+        self.units.truncate(to.units);
+        self.subprograms.truncate(to.subprograms);
+        self.inline_sites.truncate(to.inline_sites);
+        self.call_sites.truncate(to.call_sites);
+        self.files.truncate(to.files);
+        self.lines.truncate(to.lines);
+        file_ids.retain(|_, id| (*id as usize) < to.files);
+    }
 }
 
 impl DwarfIndex {
@@ -272,15 +323,15 @@ pub enum DwarfError {
         /// What went wrong.
         problem: String,
     },
-    /// The DWARF itself is malformed.
-    #[error("`{object}`: malformed DWARF in the unit at .debug_info+{unit:#x}")]
-    Dwarf {
+    /// Not one unit could be decoded.
+    #[error("`{object}`: malformed DWARF, no compilation unit could be read; the first, at .debug_info+{unit:#x}: {problem}")]
+    Unreadable {
         /// The object.
         object: String,
-        /// Offset of the unit.
+        /// Offset of the first unit.
         unit: u64,
-        /// What gimli said.
-        source: gimli::Error,
+        /// What the DWARF reader said.
+        problem: String,
     },
 }
 
@@ -334,19 +385,20 @@ pub fn read_dwarf_with_progress(
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
     let mut headers = Vec::new();
     let mut units = dwarf.units();
+    // A header that cannot be read ends the walk: the next unit is found by its length.
+    let mut unreadable_tail = None;
     loop {
         match units.next() {
             Ok(Some(header)) => headers.push(header),
             Ok(None) => break,
             Err(source) => {
-                let unit = headers
+                let offset = headers
                     .last()
-                    .map_or(0, |h: &gimli::UnitHeader<Reader<'_>>| h.offset().0 as u64);
-                return Err(DwarfError::Dwarf {
-                    object: object_name.to_owned(),
-                    unit,
-                    source,
-                });
+                    .map_or(0, |h: &gimli::UnitHeader<Reader<'_>>| {
+                        (h.offset().0 + h.length_including_self()) as u64
+                    });
+                unreadable_tail = Some((offset, source));
+                break;
             }
         }
     }
@@ -372,14 +424,26 @@ pub fn read_dwarf_with_progress(
         let mut index = DwarfIndex::default();
         let mut file_ids = HashMap::new();
         for header in run {
-            let unit_offset = header.offset().0 as u64;
-            let dwarf_error = |source| DwarfError::Dwarf {
-                object: object_name.to_owned(),
-                unit: unit_offset,
-                source,
-            };
-            let unit = dwarf.unit(*header).map_err(dwarf_error)?;
-            read_unit(&dwarf, &unit, &mut index, &mut file_ids).map_err(dwarf_error)?;
+            let offset = header.offset().0 as u64;
+            let before = index.lengths();
+            let read = dwarf
+                .unit(*header)
+                .and_then(|unit| read_unit(&dwarf, &unit, &mut index, &mut file_ids));
+            if let Err(error) = read {
+                // Whatever the unit added before it failed goes again; the rest stays.
+                let name = index
+                    .units
+                    .get(before.units)
+                    .map(|u| u.name.clone())
+                    .filter(|n| !n.is_empty());
+                index.truncate(&before, &mut file_ids);
+                index.skipped.push(SkippedUnit {
+                    offset,
+                    name,
+                    error: error.to_string(),
+                    rest_of_section: false,
+                });
+            }
             let length = header.length_including_self() as u64;
             progress(done.fetch_add(length, std::sync::atomic::Ordering::Relaxed) + length);
         }
@@ -401,6 +465,24 @@ pub fn read_dwarf_with_progress(
     let mut index = DwarfIndex::default();
     for part in parts {
         merge(&mut index, part?);
+    }
+    if let Some((offset, source)) = unreadable_tail {
+        index.skipped.push(SkippedUnit {
+            offset,
+            name: None,
+            error: source.to_string(),
+            rest_of_section: true,
+        });
+    }
+    // Nothing readable at all is not an index with gaps: it is not DWARF we can read.
+    if index.units.is_empty() {
+        if let Some(first) = index.skipped.first() {
+            return Err(DwarfError::Unreadable {
+                object: object_name.to_owned(),
+                unit: first.offset,
+                problem: first.error.clone(),
+            });
+        }
     }
     resolve_names(&mut index);
     Ok(index)
@@ -425,6 +507,7 @@ fn merge(into: &mut DwarfIndex, part: DwarfIndex) {
         })
         .collect();
     into.units.extend(part.units);
+    into.skipped.extend(part.skipped);
     into.subprograms
         .extend(part.subprograms.into_iter().map(|mut s| {
             s.unit += unit_base;

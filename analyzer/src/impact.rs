@@ -14,6 +14,7 @@
 //!    code, a clone whose calling convention changed) is replaced through its callers,
 //!    recursively, with the reason kept at each step.
 
+use crate::dwarf::path_matches;
 use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, SymbolsByAddress};
 use crate::patch::{LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
@@ -95,6 +96,64 @@ pub struct ImpactReport {
     pub unpatchable: Vec<Unpatchable>,
     /// What in the fix needs a reviewer's care (kpatch patch author guide).
     pub pitfalls: Vec<Pitfall>,
+    /// Compilation units the index left out (their DWARF could not be decoded) that may
+    /// hold code of the changed files: the report may miss functions there.
+    #[serde(default)]
+    pub incomplete: Vec<IncompleteUnit>,
+}
+
+/// A compilation unit the analysis could not look into, and why it may matter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncompleteUnit {
+    /// `vmlinux` or the module.
+    pub object: String,
+    /// The unit's offset in `.debug_info`.
+    pub unit_offset: u64,
+    /// Its source file, when known.
+    pub unit_name: Option<String>,
+    /// Why it was left out of the index.
+    pub error: String,
+    /// Why it may hold code of this fix.
+    pub why: String,
+}
+
+/// The skipped units of `object` that may hold code of the changed files: a unit named
+/// after a changed file; any unit when a header changes (its code is inlined anywhere);
+/// a unit whose name is unknown, or the unreadable rest of a section.
+fn incomplete_in(object: &ObjectIndex, changed: &[ChangedLines]) -> Vec<IncompleteUnit> {
+    let header = changed.iter().find(|f| !f.path.ends_with(".c"));
+    object
+        .skipped
+        .iter()
+        .filter_map(|unit| {
+            let why = if unit.rest_of_section {
+                "its header could not be read, so neither it nor the units after it were indexed"
+                    .to_owned()
+            } else if let Some(file) = unit
+                .name
+                .as_deref()
+                .and_then(|name| changed.iter().find(|f| path_matches(name, &f.path)))
+            {
+                format!("it is the unit of {}", file.path)
+            } else if unit.name.is_none() {
+                "its source file is unknown".to_owned()
+            } else if let Some(header) = header {
+                format!(
+                    "{} changes, and a header's code can be inlined into any unit",
+                    header.path
+                )
+            } else {
+                return None;
+            };
+            Some(IncompleteUnit {
+                object: object.name.clone(),
+                unit_offset: unit.offset,
+                unit_name: unit.name.clone(),
+                error: unit.error.clone(),
+                why,
+            })
+        })
+        .collect()
 }
 
 /// The old-side lines each file's hunks change. New files have no old side and are left
@@ -218,7 +277,12 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
     if changed.is_empty() {
         return Err(AnalysisError::NothingChanged);
     }
-    if has_code.is_empty() {
+    let incomplete: Vec<IncompleteUnit> = index
+        .objects
+        .iter()
+        .flat_map(|object| incomplete_in(object, &changed))
+        .collect();
+    if has_code.is_empty() && incomplete.is_empty() {
         return Err(AnalysisError::NoKnownFile {
             paths: changed.iter().map(|f| f.path.clone()).collect(),
             objects: index.objects.iter().map(|o| o.name.clone()).collect(),
@@ -282,6 +346,7 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
         replace,
         unpatchable,
         pitfalls: found,
+        incomplete,
     })
 }
 
@@ -555,6 +620,28 @@ impl std::fmt::Display for ImpactReport {
             )?;
             for item in &self.unpatchable {
                 writeln!(f, "  {}: {}; {}", item.symbol, item.why, item.resolution)?;
+            }
+        }
+        if !self.incomplete.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "INCOMPLETE: {} compilation unit(s) could not be read and may hold code of this fix:",
+                self.incomplete.len()
+            )?;
+            for unit in &self.incomplete {
+                writeln!(
+                    f,
+                    "  {} unit at .debug_info+{:#x}{}: {} ({})",
+                    unit.object,
+                    unit.unit_offset,
+                    unit.unit_name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default(),
+                    unit.why,
+                    unit.error
+                )?;
             }
         }
         Ok(())

@@ -21,7 +21,9 @@
 //! (postcard). A file with another magic or version is refused with a clear error, never
 //! misread.
 
-use crate::dwarf::{self, clone_abi_change, path_matches, DieOffset, DwarfError, DwarfIndex};
+use crate::dwarf::{
+    self, clone_abi_change, path_matches, DieOffset, DwarfError, DwarfIndex, SkippedUnit,
+};
 use crate::symbols::{self, FunctionSymbol, FunctionTable, SymbolError};
 use object::{Object, ObjectSection};
 use serde::{Deserialize, Serialize, Serializer};
@@ -30,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 /// The first bytes of an index file.
 pub const MAGIC: [u8; 8] = *b"GRAFTIDX";
 /// The layout version; bumped on any incompatible change to the tables.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A function of the source: a name and where it is declared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +268,8 @@ pub struct ObjectIndex {
     /// Positions in [`ObjectIndex::inline_sites`] ordered by the function inlined
     /// (derived, not stored).
     pub sites_by_function: Vec<u32>,
+    /// Compilation units that could not be decoded and are not in these tables.
+    pub skipped: Vec<SkippedUnit>,
 }
 
 /// The indexes of one kernel build.
@@ -321,13 +325,24 @@ pub fn module_name(data: &[u8]) -> Option<String> {
 
 impl KernelIndex {
     /// The index file's bytes.
+    ///
+    /// Layout: the magic, the format version (u32 LE), the number of objects (u32 LE),
+    /// then one section per object: its length (u64 LE), the CRC-32 of its bytes (u32 LE)
+    /// and its tables. A damaged byte anywhere fails its section's checksum and the file
+    /// is refused, rather than decoded into different tables.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 << 20);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let stored: Vec<stored::Object> = self.objects.iter().map(stored::Object::from).collect();
-        // Serialising plain tables into a Vec cannot fail.
-        postcard::to_extend(&stored, out).unwrap_or_default()
+        out.extend_from_slice(&(self.objects.len() as u32).to_le_bytes());
+        for object in &self.objects {
+            // Serialising plain tables into a Vec cannot fail.
+            let section = postcard::to_stdvec(&stored::Object::from(object)).unwrap_or_default();
+            out.extend_from_slice(&(section.len() as u64).to_le_bytes());
+            out.extend_from_slice(&crc32fast::hash(&section).to_le_bytes());
+            out.extend_from_slice(&section);
+        }
+        out
     }
 
     /// Reads an index file's bytes.
@@ -358,18 +373,44 @@ impl KernelIndex {
         let Some(rest) = bytes.strip_prefix(&MAGIC) else {
             return Err(IndexError::NotAnIndex);
         };
-        let (version, tables) = rest.split_at_checked(4).ok_or(IndexError::NotAnIndex)?;
+        let (version, rest) = rest.split_at_checked(4).ok_or(IndexError::NotAnIndex)?;
         let found = u32::from_le_bytes(version.try_into().map_err(|_| IndexError::NotAnIndex)?);
         if found != FORMAT_VERSION {
             return Err(IndexError::Version { found });
         }
-        let (stored, left): (Vec<stored::ObjectIn<'_>>, &[u8]) =
-            postcard::take_from_bytes(tables).map_err(|e| IndexError::Damaged(e.to_string()))?;
-        if !left.is_empty() {
-            return Err(IndexError::Damaged(format!(
-                "{} bytes after the tables",
-                left.len()
-            )));
+        let damaged = IndexError::Damaged;
+        let (count, mut rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| damaged("the file ends before the object count".into()))?;
+        let count = u32::from_le_bytes(*count) as usize;
+        // Each section takes at least its 12-byte header: a larger count is damage.
+        if count > rest.len() / 12 {
+            return Err(damaged(format!("{count} objects cannot fit in the file")));
+        }
+        let mut stored = Vec::with_capacity(count);
+        for n in 1..=count {
+            let (length, after) = rest
+                .split_first_chunk::<8>()
+                .ok_or_else(|| damaged(format!("object {n} of {count} has no header")))?;
+            let (crc, after) = after
+                .split_first_chunk::<4>()
+                .ok_or_else(|| damaged(format!("object {n} of {count} has no header")))?;
+            let (section, after) = usize::try_from(u64::from_le_bytes(*length))
+                .ok()
+                .and_then(|length| after.split_at_checked(length))
+                .ok_or_else(|| damaged(format!("object {n} of {count} runs past the end")))?;
+            if crc32fast::hash(section) != u32::from_le_bytes(*crc) {
+                return Err(damaged(format!(
+                    "object {n} of {count} does not match its checksum"
+                )));
+            }
+            let object: stored::ObjectIn<'_> = postcard::from_bytes(section)
+                .map_err(|e| damaged(format!("object {n} of {count}: {e}")))?;
+            stored.push(object);
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(damaged(format!("{} bytes after the tables", rest.len())));
         }
         Ok(stored)
     }
@@ -381,7 +422,9 @@ impl KernelIndex {
     ) -> Result<KernelIndex, IndexError> {
         let objects = KernelIndex::stored_objects(bytes)?
             .into_iter()
-            .filter(|o| keep(o.files()))
+            // An object with units left out may hold the code asked for: kept, so the
+            // analysis can say it could not look there.
+            .filter(|o| keep(o.files()) || o.has_skipped_units())
             .map(ObjectIndex::try_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(IndexError::Damaged)?;
@@ -459,6 +502,33 @@ impl ObjectIndex {
         build_id: Option<String>,
     ) -> ObjectIndex {
         Builder::new(dwarf).finish(symbols, build_id)
+    }
+
+    /// An object that could not be read at all (a damaged module): no tables, and its
+    /// whole debug information marked skipped with `error`, so analyses say so.
+    pub fn unreadable(name: &str, build_id: Option<String>, error: &str) -> ObjectIndex {
+        ObjectIndex {
+            name: name.to_owned(),
+            build_id,
+            symbols: FunctionTable {
+                object: name.to_owned(),
+                ftrace_table: symbols::FtraceTable::None,
+                functions: Vec::new(),
+            },
+            files: Vec::new(),
+            functions: Vec::new(),
+            instances: Vec::new(),
+            inline_sites: Vec::new(),
+            calls: Vec::new(),
+            lines: LineTable::from_places(&[]),
+            sites_by_function: Vec::new(),
+            skipped: vec![SkippedUnit {
+                offset: 0,
+                name: None,
+                error: error.to_owned(),
+                rest_of_section: true,
+            }],
+        }
     }
 
     /// The files of the debug information that are the tree-relative `path`.
@@ -853,6 +923,7 @@ impl<'a> Builder<'a> {
             inline_sites,
             calls,
             lines,
+            skipped: dwarf.skipped.clone(),
         }
     }
 }
@@ -1100,6 +1171,7 @@ mod stored {
         sites_by_function, Blob, Call, Callee, Function, InlineSite, Instance, LineFile, LineTable,
         ObjectIndex, Varints,
     };
+    use crate::dwarf::SkippedUnit;
     use crate::symbols::{split_clone_name, Binding, FtraceTable, FunctionSymbol, FunctionTable};
     use serde::{Deserialize, Serialize};
     use std::collections::HashMap;
@@ -1134,6 +1206,7 @@ mod stored {
         line_files: Blob,
         /// [`LineTable`]'s rows.
         line_rows: Blob,
+        skipped: Vec<SkippedUnit>,
     }
 
     #[derive(Deserialize)]
@@ -1156,6 +1229,7 @@ mod stored {
         calls: &'a [u8],
         line_files: &'a [u8],
         line_rows: &'a [u8],
+        skipped: Vec<SkippedUnit>,
     }
 
     impl<'a> ObjectIn<'a> {
@@ -1169,6 +1243,10 @@ mod stored {
 
         pub(super) fn files(&self) -> &[&'a str] {
             &self.files
+        }
+
+        pub(super) fn has_skipped_units(&self) -> bool {
+            !self.skipped.is_empty()
         }
     }
 
@@ -1307,6 +1385,7 @@ mod stored {
                 calls,
                 line_files,
                 line_rows: Blob(o.lines.rows.clone()),
+                skipped: o.skipped.clone(),
             }
         }
     }
@@ -1540,6 +1619,7 @@ mod stored {
                 inline_sites,
                 calls,
                 lines,
+                skipped: s.skipped,
             })
         }
     }
@@ -1637,6 +1717,12 @@ mod tests {
                 calls: Vec::new(),
                 lines: LineTable::from_places(&lines),
                 sites_by_function: vec![0, 1],
+                skipped: vec![SkippedUnit {
+                    offset: 0x1c4,
+                    name: Some("d.c".into()),
+                    error: "unknown abbreviation code".into(),
+                    rest_of_section: false,
+                }],
             }],
         };
         let bytes = index.to_bytes();

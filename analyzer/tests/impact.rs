@@ -309,3 +309,97 @@ fn a_changed_signature_of_an_exported_function_is_a_pitfall() {
         .iter()
         .all(|p| p.kind != analyzer::pitfalls::PitfallKind::ExportedSignature));
 }
+
+/// The fixtures' vmlinux with the first child DIE of `file`'s compilation unit given an
+/// abbreviation code no table defines; returns the image and that unit's offset.
+fn with_a_broken_unit(file: &str) -> (Vec<u8>, u64) {
+    use object::{Object, ObjectSection};
+    let mut image = Build::compile(5).vmlinux();
+    let (start, unit_offset, child) = {
+        let elf = object::File::parse(&*image).expect("ELF");
+        let section = elf.section_by_name(".debug_info").expect(".debug_info");
+        let (start, _) = section.file_range().expect("in the file");
+        let load = |id: gimli::SectionId| -> Result<&[u8], gimli::Error> {
+            Ok(elf
+                .section_by_name(id.name())
+                .and_then(|s| s.data().ok())
+                .unwrap_or(&[]))
+        };
+        let sections = gimli::DwarfSections::load(load).expect("sections");
+        let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, gimli::LittleEndian));
+        let mut units = dwarf.units();
+        let mut found = None;
+        while let Some(header) = units.next().expect("unit header") {
+            let unit = dwarf.unit(header).expect("unit");
+            let mut entries = unit.entries();
+            let root = entries.next_dfs().expect("DIE").expect("root DIE");
+            let name = root
+                .attr_value(gimli::DW_AT_name)
+                .and_then(|v| dwarf.attr_string(&unit, v).ok())
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(file) {
+                let child = entries.next_dfs().expect("DIE").expect("a child DIE");
+                let unit_offset = header.offset().0;
+                found = Some((unit_offset, unit_offset + child.offset().0));
+                break;
+            }
+        }
+        let (unit_offset, child) = found.unwrap_or_else(|| panic!("no unit for {file}"));
+        (start as usize, unit_offset as u64, child)
+    };
+    // A one-byte ULEB128 code far beyond the few abbreviations a fixture unit has.
+    assert!(image[start + child] < 0x80, "a one-byte abbreviation code");
+    image[start + child] = 0x7f;
+    (image, unit_offset)
+}
+
+#[test]
+fn a_unit_that_cannot_be_decoded_is_skipped_named_and_reported_where_it_matters() {
+    let (image, unit_offset) = with_a_broken_unit("dup_b.c");
+    let object = ObjectIndex::build("vmlinux", &image, &|_| {}).expect("the rest is indexed");
+    assert_eq!(object.skipped.len(), 1, "{:?}", object.skipped);
+    let skipped = &object.skipped[0];
+    assert_eq!(skipped.offset, unit_offset);
+    assert!(
+        skipped
+            .name
+            .as_deref()
+            .is_some_and(|n| n.ends_with("fixtures/dup_b.c")),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.error.to_lowercase().contains("abbreviation"),
+        "{skipped:?}"
+    );
+    let damaged = KernelIndex::from_bytes(
+        &KernelIndex {
+            objects: vec![object],
+        }
+        .to_bytes(),
+    )
+    .expect("read back");
+
+    // A fix in an intact unit: the same answer as from the whole index.
+    for (file, line) in [("clones.c", 67), ("clones.c", 12), ("dup_a.c", 6)] {
+        let whole = analyze(&fix(file, line), index()).expect("analysis");
+        let partial = analyze(&fix(file, line), &damaged).expect("analysis");
+        assert_eq!(partial, whole, "{file}:{line}");
+        assert!(partial.incomplete.is_empty());
+    }
+    // A fix in the broken unit: incomplete there, by name; and so is a header change,
+    // whose code may be inlined into the unit that could not be read.
+    let report = analyze(&fix("dup_b.c", 6), &damaged).expect("analysis");
+    assert_eq!(report.incomplete.len(), 1, "{report}");
+    let note = &report.incomplete[0];
+    assert_eq!(note.unit_offset, unit_offset);
+    assert!(note.why.contains("dup_b.c"), "{}", note.why);
+    assert!(report.to_string().contains("INCOMPLETE"), "{report}");
+    let header = analyze(&fix("inlines.h", 8), &damaged).expect("analysis");
+    assert_eq!(header.incomplete.len(), 1, "{header}");
+    assert!(
+        header.incomplete[0].why.contains("inlines.h"),
+        "{}",
+        header.incomplete[0].why
+    );
+}

@@ -101,7 +101,8 @@ impl KernelBuild {
 
         let modules = &self.modules;
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Result<ObjectIndex>>>> =
+        type Failed = (String, Option<String>, String);
+        let results: Mutex<Vec<Option<Result<ObjectIndex, Failed>>>> =
             Mutex::new((0..modules.len()).map(|_| None).collect());
         let workers = std::thread::available_parallelism().map_or(1, usize::from);
         std::thread::scope(|scope| {
@@ -115,10 +116,10 @@ impl KernelBuild {
                         Ok(data) => {
                             let name = module_name(&data).unwrap_or_else(|| name_from_path(path));
                             let result = ObjectIndex::build(&name, &data, &|_| {})
-                                .with_context(|| format!("indexing the module {}", path.display()));
+                                .map_err(|e| (name, build_id(&data), e.to_string()));
                             (result, debug_info_size(&data))
                         }
-                        Err(e) => (Err(e), 0),
+                        Err(e) => (Err((name_from_path(path), None, format!("{e:#}"))), 0),
                     };
                     bar.set_position(done.fetch_add(size, Ordering::Relaxed) + size);
                     if let Ok(mut slots) = results.lock() {
@@ -132,8 +133,36 @@ impl KernelBuild {
         let slots = results
             .into_inner()
             .map_err(|_| anyhow::anyhow!("a module indexing thread panicked"))?;
-        for slot in slots {
-            objects.push(slot.context("a module was not indexed")??);
+        // One bad module does not cost the others: it is named, and kept in the index as
+        // an object with no tables whose whole debug information is marked skipped, so
+        // an analysis says what it could not look into.
+        for (slot, path) in slots.into_iter().zip(modules) {
+            match slot.context("a module was not indexed")? {
+                Ok(object) => objects.push(object),
+                Err((name, build_id, error)) => {
+                    eprintln!(
+                        "graftbench: warning: skipped the module {}: {error}",
+                        path.display()
+                    );
+                    objects.push(ObjectIndex::unreadable(&name, build_id, &error));
+                }
+            }
+        }
+        for object in &objects {
+            for unit in &object.skipped {
+                if unit.offset > 0 || !unit.rest_of_section {
+                    eprintln!(
+                        "graftbench: warning: {}: skipped the unit at .debug_info+{:#x}{}: {}",
+                        object.name,
+                        unit.offset,
+                        unit.name
+                            .as_deref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default(),
+                        unit.error
+                    );
+                }
+            }
         }
         Ok(KernelIndex { objects })
     }
