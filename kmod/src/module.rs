@@ -237,6 +237,9 @@ pub struct KernelDir {
 impl KernelDir {
     /// Checks that `path` is a configured kernel build directory.
     pub fn new(path: &Path) -> Result<KernelDir, ModuleError> {
+        // kbuild runs in this directory (`make -C`): every other path it is given must be
+        // absolute, and so is this one, whatever the caller's working directory.
+        let path = &std::path::absolute(path).map_err(io(path))?;
         let config_path = path.join("include/config/auto.conf");
         if !path.join("Makefile").exists() || !config_path.exists() {
             return Err(ModuleError::Headers(format!(
@@ -275,6 +278,8 @@ impl KernelDir {
 
     /// Reads the livepatch structs' layout by compiling [`LAYOUT_C`] with kbuild.
     pub fn layout(&self, work: &Path, limit: Duration) -> Result<Layout, ModuleError> {
+        // `M=` is resolved by kbuild against the kernel tree: it must be absolute.
+        let work = &std::path::absolute(work).map_err(io(work))?;
         let dir = work.join("layout");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         write(&dir.join("layout.c"), LAYOUT_C)?;
@@ -695,6 +700,8 @@ pub const RUSTC_FLAGS: [&str; 16] = [
 
 /// Builds the module in `dir` (made by [`generate`]) against `kernel`; returns the `.ko`.
 pub fn build(dir: &Path, kernel: &KernelDir, limit: Duration) -> Result<PathBuf, ModuleError> {
+    // `make -C KDIR M=DIR` resolves a relative DIR against KDIR, not against the caller.
+    let dir = &std::path::absolute(dir).map_err(io(dir))?;
     let kbuild = std::fs::read_to_string(dir.join("Kbuild")).map_err(io(&dir.join("Kbuild")))?;
     let name = kbuild
         .lines()
