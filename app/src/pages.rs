@@ -247,9 +247,12 @@ pub fn NewPatchPage() -> impl IntoView {
                         });
                     view! {
                         {error}
+                        // Posted to this page's own path: a refused submission is
+                        // rendered here again, and the page the browser then shows
+                        // must be the one the router in the page finds at its URL.
                         <form
                             method="post"
-                            action="/patches"
+                            action="/patches/new"
                             enctype="multipart/form-data"
                             class="stack submit"
                         >

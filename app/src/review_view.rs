@@ -167,7 +167,7 @@ pub fn ReviewPanel(
             let superseded = s.withdrawn_at.is_some();
             view! {
                 <li class:outdated=s.outdated class:withdrawn=superseded class="sign-off">
-                    <span class=format!("verdict verdict-{}", s.verdict)>{s.verdict.clone()}</span>
+                    <span class=format!("verdict verdict-{}", s.verdict)>{s.verdict.as_str()}</span>
                     " "
                     <strong>{s.user}</strong>
                     " on r"

@@ -9,10 +9,12 @@
 use crate::audit;
 use crate::clock;
 use crate::db::Database;
-use crate::eligibility::Policy;
 use crate::review::{self, ReviewError, MAX_COMMENT_CHARS};
-use crate::workflow;
 use graftbench_app::model::{Action, CommentView, SessionUser, ThreadView};
+use graftbench_domain::audit::{AuditAction, AuditSubject};
+use graftbench_domain::eligibility::Policy;
+use graftbench_domain::workflow;
+use graftbench_domain::PatchId;
 use sqlx::Row;
 
 /// A new comment as a client sends it.
@@ -179,15 +181,15 @@ impl Database {
         .bind(&side)
         .bind(line)
         .bind(body)
-        .bind(user.id)
+        .bind(user.id.get())
         .bind(clock::now())
         .fetch_one(&mut *tx)
         .await?;
         audit::append(
             &mut tx,
             &user.username,
-            "comment.added",
-            &format!("patch:{patch_id}"),
+            AuditAction::CommentAdded,
+            &AuditSubject::Patch(PatchId(patch_id)),
             &serde_json::json!({
                 "comment": id,
                 "thread": request.thread.unwrap_or(id),
@@ -228,7 +230,7 @@ impl Database {
                AND (resolved_at IS NULL) = $5",
         )
         .bind(resolved.then_some(now))
-        .bind(resolved.then_some(user.id))
+        .bind(resolved.then_some(user.id.get()))
         .bind(thread)
         .bind(patch_id)
         .bind(resolved)
@@ -254,11 +256,11 @@ impl Database {
             &mut tx,
             &user.username,
             if resolved {
-                "comment.resolved"
+                AuditAction::CommentResolved
             } else {
-                "comment.reopened"
+                AuditAction::CommentReopened
             },
-            &format!("patch:{patch_id}"),
+            &AuditSubject::Patch(PatchId(patch_id)),
             &serde_json::json!({ "thread": thread }),
         )
         .await?;

@@ -7,6 +7,8 @@
 
 use crate::clock;
 use graftbench_app::model::{Role, SessionUser, UserAccount};
+use graftbench_domain::audit::{AuditAction, AuditSubject};
+use graftbench_domain::UserId;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
@@ -362,7 +364,7 @@ pub enum Grantor<'a> {
     /// An admin in the web UI or the API.
     Admin {
         /// The admin's user id.
-        id: i64,
+        id: UserId,
         /// The admin's user name (the audit event's actor).
         name: &'a str,
         /// Whether grants of [`CONFIRMED_ROLES`] wait for a second admin.
@@ -378,7 +380,7 @@ impl Grantor<'_> {
         }
     }
 
-    fn admin_id(&self) -> Option<i64> {
+    fn admin_id(&self) -> Option<UserId> {
         match self {
             Grantor::CommandLine => None,
             Grantor::Admin { id, .. } => Some(*id),
@@ -476,7 +478,7 @@ async fn grant(
         let mut query = sqlx::query(sql)
             .bind(user_id)
             .bind(role.as_str())
-            .bind(by.admin_id());
+            .bind(by.admin_id().map(UserId::get));
         if matches!(table, GrantTable::Pending) {
             query = query.bind(clock::now());
         }
@@ -527,7 +529,7 @@ impl Database {
         .bind(display_name)
         .bind(password_hash)
         .bind(clock::now())
-        .bind(by.admin_id())
+        .bind(by.admin_id().map(UserId::get))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(id) = id else {
@@ -543,8 +545,8 @@ impl Database {
         crate::audit::append(
             &mut tx,
             by.actor(),
-            "user.created",
-            &format!("user:{username}"),
+            AuditAction::UserCreated,
+            &AuditSubject::User(username.to_owned()),
             &serde_json::json!({
                 "display_name": display_name,
                 "roles": names(&held),
@@ -569,7 +571,7 @@ impl Database {
         let id: i64 = row.try_get("id")?;
         Ok(Some(UserRecord {
             user: SessionUser {
-                id,
+                id: UserId(id),
                 username: row.try_get("username")?,
                 display_name: row.try_get("display_name")?,
                 roles: self.roles_of(id).await?,
@@ -591,7 +593,7 @@ impl Database {
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionUser {
-            id,
+            id: UserId(id),
             username: row.try_get("username")?,
             display_name: row.try_get("display_name")?,
             roles: self.roles_of(id).await?,
@@ -695,8 +697,8 @@ impl Database {
             crate::audit::append(
                 &mut tx,
                 by.actor(),
-                "user.roles_changed",
-                &format!("user:{username}"),
+                AuditAction::UserRolesChanged,
+                &AuditSubject::User(username.to_owned()),
                 &serde_json::json!({ "from": names(&before), "to": names(&after) }),
             )
             .await?;
@@ -705,8 +707,8 @@ impl Database {
             crate::audit::append(
                 &mut tx,
                 by.actor(),
-                "user.role_grants_pending",
-                &format!("user:{username}"),
+                AuditAction::UserRoleGrantsPending,
+                &AuditSubject::User(username.to_owned()),
                 &serde_json::json!({
                     "from": names(&pending_before),
                     "to": names(&pending),
@@ -755,7 +757,7 @@ impl Database {
         let user_id: i64 = row.try_get("user_id")?;
         let granted_by: i64 = row.try_get("granted_by")?;
         let granter: String = row.try_get("granter")?;
-        if admin.id == granted_by || admin.id == user_id {
+        if admin.id == UserId(granted_by) || admin.id == UserId(user_id) {
             return Ok(ConfirmGrant::SameAdmin);
         }
         sqlx::query("DELETE FROM role_grants_pending WHERE user_id = $1 AND role = $2")
@@ -771,14 +773,14 @@ impl Database {
         .bind(user_id)
         .bind(role.as_str())
         .bind(granted_by)
-        .bind(admin.id)
+        .bind(admin.id.get())
         .execute(&mut *tx)
         .await?;
         crate::audit::append(
             &mut tx,
             &admin.username,
-            "user.role_grant_confirmed",
-            &format!("user:{username}"),
+            AuditAction::UserRoleGrantConfirmed,
+            &AuditSubject::User(username.to_owned()),
             &serde_json::json!({ "role": role.as_str(), "granted_by": granter }),
         )
         .await?;
@@ -806,7 +808,7 @@ impl Database {
         for row in rows {
             let id: i64 = row.try_get("id")?;
             users.push(UserAccount {
-                id,
+                id: UserId(id),
                 username: row.try_get("username")?,
                 display_name: row.try_get("display_name")?,
                 roles: self.roles_of(id).await?,
@@ -897,11 +899,11 @@ impl Database {
             &mut tx,
             by.actor(),
             if disabled {
-                "user.disabled"
+                AuditAction::UserDisabled
             } else {
-                "user.enabled"
+                AuditAction::UserEnabled
             },
-            &format!("user:{username}"),
+            &AuditSubject::User(username.to_owned()),
             &if names.is_empty() {
                 serde_json::json!({})
             } else {
@@ -936,8 +938,8 @@ impl Database {
         crate::audit::append(
             &mut tx,
             actor,
-            "user.password_changed",
-            &format!("user:{username}"),
+            AuditAction::UserPasswordChanged,
+            &AuditSubject::User(username.to_owned()),
             &serde_json::json!({}),
         )
         .await?;

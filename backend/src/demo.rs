@@ -46,7 +46,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
         }
     }
     if db
-        .list_patches(&crate::eligibility::Policy::default())
+        .list_patches(&graftbench_domain::eligibility::Policy::default())
         .await?
         .is_empty()
     {

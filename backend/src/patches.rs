@@ -2,11 +2,9 @@
 
 use crate::clock;
 use crate::db::{Database, DbError};
-use crate::eligibility::{LoadedPolicy, Policy};
 use crate::render::DiffRenderer;
 use crate::review::{self, ReviewError};
 use crate::submission::ValidSubmission;
-use crate::workflow;
 use analyzer::patch::PatchFormat;
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
@@ -14,6 +12,10 @@ use graftbench_app::model::{
     PatchPage, PatchSummary, PolicyView, ReviewView, RevisionSummary, RevisionView, Role,
     SessionUser, State, UserAccount,
 };
+use graftbench_domain::audit::{AuditAction, AuditSubject};
+use graftbench_domain::eligibility::{LoadedPolicy, Policy};
+use graftbench_domain::workflow;
+use graftbench_domain::PatchId;
 use sqlx::Row;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -120,7 +122,7 @@ impl Database {
         )
         .bind(&patch.title)
         .bind(&patch.cvss_vector)
-        .bind(author.id)
+        .bind(author.id.get())
         .bind(&now)
         .bind(phase)
         .bind(state.as_str())
@@ -143,15 +145,15 @@ impl Database {
             diff: &patch.diff,
             sha256: &patch.sha256,
             format: patch.patch.format,
-            submitted_by: author.id,
+            submitted_by: author.id.get(),
             at: &now,
         };
         revision.insert(&mut tx).await?;
         crate::audit::append(
             &mut tx,
             &author.username,
-            "patch.submitted",
-            &format!("patch:{id}"),
+            AuditAction::PatchSubmitted,
+            &AuditSubject::Patch(PatchId(id)),
             &serde_json::json!({
                 "title": patch.title,
                 "revision": 1,
@@ -546,7 +548,7 @@ pub async fn review_view(
         let state = evaluation.state;
         Ok(ReviewView {
             state,
-            current_revision: facts.current_revision,
+            current_revision: facts.current_revision.get(),
             current_sha256: facts.current_sha256.clone(),
             approvals: evaluation.approvals,
             approvals_required: policy.approvals_required,

@@ -11,14 +11,16 @@
 use crate::audit;
 use crate::clock;
 use crate::db::{Database, DbError};
-use crate::eligibility::{self, Facts, Policy};
 use crate::patches::NewRevision;
 use crate::submission::ValidDiff;
-use crate::workflow::{self, Denied, Phase, SignOff};
 use graftbench_app::model::{
     Action, Category, CvssView, DeadlineView, EligibilityView, Role, SessionUser, SignOffView,
     State, Tier, Verdict,
 };
+use graftbench_domain::audit::{AuditAction, AuditSubject, SignOffKind};
+use graftbench_domain::eligibility::{self, Facts, Policy};
+use graftbench_domain::workflow::{self, Denied, Phase, SignOff};
+use graftbench_domain::{PatchId, RevisionNumber, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 use time::format_description::well_known::Rfc3339;
@@ -95,7 +97,7 @@ pub struct PatchFacts {
     /// Patch id.
     pub id: i64,
     /// Its author's user id.
-    pub author_id: i64,
+    pub author_id: UserId,
     /// Stored phase.
     pub phase: Phase,
     /// Stored state (as last computed).
@@ -111,7 +113,7 @@ pub struct PatchFacts {
     /// Functions the module replaces, once analysed.
     pub functions_to_replace: Option<i64>,
     /// The latest revision.
-    pub current_revision: i64,
+    pub current_revision: RevisionNumber,
     /// Its SHA-256.
     pub current_sha256: String,
 }
@@ -122,13 +124,13 @@ pub struct StoredSignOff {
     /// Id.
     pub id: i64,
     /// Who.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Display name.
     pub user: String,
-    /// `approve`, `reject`, `exception`.
-    pub verdict: String,
+    /// What it says.
+    pub verdict: SignOffKind,
     /// Revision number.
-    pub revision: i64,
+    pub revision: RevisionNumber,
     /// Revision SHA-256.
     pub revision_sha256: String,
     /// Comment or justification.
@@ -159,7 +161,7 @@ pub fn evaluate(facts: &PatchFacts, sign_offs: &[StoredSignOff], policy: &Policy
     // justification stays valid across revisions until withdrawn.
     let justification = sign_offs
         .iter()
-        .find(|s| s.verdict == "exception" && s.withdrawn_at.is_none())
+        .find(|s| s.verdict == SignOffKind::Exception && s.withdrawn_at.is_none())
         .map(|s| s.comment.as_str());
     let verdict = eligibility::assess(
         &Facts {
@@ -175,15 +177,10 @@ pub fn evaluate(facts: &PatchFacts, sign_offs: &[StoredSignOff], policy: &Policy
     let counted: Vec<SignOff> = sign_offs
         .iter()
         .filter_map(|s| {
-            let verdict = match s.verdict.as_str() {
-                "approve" => Verdict::Approve,
-                "reject" => Verdict::Reject,
-                _ => return None,
-            };
             Some(SignOff {
                 user: s.user_id,
                 revision: s.revision,
-                verdict,
+                verdict: s.verdict.verdict()?,
                 withdrawn: s.withdrawn_at.is_some(),
             })
         })
@@ -196,7 +193,7 @@ pub fn evaluate(facts: &PatchFacts, sign_offs: &[StoredSignOff], policy: &Policy
         verdict.eligible,
         policy,
     );
-    let mut approvers: Vec<i64> = counted
+    let mut approvers: Vec<UserId> = counted
         .iter()
         .filter(|s| {
             s.revision == facts.current_revision
@@ -257,7 +254,7 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, ReviewError> {
     let tier: String = row.try_get("tier")?;
     Ok(PatchFacts {
         id: row.try_get("id")?,
-        author_id: row.try_get("author_id")?,
+        author_id: UserId(row.try_get("author_id")?),
         phase: parse_phase(&row.try_get::<String, _>("phase")?)?,
         stored_state: State::parse(&state).ok_or_else(|| corrupt(format!("state `{state}`")))?,
         category: Category::parse(&category)
@@ -266,7 +263,7 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, ReviewError> {
         reported_at: row.try_get("reported_at")?,
         cvss_vector: row.try_get("cvss_vector")?,
         functions_to_replace: row.try_get("functions_to_replace")?,
-        current_revision: row.try_get("current_revision")?,
+        current_revision: RevisionNumber(row.try_get("current_revision")?),
         current_sha256: row.try_get("current_sha256")?,
     })
 }
@@ -279,10 +276,13 @@ const SIGN_OFFS_SQL: &str = "SELECT s.id, s.user_id, u.display_name, s.verdict, 
 fn sign_off_from_row(row: &AnyRow) -> Result<StoredSignOff, ReviewError> {
     Ok(StoredSignOff {
         id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
+        user_id: UserId(row.try_get("user_id")?),
         user: row.try_get("display_name")?,
-        verdict: row.try_get("verdict")?,
-        revision: row.try_get("revision")?,
+        verdict: {
+            let verdict: String = row.try_get("verdict")?;
+            SignOffKind::parse(&verdict).ok_or_else(|| corrupt(format!("verdict `{verdict}`")))?
+        },
+        revision: RevisionNumber(row.try_get("revision")?),
         revision_sha256: row.try_get("revision_sha256")?,
         comment: row.try_get("comment")?,
         created_at: row.try_get("created_at")?,
@@ -354,8 +354,8 @@ async fn settle(
         audit::append(
             tx,
             actor,
-            "patch.state_changed",
-            &format!("patch:{patch_id}"),
+            AuditAction::PatchStateChanged,
+            &AuditSubject::Patch(PatchId(patch_id)),
             &serde_json::json!({
                 "from": facts.stored_state.as_str(),
                 "to": evaluation.state.as_str(),
@@ -426,7 +426,7 @@ fn names_current(
     match which {
         Some(which) => Err(ReviewError::StaleRevision {
             named: which,
-            current: facts.current_revision,
+            current: facts.current_revision.get(),
             current_sha256: facts.current_sha256.clone(),
         }),
         None => Err(ReviewError::NotFound(format!(
@@ -496,16 +496,16 @@ impl Database {
         if policy.role_grants_need_second_admin {
             granted_independently(&mut tx, patch_id, user.id, action).await?;
         }
-        let subject = format!("patch:{patch_id}");
+        let subject = AuditSubject::Patch(PatchId(patch_id));
         let now = clock::now();
         match action {
             Action::Approve | Action::Reject | Action::SignException => {
                 let revisions = revision_hashes(&mut tx, patch_id).await?;
                 names_current(&facts, request.revision_sha256.as_deref(), &revisions)?;
                 let (verdict, required) = match action {
-                    Action::Approve => ("approve", None),
-                    Action::Reject => ("reject", Some("a rejection")),
-                    _ => ("exception", Some("an exception sign-off")),
+                    Action::Approve => (SignOffKind::Approve, None),
+                    Action::Reject => (SignOffKind::Reject, Some("a rejection")),
+                    _ => (SignOffKind::Exception, Some("an exception sign-off")),
                 };
                 if action == Action::SignException && facts.category == Category::Vulnerability {
                     return Err(ReviewError::Invalid(
@@ -516,10 +516,10 @@ impl Database {
                 }
                 let comment = checked_comment(&request.comment, required)?;
                 // A new verdict replaces the same person's earlier one on this revision.
-                let kinds: &[&str] = if verdict == "exception" {
-                    &["exception"]
+                let kinds: &[SignOffKind] = if verdict == SignOffKind::Exception {
+                    &[SignOffKind::Exception]
                 } else {
-                    &["approve", "reject"]
+                    &[SignOffKind::Approve, SignOffKind::Reject]
                 };
                 for kind in kinds {
                     sqlx::query(
@@ -529,9 +529,9 @@ impl Database {
                     )
                     .bind(&now)
                     .bind(patch_id)
-                    .bind(facts.current_revision)
-                    .bind(user.id)
-                    .bind(*kind)
+                    .bind(facts.current_revision.get())
+                    .bind(user.id.get())
+                    .bind(kind.as_str())
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -541,10 +541,10 @@ impl Database {
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(patch_id)
-                .bind(facts.current_revision)
+                .bind(facts.current_revision.get())
                 .bind(&facts.current_sha256)
-                .bind(user.id)
-                .bind(verdict)
+                .bind(user.id.get())
+                .bind(verdict.as_str())
                 .bind(&comment)
                 .bind(&now)
                 .execute(&mut *tx)
@@ -552,7 +552,7 @@ impl Database {
                 audit::append(
                     &mut tx,
                     &user.username,
-                    &format!("sign_off.{verdict}"),
+                    AuditAction::SignOff(verdict),
                     &subject,
                     &serde_json::json!({
                         "revision": facts.current_revision,
@@ -571,8 +571,8 @@ impl Database {
                 )
                 .bind(&now)
                 .bind(patch_id)
-                .bind(facts.current_revision)
-                .bind(user.id)
+                .bind(facts.current_revision.get())
+                .bind(user.id.get())
                 .fetch_all(&mut *tx)
                 .await?;
                 let Some(verdict) = withdrawn.first() else {
@@ -584,7 +584,7 @@ impl Database {
                 audit::append(
                     &mut tx,
                     &user.username,
-                    "sign_off.withdrawn",
+                    AuditAction::SignOffWithdrawn,
                     &subject,
                     &serde_json::json!({
                         "revision": facts.current_revision,
@@ -596,12 +596,14 @@ impl Database {
             }
             Action::Submit | Action::Decline | Action::Withdraw | Action::Reopen => {
                 let (phase, event, required) = match action {
-                    Action::Submit => (Phase::Open, "patch.submitted_for_review", None),
-                    Action::Decline => {
-                        (Phase::Rejected, "patch.declined", Some("declining a patch"))
-                    }
-                    Action::Withdraw => (Phase::Withdrawn, "patch.withdrawn", None),
-                    _ => (Phase::Draft, "patch.reopened", None),
+                    Action::Submit => (Phase::Open, AuditAction::PatchSubmittedForReview, None),
+                    Action::Decline => (
+                        Phase::Rejected,
+                        AuditAction::PatchDeclined,
+                        Some("declining a patch"),
+                    ),
+                    Action::Withdraw => (Phase::Withdrawn, AuditAction::PatchWithdrawn, None),
+                    _ => (Phase::Draft, AuditAction::PatchReopened, None),
                 };
                 let comment = checked_comment(&request.comment, required)?;
                 set_phase(&mut tx, patch_id, phase).await?;
@@ -636,7 +638,7 @@ impl Database {
             patch: patch_id,
             action,
             state,
-            revision: facts.current_revision,
+            revision: facts.current_revision.get(),
         })
     }
 
@@ -665,14 +667,14 @@ impl Database {
             )));
         }
         let now = clock::now();
-        let number = facts.current_revision + 1;
+        let number = facts.current_revision.get() + 1;
         NewRevision {
             patch_id,
             number,
             diff: &diff.diff,
             sha256: &diff.sha256,
             format: diff.patch.format,
-            submitted_by: user.id,
+            submitted_by: user.id.get(),
             at: &now,
         }
         .insert(&mut tx)
@@ -680,8 +682,8 @@ impl Database {
         audit::append(
             &mut tx,
             &user.username,
-            "revision.uploaded",
-            &format!("patch:{patch_id}"),
+            AuditAction::RevisionUploaded,
+            &AuditSubject::Patch(PatchId(patch_id)),
             &serde_json::json!({
                 "revision": number,
                 "sha256": diff.sha256,
@@ -760,19 +762,22 @@ impl Database {
 }
 
 /// Sign-offs as shown: newest first, older revisions marked outdated.
-pub fn sign_off_views(sign_offs: &[StoredSignOff], current_revision: i64) -> Vec<SignOffView> {
+pub fn sign_off_views(
+    sign_offs: &[StoredSignOff],
+    current_revision: RevisionNumber,
+) -> Vec<SignOffView> {
     sign_offs
         .iter()
         .map(|s| SignOffView {
             id: s.id,
             user: s.user.clone(),
-            verdict: s.verdict.clone(),
-            revision: s.revision,
+            verdict: s.verdict,
+            revision: s.revision.get(),
             revision_sha256: s.revision_sha256.clone(),
             comment: s.comment.clone(),
             created_at: s.created_at.clone(),
             withdrawn_at: s.withdrawn_at.clone(),
-            outdated: s.verdict != "exception" && s.revision != current_revision,
+            outdated: s.verdict != SignOffKind::Exception && s.revision != current_revision,
         })
         .collect()
 }
@@ -781,7 +786,7 @@ pub fn sign_off_views(sign_offs: &[StoredSignOff], current_revision: i64) -> Vec
 #[derive(Debug, Clone, Copy)]
 pub struct LockedState {
     /// The author's user id.
-    pub author_id: i64,
+    pub author_id: UserId,
     /// The state computed now.
     pub state: State,
 }
@@ -793,7 +798,7 @@ pub struct LockedState {
 async fn granted_independently(
     tx: &mut Transaction<'static, Any>,
     patch_id: i64,
-    user_id: i64,
+    user_id: UserId,
     action: Action,
 ) -> Result<(), ReviewError> {
     let (role, name) = match action {
@@ -817,7 +822,7 @@ async fn granted_independently(
            AND (ur.granted_by IN (SELECT id FROM touched)
                 OR ur.confirmed_by IN (SELECT id FROM touched))",
     )
-    .bind(user_id)
+    .bind(user_id.get())
     .bind(role.as_str())
     .bind(patch_id)
     .fetch_one(&mut **tx)

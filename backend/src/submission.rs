@@ -265,7 +265,7 @@ fn parse_cvss(text: &str) -> Result<String, SubmissionError> {
             "the CVSS vector is longer than {MAX_CVSS_CHARS} characters"
         )));
     }
-    crate::eligibility::score(vector)
+    graftbench_domain::eligibility::score(vector)
         .map(|scored| scored.vector)
         .map_err(|e| SubmissionError::BadCvss(e.to_string()))
 }

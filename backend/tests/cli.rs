@@ -524,6 +524,72 @@ fn modules_are_indexed_and_analysed_with_vmlinux() {
 }
 
 #[test]
+fn a_damaged_module_is_named_and_the_others_indexed() {
+    let build = fixtures::Build::compile(5);
+    let (image, fix) = fixture_kernel(
+        &build,
+        "--- a/analyzer/tests/fixtures/dup_b.c\n+++ b/analyzer/tests/fixtures/dup_b.c\n\
+         @@ -6,1 +6,1 @@\n-old\n+new\n",
+    );
+    let modules = build.dir.path().join("lib/modules/kernel/fs");
+    std::fs::create_dir_all(&modules).unwrap();
+    let module = build.module_named("fixture_mod");
+    std::fs::write(modules.join("fixture-mod.ko"), &module).unwrap();
+    std::fs::write(modules.join("broken.ko"), &module[..module.len() / 3]).unwrap();
+    let data = build.dir.path().join("data");
+    let index = build.dir.path().join("kernel.gbindex");
+    let top = build.dir.path().join("lib");
+    let made = graftbench(
+        &data,
+        &[
+            "index",
+            arg(&image),
+            "--modules",
+            arg(&top),
+            "-o",
+            arg(&index),
+        ],
+        "",
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let warned = text(&made.stderr);
+    assert!(
+        warned.contains("skipped the module") && warned.contains("broken.ko"),
+        "{warned}"
+    );
+    let json = graftbench(
+        &data,
+        &[
+            "analyze",
+            "--index",
+            arg(&index),
+            arg(&fix),
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    // The good module is analysed as if the bad one were not there...
+    assert_eq!(
+        report["objects"],
+        serde_json::json!(["vmlinux", "fixture_mod"])
+    );
+    assert_eq!(report["replace"].as_array().unwrap().len(), 2, "{report}");
+    // ... and the report says what it could not look into.
+    let incomplete = report["incomplete"].as_array().unwrap();
+    assert_eq!(incomplete.len(), 1, "{report}");
+    assert_eq!(incomplete[0]["object"], "broken", "{report}");
+    let shown = graftbench(&data, &["analyze", "--index", arg(&index), arg(&fix)], "");
+    assert!(
+        text(&shown.stdout).contains("INCOMPLETE"),
+        "{}",
+        text(&shown.stdout)
+    );
+}
+
+#[test]
 fn where_shows_clones_inlined_copies_and_callers() {
     let build = fixtures::Build::compile(5);
     let (image, _) = fixture_kernel(&build, ISRA_FIX);
@@ -1222,4 +1288,63 @@ async fn audit_verify_names_rows_no_event_explains() {
     ] {
         assert!(why.contains(expected), "{expected}: {why}");
     }
+}
+
+/// The README's "Livepatch modules" commands, run verbatim from a scratch directory as a
+/// new user would: relative module directories, the binary on PATH.
+#[test]
+fn readme_module_commands_run_verbatim_from_a_scratch_directory() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split_once("### Livepatch modules")
+        .expect("the README has a Livepatch modules section")
+        .1;
+    let script = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("the section opens with a sh block")
+        .0;
+    assert!(
+        script.contains("graftbench module build gb_cmdline"),
+        "{script}"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(
+        scratch.path().join("fix.c"),
+        "#include <linux/seq_file.h>\n\
+         int livepatch_cmdline_proc_show(struct seq_file *m, void *v);\n\
+         int livepatch_cmdline_proc_show(struct seq_file *m, void *v) { seq_puts(m, \"fixed\\n\"); return 0; }\n",
+    )
+    .unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_graftbench"))
+        .parent()
+        .expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .env("GRAFTBENCH_DATA_DIR", scratch.path().join("data"))
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run bash");
+    assert!(
+        run.status.success(),
+        "{script}\nstdout:\n{}\nstderr:\n{}",
+        text(&run.stdout),
+        text(&run.stderr)
+    );
+    let info = text(&run.stdout);
+    assert!(info.contains("livepatch:  yes"), "{info}");
+    assert!(info.contains("signer:"), "{info}");
+    assert!(
+        info.contains("replaces:   vmlinux:cmdline_proc_show with livepatch_cmdline_proc_show"),
+        "{info}"
+    );
 }

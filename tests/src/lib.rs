@@ -5,9 +5,9 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, and dropped afterwards).
 
 use graftbench::db::{self, Database};
-use graftbench::eligibility::LoadedPolicy;
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
+use graftbench_domain::eligibility::LoadedPolicy;
 use sqlx::Connection;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

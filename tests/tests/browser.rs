@@ -13,6 +13,7 @@ use chromiumoxide::Page;
 use futures::StreamExt;
 use graftbench_app::model::Role;
 use graftbench_tests::{fixture, repo_root, Backend, TestServer, PASSWORD};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -46,6 +47,136 @@ async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
     });
     let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
     (browser, events, profile)
+}
+
+/// What a page logged as an error while a test drove it: `console.error` (a WebAssembly
+/// panic arrives there), uncaught exceptions, and the browser's own error entries (a
+/// failed load, a Content-Security-Policy violation). Every browser test ends by asking
+/// that there were none.
+struct Console {
+    problems: Arc<Mutex<Vec<String>>>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Console {
+    /// Starts listening on `page`, which has not loaded anything yet.
+    async fn watch(page: &Page) -> Console {
+        use chromiumoxide::cdp::browser_protocol::log::{
+            EnableParams as LogEnable, EventEntryAdded, LogEntryLevel, LogEntrySource,
+        };
+        use chromiumoxide::cdp::js_protocol::runtime::{
+            ConsoleApiCalledType, EventConsoleApiCalled, EventExceptionThrown,
+        };
+        page.execute(LogEnable::default())
+            .await
+            .expect("Log.enable");
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let record = {
+            let problems = problems.clone();
+            move |text: String| problems.lock().expect("console lock").push(text)
+        };
+        let mut calls = page
+            .event_listener::<EventConsoleApiCalled>()
+            .await
+            .unwrap();
+        let mut exceptions = page.event_listener::<EventExceptionThrown>().await.unwrap();
+        let mut entries = page.event_listener::<EventEntryAdded>().await.unwrap();
+        let (r1, r2, r3) = (record.clone(), record.clone(), record);
+        let listeners = vec![
+            tokio::spawn(async move {
+                while let Some(call) = calls.next().await {
+                    if call.r#type == ConsoleApiCalledType::Error {
+                        let text: Vec<String> = call
+                            .args
+                            .iter()
+                            .map(|a| {
+                                a.value
+                                    .as_ref()
+                                    .map(|v| v.to_string())
+                                    .or_else(|| a.description.clone())
+                                    .unwrap_or_default()
+                            })
+                            .collect();
+                        r1(format!("console.error: {}", text.join(" ")));
+                    }
+                }
+            }),
+            tokio::spawn(async move {
+                while let Some(thrown) = exceptions.next().await {
+                    let details = &thrown.exception_details;
+                    let description = details
+                        .exception
+                        .as_ref()
+                        .and_then(|e| e.description.clone())
+                        .unwrap_or_default();
+                    r2(format!("uncaught: {} {description}", details.text));
+                }
+            }),
+            tokio::spawn(async move {
+                while let Some(entry) = entries.next().await {
+                    let entry = &entry.entry;
+                    if entry.level == LogEntryLevel::Error
+                        || entry.text.contains("Content Security Policy")
+                    {
+                        let network = entry.source == LogEntrySource::Network;
+                        r3(format!(
+                            "{}{}: {}",
+                            if network { "network " } else { "" },
+                            entry.url.as_deref().unwrap_or(""),
+                            entry.text
+                        ));
+                    }
+                }
+            }),
+        ];
+        Console {
+            problems,
+            listeners,
+        }
+    }
+
+    /// Asserts that nothing went wrong in `who`'s page. `refused` names the paths whose
+    /// 4xx answers the test caused on purpose (the browser logs each as a failed load).
+    async fn assert_clean(&self, who: &str, refused: &[&str]) {
+        // Let the last events arrive.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let problems: Vec<String> = self
+            .problems
+            .lock()
+            .expect("console lock")
+            .iter()
+            .filter(|p| {
+                !(p.starts_with("network ")
+                    && p.contains("the server responded with a status of 4")
+                    && refused.iter().any(|path| p.contains(&format!("{path}:"))))
+            })
+            .cloned()
+            .collect();
+        assert!(problems.is_empty(), "{who}'s console: {problems:#?}");
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        for listener in &self.listeners {
+            listener.abort();
+        }
+    }
+}
+
+/// A new page in `browser` (in `context` when given) with its console watched, then
+/// loading `url`.
+async fn open_page(
+    browser: &Browser,
+    context: Option<chromiumoxide::cdp::browser_protocol::browser::BrowserContextId>,
+    url: &str,
+) -> (Page, Console) {
+    let mut target = CreateTargetParams::new("about:blank");
+    target.browser_context_id = context;
+    let page = browser.new_page(target).await.expect("page");
+    let console = Console::watch(&page).await;
+    page.goto(url).await.expect("navigate");
+    (page, console)
 }
 
 async fn eval_bool(page: &Page, js: &str) -> bool {
@@ -88,7 +219,7 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
     let server = TestServer::start(Backend::Sqlite).await;
     server.add_user("alice", &[Role::Author]).await;
     let (mut browser, events, _profile) = launch().await;
-    let page = browser.new_page(server.url("/")).await.expect("page");
+    let (page, console) = open_page(&browser, None, &server.url("/")).await;
 
     // Signed out: the app sends us to the sign-in page.
     assert!(
@@ -276,6 +407,7 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         )
         .await
     );
+    console.assert_clean("alice", &[]).await;
 
     browser.close().await.ok();
     browser.wait().await.ok();
@@ -285,14 +417,12 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
 
 /// Opens a page in a browser context of its own (its own cookies: its own session) and
 /// signs `name` in there.
-async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> Page {
+async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> (Page, Console) {
     let context = browser
         .create_browser_context(CreateBrowserContextParams::default())
         .await
         .expect("browser context");
-    let mut target = CreateTargetParams::new(server.url("/login"));
-    target.browser_context_id = Some(context);
-    let page = browser.new_page(target).await.expect("page");
+    let (page, console) = open_page(browser, Some(context), &server.url("/login")).await;
     assert!(
         wait_for(
             &page,
@@ -327,7 +457,7 @@ async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> P
         .await,
         "{name} signed in"
     );
-    page
+    (page, console)
 }
 
 /// Clicks a button and waits for the page the form post leads to.
@@ -354,7 +484,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     let (mut browser, events, _profile) = launch().await;
 
     // The author submits through the form: an emergency change with a high CVSS score.
-    let alice = signed_in_page(&browser, &server, "alice").await;
+    let (alice, alice_console) = signed_in_page(&browser, &server, "alice").await;
     alice.goto(server.url("/patches/new")).await.unwrap();
     assert!(
         wait_for(
@@ -393,7 +523,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
 
     // Two reviewers, each in their own session, approve.
     for (name, approvals) in [("bob", 1), ("carol", 2)] {
-        let page = signed_in_page(&browser, &server, name).await;
+        let (page, console) = signed_in_page(&browser, &server, name).await;
         page.goto(server.url(&path)).await.unwrap();
         assert!(
             wait_for(
@@ -440,6 +570,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
             );
             screenshot(&page, "review-approved.png").await;
         }
+        console.assert_clean(name, &[]).await;
         page.close().await.ok();
     }
 
@@ -455,7 +586,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     );
 
     // The auditor reads the trail: every step, in order.
-    let frank = signed_in_page(&browser, &server, "frank").await;
+    let (frank, frank_console) = signed_in_page(&browser, &server, "frank").await;
     frank
         .goto(server.url("/audit?subject=patch:1"))
         .await
@@ -487,6 +618,8 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     );
     assert!(eval_bool(&frank, "!!document.querySelector('#chain-ok')").await);
     screenshot(&frank, "audit-trail.png").await;
+    alice_console.assert_clean("alice", &[]).await;
+    frank_console.assert_clean("frank", &[]).await;
 
     browser.close().await.ok();
     browser.wait().await.ok();
@@ -501,9 +634,6 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
 /// Content-Security-Policy without a single violation (the page hydrates).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch() {
-    use chromiumoxide::cdp::browser_protocol::log::{
-        EnableParams as LogEnable, EventEntryAdded, LogEntryLevel,
-    };
     use chromiumoxide::cdp::browser_protocol::network::{
         EnableParams as NetworkEnable, EventRequestWillBeSent,
     };
@@ -528,10 +658,8 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
 
     let (mut browser, events, _profile) = launch().await;
     for name in ["bob", "carol"] {
-        let page = signed_in_page(&browser, &server, name).await;
-        page.execute(LogEnable::default()).await.unwrap();
+        let (page, console) = signed_in_page(&browser, &server, name).await;
         page.execute(NetworkEnable::default()).await.unwrap();
-        let mut log = page.event_listener::<EventEntryAdded>().await.unwrap();
         let mut requests = page
             .event_listener::<EventRequestWillBeSent>()
             .await
@@ -571,18 +699,7 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
         assert!(title.starts_with("</title><script>"), "{title}");
         assert!(title.ends_with(" · Graftbench"), "{title}");
         // What the browser logged and asked for while the page loaded and hydrated.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut problems = Vec::new();
-        while let Ok(Some(entry)) =
-            tokio::time::timeout(Duration::from_millis(200), log.next()).await
-        {
-            if entry.entry.level == LogEntryLevel::Error
-                || entry.entry.text.contains("Content Security Policy")
-            {
-                problems.push(entry.entry.text.clone());
-            }
-        }
-        assert!(problems.is_empty(), "{name}'s console: {problems:?}");
+        console.assert_clean(name, &[]).await;
         let mut urls = Vec::new();
         while let Ok(Some(request)) =
             tokio::time::timeout(Duration::from_millis(200), requests.next()).await
@@ -614,6 +731,91 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
         .collect();
     assert!(new.is_empty(), "{new:?}");
 
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}
+
+/// A refused form post comes back as the submission page with the reason and what was
+/// typed. The page the browser gets hydrates like any other (no hydration panic, nothing
+/// in the console) and stays interactive: a link is followed by the router in the page.
+/// Refused for a bad CVSS vector (422) and for a user who may not submit (403).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_submission_comes_back_as_a_working_page() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("rita", &[Role::ReleaseManager]).await;
+    let (mut browser, events, _profile) = launch().await;
+    for (name, vector, reason) in [
+        ("alice", "CVSS:3.1/AV:Q", "CVSS"),
+        (
+            "rita",
+            "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+            "author",
+        ),
+    ] {
+        let (page, console) = signed_in_page(&browser, &server, name).await;
+        page.goto(server.url("/patches/new")).await.unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "!!document.querySelector('textarea[name=diff]') && document.documentElement.dataset.hydrated === 'true'",
+                Duration::from_secs(10)
+            )
+            .await
+        );
+        let fill = format!(
+            "document.querySelector('input[name=title]').value = 'Refused <here>';
+             document.querySelector('input[name=cvss_vector]').value = {};
+             document.querySelector('textarea[name=diff]').value = {}; true",
+            serde_json::to_string(vector).unwrap(),
+            serde_json::to_string(graftbench_tests::ONE_LINE_FIX).unwrap()
+        );
+        assert!(eval_bool(&page, &fill).await);
+        click_and_wait(
+            &page,
+            "form.submit button[type=submit]",
+            "!!document.querySelector('#submit-error') && document.documentElement.dataset.hydrated === 'true'",
+        )
+        .await;
+        let shown: String = page
+            .evaluate("document.querySelector('#submit-error').textContent")
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        assert!(shown.contains(reason), "{name}: {shown}");
+        assert!(
+            eval_bool(
+                &page,
+                "document.querySelector('input[name=title]').value === 'Refused <here>'"
+            )
+            .await,
+            "{name}: what was typed is kept"
+        );
+        // Interactive: the router in the page follows a link without loading a page.
+        assert!(eval_bool(&page, "window.__no_reload = true; true").await);
+        page.find_element("nav a[href='/policy']")
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "location.pathname === '/policy' && window.__no_reload === true",
+                Duration::from_secs(10)
+            )
+            .await,
+            "{name}: the refused page is hydrated and routes in the page"
+        );
+        console
+            .assert_clean(name, &["/patches/new", "/patches"])
+            .await;
+        page.close().await.ok();
+    }
     browser.close().await.ok();
     browser.wait().await.ok();
     events.abort();

@@ -49,10 +49,17 @@ const CAST: &[(&str, &[Role])] = &[
 
 impl Review {
     async fn start(backend: Backend) -> Review {
-        Review::start_with(backend, graftbench::eligibility::LoadedPolicy::default()).await
+        Review::start_with(
+            backend,
+            graftbench_domain::eligibility::LoadedPolicy::default(),
+        )
+        .await
     }
 
-    async fn start_with(backend: Backend, policy: graftbench::eligibility::LoadedPolicy) -> Review {
+    async fn start_with(
+        backend: Backend,
+        policy: graftbench_domain::eligibility::LoadedPolicy,
+    ) -> Review {
         let server = TestServer::start_with(backend, policy).await;
         let mut clients = HashMap::new();
         for (name, roles) in CAST {
@@ -606,7 +613,7 @@ async fn exceptions_need_a_security_officer_and_a_reason(backend: Backend) {
 async fn admins_manage_roles_and_the_audit_trail_shows_every_step(backend: Backend) {
     // The mechanics of role management, with grants in force at once. Four eyes on grants
     // (the default policy) is tested in security.rs.
-    let mut policy = graftbench::eligibility::LoadedPolicy::default();
+    let mut policy = graftbench_domain::eligibility::LoadedPolicy::default();
     policy.policy.role_grants_need_second_admin = false;
     let mut review = Review::start_with(backend, policy).await;
     let put_roles = |who: &str, user: &str, roles: Value| {
@@ -885,8 +892,9 @@ async fn deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals
     }
     assert_eq!(review.state(scheduled).await, "approved");
     // ...and back in review when the server starts under a policy that wants three.
-    let strict = graftbench::eligibility::LoadedPolicy {
-        policy: graftbench::eligibility::Policy::from_toml("approvals_required = 3").unwrap(),
+    let strict = graftbench_domain::eligibility::LoadedPolicy {
+        policy: graftbench_domain::eligibility::Policy::from_toml("approvals_required = 3")
+            .unwrap(),
         path: None,
     };
     let config = graftbench::web::ServerConfig::new(graftbench_tests::site_root(), strict);

@@ -728,7 +728,7 @@ async fn an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch(backen
 
 /// The policy setting: a team that keeps four eyes elsewhere can turn it off.
 async fn without_four_eyes_grants_are_in_force_at_once(backend: Backend) {
-    let mut policy = graftbench::eligibility::LoadedPolicy::default();
+    let mut policy = graftbench_domain::eligibility::LoadedPolicy::default();
     policy.policy.role_grants_need_second_admin = false;
     let server = TestServer::start_with(backend, policy).await;
     server.add_user("grace", &[Role::Admin]).await;
@@ -895,8 +895,13 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
         let hash = graftbench::auth::hash_password(PASSWORD).unwrap();
         db.create_user("alice", "Alice", &hash, &[Role::Author])
             .await?;
-        db.record("alice", "session.signed_in", "user:alice", &json!({}))
-            .await?;
+        db.record(
+            "alice",
+            graftbench_domain::audit::AuditAction::SessionSignedIn,
+            &graftbench_domain::audit::AuditSubject::User("alice".into()),
+            &json!({}),
+        )
+        .await?;
         assert!(db.verify_audit().await?.is_ok());
         for statement in [
             "UPDATE audit_events SET actor = 'mallory'",

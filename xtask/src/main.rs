@@ -341,6 +341,35 @@ fn demo(serve_args: &[String]) -> Result<()> {
     run(&mut cmd)
 }
 
+/// The domain crate's rules are unit-tested without a server and compiled into the
+/// browser bundle: no web, database or runtime crate may creep into its dependencies.
+fn domain_stays_pure() -> Result<()> {
+    const FORBIDDEN: [&str; 5] = ["leptos", "axum", "sqlx", "tokio", "tower"];
+    let tree = output(cargo().current_dir(root()).args([
+        "tree",
+        "--locked",
+        "-p",
+        "graftbench-domain",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]))
+    .ok_or("cargo tree -p graftbench-domain failed")?;
+    let found: Vec<&str> = tree
+        .lines()
+        .filter(|l| FORBIDDEN.iter().any(|f| l.starts_with(f)))
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "graftbench-domain depends on {}: it must stay free of web, database and runtime crates",
+            found.join(", ")
+        ))
+    }
+}
+
 fn test() -> Result<()> {
     let started = Instant::now();
     setup(true)?;
@@ -362,6 +391,7 @@ fn test() -> Result<()> {
             ])
             .env("CARGO_INCREMENTAL", "0"))?;
     }
+    domain_stays_pure()?;
     site()?;
     {
         let _s = step("tests");

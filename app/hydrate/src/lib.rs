@@ -9,4 +9,9 @@ use wasm_bindgen::prelude::wasm_bindgen;
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(graftbench_app::App);
+    // `data-hydrated` on <html>: the page's components are attached (tests and scripts
+    // wait for it; a hydration panic never gets here).
+    if let Some(root) = leptos::prelude::document().document_element() {
+        let _ = root.set_attribute("data-hydrated", "true");
+    }
 }

@@ -8,7 +8,7 @@
 //! (incident, emergency, scheduled) sets its deadline from the time the problem was
 //! reported.
 
-pub use graftbench_app::model::{Category, Tier};
+use crate::{Category, Tier};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 use time::{Duration, OffsetDateTime};

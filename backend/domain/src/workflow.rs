@@ -9,8 +9,7 @@
 //! layer loads the facts, asks, and stores the result.
 
 use crate::eligibility::Policy;
-use graftbench_app::model::Role;
-pub use graftbench_app::model::{Action, State, Verdict};
+use crate::{Action, RevisionNumber, Role, State, UserId, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// What is stored about where a patch is.
@@ -31,9 +30,9 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignOff {
     /// Who.
-    pub user: i64,
-    /// On which revision (its number).
-    pub revision: i64,
+    pub user: UserId,
+    /// On which revision.
+    pub revision: RevisionNumber,
     /// Approve or reject.
     pub verdict: Verdict,
     /// Withdrawn by its author since.
@@ -43,8 +42,8 @@ pub struct SignOff {
 /// The state from the phase and the sign-offs.
 pub fn state(
     phase: Phase,
-    author: i64,
-    current_revision: i64,
+    author: UserId,
+    current_revision: RevisionNumber,
     sign_offs: &[SignOff],
     eligible: bool,
     policy: &Policy,
@@ -61,7 +60,7 @@ pub fn state(
     if current.clone().any(|s| s.verdict == Verdict::Reject) {
         return State::ChangesRequested;
     }
-    let mut approvers: Vec<i64> = current
+    let mut approvers: Vec<UserId> = current
         .filter(|s| s.verdict == Verdict::Approve && s.user != author)
         .map(|s| s.user)
         .collect();
@@ -228,9 +227,9 @@ fn verb(action: Action) -> (&'static str, &'static str) {
 /// Whether `roles` held by `actor` allow `action` on a patch by `author` in `state`.
 pub fn allowed(
     action: Action,
-    actor: i64,
+    actor: UserId,
     roles: &[Role],
-    author: i64,
+    author: UserId,
     state: State,
 ) -> Result<(), Denied> {
     let Some(rule) = RULES.iter().find(|r| r.action == action) else {
@@ -266,7 +265,7 @@ pub fn allowed(
 }
 
 /// The actions `actor` may take now: what the page offers, no more.
-pub fn offered(actor: i64, roles: &[Role], author: i64, state: State) -> Vec<Action> {
+pub fn offered(actor: UserId, roles: &[Role], author: UserId, state: State) -> Vec<Action> {
     RULES
         .iter()
         .map(|r| r.action)
@@ -278,21 +277,14 @@ pub fn offered(actor: i64, roles: &[Role], author: i64, state: State) -> Vec<Act
 mod tests {
     use super::*;
 
-    const AUTHOR: i64 = 1;
-    const OTHER: i64 = 2;
-    const ALL_STATES: [State; 6] = [
-        State::Draft,
-        State::InReview,
-        State::ChangesRequested,
-        State::Approved,
-        State::Rejected,
-        State::Withdrawn,
-    ];
+    const AUTHOR: UserId = UserId(1);
+    const OTHER: UserId = UserId(2);
+    const ALL_STATES: [State; 6] = State::ALL;
 
-    fn sign(user: i64, revision: i64, verdict: Verdict) -> SignOff {
+    fn sign(user: UserId, revision: i64, verdict: Verdict) -> SignOff {
         SignOff {
             user,
-            revision,
+            revision: RevisionNumber(revision),
             verdict,
             withdrawn: false,
         }
@@ -301,8 +293,16 @@ mod tests {
     #[test]
     fn approval_counts_current_revision_approvals_by_others() {
         let policy = Policy::default();
-        let open =
-            |signs: &[SignOff], eligible| state(Phase::Open, AUTHOR, 2, signs, eligible, &policy);
+        let open = |signs: &[SignOff], eligible| {
+            state(
+                Phase::Open,
+                AUTHOR,
+                RevisionNumber(2),
+                signs,
+                eligible,
+                &policy,
+            )
+        };
         assert_eq!(open(&[], true), State::InReview);
         // The author's own approval never counts, even with the reviewer role.
         assert_eq!(
@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(
             open(
                 &[
-                    sign(3, 1, Verdict::Approve),
+                    sign(UserId(3), 1, Verdict::Approve),
                     sign(OTHER, 2, Verdict::Approve)
                 ],
                 true
@@ -339,14 +339,14 @@ mod tests {
         );
         let two = [
             sign(OTHER, 2, Verdict::Approve),
-            sign(3, 2, Verdict::Approve),
+            sign(UserId(3), 2, Verdict::Approve),
         ];
         assert_eq!(open(&two, true), State::Approved);
         // Not eligible: approved by people, not by the rules.
         assert_eq!(open(&two, false), State::InReview);
         // A reject blocks, until withdrawn or a new revision.
         let mut blocked = two.to_vec();
-        blocked.push(sign(4, 2, Verdict::Reject));
+        blocked.push(sign(UserId(4), 2, Verdict::Reject));
         assert_eq!(open(&blocked, true), State::ChangesRequested);
         blocked[2].withdrawn = true;
         assert_eq!(open(&blocked, true), State::Approved);
@@ -354,15 +354,22 @@ mod tests {
             state(
                 Phase::Open,
                 AUTHOR,
-                3,
-                &[sign(4, 2, Verdict::Reject)],
+                RevisionNumber(3),
+                &[sign(UserId(4), 2, Verdict::Reject)],
                 true,
                 &policy
             ),
             State::InReview
         );
         assert_eq!(
-            state(Phase::Withdrawn, AUTHOR, 2, &two, true, &policy),
+            state(
+                Phase::Withdrawn,
+                AUTHOR,
+                RevisionNumber(2),
+                &two,
+                true,
+                &policy
+            ),
             State::Withdrawn
         );
     }

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use graftbench_app::model::{RejectedSubmission, Role, SessionUser};
 use graftbench_app::shell;
+use graftbench_domain::audit::{AuditAction, AuditSubject};
 use leptos::prelude::provide_context;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -91,8 +92,8 @@ pub(super) async fn login(
                     .db
                     .record(
                         ANONYMOUS,
-                        "session.sign_in_locked",
-                        &format!("user:{attempted}"),
+                        AuditAction::SessionSignInLocked,
+                        &AuditSubject::User(attempted.to_owned()),
                         &serde_json::json!({
                             "attempted_user": attempted,
                             "address": address.to_string(),
@@ -123,8 +124,8 @@ pub(super) async fn login(
                 .db
                 .record(
                     &user.username,
-                    "session.signed_in",
-                    &format!("user:{}", user.username),
+                    AuditAction::SessionSignedIn,
+                    &AuditSubject::User(user.username.clone()),
                     &serde_json::json!({ "address": address.to_string() }),
                 )
                 .await?;
@@ -139,8 +140,8 @@ pub(super) async fn login(
                 .db
                 .record(
                     ANONYMOUS,
-                    "session.sign_in_failed",
-                    &format!("user:{attempted}"),
+                    AuditAction::SessionSignInFailed,
+                    &AuditSubject::User(attempted.to_owned()),
                     &serde_json::json!({
                         "attempted_user": attempted,
                         "address": address.to_string(),

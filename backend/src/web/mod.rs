@@ -15,7 +15,6 @@ pub use serve::{serve, ServeOptions};
 pub use sign_in::{SignInGuard, SignInLimits};
 
 use crate::db::{Database, DbError};
-use crate::eligibility::LoadedPolicy;
 use crate::patches::DbWorkbench;
 use crate::render::DiffRenderer;
 use crate::sessions::DbSessionStore;
@@ -29,6 +28,7 @@ use axum::Router;
 use graftbench_app::api::ssr::SharedWorkbench;
 use graftbench_app::model::FlashMessage;
 use graftbench_app::{shell, App};
+use graftbench_domain::eligibility::LoadedPolicy;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -223,7 +223,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .route("/healthz", get(|| async { "ok" }))
         .route("/login", post(handlers::login))
         .route("/logout", post(handlers::logout))
+        // The form posts to its own page's path (see `NewPatchPage`); `/patches` is
+        // kept for scripts written against it.
         .route("/patches", post(handlers::submit_form))
+        .route("/patches/new", post(handlers::submit_form))
         .route(
             "/api/v1/patches",
             get(handlers::api_list).post(handlers::api_submit),

@@ -2,7 +2,7 @@
 //! comments; the audit trail, the policy and user management. Each comes as JSON under
 //! `/api/v1` and, for the pages, as a plain form post that redirects back.
 //!
-//! Handlers only translate: every decision is the rules' ([`crate::workflow`]), taken
+//! Handlers only translate: every decision is the rules' ([`graftbench_domain::workflow`]), taken
 //! inside the change's transaction by [`crate::review`].
 
 use super::{status_only, url_encode, ApiError, AppState};
@@ -10,12 +10,12 @@ use crate::comments::CommentRequest;
 use crate::db::{ConfirmGrant, Grantor, RolesChange};
 use crate::review::{ActionRequest, ReviewError};
 use crate::submission;
-use crate::workflow::Denied;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use graftbench_app::model::{Action, AuditFilter, Role, SessionUser};
+use graftbench_domain::workflow::Denied;
 use serde::Deserialize;
 use std::collections::HashMap;
 use tower_sessions::Session;
