@@ -13,6 +13,8 @@
 //! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
 //!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
 //! - [`placement`]: where the compiler put one function (clones, inlined copies, callers).
+//! - [`cache`]: a kernel build's index file: up to date or rebuilt, written atomically,
+//!   with progress, for the command line and server jobs alike.
 //!
 //! ```
 //! let fix = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-old\n+new\n";
@@ -20,9 +22,11 @@
 //! assert_eq!(patch.files[0].path(), "fs/proc/cmdline.c");
 //! assert_eq!(patch.stats().added, 1);
 //! ```
-#![forbid(unsafe_code)]
+// One `unsafe` block in all: mapping input files read-only ([`cache::map`]).
+#![deny(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
+pub mod cache;
 pub mod dwarf;
 pub mod impact;
 pub mod index;

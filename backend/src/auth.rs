@@ -10,20 +10,6 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// The session key holding the signed-in user's id.
 pub const SESSION_USER_KEY: &str = "user_id";
-/// Longest user name; longer names cannot exist and are refused without a lookup.
-pub const MAX_USERNAME_CHARS: usize = 64;
-/// Longest display name.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
-
-/// Whether `name` may be shown as a display name: short, on one line, and without control
-/// characters that a terminal listing users (`graftbench user list`) would obey.
-pub fn display_name_ok(name: &str) -> bool {
-    name.chars().count() <= MAX_DISPLAY_NAME_CHARS && !name.chars().any(char::is_control)
-}
-
-/// Shortest password `user add` accepts.
-pub const MIN_PASSWORD_CHARS: usize = 10;
-
 /// Password failures.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -77,7 +63,7 @@ pub async fn sign_in(
     password: &str,
     slot: OwnedSemaphorePermit,
 ) -> Result<Option<SessionUser>, AuthError> {
-    let record = if username.chars().count() > MAX_USERNAME_CHARS {
+    let record = if username.chars().count() > graftbench_domain::accounts::MAX_USERNAME_CHARS {
         None
     } else {
         db.user_by_name(username).await?

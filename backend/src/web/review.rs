@@ -15,6 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use graftbench_app::model::{Action, AuditFilter, Role, SessionUser};
+use graftbench_domain::accounts;
 use graftbench_domain::workflow::Denied;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -715,37 +716,19 @@ async fn create_user(
 ) -> Result<i64, ApiError> {
     require_admin(admin)?;
     let name = new.username.trim();
-    let valid_name = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let unprocessable =
-        |why: &str| ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, why.to_owned());
-    if !valid_name {
-        return Err(unprocessable(
-            "a user name is 1 to 64 letters, digits, dots, dashes or underscores",
-        ));
-    }
-    if new.password.chars().count() < crate::auth::MIN_PASSWORD_CHARS {
-        return Err(unprocessable(&format!(
-            "the password must have at least {} characters",
-            crate::auth::MIN_PASSWORD_CHARS
-        )));
-    }
+    let unprocessable = |e: accounts::AccountError| {
+        ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+    };
+    accounts::check_username(name).map_err(unprocessable)?;
+    accounts::check_password(&new.password).map_err(unprocessable)?;
     if roles.is_empty() {
-        return Err(unprocessable("give the user at least one role"));
+        return Err(unprocessable(accounts::AccountError::NoRoles));
     }
     let display = match new.display_name.trim() {
         "" => name,
         d => d,
     };
-    if !crate::auth::display_name_ok(display) {
-        return Err(unprocessable(&format!(
-            "a display name is at most {} characters, without control characters",
-            crate::auth::MAX_DISPLAY_NAME_CHARS
-        )));
-    }
+    accounts::check_display_name(display).map_err(unprocessable)?;
     let password = new.password.clone();
     // argon2: CPU and memory, off the async workers.
     let hash = super::off_runtime(move || crate::auth::hash_password(&password)).await??;

@@ -1,6 +1,6 @@
 //! `graftbench module`: signing keys, signing, verifying and inspecting livepatch modules.
 
-use crate::files::write_atomically;
+use analyzer::cache::write_atomically;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kmod::signature;

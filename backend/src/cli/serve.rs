@@ -1,0 +1,158 @@
+//! `graftbench serve`: the web server, with the checks that must pass before it listens.
+
+use super::global::Global;
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use graftbench::db;
+use graftbench::web::{self, ServerConfig};
+use graftbench_domain::eligibility::LoadedPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Directory with the built browser bundle (`pkg/`) and stylesheet (`style/`).
+    #[arg(long, env = "GRAFTBENCH_SITE_ROOT", default_value = "target/site")]
+    site_root: PathBuf,
+    /// Seed demo users (one per role) and a demo patch; loopback addresses only.
+    #[arg(long)]
+    demo: bool,
+    /// Mark the session cookie Secure; set this when users reach the server over HTTPS.
+    #[arg(long)]
+    cookie_secure: bool,
+    /// Sign-in attempts per account in a burst; then one per 60/N s, and after 10*N in a
+    /// row one per 600/N s.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    sign_in_account_limit: u32,
+    /// Sign-in attempts per client address in a burst, with the same growing waits.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    sign_in_address_limit: u32,
+    /// Password hashes computed at once (default: two per core); sign-ins beyond get 503.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    password_hash_slots: Option<u32>,
+    /// A reverse proxy whose X-Forwarded-For names the client (repeat for several). Behind
+    /// a TLS proxy every client has the proxy's address unless it is named here.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// The URL users reach the server at, e.g. https://graftbench.example.com behind a TLS
+    /// proxy (default: http:// and the --listen address). Requests for another Host, and
+    /// form posts from another Origin, are refused.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Open connections at most; further ones are closed when accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Open connections from one peer address at most (behind a proxy, the proxy is the
+    /// peer: raise it up to --max-connections there).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
+}
+
+/// The origins a server without `--public-url` answers as: the address it listens on
+/// (and `localhost` for a loopback one). Listening on every address needs the URL users
+/// type: there is no address to derive it from.
+fn derived_origins(bound: SocketAddr) -> Result<Vec<web::PublicOrigin>> {
+    if bound.ip().is_unspecified() {
+        bail!(
+            "listening on {bound} (every address) needs --public-url: the URL users type, \
+             e.g. --public-url https://graftbench.example.com"
+        );
+    }
+    let mut hosts = vec![bound.to_string()];
+    if bound.ip().is_loopback() {
+        hosts.push(format!("localhost:{}", bound.port()));
+    }
+    Ok(hosts
+        .into_iter()
+        .map(|host| web::PublicOrigin {
+            scheme: "http".to_owned(),
+            host,
+        })
+        .collect())
+}
+
+pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
+    // A broken policy file stops the server before it touches the database.
+    let policy = LoadedPolicy::load(&global.data_dir)?;
+    let db = global.open_database().await?;
+    if args.demo {
+        if !args.listen.ip().is_loopback() {
+            bail!(
+                "--demo seeds accounts with published passwords: listen on a loopback address only"
+            );
+        }
+        graftbench::demo::seed(&db).await?;
+    } else {
+        // Loopback alone proves nothing (a TLS proxy in front connects over loopback):
+        // accounts with published passwords are served only by an explicit --demo.
+        let published = graftbench::demo::accounts_with_published_passwords(&db).await?;
+        if !published.is_empty() {
+            let list = published.join(", ");
+            bail!(
+                "this data directory has demo accounts whose passwords are published ({list}). \
+                 Serve it with --demo (loopback only), or first give each a new password with \
+                 `graftbench user passwd NAME` or disable it with `graftbench user disable NAME`"
+            );
+        }
+    }
+    if db.kind() == db::DbKind::Postgres && db.can_rewrite_audit_events().await? {
+        tracing::warn!(
+            "this database role may edit and delete audit events: run serve as a role made \
+             with `graftbench migrate --grant-runtime-role` (see the README)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    let public_origins = match &args.public_url {
+        Some(url) => vec![web::PublicOrigin::parse(url).map_err(anyhow::Error::msg)?],
+        None => derived_origins(bound)?,
+    };
+    let defaults = web::SignInLimits::default();
+    let config = ServerConfig {
+        site_root: args.site_root,
+        cookie_secure: args.cookie_secure,
+        policy,
+        sign_in: web::SignInLimits {
+            per_account_per_minute: args.sign_in_account_limit,
+            per_address_per_minute: args.sign_in_address_limit,
+            hashing_concurrency: args
+                .password_hash_slots
+                .map_or(defaults.hashing_concurrency, |n| n as usize),
+            trusted_proxies: args.trusted_proxies,
+        },
+        serve: web::ServeOptions {
+            max_connections: args.max_connections as usize,
+            max_connections_per_address: args.max_connections_per_address as usize,
+            ..web::ServeOptions::default()
+        },
+        public_origins,
+    };
+    let router = web::router(&config, db).await?;
+    let url = format!(
+        "{}/",
+        config
+            .public_origins
+            .first()
+            .map_or_else(|| format!("http://{bound}"), web::PublicOrigin::origin)
+    );
+    println!("Graftbench is running at {url}");
+    if args.demo {
+        println!("\nDemo logins (user / password / role):");
+        for (name, _, password, roles) in graftbench::demo::DEMO_USERS {
+            let roles: Vec<&str> = roles.iter().map(|r| r.label()).collect();
+            println!("  {name:<6} {password:<15} {}", roles.join(", "));
+        }
+        println!();
+    }
+    web::serve(listener, router, config.serve, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")?;
+    Ok(())
+}
