@@ -51,8 +51,8 @@ pub async fn get_interdiff(id: i64, from: i64, to: i64) -> Result<InterdiffView,
 pub async fn get_audit(filter: AuditFilter) -> Result<AuditPage, AppError> {
     let user = ssr::require_user().await?;
     let page = ssr::workbench()?.audit(&user, filter).await;
-    if matches!(page, Err(AppError::Forbidden(_))) {
-        ssr::set_status(403);
+    if let Err(e) = &page {
+        ssr::set_error_status(e);
     }
     page
 }
@@ -69,8 +69,8 @@ pub async fn get_policy() -> Result<PolicyView, AppError> {
 pub async fn list_users() -> Result<Vec<UserAccount>, AppError> {
     let user = ssr::require_user().await?;
     let users = ssr::workbench()?.users(&user).await;
-    if matches!(users, Err(AppError::Forbidden(_))) {
-        ssr::set_status(403);
+    if let Err(e) = &users {
+        ssr::set_error_status(e);
     }
     users
 }
@@ -181,12 +181,7 @@ pub mod ssr {
     /// Sets the HTTP status of the response being rendered to what `error` means: a page
     /// that shows an error must not answer 200.
     pub fn set_error_status(error: &AppError) {
-        set_status(match error {
-            AppError::NotSignedIn => 401,
-            AppError::Forbidden(_) => 403,
-            AppError::NotFound(_) => 404,
-            AppError::Internal | AppError::Transport(_) => 500,
-        });
+        set_status(error.refusal().http_status());
     }
 
     /// Sets the HTTP status of the response being rendered.

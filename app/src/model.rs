@@ -554,6 +554,19 @@ impl fmt::Display for AppError {
 
 impl std::error::Error for AppError {}
 
+impl AppError {
+    /// How the page answers it: the same status table as the JSON API's errors.
+    pub fn refusal(&self) -> graftbench_domain::Refusal {
+        use graftbench_domain::Refusal;
+        match self {
+            AppError::NotSignedIn => Refusal::NotSignedIn,
+            AppError::Forbidden(_) => Refusal::Forbidden,
+            AppError::NotFound(_) => Refusal::NotFound,
+            AppError::Internal | AppError::Transport(_) => Refusal::Internal,
+        }
+    }
+}
+
 impl leptos::server_fn::error::FromServerFnError for AppError {
     type Encoder = leptos::server_fn::codec::JsonEncoding;
 

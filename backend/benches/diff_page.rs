@@ -11,9 +11,9 @@
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use graftbench::db::{self, Database};
 use graftbench::render::DiffRenderer;
-use graftbench::submission::{self, SubmissionInput};
+use graftbench::service::submit::{self, SubmissionInput};
+use graftbench::store::{self, Database};
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
 use std::fmt::Write;
@@ -105,10 +105,10 @@ fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
     let (router, cookie, id, db, author) = runtime.block_on(async {
-        let db = Database::connect(&db::sqlite_url(&dir.path().join("bench.db")))
+        let db = Database::connect(&store::sqlite_url(&dir.path().join("bench.db")))
             .await
             .expect("database");
-        let hash = graftbench::auth::hash_password("bench password 1").expect("hash");
+        let hash = graftbench::service::auth::hash_password("bench password 1").expect("hash");
         db.create_user("bench", "Bench", &hash, &[Role::Author])
             .await
             .expect("user");
@@ -118,13 +118,16 @@ fn bench(c: &mut Criterion) {
             .expect("query")
             .expect("user")
             .user;
-        let valid = submission::validate(SubmissionInput {
+        let valid = submit::validate(SubmissionInput {
             title: "big".into(),
             diff: diff.clone().into_bytes(),
             ..SubmissionInput::default()
         })
         .expect("valid");
-        let id = db.create_patch(&author, &valid).await.expect("stored").id;
+        let id = submit::create_patch(&db, &author, &valid)
+            .await
+            .expect("stored")
+            .id;
         let config = ServerConfig::new(site_root(), Default::default());
         let router = web::router(&config, db.clone())
             .await
@@ -179,13 +182,16 @@ fn bench(c: &mut Criterion) {
                     1,
                 );
                 runtime.block_on(async {
-                    let valid = submission::validate(SubmissionInput {
+                    let valid = submit::validate(SubmissionInput {
                         title: format!("big {serial}"),
                         diff: unique.into_bytes(),
                         ..SubmissionInput::default()
                     })
                     .expect("valid");
-                    db.create_patch(&author, &valid).await.expect("stored").id
+                    submit::create_patch(&db, &author, &valid)
+                        .await
+                        .expect("stored")
+                        .id
                 })
             },
             |id| runtime.block_on(fetch_page(id)),

@@ -4,16 +4,9 @@
 //! tests drive the same code in-process.
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod auth;
 pub mod clock;
-pub mod comments;
-pub mod db;
-pub mod demo;
 pub mod interdiff;
-pub mod patches;
 pub mod render;
-pub mod review;
-pub mod sessions;
-pub mod submission;
+pub mod service;
+pub mod store;
 pub mod web;

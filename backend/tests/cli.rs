@@ -1076,8 +1076,8 @@ async fn a_data_dir_with_demo_accounts_is_served_only_as_a_demo() {
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));
     {
         let url = format!("sqlite://{}", data.join("graftbench.db").display());
-        let db = graftbench::db::Database::connect(&url).await.unwrap();
-        graftbench::demo::seed(&db).await.unwrap();
+        let db = graftbench::store::Database::connect(&url).await.unwrap();
+        graftbench::service::demo::seed(&db).await.unwrap();
         db.close().await;
     }
     let list = text(&graftbench(&data, &["user", "list"], "").stdout);

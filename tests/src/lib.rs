@@ -4,7 +4,7 @@
 //! or a fresh PostgreSQL database (created on the server at `GRAFTBENCH_TEST_PG`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, and dropped afterwards).
 
-use graftbench::db::{self, Database};
+use graftbench::store::{self, Database};
 use graftbench::web::{self, ServerConfig};
 use graftbench_app::model::Role;
 use graftbench_domain::eligibility::LoadedPolicy;
@@ -134,7 +134,7 @@ impl TestServer {
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let (pg, url) = match backend {
-            Backend::Sqlite => (None, db::sqlite_url(&dir.path().join("graftbench.db"))),
+            Backend::Sqlite => (None, store::sqlite_url(&dir.path().join("graftbench.db"))),
             Backend::Postgres => {
                 let (pg, url) = PgDatabase::create().await;
                 (Some(pg), url)
@@ -180,7 +180,7 @@ impl TestServer {
 
     /// Creates a user with [`PASSWORD`].
     pub async fn add_user(&self, name: &str, roles: &[Role]) -> i64 {
-        let hash = graftbench::auth::hash_password(PASSWORD).expect("hash");
+        let hash = graftbench::service::auth::hash_password(PASSWORD).expect("hash");
         self.db
             .create_user(name, &format!("{name} (test)"), &hash, roles)
             .await

@@ -9,8 +9,10 @@ pub mod accounts;
 pub mod audit;
 pub mod eligibility;
 pub mod ids;
+pub mod refusal;
 pub mod vocabulary;
 pub mod workflow;
 
 pub use ids::{PatchId, RevisionNumber, Sha256, ThreadId, UserId};
+pub use refusal::Refusal;
 pub use vocabulary::{Action, Category, Role, SignOffKind, State, Tier, Verdict};

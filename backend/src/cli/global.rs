@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use graftbench::db::{self, Database};
+use graftbench::store::{self, Database};
 use std::path::{Path, PathBuf};
 
 /// Options every subcommand takes.
@@ -29,12 +29,12 @@ impl Global {
             Some(url) => url.clone(),
             None => {
                 self.create_data_dir()?;
-                db::sqlite_url(&self.data_dir.join("graftbench.db"))
+                store::sqlite_url(&self.data_dir.join("graftbench.db"))
             }
         };
         Database::connect(&url)
             .await
-            .with_context(|| format!("opening the database {}", db::redact_url(&url)))
+            .with_context(|| format!("opening the database {}", store::redact_url(&url)))
     }
 
     /// Creates the data directory (mode 0700) when missing; warns when others can read it.

@@ -13,7 +13,7 @@ pub struct MigrateArgs {
 
 pub async fn run(global: &Global, args: MigrateArgs) -> Result<()> {
     let db = global.open_database().await?;
-    graftbench::sessions::DbSessionStore::open(&db).await?;
+    graftbench::store::sessions::DbSessionStore::open(&db).await?;
     println!("database is up to date");
     if let Some(role) = args.grant_runtime_role {
         db.grant_runtime_role(&role).await?;

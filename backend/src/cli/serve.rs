@@ -3,7 +3,7 @@
 use super::global::Global;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use graftbench::db;
+use graftbench::store;
 use graftbench::web::{self, ServerConfig};
 use graftbench_domain::eligibility::LoadedPolicy;
 use std::net::SocketAddr;
@@ -84,11 +84,11 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
                 "--demo seeds accounts with published passwords: listen on a loopback address only"
             );
         }
-        graftbench::demo::seed(&db).await?;
+        graftbench::service::demo::seed(&db).await?;
     } else {
         // Loopback alone proves nothing (a TLS proxy in front connects over loopback):
         // accounts with published passwords are served only by an explicit --demo.
-        let published = graftbench::demo::accounts_with_published_passwords(&db).await?;
+        let published = graftbench::service::demo::accounts_with_published_passwords(&db).await?;
         if !published.is_empty() {
             let list = published.join(", ");
             bail!(
@@ -98,7 +98,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
             );
         }
     }
-    if db.kind() == db::DbKind::Postgres && db.can_rewrite_audit_events().await? {
+    if db.kind() == store::DbKind::Postgres && db.can_rewrite_audit_events().await? {
         tracing::warn!(
             "this database role may edit and delete audit events: run serve as a role made \
              with `graftbench migrate --grant-runtime-role` (see the README)"
@@ -143,7 +143,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
     println!("Graftbench is running at {url}");
     if args.demo {
         println!("\nDemo logins (user / password / role):");
-        for (name, _, password, roles) in graftbench::demo::DEMO_USERS {
+        for (name, _, password, roles) in graftbench::service::demo::DEMO_USERS {
             let roles: Vec<&str> = roles.iter().map(|r| r.label()).collect();
             println!("  {name:<6} {password:<15} {}", roles.join(", "));
         }

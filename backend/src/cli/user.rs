@@ -4,8 +4,8 @@
 use super::global::Global;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use graftbench::auth;
-use graftbench::db::{self, Database, DisableChange, RolesChange};
+use graftbench::service::auth;
+use graftbench::store::{self, Database, DisableChange, RolesChange};
 use graftbench_domain::accounts;
 use graftbench_domain::Role;
 use std::io::{IsTerminal, Read};
@@ -156,7 +156,7 @@ async fn list(db: &Database) -> Result<()> {
 async fn set_disabled(db: &Database, name: &str, disabled: bool) -> Result<()> {
     let verb = if disabled { "disabled" } else { "enabled" };
     match db
-        .set_disabled(db::Grantor::CommandLine, name, disabled)
+        .set_disabled(store::Grantor::CommandLine, name, disabled)
         .await?
     {
         DisableChange::Changed => println!("{name} {verb}"),
@@ -201,7 +201,10 @@ async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -
     };
     let roles = accounts::roles_after(&user.user.roles, grant, revoke)?;
     // The server's command line is the audited break-glass path: in force at once.
-    match db.set_roles(db::Grantor::CommandLine, name, &roles).await? {
+    match db
+        .set_roles(store::Grantor::CommandLine, name, &roles)
+        .await?
+    {
         RolesChange::Changed { after, .. } | RolesChange::Unchanged { roles: after, .. } => {
             let names: Vec<&str> = after.iter().map(|r| r.as_str()).collect();
             println!("{name}\t{}", names.join(","));

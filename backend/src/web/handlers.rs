@@ -2,15 +2,16 @@
 
 use super::sign_in::{self, Refusal};
 use super::{safe_next, status_only, url_encode, ApiError, AppState};
-use crate::auth::{self, SESSION_USER_KEY};
-use crate::submission::{self, SubmissionInput};
+use crate::service::auth::{self, SESSION_USER_KEY};
+use crate::service::pages;
+use crate::service::submit::{self, SubmissionInput};
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
-use graftbench_app::model::{RejectedSubmission, Role, SessionUser};
+use graftbench_app::model::{AuditFilter, RejectedSubmission, Role, SessionUser};
 use graftbench_app::shell;
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use leptos::prelude::provide_context;
@@ -223,12 +224,12 @@ impl FormFields {
     }
 
     /// The submission, choosing between the pasted and the uploaded diff.
-    fn input(&self) -> Result<SubmissionInput, submission::SubmissionError> {
+    fn input(&self) -> Result<SubmissionInput, submit::SubmissionError> {
         let pasted = !self.pasted.trim().is_empty();
         let uploaded = !self.uploaded.is_empty();
         let diff = match (pasted, uploaded) {
-            (true, true) => return Err(submission::SubmissionError::TwoDiffs),
-            (true, false) => submission::normalize_pasted(&self.pasted),
+            (true, true) => return Err(submit::SubmissionError::TwoDiffs),
+            (true, false) => submit::normalize_pasted(&self.pasted),
             (false, true) => self.uploaded.clone(),
             (false, false) => Vec::new(),
         };
@@ -295,13 +296,6 @@ fn require_author(user: &SessionUser) -> Result<(), ApiError> {
     }
 }
 
-fn submission_status(e: &submission::SubmissionError) -> StatusCode {
-    match e {
-        submission::SubmissionError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
-}
-
 /// `POST /patches`: the submission form. Success redirects to the new patch; a refusal
 /// shows the form again with the reason and what was typed, with a 4xx status.
 pub(super) async fn submit_form(
@@ -332,14 +326,15 @@ pub(super) async fn submit_form(
         return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
     }
     let input = fields.input();
-    let valid = match super::off_runtime(move || input.and_then(submission::validate)).await? {
+    let valid = match super::off_runtime(move || input.and_then(submit::validate)).await? {
         Ok(valid) => valid,
         Err(e) => {
-            let status = submission_status(&e);
-            return Ok(render_rejected(&state, user, fields.rejected(e.to_string()), status).await);
+            let refused = ApiError::from(e);
+            let (status, message) = (refused.status(), refused.message());
+            return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
         }
     };
-    let created = state.db.create_patch(&user, &valid).await?;
+    let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
     Ok(Redirect::to(&format!("/patches/{}", created.id)).into_response())
 }
@@ -434,17 +429,15 @@ pub(super) async fn api_submit(
         read_multipart(multipart)
             .await?
             .input()
-            .map_err(|e| ApiError::Client(submission_status(&e), e.to_string()))?
+            .map_err(ApiError::from)?
     } else {
         return Err(ApiError::Client(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send application/json or multipart/form-data".into(),
         ));
     };
-    let valid = super::off_runtime(move || submission::validate(input))
-        .await?
-        .map_err(|e| ApiError::Client(submission_status(&e), e.to_string()))?;
-    let created = state.db.create_patch(&user, &valid).await?;
+    let valid = super::off_runtime(move || submit::validate(input)).await??;
+    let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
     let location = format!("/patches/{}", created.id);
     let body = serde_json::json!({
@@ -463,7 +456,7 @@ pub(super) async fn api_submit(
 
 /// `GET /api/v1/patches`.
 pub(super) async fn api_list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.db.list_patches(&state.policy.policy).await?).into_response())
+    Ok(Json(pages::list_patches(&state.db, &state.policy.policy).await?).into_response())
 }
 
 /// `GET /api/v1/patches/{id}`: metadata and revisions.
@@ -478,7 +471,8 @@ pub(super) async fn api_patch(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("patch {id}")))?;
     let revisions = state.db.revisions(id).await?;
-    let review = crate::patches::review_view(&state.db, &state.policy.policy, &user, id).await?;
+    let review =
+        crate::service::pages::review_view(&state.db, &state.policy.policy, &user, id).await?;
     Ok(
         Json(serde_json::json!({ "patch": patch, "revisions": revisions, "review": review }))
             .into_response(),
@@ -507,4 +501,26 @@ pub(super) async fn api_raw_diff(
     }
     *response.body_mut() = Body::from(revision.diff);
     Ok(response)
+}
+
+/// `GET /api/v1/audit?actor=&action=&subject=`.
+pub(super) async fn api_audit(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Response, ApiError> {
+    match state.workbench.audit(&user, filter).await {
+        Ok(page) => Ok(Json(page).into_response()),
+        Err(graftbench_app::model::AppError::Forbidden(why)) => Err(ApiError::forbidden(why)),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!("{e}"))),
+    }
+}
+
+/// `GET /api/v1/policy`.
+pub(super) async fn api_policy(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({
+        "source": state.policy.source(),
+        "policy": state.policy.policy,
+    }))
+    .into_response()
 }

@@ -4,6 +4,7 @@
 //! ([`is_public`]); the check is one middleware in front of all routes, pages, server
 //! functions and the JSON API alike.
 
+mod accounts;
 mod error;
 mod handlers;
 mod review;
@@ -14,10 +15,10 @@ pub use error::ApiError;
 pub use serve::{serve, ServeOptions};
 pub use sign_in::{SignInGuard, SignInLimits};
 
-use crate::db::{Database, DbError};
-use crate::patches::DbWorkbench;
 use crate::render::DiffRenderer;
-use crate::sessions::DbSessionStore;
+use crate::service::pages::DbWorkbench;
+use crate::store::sessions::DbSessionStore;
+use crate::store::{Database, DbError};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -146,7 +147,7 @@ pub enum SetupError {
     Sessions(#[from] DbError),
     /// Patches' states could not be brought up to date with the policy.
     #[error("recomputing patch states under the policy failed: {0}")]
-    Recompute(#[from] crate::review::ReviewError),
+    Recompute(#[from] crate::service::review::ReviewError),
 }
 
 /// What handlers share.
@@ -176,7 +177,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
     let renderer = Arc::new(DiffRenderer::new());
     let policy = Arc::new(config.policy.clone());
     // The policy may have changed since the last start: states follow it.
-    let changed = db.recompute_states(&policy.policy).await?;
+    let changed = crate::service::review::recompute_states(&db, &policy.policy).await?;
     if changed > 0 {
         tracing::info!(
             patches = changed,
@@ -245,20 +246,20 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/patches/{id}/comments/{thread}/{verb}",
             post(review::api_resolve),
         )
-        .route("/api/v1/audit", get(review::api_audit))
-        .route("/api/v1/policy", get(review::api_policy))
+        .route("/api/v1/audit", get(handlers::api_audit))
+        .route("/api/v1/policy", get(handlers::api_policy))
         .route(
             "/api/v1/users",
-            get(review::api_users).post(review::api_create_user),
+            get(accounts::api_users).post(accounts::api_create_user),
         )
-        .route("/api/v1/users/{name}/roles", put(review::api_set_roles))
+        .route("/api/v1/users/{name}/roles", put(accounts::api_set_roles))
         .route(
             "/api/v1/users/{name}/{verb}",
-            post(review::api_set_disabled),
+            post(accounts::api_set_disabled),
         )
         .route(
             "/api/v1/users/{name}/roles/{role}/confirm",
-            post(review::api_confirm_grant),
+            post(accounts::api_confirm_grant),
         )
         .route("/patches/{id}/actions", post(review::form_action))
         .route(
@@ -270,15 +271,15 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/patches/{id}/comments/{thread}/{verb}",
             post(review::form_resolve),
         )
-        .route("/admin/users", post(review::form_create_user))
-        .route("/admin/users/{name}/roles", post(review::form_set_roles))
+        .route("/admin/users", post(accounts::form_create_user))
+        .route("/admin/users/{name}/roles", post(accounts::form_set_roles))
         .route(
             "/admin/users/{name}/{verb}",
-            post(review::form_set_disabled),
+            post(accounts::form_set_disabled),
         )
         .route(
             "/admin/users/{name}/roles/{role}/confirm",
-            post(review::form_confirm_grant),
+            post(accounts::form_confirm_grant),
         )
         .route(
             "/api/v1/patches/{id}/revisions/{number}/diff",
@@ -398,7 +399,10 @@ async fn require_session(
     if is_public(&path) {
         return next.run(req).await;
     }
-    let user = match session.get::<i64>(crate::auth::SESSION_USER_KEY).await {
+    let user = match session
+        .get::<i64>(crate::service::auth::SESSION_USER_KEY)
+        .await
+    {
         Ok(Some(id)) => match state.db.session_user(id).await {
             Ok(user) => user,
             Err(e) => return ApiError::from(e).into_response(),

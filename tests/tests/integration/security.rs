@@ -1,8 +1,8 @@
 //! The security review's findings (issue 9), each pinned by a test that failed before its
 //! fix: against a real server, on SQLite and on PostgreSQL.
 
-use graftbench::patches::DbWorkbench;
 use graftbench::render::DiffRenderer;
+use graftbench::service::pages::DbWorkbench;
 use graftbench_app::model::Role;
 use graftbench_tests::{
     mail_with_subject, on_both_databases, submit_json as submit, Backend, TestServer, ONE_LINE_FIX,
@@ -880,8 +880,8 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
     }
     let result = async {
         // The owner migrates and grants.
-        let owned = graftbench::db::Database::connect(&url(&owner)).await?;
-        graftbench::sessions::DbSessionStore::open(&owned).await?;
+        let owned = graftbench::store::Database::connect(&url(&owner)).await?;
+        graftbench::store::sessions::DbSessionStore::open(&owned).await?;
         owned.grant_runtime_role(&runtime).await?;
         let refused = owned.grant_runtime_role("postgres").await;
         assert!(refused
@@ -890,9 +890,9 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
             .contains("superuser, which no grant can limit"));
         owned.close().await;
         // The runtime role runs the server's work: sessions, users, events appended.
-        let db = graftbench::db::Database::connect(&url(&runtime)).await?;
-        graftbench::sessions::DbSessionStore::open(&db).await?;
-        let hash = graftbench::auth::hash_password(PASSWORD).unwrap();
+        let db = graftbench::store::Database::connect(&url(&runtime)).await?;
+        graftbench::store::sessions::DbSessionStore::open(&db).await?;
+        let hash = graftbench::service::auth::hash_password(PASSWORD).unwrap();
         db.create_user("alice", "Alice", &hash, &[Role::Author])
             .await?;
         db.record(
@@ -922,7 +922,7 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
         }
         assert_eq!(db.audit_events().await?.len(), 2, "nothing was changed");
         db.close().await;
-        Ok::<_, graftbench::db::DbError>(())
+        Ok::<_, graftbench::store::DbError>(())
     }
     .await;
     for statement in [

@@ -315,7 +315,9 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         .await,
         "redirected to the new patch"
     );
-    let stored = server.db.list_patches(&Default::default()).await.unwrap();
+    let stored = graftbench::service::pages::list_patches(&server.db, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].cves, ["CVE-2026-12345"]);
 

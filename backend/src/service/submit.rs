@@ -1,11 +1,18 @@
-//! Validation of a submitted fix, before anything is stored.
+//! Submitting a fix: validation before anything is stored, then the patch and its first
+//! revision stored and audited.
 //!
-//! Pure functions over the submitted fields: a submission either becomes a
+//! Validation is pure functions over the submitted fields: a submission either becomes a
 //! [`ValidSubmission`] or is refused with a [`SubmissionError`] that says what to fix.
 
 use crate::clock;
+use crate::store::audit;
+use crate::store::patches::{self, NewPatch, NewRevision};
+use crate::store::{self, Database, DbError};
 use analyzer::patch::{self, Patch, PatchError};
+use graftbench_app::model::SessionUser;
 use graftbench_app::model::{Category, Tier};
+use graftbench_domain::audit::{AuditAction, AuditSubject};
+use graftbench_domain::{PatchId, Refusal, State};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use time::format_description::well_known::Rfc3339;
@@ -129,6 +136,17 @@ pub enum SubmissionError {
         "the report time `{0}` is not an RFC 3339 time in the past (e.g. 2026-11-27T09:30:00Z)"
     )]
     BadReportTime(String),
+}
+
+impl SubmissionError {
+    /// How this refusal is answered: too large is 413, every other problem with what was
+    /// submitted 422.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            SubmissionError::TooLarge { .. } => Refusal::TooLarge,
+            _ => Refusal::Invalid,
+        }
+    }
 }
 
 /// Checks a diff on its own, as a new revision brings it.
@@ -268,6 +286,86 @@ fn parse_cvss(text: &str) -> Result<String, SubmissionError> {
     graftbench_domain::eligibility::score(vector)
         .map(|scored| scored.vector)
         .map_err(|e| SubmissionError::BadCvss(e.to_string()))
+}
+
+/// What storing a new patch returns.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedPatch {
+    /// Patch id.
+    pub id: i64,
+    /// Title as stored.
+    pub title: String,
+    /// Revision number (1).
+    pub revision: i64,
+    /// SHA-256 of revision 1.
+    pub sha256: String,
+}
+
+/// Stores a new patch and its revision 1, audited, in one transaction.
+pub async fn create_patch(
+    db: &Database,
+    author: &SessionUser,
+    patch: &ValidSubmission,
+) -> Result<CreatedPatch, DbError> {
+    let now = clock::now();
+    let mut tx = db.begin().await?;
+    // Nobody has signed off yet: a new patch is a draft or in review, nothing else.
+    let (phase, state) = if patch.draft {
+        ("draft", State::Draft)
+    } else {
+        ("open", State::InReview)
+    };
+    let id = patches::insert_patch(
+        &mut tx,
+        &NewPatch {
+            title: &patch.title,
+            cvss_vector: &patch.cvss_vector,
+            author_id: author.id.get(),
+            created_at: &now,
+            phase,
+            state: state.as_str(),
+            category: patch.category.as_str(),
+            tier: patch.tier.as_str(),
+            reported_at: &patch.reported_at,
+            cves: &patch.cves,
+        },
+    )
+    .await?;
+    let revision = NewRevision {
+        patch_id: id,
+        number: 1,
+        diff: &patch.diff,
+        sha256: &patch.sha256,
+        format: patch.patch.format,
+        submitted_by: author.id.get(),
+        at: &now,
+    };
+    revision.insert(&mut tx).await?;
+    audit::append(
+        &mut tx,
+        &author.username,
+        AuditAction::PatchSubmitted,
+        &AuditSubject::Patch(PatchId(id)),
+        &serde_json::json!({
+            "title": patch.title,
+            "revision": 1,
+            "sha256": patch.sha256,
+            "cves": patch.cves,
+            "cvss_vector": patch.cvss_vector,
+            "category": patch.category.as_str(),
+            "tier": patch.tier.as_str(),
+            "reported_at": patch.reported_at,
+            "state": state.as_str(),
+        }),
+    )
+    .await?;
+    store::commit(tx).await?;
+    Ok(CreatedPatch {
+        id,
+        title: patch.title.clone(),
+        revision: 1,
+        sha256: patch.sha256.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Writing and reading the audit trail; the chain's rules are in
 //! [`graftbench_domain::audit`].
 
+use super::{Database, DbError};
 use crate::clock;
-use crate::db::{Database, DbError};
 use graftbench_domain::audit::{
     unexplained_rows, verify_chain, AuditAction, AuditEvent, AuditSubject, BrokenChain,
     EventFields, ExplainedTables,

@@ -1,8 +1,8 @@
 //! Demo data for `graftbench serve --demo`: one user per role and one real fix.
 
-use crate::auth;
-use crate::db::Database;
-use crate::submission::{self, SubmissionInput};
+use crate::service::auth;
+use crate::service::submit::{self, SubmissionInput};
+use crate::store::Database;
 use anyhow::Context;
 use graftbench_app::model::Role;
 
@@ -33,7 +33,7 @@ pub const DEMO_USERS: &[(&str, &str, &str, &[Role])] = &[
 ];
 
 /// The demo fix: the upstream patch for CVE-2024-1086 (nf_tables verdict use-after-free).
-const DEMO_PATCH: &[u8] = include_bytes!("../demo/nf_tables-verdict.patch");
+const DEMO_PATCH: &[u8] = include_bytes!("../../demo/nf_tables-verdict.patch");
 
 /// Creates the demo users and the demo patch where they do not exist yet. The accounts
 /// are marked as demo accounts: their passwords are published.
@@ -45,8 +45,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             db.mark_demo(name).await?;
         }
     }
-    if db
-        .list_patches(&graftbench_domain::eligibility::Policy::default())
+    if crate::service::pages::list_patches(db, &graftbench_domain::eligibility::Policy::default())
         .await?
         .is_empty()
     {
@@ -54,7 +53,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             .user_by_name("alice")
             .await?
             .context("demo author missing")?;
-        let valid = submission::validate(SubmissionInput {
+        let valid = submit::validate(SubmissionInput {
             title: String::new(),
             cves: "CVE-2024-1086".into(),
             cvss_vector: "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H".into(),
@@ -63,7 +62,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             ..SubmissionInput::default()
         })
         .context("the bundled demo patch does not validate")?;
-        db.create_patch(&author.user, &valid).await?;
+        submit::create_patch(db, &author.user, &valid).await?;
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //!
 //! Needs the headers, qemu-system-x86, busybox-static and cpio (`cargo xtask test`
 //! installs them) and the kernel image, which this test downloads once into
-//! `target/kernel-lab/` (apt-get download linux-image-6.1.0-56-amd64, 70 MB). The boot is
+//! `$GRAFTBENCH_KERNEL_LAB` (`cargo xtask test` sets it to its build cache, outside the
+//! clone), else `target/kernel-lab/` (apt-get download linux-image-6.1.0-56-amd64,
+//! 70 MB). The boot is
 //! under QEMU's TCG (no KVM on these machines) with a hard time limit; on failure the
 //! whole serial console is printed.
 
@@ -32,7 +34,9 @@ fn run(cmd: &mut Command) -> String {
 
 /// The kernel image, downloaded once.
 fn vmlinuz() -> PathBuf {
-    let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kernel-lab");
+    let lab = std::env::var_os("GRAFTBENCH_KERNEL_LAB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kernel-lab"));
     let image = lab.join("vmlinuz-6.1.0-56-amd64");
     if image.exists() {
         return image;

@@ -1,6 +1,6 @@
 //! Passwords and sign-in.
 
-use crate::db::{Database, DbError};
+use crate::store::{Database, DbError};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;

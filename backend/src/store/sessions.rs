@@ -1,6 +1,6 @@
 //! Sessions live in the application's own database, in tower-sessions' sqlx stores.
 
-use crate::db::{Database, DbError, SessionPool};
+use super::{Database, DbError, SessionPool};
 use async_trait::async_trait;
 use std::time::Duration;
 use tower_sessions::session::{Id, Record};

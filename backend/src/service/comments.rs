@@ -1,0 +1,228 @@
+//! Line comments: threads anchored to a revision, a file, a side and a line.
+//!
+//! A comment may only be anchored where the revision's diff shows a line: the file must
+//! be in the diff and the line must be one of its hunks' lines on that side, so a thread
+//! never points at nothing. Replies take their thread's anchor; resolving and reopening
+//! apply to the whole thread. Comments do not move a patch's state, but they are changes
+//! to the review and are audited like the rest, under the same per-patch lock.
+
+use crate::clock;
+use crate::service::review::{self, ReviewError, MAX_COMMENT_CHARS};
+use crate::store::audit;
+use crate::store::comments::{self, Anchor, Resolution};
+use crate::store::{self, Database, DbError};
+use graftbench_app::model::{Action, SessionUser};
+use graftbench_domain::audit::{AuditAction, AuditSubject};
+use graftbench_domain::eligibility::Policy;
+use graftbench_domain::workflow;
+use graftbench_domain::PatchId;
+
+/// A new comment as a client sends it.
+#[derive(Debug, Clone, Default)]
+pub struct CommentRequest {
+    /// Reply to this thread (its first comment's id); the anchor fields are then ignored.
+    pub thread: Option<i64>,
+    /// Revision number.
+    pub revision: i64,
+    /// File path as the diff names it.
+    pub path: String,
+    /// `old` or `new`.
+    pub side: String,
+    /// Line number on that side.
+    pub line: i64,
+    /// The text.
+    pub body: String,
+}
+
+/// Whether `diff` shows line `line` of `path` on `side`.
+pub fn diff_has_line(diff: &analyzer::patch::Patch, path: &str, side: &str, line: u32) -> bool {
+    diff.files.iter().any(|file| {
+        let names = [file.old_path.as_deref(), file.new_path.as_deref()];
+        names.contains(&Some(path))
+            && file.hunks.iter().any(|hunk| {
+                hunk.lines.iter().any(|l| {
+                    let number = if side == "old" {
+                        l.old_line
+                    } else {
+                        l.new_line
+                    };
+                    number == Some(line)
+                })
+            })
+    })
+}
+
+/// Whether a new thread's anchor is a line the revision's diff shows.
+async fn check_anchor(
+    db: &Database,
+    patch_id: i64,
+    request: &CommentRequest,
+) -> Result<(), ReviewError> {
+    if request.side != "old" && request.side != "new" {
+        return Err(ReviewError::Invalid(format!(
+            "side must be `old` or `new`, not `{}`",
+            request.side.chars().take(20).collect::<String>()
+        )));
+    }
+    let stored = db
+        .revision(patch_id, request.revision)
+        .await?
+        .ok_or_else(|| {
+            ReviewError::NotFound(format!("revision {} of patch {patch_id}", request.revision))
+        })?;
+    let (path, side) = (request.path.clone(), request.side.clone());
+    let line = u32::try_from(request.line).unwrap_or(0);
+    // Parsing is CPU work: off the async workers.
+    let shown = tokio::task::spawn_blocking(move || {
+        analyzer::patch::parse(&stored.diff)
+            .map(|parsed| diff_has_line(&parsed, &path, &side, line))
+            .map_err(|e| {
+                ReviewError::Db(DbError::Corrupt(format!(
+                    "a stored revision no longer parses: {e}"
+                )))
+            })
+    })
+    .await
+    .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("parse task failed: {e}"))))??;
+    if !shown {
+        return Err(ReviewError::Invalid(format!(
+            "revision {} shows no {} line {} of `{}`: comment on a line the diff shows",
+            request.revision,
+            request.side,
+            request.line,
+            request.path.chars().take(200).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Adds a comment (a new thread, or a reply) and returns its id.
+pub async fn add_comment(
+    db: &Database,
+    user: &SessionUser,
+    patch_id: i64,
+    request: &CommentRequest,
+    policy: &Policy,
+) -> Result<i64, ReviewError> {
+    let body = request.body.trim();
+    if body.is_empty() {
+        return Err(ReviewError::Invalid("the comment is empty".into()));
+    }
+    if body.chars().count() > MAX_COMMENT_CHARS {
+        return Err(ReviewError::Invalid(format!(
+            "the comment is longer than {MAX_COMMENT_CHARS} characters"
+        )));
+    }
+    // A new thread's anchor is checked against the revision's diff here, outside the
+    // write transaction: parsing a diff of megabytes while holding SQLite's write lock
+    // would stall every other writer (sign-ins included). Revisions never change, so
+    // the answer cannot go stale before the insert.
+    let anchor = match request.thread {
+        Some(_) => None,
+        None => Some(check_anchor(db, patch_id, request).await),
+    };
+    let mut tx = db.begin().await?;
+    let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
+    workflow::allowed(
+        Action::Comment,
+        user.id,
+        &user.roles,
+        state.author_id,
+        state.state,
+    )?;
+    let anchor = match request.thread {
+        Some(thread) => comments::thread_anchor(&mut tx, patch_id, thread)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("thread {thread} of patch {patch_id}")))?,
+        None => {
+            // Checked before the transaction (below); its verdict waits until the
+            // rules have said whether this user may comment at all.
+            if let Some(anchor) = anchor {
+                anchor?;
+            }
+            Anchor {
+                revision: request.revision,
+                path: request.path.clone(),
+                side: request.side.clone(),
+                line: request.line,
+            }
+        }
+    };
+    let id = comments::insert_comment(
+        &mut tx,
+        patch_id,
+        request.thread,
+        &anchor,
+        body,
+        user.id.get(),
+        &clock::now(),
+    )
+    .await?;
+    audit::append(
+        &mut tx,
+        &user.username,
+        AuditAction::CommentAdded,
+        &AuditSubject::Patch(PatchId(patch_id)),
+        &serde_json::json!({
+            "comment": id,
+            "thread": request.thread.unwrap_or(id),
+            "revision": anchor.revision,
+            "path": anchor.path,
+            "side": anchor.side,
+            "line": anchor.line,
+            "body": body,
+        }),
+    )
+    .await?;
+    store::commit(tx).await?;
+    Ok(id)
+}
+
+/// Marks a thread resolved (or open again).
+pub async fn resolve_thread(
+    db: &Database,
+    user: &SessionUser,
+    patch_id: i64,
+    thread: i64,
+    resolved: bool,
+    policy: &Policy,
+) -> Result<(), ReviewError> {
+    let mut tx = db.begin().await?;
+    let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
+    workflow::allowed(
+        Action::Comment,
+        user.id,
+        &user.roles,
+        state.author_id,
+        state.state,
+    )?;
+    let now = clock::now();
+    match comments::set_resolved(&mut tx, patch_id, thread, resolved, user.id.get(), &now).await? {
+        Resolution::Changed => {}
+        Resolution::NoSuchThread => {
+            return Err(ReviewError::NotFound(format!(
+                "thread {thread} of patch {patch_id}"
+            )))
+        }
+        Resolution::Unchanged => {
+            return Err(ReviewError::Conflict(format!(
+                "thread {thread} is already {}",
+                if resolved { "resolved" } else { "open" }
+            )))
+        }
+    }
+    audit::append(
+        &mut tx,
+        &user.username,
+        if resolved {
+            AuditAction::CommentResolved
+        } else {
+            AuditAction::CommentReopened
+        },
+        &AuditSubject::Patch(PatchId(patch_id)),
+        &serde_json::json!({ "thread": thread }),
+    )
+    .await?;
+    store::commit(tx).await?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Use cases: each opens its transaction, reads the facts from the store, asks the
+//! domain's rules, writes through the store and appends the typed audit event in the
+//! same transaction. The web layer and the command line call these, never SQL.
+
+pub mod auth;
+pub mod comments;
+pub mod demo;
+pub mod pages;
+pub mod review;
+pub mod submit;

@@ -1,0 +1,171 @@
+//! Line comments: threads anchored to a revision, a file, a side and a line, their
+//! replies, and whether each thread is resolved.
+
+use super::{Database, DbError, Tx};
+use graftbench_app::model::{CommentView, ThreadView};
+use sqlx::Row;
+
+/// Where a comment sits: revision, file path, side (`old` or `new`) and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// Revision number.
+    pub revision: i64,
+    /// File path as the diff names it.
+    pub path: String,
+    /// `old` or `new`.
+    pub side: String,
+    /// Line number on that side.
+    pub line: i64,
+}
+
+/// The anchor of thread `thread` (its first comment's id) of a patch, if it is one.
+pub async fn thread_anchor(
+    tx: &mut Tx,
+    patch_id: i64,
+    thread: i64,
+) -> Result<Option<Anchor>, DbError> {
+    let Some(row) = sqlx::query(
+        "SELECT revision, file_path, side, line FROM comments
+         WHERE id = $1 AND patch_id = $2 AND thread_id IS NULL",
+    )
+    .bind(thread)
+    .bind(patch_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Anchor {
+        revision: row.try_get("revision")?,
+        path: row.try_get("file_path")?,
+        side: row.try_get("side")?,
+        line: row.try_get("line")?,
+    }))
+}
+
+/// Stores a comment (a reply when `thread` is given); returns its id.
+pub async fn insert_comment(
+    tx: &mut Tx,
+    patch_id: i64,
+    thread: Option<i64>,
+    anchor: &Anchor,
+    body: &str,
+    author_id: i64,
+    at: &str,
+) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO comments (patch_id, thread_id, revision, file_path, side, line, body,
+             author_id, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    )
+    .bind(patch_id)
+    .bind(thread)
+    .bind(anchor.revision)
+    .bind(&anchor.path)
+    .bind(&anchor.side)
+    .bind(anchor.line)
+    .bind(body)
+    .bind(author_id)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// What marking a thread resolved (or open) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Changed.
+    Changed,
+    /// Already so.
+    Unchanged,
+    /// No such thread on this patch.
+    NoSuchThread,
+}
+
+/// Marks thread `thread` of a patch resolved by `user` at `at`, or open again.
+pub async fn set_resolved(
+    tx: &mut Tx,
+    patch_id: i64,
+    thread: i64,
+    resolved: bool,
+    user_id: i64,
+    at: &str,
+) -> Result<Resolution, DbError> {
+    let changed = sqlx::query(
+        "UPDATE comments SET resolved_at = $1, resolved_by = $2
+         WHERE id = $3 AND patch_id = $4 AND thread_id IS NULL
+           AND (resolved_at IS NULL) = $5",
+    )
+    .bind(resolved.then_some(at))
+    .bind(resolved.then_some(user_id))
+    .bind(thread)
+    .bind(patch_id)
+    .bind(resolved)
+    .execute(&mut **tx)
+    .await?;
+    if changed.rows_affected() > 0 {
+        return Ok(Resolution::Changed);
+    }
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM comments WHERE id = $1 AND patch_id = $2 AND thread_id IS NULL",
+    )
+    .bind(thread)
+    .bind(patch_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match exists {
+        Some(_) => Resolution::Unchanged,
+        None => Resolution::NoSuchThread,
+    })
+}
+
+impl Database {
+    /// A patch's threads, by file, line and age.
+    pub async fn threads(&self, patch_id: i64) -> Result<Vec<ThreadView>, DbError> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.thread_id, c.revision, c.file_path, c.side, c.line, c.body,
+                    c.created_at, c.resolved_at, a.display_name AS author,
+                    r.display_name AS resolver
+             FROM comments c
+             JOIN users a ON a.id = c.author_id
+             LEFT JOIN users r ON r.id = c.resolved_by
+             WHERE c.patch_id = $1
+             ORDER BY c.id",
+        )
+        .bind(patch_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut threads: Vec<ThreadView> = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let comment = CommentView {
+                id,
+                author: row.try_get("author")?,
+                body: row.try_get("body")?,
+                created_at: row.try_get("created_at")?,
+            };
+            match row.try_get::<Option<i64>, _>("thread_id")? {
+                None => {
+                    let resolved_at: Option<String> = row.try_get("resolved_at")?;
+                    let resolver: Option<String> = row.try_get("resolver")?;
+                    threads.push(ThreadView {
+                        id,
+                        revision: row.try_get("revision")?,
+                        path: row.try_get("file_path")?,
+                        side: row.try_get("side")?,
+                        line: u32::try_from(row.try_get::<i64, _>("line")?).unwrap_or(0),
+                        comments: vec![comment],
+                        resolved: resolved_at.map(|at| (resolver.unwrap_or_default(), at)),
+                    });
+                }
+                Some(thread) => {
+                    if let Some(t) = threads.iter_mut().find(|t| t.id == thread) {
+                        t.comments.push(comment);
+                    }
+                }
+            }
+        }
+        threads.sort_by(|a, b| (&a.path, a.line, a.id).cmp(&(&b.path, b.line, b.id)));
+        Ok(threads)
+    }
+}

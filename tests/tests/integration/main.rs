@@ -1,0 +1,16 @@
+//! Graftbench's end-to-end tests, as one test binary: each module was a binary of its own,
+//! and each linked the whole server (one link instead of five, and the test support
+//! compiled once).
+//!
+//! - [`http`]: the HTTP API and the forms, on SQLite and PostgreSQL.
+//! - [`review`]: every role times every state times every action.
+//! - [`security`]: one test per finding of the security review.
+//! - [`browser`]: headless Chromium walking the pages.
+//! - [`kernel`]: a generated, built and signed module loaded into the real Debian kernel
+//!   under QEMU.
+
+mod browser;
+mod http;
+mod kernel;
+mod review;
+mod security;
