@@ -8,9 +8,104 @@
 //! moves into a `.klp.rela.<object><section>` section (`SHF_RELA_LIVEPATCH | SHF_ALLOC`)
 //! and the symbol becomes `.klp.sym.<object>.<name>,<sympos>` with `SHN_LIVEPATCH`.
 
+use crate::ModuleError;
 use object::build::elf::{Builder, SectionData, SymbolId};
 use object::elf;
 use std::collections::{BTreeMap, HashMap};
+
+/// One function a livepatch replaces (`struct klp_func` with its `klp_object`): what the
+/// analysis lists, what module generation writes and what `module info` reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KlpFunc {
+    /// `vmlinux` or the module that holds the function (`klp_object.name`).
+    pub object: String,
+    /// The function replaced (`klp_func.old_name`), clone suffix included.
+    pub old_name: String,
+    /// `klp_func.old_sympos`: 0 when the name is unique.
+    pub old_sympos: u32,
+    /// The replacement function in `replacement.c`.
+    pub new_name: String,
+}
+
+impl std::str::FromStr for KlpFunc {
+    type Err = ModuleError;
+
+    /// `OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION`, e.g.
+    /// `vmlinux:cmdline_proc_show=livepatch_cmdline_proc_show`.
+    fn from_str(text: &str) -> Result<KlpFunc, ModuleError> {
+        let bad = || ModuleError::BadReplacement(text.to_owned());
+        let (old, new_name) = text.split_once('=').ok_or_else(bad)?;
+        let (object, old) = old.split_once(':').ok_or_else(bad)?;
+        let (old_name, old_sympos) = match old.split_once(',') {
+            Some((name, pos)) => (name, pos.parse().map_err(|_| bad())?),
+            None => (old, 0),
+        };
+        let symbol_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        };
+        let object_ok = !object.is_empty()
+            && object
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !object_ok || !symbol_ok(old_name) || !symbol_ok(new_name) || new_name.contains('.') {
+            return Err(bad());
+        }
+        Ok(KlpFunc {
+            object: object.to_owned(),
+            old_name: old_name.to_owned(),
+            old_sympos,
+            new_name: new_name.to_owned(),
+        })
+    }
+}
+
+impl KlpFunc {
+    /// The replacement of a function an analysis report lists, by the naming convention:
+    /// `FOO` (clone suffix dots as `_`) is replaced by `livepatch_FOO` from the source.
+    pub fn replacing(r: &analyzer::impact::Replacement) -> KlpFunc {
+        KlpFunc {
+            object: r.object.clone(),
+            old_name: r.symbol.clone(),
+            old_sympos: r.old_sympos,
+            new_name: format!("livepatch_{}", r.symbol.replace('.', "_")),
+        }
+    }
+
+    /// The replacements of an `analyze --format json` report read from `path`.
+    pub fn from_report(path: &std::path::Path, json: &[u8]) -> Result<Vec<KlpFunc>, ModuleError> {
+        let problem = |problem: String| ModuleError::Report {
+            path: path.to_owned(),
+            problem,
+        };
+        let report: analyzer::impact::ImpactReport = serde_json::from_slice(json)
+            .map_err(|e| problem(format!("not an analyze --format json report: {e}")))?;
+        if report.version != analyzer::impact::REPORT_VERSION {
+            return Err(problem(format!(
+                "a version {} report; this Graftbench reads version {}",
+                report.version,
+                analyzer::impact::REPORT_VERSION
+            )));
+        }
+        if report.replace.is_empty() {
+            return Err(problem("lists no function to replace".into()));
+        }
+        Ok(report.replace.iter().map(KlpFunc::replacing).collect())
+    }
+}
+
+impl std::fmt::Display for KlpFunc {
+    /// `vmlinux:cmdline_proc_show with livepatch_cmdline_proc_show`, with `, old_sympos N`
+    /// after the function when it is not unique.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.object, self.old_name)?;
+        if self.old_sympos > 0 {
+            write!(f, ", old_sympos {}", self.old_sympos)?;
+        }
+        write!(f, " with {}", self.new_name)
+    }
+}
 
 /// `SHF_RELA_LIVEPATCH` (include/uapi/linux/elf.h).
 pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;

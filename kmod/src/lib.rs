@@ -10,11 +10,17 @@
 //!   the target's headers, Kbuild) and their build with the kernel's own kbuild.
 //! - [`klp`]: livepatch relocations for symbols the kernel does not export.
 //! - [`modinfo`]: what a module says about itself.
+//!
+//! Every fallible step answers with one error type, [`ModuleError`], whose variants name
+//! the input at fault.
 #![forbid(unsafe_code)]
 #![deny(missing_docs, unreachable_pub)]
 
+mod error;
 pub mod keys;
 pub mod klp;
 pub mod modinfo;
 pub mod module;
 pub mod signature;
+
+pub use error::ModuleError;

@@ -1,8 +1,10 @@
 //! What a module says about itself: its `.modinfo` keys (name, vermagic, `livepatch=Y`,
 //! license, Graftbench's own `graftbench.*` keys) and its signature.
 
+use crate::klp::KlpFunc;
 use crate::module::Layout;
 use crate::signature::{self, SignatureError, SignatureInfo};
+use crate::ModuleError;
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex};
 use std::collections::HashMap;
 
@@ -25,35 +27,7 @@ pub struct ModuleInfo {
     pub sha256: String,
     /// The functions it replaces, read from its `klp_patch` descriptors (a module
     /// Graftbench generated; empty for others).
-    pub replaces: Vec<Replaced>,
-}
-
-/// One `klp_func` of a module.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replaced {
-    /// `klp_object.name`: `vmlinux` for the kernel itself.
-    pub object: String,
-    /// `klp_func.old_name`.
-    pub function: String,
-    /// `klp_func.old_sympos`.
-    pub sympos: u64,
-    /// The replacement (`klp_func.new_func`'s symbol).
-    pub replacement: String,
-}
-
-/// Why a module could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ModuleError {
-    /// Not an ELF object.
-    #[error("not a kernel module (not an ELF object): {0}")]
-    NotElf(String),
-    /// No `.modinfo`.
-    #[error("not a kernel module: no .modinfo section")]
-    NoModinfo,
-    /// The signature trailer or message is damaged.
-    #[error(transparent)]
-    Signature(#[from] SignatureError),
+    pub replaces: Vec<KlpFunc>,
 }
 
 /// Reads a module (signed or not).
@@ -105,9 +79,8 @@ enum Target {
 }
 
 /// Follows `graftbench_klp_patch` through its relocations: objects, then functions.
-fn descriptors(file: &object::File<'_>, layout: &Layout) -> Result<Vec<Replaced>, ModuleError> {
-    let damaged =
-        |what: &str| ModuleError::NotElf(format!("the livepatch descriptors are damaged: {what}"));
+fn descriptors(file: &object::File<'_>, layout: &Layout) -> Result<Vec<KlpFunc>, ModuleError> {
+    let damaged = |what: &str| ModuleError::Descriptors(what.to_owned());
     let patch = file
         .symbols()
         .find(|s| s.name() == Ok("graftbench_klp_patch"))
@@ -186,12 +159,14 @@ fn descriptors(file: &object::File<'_>, layout: &Layout) -> Result<Vec<Replaced>
             let sympos = bytes_at(funcs_section, at + old_sympos, 8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes)
+                // The kernel's field is an unsigned long; no symbol has 4 billion twins.
+                .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| damaged("klp_func.old_sympos"))?;
-            found.push(Replaced {
+            found.push(KlpFunc {
                 object: object.clone(),
-                function,
-                sympos,
-                replacement,
+                old_name: function,
+                old_sympos: sympos,
+                new_name: replacement,
             });
         }
     }

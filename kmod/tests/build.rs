@@ -1,7 +1,8 @@
 //! Generating and building a livepatch module against the Debian 6.1 headers
 //! (`cargo xtask test` installs linux-headers-6.1.0-56-amd64).
 
-use kmod::module::{self, KernelDir, ModuleSpec, Replacement};
+use kmod::klp::KlpFunc;
+use kmod::module::{self, KernelDir, ModuleSpec};
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ fn spec(name: &str) -> ModuleSpec {
     ModuleSpec {
         name: name.to_owned(),
         replacements: vec!["vmlinux:cmdline_proc_show=livepatch_cmdline_proc_show"
-            .parse::<Replacement>()
+            .parse::<KlpFunc>()
             .unwrap()],
         cumulative: false,
         c_source: CMDLINE_REPLACEMENT.to_owned(),
@@ -66,10 +67,10 @@ fn a_module_builds_with_rust_scaffolding_and_says_what_it_is() {
         .keys
         .contains(&("graftbench.revision".to_owned(), "0123abcd".to_owned())));
     // What it replaces, read back from the klp descriptors in the built module.
-    let replaced: Vec<(String, String, u64, String)> = info
+    let replaced: Vec<(String, String, u32, String)> = info
         .replaces
         .into_iter()
-        .map(|r| (r.object, r.function, r.sympos, r.replacement))
+        .map(|r| (r.object, r.old_name, r.old_sympos, r.new_name))
         .collect();
     assert_eq!(
         replaced,
@@ -191,7 +192,7 @@ fn symbols_the_kernel_does_not_export_become_livepatch_relocations() {
     module::generate(dir_two.path(), &two, &kernel, limit).expect("generate");
     let error = module::build(dir_two.path(), &kernel, limit).unwrap_err();
     assert!(
-        matches!(&error, module::ModuleError::Unexported { symbols, .. } if symbols == &["saved_command_line"]),
+        matches!(&error, kmod::ModuleError::Unexported { symbols, .. } if symbols == &["saved_command_line"]),
         "{error}"
     );
     assert!(error.to_string().contains("--klp-symbol"), "{error}");

@@ -37,7 +37,7 @@ pub struct NewArgs {
     source: PathBuf,
     /// A function to replace: OBJECT:FUNCTION[,SYMPOS]=NEW_FUNCTION (repeat).
     #[arg(long = "replace", required_unless_present = "from_report")]
-    replacements: Vec<kmod::module::Replacement>,
+    replacements: Vec<kmod::klp::KlpFunc>,
     /// Replace what an `analyze --format json` report lists: each function FOO (clone
     /// suffix dots as `_`) by `livepatch_FOO` from the source.
     #[arg(long)]
@@ -179,7 +179,7 @@ pub fn run(command: ModuleCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", args.source.display()))?;
             let mut replacements = args.replacements;
             if let Some(report) = &args.from_report {
-                replacements.extend(from_report(report)?);
+                replacements.extend(kmod::klp::KlpFunc::from_report(report, &read(report)?)?);
             }
             let spec = kmod::module::ModuleSpec {
                 name: args.name,
@@ -279,16 +279,8 @@ pub fn run(command: ModuleCommand) -> Result<()> {
                 }
                 None => println!("signature:  none"),
             }
-            for r in &info.replaces {
-                let sympos = if r.sympos > 0 {
-                    format!(", old_sympos {}", r.sympos)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "replaces:   {}:{}{sympos} with {}",
-                    r.object, r.function, r.replacement
-                );
+            for function in &info.replaces {
+                println!("replaces:   {function}");
             }
             let own_keys = info
                 .keys
@@ -300,33 +292,6 @@ pub fn run(command: ModuleCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// The replacements an impact report lists, by the naming convention `livepatch_FOO`.
-fn from_report(path: &Path) -> Result<Vec<kmod::module::Replacement>> {
-    let report: analyzer::impact::ImpactReport = serde_json::from_slice(&read(path)?)
-        .with_context(|| format!("{} is not an analyze --format json report", path.display()))?;
-    if report.version != analyzer::impact::REPORT_VERSION {
-        bail!(
-            "{} is a version {} report; this Graftbench reads version {}",
-            path.display(),
-            report.version,
-            analyzer::impact::REPORT_VERSION
-        );
-    }
-    if report.replace.is_empty() {
-        bail!("{} lists no function to replace", path.display());
-    }
-    Ok(report
-        .replace
-        .iter()
-        .map(|r| kmod::module::Replacement {
-            object: r.object.clone(),
-            old_name: r.symbol.clone(),
-            old_sympos: r.old_sympos,
-            new_name: format!("livepatch_{}", r.symbol.replace('.', "_")),
-        })
-        .collect())
 }
 
 fn keygen(args: &KeygenArgs) -> Result<()> {
