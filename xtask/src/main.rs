@@ -7,6 +7,7 @@
 //! cargo xtask build [--release]   build the browser bundle and the server
 //! cargo xtask site                build only the browser bundle into target/site
 //! cargo xtask setup [--tests]     only install what is missing (--tests: what the tests use too)
+//! cargo xtask structure           the domain crate's dependencies, the backend's module graph
 //! ```
 //!
 //! The browser bundle needs Rust's standard library for `wasm32-unknown-unknown`. Where
@@ -44,7 +45,10 @@ fn main() -> ExitCode {
         Some("build") => build(args.iter().any(|a| a == "--release")),
         Some("site") => setup(false).and_then(|_| site()),
         Some("setup") => setup(args.iter().any(|a| a == "--tests")),
-        _ => Err("usage: cargo xtask demo|test|build [--release]|site|setup [--tests]".into()),
+        Some("structure") => domain_stays_pure().and_then(|()| backend_modules_form_no_cycle()),
+        _ => Err(
+            "usage: cargo xtask demo|test|build [--release]|site|setup [--tests]|structure".into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,7 +166,7 @@ fn wasm_bindgen_version() -> Option<String> {
 /// kernel's headers with kbuild, objtool and `sign-file`; `modinfo`, `openssl`; QEMU, a
 /// static busybox and cpio to boot the kernel). The kernel image itself is downloaded by
 /// the test that boots it.
-const TEST_TOOLS: [(&str, &str); 7] = [
+const TEST_TOOLS: [(&str, &str); 8] = [
     ("/usr/bin/chromium", "chromium"),
     (
         "/usr/lib/linux-kbuild-6.1/scripts/sign-file",
@@ -174,6 +178,8 @@ const TEST_TOOLS: [(&str, &str); 7] = [
     // The dynamic busybox package also provides /bin/busybox; the initramfs needs this one.
     ("/usr/share/doc/busybox-static", "busybox-static"),
     ("/bin/cpio", "cpio"),
+    // The linker for the test run: every test binary links the whole server.
+    ("/usr/bin/mold", "mold"),
 ];
 
 fn setup(for_tests: bool) -> Result<()> {
@@ -247,7 +253,11 @@ fn ensure_postgres() -> Result<()> {
 
 /// Builds the hydration bundle into target/site: wasm, wasm-bindgen, stylesheet.
 fn site() -> Result<()> {
-    let wasm_target_dir = root().join("target").join("wasm");
+    site_built_in(&root().join("target").join("wasm"))
+}
+
+/// [`site`], building the WebAssembly in `wasm_target_dir`.
+fn site_built_in(wasm_target_dir: &Path) -> Result<()> {
     {
         let _s = step("browser bundle (wasm)");
         let mut cmd;
@@ -275,7 +285,7 @@ fn site() -> Result<()> {
                 .arg("-Zbuild-std=std,panic_abort");
         }
         // Its own target directory: the two compilers must never share artifacts.
-        cmd.env("CARGO_TARGET_DIR", &wasm_target_dir)
+        cmd.env("CARGO_TARGET_DIR", wasm_target_dir)
             .args(["-p", HYDRATE_CRATE]);
         run(&mut cmd)?;
     }
@@ -370,37 +380,205 @@ fn domain_stays_pure() -> Result<()> {
     }
 }
 
+/// Backend modules must not refer to each other in a circle (any `crate::` path, in a
+/// `use` or inline): store below service below web, each module one job.
+fn backend_modules_form_no_cycle() -> Result<()> {
+    let src = root().join("backend/src");
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    // Module path of each file: store/mod.rs is `store`, lib.rs the crate root.
+    let module_of = |path: &Path| -> String {
+        let rel = path.strip_prefix(&src).unwrap_or(path).with_extension("");
+        let mut parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if parts
+            .last()
+            .is_some_and(|p| p == "mod" || p == "lib" || p == "main")
+        {
+            parts.pop();
+        }
+        parts.join("::")
+    };
+    let modules: Vec<String> = files.iter().map(|f| module_of(f)).collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for (file, module) in files.iter().zip(&modules) {
+        let text = fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or_default();
+            for (at, _) in code.match_indices("crate::") {
+                let path: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                    .collect();
+                let parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
+                let target = (1..=parts.len())
+                    .rev()
+                    .map(|n| parts[..n].join("::"))
+                    .find(|candidate| modules.contains(candidate));
+                if let Some(target) = target.filter(|t| t != module) {
+                    edges.push((module.clone(), target));
+                }
+            }
+        }
+    }
+    edges.sort();
+    edges.dedup();
+    for (from, to) in &edges {
+        if edges.iter().any(|(a, b)| a == to && b == from) {
+            return Err(format!(
+                "backend modules refer to each other: {from} <-> {to} (crate:: paths)"
+            ));
+        }
+    }
+    // Longer circles: a depth-first walk from every module.
+    fn reaches(edges: &[(String, String)], from: &str, goal: &str, seen: &mut Vec<String>) -> bool {
+        for (_, next) in edges.iter().filter(|(a, _)| a == from) {
+            if next == goal {
+                return true;
+            }
+            if !seen.contains(next) {
+                seen.push(next.clone());
+                if reaches(edges, next, goal, seen) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    for module in &modules {
+        if reaches(&edges, module, module, &mut Vec::new()) {
+            return Err(format!(
+                "backend module {module} refers back to itself through others"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where `cargo xtask test` keeps its build outside the clone, so that a fresh clone on a
+/// machine that built before (CI after a session) compiles only the workspace's own
+/// crates: `$GRAFTBENCH_BUILD_CACHE`, else `~/.cache/graftbench-build`.
+fn build_cache() -> PathBuf {
+    if let Some(dir) = env::var_os("GRAFTBENCH_BUILD_CACHE") {
+        return PathBuf::from(dir);
+    }
+    env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| root().join("target"))
+        .join("graftbench-build")
+}
+
+/// The bytes under `dir` (files only, symlinks not followed).
+fn size_of_dir(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => dirs.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// The cache keeps every clone's own crates beside the shared dependencies: past this
+/// size it is emptied, and that run builds everything.
+const BUILD_CACHE_LIMIT: u64 = 24 << 30;
+
 fn test() -> Result<()> {
     let started = Instant::now();
     setup(true)?;
     ensure_postgres()?;
+    let cache = build_cache();
+    if size_of_dir(&cache) > BUILD_CACHE_LIMIT {
+        eprintln!(
+            "xtask: the build cache {} is over {} GiB: emptying it",
+            cache.display(),
+            BUILD_CACHE_LIMIT >> 30
+        );
+        fs::remove_dir_all(&cache).map_err(|e| format!("emptying {}: {e}", cache.display()))?;
+    }
+    let host_target = cache.join("target");
+    // Host builds only: the WebAssembly build has its own linker.
+    let host_flags = if Path::new("/usr/bin/mold").exists() {
+        "-C link-arg=-fuse-ld=mold"
+    } else {
+        ""
+    };
+    let host_cargo = || {
+        let mut cmd = cargo();
+        cmd.env("CARGO_TARGET_DIR", &host_target)
+            .env(
+                "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+                host_flags,
+            )
+            // A whole run gains nothing from incremental state, which for these crates
+            // is about as large as the build itself (12 GB seen): leave it out.
+            .env("CARGO_INCREMENTAL", "0");
+        cmd
+    };
     {
         let _s = step("rustfmt");
         run(cargo().args(["fmt", "--all", "--check"]))?;
     }
     {
         let _s = step("clippy");
-        run(cargo()
-            .args([
-                "clippy",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ])
-            .env("CARGO_INCREMENTAL", "0"))?;
+        run(host_cargo().args([
+            "clippy",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
     }
     domain_stays_pure()?;
-    site()?;
+    backend_modules_form_no_cycle()?;
+    site_built_in(&cache.join("wasm"))?;
     {
         let _s = step("tests");
-        // A whole run gains nothing from incremental state, which for these crates is
-        // about as large as the build itself (12 GB seen): leave it out.
-        run(cargo()
-            .args(["test", "--locked"])
-            .env("CARGO_INCREMENTAL", "0")
-            .env("GRAFTBENCH_SITE_ROOT", site_root()))?;
+        let nextest = output(cargo().args(["nextest", "--version"])).is_some();
+        let test_env = |cmd: &mut Command| {
+            cmd.env("GRAFTBENCH_SITE_ROOT", site_root())
+                .env("GRAFTBENCH_KERNEL_LAB", cache.join("kernel-lab"));
+        };
+        if nextest {
+            // Every test in a process of its own, two at a time across all binaries:
+            // the slow ones (the browser, the kernel under QEMU) overlap the rest.
+            let mut cmd = host_cargo();
+            cmd.args(["nextest", "run", "--locked", "--no-fail-fast"]);
+            test_env(&mut cmd);
+            run(&mut cmd)?;
+            // nextest does not run doctests.
+            let mut cmd = host_cargo();
+            cmd.args(["test", "--locked", "--doc"]);
+            test_env(&mut cmd);
+            run(&mut cmd)?;
+        } else {
+            let mut cmd = host_cargo();
+            cmd.args(["test", "--locked", "--no-fail-fast"]);
+            test_env(&mut cmd);
+            run(&mut cmd)?;
+        }
     }
     eprintln!(
         "xtask: all checks passed in {:.1} min",
