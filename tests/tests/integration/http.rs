@@ -527,6 +527,15 @@ async fn cross_site_posts_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    // The form's own path (where the page posts, so a refusal hydrates) is guarded alike.
+    let cross_site_form = client
+        .post(server.url("/patches/new"))
+        .header("sec-fetch-site", "cross-site")
+        .multipart(form("t", FIX))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site_form.status(), StatusCode::FORBIDDEN);
     let foreign_origin = client
         .post(server.url("/api/v1/patches"))
         .header("origin", "http://evil.example")
