@@ -280,6 +280,24 @@ const ISRA_FIX: &str =
     "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
      @@ -12,1 +12,1 @@\n-\treturn r->len * 3 + 1;\n+\treturn r->len * 3 + 2;\n";
 
+/// `graftbench analyze --index INDEX FIX --format json`, which must succeed, parsed.
+fn analyze_json(data: &Path, index: &Path, fix: &Path) -> serde_json::Value {
+    let json = graftbench(
+        data,
+        &[
+            "analyze",
+            "--index",
+            arg(index),
+            arg(fix),
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    serde_json::from_slice(&json.stdout).expect("a JSON report")
+}
+
 fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -463,20 +481,7 @@ fn modules_are_indexed_and_analysed_with_vmlinux() {
         text(&made.stdout)
     );
 
-    let json = graftbench(
-        &data,
-        &[
-            "analyze",
-            "--index",
-            arg(&index),
-            arg(&fix),
-            "--format",
-            "json",
-        ],
-        "",
-    );
-    assert!(json.status.success(), "{}", text(&json.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let report = analyze_json(&data, &index, &fix);
     assert_eq!(
         report["objects"],
         serde_json::json!(["vmlinux", "fixture_mod"])
@@ -557,20 +562,7 @@ fn a_damaged_module_is_named_and_the_others_indexed() {
         warned.contains("skipped the module") && warned.contains("broken.ko"),
         "{warned}"
     );
-    let json = graftbench(
-        &data,
-        &[
-            "analyze",
-            "--index",
-            arg(&index),
-            arg(&fix),
-            "--format",
-            "json",
-        ],
-        "",
-    );
-    assert!(json.status.success(), "{}", text(&json.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let report = analyze_json(&data, &index, &fix);
     // The good module is analysed as if the bad one were not there...
     assert_eq!(
         report["objects"],

@@ -10,7 +10,7 @@ use crate::clock;
 use crate::service::review::{self, ReviewError, MAX_COMMENT_CHARS};
 use crate::store::audit;
 use crate::store::comments::{self, Anchor, Resolution};
-use crate::store::{self, Database, DbError};
+use crate::store::{self, Database, DbError, Tx};
 use graftbench_app::model::{Action, SessionUser};
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use graftbench_domain::eligibility::Policy;
@@ -32,6 +32,26 @@ pub struct CommentRequest {
     pub line: i64,
     /// The text.
     pub body: String,
+}
+
+/// Starts the transaction of a change to a patch's comments: the patch's lock taken and
+/// the rules asked whether `user` may comment on it now.
+async fn begin_commenting(
+    db: &Database,
+    user: &SessionUser,
+    patch_id: i64,
+    policy: &Policy,
+) -> Result<Tx, ReviewError> {
+    let mut tx = db.begin().await?;
+    let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
+    workflow::allowed(
+        Action::Comment,
+        user.id,
+        &user.roles,
+        state.author_id,
+        state.state,
+    )?;
+    Ok(tx)
 }
 
 /// Whether `diff` shows line `line` of `path` on `side`.
@@ -121,15 +141,7 @@ pub async fn add_comment(
         Some(_) => None,
         None => Some(check_anchor(db, patch_id, request).await),
     };
-    let mut tx = db.begin().await?;
-    let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
-    workflow::allowed(
-        Action::Comment,
-        user.id,
-        &user.roles,
-        state.author_id,
-        state.state,
-    )?;
+    let mut tx = begin_commenting(db, user, patch_id, policy).await?;
     let anchor = match request.thread {
         Some(thread) => comments::thread_anchor(&mut tx, patch_id, thread)
             .await?
@@ -187,15 +199,7 @@ pub async fn resolve_thread(
     resolved: bool,
     policy: &Policy,
 ) -> Result<(), ReviewError> {
-    let mut tx = db.begin().await?;
-    let state = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
-    workflow::allowed(
-        Action::Comment,
-        user.id,
-        &user.roles,
-        state.author_id,
-        state.state,
-    )?;
+    let mut tx = begin_commenting(db, user, patch_id, policy).await?;
     let now = clock::now();
     match comments::set_resolved(&mut tx, patch_id, thread, resolved, user.id.get(), &now).await? {
         Resolution::Changed => {}
