@@ -152,7 +152,7 @@ impl KernelBuild {
         build_id(&image).ok_or_else(|| CacheError::NoBuildId(self.vmlinux.clone()))
     }
 
-    /// Whether an index with these objects (name, build-id) was built from exactly these
+    /// Whether an index with these objects (name, identity) was built from exactly these
     /// files.
     pub fn matches(&self, objects: &[(String, Option<String>)]) -> Result<bool, CacheError> {
         if objects.len() != self.modules.len() + 1 {
@@ -163,7 +163,7 @@ impl KernelBuild {
             .zip(objects)
         {
             let data = map(path)?;
-            if expected.is_none() || build_id(&data) != *expected {
+            if expected.is_none() || Some(identity(&data)) != *expected {
                 return Ok(false);
             }
         }
@@ -211,9 +211,15 @@ impl KernelBuild {
                     let (result, size) = match map(path) {
                         Ok(data) => {
                             let name = module_name(&data).unwrap_or_else(|| name_from_path(path));
-                            let result = ObjectIndex::build(&name, &data, &|_| {}).map_err(|e| {
-                                (name, build_id(&data), format!("{}: {e}", path.display()))
-                            });
+                            let result = ObjectIndex::build(&name, &data, &|_| {})
+                                .map(|mut object| {
+                                    object.build_id = Some(identity(&data));
+                                    object
+                                })
+                                .map_err(|e| {
+                                    let why = format!("{}: {e}", path.display());
+                                    (name, Some(identity(&data)), why)
+                                });
                             (result, debug_info_size(&data))
                         }
                         Err(e) => (Err((name_from_path(path), None, e.to_string())), 0),
@@ -246,6 +252,18 @@ impl KernelBuild {
         }
         Ok(KernelIndex { objects })
     }
+}
+
+/// What names one input file in an index: its GNU build-id, or for a file without one (a
+/// damaged module) `sha256:` and the digest of its bytes, so that an index holding such a
+/// file is up to date until the file changes.
+pub fn identity(data: &[u8]) -> String {
+    build_id(data).unwrap_or_else(|| {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(data);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    })
 }
 
 /// The module name from a file name, as kbuild derives it (`nf_tables.ko` ->

@@ -282,7 +282,15 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
         .iter()
         .flat_map(|object| incomplete_in(object, &changed))
         .collect();
-    if has_code.is_empty() && incomplete.is_empty() {
+    // Nothing of the fix in any object, and no left-out unit named after one of its
+    // files: the fix is for another tree. (A left-out unit of unknown contents, such as
+    // a module that could not be read at all, does not make a wrong kernel look right.)
+    let a_changed_unit_left_out = incomplete.iter().any(|unit| {
+        unit.unit_name
+            .as_deref()
+            .is_some_and(|name| changed.iter().any(|f| path_matches(name, &f.path)))
+    });
+    if has_code.is_empty() && !a_changed_unit_left_out {
         return Err(AnalysisError::NoKnownFile {
             paths: changed.iter().map(|f| f.path.clone()).collect(),
             objects: index.objects.iter().map(|o| o.name.clone()).collect(),

@@ -579,6 +579,43 @@ fn a_damaged_module_is_named_and_the_others_indexed() {
         "{}",
         text(&shown.stdout)
     );
+    // The bad module is named by its bytes: the index stays up to date until it changes.
+    let again = graftbench(
+        &data,
+        &[
+            "index",
+            arg(&image),
+            "--modules",
+            arg(&top),
+            "-o",
+            arg(&index),
+        ],
+        "",
+    );
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("is up to date"),
+        "{}",
+        text(&again.stdout)
+    );
+    // A module of unknown contents does not make a fix for another tree look analysed.
+    let foreign = build.dir.path().join("foreign.patch");
+    std::fs::write(
+        &foreign,
+        "--- a/drivers/not/here.c\n+++ b/drivers/not/here.c\n@@ -1 +1 @@\n-a\n+b\n",
+    )
+    .unwrap();
+    let refused = graftbench(
+        &data,
+        &["analyze", "--index", arg(&index), arg(&foreign)],
+        "",
+    );
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("is the fix for this kernel"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 #[test]
