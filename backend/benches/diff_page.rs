@@ -109,7 +109,7 @@ fn bench(c: &mut Criterion) {
             .await
             .expect("database");
         let hash = graftbench::service::auth::hash_password("bench password 1").expect("hash");
-        db.create_user("bench", "Bench", &hash, &[Role::Author])
+        graftbench::service::accounts::create_user(&db, "bench", "Bench", &hash, &[Role::Author])
             .await
             .expect("user");
         let author = db

@@ -181,11 +181,16 @@ impl TestServer {
     /// Creates a user with [`PASSWORD`].
     pub async fn add_user(&self, name: &str, roles: &[Role]) -> i64 {
         let hash = graftbench::service::auth::hash_password(PASSWORD).expect("hash");
-        self.db
-            .create_user(name, &format!("{name} (test)"), &hash, roles)
-            .await
-            .expect("create user")
-            .expect("user name is free")
+        graftbench::service::accounts::create_user(
+            &self.db,
+            name,
+            &format!("{name} (test)"),
+            &hash,
+            roles,
+        )
+        .await
+        .expect("create user")
+        .expect("user name is free")
     }
 
     /// A client without cookies that does not follow redirects.

@@ -10,6 +10,41 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
+/// Roles whose grants by an admin wait for a second admin when the policy says so: they
+/// sign off on patches or manage the accounts that do.
+pub const CONFIRMED_ROLES: [Role; 4] = [
+    Role::Reviewer,
+    Role::SecurityOfficer,
+    Role::ReleaseManager,
+    Role::Admin,
+];
+
+/// Whether a grant of `role` by an admin under four eyes waits for a second admin.
+pub fn waits_for_second_admin(role: Role, four_eyes_admin: bool) -> bool {
+    four_eyes_admin && CONFIRMED_ROLES.contains(&role)
+}
+
+/// Roles wanted for an account, split: those in force at once (already held, or not held
+/// back), and those granted now that wait for a second admin. Both sorted, each once.
+pub fn plan_roles(
+    held: &[Role],
+    wanted: &[Role],
+    held_back: impl Fn(Role) -> bool,
+) -> (Vec<Role>, Vec<Role>) {
+    let mut wanted = wanted.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    wanted
+        .into_iter()
+        .partition(|role| held.contains(role) || !held_back(*role))
+}
+
+/// Whether a change leaves the instance without an enabled admin: the account loses (or,
+/// disabled, stops using) the admin role while it is the only enabled admin.
+pub fn leaves_no_admin(loses_admin: bool, enabled_admins: i64) -> bool {
+    loses_admin && enabled_admins <= 1
+}
+
 /// Why an account's details were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
@@ -114,6 +149,28 @@ mod tests {
         assert!(check_display_name(&"é".repeat(101)).is_err());
         assert!(check_password("123456789").is_err());
         assert!(check_password("1234567890").is_ok());
+    }
+
+    #[test]
+    fn grants_of_signing_roles_wait_under_four_eyes_and_held_roles_stay() {
+        let held = [Role::Author, Role::Reviewer];
+        let waits = |role| waits_for_second_admin(role, true);
+        assert_eq!(
+            plan_roles(
+                &held,
+                &[Role::Admin, Role::Reviewer, Role::Auditor, Role::Admin],
+                waits
+            ),
+            (vec![Role::Reviewer, Role::Auditor], vec![Role::Admin])
+        );
+        let command_line = |role| waits_for_second_admin(role, false);
+        assert_eq!(
+            plan_roles(&[], &[Role::Admin], command_line),
+            (vec![Role::Admin], vec![])
+        );
+        assert!(leaves_no_admin(true, 1));
+        assert!(!leaves_no_admin(true, 2));
+        assert!(!leaves_no_admin(false, 1));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use super::global::Global;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use graftbench::service::accounts::{self as service, DisableChange, Grantor, RolesChange};
 use graftbench::service::auth;
-use graftbench::store::{self, Database, DisableChange, RolesChange};
+use graftbench::store::Database;
 use graftbench_domain::accounts;
 use graftbench_domain::Role;
 use std::io::{IsTerminal, Read};
@@ -84,7 +85,7 @@ pub async fn run(global: &Global, command: UserCommand) -> Result<()> {
         } => {
             let password = read_new_password(&name, password_stdin)?;
             let hash = auth::hash_password(&password)?;
-            if !db.set_password("system", &name, &hash).await? {
+            if !service::set_password(&db, "system", &name, &hash).await? {
                 bail!("no user `{name}`");
             }
             println!("password of {name} changed");
@@ -113,10 +114,7 @@ async fn add(
     }
     let password = read_new_password(name, password_stdin)?;
     let hash = auth::hash_password(&password)?;
-    match db
-        .create_user(name, display_name.unwrap_or(name), &hash, roles)
-        .await?
-    {
+    match service::create_user(db, name, display_name.unwrap_or(name), &hash, roles).await? {
         Some(_) => {
             let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             println!("created user {name} ({})", roles.join(", "));
@@ -155,10 +153,7 @@ async fn list(db: &Database) -> Result<()> {
 
 async fn set_disabled(db: &Database, name: &str, disabled: bool) -> Result<()> {
     let verb = if disabled { "disabled" } else { "enabled" };
-    match db
-        .set_disabled(store::Grantor::CommandLine, name, disabled)
-        .await?
-    {
+    match service::set_disabled(db, Grantor::CommandLine, name, disabled).await? {
         DisableChange::Changed => println!("{name} {verb}"),
         DisableChange::Unchanged => println!("{name} was already {verb}"),
         DisableChange::NoSuchUser => bail!("no user `{name}`"),
@@ -201,10 +196,7 @@ async fn set_roles(db: &Database, name: &str, grant: &[Role], revoke: &[Role]) -
     };
     let roles = accounts::roles_after(&user.user.roles, grant, revoke)?;
     // The server's command line is the audited break-glass path: in force at once.
-    match db
-        .set_roles(store::Grantor::CommandLine, name, &roles)
-        .await?
-    {
+    match service::set_roles(db, Grantor::CommandLine, name, &roles).await? {
         RolesChange::Changed { after, .. } | RolesChange::Unchanged { roles: after, .. } => {
             let names: Vec<&str> = after.iter().map(|r| r.as_str()).collect();
             println!("{name}\t{}", names.join(","));

@@ -41,7 +41,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
     for (name, display, password, roles) in DEMO_USERS {
         if db.user_by_name(name).await?.is_none() {
             let hash = auth::hash_password(password)?;
-            db.create_user(name, display, &hash, roles).await?;
+            crate::service::accounts::create_user(db, name, display, &hash, roles).await?;
             db.mark_demo(name).await?;
         }
     }

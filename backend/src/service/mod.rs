@@ -2,6 +2,7 @@
 //! domain's rules, writes through the store and appends the typed audit event in the
 //! same transaction. The web layer and the command line call these, never SQL.
 
+pub mod accounts;
 pub mod auth;
 pub mod comments;
 pub mod demo;

@@ -24,7 +24,7 @@ pub async fn commit(tx: Tx) -> Result<(), DbError> {
     Ok(tx.commit().await?)
 }
 
-pub use users::{ConfirmGrant, DisableChange, Grantor, RolesChange, UserRecord, CONFIRMED_ROLES};
+pub use users::UserRecord;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

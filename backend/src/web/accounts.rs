@@ -4,13 +4,13 @@
 
 use super::review::back_to;
 use super::{status_only, ApiError, AppState};
-use crate::store::{ConfirmGrant, Grantor, RolesChange};
+use crate::service::accounts::{self, ConfirmGrant, DisableChange, Grantor, RolesChange};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form, Json};
 use graftbench_app::model::{Role, SessionUser};
-use graftbench_domain::accounts;
+use graftbench_domain::accounts as rules;
 use serde::Deserialize;
 use std::collections::HashMap;
 use tower_sessions::Session;
@@ -72,7 +72,7 @@ async fn set_roles(
         name: &admin.username,
         four_eyes: state.policy.policy.role_grants_need_second_admin,
     };
-    match state.db.set_roles(by, username, roles).await? {
+    match accounts::set_roles(&state.db, by, username, roles).await? {
         RolesChange::Changed { after, pending, .. } => Ok(RolesAfter {
             roles: after,
             pending,
@@ -95,7 +95,7 @@ async fn confirm_grant(
 ) -> Result<(), ApiError> {
     require_admin(admin)?;
     let role = parse_roles([role])?.remove(0);
-    match state.db.confirm_grant(admin, username, role).await? {
+    match accounts::confirm_grant(&state.db, admin, username, role).await? {
         ConfirmGrant::Confirmed => Ok(()),
         ConfirmGrant::NotPending => Err(ApiError::not_found(format!(
             "a waiting grant of {} to `{}`",
@@ -153,20 +153,20 @@ async fn set_disabled(
         name: &admin.username,
         four_eyes: state.policy.policy.role_grants_need_second_admin,
     };
-    match state.db.set_disabled(by, username, disabled).await? {
-        crate::store::DisableChange::Changed | crate::store::DisableChange::Unchanged => {
+    match accounts::set_disabled(&state.db, by, username, disabled).await? {
+        DisableChange::Changed | DisableChange::Unchanged => {
             tracing::info!(admin = %admin.username, user = %username.escape_debug(), verb, "account changed");
             Ok(())
         }
-        crate::store::DisableChange::NoSuchUser => Err(ApiError::not_found(format!(
+        DisableChange::NoSuchUser => Err(ApiError::not_found(format!(
             "user `{}`",
             username.chars().take(64).collect::<String>()
         ))),
-        crate::store::DisableChange::LastAdmin => Err(ApiError::Client(
+        DisableChange::LastAdmin => Err(ApiError::Client(
             StatusCode::CONFLICT,
             format!("`{username}` is the last enabled admin: make someone else an admin first"),
         )),
-        crate::store::DisableChange::DemoAccount => Err(ApiError::forbidden(format!(
+        DisableChange::DemoAccount => Err(ApiError::forbidden(format!(
             "`{username}` is a demo account whose password is published: give it a new \
              password on the server (`graftbench user passwd {username}`), then enable it"
         ))),
@@ -252,19 +252,18 @@ async fn create_user(
 ) -> Result<i64, ApiError> {
     require_admin(admin)?;
     let name = new.username.trim();
-    let unprocessable = |e: accounts::AccountError| {
-        ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-    };
-    accounts::check_username(name).map_err(unprocessable)?;
-    accounts::check_password(&new.password).map_err(unprocessable)?;
+    let unprocessable =
+        |e: rules::AccountError| ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+    rules::check_username(name).map_err(unprocessable)?;
+    rules::check_password(&new.password).map_err(unprocessable)?;
     if roles.is_empty() {
-        return Err(unprocessable(accounts::AccountError::NoRoles));
+        return Err(unprocessable(rules::AccountError::NoRoles));
     }
     let display = match new.display_name.trim() {
         "" => name,
         d => d,
     };
-    accounts::check_display_name(display).map_err(unprocessable)?;
+    rules::check_display_name(display).map_err(unprocessable)?;
     let password = new.password.clone();
     // argon2: CPU and memory, off the async workers.
     let hash = super::off_runtime(move || crate::service::auth::hash_password(&password)).await??;
@@ -273,9 +272,7 @@ async fn create_user(
         name: &admin.username,
         four_eyes: state.policy.policy.role_grants_need_second_admin,
     };
-    state
-        .db
-        .create_user_as(by, name, display, &hash, roles)
+    accounts::create_user_as(&state.db, by, name, display, &hash, roles)
         .await?
         .ok_or_else(|| {
             ApiError::Client(

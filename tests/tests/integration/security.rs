@@ -893,7 +893,7 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
         let db = graftbench::store::Database::connect(&url(&runtime)).await?;
         graftbench::store::sessions::DbSessionStore::open(&db).await?;
         let hash = graftbench::service::auth::hash_password(PASSWORD).unwrap();
-        db.create_user("alice", "Alice", &hash, &[Role::Author])
+        graftbench::service::accounts::create_user(&db, "alice", "Alice", &hash, &[Role::Author])
             .await?;
         db.record(
             "alice",
