@@ -230,7 +230,7 @@ pub async fn review_view(
         Ok(ReviewView {
             state,
             current_revision: facts.current_revision.get(),
-            current_sha256: facts.current_sha256.clone(),
+            current_sha256: facts.current_sha256.to_string(),
             approvals: evaluation.approvals,
             approvals_required: policy.approvals_required,
             deadline: review::deadline(&facts, state, policy, time::OffsetDateTime::now_utc()),

@@ -259,7 +259,7 @@ fn names_current(
             named.chars().take(70).collect::<String>()
         )));
     }
-    if facts.current_sha256.starts_with(&named) {
+    if facts.current_sha256.to_string().starts_with(&named) {
         return Ok(());
     }
     let which = revisions
@@ -270,7 +270,7 @@ fn names_current(
         Some(which) => Err(ReviewError::StaleRevision {
             named: which,
             current: facts.current_revision.get(),
-            current_sha256: facts.current_sha256.clone(),
+            current_sha256: facts.current_sha256.to_string(),
         }),
         None => Err(ReviewError::NotFound(format!(
             "a revision of patch {} with sha256 {named}",
@@ -450,7 +450,7 @@ pub async fn upload_revision(
         patch_id,
         number,
         diff: &diff.diff,
-        sha256: &diff.sha256,
+        sha256: diff.sha256,
         format: diff.patch.format,
         submitted_by: user.id.get(),
         at: &now,
@@ -506,7 +506,7 @@ pub fn sign_off_views(
             user: s.user.clone(),
             verdict: s.verdict,
             revision: s.revision.get(),
-            revision_sha256: s.revision_sha256.clone(),
+            revision_sha256: s.revision_sha256.to_string(),
             comment: s.comment.clone(),
             created_at: s.created_at.clone(),
             withdrawn_at: s.withdrawn_at.clone(),

@@ -12,8 +12,7 @@ use analyzer::patch::{self, Patch, PatchError};
 use graftbench_app::model::SessionUser;
 use graftbench_app::model::{Category, Tier};
 use graftbench_domain::audit::{AuditAction, AuditSubject};
-use graftbench_domain::{PatchId, Refusal, State};
-use sha2::{Digest, Sha256};
+use graftbench_domain::{PatchId, Refusal, Sha256 as Digest256, State};
 use std::collections::HashSet;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -56,8 +55,8 @@ pub struct SubmissionInput {
 pub struct ValidDiff {
     /// The bytes as submitted.
     pub diff: Vec<u8>,
-    /// SHA-256 of `diff`, lower-case hex.
-    pub sha256: String,
+    /// SHA-256 of `diff`: the revision's content address.
+    pub sha256: Digest256,
     /// The parsed diff.
     pub patch: Patch,
 }
@@ -73,8 +72,8 @@ pub struct ValidSubmission {
     pub cvss_vector: String,
     /// The bytes as submitted.
     pub diff: Vec<u8>,
-    /// SHA-256 of `diff`, lower-case hex.
-    pub sha256: String,
+    /// SHA-256 of `diff`: the revision's content address.
+    pub sha256: Digest256,
     /// The parsed diff.
     pub patch: Patch,
     /// What it fixes.
@@ -161,7 +160,7 @@ pub fn validate_diff(diff: Vec<u8>) -> Result<ValidDiff, SubmissionError> {
         return Err(SubmissionError::MissingDiff);
     }
     let patch = patch::parse(&diff)?;
-    let sha256 = hex::encode(Sha256::digest(&diff));
+    let sha256 = Digest256::of(&diff);
     Ok(ValidDiff {
         diff,
         sha256,
@@ -298,7 +297,7 @@ pub struct CreatedPatch {
     /// Revision number (1).
     pub revision: i64,
     /// SHA-256 of revision 1.
-    pub sha256: String,
+    pub sha256: Digest256,
 }
 
 /// Stores a new patch and its revision 1, audited, in one transaction.
@@ -335,7 +334,7 @@ pub async fn create_patch(
         patch_id: id,
         number: 1,
         diff: &patch.diff,
-        sha256: &patch.sha256,
+        sha256: patch.sha256,
         format: patch.patch.format,
         submitted_by: author.id.get(),
         at: &now,
@@ -364,13 +363,14 @@ pub async fn create_patch(
         id,
         title: patch.title.clone(),
         revision: 1,
-        sha256: patch.sha256.clone(),
+        sha256: patch.sha256,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     const DIFF: &[u8] = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-a\n+b\n";
 
@@ -395,7 +395,7 @@ mod tests {
         .unwrap();
         assert_eq!(ok.title, "Fix");
         assert_eq!(ok.cves, ["CVE-2024-1086", "CVE-2023-0001"]);
-        assert_eq!(ok.sha256, hex::encode(Sha256::digest(DIFF)));
+        assert_eq!(ok.sha256.to_string(), hex::encode(Sha256::digest(DIFF)));
     }
 
     #[test]

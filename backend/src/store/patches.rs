@@ -4,6 +4,7 @@
 use super::{Database, DbError, Tx};
 use analyzer::patch::PatchFormat;
 use graftbench_app::model::{PatchInfo, RevisionSummary};
+use graftbench_domain::Sha256;
 use sqlx::Row;
 use std::collections::HashMap;
 
@@ -94,7 +95,7 @@ pub struct NewRevision<'a> {
     /// The diff as submitted.
     pub diff: &'a [u8],
     /// The diff's SHA-256.
-    pub sha256: &'a str,
+    pub sha256: Sha256,
     /// How it was submitted.
     pub format: PatchFormat,
     /// Who uploaded it.
@@ -112,7 +113,7 @@ impl NewRevision<'_> {
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (sha256) DO NOTHING",
         )
-        .bind(self.sha256)
+        .bind(self.sha256.to_string())
         .bind(self.diff)
         .bind(i64::try_from(self.diff.len()).unwrap_or(i64::MAX))
         .bind(self.at)
@@ -124,7 +125,7 @@ impl NewRevision<'_> {
         )
         .bind(self.patch_id)
         .bind(self.number)
-        .bind(self.sha256)
+        .bind(self.sha256.to_string())
         .bind(format_name(self.format))
         .bind(self.submitted_by)
         .bind(self.at)

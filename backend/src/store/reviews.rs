@@ -4,12 +4,19 @@
 use super::Database;
 use super::DbError;
 use graftbench_domain::workflow::Phase;
-use graftbench_domain::{Category, RevisionNumber, Role, SignOffKind, State, Tier, UserId};
+use graftbench_domain::{Category, RevisionNumber, Role, Sha256, SignOffKind, State, Tier, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 fn corrupt(what: String) -> DbError {
     DbError::Corrupt(what)
+}
+
+/// A SHA-256 column, as the digest it must be.
+fn digest(row: &AnyRow, column: &str) -> Result<Sha256, DbError> {
+    let text: String = row.try_get(column)?;
+    text.parse()
+        .map_err(|e: graftbench_domain::ids::NotSha256| corrupt(format!("{column}: {e}")))
 }
 
 /// The stored name of a phase.
@@ -56,7 +63,7 @@ pub struct PatchFacts {
     /// The latest revision.
     pub current_revision: RevisionNumber,
     /// Its SHA-256.
-    pub current_sha256: String,
+    pub current_sha256: Sha256,
 }
 
 /// A sign-off row.
@@ -73,7 +80,7 @@ pub struct StoredSignOff {
     /// Revision number.
     pub revision: RevisionNumber,
     /// Revision SHA-256.
-    pub revision_sha256: String,
+    pub revision_sha256: Sha256,
     /// Comment or justification.
     pub comment: String,
     /// When.
@@ -105,7 +112,7 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, DbError> {
         cvss_vector: row.try_get("cvss_vector")?,
         functions_to_replace: row.try_get("functions_to_replace")?,
         current_revision: RevisionNumber(row.try_get("current_revision")?),
-        current_sha256: row.try_get("current_sha256")?,
+        current_sha256: digest(row, "current_sha256")?,
     })
 }
 
@@ -124,7 +131,7 @@ fn sign_off_from_row(row: &AnyRow) -> Result<StoredSignOff, DbError> {
             SignOffKind::parse(&verdict).ok_or_else(|| corrupt(format!("verdict `{verdict}`")))?
         },
         revision: RevisionNumber(row.try_get("revision")?),
-        revision_sha256: row.try_get("revision_sha256")?,
+        revision_sha256: digest(row, "revision_sha256")?,
         comment: row.try_get("comment")?,
         created_at: row.try_get("created_at")?,
         withdrawn_at: row.try_get("withdrawn_at")?,
@@ -256,7 +263,7 @@ pub async fn replace_sign_off(
     )
     .bind(facts.id)
     .bind(facts.current_revision.get())
-    .bind(&facts.current_sha256)
+    .bind(facts.current_sha256.to_string())
     .bind(user.get())
     .bind(kind.as_str())
     .bind(comment)
