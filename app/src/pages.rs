@@ -605,6 +605,19 @@ pub fn InterdiffPage() -> impl IntoView {
     .into_any()
 }
 
+/// `text` for a URL's query string: everything but unreserved characters percent-encoded.
+fn query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// `/audit?actor=&action=&subject=`: the audit trail, filtered.
 #[component]
 pub fn AuditPage() -> impl IntoView {
@@ -618,11 +631,33 @@ pub fn AuditPage() -> impl IntoView {
         }
     };
     let page = Resource::new(filter, get_audit);
+    // The export of what the filters select, as a download (the server streams it and
+    // records the export in the trail).
+    let export_href = move |format: &str| {
+        let f = filter();
+        let mut href = format!("/api/v1/audit/export?format={format}");
+        for (key, value) in [
+            ("actor", f.actor),
+            ("action", f.action),
+            ("subject", f.subject),
+        ] {
+            if !value.is_empty() {
+                href.push_str(&format!("&{key}={}", query_value(&value)));
+            }
+        }
+        href
+    };
     view! {
         <Title text="Audit trail"/>
         <Frame>
             <div class="page-head">
                 <h1>"Audit trail"</h1>
+                <a class="button" id="export-jsonl" href=move || export_href("jsonl")>
+                    "Export JSON Lines"
+                </a>
+                <a class="button" id="export-csv" href=move || export_href("csv")>
+                    "Export CSV"
+                </a>
             </div>
             <form method="get" action="/audit" class="row filters">
                 <label>"Actor" <input name="actor" value=move || filter().actor/></label>

@@ -20,8 +20,38 @@ pub fn format(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
+/// A time a person typed (`2026-11-27`, midnight UTC, or RFC 3339 with any offset), as
+/// stored, so it compares with stored times as text.
+pub fn parse_bound(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(format(at));
+    }
+    time::Date::parse(text, format_description!("[year]-[month]-[day]"))
+        .map(|day| format(day.midnight().assume_utc()))
+        .map_err(|_| {
+            format!(
+                "`{}` is not a time: write 2026-11-27 or 2026-11-27T10:00:00Z",
+                text.chars().take(40).collect::<String>()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_times_become_stored_times() {
+        assert_eq!(
+            super::parse_bound("2026-11-27").unwrap(),
+            "2026-11-27T00:00:00.000Z"
+        );
+        assert_eq!(
+            super::parse_bound("2026-11-27T12:00:00+02:00").unwrap(),
+            "2026-11-27T10:00:00.000Z"
+        );
+        assert!(super::parse_bound("yesterday").is_err());
+    }
+
     #[test]
     fn stored_times_have_fixed_width() {
         let at = time::macros::datetime!(2026-01-02 03:04:05.6 UTC);

@@ -1377,3 +1377,56 @@ fn readme_module_commands_run_verbatim_from_a_scratch_directory() {
         "{info}"
     );
 }
+
+#[test]
+fn audit_export_writes_the_trail_with_its_header_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for name in ["alice", "bob"] {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", "author", "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let file = dir.path().join("trail.jsonl");
+    let out = graftbench(
+        &data,
+        &["audit", "export", "--format", "jsonl", "-o", arg(&file)],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["header"]["events"], 2);
+    assert_eq!(lines[0]["header"]["first_seq"], 1);
+    assert_eq!(lines[0]["header"]["last_seq"], 2);
+    assert_eq!(lines[1]["action"], "user.created");
+    assert_eq!(lines[2]["subject"], "user:bob");
+    assert_eq!(lines[2]["prev_hash"], lines[1]["hash"]);
+    // The export was recorded, and the chain still verifies with it.
+    let csv = graftbench(
+        &data,
+        &["audit", "export", "--format", "csv", "--action", "audit."],
+        "",
+    );
+    assert!(csv.status.success(), "{}", text(&csv.stderr));
+    let csv = text(&csv.stdout);
+    assert!(csv.contains("# events,1\r\n"), "{csv}");
+    assert!(csv.contains(",system,audit.exported,audit:trail,"), "{csv}");
+    let verified = graftbench(&data, &["audit", "verify"], "");
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+    for bad in [
+        vec!["audit", "export", "--format", "xml"],
+        vec!["audit", "export", "--from", "last tuesday"],
+    ] {
+        let refused = graftbench(&data, &bad, "");
+        assert!(!refused.status.success(), "{bad:?}");
+        assert!(text(&refused.stderr).contains("error:"), "{bad:?}");
+    }
+}

@@ -61,11 +61,13 @@ pub enum AuditAction {
     SessionSignInFailed,
     /// A sign-in was refused by the limits.
     SessionSignInLocked,
+    /// The audit trail (or part of it) was exported.
+    AuditExported,
 }
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 24] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -90,6 +92,7 @@ impl AuditAction {
         AuditAction::SessionSignedIn,
         AuditAction::SessionSignInFailed,
         AuditAction::SessionSignInLocked,
+        AuditAction::AuditExported,
     ];
 
     /// The stored name, e.g. `patch.submitted`.
@@ -119,6 +122,7 @@ impl AuditAction {
             AuditAction::SessionSignedIn => "session.signed_in",
             AuditAction::SessionSignInFailed => "session.sign_in_failed",
             AuditAction::SessionSignInLocked => "session.sign_in_locked",
+            AuditAction::AuditExported => "audit.exported",
         }
     }
 
@@ -134,6 +138,17 @@ impl fmt::Display for AuditAction {
     }
 }
 
+/// A CSV cell that a spreadsheet shows as text: a value starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return would be read as a formula (CSV injection), so it gets a
+/// leading `'`. Quoting is the CSV writer's job.
+pub fn neutralised_csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
+}
+
 /// What an event is about: `patch:7`, `user:alice`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AuditSubject {
@@ -141,6 +156,8 @@ pub enum AuditSubject {
     Patch(crate::PatchId),
     /// An account, by user name (names are what people search the trail for).
     User(String),
+    /// The audit trail itself (an export).
+    Trail,
 }
 
 impl fmt::Display for AuditSubject {
@@ -148,6 +165,7 @@ impl fmt::Display for AuditSubject {
         match self {
             AuditSubject::Patch(id) => write!(f, "patch:{id}"),
             AuditSubject::User(name) => write!(f, "user:{name}"),
+            AuditSubject::Trail => f.write_str("audit:trail"),
         }
     }
 }
@@ -548,5 +566,16 @@ mod tests {
             assert_eq!(AuditAction::parse(action.as_str()), Some(action));
         }
         assert_eq!(AuditSubject::User("bob".into()).to_string(), "user:bob");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_text() {
+        for formula in ["=1+1", "+SUM(A1)", "-2", "@cmd", "\tx", "\rx"] {
+            let cell = neutralised_csv_cell(formula);
+            assert_eq!(cell, format!("'{formula}"), "{formula:?}");
+        }
+        for plain in ["alice", "patch:7", "", "1-2", "a=b", "'x"] {
+            assert_eq!(neutralised_csv_cell(plain), plain);
+        }
     }
 }

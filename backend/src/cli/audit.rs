@@ -1,20 +1,111 @@
 //! `graftbench audit`: checks the trail.
 
 use super::global::Global;
-use anyhow::{bail, Result};
-use clap::Subcommand;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Walks the hash chain of every audit event; names the first one that was edited,
     /// deleted or moved.
     Verify,
+    /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
+    /// header first; the export is itself an audit event.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// `jsonl` (every field, what verifies) or `csv` (for reading).
+    #[arg(long, default_value = "jsonl")]
+    format: String,
+    /// Events at or after this time (`2026-11-01` or RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Events before this time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this actor's events.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this action, or the actions a prefix ending in `.` starts (`sign_off.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events about this subject (`patch:7`, `user:alice`).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Write here instead of standard output (replaced whole when done).
+    #[arg(short, long)]
+    output: Option<std::path::PathBuf>,
 }
 
 pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
     match command {
         AuditCommand::Verify => verify(global).await,
+        AuditCommand::Export(args) => export(global, args).await,
     }
+}
+
+async fn export(global: &Global, args: ExportArgs) -> Result<()> {
+    use graftbench::service::export::{self, ExportFormat};
+    use std::io::Write;
+    let Some(format) = ExportFormat::parse(&args.format) else {
+        bail!("--format {}: use jsonl or csv", args.format);
+    };
+    let bound = |t: &Option<String>| -> Result<String> {
+        t.as_deref()
+            .map(graftbench::clock::parse_bound)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .map(Option::unwrap_or_default)
+    };
+    let action = args.action.unwrap_or_default();
+    let (action, action_prefix) = if action.ends_with('.') {
+        (String::new(), action)
+    } else {
+        (action, String::new())
+    };
+    let range = graftbench::store::audit::ExportRange {
+        actor: args.actor.unwrap_or_default(),
+        action,
+        action_prefix,
+        subject: args.subject.unwrap_or_default(),
+        from: bound(&args.from)?,
+        to: bound(&args.to)?,
+        up_to_seq: 0,
+    };
+    let db = global.open_database().await?;
+    let mut chunks = export::export(&db, "graftbench", "system", range, format).await?;
+    // A file is written beside its final name and renamed into place when complete.
+    let mut file = match &args.output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            Some(
+                tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("creating a file in {}", dir.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        match &mut file {
+            Some(file) => file.write_all(&chunk)?,
+            None => stdout.write_all(&chunk)?,
+        }
+    }
+    if let (Some(file), Some(path)) = (file, &args.output) {
+        file.persist(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    } else {
+        stdout.flush()?;
+    }
+    Ok(())
 }
 
 async fn verify(global: &Global) -> Result<()> {

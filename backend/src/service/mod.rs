@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod auth;
 pub mod comments;
 pub mod demo;
+pub mod export;
 pub mod pages;
 pub mod review;
 pub mod submit;

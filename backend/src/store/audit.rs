@@ -116,6 +116,48 @@ impl Database {
         Ok((events, matched))
     }
 
+    /// The events an export covers, in sequence order, read as they are sent (a million
+    /// events are never all in memory), and how many there are with the first and last
+    /// sequence numbers. Events after `range.up_to_seq` (appended while the export runs)
+    /// are not part of it.
+    pub async fn export_counts(
+        &self,
+        range: &ExportRange,
+    ) -> Result<(i64, Option<i64>, Option<i64>), DbError> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n, MIN(seq) AS first, MAX(seq) AS last \
+             FROM audit_events WHERE {EXPORT_MATCH}"
+        );
+        let row = range.bind(sqlx::query(&sql)).fetch_one(self.pool()).await?;
+        Ok((
+            row.try_get("n")?,
+            row.try_get("first")?,
+            row.try_get("last")?,
+        ))
+    }
+
+    /// The events of `range`, oldest first, as a stream.
+    pub fn export_events<'a>(
+        &'a self,
+        range: &'a ExportRange,
+        sql: &'a str,
+    ) -> impl futures_util::Stream<Item = Result<AuditEvent, DbError>> + 'a {
+        use futures_util::StreamExt;
+        range
+            .bind(sqlx::query(sql))
+            .fetch(self.pool())
+            .map(|row| event_from_row(&row?))
+    }
+
+    /// The highest sequence number written so far.
+    pub async fn audit_head_seq(&self) -> Result<i64, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
     /// Records an event on its own (for actions that change nothing else, like signing in).
     pub async fn record(
         &self,
@@ -206,5 +248,58 @@ impl Database {
         let seq: i64 = head.try_get("seq")?;
         let hash: String = head.try_get("hash")?;
         Ok(verify_chain(&events, (seq, &hash)))
+    }
+}
+
+/// Which events an export covers: the audit page's filters, a time range (RFC 3339 UTC
+/// as the trail writes it; `from` inclusive, `to` exclusive) and the last sequence number
+/// at the start of the export.
+#[derive(Debug, Clone, Default)]
+pub struct ExportRange {
+    /// Exact actor, or empty.
+    pub actor: String,
+    /// Exact action, or empty.
+    pub action: String,
+    /// Action prefix ending in `.`, or empty.
+    pub action_prefix: String,
+    /// Exact subject, or empty.
+    pub subject: String,
+    /// Earliest time, or empty.
+    pub from: String,
+    /// Time before which, or empty.
+    pub to: String,
+    /// The last sequence number included.
+    pub up_to_seq: i64,
+}
+
+const EXPORT_MATCH: &str = "($1 = '' OR actor = $1)
+       AND ($2 = '' OR action = $2)
+       AND ($3 = '' OR substr(action, 1, length($3)) = $3)
+       AND ($4 = '' OR subject = $4)
+       AND ($5 = '' OR at >= $5)
+       AND ($6 = '' OR at < $6)
+       AND seq <= $7";
+
+/// The query of an export's events, oldest first.
+pub fn export_events_sql() -> String {
+    format!(
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+         FROM audit_events WHERE {EXPORT_MATCH} ORDER BY seq"
+    )
+}
+
+impl ExportRange {
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+        query
+            .bind(self.actor.as_str())
+            .bind(self.action.as_str())
+            .bind(self.action_prefix.as_str())
+            .bind(self.subject.as_str())
+            .bind(self.from.as_str())
+            .bind(self.to.as_str())
+            .bind(self.up_to_seq)
     }
 }

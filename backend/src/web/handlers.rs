@@ -516,6 +516,97 @@ pub(super) async fn api_audit(
     }
 }
 
+/// The query of `GET /api/v1/audit/export`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {
+    #[serde(default)]
+    format: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    subject: String,
+}
+
+/// `GET /api/v1/audit/export?format=jsonl|csv&from=&to=&actor=&action=&subject=`: the
+/// trail as a file, streamed (auditors, security officers and admins; audited).
+pub(super) async fn api_audit_export(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    use crate::service::export::{self, ExportFormat};
+    if !pages::AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+        return Err(ApiError::forbidden(
+            "the audit trail is for auditors, security officers and admins",
+        ));
+    }
+    let invalid = |why: String| ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, why);
+    let format = match query.format.as_str() {
+        "" => ExportFormat::JsonLines,
+        name => ExportFormat::parse(name)
+            .ok_or_else(|| invalid("format: use jsonl or csv".to_owned()))?,
+    };
+    let bound = |text: &str| -> Result<String, ApiError> {
+        if text.trim().is_empty() {
+            Ok(String::new())
+        } else {
+            crate::clock::parse_bound(text).map_err(invalid)
+        }
+    };
+    let action = query.action.trim().to_owned();
+    let (action, action_prefix) = if action.ends_with('.') {
+        (String::new(), action)
+    } else {
+        (action, String::new())
+    };
+    let range = crate::store::audit::ExportRange {
+        actor: query.actor.trim().to_owned(),
+        action,
+        action_prefix,
+        subject: query.subject.trim().to_owned(),
+        from: bound(&query.from)?,
+        to: bound(&query.to)?,
+        up_to_seq: 0,
+    };
+    let chunks = export::export(&state.db, "graftbench", &user.username, range, format).await?;
+    tracing::info!(user = %user.username, "audit trail exported");
+    use futures_util::StreamExt;
+    let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
+        let chunk = chunks.recv().await?;
+        let chunk = chunk.map(axum::body::Bytes::from).map_err(|e| {
+            // The status is sent; the client sees the transfer end early.
+            tracing::error!(error = %e, "audit export failed while streaming");
+            std::io::Error::other("the export failed")
+        });
+        Some((chunk, chunks))
+    })
+    // The compression layer polls a body again after its end: an ended body must stay
+    // ended (unfold alone panics there).
+    .fuse();
+    let file = format!(
+        "graftbench-audit-{}.{}",
+        crate::clock::now().replace([':', '.'], ""),
+        format.extension()
+    );
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
 /// `GET /api/v1/policy`.
 pub(super) async fn api_policy(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({

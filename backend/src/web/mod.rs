@@ -247,6 +247,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             post(review::api_resolve),
         )
         .route("/api/v1/audit", get(handlers::api_audit))
+        .route("/api/v1/audit/export", get(handlers::api_audit_export))
         .route("/api/v1/policy", get(handlers::api_policy))
         .route(
             "/api/v1/users",

@@ -619,6 +619,26 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
         ]
     );
     assert!(eval_bool(&frank, "!!document.querySelector('#chain-ok')").await);
+    // The export links carry the filters the page shows.
+    assert!(
+        eval_bool(
+            &frank,
+            "document.querySelector('#export-csv').getAttribute('href') === '/api/v1/audit/export?format=csv&subject=patch%3A1'"
+        )
+        .await
+    );
+    let exported: String = frank
+        .evaluate(
+            "fetch(document.querySelector('#export-jsonl').getAttribute('href')).then(r => r.text())",
+        )
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    let header: serde_json::Value =
+        serde_json::from_str(exported.lines().next().unwrap_or_default()).unwrap();
+    assert_eq!(header["header"]["events"], 4, "{exported}");
+    assert_eq!(exported.lines().count(), 5, "{exported}");
     screenshot(&frank, "audit-trail.png").await;
     alice_console.assert_clean("alice", &[]).await;
     frank_console.assert_clean("frank", &[]).await;

@@ -22,6 +22,7 @@ on_both_databases!(
     form_submission_redirects_to_the_patch_page,
     refused_form_comes_back_with_the_reason_and_the_input,
     cross_site_posts_are_refused,
+    auditors_export_the_trail_as_json_lines_and_csv,
     patch_page_renders_the_diff_side_by_side,
     unknown_patch_is_a_404,
 );
@@ -739,5 +740,92 @@ async fn the_audit_trail_records_changes_and_detects_tampering(backend: Backend)
         .await
         .unwrap();
     assert_eq!(first_bad().await, 2);
+    server.stop().await;
+}
+
+async fn auditors_export_the_trail_as_json_lines_and_csv(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("frank", &[Role::Auditor]).await;
+    let alice = server.signed_in("alice").await;
+    let response = alice
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({ "title": "t", "diff": FIX }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Not for authors.
+    let refused = alice
+        .get(server.url("/api/v1/audit/export"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let frank = server.signed_in("frank").await;
+    let before = server.db.audit_events().await.unwrap();
+    let jsonl = frank
+        .get(server.url("/api/v1/audit/export?format=jsonl"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jsonl.status(), StatusCode::OK);
+    assert!(jsonl.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/jsonl"));
+    assert!(jsonl.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment; filename=\"graftbench-audit-"));
+    let text = jsonl.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+        .collect();
+    let header = &lines[0]["header"];
+    assert_eq!(header["format"], "graftbench-audit-export/1");
+    assert_eq!(header["exported_by"], "frank");
+    // Every event written before the export, in order, with the fields that verify.
+    assert_eq!(header["events"], before.len() as i64, "{header}");
+    assert_eq!(lines.len(), before.len() + 1);
+    for (line, event) in lines[1..].iter().zip(&before) {
+        assert_eq!(line["seq"], event.seq);
+        assert_eq!(line["hash"], event.hash.as_str());
+        assert_eq!(line["prev_hash"], event.prev_hash.as_str());
+        assert_eq!(line["details"], event.details.as_str());
+    }
+    // The export is an audit event itself.
+    let after = server.db.audit_events().await.unwrap();
+    let exported = after
+        .iter()
+        .find(|e| e.action == "audit.exported")
+        .expect("the export was audited");
+    assert_eq!(exported.actor, "frank");
+    assert_eq!(exported.subject, "audit:trail");
+
+    // CSV, filtered to the patch: the header as # lines, then columns and rows.
+    let csv = frank
+        .get(server.url("/api/v1/audit/export?format=csv&subject=patch:1&from=2000-01-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    let text = csv.text().await.unwrap();
+    assert!(text.contains("# events,1\r\n"), "{text}");
+    assert!(
+        text.contains("seq,at,actor,action,subject,details,prev_hash,hash\r\n"),
+        "{text}"
+    );
+    assert!(text.contains(",alice,patch.submitted,patch:1,"), "{text}");
+    for bad in ["format=xml", "from=yesterday"] {
+        let refused = frank
+            .get(server.url(&format!("/api/v1/audit/export?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
     server.stop().await;
 }
