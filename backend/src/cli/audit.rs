@@ -75,7 +75,8 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
         up_to_seq: 0,
     };
     let db = global.open_database().await?;
-    let mut chunks = export::export(&db, "graftbench", "system", range, format).await?;
+    let source = format!("graftbench (command line, {})", global.data_dir.display());
+    let mut chunks = export::export(&db, &source, "system", range, format).await?;
     // A file is written beside its final name and renamed into place when complete.
     let mut file = match &args.output {
         Some(path) => {

@@ -575,7 +575,7 @@ pub(super) async fn api_audit_export(
         to: bound(&query.to)?,
         up_to_seq: 0,
     };
-    let chunks = export::export(&state.db, "graftbench", &user.username, range, format).await?;
+    let chunks = export::export(&state.db, &state.instance, &user.username, range, format).await?;
     tracing::info!(user = %user.username, "audit trail exported");
     use futures_util::StreamExt;
     let body = futures_util::stream::unfold(chunks, |mut chunks| async move {

@@ -163,6 +163,8 @@ pub struct AppState {
     pub policy: Arc<LoadedPolicy>,
     /// Sign-in limits.
     pub sign_in: Arc<SignInGuard>,
+    /// What this instance calls itself in what it exports: its public URL.
+    pub instance: Arc<str>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -207,6 +209,11 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         workbench: workbench.clone(),
         policy,
         sign_in: Arc::new(SignInGuard::new(config.sign_in.clone())),
+        instance: config
+            .public_origins
+            .first()
+            .map_or_else(|| "graftbench".to_owned(), PublicOrigin::origin)
+            .into(),
     };
     let routes = generate_route_list(App);
     let page_context = {

@@ -787,6 +787,11 @@ async fn auditors_export_the_trail_as_json_lines_and_csv(backend: Backend) {
     let header = &lines[0]["header"];
     assert_eq!(header["format"], "graftbench-audit-export/1");
     assert_eq!(header["exported_by"], "frank");
+    assert_eq!(
+        header["source"],
+        server.base.as_str(),
+        "the instance's public URL"
+    );
     // Every event written before the export, in order, with the fields that verify.
     assert_eq!(header["events"], before.len() as i64, "{header}");
     assert_eq!(lines.len(), before.len() + 1);
