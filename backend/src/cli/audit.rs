@@ -3,15 +3,36 @@
 use super::global::Global;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use graftbench::service::checkpoints;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Walks the hash chain of every audit event; names the first one that was edited,
-    /// deleted or moved.
-    Verify,
+    /// deleted or moved. With --checkpoint, also checks the trail against a signed
+    /// checkpoint kept outside the server: a trail rewritten from the start or cut short
+    /// no longer matches it.
+    Verify(VerifyArgs),
+    /// Prints the verifier key of the instance's checkpoint key (made on first use, mode
+    /// 0600 in the data directory): pin it where checkpoints are checked.
+    Key,
+    /// Signs a checkpoint of the trail as it stands (RFC 6962 tree of the events' hashes,
+    /// C2SP tlog-checkpoint, Ed25519 signed note) and prints it: copy it out of the
+    /// server's reach.
+    Checkpoint,
     /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
     /// header first; the export is itself an audit event.
     Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// A checkpoint made by `graftbench audit checkpoint`, kept outside the server.
+    #[arg(long)]
+    checkpoint: Option<std::path::PathBuf>,
+    /// The verifier key to check its signature with (a file holding what `audit key`
+    /// printed); default: this data directory's own key.
+    #[arg(long, requires = "checkpoint")]
+    key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -41,7 +62,21 @@ pub struct ExportArgs {
 
 pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
     match command {
-        AuditCommand::Verify => verify(global).await,
+        AuditCommand::Verify(args) => verify(global, args).await,
+        AuditCommand::Key => {
+            global.create_data_dir()?;
+            let (_, vkey) = checkpoints::load_or_create_key(&global.data_dir)?;
+            println!("{vkey}");
+            Ok(())
+        }
+        AuditCommand::Checkpoint => {
+            global.create_data_dir()?;
+            let (skey, _) = checkpoints::load_or_create_key(&global.data_dir)?;
+            let events = global.open_database().await?.audit_events().await?;
+            let tree = checkpoints::Tree::of(&events)?;
+            print!("{}", checkpoints::sign(&tree, tree.size(), &skey)?);
+            Ok(())
+        }
         AuditCommand::Export(args) => export(global, args).await,
     }
 }
@@ -109,8 +144,32 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-async fn verify(global: &Global) -> Result<()> {
+async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
     let db = global.open_database().await?;
+    if let Some(path) = &args.checkpoint {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let vkey = match &args.key {
+            Some(key) => std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?,
+            None => checkpoints::load_or_create_key(&global.data_dir)?.1,
+        };
+        let checkpoint = checkpoints::open(&text, &vkey)
+            .with_context(|| format!("{} cannot be used", path.display()))?;
+        let tree = checkpoints::Tree::of(&db.audit_events().await?)?;
+        match checkpoints::compare(&tree, &checkpoint)? {
+            checkpoints::Against::Agrees { size } => {
+                println!("the trail agrees with the checkpoint: its first {size} event(s)")
+            }
+            checkpoints::Against::Truncated { have, size } => bail!(
+                "the trail has {have} event(s) but the checkpoint committed to {size}: \
+                 events were deleted"
+            ),
+            checkpoints::Against::Rewritten { size } => bail!(
+                "the trail's first {size} event(s) are not the ones the checkpoint committed \
+                 to: the trail was rewritten"
+            ),
+        }
+    }
     let count = db.verify_audit().await??;
     println!("the audit trail is intact: {count} event(s)");
     let unexplained = db.unexplained_rows().await?;

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod checkpoints;
 pub mod comments;
 pub mod demo;
 pub mod export;

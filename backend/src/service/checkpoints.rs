@@ -1,0 +1,190 @@
+//! Signed checkpoints of the audit trail: the events' hashes as the leaves of an RFC 6962
+//! Merkle tree, its size and root in a C2SP tlog-checkpoint, signed as a C2SP signed note
+//! with the instance's Ed25519 key. A checkpoint copied out of the server's reach commits
+//! to the trail as it stood: a trail rewritten from the start (every hash recomputed, so
+//! the chain still links) or cut short no longer matches it.
+
+use graftbench_domain::audit::AuditEvent;
+use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
+use std::path::{Path, PathBuf};
+use tlog_tiles::{Checkpoint, Hash, HashReader};
+
+/// The key file in the data directory: the signer key and the verifier key, one a line.
+pub const KEY_FILE: &str = "audit-checkpoint.key";
+/// The key's name, and the checkpoints' origin line.
+pub const ORIGIN: &str = "graftbench-audit";
+
+/// Why a checkpoint could not be made or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The key file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The key file or a verifier key is not one.
+    #[error("not a checkpoint key: {0}")]
+    BadKey(String),
+    /// The checkpoint is not a signed note of a checkpoint, or its signature is not the
+    /// pinned key's.
+    #[error("not a checkpoint signed by this key: {0}")]
+    BadCheckpoint(String),
+    /// An event's hash is not 32 bytes of hex.
+    #[error("event #{0} has no valid hash")]
+    BadEvent(i64),
+    /// The tree could not be computed.
+    #[error("the Merkle tree could not be computed: {0}")]
+    Tree(String),
+}
+
+/// The instance's keys: (signer, verifier), made on first use (mode 0600).
+pub fn load_or_create_key(data_dir: &Path) -> Result<(String, String), CheckpointError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(KEY_FILE);
+    let key_error = |source| CheckpointError::Key {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(skey), Some(vkey)) if skey.starts_with("PRIVATE+KEY+") => {
+                    Ok((skey.to_owned(), vkey.to_owned()))
+                }
+                _ => Err(CheckpointError::BadKey(format!(
+                    "{} holds no signer and verifier key",
+                    path.display()
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
+            std::fs::create_dir_all(data_dir).map_err(key_error)?;
+            // Readable by the service only, from the moment it exists.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(key_error)?;
+            file.write_all(format!("{skey}\n{vkey}\n").as_bytes())
+                .map_err(key_error)?;
+            Ok((skey, vkey))
+        }
+        Err(e) => Err(key_error(e)),
+    }
+}
+
+/// The trail as an RFC 6962 tree: each event's hash (its 32 bytes) is a leaf.
+#[derive(Default)]
+pub struct Tree {
+    stored: Vec<Hash>,
+    leaves: u64,
+}
+
+impl HashReader for Tree {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| self.stored.get(i))
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+impl Tree {
+    /// The tree of `events`, in sequence order.
+    pub fn of(events: &[AuditEvent]) -> Result<Tree, CheckpointError> {
+        let mut tree = Tree::default();
+        for event in events {
+            let mut leaf = [0u8; 32];
+            hex::decode_to_slice(&event.hash, &mut leaf)
+                .map_err(|_| CheckpointError::BadEvent(event.seq))?;
+            let new = tlog_tiles::stored_hashes(tree.leaves, &leaf, &tree)
+                .map_err(|e| CheckpointError::Tree(e.to_string()))?;
+            tree.stored.extend(new);
+            tree.leaves += 1;
+        }
+        Ok(tree)
+    }
+
+    /// Leaves in the tree.
+    pub fn size(&self) -> u64 {
+        self.leaves
+    }
+
+    /// The root of the tree of its first `n` leaves.
+    pub fn root(&self, n: u64) -> Result<Hash, CheckpointError> {
+        tlog_tiles::tree_hash(n, self).map_err(|e| CheckpointError::Tree(e.to_string()))
+    }
+}
+
+/// A signed checkpoint of the first `size` events of `tree`.
+pub fn sign(tree: &Tree, size: u64, skey: &str) -> Result<String, CheckpointError> {
+    let checkpoint = Checkpoint::new(ORIGIN, size, tree.root(size)?, "")
+        .map_err(|e| CheckpointError::Tree(e.to_string()))?;
+    let signer = StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
+    let mut note = Note::new(&checkpoint.to_bytes(), &[])
+        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    note.add_sigs(&[&signer])
+        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
+}
+
+/// The checkpoint in `text`, when `vkey` signed it.
+pub fn open(text: &[u8], vkey: &str) -> Result<Checkpoint, CheckpointError> {
+    let verifier =
+        StandardVerifier::new(vkey.trim()).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
+    let note = Note::from_bytes(text).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    Checkpoint::from_bytes(note.text()).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))
+}
+
+/// How the trail stands against a checkpoint kept outside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Against {
+    /// The trail's first `size` events are what the checkpoint committed to.
+    Agrees {
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// The trail has fewer events than the checkpoint committed to.
+    Truncated {
+        /// Events in the trail.
+        have: u64,
+        /// Events the checkpoint committed to.
+        size: u64,
+    },
+    /// The trail's first `size` events are not the ones the checkpoint committed to.
+    Rewritten {
+        /// The checkpoint's size.
+        size: u64,
+    },
+}
+
+/// Compares the trail (`tree`) with `checkpoint`.
+pub fn compare(tree: &Tree, checkpoint: &Checkpoint) -> Result<Against, CheckpointError> {
+    let size = checkpoint.size();
+    if tree.size() < size {
+        return Ok(Against::Truncated {
+            have: tree.size(),
+            size,
+        });
+    }
+    Ok(if tree.root(size)? == *checkpoint.hash() {
+        Against::Agrees { size }
+    } else {
+        Against::Rewritten { size }
+    })
+}
