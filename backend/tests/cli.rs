@@ -1532,9 +1532,15 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
     let note = text(&made.stdout);
     assert!(note.starts_with("graftbench-audit\n3\n"), "{note}");
     assert!(note.contains("\n\n— graftbench-audit "), "{note}");
-    // Kept outside the server.
+    // Kept outside the server; the server keeps one too, and an export names it.
     let kept = dir.path().join("checkpoint.txt");
     std::fs::write(&kept, &note).unwrap();
+    let export = graftbench(&data, &["audit", "export", "--subject", "user:bob"], "");
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let header: serde_json::Value =
+        serde_json::from_str(text(&export.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(header["header"]["last_seq"], 2);
+    assert_eq!(header["header"]["checkpoint"], note.as_str());
     let check = |data: &Path| {
         graftbench(
             data,
@@ -1590,12 +1596,13 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
         text(&rewritten.stderr)
     );
 
-    // The last event deleted and the head moved back, so the chain links: the checkpoint
+    // The last events deleted and the head moved back, so the chain links: the checkpoint
     // names what is missing (here the tables' cross-check would notice too, since the
     // deleted event created an account; an event that explains no row would not be).
     rewrite_trail(&data, |events| {
         events[0].2 = "system".into();
-        events.pop();
+        // Carol's account and the export after the checkpoint.
+        events.truncate(2);
     })
     .await;
     let cut = check(&data);

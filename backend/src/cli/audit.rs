@@ -72,9 +72,14 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
         AuditCommand::Checkpoint => {
             global.create_data_dir()?;
             let (skey, _) = checkpoints::load_or_create_key(&global.data_dir)?;
-            let events = global.open_database().await?.audit_events().await?;
+            let db = global.open_database().await?;
+            let events = db.audit_events().await?;
             let tree = checkpoints::Tree::of(&events)?;
-            print!("{}", checkpoints::sign(&tree, tree.size(), &skey)?);
+            let note = checkpoints::sign(&tree, tree.size(), &skey)?;
+            let size = i64::try_from(tree.size()).unwrap_or(i64::MAX);
+            db.store_checkpoint(size, &tree.root(tree.size())?.to_string(), &note)
+                .await?;
+            print!("{note}");
             Ok(())
         }
         AuditCommand::Export(args) => export(global, args).await,

@@ -71,8 +71,8 @@ pub struct ExportHeader {
     pub last_seq: Option<i64>,
     /// How many events follow.
     pub events: i64,
-    /// The signed checkpoint covering them: none yet (checkpoints come with issue 11's next
-    /// step); the chain is verified from the events' own hashes.
+    /// The smallest stored signed checkpoint whose tree holds the last event exported (its
+    /// signed note), or `null` when none was made since.
     pub checkpoint: Option<String>,
 }
 
@@ -91,6 +91,10 @@ pub async fn export(
 ) -> Result<mpsc::Receiver<Chunk>, DbError> {
     range.up_to_seq = db.audit_head_seq().await?;
     let (events, first_seq, last_seq) = db.export_counts(&range).await?;
+    let checkpoint = match last_seq {
+        Some(last) => db.checkpoint_covering(last).await?,
+        None => None,
+    };
     let filters = serde_json::json!({
         "actor": range.actor,
         "action": if range.action_prefix.is_empty() { &range.action } else { &range.action_prefix },
@@ -108,7 +112,7 @@ pub async fn export(
         first_seq,
         last_seq,
         events,
-        checkpoint: None,
+        checkpoint,
     };
     db.record(
         actor,

@@ -149,6 +149,32 @@ impl Database {
             .map(|row| event_from_row(&row?))
     }
 
+    /// Keeps a signed checkpoint of the first `size` events (once per size).
+    pub async fn store_checkpoint(&self, size: i64, root: &str, note: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root, note, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING",
+        )
+        .bind(size)
+        .bind(root)
+        .bind(note)
+        .bind(clock::now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The smallest stored checkpoint that covers event `seq` (its tree holds it), as the
+    /// signed note.
+    pub async fn checkpoint_covering(&self, seq: i64) -> Result<Option<String>, DbError> {
+        Ok(sqlx::query_scalar(
+            "SELECT note FROM audit_checkpoints WHERE size >= $1 ORDER BY size LIMIT 1",
+        )
+        .bind(seq)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// The highest sequence number written so far.
     pub async fn audit_head_seq(&self) -> Result<i64, DbError> {
         Ok(

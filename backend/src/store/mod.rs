@@ -267,6 +267,7 @@ impl Database {
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"{role}\"",
             "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\"",
             "REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM \"{role}\"",
+            "REVOKE UPDATE, DELETE, TRUNCATE ON audit_checkpoints FROM \"{role}\"",
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM \"{role}\"",
             "GRANT USAGE ON SCHEMA tower_sessions TO \"{role}\"",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tower_sessions \
