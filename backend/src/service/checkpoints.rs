@@ -38,6 +38,9 @@ pub enum CheckpointError {
     /// The tree could not be computed.
     #[error("the Merkle tree could not be computed: {0}")]
     Tree(String),
+    /// A proof asked for sizes the trail does not have.
+    #[error("no such proof: {0}")]
+    Range(String),
 }
 
 /// The instance's keys: (signer, verifier), made on first use (mode 0600).
@@ -187,4 +190,37 @@ pub fn compare(tree: &Tree, checkpoint: &Checkpoint) -> Result<Against, Checkpoi
     } else {
         Against::Rewritten { size }
     })
+}
+
+/// Why a proof was not made: the sizes asked for do not fit the trail.
+fn out_of_range(what: String) -> CheckpointError {
+    CheckpointError::Range(what)
+}
+
+/// The inclusion proof of event `seq` (1-based) in the tree of the first `size` events,
+/// base64 hashes from the leaf up (RFC 6962 §2.1.1).
+pub fn inclusion_proof(tree: &Tree, seq: u64, size: u64) -> Result<Vec<String>, CheckpointError> {
+    if seq == 0 || seq > size || size > tree.size() {
+        return Err(out_of_range(format!(
+            "event {seq} in a tree of {size}: need 1 <= seq <= size <= {} (the trail)",
+            tree.size()
+        )));
+    }
+    let proof = tlog_tiles::prove_record(size, seq - 1, tree)
+        .map_err(|e| CheckpointError::Tree(e.to_string()))?;
+    Ok(proof.iter().map(ToString::to_string).collect())
+}
+
+/// The consistency proof that the tree of the first `from` events is a prefix of the tree
+/// of the first `to` (RFC 6962 §2.1.2), base64 hashes.
+pub fn consistency_proof(tree: &Tree, from: u64, to: u64) -> Result<Vec<String>, CheckpointError> {
+    if from == 0 || from > to || to > tree.size() {
+        return Err(out_of_range(format!(
+            "from {from} to {to}: need 1 <= from <= to <= {} (the trail)",
+            tree.size()
+        )));
+    }
+    let proof =
+        tlog_tiles::prove_tree(to, from, tree).map_err(|e| CheckpointError::Tree(e.to_string()))?;
+    Ok(proof.iter().map(ToString::to_string).collect())
 }

@@ -96,6 +96,18 @@ impl From<AccountError> for ApiError {
     }
 }
 
+/// A proof of sizes the trail does not have is the client's mistake; the rest of a
+/// checkpoint's failures (its key, the tree) are the server's.
+impl From<crate::service::checkpoints::CheckpointError> for ApiError {
+    fn from(e: crate::service::checkpoints::CheckpointError) -> Self {
+        use crate::service::checkpoints::CheckpointError;
+        match e {
+            CheckpointError::Range(_) => ApiError::refused(Refusal::Invalid, e),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
 /// The store failing is the server's failure.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {

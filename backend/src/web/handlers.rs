@@ -607,6 +607,77 @@ pub(super) async fn api_audit_export(
     Ok(response)
 }
 
+/// The query of `GET /api/v1/audit/proof`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProofQuery {
+    seq: u64,
+    size: u64,
+}
+
+/// The query of `GET /api/v1/audit/consistency`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+fn require_audit_reader(user: &SessionUser) -> Result<(), ApiError> {
+    if pages::AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "the audit trail is for auditors, security officers and admins",
+        ))
+    }
+}
+
+/// The trail as a Merkle tree, built off the async workers (linear in the events).
+async fn audit_tree(state: &AppState) -> Result<crate::service::checkpoints::Tree, ApiError> {
+    let events = state.db.audit_events().await?;
+    Ok(super::off_runtime(move || crate::service::checkpoints::Tree::of(&events)).await??)
+}
+
+/// `GET /api/v1/audit/proof?seq=&size=`: the inclusion proof of event `seq` in the tree
+/// of the first `size` events, with that tree's root, to check against a checkpoint.
+pub(super) async fn api_audit_proof(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(query): Query<ProofQuery>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let tree = audit_tree(&state).await?;
+    let proof = crate::service::checkpoints::inclusion_proof(&tree, query.seq, query.size)?;
+    Ok(Json(serde_json::json!({
+        "seq": query.seq,
+        "size": query.size,
+        "root": tree.root(query.size)?.to_string(),
+        "proof": proof,
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/audit/consistency?from=&to=`: the proof that the tree of the first `from`
+/// events is a prefix of the tree of the first `to`, with both roots.
+pub(super) async fn api_audit_consistency(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(query): Query<ConsistencyQuery>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let tree = audit_tree(&state).await?;
+    let proof = crate::service::checkpoints::consistency_proof(&tree, query.from, query.to)?;
+    Ok(Json(serde_json::json!({
+        "from": query.from,
+        "to": query.to,
+        "from_root": tree.root(query.from)?.to_string(),
+        "to_root": tree.root(query.to)?.to_string(),
+        "proof": proof,
+    }))
+    .into_response())
+}
+
 /// `GET /api/v1/policy`.
 pub(super) async fn api_policy(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({

@@ -255,6 +255,11 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         )
         .route("/api/v1/audit", get(handlers::api_audit))
         .route("/api/v1/audit/export", get(handlers::api_audit_export))
+        .route("/api/v1/audit/proof", get(handlers::api_audit_proof))
+        .route(
+            "/api/v1/audit/consistency",
+            get(handlers::api_audit_consistency),
+        )
         .route("/api/v1/policy", get(handlers::api_policy))
         .route(
             "/api/v1/users",

@@ -23,6 +23,7 @@ on_both_databases!(
     refused_form_comes_back_with_the_reason_and_the_input,
     cross_site_posts_are_refused,
     auditors_export_the_trail_as_json_lines_and_csv,
+    audit_proofs_check_against_the_roots_they_name,
     patch_page_renders_the_diff_side_by_side,
     unknown_patch_is_a_404,
 );
@@ -827,6 +828,98 @@ async fn auditors_export_the_trail_as_json_lines_and_csv(backend: Backend) {
     for bad in ["format=xml", "from=yesterday"] {
         let refused = frank
             .get(server.url(&format!("/api/v1/audit/export?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    server.stop().await;
+}
+
+async fn audit_proofs_check_against_the_roots_they_name(backend: Backend) {
+    use tlog_tiles::{check_record, check_tree, record_hash, Hash};
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("frank", &[Role::Auditor]).await;
+    let alice = server.signed_in("alice").await;
+    for title in ["one", "two", "three"] {
+        let created = alice
+            .post(server.url("/api/v1/patches"))
+            .json(&json!({ "title": title, "diff": FIX }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+    }
+    let refused = alice
+        .get(server.url("/api/v1/audit/proof?seq=1&size=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let frank = server.signed_in("frank").await;
+    let events = server.db.audit_events().await.unwrap();
+    let size = events.len() as u64;
+    let hash = |text: &str| Hash::parse_hash(text).expect("a base64 hash");
+    for event in &events {
+        let answer: Value = frank
+            .get(server.url(&format!(
+                "/api/v1/audit/proof?seq={}&size={size}",
+                event.seq
+            )))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let proof: Vec<Hash> = answer["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| hash(h.as_str().unwrap()))
+            .collect();
+        let mut leaf = [0u8; 32];
+        hex::decode_to_slice(&event.hash, &mut leaf).unwrap();
+        check_record(
+            &proof,
+            size,
+            hash(answer["root"].as_str().unwrap()),
+            (event.seq - 1) as u64,
+            record_hash(&leaf),
+        )
+        .unwrap_or_else(|e| panic!("event {}: {e:?}", event.seq));
+    }
+    let answer: Value = frank
+        .get(server.url(&format!("/api/v1/audit/consistency?from=2&to={size}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proof: Vec<Hash> = answer["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| hash(h.as_str().unwrap()))
+        .collect();
+    check_tree(
+        &proof,
+        size,
+        hash(answer["to_root"].as_str().unwrap()),
+        2,
+        hash(answer["from_root"].as_str().unwrap()),
+    )
+    .expect("the first two events' tree is a prefix of the whole");
+    for bad in [
+        format!("proof?seq=0&size={size}"),
+        "proof?seq=2&size=1".to_owned(),
+        format!("proof?seq=1&size={}", size + 100),
+        "consistency?from=3&to=2".to_owned(),
+    ] {
+        let refused = frank
+            .get(server.url(&format!("/api/v1/audit/{bad}")))
             .send()
             .await
             .unwrap();
