@@ -92,28 +92,15 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
     let Some(format) = ExportFormat::parse(&args.format) else {
         bail!("--format {}: use jsonl or csv", args.format);
     };
-    let bound = |t: &Option<String>| -> Result<String> {
-        t.as_deref()
-            .map(graftbench::clock::parse_bound)
-            .transpose()
-            .map_err(anyhow::Error::msg)
-            .map(Option::unwrap_or_default)
-    };
-    let action = args.action.unwrap_or_default();
-    let (action, action_prefix) = if action.ends_with('.') {
-        (String::new(), action)
-    } else {
-        (action, String::new())
-    };
-    let range = graftbench::store::audit::ExportRange {
-        actor: args.actor.unwrap_or_default(),
-        action,
-        action_prefix,
-        subject: args.subject.unwrap_or_default(),
-        from: bound(&args.from)?,
-        to: bound(&args.to)?,
-        up_to_seq: 0,
-    };
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let range = export::range(
+        &text(&args.actor),
+        &text(&args.action),
+        &text(&args.subject),
+        &text(&args.from),
+        &text(&args.to),
+    )
+    .map_err(anyhow::Error::msg)?;
     let db = global.open_database().await?;
     let source = format!("graftbench (command line, {})", global.data_dir.display());
     let mut chunks = export::export(&db, &source, "system", range, format).await?;

@@ -76,6 +76,37 @@ pub struct ExportHeader {
     pub checkpoint: Option<String>,
 }
 
+/// The events an export covers, from what a person typed: exact actor and subject, an
+/// action or a prefix of actions ending in `.`, and times (`2026-11-27` or RFC 3339).
+/// Empty values select everything. `Err` names the time that is not one.
+pub fn range(
+    actor: &str,
+    action: &str,
+    subject: &str,
+    from: &str,
+    to: &str,
+) -> Result<ExportRange, String> {
+    let bound = |text: &str| match text.trim() {
+        "" => Ok(String::new()),
+        text => clock::parse_bound(text),
+    };
+    let action = action.trim();
+    let (action, action_prefix) = if action.ends_with('.') {
+        ("", action)
+    } else {
+        (action, "")
+    };
+    Ok(ExportRange {
+        actor: actor.trim().to_owned(),
+        action: action.to_owned(),
+        action_prefix: action_prefix.to_owned(),
+        subject: subject.trim().to_owned(),
+        from: bound(from)?,
+        to: bound(to)?,
+        up_to_seq: 0,
+    })
+}
+
 /// A chunk of an export as it is sent.
 pub type Chunk = Result<Vec<u8>, DbError>;
 

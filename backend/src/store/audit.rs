@@ -85,29 +85,25 @@ impl Database {
         } else {
             (action, "")
         };
-        const MATCH: &str = "($1 = '' OR actor = $1)
-               AND ($2 = '' OR action = $2)
-               AND ($3 = '' OR substr(action, 1, length($3)) = $3)
-               AND ($4 = '' OR subject = $4)";
-        let matched: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_events WHERE {MATCH}"))
-                .bind(filter.actor.trim())
-                .bind(exact)
-                .bind(prefix)
-                .bind(filter.subject.trim())
-                .fetch_one(self.pool())
-                .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT seq, at, actor, action, subject, details, prev_hash, hash
-             FROM audit_events WHERE {MATCH} ORDER BY seq DESC LIMIT $5"
-        ))
-        .bind(filter.actor.trim())
-        .bind(exact)
-        .bind(prefix)
-        .bind(filter.subject.trim())
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        // The export's filter, with no time range and no upper sequence bound.
+        let range = ExportRange {
+            actor: filter.actor.trim().to_owned(),
+            action: exact.to_owned(),
+            action_prefix: prefix.to_owned(),
+            subject: filter.subject.trim().to_owned(),
+            up_to_seq: i64::MAX,
+            ..ExportRange::default()
+        };
+        let (matched, _, _) = self.export_counts(&range).await?;
+        let sql = format!(
+            "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
+             FROM audit_events WHERE {EVENT_FILTER} ORDER BY seq DESC LIMIT $8"
+        );
+        let rows = range
+            .bind(sqlx::query(&sql))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         let mut events = rows
             .iter()
             .map(event_from_row)
@@ -126,7 +122,7 @@ impl Database {
     ) -> Result<(i64, Option<i64>, Option<i64>), DbError> {
         let sql = format!(
             "SELECT COUNT(*) AS n, MIN(seq) AS first, MAX(seq) AS last \
-             FROM audit_events WHERE {EXPORT_MATCH}"
+             FROM audit_events WHERE {EVENT_FILTER}"
         );
         let row = range.bind(sqlx::query(&sql)).fetch_one(self.pool()).await?;
         Ok((
@@ -298,7 +294,9 @@ pub struct ExportRange {
     pub up_to_seq: i64,
 }
 
-const EXPORT_MATCH: &str = "($1 = '' OR actor = $1)
+/// The WHERE clause of the audit page's search and of exports: $1 actor, $2 action, $3 action
+/// prefix, $4 subject, $5 from, $6 to (each empty for any), $7 the last sequence number.
+const EVENT_FILTER: &str = "($1 = '' OR actor = $1)
        AND ($2 = '' OR action = $2)
        AND ($3 = '' OR substr(action, 1, length($3)) = $3)
        AND ($4 = '' OR subject = $4)
@@ -310,7 +308,7 @@ const EXPORT_MATCH: &str = "($1 = '' OR actor = $1)
 pub fn export_events_sql() -> String {
     format!(
         "SELECT seq, at, actor, action, subject, details, prev_hash, hash \
-         FROM audit_events WHERE {EXPORT_MATCH} ORDER BY seq"
+         FROM audit_events WHERE {EVENT_FILTER} ORDER BY seq"
     )
 }
 

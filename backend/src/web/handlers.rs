@@ -553,28 +553,14 @@ pub(super) async fn api_audit_export(
         name => ExportFormat::parse(name)
             .ok_or_else(|| invalid("format: use jsonl or csv".to_owned()))?,
     };
-    let bound = |text: &str| -> Result<String, ApiError> {
-        if text.trim().is_empty() {
-            Ok(String::new())
-        } else {
-            crate::clock::parse_bound(text).map_err(invalid)
-        }
-    };
-    let action = query.action.trim().to_owned();
-    let (action, action_prefix) = if action.ends_with('.') {
-        (String::new(), action)
-    } else {
-        (action, String::new())
-    };
-    let range = crate::store::audit::ExportRange {
-        actor: query.actor.trim().to_owned(),
-        action,
-        action_prefix,
-        subject: query.subject.trim().to_owned(),
-        from: bound(&query.from)?,
-        to: bound(&query.to)?,
-        up_to_seq: 0,
-    };
+    let range = export::range(
+        &query.actor,
+        &query.action,
+        &query.subject,
+        &query.from,
+        &query.to,
+    )
+    .map_err(invalid)?;
     let chunks = export::export(&state.db, &state.instance, &user.username, range, format).await?;
     tracing::info!(user = %user.username, "audit trail exported");
     use futures_util::StreamExt;
