@@ -224,8 +224,24 @@ pub struct AuditPage {
     pub matched: i64,
     /// The most shown.
     pub limit: i64,
-    /// `None` when the whole chain verifies, else where it breaks.
+    /// `None` when the chain verifies, else where it breaks.
     pub broken: Option<String>,
+    /// Events in the trail's Merkle tree: each was checked against the chain when it
+    /// entered it; a view checks only the events after them.
+    pub tree_leaves: i64,
+    /// The newest stored checkpoints, newest first.
+    pub checkpoints: Vec<CheckpointView>,
+}
+
+/// A signed checkpoint of the trail as the audit page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointView {
+    /// Events it commits to.
+    pub size: i64,
+    /// When it was signed (RFC 3339 UTC).
+    pub created_at: String,
+    /// The Merkle tree's root (base64).
+    pub root: String,
 }
 
 /// One line of an interdiff: a line of the older revision's diff, the newer's, or both.

@@ -6,7 +6,8 @@ use crate::api::{
 };
 use crate::diff_view::DiffView;
 use crate::model::{
-    AppError, AuditFilter, Category, LineKind, PatchPage as PatchData, PatchSummary, Role, Tier,
+    AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
+    PatchSummary, Role, Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use leptos::prelude::*;
@@ -631,6 +632,7 @@ pub fn AuditPage() -> impl IntoView {
         }
     };
     let page = Resource::new(filter, get_audit);
+    let flash = Resource::new(|| (), |_| flash_message());
     // The export of what the filters select, as a download (the server streams it and
     // records the export in the trail).
     let export_href = move |format: &str| {
@@ -659,6 +661,15 @@ pub fn AuditPage() -> impl IntoView {
                     "Export CSV"
                 </a>
             </div>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    flash
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|e| view! { <p class="alert" role="alert">{e}</p> })
+                })}
+            </Suspense>
             <form method="get" action="/audit" class="row filters">
                 <label>"Actor" <input name="actor" value=move || filter().actor/></label>
                 <label>
@@ -675,11 +686,16 @@ pub fn AuditPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match page.await {
                         Ok(page) => {
+                            let leaves = page.tree_leaves;
                             let chain = match page.broken {
                                 None => {
                                     view! {
                                         <p class="notice" id="chain-ok">
-                                            "The hash chain verifies from the first event to the last."
+                                            "The hash chain verifies: each of the "
+                                            {leaves}
+                                            " events was checked against the one before it as it entered the trail's Merkle tree. "
+                                            <span class="mono">"graftbench audit verify"</span>
+                                            " walks the whole chain again."
                                         </p>
                                     }
                                         .into_any()
@@ -689,9 +705,12 @@ pub fn AuditPage() -> impl IntoView {
                                         .into_any()
                                 }
                             };
+                            let checkpoints = view! { <Checkpoints checkpoints=page.checkpoints/> };
                             let shown = page.events.len();
                             view! {
                                 {chain}
+                                {checkpoints}
+                                <h2>"Events"</h2>
                                 <p class="dim">
                                     {page.matched} " matching event(s)"
                                     {(page.matched > shown as i64)
@@ -737,6 +756,66 @@ pub fn AuditPage() -> impl IntoView {
         </Frame>
     }
     .into_any()
+}
+
+/// The audit page's signed checkpoints: what to copy out of the server's reach.
+#[component]
+fn Checkpoints(checkpoints: Vec<CheckpointView>) -> impl IntoView {
+    let listed = if checkpoints.is_empty() {
+        view! { <p class="dim" id="no-checkpoints">"No checkpoint has been signed yet."</p> }
+            .into_any()
+    } else {
+        view! {
+            <table class="listing" id="checkpoint-list">
+                <thead>
+                    <tr>
+                        <th class="num">"Events"</th>
+                        <th>"Signed"</th>
+                        <th>"Root"</th>
+                        <th>"Signed note"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {checkpoints
+                        .into_iter()
+                        .map(|c| {
+                            let href = format!("/api/v1/audit/checkpoints/{}", c.size);
+                            view! {
+                                <tr data-size=c.size>
+                                    <td class="num">{c.size}</td>
+                                    <td class="mono">{c.created_at}</td>
+                                    <td class="mono">{c.root}</td>
+                                    <td>
+                                        <a href=href download="">"Download"</a>
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        }
+        .into_any()
+    };
+    view! {
+        <section id="checkpoints">
+            <h2>"Signed checkpoints"</h2>
+            <p class="hint">
+                "A checkpoint commits to the first N events (the root of their RFC 6962 Merkle tree) and is signed with this instance's key. Keep copies where nobody with access to this server can change them (a ticket, another system): "
+                <span class="mono">"graftbench audit verify --checkpoint FILE --key graftbench-audit.vkey"</span>
+                " then finds a trail rewritten or cut short since."
+            </p>
+            <div class="row">
+                <a class="button" id="download-key" href="/api/v1/audit/key" download="">
+                    "Download the verifier key"
+                </a>
+                <form method="post" action="/audit/checkpoints">
+                    <button type="submit" id="sign-checkpoint">"Sign a checkpoint now"</button>
+                </form>
+            </div>
+            {listed}
+        </section>
+    }
 }
 
 /// `/policy`: the policy in force, read-only.

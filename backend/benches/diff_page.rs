@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
             .await
             .expect("stored")
             .id;
-        let config = ServerConfig::new(site_root(), Default::default());
+        let config = ServerConfig::new(site_root(), dir.path().to_path_buf(), Default::default());
         let router = web::router(&config, db.clone())
             .await
             .expect("router (build the site first: cargo xtask site)");

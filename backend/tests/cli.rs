@@ -1433,9 +1433,11 @@ fn audit_export_writes_the_trail_with_its_header_and_is_audited() {
 
 /// Rewrites the whole trail consistently, as someone with write access to the database
 /// could: `edit` changes the events, then every hash is recomputed and the head moved,
-/// so the chain itself still verifies.
+/// so the chain itself still verifies. With `tree`, the server's Merkle tree is emptied
+/// too (an attacker who knows about it), so that only checkpoints kept outside remain.
 async fn rewrite_trail(
     data: &Path,
+    tree: bool,
     edit: impl Fn(&mut Vec<(i64, String, String, String, String, String)>),
 ) {
     use graftbench_domain::audit::{EventFields, GENESIS};
@@ -1501,6 +1503,14 @@ async fn rewrite_trail(
         .execute(&pool)
         .await
         .unwrap();
+    if tree {
+        for sql in [
+            "DELETE FROM audit_tree",
+            "UPDATE audit_tree_head SET leaves = 0",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+    }
     pool.close().await;
 }
 
@@ -1585,7 +1595,7 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
 
     // The first event rewritten and every hash after it recomputed: the chain alone still
     // verifies, the checkpoint does not.
-    rewrite_trail(&data, |events| events[0].2 = "mallory".into()).await;
+    rewrite_trail(&data, true, |events| events[0].2 = "mallory".into()).await;
     let chain = graftbench(&data, &["audit", "verify"], "");
     assert!(chain.status.success(), "{}", text(&chain.stderr));
     let rewritten = check(&data);
@@ -1599,7 +1609,7 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
     // The last events deleted and the head moved back, so the chain links: the checkpoint
     // names what is missing (here the tables' cross-check would notice too, since the
     // deleted event created an account; an event that explains no row would not be).
-    rewrite_trail(&data, |events| {
+    rewrite_trail(&data, true, |events| {
         events[0].2 = "system".into();
         // Carol's account and the export after the checkpoint.
         events.truncate(2);
@@ -1612,4 +1622,137 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
         "{}",
         text(&cut.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_rewrite_is_bounded_by_the_checkpoints_and_caught_by_the_servers_own_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let add = |name: &str| {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", "author", "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let checkpoint = |name: &str| {
+        let made = graftbench(&data, &["audit", "checkpoint"], "");
+        assert!(made.status.success(), "{}", text(&made.stderr));
+        let kept = dir.path().join(name);
+        std::fs::write(&kept, text(&made.stdout)).unwrap();
+        kept
+    };
+    add("alice");
+    add("bob");
+    let two = checkpoint("two.txt");
+    add("carol");
+    add("dave");
+    let four = checkpoint("four.txt");
+    add("erin");
+    let key = graftbench(&data, &["audit", "key"], "");
+    let pinned = dir.path().join("pinned.vkey");
+    std::fs::write(&pinned, text(&key.stdout)).unwrap();
+
+    // Event #3 (carol's account) rewritten, every hash after it recomputed, but the
+    // server's tree left alone: plain verify already notices.
+    rewrite_trail(&data, false, |events| events[2].2 = "mallory".into()).await;
+    let plain = graftbench(&data, &["audit", "verify"], "");
+    assert!(!plain.status.success());
+    assert!(
+        text(&plain.stderr).contains("not the ones the server's Merkle tree holds"),
+        "{}",
+        text(&plain.stderr)
+    );
+
+    // The same with the tree emptied too: the checkpoints kept outside bound the change.
+    rewrite_trail(&data, true, |events| events[2].2 = "mallory".into()).await;
+    let plain = graftbench(&data, &["audit", "verify"], "");
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let held = graftbench(
+        &data,
+        &[
+            "audit",
+            "verify",
+            "--checkpoint",
+            arg(&four),
+            "--checkpoint",
+            arg(&two),
+            "--key",
+            arg(&pinned),
+        ],
+        "",
+    );
+    assert!(!held.status.success());
+    assert!(
+        text(&held.stdout).contains("agrees with the checkpoint: its first 2 event(s)"),
+        "{}",
+        text(&held.stdout)
+    );
+    assert!(
+        text(&held.stderr).contains(
+            "the first changed event is between #3 and #4 (the checkpoint of 2 still agrees)"
+        ),
+        "{}",
+        text(&held.stderr)
+    );
+
+    // Without a key to check them with, checkpoints are refused rather than trusted.
+    let elsewhere = dir.path().join("elsewhere");
+    let keyless = graftbench(
+        &elsewhere,
+        &["audit", "verify", "--checkpoint", arg(&two)],
+        "",
+    );
+    assert!(!keyless.status.success());
+    assert!(
+        text(&keyless.stderr).contains("--key FILE"),
+        "{}",
+        text(&keyless.stderr)
+    );
+    assert!(!elsewhere.join("audit-checkpoint.key").exists());
+}
+
+#[tokio::test]
+async fn a_clock_that_steps_backwards_is_recorded_in_the_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let add = |name: &str| {
+        let out = graftbench(
+            &data,
+            &["user", "add", name, "--role", "author", "--password-stdin"],
+            "a long enough password\n",
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    add("alice");
+    // The newest event as if written by a clock a century ahead, then set right.
+    let url = format!("sqlite://{}", data.join("graftbench.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_head SET at = '2126-01-01T00:00:00.000Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    add("bob");
+    let export = graftbench(&data, &["audit", "export"], "");
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let events: Vec<serde_json::Value> = text(&export.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["user.created", "clock.stepped_back", "user.created"]
+    );
+    let warning: serde_json::Value =
+        serde_json::from_str(events[1]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(warning["newest_event_at"], "2126-01-01T00:00:00.000Z");
+    let verify = graftbench(&data, &["audit", "verify"], "");
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
 }

@@ -107,6 +107,8 @@ pub struct TestServer {
     pub db: Database,
     /// The backend in use.
     pub backend: Backend,
+    /// The server's data directory (made on first use: the checkpoint key goes there).
+    pub data_dir: std::path::PathBuf,
     server: tokio::task::JoinHandle<()>,
     // Dropped after the server: the PostgreSQL database, or the SQLite file's directory.
     _pg: Option<PgDatabase>,
@@ -141,7 +143,11 @@ impl TestServer {
             }
         };
         let db = Database::connect(&url).await.expect("connect and migrate");
-        let mut config = ServerConfig::new(site_root(), LoadedPolicy::default());
+        let mut config = ServerConfig::new(
+            site_root(),
+            dir.path().join("data"),
+            LoadedPolicy::default(),
+        );
         config.sign_in.per_account_per_minute = 10_000;
         config.sign_in.per_address_per_minute = 100_000;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -167,6 +173,7 @@ impl TestServer {
             base,
             db,
             backend,
+            data_dir: config.data_dir.clone(),
             server,
             _pg: pg,
             _dir: dir,

@@ -63,11 +63,16 @@ pub enum AuditAction {
     SessionSignInLocked,
     /// The audit trail (or part of it) was exported.
     AuditExported,
+    /// An evidence bundle (of one change or of a period) was exported.
+    AuditEvidenceExported,
+    /// The server's clock read earlier than the newest event's time: events after this
+    /// one may carry times before those of events before it.
+    ClockSteppedBack,
 }
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 27] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -93,6 +98,8 @@ impl AuditAction {
         AuditAction::SessionSignInFailed,
         AuditAction::SessionSignInLocked,
         AuditAction::AuditExported,
+        AuditAction::AuditEvidenceExported,
+        AuditAction::ClockSteppedBack,
     ];
 
     /// The stored name, e.g. `patch.submitted`.
@@ -123,6 +130,8 @@ impl AuditAction {
             AuditAction::SessionSignInFailed => "session.sign_in_failed",
             AuditAction::SessionSignInLocked => "session.sign_in_locked",
             AuditAction::AuditExported => "audit.exported",
+            AuditAction::AuditEvidenceExported => "audit.evidence_exported",
+            AuditAction::ClockSteppedBack => "clock.stepped_back",
         }
     }
 
@@ -260,11 +269,34 @@ pub struct BrokenChain {
     pub why: String,
 }
 
-/// Checks events (in storage order by sequence number) against each other and the head.
-/// Returns the number of events.
-pub fn verify_chain(events: &[AuditEvent], head: (i64, &str)) -> Result<usize, BrokenChain> {
-    let mut prev = GENESIS.to_owned();
-    for (expected, event) in (1_i64..).zip(events) {
+/// A walk along the chain, one event at a time: each must have the next sequence number,
+/// link to the one before and match its own hash. Starts at the beginning, or after an
+/// event already known good (incremental checks from a checkpoint).
+#[derive(Debug, Clone)]
+pub struct ChainWalk {
+    next_seq: i64,
+    prev_hash: String,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk::after(0, GENESIS)
+    }
+}
+
+impl ChainWalk {
+    /// A walk that continues after event `seq` whose hash is `hash` (0 and the genesis
+    /// hash: from the start).
+    pub fn after(seq: i64, hash: &str) -> ChainWalk {
+        ChainWalk {
+            next_seq: seq + 1,
+            prev_hash: hash.to_owned(),
+        }
+    }
+
+    /// Checks the next event.
+    pub fn step(&mut self, event: &AuditEvent) -> Result<(), BrokenChain> {
+        let expected = self.next_seq;
         let broken = |why: String| BrokenChain { seq: expected, why };
         if event.seq != expected {
             return Err(broken(format!(
@@ -272,7 +304,7 @@ pub fn verify_chain(events: &[AuditEvent], head: (i64, &str)) -> Result<usize, B
                 event.seq
             )));
         }
-        if event.prev_hash != prev {
+        if event.prev_hash != self.prev_hash {
             return Err(broken(
                 "it does not link to the event before it (deleted, inserted or reordered)".into(),
             ));
@@ -281,18 +313,40 @@ pub fn verify_chain(events: &[AuditEvent], head: (i64, &str)) -> Result<usize, B
         if hash != event.hash {
             return Err(broken("its contents do not match its hash (edited)".into()));
         }
-        prev = hash;
+        self.prev_hash = hash;
+        self.next_seq += 1;
+        Ok(())
     }
-    let last = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    if head.0 != last || head.1 != prev {
-        return Err(BrokenChain {
-            seq: last + 1,
-            why: format!(
-                "the head records event #{} but the trail ends at #{last} (events deleted from the end)",
-                head.0
-            ),
-        });
+
+    /// The last event checked: its sequence number and hash.
+    pub fn last(&self) -> (i64, &str) {
+        (self.next_seq - 1, &self.prev_hash)
     }
+
+    /// Checks that the walk ended where the trail's head says the trail ends.
+    pub fn ends_at(&self, head: (i64, &str)) -> Result<(), BrokenChain> {
+        let (last, hash) = self.last();
+        if head.0 != last || head.1 != hash {
+            return Err(BrokenChain {
+                seq: last + 1,
+                why: format!(
+                    "the head records event #{} but the trail ends at #{last} (events deleted from the end)",
+                    head.0
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks events (in storage order by sequence number) against each other and the head.
+/// Returns the number of events.
+pub fn verify_chain(events: &[AuditEvent], head: (i64, &str)) -> Result<usize, BrokenChain> {
+    let mut walk = ChainWalk::default();
+    for event in events {
+        walk.step(event)?;
+    }
+    walk.ends_at(head)?;
     Ok(events.len())
 }
 

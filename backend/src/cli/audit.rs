@@ -26,12 +26,13 @@ pub enum AuditCommand {
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// A checkpoint made by `graftbench audit checkpoint`, kept outside the server.
+    /// A checkpoint made by `graftbench audit checkpoint`, kept outside the server; give
+    /// several to bound where a rewrite began.
     #[arg(long)]
-    checkpoint: Option<std::path::PathBuf>,
-    /// The verifier key to check its signature with (a file holding what `audit key`
-    /// printed); default: this data directory's own key.
-    #[arg(long, requires = "checkpoint")]
+    checkpoint: Vec<std::path::PathBuf>,
+    /// The verifier key to check their signatures with (a file holding what `audit key`
+    /// printed); default: this data directory's own key, which must then exist.
+    #[arg(long)]
     key: Option<std::path::PathBuf>,
 }
 
@@ -71,15 +72,10 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
         }
         AuditCommand::Checkpoint => {
             global.create_data_dir()?;
-            let (skey, _) = checkpoints::load_or_create_key(&global.data_dir)?;
+            checkpoints::load_or_create_key(&global.data_dir)?;
             let db = global.open_database().await?;
-            let events = db.audit_events().await?;
-            let tree = checkpoints::Tree::of(&events)?;
-            let note = checkpoints::sign(&tree, tree.size(), &skey)?;
-            let size = i64::try_from(tree.size()).unwrap_or(i64::MAX);
-            db.store_checkpoint(size, &tree.root(tree.size())?.to_string(), &note)
-                .await?;
-            print!("{note}");
+            let made = graftbench::service::tree::sign_checkpoint(&db, &global.data_dir).await?;
+            print!("{}", made.note);
             Ok(())
         }
         AuditCommand::Export(args) => export(global, args).await,
@@ -138,31 +134,58 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
 
 async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
     let db = global.open_database().await?;
-    if let Some(path) = &args.checkpoint {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let vkey = match &args.key {
-            Some(key) => std::fs::read_to_string(key)
-                .with_context(|| format!("reading {}", key.display()))?,
-            None => checkpoints::load_or_create_key(&global.data_dir)?.1,
-        };
-        let checkpoint = checkpoints::open(&text, &vkey)
-            .with_context(|| format!("{} cannot be used", path.display()))?;
-        let tree = checkpoints::Tree::of(&db.audit_events().await?)?;
-        match checkpoints::compare(&tree, &checkpoint)? {
-            checkpoints::Against::Agrees { size } => {
-                println!("the trail agrees with the checkpoint: its first {size} event(s)")
+    let vkey = match &args.key {
+        Some(key) => Some(
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        ),
+        None if args.checkpoint.is_empty() => None,
+        None => {
+            let path = global.data_dir.join(checkpoints::KEY_FILE);
+            if !path.exists() {
+                bail!(
+                    "{} does not exist: pass the verifier key the checkpoints were signed with \
+                     (--key FILE)",
+                    path.display()
+                );
             }
-            checkpoints::Against::Truncated { have, size } => bail!(
-                "the trail has {have} event(s) but the checkpoint committed to {size}: \
-                 events were deleted"
-            ),
-            checkpoints::Against::Rewritten { size } => bail!(
-                "the trail's first {size} event(s) are not the ones the checkpoint committed \
-                 to: the trail was rewritten"
-            ),
+            Some(checkpoints::load_or_create_key(&global.data_dir)?.1)
+        }
+    };
+    let mut held = Vec::new();
+    for path in &args.checkpoint {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let checkpoint = checkpoints::open(&text, vkey.as_deref().unwrap_or_default())
+            .with_context(|| format!("{} cannot be used", path.display()))?;
+        held.push(checkpoint);
+    }
+    // Single edits, deletions and moves break the chain: named by sequence number.
+    let count = db.verify_audit().await??;
+    let events = db.audit_events().await?;
+    let tree = checkpoints::Tree::of(&events)?;
+    if !held.is_empty() {
+        let against = checkpoints::against_all(&tree, &held)?;
+        for line in &against.report {
+            println!("{line}");
+        }
+        if let Some(problem) = against.problem {
+            bail!("{problem}");
         }
     }
-    let count = db.verify_audit().await??;
+    // The tree the server grew as events arrived: a trail rewritten behind its back no
+    // longer has its root (unless the rewrite reached that table too: the checkpoints
+    // kept outside are what no database write reaches).
+    let leaves = db.tree_leaves().await?;
+    if leaves > 0 {
+        let stored = graftbench::service::tree::StoredTree::new(&db)
+            .root(leaves)
+            .await?;
+        if tree.size() < leaves || tree.root(leaves)? != stored {
+            bail!(
+                "the trail's first {leaves} event(s) are not the ones the server's Merkle tree \
+                 holds: the trail was rewritten"
+            );
+        }
+    }
     println!("the audit trail is intact: {count} event(s)");
     let unexplained = db.unexplained_rows().await?;
     if unexplained.is_empty() {

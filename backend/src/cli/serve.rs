@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// peer: raise it up to --max-connections there).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_address: u32,
+    /// Minutes between signed checkpoints of the audit trail (when it has grown); 0: only
+    /// on demand. Needs the checkpoint key in the data directory: on SQLite it is made at
+    /// the first start, on PostgreSQL run `graftbench audit key` where checkpoints are to
+    /// be signed (replicas without it do not sign).
+    #[arg(long, default_value_t = 60)]
+    checkpoint_minutes: u32,
 }
 
 /// The origins a server without `--public-url` answers as: the address it listens on
@@ -131,7 +137,19 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
             ..web::ServeOptions::default()
         },
         public_origins,
+        data_dir: global.data_dir.clone(),
     };
+    if db.kind() == store::DbKind::Sqlite {
+        // One machine, one signer: its key is made with its data directory.
+        graftbench::service::checkpoints::load_or_create_key(&global.data_dir)?;
+    }
+    if args.checkpoint_minutes > 0 {
+        spawn_checkpoint_signer(
+            db.clone(),
+            global.data_dir.clone(),
+            std::time::Duration::from_secs(60 * u64::from(args.checkpoint_minutes)),
+        )?;
+    }
     let router = web::router(&config, db).await?;
     let url = format!(
         "{}/",
@@ -154,5 +172,50 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
     })
     .await
     .context("serving HTTP")?;
+    Ok(())
+}
+
+/// Signs a checkpoint of the trail every `every` while it grows. Several replicas with the
+/// same key sign the same checkpoints (Ed25519 signatures are deterministic) and the
+/// database keeps one of each; a replica without the key does not sign.
+fn spawn_checkpoint_signer(
+    db: store::Database,
+    data_dir: PathBuf,
+    every: std::time::Duration,
+) -> Result<()> {
+    use graftbench::service::checkpoints;
+    if checkpoints::load_key(&data_dir)?.is_none() {
+        tracing::warn!(
+            key = %data_dir.join(checkpoints::KEY_FILE).display(),
+            "no audit checkpoint key: this server signs no checkpoints"
+        );
+        return Ok(());
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let newest = match db.checkpoints(1).await {
+                Ok(list) => list.first().map_or(0, |c| c.size),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the newest checkpoint failed");
+                    continue;
+                }
+            };
+            match db.audit_head_seq().await {
+                Ok(head) if head > newest => {}
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the audit head failed");
+                    continue;
+                }
+            }
+            match graftbench::service::tree::sign_checkpoint(&db, &data_dir).await {
+                Ok(made) => tracing::info!(size = made.size, "audit checkpoint signed"),
+                Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
+            }
+        }
+    });
     Ok(())
 }

@@ -41,6 +41,47 @@ pub enum CheckpointError {
     /// A proof asked for sizes the trail does not have.
     #[error("no such proof: {0}")]
     Range(String),
+    /// The trail does not chain where the tree was to grow.
+    #[error(transparent)]
+    Broken(#[from] graftbench_domain::audit::BrokenChain),
+    /// The store failed.
+    #[error(transparent)]
+    Db(#[from] crate::store::DbError),
+    /// This server has no checkpoint key.
+    #[error(
+        "this server has no checkpoint key ({}): run `graftbench audit key` where checkpoints \
+         are to be signed",
+        .0.display()
+    )]
+    NoKey(PathBuf),
+    /// This server's key did not sign the checkpoints so far.
+    #[error(
+        "this server's checkpoint key ({}) is not the one that signed the stored checkpoints: \
+         copy the signing server's key file here",
+        .0.display()
+    )]
+    ForeignKey(PathBuf),
+}
+
+/// The instance's keys (signer, verifier), when it has them.
+pub fn load_key(data_dir: &Path) -> Result<Option<(String, String)>, CheckpointError> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(skey), Some(vkey)) if skey.starts_with("PRIVATE+KEY+") => {
+                    Ok(Some((skey.to_owned(), vkey.to_owned())))
+                }
+                _ => Err(CheckpointError::BadKey(format!(
+                    "{} holds no signer and verifier key",
+                    path.display()
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CheckpointError::Key { path, source }),
+    }
 }
 
 /// The instance's keys: (signer, verifier), made on first use (mode 0600).
@@ -52,20 +93,9 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<(String, String), Checkpoin
         path: path.clone(),
         source,
     };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let mut lines = text.lines();
-            match (lines.next(), lines.next()) {
-                (Some(skey), Some(vkey)) if skey.starts_with("PRIVATE+KEY+") => {
-                    Ok((skey.to_owned(), vkey.to_owned()))
-                }
-                _ => Err(CheckpointError::BadKey(format!(
-                    "{} holds no signer and verifier key",
-                    path.display()
-                ))),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match load_key(data_dir)? {
+        Some(keys) => Ok(keys),
+        None => {
             let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
             std::fs::create_dir_all(data_dir).map_err(key_error)?;
             // Readable by the service only, from the moment it exists.
@@ -79,7 +109,6 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<(String, String), Checkpoin
                 .map_err(key_error)?;
             Ok((skey, vkey))
         }
-        Err(e) => Err(key_error(e)),
     }
 }
 
@@ -132,9 +161,9 @@ impl Tree {
     }
 }
 
-/// A signed checkpoint of the first `size` events of `tree`.
-pub fn sign(tree: &Tree, size: u64, skey: &str) -> Result<String, CheckpointError> {
-    let checkpoint = Checkpoint::new(ORIGIN, size, tree.root(size)?, "")
+/// A signed checkpoint of a tree of `size` events whose root is `root`.
+pub fn sign(size: u64, root: Hash, skey: &str) -> Result<String, CheckpointError> {
+    let checkpoint = Checkpoint::new(ORIGIN, size, root, "")
         .map_err(|e| CheckpointError::Tree(e.to_string()))?;
     let signer = StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
     let mut note = Note::new(&checkpoint.to_bytes(), &[])
@@ -192,35 +221,54 @@ pub fn compare(tree: &Tree, checkpoint: &Checkpoint) -> Result<Against, Checkpoi
     })
 }
 
-/// Why a proof was not made: the sizes asked for do not fit the trail.
-fn out_of_range(what: String) -> CheckpointError {
-    CheckpointError::Range(what)
+/// The trail against every checkpoint held outside it: a line for each, and what is
+/// wrong, if anything.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    /// One line per checkpoint, smallest first.
+    pub report: Vec<String>,
+    /// Deleted events or a rewrite, bounded by the checkpoints that agree and disagree.
+    pub problem: Option<String>,
 }
 
-/// The inclusion proof of event `seq` (1-based) in the tree of the first `size` events,
-/// base64 hashes from the leaf up (RFC 6962 §2.1.1).
-pub fn inclusion_proof(tree: &Tree, seq: u64, size: u64) -> Result<Vec<String>, CheckpointError> {
-    if seq == 0 || seq > size || size > tree.size() {
-        return Err(out_of_range(format!(
-            "event {seq} in a tree of {size}: need 1 <= seq <= size <= {} (the trail)",
-            tree.size()
-        )));
+/// Compares the trail with each of `held` (any order). A rewrite is bounded: the first
+/// changed event lies after the largest checkpoint that still agrees and at or before
+/// the smallest that does not.
+pub fn against_all(tree: &Tree, held: &[Checkpoint]) -> Result<Verdict, CheckpointError> {
+    let mut sorted: Vec<&Checkpoint> = held.iter().collect();
+    sorted.sort_by_key(|c| c.size());
+    let mut verdict = Verdict::default();
+    let mut last_agreeing = 0;
+    for checkpoint in sorted {
+        match compare(tree, checkpoint)? {
+            Against::Agrees { size } => {
+                last_agreeing = size;
+                verdict.report.push(format!(
+                    "the trail agrees with the checkpoint: its first {size} event(s)"
+                ));
+            }
+            Against::Truncated { have, size } => {
+                verdict.problem = Some(format!(
+                    "the trail has {have} event(s) but the checkpoint committed to {size}: \
+                     events were deleted"
+                ));
+                break;
+            }
+            Against::Rewritten { size } => {
+                verdict.problem = Some(format!(
+                    "the trail's first {size} event(s) are not the ones the checkpoint \
+                     committed to: the trail was rewritten; the first changed event is \
+                     between #{} and #{size}{}",
+                    last_agreeing + 1,
+                    if last_agreeing > 0 {
+                        format!(" (the checkpoint of {last_agreeing} still agrees)")
+                    } else {
+                        String::new()
+                    }
+                ));
+                break;
+            }
+        }
     }
-    let proof = tlog_tiles::prove_record(size, seq - 1, tree)
-        .map_err(|e| CheckpointError::Tree(e.to_string()))?;
-    Ok(proof.iter().map(ToString::to_string).collect())
-}
-
-/// The consistency proof that the tree of the first `from` events is a prefix of the tree
-/// of the first `to` (RFC 6962 §2.1.2), base64 hashes.
-pub fn consistency_proof(tree: &Tree, from: u64, to: u64) -> Result<Vec<String>, CheckpointError> {
-    if from == 0 || from > to || to > tree.size() {
-        return Err(out_of_range(format!(
-            "from {from} to {to}: need 1 <= from <= to <= {} (the trail)",
-            tree.size()
-        )));
-    }
-    let proof =
-        tlog_tiles::prove_tree(to, from, tree).map_err(|e| CheckpointError::Tree(e.to_string()))?;
-    Ok(proof.iter().map(ToString::to_string).collect())
+    Ok(verdict)
 }

@@ -11,3 +11,4 @@ pub mod export;
 pub mod pages;
 pub mod review;
 pub mod submit;
+pub mod tree;

@@ -8,8 +8,8 @@ use crate::store::patches::StoredRevision;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, AuditEventView, AuditFilter, AuditPage, InterdiffView, MailView, PatchPage,
-    PatchSummary, PolicyView, ReviewView, RevisionView, Role, SessionUser, UserAccount,
+    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, InterdiffView, MailView,
+    PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SessionUser, UserAccount,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -67,6 +67,8 @@ pub async fn list_patches(db: &Database, policy: &Policy) -> Result<Vec<PatchSum
 pub const AUDIT_READERS: [Role; 3] = [Role::Auditor, Role::SecurityOfficer, Role::Admin];
 /// The most events the audit page shows at once (the newest that match).
 pub const AUDIT_PAGE_LIMIT: i64 = 500;
+/// The most checkpoints the audit page lists (the API lists more).
+pub const AUDIT_PAGE_CHECKPOINTS: i64 = 5;
 
 /// How many rendered revisions to keep in memory.
 const RENDER_CACHE_ENTRIES: usize = 32;
@@ -271,8 +273,8 @@ pub fn render_revision(
     })
 }
 
-fn internal(e: DbError) -> AppError {
-    tracing::error!(error = %e, "database error");
+fn internal(e: impl std::fmt::Display) -> AppError {
+    tracing::error!(error = %e, "store error");
     AppError::Internal
 }
 
@@ -353,13 +355,14 @@ impl Workbench for DbWorkbench {
                 .search_audit(&filter, AUDIT_PAGE_LIMIT)
                 .await
                 .map_err(internal)?;
-            let broken = self
-                .db
-                .verify_audit()
+            let check = crate::service::tree::check(&self.db)
                 .await
-                .map_err(internal)?
-                .err()
-                .map(|b| b.to_string());
+                .map_err(internal)?;
+            let checkpoints = self
+                .db
+                .checkpoints(AUDIT_PAGE_CHECKPOINTS)
+                .await
+                .map_err(internal)?;
             Ok(AuditPage {
                 events: events
                     .into_iter()
@@ -375,7 +378,16 @@ impl Workbench for DbWorkbench {
                     .collect(),
                 matched,
                 limit: AUDIT_PAGE_LIMIT,
-                broken,
+                broken: check.broken,
+                tree_leaves: i64::try_from(check.leaves).unwrap_or(i64::MAX),
+                checkpoints: checkpoints
+                    .into_iter()
+                    .map(|c| CheckpointView {
+                        size: c.size,
+                        created_at: c.created_at,
+                        root: c.root,
+                    })
+                    .collect(),
             })
         })
     }

@@ -9,7 +9,9 @@ use graftbench_domain::audit::{
 };
 use sqlx::Row;
 
-/// Appends an event inside `tx`, the transaction of the change it records.
+/// Appends an event inside `tx`, the transaction of the change it records. When the clock
+/// reads earlier than the newest event's time, a `clock.stepped_back` event goes first, so
+/// that the out-of-order times that follow are explained in the trail itself.
 pub async fn append(
     tx: &mut sqlx::AnyConnection,
     actor: &str,
@@ -19,46 +21,80 @@ pub async fn append(
 ) -> Result<i64, DbError> {
     // Updating the head first takes its row lock (PostgreSQL) or the write lock (SQLite):
     // concurrent appends queue here instead of forking the chain.
-    let row = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *tx)
-        .await?;
-    let seq: i64 = row.try_get("seq")?;
-    let prev_hash: String = row.try_get("hash")?;
+    let row =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash, at")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut seq: i64 = row.try_get("seq")?;
+    let mut prev_hash: String = row.try_get("hash")?;
+    let newest_at: String = row.try_get("at")?;
     let at = clock::now();
+    if at < newest_at {
+        tracing::warn!(%newest_at, clock = %at, "the clock stepped backwards");
+        let warning = serde_json::json!({ "newest_event_at": newest_at, "clock_read": at });
+        prev_hash = insert_event(
+            tx,
+            EventFields {
+                seq,
+                at: &at,
+                actor: "system",
+                action: AuditAction::ClockSteppedBack.as_str(),
+                subject: &AuditSubject::Trail.to_string(),
+                details: &warning.to_string(),
+                prev_hash: &prev_hash,
+            },
+        )
+        .await?;
+        seq += 1;
+    }
     let details = details.to_string();
     let subject = subject.to_string();
-    let hash = EventFields {
-        seq,
-        at: &at,
-        actor,
-        action: action.as_str(),
-        subject: &subject,
-        details: &details,
-        prev_hash: &prev_hash,
-    }
-    .hash();
-    sqlx::query(
-        "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    let hash = insert_event(
+        tx,
+        EventFields {
+            seq,
+            at: &at,
+            actor,
+            action: action.as_str(),
+            subject: &subject,
+            details: &details,
+            prev_hash: &prev_hash,
+        },
     )
-    .bind(seq)
-    .bind(&at)
-    .bind(actor)
-    .bind(action.as_str())
-    .bind(&subject)
-    .bind(&details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, at = $3 WHERE id = 1")
+        .bind(seq)
         .bind(&hash)
+        .bind(&at)
         .execute(&mut *tx)
         .await?;
     Ok(seq)
 }
 
-fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, DbError> {
+/// Writes one event row; its hash.
+async fn insert_event(
+    tx: &mut sqlx::AnyConnection,
+    event: EventFields<'_>,
+) -> Result<String, DbError> {
+    let hash = event.hash();
+    sqlx::query(
+        "INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(event.seq)
+    .bind(event.at)
+    .bind(event.actor)
+    .bind(event.action)
+    .bind(event.subject)
+    .bind(event.details)
+    .bind(event.prev_hash)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(hash)
+}
+
+pub(super) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<AuditEvent, DbError> {
     Ok(AuditEvent {
         seq: r.try_get("seq")?,
         at: r.try_get("at")?,
@@ -160,6 +196,28 @@ impl Database {
         Ok(())
     }
 
+    /// The newest `limit` stored checkpoints, newest first.
+    pub async fn checkpoints(&self, limit: i64) -> Result<Vec<StoredCheckpoint>, DbError> {
+        let rows = sqlx::query(
+            "SELECT size, root, note, created_at FROM audit_checkpoints ORDER BY size DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    /// The stored checkpoint of `size` events.
+    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, DbError> {
+        sqlx::query("SELECT size, root, note, created_at FROM audit_checkpoints WHERE size = $1")
+            .bind(size)
+            .fetch_optional(self.pool())
+            .await?
+            .as_ref()
+            .map(checkpoint_from_row)
+            .transpose()
+    }
+
     /// The smallest stored checkpoint that covers event `seq` (its tree holds it), as the
     /// signed note.
     pub async fn checkpoint_covering(&self, seq: i64) -> Result<Option<String>, DbError> {
@@ -169,6 +227,14 @@ impl Database {
         .bind(seq)
         .fetch_optional(self.pool())
         .await?)
+    }
+
+    /// The head: the last sequence number written and its event's hash.
+    pub async fn audit_head(&self) -> Result<(i64, String), DbError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(self.pool())
+            .await?;
+        Ok((row.try_get("seq")?, row.try_get("hash")?))
     }
 
     /// The highest sequence number written so far.
@@ -271,6 +337,28 @@ impl Database {
         let hash: String = head.try_get("hash")?;
         Ok(verify_chain(&events, (seq, &hash)))
     }
+}
+
+/// A checkpoint as the server keeps it.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    /// Events it commits to.
+    pub size: i64,
+    /// The tree's root (base64).
+    pub root: String,
+    /// The signed note.
+    pub note: String,
+    /// When it was made (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+fn checkpoint_from_row(r: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, DbError> {
+    Ok(StoredCheckpoint {
+        size: r.try_get("size")?,
+        root: r.try_get("root")?,
+        note: r.try_get("note")?,
+        created_at: r.try_get("created_at")?,
+    })
 }
 
 /// Which events an export covers: the audit page's filters, a time range (RFC 3339 UTC

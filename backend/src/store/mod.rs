@@ -14,6 +14,7 @@ pub mod comments;
 pub mod patches;
 pub mod reviews;
 pub mod sessions;
+pub mod tree;
 pub mod users;
 
 /// A transaction on either database.
@@ -268,6 +269,7 @@ impl Database {
             "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO \"{role}\"",
             "REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM \"{role}\"",
             "REVOKE UPDATE, DELETE, TRUNCATE ON audit_checkpoints FROM \"{role}\"",
+            "REVOKE UPDATE, DELETE, TRUNCATE ON audit_tree FROM \"{role}\"",
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM \"{role}\"",
             "GRANT USAGE ON SCHEMA tower_sessions TO \"{role}\"",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tower_sessions \

@@ -619,12 +619,6 @@ fn require_audit_reader(user: &SessionUser) -> Result<(), ApiError> {
     }
 }
 
-/// The trail as a Merkle tree, built off the async workers (linear in the events).
-async fn audit_tree(state: &AppState) -> Result<crate::service::checkpoints::Tree, ApiError> {
-    let events = state.db.audit_events().await?;
-    Ok(super::off_runtime(move || crate::service::checkpoints::Tree::of(&events)).await??)
-}
-
 /// `GET /api/v1/audit/proof?seq=&size=`: the inclusion proof of event `seq` in the tree
 /// of the first `size` events, with that tree's root, to check against a checkpoint.
 pub(super) async fn api_audit_proof(
@@ -633,13 +627,13 @@ pub(super) async fn api_audit_proof(
     Query(query): Query<ProofQuery>,
 ) -> Result<Response, ApiError> {
     require_audit_reader(&user)?;
-    let tree = audit_tree(&state).await?;
-    let proof = crate::service::checkpoints::inclusion_proof(&tree, query.seq, query.size)?;
+    let mut tree = crate::service::tree::StoredTree::new(&state.db);
+    let proof = tree.inclusion_proof(query.seq, query.size).await?;
     Ok(Json(serde_json::json!({
         "seq": query.seq,
         "size": query.size,
-        "root": tree.root(query.size)?.to_string(),
-        "proof": proof,
+        "root": tree.root(query.size).await?.to_string(),
+        "proof": proof.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
     .into_response())
 }
@@ -652,16 +646,116 @@ pub(super) async fn api_audit_consistency(
     Query(query): Query<ConsistencyQuery>,
 ) -> Result<Response, ApiError> {
     require_audit_reader(&user)?;
-    let tree = audit_tree(&state).await?;
-    let proof = crate::service::checkpoints::consistency_proof(&tree, query.from, query.to)?;
+    let mut tree = crate::service::tree::StoredTree::new(&state.db);
+    let proof = tree.consistency_proof(query.from, query.to).await?;
     Ok(Json(serde_json::json!({
         "from": query.from,
         "to": query.to,
-        "from_root": tree.root(query.from)?.to_string(),
-        "to_root": tree.root(query.to)?.to_string(),
-        "proof": proof,
+        "from_root": tree.root(query.from).await?.to_string(),
+        "to_root": tree.root(query.to).await?.to_string(),
+        "proof": proof.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// A text file to download.
+fn text_download(name: &str, text: String) -> Response {
+    let mut response = text.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// `GET /api/v1/audit/key`: the verifier key of the instance's checkpoint key, to pin
+/// where checkpoints are checked (`graftbench audit verify --key FILE`).
+pub(super) async fn api_audit_key(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let (_, vkey) = crate::service::checkpoints::load_key(&state.data_dir)?.ok_or_else(|| {
+        crate::service::checkpoints::CheckpointError::NoKey(
+            state.data_dir.join(crate::service::checkpoints::KEY_FILE),
+        )
+    })?;
+    Ok(text_download("graftbench-audit.vkey", format!("{vkey}\n")))
+}
+
+/// `GET /api/v1/audit/checkpoints`: the stored checkpoints, newest first.
+pub(super) async fn api_audit_checkpoints(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let checkpoints = state.db.checkpoints(100).await?;
+    Ok(Json(serde_json::json!({
+        "checkpoints": checkpoints
+            .iter()
+            .map(|c| serde_json::json!({
+                "size": c.size,
+                "root": c.root,
+                "created_at": c.created_at,
+                "note": c.note,
+            }))
+            .collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/audit/checkpoints/{size}`: one stored checkpoint, as the signed note file.
+pub(super) async fn api_audit_checkpoint(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path(size): Path<i64>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let checkpoint = state
+        .db
+        .checkpoint(size)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no checkpoint of {size} events")))?;
+    Ok(text_download(
+        &format!("graftbench-audit-checkpoint-{size}.txt"),
+        checkpoint.note,
+    ))
+}
+
+/// `POST /audit/checkpoints`: the audit page's "Sign a checkpoint now"; back to the list.
+pub(super) async fn form_audit_checkpoint(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+) -> Result<Response, ApiError> {
+    let result = async {
+        require_audit_reader(&user)?;
+        let made = crate::service::tree::sign_checkpoint(&state.db, &state.data_dir).await?;
+        tracing::info!(user = %user.username, size = made.size, "audit checkpoint signed");
+        Ok(())
+    }
+    .await;
+    super::review::back_to(&session, "/audit", result, "#checkpoints").await
+}
+
+/// `POST /api/v1/audit/checkpoints`: signs and stores a checkpoint of the trail as it
+/// stands; answers with it.
+pub(super) async fn api_audit_checkpoint_now(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let made = crate::service::tree::sign_checkpoint(&state.db, &state.data_dir).await?;
+    tracing::info!(user = %user.username, size = made.size, "audit checkpoint signed");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "size": made.size, "note": made.note })),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/policy`.

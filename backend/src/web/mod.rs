@@ -74,6 +74,8 @@ pub struct ServerConfig {
     /// `Host`, and state changes from another `Origin`, are refused. Empty: not checked
     /// (in-process uses); `graftbench serve` always sets it.
     pub public_origins: Vec<PublicOrigin>,
+    /// The data directory: the audit checkpoint key lives there.
+    pub data_dir: PathBuf,
 }
 
 /// One origin the server answers as: scheme and `host[:port]`, lower-case.
@@ -121,8 +123,9 @@ impl PublicOrigin {
 
 impl ServerConfig {
     /// A configuration with the default limits, plain-HTTP cookies.
-    pub fn new(site_root: PathBuf, policy: LoadedPolicy) -> ServerConfig {
+    pub fn new(site_root: PathBuf, data_dir: PathBuf, policy: LoadedPolicy) -> ServerConfig {
         ServerConfig {
+            data_dir,
             site_root,
             cookie_secure: false,
             policy,
@@ -165,6 +168,8 @@ pub struct AppState {
     pub sign_in: Arc<SignInGuard>,
     /// What this instance calls itself in what it exports: its public URL.
     pub instance: Arc<str>,
+    /// The data directory (the audit checkpoint key).
+    pub data_dir: Arc<std::path::Path>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -204,6 +209,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             SESSION_IDLE_HOURS,
         )));
     let state = AppState {
+        data_dir: config.data_dir.clone().into(),
         db,
         leptos_options: leptos_options.clone(),
         workbench: workbench.clone(),
@@ -260,6 +266,15 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/audit/consistency",
             get(handlers::api_audit_consistency),
         )
+        .route("/api/v1/audit/key", get(handlers::api_audit_key))
+        .route(
+            "/api/v1/audit/checkpoints",
+            get(handlers::api_audit_checkpoints).post(handlers::api_audit_checkpoint_now),
+        )
+        .route(
+            "/api/v1/audit/checkpoints/{size}",
+            get(handlers::api_audit_checkpoint),
+        )
         .route("/api/v1/policy", get(handlers::api_policy))
         .route(
             "/api/v1/users",
@@ -284,6 +299,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/patches/{id}/comments/{thread}/{verb}",
             post(review::form_resolve),
         )
+        .route("/audit/checkpoints", post(handlers::form_audit_checkpoint))
         .route("/admin/users", post(accounts::form_create_user))
         .route("/admin/users/{name}/roles", post(accounts::form_set_roles))
         .route(

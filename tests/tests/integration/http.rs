@@ -833,6 +833,7 @@ async fn auditors_export_the_trail_as_json_lines_and_csv(backend: Backend) {
             .unwrap();
         assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
+
     server.stop().await;
 }
 
@@ -925,5 +926,97 @@ async fn audit_proofs_check_against_the_roots_they_name(backend: Backend) {
             .unwrap();
         assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }
+    // Checkpoints: none can be signed before the server has a key; then one is, listed,
+    // downloadable and signed by the key the API publishes, over the root the proofs name.
+    let no_key = frank
+        .post(server.url("/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_key.status(), StatusCode::CONFLICT);
+    assert!(no_key
+        .text()
+        .await
+        .unwrap()
+        .contains("graftbench audit key"));
+    graftbench::service::checkpoints::load_or_create_key(&server.data_dir).unwrap();
+    let made = frank
+        .post(server.url("/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(made["size"], size);
+    let vkey = frank
+        .get(server.url("/api/v1/audit/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let note = frank
+        .get(server.url(&format!("/api/v1/audit/checkpoints/{size}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(note, made["note"].as_str().unwrap());
+    let checkpoint = graftbench::service::checkpoints::open(note.as_bytes(), &vkey).unwrap();
+    assert_eq!(checkpoint.size(), size);
+    let root: Value = frank
+        .get(server.url(&format!("/api/v1/audit/proof?seq=1&size={size}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoint.hash().to_string(),
+        root["root"].as_str().unwrap()
+    );
+    let listed: Value = frank
+        .get(server.url("/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["checkpoints"][0]["size"], size);
+    // Signing again with nothing new gives the same checkpoint.
+    let again: Value = frank
+        .post(server.url("/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["note"], made["note"]);
+    let missing = frank
+        .get(server.url("/api/v1/audit/checkpoints/999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    for path in [
+        "/api/v1/audit/key",
+        "/api/v1/audit/checkpoints",
+        &format!("/api/v1/audit/checkpoints/{size}"),
+    ] {
+        let refused = alice.get(server.url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let refused = alice
+        .post(server.url("/api/v1/audit/checkpoints"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }

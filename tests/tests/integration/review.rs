@@ -897,7 +897,11 @@ async fn deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals
             .unwrap(),
         path: None,
     };
-    let config = graftbench::web::ServerConfig::new(graftbench_tests::site_root(), strict);
+    let config = graftbench::web::ServerConfig::new(
+        graftbench_tests::site_root(),
+        std::env::temp_dir(),
+        strict,
+    );
     // Building the router is the server's start-up: it recomputes states under the policy.
     let _restarted = graftbench::web::router(&config, review.server.db.clone())
         .await

@@ -903,10 +903,22 @@ async fn postgres_runtime_role_cannot_edit_or_delete_audit_events() {
         )
         .await?;
         assert!(db.verify_audit().await?.is_ok());
+        // The runtime role grows the Merkle tree (and stores checkpoints) but cannot
+        // change what is in it.
+        let leaves = graftbench::service::tree::StoredTree::new(&db)
+            .grow()
+            .await
+            .unwrap();
+        assert_eq!(leaves, 2);
+        db.store_checkpoint(2, "root", "note").await?;
         for statement in [
             "UPDATE audit_events SET actor = 'mallory'",
             "DELETE FROM audit_events",
             "TRUNCATE audit_events",
+            "UPDATE audit_tree SET hash = hash",
+            "DELETE FROM audit_tree",
+            "UPDATE audit_checkpoints SET note = ''",
+            "DELETE FROM audit_checkpoints",
             "DROP TABLE audit_events",
             "ALTER TABLE audit_events DISABLE TRIGGER ALL",
         ] {

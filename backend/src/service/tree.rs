@@ -1,0 +1,297 @@
+//! The audit trail's Merkle tree as the database keeps it. Events enter the tree in
+//! order, each checked against the chain as it enters (sequence, link, own hash); roots
+//! and proofs then read the few dozen stored hashes they need instead of every event, so
+//! they cost the same with a million events as with ten, and a view of the audit page
+//! checks only what was appended since.
+
+use super::checkpoints::{self, CheckpointError};
+use crate::store::Database;
+use graftbench_domain::audit::{BrokenChain, ChainWalk};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use tlog_tiles::{Hash, HashReader};
+
+/// Events read and added per transaction: bounds memory and the time a writer waits.
+const CHUNK: i64 = 20_000;
+
+/// The stored tree, with the hashes read so far.
+pub struct StoredTree<'a> {
+    db: &'a Database,
+    known: HashMap<u64, Hash>,
+}
+
+/// Answers from the hashes in hand and notes the ones it lacks, so that the caller can
+/// fetch exactly those and ask again (each tlog function reads its hashes in one call).
+struct Reader<'a> {
+    known: &'a HashMap<u64, Hash>,
+    missing: RefCell<Vec<u64>>,
+}
+
+impl HashReader for Reader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut found = Vec::with_capacity(indexes.len());
+        let mut missing = self.missing.borrow_mut();
+        for index in indexes {
+            match self.known.get(index) {
+                Some(hash) => found.push(*hash),
+                None => missing.push(*index),
+            }
+        }
+        if missing.is_empty() {
+            Ok(found)
+        } else {
+            Err(tlog_tiles::Error::IndexesNotInTree)
+        }
+    }
+}
+
+/// The leaf of an event: the 32 bytes of its hash.
+fn leaf_of(seq: i64, hash: &str) -> Result<[u8; 32], CheckpointError> {
+    let mut leaf = [0u8; 32];
+    hex::decode_to_slice(hash, &mut leaf).map_err(|_| CheckpointError::BadEvent(seq))?;
+    Ok(leaf)
+}
+
+impl<'a> StoredTree<'a> {
+    /// The tree stored in `db`.
+    pub fn new(db: &'a Database) -> StoredTree<'a> {
+        StoredTree {
+            db,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Runs `compute` with the stored hashes it asks for.
+    async fn with_hashes<T>(
+        &mut self,
+        compute: impl Fn(&Reader<'_>) -> Result<T, tlog_tiles::Error>,
+    ) -> Result<T, CheckpointError> {
+        // One round fetches everything a tlog function asks for; a second is never needed
+        // unless the table lacks a hash, which is corruption.
+        for _ in 0..2 {
+            let missing = {
+                let reader = Reader {
+                    known: &self.known,
+                    missing: RefCell::new(Vec::new()),
+                };
+                match compute(&reader) {
+                    Ok(value) => return Ok(value),
+                    Err(e) => {
+                        let missing = reader.missing.into_inner();
+                        if missing.is_empty() {
+                            return Err(CheckpointError::Tree(e.to_string()));
+                        }
+                        missing
+                    }
+                }
+            };
+            for (index, hash) in self.db.tree_hashes(&missing).await? {
+                self.known.insert(index, Hash(hash));
+            }
+        }
+        Err(CheckpointError::Tree(
+            "the stored tree lacks hashes it should hold".into(),
+        ))
+    }
+
+    /// Adds every event not yet in the tree, checking each against the chain as it goes
+    /// (and the last event already in it against the tree's leaf). Returns the events the
+    /// tree holds. A broken chain stops it at the first bad event: nothing after it enters.
+    pub async fn grow(&mut self) -> Result<u64, CheckpointError> {
+        loop {
+            let leaves = self.db.tree_leaves().await?;
+            let mut walk = ChainWalk::default();
+            if leaves > 0 {
+                let seq = i64::try_from(leaves).unwrap_or(i64::MAX);
+                let anchor = self.db.events_after(seq - 1, 1).await?;
+                let Some(anchor) = anchor.first().filter(|e| e.seq == seq) else {
+                    return Err(BrokenChain {
+                        seq,
+                        why: "it is gone, though the Merkle tree holds it (deleted)".into(),
+                    }
+                    .into());
+                };
+                let index = tlog_tiles::stored_hash_index(0, leaves - 1);
+                let stored = self.with_hashes(|r| r.read_hashes(&[index])).await?;
+                if stored.first() != Some(&tlog_tiles::record_hash(&leaf_of(seq, &anchor.hash)?)) {
+                    return Err(BrokenChain {
+                        seq,
+                        why: "it is not the event the Merkle tree holds (changed after it was \
+                              added)"
+                            .into(),
+                    }
+                    .into());
+                }
+                walk = ChainWalk::after(anchor.seq, &anchor.hash);
+            }
+            let events = self
+                .db
+                .events_after(i64::try_from(leaves).unwrap_or(i64::MAX), CHUNK)
+                .await?;
+            if events.is_empty() {
+                return Ok(leaves);
+            }
+            let mut added = Vec::with_capacity(events.len() * 2);
+            let mut size = leaves;
+            for event in &events {
+                walk.step(event)?;
+                let leaf = leaf_of(event.seq, &event.hash)?;
+                let hashes = self
+                    .with_hashes(|r| tlog_tiles::stored_hashes(size, &leaf, r))
+                    .await?;
+                let first = tlog_tiles::stored_hash_count(size);
+                for (index, hash) in (first..).zip(hashes) {
+                    self.known.insert(index, hash);
+                    added.push((index, hash.0));
+                }
+                size += 1;
+            }
+            // Another replica or page view may have grown it meanwhile: start again from
+            // what it stored (the hashes are the same, being of the same events).
+            let grew = self.db.grow_tree(leaves, size, &added).await?;
+            self.known.clear();
+            if grew && events.len() < CHUNK as usize {
+                return Ok(size);
+            }
+        }
+    }
+
+    /// The root of the tree of the first `size` events (at most the leaves it holds).
+    pub async fn root(&mut self, size: u64) -> Result<Hash, CheckpointError> {
+        self.with_hashes(|r| tlog_tiles::tree_hash(size, r)).await
+    }
+
+    /// The inclusion proof of event `seq` (1-based) in the tree of the first `size`
+    /// events, from the leaf up (RFC 6962 §2.1.1).
+    pub async fn inclusion_proof(
+        &mut self,
+        seq: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, CheckpointError> {
+        let leaves = self.grow().await?;
+        if seq == 0 || seq > size || size > leaves {
+            return Err(CheckpointError::Range(format!(
+                "event {seq} in a tree of {size}: need 1 <= seq <= size <= {leaves} (the trail)"
+            )));
+        }
+        self.with_hashes(|r| tlog_tiles::prove_record(size, seq - 1, r))
+            .await
+    }
+
+    /// The proof that the tree of the first `from` events is a prefix of the tree of the
+    /// first `to` (RFC 6962 §2.1.2).
+    pub async fn consistency_proof(
+        &mut self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Hash>, CheckpointError> {
+        let leaves = self.grow().await?;
+        if from == 0 || from > to || to > leaves {
+            return Err(CheckpointError::Range(format!(
+                "from {from} to {to}: need 1 <= from <= to <= {leaves} (the trail)"
+            )));
+        }
+        self.with_hashes(|r| tlog_tiles::prove_tree(to, from, r))
+            .await
+    }
+}
+
+/// The trail as a view of the audit page finds it.
+#[derive(Debug, Clone)]
+pub struct TrailCheck {
+    /// Events in the tree: each was checked against the chain when it entered.
+    pub leaves: u64,
+    /// Where the chain breaks, when it does.
+    pub broken: Option<String>,
+}
+
+/// Checks what was appended since the last check (growing the tree over it), that the
+/// newest event in the tree is still the one it holds, and that the head names the last
+/// event: a cost proportional to the new events, not to the trail. An edit to an older
+/// event is found by `graftbench audit verify` (the full walk, and the tree's root).
+pub async fn check(db: &Database) -> Result<TrailCheck, CheckpointError> {
+    // The head first: events appended while the tree grows only make the tree longer.
+    let (head_seq, head_hash) = db.audit_head().await?;
+    let leaves = match StoredTree::new(db).grow().await {
+        Ok(leaves) => leaves,
+        Err(CheckpointError::Broken(broken)) => {
+            return Ok(TrailCheck {
+                leaves: db.tree_leaves().await?,
+                broken: Some(broken.to_string()),
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let deleted = |why: String| BrokenChain {
+        seq: i64::try_from(leaves).unwrap_or(i64::MAX) + 1,
+        why,
+    };
+    let broken = match u64::try_from(head_seq) {
+        Ok(head) if head > leaves => Some(deleted(format!(
+            "the head records event #{head_seq} but the trail ends at #{leaves} (events \
+             deleted from the end)"
+        ))),
+        Ok(head) if head > 0 && head == leaves => {
+            let last = db.events_after(head_seq - 1, 1).await?;
+            (last.first().map(|e| e.hash.as_str()) != Some(head_hash.as_str())).then(|| {
+                deleted("the head's hash is not the last event's (the end was rewritten)".into())
+            })
+        }
+        _ => None,
+    };
+    Ok(TrailCheck {
+        leaves,
+        broken: broken.map(|b| b.to_string()),
+    })
+}
+
+/// A checkpoint just made and stored.
+#[derive(Debug, Clone)]
+pub struct Made {
+    /// Events it commits to.
+    pub size: u64,
+    /// The signed note.
+    pub note: String,
+}
+
+/// Grows the stored tree over every event (checking the chain as it goes), signs a
+/// checkpoint of it with the instance's key in `data_dir` (made by `graftbench audit
+/// key`, never here: replicas must not each invent one) and stores it. The newest stored
+/// checkpoint must carry the same key's signature. Signing the same size twice gives the
+/// same note (Ed25519 is deterministic): replicas racing here store one.
+pub async fn sign_checkpoint(db: &Database, data_dir: &Path) -> Result<Made, CheckpointError> {
+    let Some((skey, vkey)) = checkpoints::load_key(data_dir)? else {
+        return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
+    };
+    let newest = db.checkpoints(1).await?.into_iter().next();
+    if let Some(newest) = &newest {
+        if checkpoints::open(newest.note.as_bytes(), &vkey).is_err() {
+            return Err(CheckpointError::ForeignKey(
+                data_dir.join(checkpoints::KEY_FILE),
+            ));
+        }
+    }
+    let mut tree = StoredTree::new(db);
+    let size = tree.grow().await?;
+    if size == 0 {
+        return Err(CheckpointError::Range(
+            "the trail has no events yet: there is nothing to sign".into(),
+        ));
+    }
+    if let Some(newest) = newest.filter(|c| u64::try_from(c.size) == Ok(size)) {
+        return Ok(Made {
+            size,
+            note: newest.note,
+        });
+    }
+    let root = tree.root(size).await?;
+    let note = checkpoints::sign(size, root, &skey)?;
+    db.store_checkpoint(
+        i64::try_from(size).unwrap_or(i64::MAX),
+        &root.to_string(),
+        &note,
+    )
+    .await?;
+    Ok(Made { size, note })
+}
