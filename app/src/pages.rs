@@ -472,6 +472,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                 <span class="dim mono">"#" {info.id} " "</span>
                 {info.title.clone()}
             </h1>
+            <EvidenceLink href=format!("/patches/{}/evidence", info.id)/>
         </div>
         <dl class="facts">
             <div>
@@ -670,6 +671,13 @@ pub fn AuditPage() -> impl IntoView {
                         .map(|e| view! { <p class="alert" role="alert">{e}</p> })
                 })}
             </Suspense>
+            <form method="get" action="/audit/evidence" class="row filters" id="period-evidence">
+                <label>"From" <input name="from" placeholder="2026-11-01"/></label>
+                <label>"To" <input name="to" placeholder="2026-12-01"/></label>
+                <div>
+                    <button type="submit">"Evidence for the period"</button>
+                </div>
+            </form>
             <form method="get" action="/audit" class="row filters">
                 <label>"Actor" <input name="actor" value=move || filter().actor/></label>
                 <label>
@@ -756,6 +764,36 @@ pub fn AuditPage() -> impl IntoView {
         </Frame>
     }
     .into_any()
+}
+
+/// A link to an evidence report, for those who may read the audit trail. The report is
+/// a document of its own (not a route of this app): the router leaves it alone.
+#[component]
+fn EvidenceLink(href: String) -> impl IntoView {
+    let user = Resource::new(|| (), |_| current_user());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let href = href.clone();
+                Suspend::new(async move {
+                    let reader = matches!(
+                        user.await,
+                        Ok(Some(ref u)) if [Role::Auditor, Role::SecurityOfficer, Role::Admin]
+                            .iter()
+                            .any(|r| u.has_role(*r))
+                    );
+                    reader
+                        .then(|| {
+                            view! {
+                                <a class="button" id="evidence-report" href=href rel="external">
+                                    "Evidence report"
+                                </a>
+                            }
+                        })
+                })
+            }}
+        </Suspense>
+    }
 }
 
 /// The audit page's signed checkpoints: what to copy out of the server's reach.

@@ -1756,3 +1756,149 @@ async fn a_clock_that_steps_backwards_is_recorded_in_the_trail() {
     let verify = graftbench(&data, &["audit", "verify"], "");
     assert!(verify.status.success(), "{}", text(&verify.stderr));
 }
+
+#[tokio::test]
+async fn an_evidence_bundle_verifies_offline_and_any_flipped_byte_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let migrated = graftbench(&data, &["migrate"], "");
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    {
+        let url = format!("sqlite://{}", data.join("graftbench.db").display());
+        let db = graftbench::store::Database::connect(&url).await.unwrap();
+        graftbench::service::demo::seed(&db).await.unwrap();
+        db.close().await;
+    }
+    let key = graftbench(&data, &["audit", "key"], "");
+    let pinned = dir.path().join("pinned.vkey");
+    std::fs::write(&pinned, text(&key.stdout)).unwrap();
+    let bundle = dir.path().join("patch-1.tar");
+    let made = graftbench(
+        &data,
+        &["audit", "evidence", "--patch", "1", "-o", arg(&bundle)],
+        "",
+    );
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    // Offline: another data directory, no database of the server's.
+    let elsewhere = dir.path().join("auditor");
+    let check = |file: &Path| {
+        graftbench(
+            &elsewhere,
+            &[
+                "audit",
+                "verify",
+                "--bundle",
+                arg(file),
+                "--key",
+                arg(&pinned),
+            ],
+            "",
+        )
+    };
+    let passed = check(&bundle);
+    assert!(
+        passed.status.success(),
+        "{}{}",
+        text(&passed.stdout),
+        text(&passed.stderr)
+    );
+    let said = text(&passed.stdout);
+    for expected in [
+        "member(s) match the manifest's SHA-256 sums",
+        "events.jsonl: every event is in the tree of checkpoint.txt",
+        "bytes before the seal are the ones event #",
+        "the sealing event #",
+        "every check passed",
+    ] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+    // The export is in the trail.
+    let trail = text(
+        &graftbench(
+            &data,
+            &["audit", "export", "--action", "audit.evidence_exported"],
+            "",
+        )
+        .stdout,
+    );
+    assert_eq!(trail.lines().count(), 2, "{trail}");
+
+    // A flipped byte anywhere: in a header, a diff, the events, the manifest, the
+    // padding, the seal, the archive's end.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let flipped = dir.path().join("flipped.tar");
+    let step = (bytes.len() / 97).max(1);
+    let mut positions: Vec<usize> = (0..bytes.len()).step_by(step).collect();
+    positions.extend([
+        0,
+        100,
+        148,
+        257,
+        512,
+        bytes.len() - 1,
+        bytes.len() - 1024,
+        bytes.len() - 1500,
+    ]);
+    for at in positions {
+        let mut changed = bytes.clone();
+        changed[at] ^= 0x01;
+        std::fs::write(&flipped, &changed).unwrap();
+        let out = check(&flipped);
+        assert!(
+            !out.status.success(),
+            "a flipped byte at {at} of {} went unnoticed: {}",
+            bytes.len(),
+            text(&out.stdout)
+        );
+    }
+    // A byte added at the end, or the last block cut.
+    let mut longer = bytes.clone();
+    longer.push(0);
+    std::fs::write(&flipped, &longer).unwrap();
+    assert!(!check(&flipped).status.success());
+    std::fs::write(&flipped, &bytes[..bytes.len() - 512]).unwrap();
+    assert!(!check(&flipped).status.success());
+    // Without a pinned key nothing is trusted.
+    let keyless = graftbench(
+        &elsewhere,
+        &["audit", "verify", "--bundle", arg(&bundle)],
+        "",
+    );
+    assert!(!keyless.status.success());
+    assert!(
+        text(&keyless.stderr).contains("--key FILE"),
+        "{}",
+        text(&keyless.stderr)
+    );
+
+    // A JSON Lines export (the whole trail) verifies offline against its checkpoint; a
+    // changed event is named.
+    let checkpoint = graftbench(&data, &["audit", "checkpoint"], "");
+    assert!(checkpoint.status.success(), "{}", text(&checkpoint.stderr));
+    let export = dir.path().join("trail.jsonl");
+    let exported = graftbench(&data, &["audit", "export", "-o", arg(&export)], "");
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let passed = check(&export);
+    assert!(
+        passed.status.success(),
+        "{}{}",
+        text(&passed.stdout),
+        text(&passed.stderr)
+    );
+    assert!(text(&passed.stdout).contains("are the ones the checkpoint commits to"));
+    let mut lines: Vec<String> = text(&std::fs::read(&export).unwrap())
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut event: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+    event["actor"] = "eve".into();
+    lines[3] = event.to_string();
+    std::fs::write(&flipped, lines.join("\n") + "\n").unwrap();
+    let failed = check(&flipped);
+    assert!(!failed.status.success());
+    assert!(
+        text(&failed.stderr).contains("its fields do not match its hash"),
+        "{}",
+        text(&failed.stderr)
+    );
+}

@@ -182,8 +182,8 @@ impl fmt::Display for AuditSubject {
 /// The previous hash of the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One event as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One event as stored (and as exports write it: the same field names).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     /// 1, 2, 3, ... without gaps.
     pub seq: i64,

@@ -9,7 +9,7 @@
 //! layer loads the facts, asks, and stores the result.
 
 use crate::eligibility::Policy;
-use crate::{Action, RevisionNumber, Role, State, UserId, Verdict};
+use crate::{Action, RevisionNumber, Role, SignOffKind, State, UserId, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// What is stored about where a patch is.
@@ -103,6 +103,21 @@ const ACTIVE: &[State] = &[
 ];
 
 /// The whole workflow. Auditors appear nowhere: they read, and never act.
+/// The role a sign-off of `kind` is made in: the one role the rules let make it
+/// (evidence names it beside the person).
+pub fn signing_role(kind: SignOffKind) -> Role {
+    let action = match kind {
+        SignOffKind::Approve => Action::Approve,
+        SignOffKind::Reject => Action::Reject,
+        SignOffKind::Exception => Action::SignException,
+    };
+    RULES
+        .iter()
+        .find(|rule| rule.action == action)
+        .and_then(|rule| rule.roles.first().copied())
+        .unwrap_or(Role::Reviewer)
+}
+
 const RULES: &[Rule] = &[
     Rule {
         action: Action::Submit,

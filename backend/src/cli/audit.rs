@@ -22,14 +22,39 @@ pub enum AuditCommand {
     /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
     /// header first; the export is itself an audit event.
     Export(ExportArgs),
+    /// Writes the evidence bundle of one patch (--patch) or of a period (--from, --to):
+    /// a tar archive with a printable report, sealed by an audit event in a signed
+    /// checkpoint.
+    Evidence(EvidenceArgs),
+}
+
+#[derive(Args)]
+pub struct EvidenceArgs {
+    /// The patch.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    patch: Option<i64>,
+    /// Changes with events at or after this time (`2026-11-01` or RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// ... and before this time.
+    #[arg(long)]
+    to: Option<String>,
+    /// Where to write the archive.
+    #[arg(short, long)]
+    output: std::path::PathBuf,
 }
 
 #[derive(Args)]
 pub struct VerifyArgs {
     /// A checkpoint made by `graftbench audit checkpoint`, kept outside the server; give
     /// several to bound where a rewrite began.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     checkpoint: Vec<std::path::PathBuf>,
+    /// An evidence bundle (.tar) or a JSON Lines export to check offline, with no
+    /// database: every hash, the chain, the inclusion proofs, the checkpoints' signatures
+    /// against --key (and, for a bundle, every byte of it).
+    #[arg(long)]
+    bundle: Option<std::path::PathBuf>,
     /// The verifier key to check their signatures with (a file holding what `audit key`
     /// printed); default: this data directory's own key, which must then exist.
     #[arg(long)]
@@ -79,7 +104,51 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::Export(args) => export(global, args).await,
+        AuditCommand::Evidence(args) => evidence(global, args).await,
     }
+}
+
+async fn evidence(global: &Global, args: EvidenceArgs) -> Result<()> {
+    use graftbench::service::evidence::{self, Scope};
+    let bound = |text: &Option<String>| -> Result<String> {
+        match text.as_deref().map(str::trim) {
+            None | Some("") => Ok(String::new()),
+            Some(text) => graftbench::clock::parse_bound(text).map_err(anyhow::Error::msg),
+        }
+    };
+    let scope = match args.patch {
+        Some(id) => Scope::Patch(id),
+        None => Scope::Period {
+            from: bound(&args.from)?,
+            to: bound(&args.to)?,
+        },
+    };
+    global.create_data_dir()?;
+    checkpoints::load_or_create_key(&global.data_dir)?;
+    let db = global.open_database().await?;
+    let policy = graftbench_domain::eligibility::LoadedPolicy::load(&global.data_dir)?;
+    let system = graftbench_app::model::SessionUser {
+        id: graftbench_domain::UserId(0),
+        username: "system".into(),
+        display_name: "command line".into(),
+        roles: Vec::new(),
+    };
+    let source = format!("graftbench (command line, {})", global.data_dir.display());
+    let bundle = evidence::bundle(
+        &db,
+        &policy.policy,
+        &global.data_dir,
+        &source,
+        &system,
+        &scope,
+    )
+    .await?;
+    bundle
+        .file
+        .persist(&args.output)
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!("wrote {} ({} bytes)", args.output.display(), bundle.size);
+    Ok(())
 }
 
 async fn export(global: &Global, args: ExportArgs) -> Result<()> {
@@ -133,6 +202,9 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
 }
 
 async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
+    if let Some(bundle) = &args.bundle {
+        return verify_offline(global, bundle, args.key.as_deref());
+    }
     let db = global.open_database().await?;
     let vkey = match &args.key {
         Some(key) => Some(
@@ -200,4 +272,40 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
          Graftbench",
         unexplained.len()
     )
+}
+
+/// Checks a bundle or a JSON Lines export with no database and no network.
+fn verify_offline(
+    global: &Global,
+    path: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Result<()> {
+    let vkey = match key {
+        Some(key) => {
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?
+        }
+        None => match checkpoints::load_key(&global.data_dir)? {
+            Some((_, vkey)) => vkey,
+            None => bail!(
+                "pass the verifier key the checkpoints were signed with (--key FILE): \
+                 evidence is checked against a key pinned beforehand, never one it carries"
+            ),
+        },
+    };
+    let outcome = graftbench::service::evidence::verify::verify(path, &vkey)?;
+    for line in &outcome.checked {
+        println!("ok: {line}");
+    }
+    for line in &outcome.problems {
+        eprintln!("FAILED: {line}");
+    }
+    if !outcome.passed() {
+        bail!(
+            "{}: {} check(s) failed",
+            path.display(),
+            outcome.problems.len()
+        );
+    }
+    println!("{}: every check passed", path.display());
+    Ok(())
 }

@@ -139,15 +139,21 @@ impl Tree {
     pub fn of(events: &[AuditEvent]) -> Result<Tree, CheckpointError> {
         let mut tree = Tree::default();
         for event in events {
-            let mut leaf = [0u8; 32];
-            hex::decode_to_slice(&event.hash, &mut leaf)
-                .map_err(|_| CheckpointError::BadEvent(event.seq))?;
-            let new = tlog_tiles::stored_hashes(tree.leaves, &leaf, &tree)
-                .map_err(|e| CheckpointError::Tree(e.to_string()))?;
-            tree.stored.extend(new);
-            tree.leaves += 1;
+            tree.push(event)?;
         }
         Ok(tree)
+    }
+
+    /// Adds the next event as a leaf.
+    pub fn push(&mut self, event: &AuditEvent) -> Result<(), CheckpointError> {
+        let mut leaf = [0u8; 32];
+        hex::decode_to_slice(&event.hash, &mut leaf)
+            .map_err(|_| CheckpointError::BadEvent(event.seq))?;
+        let new = tlog_tiles::stored_hashes(self.leaves, &leaf, &*self)
+            .map_err(|e| CheckpointError::Tree(e.to_string()))?;
+        self.stored.extend(new);
+        self.leaves += 1;
+        Ok(())
     }
 
     /// Leaves in the tree.

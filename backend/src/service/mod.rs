@@ -7,6 +7,7 @@ pub mod auth;
 pub mod checkpoints;
 pub mod comments;
 pub mod demo;
+pub mod evidence;
 pub mod export;
 pub mod pages;
 pub mod review;

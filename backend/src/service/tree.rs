@@ -179,6 +179,41 @@ impl<'a> StoredTree<'a> {
             .await
     }
 
+    /// The inclusion proofs of events `seqs` in the tree of the first `size` events, with
+    /// one read of the stored hashes for all of them (exports prove thousands).
+    pub async fn inclusion_proofs(
+        &mut self,
+        seqs: &[u64],
+        size: u64,
+    ) -> Result<Vec<Vec<Hash>>, CheckpointError> {
+        let leaves = self.grow().await?;
+        if let Some(bad) = seqs
+            .iter()
+            .find(|&&seq| seq == 0 || seq > size || size > leaves)
+        {
+            return Err(CheckpointError::Range(format!(
+                "event {bad} in a tree of {size}: need 1 <= seq <= size <= {leaves} (the trail)"
+            )));
+        }
+        let proofs = self
+            .with_hashes(|r| {
+                // Every proof asks, so that one round fetches what all of them need.
+                let mut proofs = Vec::with_capacity(seqs.len());
+                let mut failed = None;
+                for seq in seqs {
+                    match tlog_tiles::prove_record(size, seq - 1, r) {
+                        Ok(proof) => proofs.push(proof),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                failed.map_or(Ok(proofs), Err)
+            })
+            .await;
+        // Memory stays bounded by one batch.
+        self.known.clear();
+        proofs
+    }
+
     /// The proof that the tree of the first `from` events is a prefix of the tree of the
     /// first `to` (RFC 6962 §2.1.2).
     pub async fn consistency_proof(

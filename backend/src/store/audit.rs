@@ -237,6 +237,29 @@ impl Database {
         Ok((row.try_get("seq")?, row.try_get("hash")?))
     }
 
+    /// The patches that events between `from` (inclusive) and `to` (exclusive) are about
+    /// (empty bounds: open), by id.
+    pub async fn patches_with_events_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<i64>, DbError> {
+        let subjects: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT subject FROM audit_events
+             WHERE substr(subject, 1, 6) = 'patch:' AND ($1 = '' OR at >= $1) AND ($2 = '' OR at < $2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
+        let mut ids: Vec<i64> = subjects
+            .iter()
+            .filter_map(|s| s.strip_prefix("patch:")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// The highest sequence number written so far.
     pub async fn audit_head_seq(&self) -> Result<i64, DbError> {
         Ok(

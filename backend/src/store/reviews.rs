@@ -75,6 +75,8 @@ pub struct StoredSignOff {
     pub user_id: UserId,
     /// Display name.
     pub user: String,
+    /// User name (as the audit trail names the actor).
+    pub username: String,
     /// What it says.
     pub verdict: SignOffKind,
     /// Revision number.
@@ -116,7 +118,8 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, DbError> {
     })
 }
 
-const SIGN_OFFS_SQL: &str = "SELECT s.id, s.user_id, u.display_name, s.verdict, s.revision,
+const SIGN_OFFS_SQL: &str =
+    "SELECT s.id, s.user_id, u.display_name, u.username, s.verdict, s.revision,
         s.revision_sha256, s.comment, s.created_at, s.withdrawn_at
     FROM sign_offs s JOIN users u ON u.id = s.user_id
     WHERE s.patch_id = $1 ORDER BY s.id DESC";
@@ -126,6 +129,7 @@ fn sign_off_from_row(row: &AnyRow) -> Result<StoredSignOff, DbError> {
         id: row.try_get("id")?,
         user_id: UserId(row.try_get("user_id")?),
         user: row.try_get("display_name")?,
+        username: row.try_get("username")?,
         verdict: {
             let verdict: String = row.try_get("verdict")?;
             SignOffKind::parse(&verdict).ok_or_else(|| corrupt(format!("verdict `{verdict}`")))?
@@ -353,7 +357,7 @@ impl Database {
     pub async fn all_review_facts(&self) -> Result<Vec<(PatchFacts, Vec<StoredSignOff>)>, DbError> {
         let rows = sqlx::query(FACTS_SQL).fetch_all(self.pool()).await?;
         let exceptions: Vec<(i64, StoredSignOff)> = sqlx::query(
-            "SELECT s.id, s.user_id, u.display_name, s.verdict, s.revision, s.revision_sha256,
+            "SELECT s.id, s.user_id, u.display_name, u.username, s.verdict, s.revision, s.revision_sha256,
                     s.patch_id, s.comment, s.created_at, s.withdrawn_at
              FROM sign_offs s JOIN users u ON u.id = s.user_id
              WHERE s.verdict = 'exception' AND s.withdrawn_at IS NULL",

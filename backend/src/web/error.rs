@@ -111,6 +111,22 @@ impl From<crate::service::checkpoints::CheckpointError> for ApiError {
     }
 }
 
+/// A missing patch is a 404, a period too large a 422, a server without a checkpoint key
+/// a 409; the rest is the server's failure.
+impl From<crate::service::evidence::EvidenceError> for ApiError {
+    fn from(e: crate::service::evidence::EvidenceError) -> Self {
+        use crate::service::evidence::EvidenceError;
+        match e {
+            EvidenceError::NotFound(id) => ApiError::not_found(format!("patch {id}")),
+            EvidenceError::TooLarge(_) => {
+                ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            EvidenceError::Checkpoint(e) => e.into(),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
 /// The store failing is the server's failure.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {

@@ -758,6 +758,130 @@ pub(super) async fn api_audit_checkpoint_now(
         .into_response())
 }
 
+/// The query of the period evidence routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeriodQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+}
+
+fn period_scope(query: &PeriodQuery) -> Result<crate::service::evidence::Scope, ApiError> {
+    let bound = |text: &str| match text.trim() {
+        "" => Ok(String::new()),
+        text => crate::clock::parse_bound(text)
+            .map_err(|why| ApiError::Client(StatusCode::UNPROCESSABLE_ENTITY, why)),
+    };
+    Ok(crate::service::evidence::Scope::Period {
+        from: bound(&query.from)?,
+        to: bound(&query.to)?,
+    })
+}
+
+async fn evidence_report(
+    state: &AppState,
+    user: &SessionUser,
+    scope: crate::service::evidence::Scope,
+) -> Result<Response, ApiError> {
+    require_audit_reader(user)?;
+    let html = crate::service::evidence::report_page(
+        &state.db,
+        &state.policy.policy,
+        &state.instance,
+        user,
+        &scope,
+    )
+    .await?;
+    let mut response = axum::response::Html(html).into_response();
+    if let Ok(csp) =
+        HeaderValue::from_str(&crate::service::evidence::report::content_security_policy())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    Ok(response)
+}
+
+async fn evidence_bundle(
+    state: &AppState,
+    user: &SessionUser,
+    scope: crate::service::evidence::Scope,
+) -> Result<Response, ApiError> {
+    require_audit_reader(user)?;
+    let bundle = crate::service::evidence::bundle(
+        &state.db,
+        &state.policy.policy,
+        &state.data_dir,
+        &state.instance,
+        user,
+        &scope,
+    )
+    .await?;
+    tracing::info!(user = %user.username, file = %bundle.name, "evidence bundle exported");
+    let file = tokio::fs::File::open(bundle.file.path())
+        .await
+        .map_err(ApiError::internal)?;
+    // The temporary file lives until the body is sent (it is deleted when dropped).
+    let keep = bundle.file;
+    use futures_util::StreamExt;
+    let body = tokio_util::io::ReaderStream::new(file).map(move |chunk| {
+        let _ = &keep;
+        chunk
+    });
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bundle.size));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", bundle.name)) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /patches/{id}/evidence`: the patch's evidence report (printable HTML).
+pub(super) async fn patch_evidence_report(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    evidence_report(&state, &user, crate::service::evidence::Scope::Patch(id)).await
+}
+
+/// `GET /audit/evidence?from=&to=`: the period's evidence report.
+pub(super) async fn period_evidence_report(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(query): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let scope = period_scope(&query)?;
+    evidence_report(&state, &user, scope).await
+}
+
+/// `GET /api/v1/patches/{id}/evidence`: the patch's evidence bundle (audited).
+pub(super) async fn api_patch_evidence(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    evidence_bundle(&state, &user, crate::service::evidence::Scope::Patch(id)).await
+}
+
+/// `GET /api/v1/audit/evidence?from=&to=`: the period's evidence bundle (audited).
+pub(super) async fn api_period_evidence(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(query): Query<PeriodQuery>,
+) -> Result<Response, ApiError> {
+    let scope = period_scope(&query)?;
+    evidence_bundle(&state, &user, scope).await
+}
+
 /// `GET /api/v1/policy`.
 pub(super) async fn api_policy(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({

@@ -267,6 +267,16 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             get(handlers::api_audit_consistency),
         )
         .route("/api/v1/audit/key", get(handlers::api_audit_key))
+        .route("/api/v1/audit/evidence", get(handlers::api_period_evidence))
+        .route(
+            "/api/v1/patches/{id}/evidence",
+            get(handlers::api_patch_evidence),
+        )
+        .route("/audit/evidence", get(handlers::period_evidence_report))
+        .route(
+            "/patches/{id}/evidence",
+            get(handlers::patch_evidence_report),
+        )
         .route(
             "/api/v1/audit/checkpoints",
             get(handlers::api_audit_checkpoints).post(handlers::api_audit_checkpoint_now),

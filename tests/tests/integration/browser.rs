@@ -640,6 +640,143 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     assert_eq!(header["header"]["events"], 4, "{exported}");
     assert_eq!(exported.lines().count(), 5, "{exported}");
     screenshot(&frank, "audit-trail.png").await;
+
+    // Evidence: the checkpoint key exists as `serve` makes it; the auditor signs a
+    // checkpoint on the page, asks for the period's evidence, then the patch's report.
+    graftbench::service::checkpoints::load_or_create_key(&server.data_dir).unwrap();
+    frank
+        .find_element("#sign-checkpoint")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#checkpoint-list tbody tr')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    frank.goto(server.url("/audit")).await.unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#period-evidence')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    frank
+        .evaluate(
+            "document.querySelector('#period-evidence input[name=from]').value = '2000-01-01'",
+        )
+        .await
+        .unwrap();
+    frank
+        .find_element("#period-evidence button")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#population-list')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    assert!(
+        eval_bool(
+            &frank,
+            "document.querySelectorAll('#control-mapping tbody tr').length >= 10 && document.querySelector('#control-mapping').textContent.includes('6.5.1') && document.querySelector('#control-mapping').textContent.includes('A.8.32')"
+        )
+        .await
+    );
+    assert!(
+        eval_bool(
+            &frank,
+            "document.querySelector('#population-list').textContent.includes('#1')"
+        )
+        .await
+    );
+    // The period's bundle downloads (a tar archive). The report may fetch nothing (its
+    // policy is `default-src 'none'`): the download is fetched from an app page.
+    let period_href: String = frank
+        .evaluate("document.querySelector('#download-bundle').getAttribute('href')")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert!(
+        period_href.starts_with("/api/v1/audit/evidence?from=2000-01-01"),
+        "{period_href}"
+    );
+    frank.goto(server.url("/policy")).await.unwrap();
+    let size: f64 = frank
+        .evaluate(format!("fetch('{period_href}').then(r => r.ok && r.headers.get('content-type') === 'application/x-tar' ? r.arrayBuffer().then(b => b.byteLength) : 0)"))
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert!(size > 4096.0, "{size}");
+    // The patch page links its report; the report lists the sign-offs.
+    frank.goto(server.url("/patches/1")).await.unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#evidence-report')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    frank
+        .find_element("#evidence-report")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &frank,
+            "!!document.querySelector('#sign-offs-1')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let sign_offs = frank
+        .evaluate("Array.from(document.querySelectorAll('#sign-offs-1 tbody tr')).map(r => r.cells[1].textContent + ' ' + r.cells[2].textContent.trim())")
+        .await
+        .unwrap()
+        .into_value::<Vec<String>>()
+        .unwrap();
+    assert_eq!(sign_offs, ["reviewer approve", "reviewer approve"]);
+    assert!(eval_bool(&frank, "!!document.querySelector('#control-mapping')").await);
+    screenshot(&frank, "evidence-report.png").await;
+    assert!(
+        eval_bool(&frank, "document.querySelector('#download-bundle').getAttribute('href') === '/api/v1/patches/1/evidence'").await
+    );
+    frank.goto(server.url("/policy")).await.unwrap();
+    let bundle: f64 = frank
+        .evaluate("fetch('/api/v1/patches/1/evidence').then(r => r.ok ? r.arrayBuffer().then(b => b.byteLength) : 0)")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert!(bundle > 4096.0, "{bundle}");
+    let exported = server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "audit.evidence_exported" && e.actor == "frank")
+        .count();
+    assert_eq!(exported, 2);
     alice_console.assert_clean("alice", &[]).await;
     frank_console.assert_clean("frank", &[]).await;
 
