@@ -1628,14 +1628,7 @@ async fn a_signed_checkpoint_catches_a_trail_rewritten_from_the_start_or_cut_sho
 async fn a_rewrite_is_bounded_by_the_checkpoints_and_caught_by_the_servers_own_tree() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let add = |name: &str| {
-        let out = graftbench(
-            &data,
-            &["user", "add", name, "--role", "author", "--password-stdin"],
-            "a long enough password\n",
-        );
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    };
+    let add = |name: &str| add_author(&data, name);
     let checkpoint = |name: &str| {
         let made = graftbench(&data, &["audit", "checkpoint"], "");
         assert!(made.status.success(), "{}", text(&made.stderr));
@@ -1717,14 +1710,7 @@ async fn a_rewrite_is_bounded_by_the_checkpoints_and_caught_by_the_servers_own_t
 async fn a_clock_that_steps_backwards_is_recorded_in_the_trail() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let add = |name: &str| {
-        let out = graftbench(
-            &data,
-            &["user", "add", name, "--role", "author", "--password-stdin"],
-            "a long enough password\n",
-        );
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    };
+    let add = |name: &str| add_author(&data, name);
     add("alice");
     // The newest event as if written by a clock a century ahead, then set right.
     let url = format!("sqlite://{}", data.join("graftbench.db").display());
@@ -1901,4 +1887,14 @@ async fn an_evidence_bundle_verifies_offline_and_any_flipped_byte_is_caught() {
         "{}",
         text(&failed.stderr)
     );
+}
+
+/// Adds an author account from the command line.
+fn add_author(data: &Path, name: &str) {
+    let out = graftbench(
+        data,
+        &["user", "add", name, "--role", "author", "--password-stdin"],
+        "a long enough password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
