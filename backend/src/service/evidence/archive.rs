@@ -89,15 +89,12 @@ impl<W: Write> Writer<W> {
 
     /// Adds a member of `size` bytes read from `content`.
     pub fn add(&mut self, path: &str, size: u64, content: impl Read) -> io::Result<()> {
-        let mut hashing = HashingReader {
-            inner: content,
-            hasher: Sha256::new(),
-        };
+        let mut hashing = HashingReader::new(content);
         self.builder.append(&header(path, size)?, &mut hashing)?;
         self.members.push(Member {
             path: path.to_owned(),
             size,
-            sha256: hex::encode(hashing.hasher.finalize()),
+            sha256: hashing.sha256(),
         });
         Ok(())
     }
@@ -125,9 +122,25 @@ impl<W: Write> Writer<W> {
     }
 }
 
-struct HashingReader<R> {
+/// Hashes what is read through it.
+pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+}
+
+impl<R> HashingReader<R> {
+    /// Reads `inner`.
+    pub fn new(inner: R) -> HashingReader<R> {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// SHA-256 of what was read, hex.
+    pub fn sha256(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -344,19 +344,6 @@ fn read_small(entry: &mut impl Read) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-struct HashingRead<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut archive = tar::Archive::new(BufReader::new(File::open(path)?));
@@ -390,10 +377,7 @@ fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
             seal = Some((position, read_small(&mut entry)?));
             continue;
         }
-        let mut hashing = HashingRead {
-            inner: &mut entry,
-            hasher: Sha256::new(),
-        };
+        let mut hashing = archive::HashingReader::new(&mut entry);
         if name == MANIFEST {
             manifest = Some(read_small(&mut hashing)?);
         } else if name == CHECKPOINT_FILE {
@@ -410,7 +394,7 @@ fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
             members.push(Member {
                 path: name,
                 size,
-                sha256: hex::encode(hashing.hasher.finalize()),
+                sha256: hashing.sha256(),
             });
         }
     }
