@@ -231,6 +231,29 @@ pub struct AuditPage {
     pub tree_leaves: i64,
     /// The newest stored checkpoints, newest first.
     pub checkpoints: Vec<CheckpointView>,
+    /// How many months events stay online (the policy's `[audit] online_months`).
+    pub online_months: u32,
+    /// The oldest event still online: its sequence number and time.
+    pub oldest_online: Option<(i64, String)>,
+    /// The archive segments holding the older events, oldest first.
+    pub segments: Vec<SegmentView>,
+}
+
+/// An archive segment as the audit page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentView {
+    /// Its first event.
+    pub first_seq: i64,
+    /// Its last event.
+    pub last_seq: i64,
+    /// The first event's time.
+    pub first_at: String,
+    /// The last event's time.
+    pub last_at: String,
+    /// The file's name.
+    pub file: String,
+    /// The file's SHA-256.
+    pub sha256: String,
 }
 
 /// A signed checkpoint of the trail as the audit page lists it.

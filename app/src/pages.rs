@@ -7,7 +7,7 @@ use crate::api::{
 use crate::diff_view::DiffView;
 use crate::model::{
     AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
-    PatchSummary, Role, Tier,
+    PatchSummary, Role, SegmentView, Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use leptos::prelude::*;
@@ -714,10 +714,18 @@ pub fn AuditPage() -> impl IntoView {
                                 }
                             };
                             let checkpoints = view! { <Checkpoints checkpoints=page.checkpoints/> };
+                            let retention = view! {
+                                <Retention
+                                    online_months=page.online_months
+                                    oldest_online=page.oldest_online
+                                    segments=page.segments
+                                />
+                            };
                             let shown = page.events.len();
                             view! {
                                 {chain}
                                 {checkpoints}
+                                {retention}
                                 <h2>"Events"</h2>
                                 <p class="dim">
                                     {page.matched} " matching event(s)"
@@ -851,6 +859,76 @@ fn Checkpoints(checkpoints: Vec<CheckpointView>) -> impl IntoView {
                     <button type="submit" id="sign-checkpoint">"Sign a checkpoint now"</button>
                 </form>
             </div>
+            {listed}
+        </section>
+    }
+}
+
+/// The audit page's retention: how long events stay online, the oldest one still here and
+/// the archive segments holding the older ones.
+#[component]
+fn Retention(
+    online_months: u32,
+    oldest_online: Option<(i64, String)>,
+    segments: Vec<SegmentView>,
+) -> impl IntoView {
+    let oldest = match oldest_online {
+        Some((seq, at)) => view! {
+            <p id="oldest-online">
+                "Oldest event online: " <span class="mono">"#" {seq}</span> ", recorded "
+                <span class="mono">{at}</span> "."
+            </p>
+        }
+        .into_any(),
+        None => view! { <p class="dim" id="oldest-online">"No event yet."</p> }.into_any(),
+    };
+    let listed = if segments.is_empty() {
+        view! { <p class="dim" id="no-segments">"No event has been archived yet."</p> }.into_any()
+    } else {
+        view! {
+            <table class="listing" id="archive-segments">
+                <thead>
+                    <tr>
+                        <th class="num">"Events"</th>
+                        <th>"Recorded"</th>
+                        <th>"SHA-256"</th>
+                        <th>"File"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {segments
+                        .into_iter()
+                        .map(|s| {
+                            let href = format!("/api/v1/audit/segments/{}", s.first_seq);
+                            view! {
+                                <tr data-first=s.first_seq>
+                                    <td class="num mono">
+                                        "#" {s.first_seq} "–#" {s.last_seq}
+                                    </td>
+                                    <td class="mono">{s.first_at} " to " {s.last_at}</td>
+                                    <td class="mono hash">{s.sha256}</td>
+                                    <td>
+                                        <a href=href download="">{s.file}</a>
+                                    </td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        }
+        .into_any()
+    };
+    view! {
+        <section id="retention">
+            <h2>"Retention"</h2>
+            <p class="hint">
+                "Events stay online for " {online_months}
+                " month(s) (the policy's [audit] online_months), then move into an archive segment: a JSON Lines file with its own signed checkpoint that "
+                <span class="mono">"graftbench audit verify --bundle FILE --key graftbench-audit.vkey"</span>
+                " checks offline. Nothing is deleted; the online chain continues from the last segment."
+            </p>
+            {oldest}
             {listed}
         </section>
     }

@@ -1887,6 +1887,66 @@ async fn an_evidence_bundle_verifies_offline_and_any_flipped_byte_is_caught() {
         "{}",
         text(&failed.stderr)
     );
+
+    // The whole trail again, now longer than any checkpoint: the export signs one that
+    // covers it and ties its own tree to it with a consistency proof.
+    let longer = dir.path().join("longer.jsonl");
+    let exported = graftbench(&data, &["audit", "export", "-o", arg(&longer)], "");
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let passed = check(&longer);
+    assert!(passed.status.success(), "{}", text(&passed.stderr));
+    assert!(
+        text(&passed.stdout).contains("(consistency proof)"),
+        "{}",
+        text(&passed.stdout)
+    );
+
+    // A filtered export is not the trail from its start: each event carries its
+    // inclusion proof, and a changed proof is caught.
+    let filtered = dir.path().join("filtered.jsonl");
+    let exported = graftbench(
+        &data,
+        &[
+            "audit",
+            "export",
+            "--action",
+            "audit.",
+            "-o",
+            arg(&filtered),
+        ],
+        "",
+    );
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let lines: Vec<String> = text(&std::fs::read(&filtered).unwrap())
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let header: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(header["header"]["inclusion_proofs"], true);
+    assert!(lines.len() >= 3, "{lines:?}");
+    let passed = check(&filtered);
+    assert!(
+        passed.status.success(),
+        "{}{}",
+        text(&passed.stdout),
+        text(&passed.stderr)
+    );
+    assert!(text(&passed.stdout).contains("(inclusion proofs)"));
+    let mut event: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    let first = event["proof"][0].as_str().unwrap().to_owned();
+    let second = event["proof"][1].as_str().unwrap().to_owned();
+    event["proof"][0] = second.into();
+    event["proof"][1] = first.into();
+    let mut changed = lines.clone();
+    changed[2] = event.to_string();
+    std::fs::write(&flipped, changed.join("\n") + "\n").unwrap();
+    let failed = check(&flipped);
+    assert!(!failed.status.success());
+    assert!(
+        text(&failed.stderr).contains("inclusion proof does not lead to the checkpoint's root"),
+        "{}",
+        text(&failed.stderr)
+    );
 }
 
 /// Adds an author account from the command line.
@@ -1897,4 +1957,186 @@ fn add_author(data: &Path, name: &str) {
         "a long enough password\n",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The one archive segment file whose name starts with `segment-FIRST-`.
+fn segment_file(data: &Path, first: u64) -> PathBuf {
+    let prefix = format!("segment-{first:012}-");
+    let found: Vec<PathBuf> = std::fs::read_dir(data.join("audit-archive"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+#[tokio::test]
+async fn old_events_move_into_segments_that_verify_offline_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        add_author(&data, name);
+    }
+    // Three events from early 2024 and two from mid 2025; the sixth is today's.
+    rewrite_trail(&data, true, |events| {
+        for (i, event) in events.iter_mut().enumerate() {
+            event.1 = match i {
+                0..=2 => format!("2024-01-0{}T10:00:00.000Z", i + 1),
+                3 | 4 => format!("2025-06-0{}T10:00:00.000Z", i + 1),
+                _ => continue,
+            };
+        }
+    })
+    .await;
+    let key = graftbench(&data, &["audit", "key"], "");
+    let pinned = dir.path().join("pinned.vkey");
+    std::fs::write(&pinned, text(&key.stdout)).unwrap();
+    let before = graftbench(&data, &["audit", "checkpoint"], "");
+    assert!(before.status.success(), "{}", text(&before.stderr));
+    let held = dir.path().join("before.txt");
+    std::fs::write(&held, &before.stdout).unwrap();
+    let run = |args: &[&str]| {
+        let out = graftbench(&data, args, "");
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+
+    // Keep 30 months online: the 2024 events go.
+    std::fs::write(data.join("policy.toml"), "[audit]\nonline_months = 30\n").unwrap();
+    let (ok, out, err) = run(&["audit", "archive"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("archived events #1..#3 (3 event(s)"), "{out}");
+    let (ok, out, err) = run(&["audit", "archive"]);
+    assert!(ok && out.contains("nothing to archive"), "{out}{err}");
+    // Then 12: the 2025 ones too, in a second segment after the first.
+    std::fs::write(data.join("policy.toml"), "[audit]\nonline_months = 12\n").unwrap();
+    let (ok, out, err) = run(&["audit", "archive"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("archived events #4..#5 (2 event(s)"), "{out}");
+
+    // Each segment verifies on its own, the second from the frontier of the first.
+    let first = segment_file(&data, 1);
+    let second = segment_file(&data, 4);
+    let mode = std::fs::metadata(data.join("audit-archive"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the archive is private: {mode:o}");
+    let key_arg = pinned.to_str().unwrap();
+    for (segment, says) in [
+        (
+            &first,
+            "the export's first 3 event(s) are the ones the checkpoint commits to",
+        ),
+        (
+            &second,
+            "the export's events #4..#5, on the header's frontier of the 3 before them, are the \
+             ones the checkpoint commits to",
+        ),
+    ] {
+        let (ok, out, err) = run(&[
+            "audit",
+            "verify",
+            "--bundle",
+            arg(segment),
+            "--key",
+            key_arg,
+        ]);
+        assert!(ok, "{segment:?}: {out}{err}");
+        assert!(out.contains(says), "{out}");
+    }
+    // The whole trail, segments and online events, still verifies against the checkpoint
+    // taken before anything was archived, and the archiving is in it.
+    let (ok, out, err) = run(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        arg(&held),
+        "--key",
+        key_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("8 event(s), 5 of them in archive segments"),
+        "{out}"
+    );
+    // The online trail exports from its oldest event with the frontier before it.
+    let export = dir.path().join("online.jsonl");
+    let (ok, _, err) = run(&["audit", "export", "--output", arg(&export)]);
+    assert!(ok, "{err}");
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&export)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["header"]["archived_through"], 5);
+    assert_eq!(header["header"]["first_seq"], 6);
+    assert_eq!(header["header"]["frontier"].as_array().unwrap().len(), 2);
+    let (ok, out, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&export),
+        "--key",
+        key_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("on the header's frontier of the 5 before them"),
+        "{out}"
+    );
+
+    // A changed archived event: the segment's own check names the line, and the live
+    // verify finds the file no longer the one archived.
+    let original = std::fs::read_to_string(&second).unwrap();
+    std::fs::write(&second, original.replace("erin", "eric")).unwrap();
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&second),
+        "--key",
+        key_arg,
+    ]);
+    assert!(
+        !ok && err.contains("event #5: its fields do not match its hash"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["audit", "verify"]);
+    assert!(!ok && err.contains("was changed"), "{err}");
+    // A forged frontier does not rebuild the checkpoint's root.
+    let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+    let mut forged: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    forged["header"]["frontier"][0] = forged["header"]["frontier"][1].clone();
+    lines[0] = forged.to_string();
+    std::fs::write(&second, lines.join("\n") + "\n").unwrap();
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&second),
+        "--key",
+        key_arg,
+    ]);
+    assert!(
+        !ok && err.contains("are not the ones the checkpoint commits to"),
+        "{err}"
+    );
+    // A missing segment is named.
+    std::fs::remove_file(&second).unwrap();
+    let (ok, _, err) = run(&["audit", "verify"]);
+    assert!(
+        !ok && err.contains(second.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    std::fs::write(&second, &original).unwrap();
+    let (ok, out, err) = run(&["audit", "verify"]);
+    assert!(ok, "{out}{err}");
 }

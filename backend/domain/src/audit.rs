@@ -65,6 +65,8 @@ pub enum AuditAction {
     AuditExported,
     /// An evidence bundle (of one change or of a period) was exported.
     AuditEvidenceExported,
+    /// Events older than the retention policy's months moved into an archive segment.
+    AuditArchived,
     /// The server's clock read earlier than the newest event's time: events after this
     /// one may carry times before those of events before it.
     ClockSteppedBack,
@@ -72,7 +74,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -99,6 +101,7 @@ impl AuditAction {
         AuditAction::SessionSignInLocked,
         AuditAction::AuditExported,
         AuditAction::AuditEvidenceExported,
+        AuditAction::AuditArchived,
         AuditAction::ClockSteppedBack,
     ];
 
@@ -131,6 +134,7 @@ impl AuditAction {
             AuditAction::SessionSignInLocked => "session.sign_in_locked",
             AuditAction::AuditExported => "audit.exported",
             AuditAction::AuditEvidenceExported => "audit.evidence_exported",
+            AuditAction::AuditArchived => "audit.archived",
             AuditAction::ClockSteppedBack => "clock.stepped_back",
         }
     }
@@ -339,10 +343,14 @@ impl ChainWalk {
     }
 }
 
-/// Checks events (in storage order by sequence number) against each other and the head.
-/// Returns the number of events.
-pub fn verify_chain(events: &[AuditEvent], head: (i64, &str)) -> Result<usize, BrokenChain> {
-    let mut walk = ChainWalk::default();
+/// Checks events (in storage order by sequence number) against each other and the head,
+/// continuing `walk` (from the start, or after the events archived before them). Returns
+/// the number of events.
+pub fn verify_chain(
+    mut walk: ChainWalk,
+    events: &[AuditEvent],
+    head: (i64, &str),
+) -> Result<usize, BrokenChain> {
     for event in events {
         walk.step(event)?;
     }
@@ -542,15 +550,22 @@ mod tests {
     fn an_intact_chain_verifies() {
         let events = chain(5);
         let (seq, hash) = head(&events);
-        assert_eq!(verify_chain(&events, (seq, &hash)), Ok(5));
-        assert_eq!(verify_chain(&[], (0, GENESIS)), Ok(0));
+        assert_eq!(
+            verify_chain(ChainWalk::default(), &events, (seq, &hash)),
+            Ok(5)
+        );
+        assert_eq!(verify_chain(ChainWalk::default(), &[], (0, GENESIS)), Ok(0));
     }
 
     #[test]
     fn each_kind_of_tampering_names_the_first_bad_event() {
         let events = chain(5);
         let (seq, hash) = head(&events);
-        let first_bad = |events: &[AuditEvent]| verify_chain(events, (seq, &hash)).unwrap_err().seq;
+        let first_bad = |events: &[AuditEvent]| {
+            verify_chain(ChainWalk::default(), events, (seq, &hash))
+                .unwrap_err()
+                .seq
+        };
 
         let mut edited = events.clone();
         edited[2].details = "{\"n\":99}".into();
@@ -575,7 +590,7 @@ mod tests {
         assert_eq!(first_bad(&rehashed), 4);
 
         let truncated = &events[..4];
-        let error = verify_chain(truncated, (seq, &hash)).unwrap_err();
+        let error = verify_chain(ChainWalk::default(), truncated, (seq, &hash)).unwrap_err();
         assert_eq!(error.seq, 5);
         assert!(error.why.contains("deleted from the end"), "{}", error.why);
     }

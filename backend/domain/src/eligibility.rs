@@ -35,7 +35,29 @@ pub struct Policy {
     pub role_grants_need_second_admin: bool,
     /// Deadlines per change tier.
     pub deadlines: Deadlines,
+    /// How long the audit trail stays online.
+    pub audit: AuditRetention,
 }
+
+/// How long audit events stay in the database before they move into an archive segment
+/// (a file that still verifies offline; nothing is deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditRetention {
+    /// Months an event stays online, searchable on the audit page (PCI DSS 10.5.1 keeps a
+    /// year of history with at least the last three months immediately available).
+    pub online_months: u32,
+}
+
+impl Default for AuditRetention {
+    fn default() -> AuditRetention {
+        AuditRetention { online_months: 12 }
+    }
+}
+
+/// The fewest months events may stay online (PCI DSS 10.5.1: three immediately
+/// available).
+pub const MIN_ONLINE_MONTHS: u32 = 3;
 
 /// Time allowed from the report to shipping, per tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +91,7 @@ impl Default for Policy {
             scope_limit: 30,
             role_grants_need_second_admin: true,
             deadlines: Deadlines::default(),
+            audit: AuditRetention::default(),
         }
     }
 }
@@ -118,6 +141,13 @@ impl Policy {
         }
         if !(hours[0] <= hours[1] && hours[1] <= hours[2]) {
             return bad("deadlines must not shrink from incident to emergency to scheduled".into());
+        }
+        if !(MIN_ONLINE_MONTHS..=1200).contains(&self.audit.online_months) {
+            return bad(format!(
+                "audit.online_months {} is outside {MIN_ONLINE_MONTHS} to 1200 (PCI DSS 10.5.1 \
+                 keeps the last three months immediately available)",
+                self.audit.online_months
+            ));
         }
         Ok(())
     }
@@ -463,6 +493,9 @@ mod tests {
         assert_eq!(custom.approvals_required, 3);
         assert_eq!(custom.deadlines.incident_hours, 12);
         assert_eq!(custom.deadlines.emergency_hours, 72);
+        assert_eq!(custom.audit.online_months, 12);
+        let kept = Policy::from_toml("[audit]\nonline_months = 24\n").unwrap();
+        assert_eq!(kept.audit.online_months, 24);
         for (text, expected) in [
             (
                 "approvals_required = 0",
@@ -473,6 +506,8 @@ mod tests {
             ("approvals_required = \"two\"", "invalid type"),
             ("[deadlines]\nincident_hours = 100", "must not shrink"),
             ("[deadlines]\nscheduled_days = 0", "longer than zero"),
+            ("[audit]\nonline_months = 2", "outside 3 to 1200"),
+            ("[audit]\nonline_days = 90", "unknown field"),
         ] {
             let error = Policy::from_toml(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");

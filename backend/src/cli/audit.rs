@@ -3,7 +3,7 @@
 use super::global::Global;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use graftbench::service::checkpoints;
+use graftbench::service::{checkpoints, retention};
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
@@ -22,6 +22,12 @@ pub enum AuditCommand {
     /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
     /// header first; the export is itself an audit event.
     Export(ExportArgs),
+    /// Moves the events older than the policy's `[audit] online_months` into an archive
+    /// segment under DATA_DIR/audit-archive (a JSON Lines export with its own signed
+    /// checkpoint, checked offline by `verify --bundle`); the online chain continues from
+    /// it. Serve does this daily where its database role may; on PostgreSQL run it as the
+    /// database's owner.
+    Archive,
     /// Writes the evidence bundle of one patch (--patch) or of a period (--from, --to):
     /// a tar archive with a printable report, sealed by an audit event in a signed
     /// checkpoint.
@@ -59,6 +65,9 @@ pub struct VerifyArgs {
     /// printed); default: this data directory's own key, which must then exist.
     #[arg(long)]
     key: Option<std::path::PathBuf>,
+    /// Where the archive segments are (default: DATA_DIR/audit-archive).
+    #[arg(long, conflicts_with = "bundle")]
+    archive: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -104,6 +113,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
             Ok(())
         }
         AuditCommand::Export(args) => export(global, args).await,
+        AuditCommand::Archive => archive(global).await,
         AuditCommand::Evidence(args) => evidence(global, args).await,
     }
 }
@@ -168,7 +178,8 @@ async fn export(global: &Global, args: ExportArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     let db = global.open_database().await?;
     let source = format!("graftbench (command line, {})", global.data_dir.display());
-    let mut chunks = export::export(&db, &source, "system", range, format).await?;
+    let mut chunks =
+        export::export(&db, &global.data_dir, &source, "system", range, format).await?;
     // A file is written beside its final name and renamed into place when complete.
     let mut file = match &args.output {
         Some(path) => {
@@ -231,11 +242,13 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
         held.push(checkpoint);
     }
     // Single edits, deletions and moves break the chain: named by sequence number.
-    let count = db.verify_audit().await??;
-    let events = db.audit_events().await?;
-    let tree = checkpoints::Tree::of(&events)?;
+    let archive = args
+        .archive
+        .unwrap_or_else(|| retention::archive_dir(&global.data_dir));
+    let trail = retention::whole_trail(&db, &archive).await??;
+    let tree = &trail.tree;
     if !held.is_empty() {
-        let against = checkpoints::against_all(&tree, &held)?;
+        let against = checkpoints::against_all(tree, &held)?;
         for line in &against.report {
             println!("{line}");
         }
@@ -258,8 +271,18 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
             );
         }
     }
-    println!("the audit trail is intact: {count} event(s)");
-    let unexplained = db.unexplained_rows().await?;
+    let count = trail.events.len();
+    if trail.archived > 0 {
+        println!(
+            "the audit trail is intact: {count} event(s), {} of them in archive segments \
+             under {}",
+            trail.archived,
+            archive.display()
+        );
+    } else {
+        println!("the audit trail is intact: {count} event(s)");
+    }
+    let unexplained = db.unexplained_rows_given(&trail.events).await?;
     if unexplained.is_empty() {
         println!("every sign-off, revision, role and account state has its event");
         return Ok(());
@@ -272,6 +295,33 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
          Graftbench",
         unexplained.len()
     )
+}
+
+async fn archive(global: &Global) -> Result<()> {
+    global.create_data_dir()?;
+    let policy = graftbench_domain::eligibility::LoadedPolicy::load(&global.data_dir)?.policy;
+    let db = global.open_database().await?;
+    let source = format!("graftbench (command line, {})", global.data_dir.display());
+    match retention::archive(&db, &global.data_dir, &policy.audit, &source).await? {
+        Some(done) => {
+            let s = &done.segment;
+            println!(
+                "archived events #{}..#{} ({} event(s), {} to {}) into {} (SHA-256 {})",
+                s.first_seq,
+                s.last_seq,
+                s.events,
+                s.first_at,
+                s.last_at,
+                done.path.display(),
+                s.sha256
+            );
+        }
+        None => println!(
+            "nothing to archive: no event older than {} month(s) but the newest",
+            policy.audit.online_months
+        ),
+    }
+    Ok(())
 }
 
 /// Checks a bundle or a JSON Lines export with no database and no network.

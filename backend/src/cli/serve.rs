@@ -150,6 +150,12 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
             std::time::Duration::from_secs(60 * u64::from(args.checkpoint_minutes)),
         )?;
     }
+    spawn_archiver(
+        db.clone(),
+        global.data_dir.clone(),
+        config.policy.policy.audit.clone(),
+    )
+    .await?;
     let router = web::router(&config, db).await?;
     let url = format!(
         "{}/",
@@ -214,6 +220,48 @@ fn spawn_checkpoint_signer(
             match graftbench::service::tree::sign_checkpoint(&db, &data_dir).await {
                 Ok(made) => tracing::info!(size = made.size, "audit checkpoint signed"),
                 Err(e) => tracing::error!(error = %e, "signing an audit checkpoint failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Moves events older than the policy's online months into archive segments at the start
+/// and then daily, where this server's database role may delete audit events (SQLite,
+/// or PostgreSQL as the owner, which serve warns about); otherwise `graftbench audit
+/// archive` run as the owner does it.
+async fn spawn_archiver(
+    db: store::Database,
+    data_dir: PathBuf,
+    retention: graftbench_domain::eligibility::AuditRetention,
+) -> Result<()> {
+    use graftbench::service::{checkpoints, retention};
+    if !db.can_rewrite_audit_events().await? {
+        tracing::info!(
+            "this database role may not move audit events into archive segments: run \
+             `graftbench audit archive` as the database's owner (daily, e.g. from cron)"
+        );
+        return Ok(());
+    }
+    if checkpoints::load_key(&data_dir)?.is_none() {
+        tracing::warn!("no audit checkpoint key: events are not archived");
+        return Ok(());
+    }
+    let source = format!("graftbench serve ({})", data_dir.display());
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(24 * 60 * 60));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match retention::archive(&db, &data_dir, &retention, &source).await {
+                Ok(Some(done)) => tracing::info!(
+                    first = done.segment.first_seq,
+                    last = done.segment.last_seq,
+                    file = %done.path.display(),
+                    "audit events archived"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "archiving audit events failed"),
             }
         }
     });

@@ -6,6 +6,7 @@
 
 use graftbench_domain::audit::AuditEvent;
 use signed_note::{Note, StandardSigner, StandardVerifier, VerifierList};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tlog_tiles::{Checkpoint, Hash, HashReader};
 
@@ -112,10 +113,16 @@ pub fn load_or_create_key(data_dir: &Path) -> Result<(String, String), Checkpoin
     }
 }
 
-/// The trail as an RFC 6962 tree: each event's hash (its 32 bytes) is a leaf.
+/// The trail as an RFC 6962 tree: each event's hash (its 32 bytes) is a leaf. It may
+/// start after the first event, from the frontier of the events before (see
+/// [`Tree::after`]).
 #[derive(Default)]
 pub struct Tree {
+    /// The stored hashes (tlog's numbering) from `first_stored` on.
     stored: Vec<Hash>,
+    first_stored: u64,
+    /// The frontier's hashes, by stored index, when the tree starts after event 0.
+    frontier: HashMap<u64, Hash>,
     leaves: u64,
 }
 
@@ -124,9 +131,11 @@ impl HashReader for Tree {
         indexes
             .iter()
             .map(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| self.stored.get(i))
+                let own = i
+                    .checked_sub(self.first_stored)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.stored.get(i));
+                own.or_else(|| self.frontier.get(&i))
                     .copied()
                     .ok_or(tlog_tiles::Error::IndexesNotInTree)
             })
@@ -134,7 +143,42 @@ impl HashReader for Tree {
     }
 }
 
+/// The stored indexes of the frontier of a tree of `size` leaves: the roots of the
+/// complete subtrees it splits into, largest (leftmost) first. Those hashes and the
+/// leaves after them give every root of the larger trees, so a part of the trail that
+/// does not start at event 1 still verifies against a checkpoint on its own.
+pub fn frontier_indexes(size: u64) -> Vec<u64> {
+    let mut indexes = Vec::new();
+    let mut start = 0u64;
+    for level in (0..64u8).rev() {
+        if size & (1u64 << level) != 0 {
+            indexes.push(tlog_tiles::stored_hash_index(level, start >> level));
+            start += 1u64 << level;
+        }
+    }
+    indexes
+}
+
 impl Tree {
+    /// The tree of the first `size` leaves known only by their frontier
+    /// ([`frontier_indexes`], in that order), ready for the leaves after them.
+    pub fn after(size: u64, frontier: &[Hash]) -> Result<Tree, CheckpointError> {
+        let indexes = frontier_indexes(size);
+        if indexes.len() != frontier.len() {
+            return Err(CheckpointError::Tree(format!(
+                "a tree of {size} event(s) has a frontier of {} hash(es), not {}",
+                indexes.len(),
+                frontier.len()
+            )));
+        }
+        Ok(Tree {
+            stored: Vec::new(),
+            first_stored: tlog_tiles::stored_hash_count(size),
+            frontier: indexes.into_iter().zip(frontier.iter().copied()).collect(),
+            leaves: size,
+        })
+    }
+
     /// The tree of `events`, in sequence order.
     pub fn of(events: &[AuditEvent]) -> Result<Tree, CheckpointError> {
         let mut tree = Tree::default();
@@ -277,4 +321,49 @@ pub fn against_all(tree: &Tree, held: &[Checkpoint]) -> Result<Verdict, Checkpoi
         }
     }
     Ok(verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn event(seq: i64) -> AuditEvent {
+        AuditEvent {
+            seq,
+            at: String::new(),
+            actor: String::new(),
+            action: String::new(),
+            subject: String::new(),
+            details: String::new(),
+            prev_hash: String::new(),
+            hash: hex::encode(sha2::Sha256::digest(seq.to_be_bytes())),
+        }
+    }
+
+    #[test]
+    fn a_tree_started_from_a_frontier_has_the_whole_trees_roots() {
+        let events: Vec<AuditEvent> = (1..=70).map(event).collect();
+        let whole = Tree::of(&events).unwrap();
+        for start in 0..70u64 {
+            let frontier = whole
+                .read_hashes(&frontier_indexes(start))
+                .expect("the whole tree holds every frontier");
+            let mut part = Tree::after(start, &frontier).unwrap();
+            for e in &events[start as usize..] {
+                part.push(e).unwrap();
+            }
+            for n in start.max(1)..=70 {
+                assert_eq!(part.root(n).unwrap(), whole.root(n).unwrap(), "{start} {n}");
+            }
+            // Of the smaller trees, it knows at most some roots (those its frontier holds):
+            // never a wrong one.
+            for n in 1..start {
+                if let Ok(root) = part.root(n) {
+                    assert_eq!(root, whole.root(n).unwrap(), "{start} {n}");
+                }
+            }
+        }
+        assert!(Tree::after(5, &[]).is_err());
+    }
 }

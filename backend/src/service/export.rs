@@ -4,12 +4,15 @@
 //! export holds. Events stream from the database to the client; the export itself is an
 //! audit event (PCI DSS 10.2.1.3: access to the audit logs).
 
+use super::checkpoints::CheckpointError;
+use super::tree::{self, StoredTree};
 use crate::clock;
 use crate::store::audit::{export_events_sql, ExportRange};
 use crate::store::{Database, DbError};
 use futures_util::StreamExt;
 use graftbench_domain::audit::{neutralised_csv_cell, AuditAction, AuditEvent, AuditSubject};
 use serde::Serialize;
+use std::path::Path;
 use tokio::sync::mpsc;
 
 /// The two forms of an export.
@@ -72,8 +75,25 @@ pub struct ExportHeader {
     /// How many events follow.
     pub events: i64,
     /// The smallest stored signed checkpoint whose tree holds the last event exported (its
-    /// signed note), or `null` when none was made since.
+    /// signed note; one is signed for the export when none was), or `null` when this
+    /// instance has no checkpoint key.
     pub checkpoint: Option<String>,
+    /// The last event moved into an archive segment (`DATA_DIR/audit-archive`), when
+    /// any were: events up to it are not online and not in this export.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_through: Option<i64>,
+    /// Whether each event carries its inclusion proof into that checkpoint (JSON Lines
+    /// exports of filtered events).
+    pub inclusion_proofs: bool,
+    /// For an export of consecutive events that does not start at event 1: the roots of
+    /// the complete subtrees of the tree of the events before its first (largest first),
+    /// from which its own events rebuild the checkpoint's tree.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<String>,
+    /// For an export of consecutive events that ends before the checkpoint does: the
+    /// consistency proof from the tree up to its last event to the checkpoint's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consistency_proof: Vec<String>,
 }
 
 /// The events an export covers, from what a person typed: exact actor and subject, an
@@ -108,24 +128,28 @@ pub fn range(
 }
 
 /// A chunk of an export as it is sent.
-pub type Chunk = Result<Vec<u8>, DbError>;
+pub type Chunk = Result<Vec<u8>, CheckpointError>;
 
-/// Starts an export of `range` for `actor`: records the export in the trail, then sends
-/// the header and every event through the returned channel as they are read. The caller
-/// streams the chunks to a client or a file; the channel's bound keeps memory flat.
+/// Events read and proved at a time.
+const BATCH: usize = 1024;
+
+/// Starts an export of `range` for `actor`: records the export in the trail, finds the
+/// smallest stored checkpoint covering what it exports (or signs one with the instance's
+/// key in `data_dir`, when there is a key), then sends the header and every event through
+/// the returned channel as they are read. A JSON Lines export that is not the trail from
+/// its first event carries each event's inclusion proof into that checkpoint, so that it
+/// verifies offline on its own. The caller streams the chunks to a client or a file; the
+/// channel's bound keeps memory flat.
 pub async fn export(
     db: &Database,
+    data_dir: &Path,
     source: &str,
     actor: &str,
     mut range: ExportRange,
     format: ExportFormat,
-) -> Result<mpsc::Receiver<Chunk>, DbError> {
+) -> Result<mpsc::Receiver<Chunk>, CheckpointError> {
     range.up_to_seq = db.audit_head_seq().await?;
     let (events, first_seq, last_seq) = db.export_counts(&range).await?;
-    let checkpoint = match last_seq {
-        Some(last) => db.checkpoint_covering(last).await?,
-        None => None,
-    };
     let filters = serde_json::json!({
         "actor": range.actor,
         "action": if range.action_prefix.is_empty() { &range.action } else { &range.action_prefix },
@@ -133,18 +157,6 @@ pub async fn export(
         "from": range.from,
         "to": range.to,
     });
-    let header = ExportHeader {
-        format: "graftbench-audit-export/1",
-        source: source.to_owned(),
-        exported_by: actor.to_owned(),
-        extracted_at: clock::now(),
-        filters: filters.clone(),
-        trail_head_seq: range.up_to_seq,
-        first_seq,
-        last_seq,
-        events,
-        checkpoint,
-    };
     db.record(
         actor,
         AuditAction::AuditExported,
@@ -158,10 +170,86 @@ pub async fn export(
         }),
     )
     .await?;
+    let header = ExportHeader {
+        format: "graftbench-audit-export/1",
+        source: source.to_owned(),
+        exported_by: actor.to_owned(),
+        extracted_at: clock::now(),
+        filters,
+        trail_head_seq: range.up_to_seq,
+        first_seq,
+        last_seq,
+        events,
+        archived_through: None,
+        checkpoint: None,
+        inclusion_proofs: false,
+        frontier: Vec::new(),
+        consistency_proof: Vec::new(),
+    };
+    let (header, proofs_into) = tie_to_checkpoint(db, data_dir, header, &range, format).await?;
+    Ok(start(db, header, range, format, proofs_into))
+}
+
+/// Fills in what ties the export's events to a signed checkpoint: the smallest stored
+/// one covering the last event (or one signed now), and per-event inclusion proofs
+/// where the export cannot rebuild the tree itself; otherwise (the online trail from its
+/// oldest event, filtered by nothing but an end time) the frontier of the tree before
+/// its first event and, when it ends before the checkpoint, the consistency proof to it.
+/// Returns the header and the tree size the events are proved into, if they are.
+pub(crate) async fn tie_to_checkpoint(
+    db: &Database,
+    data_dir: &Path,
+    mut header: ExportHeader,
+    range: &ExportRange,
+    format: ExportFormat,
+) -> Result<(ExportHeader, Option<u64>), CheckpointError> {
+    header.archived_through = db.archived_through().await?;
+    let (Some(first), Some(last)) = (header.first_seq, header.last_seq) else {
+        return Ok((header, None));
+    };
+    let Some((size, note)) = covering_checkpoint(db, data_dir, last).await? else {
+        return Ok((header, None));
+    };
+    header.checkpoint = Some(note);
+    if !range.is_contiguous() {
+        let proofs_into = (format == ExportFormat::JsonLines).then_some(size);
+        header.inclusion_proofs = proofs_into.is_some();
+        return Ok((header, proofs_into));
+    }
+    let (first, last) = (
+        u64::try_from(first).unwrap_or(0),
+        u64::try_from(last).unwrap_or(0),
+    );
+    let mut tree = StoredTree::new(db);
+    header.frontier = tree
+        .frontier(first.saturating_sub(1))
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if last < size {
+        header.consistency_proof = tree
+            .consistency_proof(last, size)
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+    Ok((header, None))
+}
+
+/// Sends `header` and the events of `range` through the returned channel as they are
+/// read, with their inclusion proofs into the tree of `proofs_into` events when given.
+pub(crate) fn start(
+    db: &Database,
+    header: ExportHeader,
+    range: ExportRange,
+    format: ExportFormat,
+    proofs_into: Option<u64>,
+) -> mpsc::Receiver<Chunk> {
     let (sender, receiver) = mpsc::channel(16);
     let db = db.clone();
     tokio::spawn(async move {
-        let sql = export_events_sql();
         let first = match format {
             ExportFormat::JsonLines => json_line(&serde_json::json!({ "header": header })),
             ExportFormat::Csv => csv_preamble(&header),
@@ -169,32 +257,82 @@ pub async fn export(
         if sender.send(Ok(first)).await.is_err() {
             return;
         }
-        let mut rows = std::pin::pin!(db.export_events(&range, &sql));
-        let mut batch = Vec::with_capacity(64 << 10);
-        while let Some(event) = rows.next().await {
-            let event = match event {
-                Ok(event) => event,
-                Err(e) => {
-                    let _ = sender.send(Err(e)).await;
-                    return;
-                }
-            };
-            match format {
-                ExportFormat::JsonLines => batch.extend(json_line(&event_json(&event))),
-                ExportFormat::Csv => batch.extend(csv_row(&event)),
-            }
-            if batch.len() >= 60 << 10 {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(64 << 10));
-                if sender.send(Ok(full)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = sender.send(Ok(batch)).await;
+        if let Err(e) = stream_events(&db, &range, format, proofs_into, &sender).await {
+            let _ = sender.send(Err(e)).await;
         }
     });
-    Ok(receiver)
+    receiver
+}
+
+/// The smallest stored checkpoint that covers event `last` (size and signed note), or a
+/// new one signed now; `None` when there is none and this instance has no key.
+async fn covering_checkpoint(
+    db: &Database,
+    data_dir: &Path,
+    last: i64,
+) -> Result<Option<(u64, String)>, CheckpointError> {
+    if let Some(stored) = db.checkpoint_covering(last).await? {
+        let size = u64::try_from(stored.size)
+            .map_err(|_| DbError::Corrupt(format!("checkpoint of {} events", stored.size)))?;
+        return Ok(Some((size, stored.note)));
+    }
+    match tree::sign_checkpoint(db, data_dir).await {
+        Ok(made) => Ok(Some((made.size, made.note))),
+        Err(CheckpointError::NoKey(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends the events of `range`, in chunks of about 60 KiB, with their inclusion proofs
+/// into the tree of `proofs_into` events when given. Stops quietly when the receiver
+/// went away.
+async fn stream_events(
+    db: &Database,
+    range: &ExportRange,
+    format: ExportFormat,
+    proofs_into: Option<u64>,
+    sender: &mpsc::Sender<Chunk>,
+) -> Result<(), CheckpointError> {
+    let sql = export_events_sql();
+    let mut rows = std::pin::pin!(db.export_events(range, &sql).chunks(BATCH));
+    let mut tree = StoredTree::new(db);
+    let mut out = Vec::with_capacity(64 << 10);
+    while let Some(batch) = rows.next().await {
+        let batch: Vec<AuditEvent> = batch.into_iter().collect::<Result<_, _>>()?;
+        let proofs = match proofs_into {
+            Some(size) => {
+                let seqs: Vec<u64> = batch
+                    .iter()
+                    .map(|e| u64::try_from(e.seq).unwrap_or(0))
+                    .collect();
+                tree.inclusion_proofs(&seqs, size).await?
+            }
+            None => Vec::new(),
+        };
+        let mut proofs = proofs.into_iter();
+        for event in &batch {
+            match format {
+                ExportFormat::JsonLines => {
+                    let mut line = event_json(event);
+                    if let Some(proof) = proofs.next() {
+                        line["proof"] = proof.iter().map(ToString::to_string).collect();
+                    }
+                    out.extend(json_line(&line));
+                }
+                ExportFormat::Csv => out.extend(csv_row(event)),
+            }
+            if out.len() >= 60 << 10 {
+                let full = std::mem::replace(&mut out, Vec::with_capacity(64 << 10));
+                if sender.send(Ok(full)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if !out.is_empty() {
+        let _ = sender.send(Ok(out)).await;
+    }
+    Ok(())
 }
 
 fn json_line(value: &serde_json::Value) -> Vec<u8> {

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod evidence;
 pub mod export;
 pub mod pages;
+pub mod retention;
 pub mod review;
 pub mod submit;
 pub mod tree;

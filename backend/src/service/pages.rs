@@ -9,7 +9,8 @@ use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, InterdiffView, MailView,
-    PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SessionUser, UserAccount,
+    PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SegmentView, SessionUser,
+    UserAccount,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -363,6 +364,8 @@ impl Workbench for DbWorkbench {
                 .checkpoints(AUDIT_PAGE_CHECKPOINTS)
                 .await
                 .map_err(internal)?;
+            let oldest_online = self.db.oldest_online_event().await.map_err(internal)?;
+            let segments = self.db.segments().await.map_err(internal)?;
             Ok(AuditPage {
                 events: events
                     .into_iter()
@@ -386,6 +389,19 @@ impl Workbench for DbWorkbench {
                         size: c.size,
                         created_at: c.created_at,
                         root: c.root,
+                    })
+                    .collect(),
+                online_months: self.policy.policy.audit.online_months,
+                oldest_online: oldest_online.map(|e| (e.seq, e.at)),
+                segments: segments
+                    .into_iter()
+                    .map(|s| SegmentView {
+                        first_seq: s.first_seq,
+                        last_seq: s.last_seq,
+                        first_at: s.first_at,
+                        last_at: s.last_at,
+                        file: s.file,
+                        sha256: s.sha256,
                     })
                     .collect(),
             })

@@ -162,6 +162,20 @@ impl<'a> StoredTree<'a> {
         self.with_hashes(|r| tlog_tiles::tree_hash(size, r)).await
     }
 
+    /// The frontier of the tree of the first `size` events
+    /// ([`checkpoints::frontier_indexes`]): what the events after them need to rebuild
+    /// every larger tree's root.
+    pub async fn frontier(&mut self, size: u64) -> Result<Vec<Hash>, CheckpointError> {
+        let leaves = self.grow().await?;
+        if size > leaves {
+            return Err(CheckpointError::Range(format!(
+                "the frontier of {size} event(s): the trail has {leaves}"
+            )));
+        }
+        let indexes = checkpoints::frontier_indexes(size);
+        self.with_hashes(|r| r.read_hashes(&indexes)).await
+    }
+
     /// The inclusion proof of event `seq` (1-based) in the tree of the first `size`
     /// events, from the leaf up (RFC 6962 §2.1.1).
     pub async fn inclusion_proof(
@@ -296,37 +310,51 @@ pub struct Made {
 /// checkpoint must carry the same key's signature. Signing the same size twice gives the
 /// same note (Ed25519 is deterministic): replicas racing here store one.
 pub async fn sign_checkpoint(db: &Database, data_dir: &Path) -> Result<Made, CheckpointError> {
+    let size = StoredTree::new(db).grow().await?;
+    sign_checkpoint_of(db, data_dir, size).await
+}
+
+/// Signs and stores a checkpoint of the first `size` events (at most the events the
+/// stored tree holds), as [`sign_checkpoint`] does; an archive segment's own checkpoint
+/// ends exactly at its last event.
+pub async fn sign_checkpoint_of(
+    db: &Database,
+    data_dir: &Path,
+    size: u64,
+) -> Result<Made, CheckpointError> {
     let Some((skey, vkey)) = checkpoints::load_key(data_dir)? else {
         return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
     };
-    let newest = db.checkpoints(1).await?.into_iter().next();
-    if let Some(newest) = &newest {
+    if let Some(newest) = db.checkpoints(1).await?.into_iter().next() {
         if checkpoints::open(newest.note.as_bytes(), &vkey).is_err() {
             return Err(CheckpointError::ForeignKey(
                 data_dir.join(checkpoints::KEY_FILE),
             ));
         }
     }
-    let mut tree = StoredTree::new(db);
-    let size = tree.grow().await?;
     if size == 0 {
         return Err(CheckpointError::Range(
             "the trail has no events yet: there is nothing to sign".into(),
         ));
     }
-    if let Some(newest) = newest.filter(|c| u64::try_from(c.size) == Ok(size)) {
-        return Ok(Made {
-            size,
-            note: newest.note,
-        });
+    let leaves = db.tree_leaves().await?;
+    if size > leaves {
+        return Err(CheckpointError::Range(format!(
+            "a checkpoint of {size} event(s): the Merkle tree holds {leaves}"
+        )));
     }
-    let root = tree.root(size).await?;
+    let stored_size = i64::try_from(size).unwrap_or(i64::MAX);
+    if let Some(stored) = db.checkpoint(stored_size).await? {
+        if checkpoints::open(stored.note.as_bytes(), &vkey).is_ok() {
+            return Ok(Made {
+                size,
+                note: stored.note,
+            });
+        }
+    }
+    let root = StoredTree::new(db).root(size).await?;
     let note = checkpoints::sign(size, root, &skey)?;
-    db.store_checkpoint(
-        i64::try_from(size).unwrap_or(i64::MAX),
-        &root.to_string(),
-        &note,
-    )
-    .await?;
+    db.store_checkpoint(stored_size, &root.to_string(), &note)
+        .await?;
     Ok(Made { size, note })
 }

@@ -4,7 +4,7 @@
 use super::{Database, DbError};
 use crate::clock;
 use graftbench_domain::audit::{
-    unexplained_rows, verify_chain, AuditAction, AuditEvent, AuditSubject, BrokenChain,
+    unexplained_rows, verify_chain, AuditAction, AuditEvent, AuditSubject, BrokenChain, ChainWalk,
     EventFields, ExplainedTables,
 };
 use sqlx::Row;
@@ -218,15 +218,18 @@ impl Database {
             .transpose()
     }
 
-    /// The smallest stored checkpoint that covers event `seq` (its tree holds it), as the
-    /// signed note.
-    pub async fn checkpoint_covering(&self, seq: i64) -> Result<Option<String>, DbError> {
-        Ok(sqlx::query_scalar(
-            "SELECT note FROM audit_checkpoints WHERE size >= $1 ORDER BY size LIMIT 1",
+    /// The smallest stored checkpoint that covers event `seq` (its tree holds it).
+    pub async fn checkpoint_covering(&self, seq: i64) -> Result<Option<StoredCheckpoint>, DbError> {
+        sqlx::query(
+            "SELECT size, root, note, created_at FROM audit_checkpoints
+             WHERE size >= $1 ORDER BY size LIMIT 1",
         )
         .bind(seq)
         .fetch_optional(self.pool())
-        .await?)
+        .await?
+        .as_ref()
+        .map(checkpoint_from_row)
+        .transpose()
     }
 
     /// The head: the last sequence number written and its event's hash.
@@ -298,6 +301,15 @@ impl Database {
     /// ([`unexplained_rows`]).
     pub async fn unexplained_rows(&self) -> Result<Vec<String>, DbError> {
         let events = self.audit_events().await?;
+        self.unexplained_rows_given(&events).await
+    }
+
+    /// [`Database::unexplained_rows`] given the trail's events (with those of the archive
+    /// segments, which explain older rows).
+    pub async fn unexplained_rows_given(
+        &self,
+        events: &[AuditEvent],
+    ) -> Result<Vec<String>, DbError> {
         let mut tables = ExplainedTables::default();
         for r in sqlx::query(
             "SELECT s.id, s.patch_id, s.revision, s.revision_sha256, u.username, s.verdict
@@ -347,18 +359,169 @@ impl Database {
                 .accounts
                 .push((r.try_get("username")?, disabled.is_some()));
         }
-        Ok(unexplained_rows(&events, &tables))
+        Ok(unexplained_rows(events, &tables))
     }
 
-    /// Walks the whole trail: the number of events, or the first broken link.
+    /// Walks the online trail (from the last archive segment's last event): the number
+    /// of events, or the first broken link.
     pub async fn verify_audit(&self) -> Result<Result<usize, BrokenChain>, DbError> {
         let events = self.audit_events().await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(self.pool())
+        let head = self.audit_head().await?;
+        let walk = match self.segments().await?.last() {
+            Some(segment) => ChainWalk::after(segment.last_seq, &segment.last_hash),
+            None => ChainWalk::default(),
+        };
+        Ok(verify_chain(walk, &events, (head.0, &head.1)))
+    }
+}
+
+/// An archive segment: events moved out of the database into a file that verifies on
+/// its own (see `service::retention`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Its first event.
+    pub first_seq: i64,
+    /// Its last event.
+    pub last_seq: i64,
+    /// The last event's hash: the online chain continues from it.
+    pub last_hash: String,
+    /// The first event's time.
+    pub first_at: String,
+    /// The last event's time.
+    pub last_at: String,
+    /// How many events it holds.
+    pub events: i64,
+    /// The file's name in the archive directory.
+    pub file: String,
+    /// The file's SHA-256 (hex).
+    pub sha256: String,
+    /// The file's size.
+    pub bytes: i64,
+    /// When it was made (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+impl Database {
+    /// The archive segments, oldest first.
+    pub async fn segments(&self) -> Result<Vec<Segment>, DbError> {
+        let rows = sqlx::query(
+            "SELECT first_seq, last_seq, last_hash, first_at, last_at, events, file, sha256,
+                    bytes, created_at
+             FROM audit_segments ORDER BY first_seq",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Segment {
+                    first_seq: r.try_get("first_seq")?,
+                    last_seq: r.try_get("last_seq")?,
+                    last_hash: r.try_get("last_hash")?,
+                    first_at: r.try_get("first_at")?,
+                    last_at: r.try_get("last_at")?,
+                    events: r.try_get("events")?,
+                    file: r.try_get("file")?,
+                    sha256: r.try_get("sha256")?,
+                    bytes: r.try_get("bytes")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The last event archived, when any was.
+    pub async fn archived_through(&self) -> Result<Option<i64>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(last_seq) FROM audit_segments")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// The oldest event still in the database.
+    pub async fn oldest_online_event(&self) -> Result<Option<AuditEvent>, DbError> {
+        sqlx::query(
+            "SELECT seq, at, actor, action, subject, details, prev_hash, hash
+             FROM audit_events WHERE seq = (SELECT MIN(seq) FROM audit_events)",
+        )
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(event_from_row)
+        .transpose()
+    }
+
+    /// The first event recorded at or after `at` (RFC 3339 UTC), by sequence number.
+    pub async fn first_event_since(&self, at: &str) -> Result<Option<i64>, DbError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(seq) FROM audit_events WHERE at >= $1")
+                .bind(at)
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// Moves the events of `segment`, already written to its file, out of the database:
+    /// records the segment, deletes its events and appends an `audit.archived` event, in
+    /// one transaction; the event's sequence number. `None` (nothing changes) unless the
+    /// segment starts at the oldest online event and ends at the event it names, so that
+    /// two archivers cannot both move the same events.
+    pub async fn archive_segment(
+        &self,
+        segment: &Segment,
+        details: &serde_json::Value,
+    ) -> Result<Option<i64>, DbError> {
+        let mut tx = self.pool().begin().await?;
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_events")
+            .fetch_one(&mut *tx)
             .await?;
-        let seq: i64 = head.try_get("seq")?;
-        let hash: String = head.try_get("hash")?;
-        Ok(verify_chain(&events, (seq, &hash)))
+        let last_hash: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE seq = $1")
+                .bind(segment.last_seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if oldest != Some(segment.first_seq) || last_hash.as_deref() != Some(&segment.last_hash) {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO audit_segments (first_seq, last_seq, last_hash, first_at, last_at,
+                 events, file, sha256, bytes, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(segment.first_seq)
+        .bind(segment.last_seq)
+        .bind(&segment.last_hash)
+        .bind(&segment.first_at)
+        .bind(&segment.last_at)
+        .bind(segment.events)
+        .bind(&segment.file)
+        .bind(&segment.sha256)
+        .bind(segment.bytes)
+        .bind(&segment.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM audit_events WHERE seq >= $1 AND seq <= $2")
+            .bind(segment.first_seq)
+            .bind(segment.last_seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if i64::try_from(deleted) != Ok(segment.events) {
+            return Err(DbError::Corrupt(format!(
+                "events #{}..#{} should be {} but {deleted} were found",
+                segment.first_seq, segment.last_seq, segment.events
+            )));
+        }
+        let seq = append(
+            &mut tx,
+            "system",
+            AuditAction::AuditArchived,
+            &AuditSubject::Trail,
+            details,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(seq))
     }
 }
 
@@ -424,6 +587,22 @@ pub fn export_events_sql() -> String {
 }
 
 impl ExportRange {
+    /// Whether the range is the online trail from its oldest event with nothing left out
+    /// (no filter, no start time; an end time only cuts it short): its events are
+    /// consecutive, so an export of it rebuilds the tree itself and needs no inclusion
+    /// proofs.
+    pub fn is_contiguous(&self) -> bool {
+        [
+            &self.actor,
+            &self.action,
+            &self.action_prefix,
+            &self.subject,
+            &self.from,
+        ]
+        .iter()
+        .all(|field| field.is_empty())
+    }
+
     fn bind<'q>(
         &'q self,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,

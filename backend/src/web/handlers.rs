@@ -561,7 +561,15 @@ pub(super) async fn api_audit_export(
         &query.to,
     )
     .map_err(invalid)?;
-    let chunks = export::export(&state.db, &state.instance, &user.username, range, format).await?;
+    let chunks = export::export(
+        &state.db,
+        &state.data_dir,
+        &state.instance,
+        &user.username,
+        range,
+        format,
+    )
+    .await?;
     tracing::info!(user = %user.username, "audit trail exported");
     use futures_util::StreamExt;
     let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
@@ -724,6 +732,85 @@ pub(super) async fn api_audit_checkpoint(
         &format!("graftbench-audit-checkpoint-{size}.txt"),
         checkpoint.note,
     ))
+}
+
+/// `GET /api/v1/audit/segments`: the archive segments, oldest first.
+pub(super) async fn api_audit_segments(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let segments = state.db.segments().await?;
+    Ok(Json(serde_json::json!({
+        "segments": segments
+            .iter()
+            .map(|s| serde_json::json!({
+                "first_seq": s.first_seq,
+                "last_seq": s.last_seq,
+                "events": s.events,
+                "first_at": s.first_at,
+                "last_at": s.last_at,
+                "file": s.file,
+                "sha256": s.sha256,
+                "bytes": s.bytes,
+                "created_at": s.created_at,
+            }))
+            .collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/audit/segments/{first_seq}`: an archive segment's file (a JSON Lines
+/// export that `graftbench audit verify --bundle` checks offline). Reading it is access
+/// to the audit trail: recorded like an export.
+pub(super) async fn api_audit_segment(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path(first_seq): Path<i64>,
+) -> Result<Response, ApiError> {
+    require_audit_reader(&user)?;
+    let segment = state
+        .db
+        .segments()
+        .await?
+        .into_iter()
+        .find(|s| s.first_seq == first_seq)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no archive segment starts at event #{first_seq}"))
+        })?;
+    let path = crate::service::retention::archive_dir(&state.data_dir).join(&segment.file);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "an archive segment's file is missing");
+        ApiError::internal(e)
+    })?;
+    state
+        .db
+        .record(
+            &user.username,
+            AuditAction::AuditExported,
+            &AuditSubject::Trail,
+            &serde_json::json!({
+                "archive_segment": segment.file,
+                "first_seq": segment.first_seq,
+                "last_seq": segment.last_seq,
+                "events": segment.events,
+            }),
+        )
+        .await?;
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jsonl; charset=utf-8"),
+    );
+    if let Ok(bytes) = u64::try_from(segment.bytes) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", segment.file))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }
 
 /// `POST /audit/checkpoints`: the audit page's "Sign a checkpoint now"; back to the list.

@@ -285,6 +285,11 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/audit/checkpoints/{size}",
             get(handlers::api_audit_checkpoint),
         )
+        .route("/api/v1/audit/segments", get(handlers::api_audit_segments))
+        .route(
+            "/api/v1/audit/segments/{first_seq}",
+            get(handlers::api_audit_segment),
+        )
         .route("/api/v1/policy", get(handlers::api_policy))
         .route(
             "/api/v1/users",

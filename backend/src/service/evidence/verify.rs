@@ -148,28 +148,31 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Op
 }
 
 /// The events of a JSON Lines body: each one's hash, links between neighbours, proofs
-/// against `tree`. Returns (events, with proofs, first, last, contiguous-from-1 tree).
+/// against `tree`, and the tree they extend from `start` (the tree of the events before
+/// the first, known by its frontier; empty from event 1) while they run consecutively.
 struct EventWalk {
     count: u64,
     proved: u64,
     first: Option<i64>,
     last: Option<(i64, String)>,
-    /// The tree of the events, while they run 1, 2, 3, ... from the first.
+    /// The tree of the events, while they run consecutively on from the start's.
     contiguous: Option<Tree>,
 }
 
 fn walk_events(
     reader: &mut impl BufRead,
     tree: Option<(u64, Hash)>,
+    start: Tree,
     what: &str,
     outcome: &mut Outcome,
 ) -> std::io::Result<EventWalk> {
+    let first_expected = i64::try_from(start.size()).unwrap_or(i64::MAX - 1) + 1;
     let mut walk = EventWalk {
         count: 0,
         proved: 0,
         first: None,
         last: None,
-        contiguous: Some(Tree::default()),
+        contiguous: Some(start),
     };
     let mut buf = Vec::new();
     let mut line_number = 0;
@@ -216,7 +219,10 @@ fn walk_events(
             }
         }
         walk.first.get_or_insert(event.seq);
-        let expected = walk.last.as_ref().map_or(1, |(seq, _)| seq + 1);
+        let expected = walk
+            .last
+            .as_ref()
+            .map_or(first_expected, |(seq, _)| seq + 1);
         match walk.contiguous.as_mut() {
             Some(tree) if event.seq == expected => {
                 if tree.push(&event).is_err() {
@@ -259,6 +265,25 @@ fn open_checkpoint(
     }
 }
 
+/// The tree an export's events extend: of the events before its first, from the
+/// header's frontier (an archive segment, or the online trail after one); empty when it
+/// names none.
+fn export_start(header: &serde_json::Value) -> Result<Tree, String> {
+    let Some(frontier) = header.get("frontier") else {
+        return Ok(Tree::default());
+    };
+    let hashes = serde_json::from_value::<Vec<String>>(frontier.clone())
+        .ok()
+        .and_then(|p| parse_hashes(&p))
+        .ok_or("not a list of base64 hashes")?;
+    let before = header
+        .get("first_seq")
+        .and_then(|v| v.as_u64())
+        .and_then(|first| first.checked_sub(1))
+        .ok_or("no first sequence number to start after")?;
+    Tree::after(before, &hashes).map_err(|e| e.to_string())
+}
+
 fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut reader = BufReader::new(File::open(path)?);
@@ -290,7 +315,14 @@ fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
         }
     };
     let tree = checkpoint.as_ref().map(|c| (c.size(), *c.hash()));
-    let walk = walk_events(&mut reader, tree, "the export", &mut outcome)?;
+    let start = match export_start(&header) {
+        Ok(start) => start,
+        Err(why) => {
+            outcome.bad(format!("the header's frontier: {why}"));
+            Tree::default()
+        }
+    };
+    let walk = walk_events(&mut reader, tree, start, "the export", &mut outcome)?;
     let count = header.get("events").and_then(|v| v.as_u64());
     if count != Some(walk.count) {
         outcome.bad(format!(
@@ -312,15 +344,52 @@ fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
             outcome.ok(format!(
                 "every event is in the checkpoint's tree of {size} event(s) (inclusion proofs)"
             ));
-        } else if let Some(tree) = walk.contiguous.as_ref().filter(|t| t.size() >= size) {
-            match tree.root(size) {
-                Ok(root) if root == *checkpoint.hash() => outcome.ok(format!(
-                    "the export's first {size} event(s) are the ones the checkpoint commits to"
-                )),
-                _ => outcome.bad(format!(
-                    "the export's first {size} event(s) are not the ones the checkpoint commits \
-                     to (rewritten)"
-                )),
+        } else if let Some(tree) = walk.contiguous.as_ref().filter(|_| walk.count > 0) {
+            // Consecutive events from event 1, or from the header's frontier of the tree
+            // before them: they rebuild the checkpoint's tree, or (ending before it does)
+            // a tree the header's consistency proof ties to it.
+            let before = tree.size() - walk.count;
+            let n = tree.size().min(size);
+            let span = if before == 0 {
+                format!("the export's first {n} event(s)")
+            } else {
+                format!(
+                    "the export's events #{}..#{n}, on the header's frontier of the {before} \
+                     before them,",
+                    before + 1
+                )
+            };
+            if tree.size() >= size {
+                match tree.root(size) {
+                    Ok(root) if root == *checkpoint.hash() => {
+                        outcome.ok(format!("{span} are the ones the checkpoint commits to"))
+                    }
+                    _ => outcome.bad(format!(
+                        "{span} are not the ones the checkpoint commits to (rewritten)"
+                    )),
+                }
+            } else {
+                let proof = header
+                    .get("consistency_proof")
+                    .and_then(|p| serde_json::from_value::<Vec<String>>(p.clone()).ok())
+                    .and_then(|p| parse_hashes(&p));
+                let consistent = match (tree.root(n), proof) {
+                    (Ok(root), Some(proof)) => {
+                        check_tree(&proof, size, *checkpoint.hash(), n, root).is_ok()
+                    }
+                    _ => false,
+                };
+                if consistent {
+                    outcome.ok(format!(
+                        "{span} are the first {n} of the checkpoint's tree of {size} \
+                         (consistency proof)"
+                    ));
+                } else {
+                    outcome.bad(format!(
+                        "{span} are not the first {n} of the checkpoint's tree of {size} (the \
+                         events or the header's consistency proof were changed)"
+                    ));
+                }
             }
         } else if walk.count > 0 {
             outcome.bad(format!(
@@ -386,7 +455,13 @@ fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
         } else if name == EVENTS_FILE {
             let tree = base.as_ref().map(|c| (c.size(), *c.hash()));
             let mut reader = BufReader::new(&mut hashing);
-            events = Some(walk_events(&mut reader, tree, EVENTS_FILE, &mut outcome)?);
+            events = Some(walk_events(
+                &mut reader,
+                tree,
+                Tree::default(),
+                EVENTS_FILE,
+                &mut outcome,
+            )?);
         } else {
             std::io::copy(&mut hashing, &mut std::io::sink())?;
         }
