@@ -2093,6 +2093,32 @@ async fn old_events_move_into_segments_that_verify_offline_and_the_chain_continu
         "{out}"
     );
 
+    // Evidence for a period now in the archive holds its events, proved like the rest.
+    let bundle = dir.path().join("2024.tar");
+    let (ok, _, err) = run(&[
+        "audit",
+        "evidence",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-02-01",
+        "-o",
+        arg(&bundle),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&bundle),
+        "--key",
+        key_arg,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("events.jsonl: 3 event(s), each one's fields match its hash"),
+        "{out}"
+    );
     // A changed archived event: the segment's own check names the line, and the live
     // verify finds the file no longer the one archived.
     let original = std::fs::read_to_string(&second).unwrap();
@@ -2139,4 +2165,147 @@ async fn old_events_move_into_segments_that_verify_offline_and_the_chain_continu
     std::fs::write(&second, &original).unwrap();
     let (ok, out, err) = run(&["audit", "verify"]);
     assert!(ok, "{out}{err}");
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_announced_by_the_old_one_and_verifiers_follow_it() {
+    use graftbench::service::checkpoints;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = graftbench(&data, args, "");
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+    add_author(&data, "alice");
+    let (_, old_vkey, _) = run(&["audit", "key"]);
+    let old_pinned = dir.path().join("old.vkey");
+    std::fs::write(&old_pinned, &old_vkey).unwrap();
+    let old_key_file = std::fs::read_to_string(data.join(checkpoints::KEY_FILE)).unwrap();
+    let (ok, before, err) = run(&["audit", "checkpoint"]);
+    assert!(ok, "{err}");
+    let before_file = dir.path().join("before.txt");
+    std::fs::write(&before_file, &before).unwrap();
+
+    let (ok, new_vkey, err) = run(&["audit", "rotate-key"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("rotated at event #2"), "{err}");
+    assert_ne!(new_vkey.trim(), old_vkey.trim());
+    let new_pinned = dir.path().join("new.vkey");
+    std::fs::write(&new_pinned, &new_vkey).unwrap();
+    add_author(&data, "bob");
+    let (ok, after, err) = run(&["audit", "checkpoint"]);
+    assert!(ok, "{err}");
+    let after_file = dir.path().join("after.txt");
+    std::fs::write(&after_file, &after).unwrap();
+    assert!(
+        checkpoints::open(after.as_bytes(), &old_vkey).is_err(),
+        "signed by the new key only"
+    );
+
+    // Whichever key was pinned, both checkpoints are followed: forwards from the old
+    // key, backwards from the new.
+    for pinned in [&old_pinned, &new_pinned] {
+        let (ok, out, err) = run(&[
+            "audit",
+            "verify",
+            "--checkpoint",
+            arg(&before_file),
+            "--checkpoint",
+            arg(&after_file),
+            "--key",
+            arg(pinned),
+        ]);
+        assert!(ok, "{pinned:?}: {out}{err}");
+        assert!(
+            out.contains("the key rotation at event #2: announced by a trusted key"),
+            "{out}"
+        );
+    }
+    let export = dir.path().join("trail.jsonl");
+    let (ok, _, err) = run(&["audit", "export", "--output", arg(&export)]);
+    assert!(ok, "{err}");
+    for pinned in [&old_pinned, &new_pinned] {
+        let (ok, out, err) = run(&[
+            "audit",
+            "verify",
+            "--bundle",
+            arg(&export),
+            "--key",
+            arg(pinned),
+        ]);
+        assert!(ok, "{pinned:?}: {out}{err}");
+        assert!(out.contains("the key rotation at event #2"), "{out}");
+    }
+    // An evidence bundle carries the announcements too.
+    let bundle = dir.path().join("evidence.tar");
+    let (ok, _, err) = run(&[
+        "audit",
+        "evidence",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2100-01-01",
+        "-o",
+        arg(&bundle),
+    ]);
+    assert!(ok, "{err}");
+    for pinned in [&old_pinned, &new_pinned] {
+        let (ok, out, err) = run(&[
+            "audit",
+            "verify",
+            "--bundle",
+            arg(&bundle),
+            "--key",
+            arg(pinned),
+        ]);
+        assert!(ok, "{pinned:?}: {out}{err}");
+        assert!(out.contains("the key rotation at event #2"), "{out}");
+    }
+    // An announcement whose event names another key is not believed.
+    let exported = std::fs::read_to_string(&export).unwrap();
+    let forged_key = new_vkey
+        .trim()
+        .replace("graftbench-audit+", "graftbench-audit+0");
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&{
+            let path = dir.path().join("forged.jsonl");
+            std::fs::write(&path, exported.replacen(new_vkey.trim(), &forged_key, 1)).unwrap();
+            path
+        }),
+        "--key",
+        arg(&old_pinned),
+    ]);
+    assert!(
+        !ok && err.contains("the key rotation at event #2:"),
+        "{err}"
+    );
+
+    // The retired key signs nothing after the rotation that a verifier accepts...
+    let retired = checkpoints::open(after.as_bytes(), &new_vkey).unwrap();
+    let old_skey = old_key_file.lines().next().unwrap();
+    let forged = checkpoints::sign(retired.size(), *retired.hash(), old_skey).unwrap();
+    let forged_file = dir.path().join("forged.txt");
+    std::fs::write(&forged_file, forged).unwrap();
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        arg(&forged_file),
+        "--key",
+        arg(&old_pinned),
+    ]);
+    assert!(
+        !ok && err.contains("trusted only for checkpoints of 0 to 2 events"),
+        "{err}"
+    );
+    // ... and a replica still holding it stops signing.
+    std::fs::write(data.join(checkpoints::KEY_FILE), &old_key_file).unwrap();
+    let (ok, _, err) = run(&["audit", "checkpoint"]);
+    assert!(
+        !ok && err.contains("retired by the key rotation at event #2"),
+        "{err}"
+    );
 }

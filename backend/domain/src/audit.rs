@@ -67,6 +67,9 @@ pub enum AuditAction {
     AuditEvidenceExported,
     /// Events older than the retention policy's months moved into an archive segment.
     AuditArchived,
+    /// The checkpoint key was replaced; the checkpoint of the trail up to this event is
+    /// signed by both the old key and the new one it names.
+    AuditKeyRotated,
     /// The server's clock read earlier than the newest event's time: events after this
     /// one may carry times before those of events before it.
     ClockSteppedBack,
@@ -74,7 +77,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 29] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -102,6 +105,7 @@ impl AuditAction {
         AuditAction::AuditExported,
         AuditAction::AuditEvidenceExported,
         AuditAction::AuditArchived,
+        AuditAction::AuditKeyRotated,
         AuditAction::ClockSteppedBack,
     ];
 
@@ -135,6 +139,7 @@ impl AuditAction {
             AuditAction::AuditExported => "audit.exported",
             AuditAction::AuditEvidenceExported => "audit.evidence_exported",
             AuditAction::AuditArchived => "audit.archived",
+            AuditAction::AuditKeyRotated => "audit.key_rotated",
             AuditAction::ClockSteppedBack => "clock.stepped_back",
         }
     }

@@ -22,6 +22,12 @@ pub enum AuditCommand {
     /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
     /// header first; the export is itself an audit event.
     Export(ExportArgs),
+    /// Replaces the checkpoint key: records the rotation in the trail, signs the
+    /// checkpoint up to it with the old key and the new (the old announcing the new) and
+    /// puts the new key in place; prints the new verifier key to pin. Verifiers who pinned
+    /// the old key follow the announcement; the old key is trusted for checkpoints up to
+    /// the rotation only.
+    RotateKey,
     /// Moves the events older than the policy's `[audit] online_months` into an archive
     /// segment under DATA_DIR/audit-archive (a JSON Lines export with its own signed
     /// checkpoint, checked offline by `verify --bundle`); the online chain continues from
@@ -114,6 +120,20 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
         }
         AuditCommand::Export(args) => export(global, args).await,
         AuditCommand::Archive => archive(global).await,
+        AuditCommand::RotateKey => {
+            let db = global.open_database().await?;
+            let rotated =
+                graftbench::service::tree::rotate_key(&db, &global.data_dir, "system").await?;
+            eprintln!(
+                "the checkpoint key was rotated at event #{}; the checkpoint of the trail up to \
+                 it, signed by the old key and the new:",
+                rotated.seq
+            );
+            eprint!("{}", rotated.note);
+            eprintln!("the new verifier key (pin it; the old one still checks what came before):");
+            println!("{}", rotated.new_key);
+            Ok(())
+        }
         AuditCommand::Evidence(args) => evidence(global, args).await,
     }
 }
@@ -234,19 +254,42 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
             Some(checkpoints::load_or_create_key(&global.data_dir)?.1)
         }
     };
-    let mut held = Vec::new();
-    for path in &args.checkpoint {
-        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let checkpoint = checkpoints::open(&text, vkey.as_deref().unwrap_or_default())
-            .with_context(|| format!("{} cannot be used", path.display()))?;
-        held.push(checkpoint);
-    }
     // Single edits, deletions and moves break the chain: named by sequence number.
     let archive = args
         .archive
         .unwrap_or_else(|| retention::archive_dir(&global.data_dir));
     let trail = retention::whole_trail(&db, &archive).await??;
     let tree = &trail.tree;
+    let mut held = Vec::new();
+    if !args.checkpoint.is_empty() {
+        let mut keys = checkpoints::TrustedKeys::pinned(vkey.as_deref().unwrap_or_default());
+        // Rotations of the key, proved against the trail just walked.
+        let mut announcements = Vec::new();
+        for rotation in db.key_rotations().await? {
+            let size = u64::try_from(rotation.event.seq).unwrap_or(0);
+            let proof =
+                tlog_tiles::prove_record(size, size.saturating_sub(1), tree).unwrap_or_default();
+            announcements.push(checkpoints::Announcement {
+                note: rotation.note,
+                event: rotation.event,
+                proof,
+            });
+        }
+        for result in keys.learn(&announcements) {
+            match result {
+                Ok(line) => println!("{line}"),
+                Err(line) => eprintln!("not followed: {line}"),
+            }
+        }
+        for path in &args.checkpoint {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let checkpoint = keys
+                .open(&text)
+                .with_context(|| format!("{} cannot be used", path.display()))?;
+            held.push(checkpoint);
+        }
+    }
     if !held.is_empty() {
         let against = checkpoints::against_all(tree, &held)?;
         for line in &against.report {

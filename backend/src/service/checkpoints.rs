@@ -62,6 +62,18 @@ pub enum CheckpointError {
         .0.display()
     )]
     ForeignKey(PathBuf),
+    /// This server's key was rotated out.
+    #[error(
+        "this server's checkpoint key ({}) was retired by the key rotation at event #{seq}: \
+         copy the new key file here",
+        .path.display()
+    )]
+    RetiredKey {
+        /// The key file.
+        path: PathBuf,
+        /// The rotation's event.
+        seq: i64,
+    },
 }
 
 /// The instance's keys (signer, verifier), when it has them.
@@ -83,6 +95,28 @@ pub fn load_key(data_dir: &Path) -> Result<Option<(String, String)>, CheckpointE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(CheckpointError::Key { path, source }),
     }
+}
+
+/// Writes a new key to `path` (mode 0600, replacing what is there): (signer, verifier).
+pub fn write_new_key(path: &Path) -> Result<(String, String), CheckpointError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key_error = |source| CheckpointError::Key {
+        path: path.to_owned(),
+        source,
+    };
+    let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(key_error)?;
+    file.write_all(format!("{skey}\n{vkey}\n").as_bytes())
+        .map_err(key_error)?;
+    file.sync_all().map_err(key_error)?;
+    Ok((skey, vkey))
 }
 
 /// The instance's keys: (signer, verifier), made on first use (mode 0600).
@@ -213,12 +247,24 @@ impl Tree {
 
 /// A signed checkpoint of a tree of `size` events whose root is `root`.
 pub fn sign(size: u64, root: Hash, skey: &str) -> Result<String, CheckpointError> {
+    sign_by_all(size, root, &[skey])
+}
+
+/// A checkpoint signed by each of `skeys` (a key rotation's: the old key and the new).
+pub fn sign_by_all(size: u64, root: Hash, skeys: &[&str]) -> Result<String, CheckpointError> {
     let checkpoint = Checkpoint::new(ORIGIN, size, root, "")
         .map_err(|e| CheckpointError::Tree(e.to_string()))?;
-    let signer = StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
+    let signers = skeys
+        .iter()
+        .map(|skey| StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signers: Vec<&dyn signed_note::Signer> = signers
+        .iter()
+        .map(|s| s as &dyn signed_note::Signer)
+        .collect();
     let mut note = Note::new(&checkpoint.to_bytes(), &[])
         .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
-    note.add_sigs(&[&signer])
+    note.add_sigs(&signers)
         .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
     Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
 }
@@ -231,6 +277,167 @@ pub fn open(text: &[u8], vkey: &str) -> Result<Checkpoint, CheckpointError> {
     note.verify(&VerifierList::new(vec![Box::new(verifier)]))
         .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
     Checkpoint::from_bytes(note.text()).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))
+}
+
+/// A key rotation as a verifier checks it: the checkpoint of the trail up to the
+/// `audit.key_rotated` event, signed by the old key and the new, and the event's inclusion
+/// proof in it.
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    /// The signed note.
+    pub note: String,
+    /// The `audit.key_rotated` event, the tree's last leaf.
+    pub event: AuditEvent,
+    /// Its inclusion proof in the note's tree.
+    pub proof: Vec<Hash>,
+}
+
+impl Announcement {
+    /// As exports and bundles carry it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "checkpoint": self.note,
+            "event": self.event,
+            "proof": self.proof.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A list of [`Announcement::to_json`]; `None` when it is not one.
+    pub fn list_from_json(list: &serde_json::Value) -> Option<Vec<Announcement>> {
+        list.as_array()?
+            .iter()
+            .map(|a| {
+                let proof = a
+                    .get("proof")?
+                    .as_array()?
+                    .iter()
+                    .map(|h| Hash::parse_hash(h.as_str()?).ok())
+                    .collect::<Option<Vec<_>>>()?;
+                Some(Announcement {
+                    note: a.get("checkpoint")?.as_str()?.to_owned(),
+                    event: serde_json::from_value(a.get("event")?.clone()).ok()?,
+                    proof,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The verifier keys a checker trusts, each for the checkpoint sizes it may have signed:
+/// the pinned key for any, and the keys rotations announced on their side of the
+/// rotation (a retired key signs nothing after it; a new key nothing before it). A
+/// rotation is believed when a key already trusted signed its announcement.
+#[derive(Debug, Clone)]
+pub struct TrustedKeys {
+    keys: Vec<(String, u64, u64)>,
+}
+
+impl TrustedKeys {
+    /// Only `vkey`, the pinned key.
+    pub fn pinned(vkey: &str) -> TrustedKeys {
+        TrustedKeys {
+            keys: vec![(vkey.trim().to_owned(), 0, u64::MAX)],
+        }
+    }
+
+    /// The checkpoint in `text`, when a trusted key signed it within its sizes.
+    pub fn open(&self, text: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        let mut first_error = None;
+        for (vkey, min, max) in &self.keys {
+            match open(text, vkey) {
+                Ok(checkpoint) if (*min..=*max).contains(&checkpoint.size()) => {
+                    return Ok(checkpoint)
+                }
+                Ok(checkpoint) => {
+                    first_error.get_or_insert(CheckpointError::BadCheckpoint(format!(
+                        "signed by a key trusted only for checkpoints of {min} to {max} \
+                         events, not {} (it was rotated)",
+                        checkpoint.size()
+                    )));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| CheckpointError::BadKey("no key is trusted".into())))
+    }
+
+    /// Follows `announcements` from the keys trusted (forwards from an old pinned key,
+    /// backwards from a new one): what each taught, or why it was not believed.
+    pub fn learn(&mut self, announcements: &[Announcement]) -> Vec<Result<String, String>> {
+        let mut results: Vec<Option<Result<String, String>>> = vec![None; announcements.len()];
+        loop {
+            let mut learned = false;
+            for (i, announcement) in announcements.iter().enumerate() {
+                if matches!(results[i], Some(Ok(_))) {
+                    continue;
+                }
+                let outcome = self.believe(announcement);
+                learned |= outcome.is_ok();
+                results[i] = Some(outcome);
+            }
+            if !learned {
+                break;
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    fn believe(&mut self, announcement: &Announcement) -> Result<String, String> {
+        let event = &announcement.event;
+        let what = format!("the key rotation at event #{}", event.seq);
+        let checkpoint = self
+            .open(announcement.note.as_bytes())
+            .map_err(|e| format!("{what}: {e}"))?;
+        let size = checkpoint.size();
+        if u64::try_from(event.seq) != Ok(size) || event.action != "audit.key_rotated" {
+            return Err(format!(
+                "{what}: its checkpoint is not of the trail up to a key rotation"
+            ));
+        }
+        let mut leaf = [0u8; 32];
+        let proved = event.fields().hash() == event.hash
+            && hex::decode_to_slice(&event.hash, &mut leaf).is_ok()
+            && tlog_tiles::check_record(
+                &announcement.proof,
+                size,
+                *checkpoint.hash(),
+                size - 1,
+                tlog_tiles::record_hash(&leaf),
+            )
+            .is_ok();
+        if !proved {
+            return Err(format!(
+                "{what}: the event is not the last of the checkpoint's tree (changed)"
+            ));
+        }
+        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
+        let (Some(old_key), Some(new_key)) =
+            (details["old_key"].as_str(), details["new_key"].as_str())
+        else {
+            return Err(format!("{what}: the event names no old and new key"));
+        };
+        for key in [old_key, new_key] {
+            if open(announcement.note.as_bytes(), key).is_err() {
+                return Err(format!("{what}: its checkpoint is not signed by both keys"));
+            }
+        }
+        // A key already trusted (the pinned one) narrows to its side of the rotation.
+        for (key, min, max) in [(old_key.trim(), 0, size), (new_key.trim(), size, u64::MAX)] {
+            match self.keys.iter_mut().find(|(k, ..)| k == key) {
+                Some((_, known_min, known_max)) => {
+                    *known_min = (*known_min).max(min);
+                    *known_max = (*known_max).min(max);
+                }
+                None => self.keys.push((key.to_owned(), min, max)),
+            }
+        }
+        Ok(format!(
+            "{what}: announced by a trusted key, whose checkpoint of {size} event(s) both keys \
+             signed: the key retired there signs checkpoints up to it, the new one from it on"
+        ))
+    }
 }
 
 /// How the trail stands against a checkpoint kept outside it.

@@ -94,6 +94,12 @@ pub struct ExportHeader {
     /// consistency proof from the tree up to its last event to the checkpoint's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consistency_proof: Vec<String>,
+    /// Every rotation of the checkpoint key up to the checkpoint, oldest first: the
+    /// checkpoint of the trail up to the `audit.key_rotated` event, signed by the old key
+    /// and the new, the event and its inclusion proof; a verifier follows them from the
+    /// key it pinned to the one that signed `checkpoint`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_announcements: Vec<serde_json::Value>,
 }
 
 /// The events an export covers, from what a person typed: exact actor and subject, an
@@ -185,6 +191,7 @@ pub async fn export(
         inclusion_proofs: false,
         frontier: Vec::new(),
         consistency_proof: Vec::new(),
+        key_announcements: Vec::new(),
     };
     let (header, proofs_into) = tie_to_checkpoint(db, data_dir, header, &range, format).await?;
     Ok(start(db, header, range, format, proofs_into))
@@ -211,6 +218,12 @@ pub(crate) async fn tie_to_checkpoint(
         return Ok((header, None));
     };
     header.checkpoint = Some(note);
+    header.key_announcements = tree::announcements(db)
+        .await?
+        .into_iter()
+        .filter(|a| u64::try_from(a.event.seq).is_ok_and(|seq| seq <= size))
+        .map(|a| a.to_json())
+        .collect();
     if !range.is_contiguous() {
         let proofs_into = (format == ExportFormat::JsonLines).then_some(size);
         header.inclusion_proofs = proofs_into.is_some();
@@ -293,7 +306,7 @@ async fn stream_events(
     proofs_into: Option<u64>,
     sender: &mpsc::Sender<Chunk>,
 ) -> Result<(), CheckpointError> {
-    let sql = export_events_sql();
+    let sql = export_events_sql(range);
     let mut rows = std::pin::pin!(db.export_events(range, &sql).chunks(BATCH));
     let mut tree = StoredTree::new(db);
     let mut out = Vec::with_capacity(64 << 10);

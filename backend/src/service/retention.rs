@@ -137,6 +137,7 @@ pub async fn archive(
         inclusion_proofs: false,
         frontier: Vec::new(),
         consistency_proof: Vec::new(),
+        key_announcements: Vec::new(),
     };
     let format = ExportFormat::JsonLines;
     let (header, _) = export::tie_to_checkpoint(db, data_dir, header, &range, format).await?;
@@ -330,6 +331,60 @@ pub async fn whole_trail(
         return Ok(Err(broken));
     }
     Ok(Ok(trail))
+}
+
+/// The archived events `range` selects, oldest first, read from the segment files in
+/// `archive` (each must still have the SHA-256 recorded when it was written). Every
+/// segment is read: a clock that stepped back makes segments' time spans overlap.
+pub async fn archived_events(
+    db: &Database,
+    archive: &Path,
+    range: &ExportRange,
+) -> Result<Vec<AuditEvent>, RetentionError> {
+    let mut selected = Vec::new();
+    for segment in db.segments().await? {
+        let path = archive.join(&segment.file);
+        let reading = path.clone();
+        let events = tokio::task::spawn_blocking(move || read_segment(&reading))
+            .await
+            .map_err(|e| RetentionError::Refused(e.to_string()))?
+            .map_err(|source| RetentionError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        if events.sha256 != segment.sha256 {
+            return Err(RetentionError::Refused(format!(
+                "{} does not have the SHA-256 recorded when it was archived: it was changed",
+                path.display()
+            )));
+        }
+        selected.extend(events.events.into_iter().filter(|e| range.matches(e)));
+    }
+    Ok(selected)
+}
+
+/// The patches that archived events between `from` (inclusive) and `to` (exclusive) are
+/// about, by id (empty bounds: open).
+pub async fn archived_patches_between(
+    db: &Database,
+    archive: &Path,
+    from: &str,
+    to: &str,
+) -> Result<Vec<i64>, RetentionError> {
+    let range = ExportRange {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        up_to_seq: i64::MAX,
+        ..ExportRange::default()
+    };
+    let mut ids: Vec<i64> = archived_events(db, archive, &range)
+        .await?
+        .iter()
+        .filter_map(|e| e.subject.strip_prefix("patch:")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }
 
 /// A segment file's events and SHA-256.

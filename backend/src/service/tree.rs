@@ -325,13 +325,7 @@ pub async fn sign_checkpoint_of(
     let Some((skey, vkey)) = checkpoints::load_key(data_dir)? else {
         return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
     };
-    if let Some(newest) = db.checkpoints(1).await?.into_iter().next() {
-        if checkpoints::open(newest.note.as_bytes(), &vkey).is_err() {
-            return Err(CheckpointError::ForeignKey(
-                data_dir.join(checkpoints::KEY_FILE),
-            ));
-        }
-    }
+    check_signer(db, data_dir, &vkey).await?;
     if size == 0 {
         return Err(CheckpointError::Range(
             "the trail has no events yet: there is nothing to sign".into(),
@@ -357,4 +351,122 @@ pub async fn sign_checkpoint_of(
     db.store_checkpoint(stored_size, &root.to_string(), &note)
         .await?;
     Ok(Made { size, note })
+}
+
+/// Refuses a key that did not sign the newest stored checkpoint, or that a rotation
+/// retired (a replica that was not given the new key must stop signing).
+async fn check_signer(db: &Database, data_dir: &Path, vkey: &str) -> Result<(), CheckpointError> {
+    let path = data_dir.join(checkpoints::KEY_FILE);
+    let rotation = db.key_rotations().await?.pop();
+    if let Some(rotation) = &rotation {
+        if rotation.new_key.trim() != vkey.trim() {
+            return Err(CheckpointError::RetiredKey {
+                path,
+                seq: rotation.event.seq,
+            });
+        }
+    }
+    if let Some(newest) = db.checkpoints(1).await?.into_iter().next() {
+        // Up to the rotation that brought this key in, the old key signed.
+        let before_this_key = rotation.is_some_and(|r| newest.size <= r.event.seq);
+        if !before_this_key && checkpoints::open(newest.note.as_bytes(), vkey).is_err() {
+            return Err(CheckpointError::ForeignKey(path));
+        }
+    }
+    Ok(())
+}
+
+/// A key rotation just made.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    /// The `audit.key_rotated` event's sequence number.
+    pub seq: i64,
+    /// The new verifier key.
+    pub new_key: String,
+    /// The checkpoint up to the rotation, signed by both keys.
+    pub note: String,
+}
+
+/// The new key's file while a rotation runs.
+const NEW_KEY_FILE: &str = "audit-checkpoint.key.new";
+
+/// Replaces the instance's checkpoint key: records an `audit.key_rotated` event naming
+/// the old and the new verifier key, signs the checkpoint of the trail up to it with both
+/// keys (the old key announcing the new), keeps that announcement, and only then puts the
+/// new key in place of the old, whose signer half is gone. Verifiers who pinned either
+/// key follow the rotation (exports carry the announcements); the retired key's
+/// checkpoints are trusted up to the rotation only.
+pub async fn rotate_key(
+    db: &Database,
+    data_dir: &Path,
+    actor: &str,
+) -> Result<Rotated, CheckpointError> {
+    let Some((old_skey, old_vkey)) = checkpoints::load_key(data_dir)? else {
+        return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
+    };
+    check_signer(db, data_dir, &old_vkey).await?;
+    // Written (and synced) before the database names it: a rotation cut short leaves
+    // the old key in force and this file to be replaced by the next attempt.
+    let pending = data_dir.join(NEW_KEY_FILE);
+    let (new_skey, new_vkey) = checkpoints::write_new_key(&pending)?;
+    let seq = db
+        .record(
+            actor,
+            graftbench_domain::audit::AuditAction::AuditKeyRotated,
+            &graftbench_domain::audit::AuditSubject::Trail,
+            &serde_json::json!({ "old_key": old_vkey, "new_key": new_vkey }),
+        )
+        .await?;
+    let mut tree = StoredTree::new(db);
+    tree.grow().await?;
+    let size = u64::try_from(seq).unwrap_or(0);
+    let root = tree.root(size).await?;
+    let note = checkpoints::sign_by_all(size, root, &[&old_skey, &new_skey])?;
+    let event = db
+        .events_after(seq - 1, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|e| e.seq == seq)
+        .ok_or_else(|| CheckpointError::Range(format!("event #{seq} is gone")))?;
+    db.store_key_rotation(&crate::store::audit::KeyRotation {
+        event,
+        old_key: old_vkey,
+        new_key: new_vkey.clone(),
+        note: note.clone(),
+    })
+    .await?;
+    db.store_checkpoint(seq, &root.to_string(), &note).await?;
+    let key_error = |source| CheckpointError::Key {
+        path: data_dir.join(checkpoints::KEY_FILE),
+        source,
+    };
+    std::fs::rename(&pending, data_dir.join(checkpoints::KEY_FILE)).map_err(key_error)?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(key_error)?;
+    Ok(Rotated {
+        seq,
+        new_key: new_vkey,
+        note,
+    })
+}
+
+/// The announcements of every key rotation, with their inclusion proofs from the stored
+/// tree, for a verifier to follow from whichever key it pinned.
+pub async fn announcements(
+    db: &Database,
+) -> Result<Vec<checkpoints::Announcement>, CheckpointError> {
+    let mut tree = StoredTree::new(db);
+    let mut out = Vec::new();
+    for rotation in db.key_rotations().await? {
+        let size = u64::try_from(rotation.event.seq).unwrap_or(0);
+        let proof = tree.inclusion_proof(size, size).await?;
+        out.push(checkpoints::Announcement {
+            note: rotation.note,
+            event: rotation.event,
+            proof,
+        });
+    }
+    Ok(out)
 }

@@ -272,6 +272,7 @@ impl Database {
             "REVOKE UPDATE, DELETE, TRUNCATE ON audit_tree FROM \"{role}\"",
             // Archiving moves events out of audit_events: only the owner does that.
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_segments FROM \"{role}\"",
+            "REVOKE UPDATE, DELETE, TRUNCATE ON audit_key_rotations FROM \"{role}\"",
             "REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM \"{role}\"",
             "GRANT USAGE ON SCHEMA tower_sessions TO \"{role}\"",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tower_sessions \

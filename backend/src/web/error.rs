@@ -103,7 +103,9 @@ impl From<crate::service::checkpoints::CheckpointError> for ApiError {
         use crate::service::checkpoints::CheckpointError;
         match e {
             CheckpointError::Range(_) => ApiError::refused(Refusal::Invalid, e),
-            CheckpointError::NoKey(_) | CheckpointError::ForeignKey(_) => {
+            CheckpointError::NoKey(_)
+            | CheckpointError::ForeignKey(_)
+            | CheckpointError::RetiredKey { .. } => {
                 ApiError::Client(StatusCode::CONFLICT, e.to_string())
             }
             other => ApiError::Internal(other.into()),

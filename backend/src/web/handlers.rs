@@ -875,6 +875,7 @@ async fn evidence_report(
     require_audit_reader(user)?;
     let html = crate::service::evidence::report_page(
         &state.db,
+        &crate::service::retention::archive_dir(&state.data_dir),
         &state.policy.policy,
         &state.instance,
         user,

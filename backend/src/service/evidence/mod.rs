@@ -11,8 +11,8 @@ pub mod report;
 pub mod verify;
 
 use super::checkpoints::CheckpointError;
-use super::review;
 use super::tree::{self, StoredTree};
+use super::{retention, review};
 use crate::clock;
 use crate::store::audit::ExportRange;
 use crate::store::{Database, DbError};
@@ -34,6 +34,9 @@ pub const FORMAT: &str = "graftbench-evidence/1";
 pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
 /// The verifier key of the instance (for reference: verifiers pin their own copy).
 pub const KEY_FILE: &str = "verifier.key";
+/// The rotations of the checkpoint key, for a verifier who pinned an older or newer key
+/// than the one that signed the bundle's checkpoints (present when there were any).
+pub const ANNOUNCEMENTS_FILE: &str = "key-announcements.json";
 /// Every audit event in scope, one a line with its inclusion proof.
 pub const EVENTS_FILE: &str = "events.jsonl";
 /// The human-readable report.
@@ -348,11 +351,15 @@ pub enum EvidenceError {
     /// Writing the archive failed.
     #[error("writing the evidence bundle failed: {0}")]
     Io(#[from] std::io::Error),
+    /// An archive segment could not be read.
+    #[error(transparent)]
+    Archive(#[from] retention::RetentionError),
 }
 
 /// Collects one patch's evidence.
 pub async fn patch_evidence(
     db: &Database,
+    archive: &Path,
     policy: &Policy,
     id: i64,
 ) -> Result<PatchEvidence, EvidenceError> {
@@ -364,7 +371,7 @@ pub async fn patch_evidence(
     let evaluation = review::evaluate(&facts, &sign_offs, policy);
     let now = time::OffsetDateTime::now_utc();
     let deadline = review::deadline(&facts, evaluation.state, policy, now);
-    let approved_at = first_approval(db, id).await?;
+    let approved_at = first_approval(db, archive, id).await?;
     let outcome = match &approved_at {
         Some(at) if *at <= deadline.due_at || deadline.due_at.is_empty() => "met",
         Some(_) => "missed",
@@ -409,19 +416,30 @@ pub async fn patch_evidence(
 }
 
 /// When the patch's state first became approved, from its state-change events.
-async fn first_approval(db: &Database, id: i64) -> Result<Option<String>, DbError> {
+async fn first_approval(
+    db: &Database,
+    archive: &Path,
+    id: i64,
+) -> Result<Option<String>, EvidenceError> {
     let range = ExportRange {
         subject: AuditSubject::Patch(graftbench_domain::PatchId(id)).to_string(),
         action: AuditAction::PatchStateChanged.as_str().to_owned(),
         up_to_seq: i64::MAX,
         ..ExportRange::default()
     };
-    let sql = crate::store::audit::export_events_sql();
+    let approved = |event: &AuditEvent| {
+        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
+        details["to"] == State::Approved.as_str()
+    };
+    let archived = retention::archived_events(db, archive, &range).await?;
+    if let Some(event) = archived.iter().find(|e| approved(e)) {
+        return Ok(Some(event.at.clone()));
+    }
+    let sql = crate::store::audit::export_events_sql(&range);
     let mut changes = std::pin::pin!(db.export_events(&range, &sql));
     while let Some(event) = changes.next().await {
         let event = event?;
-        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
-        if details["to"] == State::Approved.as_str() {
+        if approved(&event) {
             return Ok(Some(event.at));
         }
     }
@@ -429,13 +447,23 @@ async fn first_approval(db: &Database, id: i64) -> Result<Option<String>, DbErro
 }
 
 /// The patches a scope covers.
-async fn population(db: &Database, scope: &Scope) -> Result<Vec<i64>, EvidenceError> {
+async fn population(
+    db: &Database,
+    archive: &Path,
+    scope: &Scope,
+) -> Result<Vec<i64>, EvidenceError> {
     let ids = match scope {
         Scope::Patch(id) => {
             db.patch(*id).await?.ok_or(EvidenceError::NotFound(*id))?;
             vec![*id]
         }
-        Scope::Period { from, to } => db.patches_with_events_between(from, to).await?,
+        Scope::Period { from, to } => {
+            let mut ids = retention::archived_patches_between(db, archive, from, to).await?;
+            ids.extend(db.patches_with_events_between(from, to).await?);
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
     };
     if ids.len() > MAX_PATCHES {
         return Err(EvidenceError::TooLarge(ids.len()));
@@ -463,29 +491,34 @@ fn event_range(scope: &Scope, up_to_seq: i64) -> ExportRange {
 /// The report as a page, without a bundle: what the browser shows.
 pub async fn report_page(
     db: &Database,
+    archive: &Path,
     policy: &Policy,
     source: &str,
     viewer: &SessionUser,
     scope: &Scope,
 ) -> Result<String, EvidenceError> {
-    let ids = population(db, scope).await?;
+    let ids = population(db, archive, scope).await?;
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, policy, *id).await?);
+        patches.push(patch_evidence(db, archive, policy, *id).await?);
     }
     let newest = db.checkpoints(1).await?.into_iter().next();
     let head = db.audit_head_seq().await?;
     let range = event_range(scope, head);
-    let (count, _, _) = db.export_counts(&range).await?;
-    let events = if count <= report::EVENTS_SHOWN as i64 {
-        db.export_events(&range, &crate::store::audit::export_events_sql())
+    let mut events = retention::archived_events(db, archive, &range).await?;
+    let (online, _, _) = db.export_counts(&range).await?;
+    let count = online + i64::try_from(events.len()).unwrap_or(i64::MAX);
+    if count <= report::EVENTS_SHOWN as i64 {
+        let online = db
+            .export_events(&range, &crate::store::audit::export_events_sql(&range))
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        events.extend(online);
     } else {
-        Vec::new()
-    };
+        events.clear();
+    }
     Ok(report::render(&report::Report {
         scope,
         source,
@@ -521,7 +554,8 @@ pub async fn bundle(
     viewer: &SessionUser,
     scope: &Scope,
 ) -> Result<Bundle, EvidenceError> {
-    let ids = population(db, scope).await?;
+    let archive = retention::archive_dir(data_dir);
+    let ids = population(db, &archive, scope).await?;
     let base = tree::sign_checkpoint(db, data_dir).await?;
     let vkey = super::checkpoints::load_key(data_dir)?
         .map(|(_, vkey)| vkey)
@@ -529,7 +563,7 @@ pub async fn bundle(
     let extracted_at = clock::now();
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, policy, *id).await?);
+        patches.push(patch_evidence(db, &archive, policy, *id).await?);
     }
 
     // The events with their proofs go to a file of their own first: the archive needs
@@ -540,8 +574,15 @@ pub async fn bundle(
     let mut count = 0u64;
     {
         let mut out = BufWriter::new(&mut events_file);
-        let sql = crate::store::audit::export_events_sql();
-        let mut rows = std::pin::pin!(db.export_events(&range, &sql).chunks(BATCH));
+        // The archived events first (all older than the online ones): the stored tree
+        // still holds their hashes, so they are proved like the rest.
+        let archived = retention::archived_events(db, &archive, &range).await?;
+        let sql = crate::store::audit::export_events_sql(&range);
+        let mut rows = std::pin::pin!(futures_util::stream::iter(
+            archived.into_iter().map(Ok::<_, DbError>)
+        )
+        .chain(db.export_events(&range, &sql))
+        .chunks(BATCH));
         let mut tree = StoredTree::new(db);
         while let Some(batch) = rows.next().await {
             let batch: Vec<AuditEvent> = batch.into_iter().collect::<Result<_, _>>()?;
@@ -579,10 +620,19 @@ pub async fn bundle(
     });
 
     // The members, in order; hashing and copying off the async workers.
+    let mut section_files_early: Vec<(&str, String)> = Vec::new();
     let mut writer = archive::Writer::new(BufWriter::new(tempfile::NamedTempFile::new()?));
+    // First, so that a verifier knows every key before it meets a checkpoint.
+    let announcements = tree::announcements(db).await?;
+    if !announcements.is_empty() {
+        let list: Vec<serde_json::Value> = announcements.iter().map(|a| a.to_json()).collect();
+        let json = serde_json::to_vec_pretty(&list).map_err(std::io::Error::other)?;
+        writer.add_bytes(ANNOUNCEMENTS_FILE, &json)?;
+        section_files_early.push(("audit-events", ANNOUNCEMENTS_FILE.to_owned()));
+    }
     writer.add_bytes(CHECKPOINT_FILE, base.note.as_bytes())?;
     writer.add_bytes(KEY_FILE, format!("{vkey}\n").as_bytes())?;
-    let mut section_files: Vec<(&str, String)> = Vec::new();
+    let mut section_files: Vec<(&str, String)> = section_files_early;
     for patch in &patches {
         let id = patch.info.id;
         let json = serde_json::to_vec_pretty(patch).map_err(std::io::Error::other)?;

@@ -3,8 +3,8 @@
 //! Each check that passes is said; each that fails says what it broke.
 
 use super::archive::{self, Member, MANIFEST, SEAL};
-use super::{Manifest, Seal, CHECKPOINT_FILE, EVENTS_FILE};
-use crate::service::checkpoints::{self, Tree};
+use super::{Manifest, Seal, ANNOUNCEMENTS_FILE, CHECKPOINT_FILE, EVENTS_FILE};
+use crate::service::checkpoints::{Announcement, Tree, TrustedKeys};
 use graftbench_domain::audit::AuditEvent;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -245,14 +245,14 @@ fn walk_events(
 /// The tree named by a signed checkpoint, or a problem.
 fn open_checkpoint(
     note: &[u8],
-    vkey: &str,
+    keys: &TrustedKeys,
     what: &str,
     outcome: &mut Outcome,
 ) -> Option<Checkpoint> {
-    match checkpoints::open(note, vkey) {
+    match keys.open(note) {
         Ok(checkpoint) => {
             outcome.ok(format!(
-                "{what}: signed by the pinned key, {} event(s), root {}",
+                "{what}: signed by the pinned key (or one it announced), {} event(s), root {}",
                 checkpoint.size(),
                 checkpoint.hash()
             ));
@@ -284,6 +284,29 @@ fn export_start(header: &serde_json::Value) -> Result<Tree, String> {
     Tree::after(before, &hashes).map_err(|e| e.to_string())
 }
 
+/// Follows key announcements (a list of [`Announcement::to_json`]) from the keys
+/// trusted.
+fn follow_rotations(
+    list: Option<&serde_json::Value>,
+    keys: &mut TrustedKeys,
+    outcome: &mut Outcome,
+) {
+    let Some(list) = list else {
+        return;
+    };
+    let parsed = Announcement::list_from_json(list);
+    let Some(announcements) = parsed else {
+        outcome.bad("the key announcements are not announcements");
+        return;
+    };
+    for result in keys.learn(&announcements) {
+        match result {
+            Ok(line) => outcome.ok(line),
+            Err(line) => outcome.bad(line),
+        }
+    }
+}
+
 fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut reader = BufReader::new(File::open(path)?);
@@ -299,10 +322,12 @@ fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
         outcome.bad("the first line is not the export's header");
         return Ok(outcome);
     }
+    let mut keys = TrustedKeys::pinned(vkey);
+    follow_rotations(header.get("key_announcements"), &mut keys, &mut outcome);
     let checkpoint = match header.get("checkpoint").and_then(|c| c.as_str()) {
         Some(note) => open_checkpoint(
             note.as_bytes(),
-            vkey,
+            &keys,
             "the header's checkpoint",
             &mut outcome,
         ),
@@ -414,6 +439,7 @@ fn read_small(entry: &mut impl Read) -> std::io::Result<Vec<u8>> {
 }
 
 fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
+    let mut keys = TrustedKeys::pinned(vkey);
     let mut outcome = Outcome::default();
     let mut archive = tar::Archive::new(BufReader::new(File::open(path)?));
     let mut members: Vec<Member> = Vec::new();
@@ -449,9 +475,12 @@ fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
         let mut hashing = archive::HashingReader::new(&mut entry);
         if name == MANIFEST {
             manifest = Some(read_small(&mut hashing)?);
+        } else if name == ANNOUNCEMENTS_FILE {
+            let list = serde_json::from_slice(&read_small(&mut hashing)?).unwrap_or_default();
+            follow_rotations(Some(&list), &mut keys, &mut outcome);
         } else if name == CHECKPOINT_FILE {
             let note = read_small(&mut hashing)?;
-            base = open_checkpoint(&note, vkey, CHECKPOINT_FILE, &mut outcome);
+            base = open_checkpoint(&note, &keys, CHECKPOINT_FILE, &mut outcome);
         } else if name == EVENTS_FILE {
             let tree = base.as_ref().map(|c| (c.size(), *c.hash()));
             let mut reader = BufReader::new(&mut hashing);
@@ -570,7 +599,7 @@ fn verify_bundle(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
     }
     let head = open_checkpoint(
         seal.checkpoint.as_bytes(),
-        vkey,
+        &keys,
         "the seal's checkpoint",
         &mut outcome,
     );
