@@ -2165,6 +2165,16 @@ async fn old_events_move_into_segments_that_verify_offline_and_the_chain_continu
     std::fs::write(&second, &original).unwrap();
     let (ok, out, err) = run(&["audit", "verify"]);
     assert!(ok, "{out}{err}");
+    // A segment row pointing outside the archive is refused, not opened.
+    let url = format!("sqlite://{}", data.join("graftbench.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_segments SET file = '../graftbench.db' WHERE first_seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (ok, _, err) = run(&["audit", "verify"]);
+    assert!(!ok && err.contains("not a segment file name"), "{err}");
 }
 
 #[tokio::test]

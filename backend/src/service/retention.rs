@@ -77,6 +77,26 @@ pub fn months_before(now: OffsetDateTime, months: u32) -> String {
     clock::format(earlier)
 }
 
+/// Where `segment`'s file is in `archive`. The name comes from the database, which the
+/// trail does not trust: only a plain file name inside the archive is ever opened.
+pub fn segment_path(archive: &Path, segment: &Segment) -> Result<PathBuf, RetentionError> {
+    let plain = segment.file.starts_with("segment-")
+        && segment.file.ends_with(".jsonl")
+        && segment
+            .file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !segment.file.contains("..");
+    if !plain {
+        return Err(RetentionError::Refused(format!(
+            "the archive segment of events #{}..#{} names the file {:?}, not a segment file \
+             name (the database was changed)",
+            segment.first_seq, segment.last_seq, segment.file
+        )));
+    }
+    Ok(archive.join(&segment.file))
+}
+
 /// The archive directory of `data_dir`.
 pub fn archive_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(ARCHIVE_DIR)
@@ -281,7 +301,7 @@ pub async fn whole_trail(
     let mut trail = WholeTrail::default();
     let mut walk = ChainWalk::default();
     for segment in db.segments().await? {
-        let path = archive.join(&segment.file);
+        let path = segment_path(archive, &segment)?;
         let reading = path.clone();
         let events = tokio::task::spawn_blocking(move || read_segment(&reading))
             .await
@@ -343,7 +363,7 @@ pub async fn archived_events(
 ) -> Result<Vec<AuditEvent>, RetentionError> {
     let mut selected = Vec::new();
     for segment in db.segments().await? {
-        let path = archive.join(&segment.file);
+        let path = segment_path(archive, &segment)?;
         let reading = path.clone();
         let events = tokio::task::spawn_blocking(move || read_segment(&reading))
             .await

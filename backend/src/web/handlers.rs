@@ -778,7 +778,11 @@ pub(super) async fn api_audit_segment(
         .ok_or_else(|| {
             ApiError::not_found(format!("no archive segment starts at event #{first_seq}"))
         })?;
-    let path = crate::service::retention::archive_dir(&state.data_dir).join(&segment.file);
+    let archive = crate::service::retention::archive_dir(&state.data_dir);
+    let path = crate::service::retention::segment_path(&archive, &segment).map_err(|e| {
+        tracing::error!(error = %e, "an archive segment's row names no segment file");
+        ApiError::internal(e)
+    })?;
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::error!(path = %path.display(), error = %e, "an archive segment's file is missing");
         ApiError::internal(e)

@@ -24,6 +24,7 @@ on_both_databases!(
     cross_site_posts_are_refused,
     auditors_export_the_trail_as_json_lines_and_csv,
     audit_proofs_check_against_the_roots_they_name,
+    archive_segments_are_listed_and_downloaded_by_auditors,
     patch_page_renders_the_diff_side_by_side,
     unknown_patch_is_a_404,
 );
@@ -1018,5 +1019,106 @@ async fn audit_proofs_check_against_the_roots_they_name(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    server.stop().await;
+}
+
+async fn archive_segments_are_listed_and_downloaded_by_auditors(backend: Backend) {
+    use graftbench_domain::audit::{EventFields, GENESIS};
+    let server = TestServer::start(backend).await;
+    server.add_user("frank", &[Role::Auditor]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    // Both accounts made in 2024: the chain rewritten as if they had been.
+    let mut prev = GENESIS.to_owned();
+    for event in server.db.audit_events().await.unwrap() {
+        let at = format!("2024-03-0{}T09:00:00.000Z", event.seq);
+        let hash = EventFields {
+            at: &at,
+            prev_hash: &prev,
+            ..event.fields()
+        }
+        .hash();
+        sqlx::query("UPDATE audit_events SET at = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&at)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(event.seq)
+            .execute(server.db.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_head SET hash = $1, at = $2 WHERE id = 1")
+            .bind(&hash)
+            .bind(&at)
+            .execute(server.db.pool())
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    let frank = server.signed_in("frank").await;
+    let alice = server.signed_in("alice").await;
+    let (_, vkey) = graftbench::service::checkpoints::load_or_create_key(&server.data_dir).unwrap();
+    let archived = graftbench::service::retention::archive(
+        &server.db,
+        &server.data_dir,
+        &Default::default(),
+        "test",
+    )
+    .await
+    .unwrap()
+    .expect("the 2024 events are past twelve months");
+    assert_eq!(
+        (archived.segment.first_seq, archived.segment.last_seq),
+        (1, 2)
+    );
+
+    let listed: Value = frank
+        .get(server.url("/api/v1/audit/segments"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let segment = &listed["segments"][0];
+    assert_eq!(
+        (segment["first_seq"].as_i64(), segment["last_seq"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let download = frank
+        .get(server.url("/api/v1/audit/segments/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    let disposition = download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.contains(segment["file"].as_str().unwrap()),
+        "{disposition}"
+    );
+    let bytes = download.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        segment["sha256"].as_str().unwrap()
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+    let outcome = graftbench::service::evidence::verify::verify(file.path(), &vkey).unwrap();
+    assert!(outcome.passed(), "{:?}", outcome.problems);
+    // Reading it is access to the trail: recorded.
+    let last = server.db.audit_events().await.unwrap().pop().unwrap();
+    assert_eq!(last.action, "audit.exported");
+    assert!(last.details.contains("archive_segment"), "{}", last.details);
+    let missing = frank
+        .get(server.url("/api/v1/audit/segments/99"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    for path in ["/api/v1/audit/segments", "/api/v1/audit/segments/1"] {
+        let refused = alice.get(server.url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{path}");
+    }
     server.stop().await;
 }
