@@ -2092,6 +2092,36 @@ async fn old_events_move_into_segments_that_verify_offline_and_the_chain_continu
         out.contains("on the header's frontier of the 5 before them"),
         "{out}"
     );
+    // The frontier alone rebuilds the root of the tree it ends: an export that swaps in
+    // the checkpoint of exactly the events before it (the second segment's) ties none of
+    // its own events to anything, and is refused.
+    let segment_header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&second)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut forged = header.clone();
+    forged["header"]["checkpoint"] = segment_header["header"]["checkpoint"].clone();
+    forged["header"]["consistency_proof"] = serde_json::Value::Null;
+    let online = std::fs::read_to_string(&export).unwrap();
+    let rest: Vec<&str> = online.lines().skip(1).collect();
+    let forged_export = dir.path().join("forged-online.jsonl");
+    std::fs::write(&forged_export, format!("{forged}\n{}\n", rest.join("\n"))).unwrap();
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--bundle",
+        arg(&forged_export),
+        "--key",
+        key_arg,
+    ]);
+    assert!(
+        !ok && err.contains("the checkpoint commits to none of the exported events"),
+        "{err}"
+    );
 
     // Evidence for a period now in the archive holds its events, proved like the rest.
     let bundle = dir.path().join("2024.tar");

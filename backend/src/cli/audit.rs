@@ -125,8 +125,8 @@ pub async fn run(global: &Global, command: AuditCommand) -> Result<()> {
             let rotated =
                 graftbench::service::tree::rotate_key(&db, &global.data_dir, "system").await?;
             eprintln!(
-                "the checkpoint key was rotated at event #{}; the checkpoint of the trail up to \
-                 it, signed by the old key and the new:",
+                "the checkpoint key was rotated at event #{}; the rotation statement, signed by \
+                 the old key and the new:",
                 rotated.seq
             );
             eprint!("{}", rotated.note);

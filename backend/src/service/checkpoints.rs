@@ -65,7 +65,8 @@ pub enum CheckpointError {
     /// This server's key was rotated out.
     #[error(
         "this server's checkpoint key ({}) was retired by the key rotation at event #{seq}: \
-         copy the new key file here",
+         copy the new key file here (after a rotation cut short on this server, \
+         `graftbench audit rotate-key` puts the new key in place)",
         .path.display()
     )]
     RetiredKey {
@@ -78,7 +79,12 @@ pub enum CheckpointError {
 
 /// The instance's keys (signer, verifier), when it has them.
 pub fn load_key(data_dir: &Path) -> Result<Option<(String, String)>, CheckpointError> {
-    let path = data_dir.join(KEY_FILE);
+    load_key_file(&data_dir.join(KEY_FILE))
+}
+
+/// The keys in the key file `path`, when it exists.
+pub fn load_key_file(path: &Path) -> Result<Option<(String, String)>, CheckpointError> {
+    let path = path.to_owned();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let mut lines = text.lines();
@@ -97,7 +103,7 @@ pub fn load_key(data_dir: &Path) -> Result<Option<(String, String)>, CheckpointE
     }
 }
 
-/// Writes a new key to `path` (mode 0600, replacing what is there): (signer, verifier).
+/// Writes a new key to `path`, which must not exist (mode 0600): (signer, verifier).
 pub fn write_new_key(path: &Path) -> Result<(String, String), CheckpointError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -106,7 +112,6 @@ pub fn write_new_key(path: &Path) -> Result<(String, String), CheckpointError> {
         source,
     };
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
-    let _ = std::fs::remove_file(path);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -271,20 +276,78 @@ pub fn sign_by_all(size: u64, root: Hash, skeys: &[&str]) -> Result<String, Chec
 
 /// The checkpoint in `text`, when `vkey` signed it.
 pub fn open(text: &[u8], vkey: &str) -> Result<Checkpoint, CheckpointError> {
+    let signed = signed_text(text, vkey)?;
+    if signed.starts_with(ROTATION_ORIGIN.as_bytes()) {
+        return Err(CheckpointError::BadCheckpoint(
+            "a key rotation statement, not a checkpoint".into(),
+        ));
+    }
+    Checkpoint::from_bytes(&signed).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))
+}
+
+/// The text of the signed note `text`, when `vkey` signed it.
+fn signed_text(text: &[u8], vkey: &str) -> Result<Vec<u8>, CheckpointError> {
     let verifier =
         StandardVerifier::new(vkey.trim()).map_err(|e| CheckpointError::BadKey(e.to_string()))?;
     let note = Note::from_bytes(text).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
     note.verify(&VerifierList::new(vec![Box::new(verifier)]))
         .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
-    Checkpoint::from_bytes(note.text()).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))
+    Ok(note.text().to_vec())
 }
 
-/// A key rotation as a verifier checks it: the checkpoint of the trail up to the
-/// `audit.key_rotated` event, signed by the old key and the new, and the event's inclusion
-/// proof in it.
+/// The first line of a key rotation statement: a note only `graftbench audit rotate-key`
+/// signs (never the automatic signer, which signs checkpoints of whatever the database
+/// holds), so that a database writer cannot have the instance's key vouch for a key.
+pub const ROTATION_ORIGIN: &str = "graftbench-audit key rotation";
+
+/// A key rotation statement: the old and the new verifier key, and the size and root
+/// of the trail up to the `audit.key_rotated` event, signed by both keys.
+pub fn sign_rotation(
+    old: (&str, &str),
+    new: (&str, &str),
+    size: u64,
+    root: Hash,
+) -> Result<String, CheckpointError> {
+    let text = format!(
+        "{ROTATION_ORIGIN}\n{}\n{}\n{size}\n{root}\n",
+        old.1.trim(),
+        new.1.trim()
+    );
+    let signers = [old.0, new.0]
+        .iter()
+        .map(|skey| StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signers: Vec<&dyn signed_note::Signer> = signers
+        .iter()
+        .map(|s| s as &dyn signed_note::Signer)
+        .collect();
+    let mut note = Note::new(text.as_bytes(), &[])
+        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    note.add_sigs(&signers)
+        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
+}
+
+/// A rotation statement's (old key, new key, size, root), when it is one.
+fn rotation_fields(text: &[u8]) -> Option<(String, String, u64, Hash)> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != ROTATION_ORIGIN {
+        return None;
+    }
+    let old = lines.next()?.to_owned();
+    let new = lines.next()?.to_owned();
+    let size = lines.next()?.parse().ok()?;
+    let root = Hash::parse_hash(lines.next()?).ok()?;
+    lines.next().is_none().then_some((old, new, size, root))
+}
+
+/// A key rotation as a verifier checks it: the rotation statement ([`sign_rotation`]),
+/// signed by the old key and the new, the `audit.key_rotated` event and its inclusion
+/// proof in the tree the statement names (the event is its last leaf).
 #[derive(Debug, Clone)]
 pub struct Announcement {
-    /// The signed note.
+    /// The signed rotation statement.
     pub note: String,
     /// The `audit.key_rotated` event, the tree's last leaf.
     pub event: AuditEvent,
@@ -330,13 +393,19 @@ impl Announcement {
 #[derive(Debug, Clone)]
 pub struct TrustedKeys {
     keys: Vec<(String, u64, u64)>,
+    /// Rotations believed: (old key, new key), each key at most once on either side.
+    rotations: Vec<(String, String)>,
 }
+
+/// The most announcements a verifier follows.
+const MAX_ANNOUNCEMENTS: usize = 100;
 
 impl TrustedKeys {
     /// Only `vkey`, the pinned key.
     pub fn pinned(vkey: &str) -> TrustedKeys {
         TrustedKeys {
             keys: vec![(vkey.trim().to_owned(), 0, u64::MAX)],
+            rotations: Vec::new(),
         }
     }
 
@@ -366,6 +435,12 @@ impl TrustedKeys {
     /// Follows `announcements` from the keys trusted (forwards from an old pinned key,
     /// backwards from a new one): what each taught, or why it was not believed.
     pub fn learn(&mut self, announcements: &[Announcement]) -> Vec<Result<String, String>> {
+        if announcements.len() > MAX_ANNOUNCEMENTS {
+            return vec![Err(format!(
+                "{} key announcements: more than the {MAX_ANNOUNCEMENTS} a verifier follows",
+                announcements.len()
+            ))];
+        }
         let mut results: Vec<Option<Result<String, String>>> = vec![None; announcements.len()];
         loop {
             let mut learned = false;
@@ -384,16 +459,39 @@ impl TrustedKeys {
         results.into_iter().flatten().collect()
     }
 
+    /// Whether `vkey` is trusted for a tree of `size` events: its range, when it is.
+    fn range_at(&self, vkey: &str, size: u64) -> Option<(u64, u64)> {
+        self.keys
+            .iter()
+            .find(|(k, min, max)| k == vkey && (*min..=*max).contains(&size))
+            .map(|(_, min, max)| (*min, *max))
+    }
+
     fn believe(&mut self, announcement: &Announcement) -> Result<String, String> {
         let event = &announcement.event;
         let what = format!("the key rotation at event #{}", event.seq);
-        let checkpoint = self
-            .open(announcement.note.as_bytes())
-            .map_err(|e| format!("{what}: {e}"))?;
-        let size = checkpoint.size();
-        if u64::try_from(event.seq) != Ok(size) || event.action != "audit.key_rotated" {
+        let text = Note::from_bytes(announcement.note.as_bytes())
+            .map(|note| note.text().to_vec())
+            .map_err(|e| format!("{what}: not a signed note ({e})"))?;
+        let (old_key, new_key, size, root) = rotation_fields(&text)
+            .ok_or_else(|| format!("{what}: not a key rotation statement"))?;
+        // Signed by both keys, each of them the statement's own.
+        for key in [&old_key, &new_key] {
+            signed_text(announcement.note.as_bytes(), key)
+                .map_err(|_| format!("{what}: the statement is not signed by both keys"))?;
+        }
+        if size == 0 || u64::try_from(event.seq) != Ok(size) || event.action != "audit.key_rotated"
+        {
             return Err(format!(
-                "{what}: its checkpoint is not of the trail up to a key rotation"
+                "{what}: the statement is not of the trail up to a key rotation"
+            ));
+        }
+        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
+        if details["old_key"].as_str().map(str::trim) != Some(old_key.as_str())
+            || details["new_key"].as_str().map(str::trim) != Some(new_key.as_str())
+        {
+            return Err(format!(
+                "{what}: the event names other keys than the statement"
             ));
         }
         let mut leaf = [0u8; 32];
@@ -402,29 +500,43 @@ impl TrustedKeys {
             && tlog_tiles::check_record(
                 &announcement.proof,
                 size,
-                *checkpoint.hash(),
+                root,
                 size - 1,
                 tlog_tiles::record_hash(&leaf),
             )
             .is_ok();
         if !proved {
             return Err(format!(
-                "{what}: the event is not the last of the checkpoint's tree (changed)"
+                "{what}: the event is not the last of the statement's tree (changed)"
             ));
         }
-        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
-        let (Some(old_key), Some(new_key)) =
-            (details["old_key"].as_str(), details["new_key"].as_str())
-        else {
-            return Err(format!("{what}: the event names no old and new key"));
-        };
-        for key in [old_key, new_key] {
-            if open(announcement.note.as_bytes(), key).is_err() {
-                return Err(format!("{what}: its checkpoint is not signed by both keys"));
-            }
+        // A key has one successor and one predecessor: a second rotation from or to it is
+        // a forgery (by whoever holds a retired key) or a fork; neither is followed.
+        if let Some((o, n)) = self
+            .rotations
+            .iter()
+            .find(|(o, n)| (o == &old_key) != (n == &new_key))
+        {
+            return Err(format!(
+                "{what}: conflicts with the rotation from {o} to {n} (a key rotated twice)"
+            ));
         }
-        // A key already trusted (the pinned one) narrows to its side of the rotation.
-        for (key, min, max) in [(old_key.trim(), 0, size), (new_key.trim(), size, u64::MAX)] {
+        if self.rotations.contains(&(old_key.clone(), new_key.clone())) {
+            return Ok(format!("{what}: already followed"));
+        }
+        // Followed from the side already trusted at that size: forwards from the old key
+        // (the new one inherits what was left of its range), backwards from the new.
+        let new_range = if let Some((_, old_max)) = self.range_at(&old_key, size) {
+            (size, old_max)
+        } else if self.range_at(&new_key, size).is_some() {
+            (size, u64::MAX)
+        } else {
+            return Err(format!("{what}: neither key is trusted at {size} event(s)"));
+        };
+        for (key, min, max) in [
+            (old_key.as_str(), 0, size),
+            (new_key.as_str(), new_range.0, new_range.1),
+        ] {
             match self.keys.iter_mut().find(|(k, ..)| k == key) {
                 Some((_, known_min, known_max)) => {
                     *known_min = (*known_min).max(min);
@@ -433,9 +545,11 @@ impl TrustedKeys {
                 None => self.keys.push((key.to_owned(), min, max)),
             }
         }
+        self.rotations.push((old_key, new_key));
         Ok(format!(
-            "{what}: announced by a trusted key, whose checkpoint of {size} event(s) both keys \
-             signed: the key retired there signs checkpoints up to it, the new one from it on"
+            "{what}: announced by a trusted key, both keys signed the statement of the trail's \
+             first {size} event(s): the key retired there signs checkpoints up to it, the new \
+             one from it on"
         ))
     }
 }
@@ -546,6 +660,55 @@ mod tests {
             prev_hash: String::new(),
             hash: hex::encode(sha2::Sha256::digest(seq.to_be_bytes())),
         }
+    }
+
+    #[test]
+    fn only_a_rotation_statement_signed_by_a_trusted_key_announces_a_key() {
+        let key = || signed_note::generate_key(&mut rand::rngs::OsRng, ORIGIN);
+        let ((p_skey, p_vkey), (a_skey, a_vkey)) = (key(), key());
+        let mut rotation = AuditEvent {
+            seq: 2,
+            at: "2026-12-01T00:00:00.000Z".into(),
+            actor: "system".into(),
+            action: "audit.key_rotated".into(),
+            subject: "audit:trail".into(),
+            details: serde_json::json!({ "old_key": p_vkey, "new_key": a_vkey }).to_string(),
+            prev_hash: event(1).hash,
+            hash: String::new(),
+        };
+        rotation.hash = rotation.fields().hash();
+        let tree = Tree::of(&[event(1), rotation.clone()]).unwrap();
+        let root = tree.root(2).unwrap();
+        let proof = tlog_tiles::prove_record(2, 1, &tree).unwrap();
+        let announce = |note: String| Announcement {
+            note,
+            event: rotation.clone(),
+            proof: proof.clone(),
+        };
+        // What a database writer can have the instance's key sign: a checkpoint of a
+        // trail it wrote, here with its own key's signature added. Not an announcement.
+        let mut keys = TrustedKeys::pinned(&p_vkey);
+        let forged = sign_by_all(2, root, &[&p_skey, &a_skey]).unwrap();
+        assert!(keys.learn(&[announce(forged)])[0].is_err());
+        let by_a = sign(2, root, &a_skey).unwrap();
+        assert!(keys.open(by_a.as_bytes()).is_err());
+        // The statement only a rotation signs is followed forwards from the old key...
+        let statement = sign_rotation((&p_skey, &p_vkey), (&a_skey, &a_vkey), 2, root).unwrap();
+        assert!(keys.learn(&[announce(statement.clone())])[0].is_ok());
+        assert!(keys.open(by_a.as_bytes()).is_ok());
+        assert!(keys
+            .open(sign(1, tree.root(1).unwrap(), &p_skey).unwrap().as_bytes())
+            .is_ok());
+        // ... and the retired key signs nothing after it.
+        let late = sign(3, root, &p_skey).unwrap();
+        assert!(keys.open(late.as_bytes()).is_err());
+        // Backwards from the new key, likewise.
+        let mut keys = TrustedKeys::pinned(&a_vkey);
+        assert!(keys.learn(&[announce(statement)])[0].is_ok());
+        assert!(keys
+            .open(sign(1, tree.root(1).unwrap(), &p_skey).unwrap().as_bytes())
+            .is_ok());
+        assert!(keys.open(late.as_bytes()).is_err());
     }
 
     #[test]

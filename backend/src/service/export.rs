@@ -4,7 +4,7 @@
 //! export holds. Events stream from the database to the client; the export itself is an
 //! audit event (PCI DSS 10.2.1.3: access to the audit logs).
 
-use super::checkpoints::CheckpointError;
+use super::checkpoints::{self, CheckpointError};
 use super::tree::{self, StoredTree};
 use crate::clock;
 use crate::store::audit::{export_events_sql, ExportRange};
@@ -218,13 +218,17 @@ pub(crate) async fn tie_to_checkpoint(
         return Ok((header, None));
     };
     header.checkpoint = Some(note);
+    // All of them: a verifier who pinned a later key follows them backwards.
     header.key_announcements = tree::announcements(db)
         .await?
-        .into_iter()
-        .filter(|a| u64::try_from(a.event.seq).is_ok_and(|seq| seq <= size))
-        .map(|a| a.to_json())
+        .iter()
+        .map(checkpoints::Announcement::to_json)
         .collect();
-    if !range.is_contiguous() {
+    // Consecutive only when nothing was left out: an end time after a clock that stepped
+    // back can select events with gaps between them.
+    let consecutive =
+        range.is_contiguous() && Some(header.events) == last.checked_sub(first).map(|d| d + 1);
+    if !consecutive {
         let proofs_into = (format == ExportFormat::JsonLines).then_some(size);
         header.inclusion_proofs = proofs_into.is_some();
         return Ok((header, proofs_into));

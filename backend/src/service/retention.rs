@@ -232,19 +232,26 @@ pub async fn archive(
         "recorded_before": cutoff,
         "online_months": retention.online_months,
     });
-    match db.archive_segment(&segment, &details).await {
+    let recorded = db.archive_segment(&segment, &details).await;
+    if !matches!(recorded, Ok(Some(_))) {
+        // The file goes only if no segment names it: an error reported after the commit
+        // went through, or a racing archiver that wrote the very same bytes, must not cost
+        // the only copy of the events.
+        let named = db
+            .segments()
+            .await
+            .map(|all| all.iter().any(|s| s.file == segment.file));
+        if let Ok(false) = named {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
+    match recorded {
         Ok(Some(_)) => Ok(Some(Archived { segment, path })),
-        Ok(None) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            Err(RetentionError::Refused(format!(
-                "events #{}..#{last} were archived meanwhile by another process",
-                segment.first_seq
-            )))
-        }
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&path).await;
-            Err(e.into())
-        }
+        Ok(None) => Err(RetentionError::Refused(format!(
+            "events #{}..#{last} were archived meanwhile by another process",
+            segment.first_seq
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -383,7 +383,7 @@ pub struct Rotated {
     pub seq: i64,
     /// The new verifier key.
     pub new_key: String,
-    /// The checkpoint up to the rotation, signed by both keys.
+    /// The rotation statement, signed by both keys.
     pub note: String,
 }
 
@@ -401,46 +401,87 @@ pub async fn rotate_key(
     data_dir: &Path,
     actor: &str,
 ) -> Result<Rotated, CheckpointError> {
-    let Some((old_skey, old_vkey)) = checkpoints::load_key(data_dir)? else {
-        return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
-    };
-    check_signer(db, data_dir, &old_vkey).await?;
-    // Written (and synced) before the database names it: a rotation cut short leaves
-    // the old key in force and this file to be replaced by the next attempt.
     let pending = data_dir.join(NEW_KEY_FILE);
-    let (new_skey, new_vkey) = checkpoints::write_new_key(&pending)?;
-    let seq = db
-        .record(
-            actor,
-            graftbench_domain::audit::AuditAction::AuditKeyRotated,
-            &graftbench_domain::audit::AuditSubject::Trail,
-            &serde_json::json!({ "old_key": old_vkey, "new_key": new_vkey }),
-        )
-        .await?;
-    let mut tree = StoredTree::new(db);
-    tree.grow().await?;
-    let size = u64::try_from(seq).unwrap_or(0);
-    let root = tree.root(size).await?;
-    let note = checkpoints::sign_by_all(size, root, &[&old_skey, &new_skey])?;
-    let event = db
-        .events_after(seq - 1, 1)
-        .await?
-        .into_iter()
-        .next()
-        .filter(|e| e.seq == seq)
-        .ok_or_else(|| CheckpointError::Range(format!("event #{seq} is gone")))?;
-    db.store_key_rotation(&crate::store::audit::KeyRotation {
-        event,
-        old_key: old_vkey,
-        new_key: new_vkey.clone(),
-        note: note.clone(),
-    })
-    .await?;
-    db.store_checkpoint(seq, &root.to_string(), &note).await?;
     let key_error = |source| CheckpointError::Key {
         path: data_dir.join(checkpoints::KEY_FILE),
         source,
     };
+    // A new key already waiting: a rotation cut short after the database recorded it is
+    // finished; anything else is another rotation running (or one cut short before it
+    // was recorded, whose file is then left for a person to remove).
+    if let Some((_, waiting)) = checkpoints::load_key_file(&pending)? {
+        let recorded = db.key_rotations().await?.pop();
+        if let Some(rotation) = recorded.filter(|r| r.new_key.trim() == waiting.trim()) {
+            std::fs::rename(&pending, data_dir.join(checkpoints::KEY_FILE)).map_err(key_error)?;
+            return Ok(Rotated {
+                seq: rotation.event.seq,
+                new_key: rotation.new_key,
+                note: rotation.note,
+            });
+        }
+        return Err(CheckpointError::BadKey(format!(
+            "{} exists: another rotation is running, or one was cut short before it was \
+             recorded (remove the file if no rotation is running)",
+            pending.display()
+        )));
+    }
+    let Some((old_skey, old_vkey)) = checkpoints::load_key(data_dir)? else {
+        return Err(CheckpointError::NoKey(data_dir.join(checkpoints::KEY_FILE)));
+    };
+    check_signer(db, data_dir, &old_vkey).await?;
+    // Written (and synced) before the database names it, and only if no other rotation
+    // made it first: a rotation cut short leaves the old key in force.
+    let (new_skey, new_vkey) = checkpoints::write_new_key(&pending)?;
+    let recorded = async {
+        let seq = db
+            .record(
+                actor,
+                graftbench_domain::audit::AuditAction::AuditKeyRotated,
+                &graftbench_domain::audit::AuditSubject::Trail,
+                &serde_json::json!({ "old_key": old_vkey, "new_key": new_vkey }),
+            )
+            .await?;
+        let mut tree = StoredTree::new(db);
+        tree.grow().await?;
+        let size = u64::try_from(seq).unwrap_or(0);
+        let root = tree.root(size).await?;
+        let note = checkpoints::sign_by_all(size, root, &[&old_skey, &new_skey])?;
+        let statement =
+            checkpoints::sign_rotation((&old_skey, &old_vkey), (&new_skey, &new_vkey), size, root)?;
+        let event = db
+            .events_after(seq - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == seq)
+            .ok_or_else(|| CheckpointError::Range(format!("event #{seq} is gone")))?;
+        db.store_key_rotation(&crate::store::audit::KeyRotation {
+            event,
+            old_key: old_vkey,
+            new_key: new_vkey.clone(),
+            note: statement.clone(),
+        })
+        .await?;
+        Ok::<_, CheckpointError>((seq, root, note, statement))
+    }
+    .await;
+    let (seq, root, note, statement) = match recorded {
+        Ok(done) => done,
+        Err(e) => {
+            // Not recorded: the old key stays in force and the next attempt starts afresh.
+            // (An error reported after the rotation was in fact recorded keeps the file:
+            // the next attempt puts it in place.)
+            let recorded = db
+                .key_rotations()
+                .await
+                .map(|all| all.iter().any(|r| r.new_key.trim() == new_vkey.trim()));
+            if let Ok(false) = recorded {
+                let _ = std::fs::remove_file(&pending);
+            }
+            return Err(e);
+        }
+    };
+    db.store_checkpoint(seq, &root.to_string(), &note).await?;
     std::fs::rename(&pending, data_dir.join(checkpoints::KEY_FILE)).map_err(key_error)?;
     std::fs::File::open(data_dir)
         .and_then(|d| d.sync_all())
@@ -448,7 +489,7 @@ pub async fn rotate_key(
     Ok(Rotated {
         seq,
         new_key: new_vkey,
-        note,
+        note: statement,
     })
 }
 

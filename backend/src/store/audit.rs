@@ -553,7 +553,8 @@ pub struct KeyRotation {
     pub old_key: String,
     /// The verifier key that signs from then on.
     pub new_key: String,
-    /// The checkpoint of the first `event.seq` events, signed by both keys.
+    /// The rotation statement (old key, new key, size and root of the first `event.seq`
+    /// events), signed by both keys.
     pub note: String,
 }
 

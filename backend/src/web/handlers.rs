@@ -787,6 +787,8 @@ pub(super) async fn api_audit_segment(
         tracing::error!(path = %path.display(), error = %e, "an archive segment's file is missing");
         ApiError::internal(e)
     })?;
+    // The file's own length: the row's is the database's word.
+    let length = file.metadata().await.ok().map(|m| m.len());
     state
         .db
         .record(
@@ -807,7 +809,7 @@ pub(super) async fn api_audit_segment(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/jsonl; charset=utf-8"),
     );
-    if let Ok(bytes) = u64::try_from(segment.bytes) {
+    if let Some(bytes) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
     }
     if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", segment.file))

@@ -359,7 +359,7 @@ pub enum EvidenceError {
 /// Collects one patch's evidence.
 pub async fn patch_evidence(
     db: &Database,
-    archive: &Path,
+    archived_state_changes: &[AuditEvent],
     policy: &Policy,
     id: i64,
 ) -> Result<PatchEvidence, EvidenceError> {
@@ -371,7 +371,7 @@ pub async fn patch_evidence(
     let evaluation = review::evaluate(&facts, &sign_offs, policy);
     let now = time::OffsetDateTime::now_utc();
     let deadline = review::deadline(&facts, evaluation.state, policy, now);
-    let approved_at = first_approval(db, archive, id).await?;
+    let approved_at = first_approval(db, archived_state_changes, id).await?;
     let outcome = match &approved_at {
         Some(at) if *at <= deadline.due_at || deadline.due_at.is_empty() => "met",
         Some(_) => "missed",
@@ -418,7 +418,7 @@ pub async fn patch_evidence(
 /// When the patch's state first became approved, from its state-change events.
 async fn first_approval(
     db: &Database,
-    archive: &Path,
+    archived_state_changes: &[AuditEvent],
     id: i64,
 ) -> Result<Option<String>, EvidenceError> {
     let range = ExportRange {
@@ -431,8 +431,10 @@ async fn first_approval(
         let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
         details["to"] == State::Approved.as_str()
     };
-    let archived = retention::archived_events(db, archive, &range).await?;
-    if let Some(event) = archived.iter().find(|e| approved(e)) {
+    if let Some(event) = archived_state_changes
+        .iter()
+        .find(|e| range.matches(e) && approved(e))
+    {
         return Ok(Some(event.at.clone()));
     }
     let sql = crate::store::audit::export_events_sql(&range);
@@ -444,6 +446,20 @@ async fn first_approval(
         }
     }
     Ok(None)
+}
+
+/// Every archived `patch.state_changed` event, read once for all the patches of a report
+/// (each archive segment is read whole).
+async fn archived_state_changes(
+    db: &Database,
+    archive: &Path,
+) -> Result<Vec<AuditEvent>, EvidenceError> {
+    let range = ExportRange {
+        action: AuditAction::PatchStateChanged.as_str().to_owned(),
+        up_to_seq: i64::MAX,
+        ..ExportRange::default()
+    };
+    Ok(retention::archived_events(db, archive, &range).await?)
 }
 
 /// The patches a scope covers.
@@ -498,9 +514,10 @@ pub async fn report_page(
     scope: &Scope,
 ) -> Result<String, EvidenceError> {
     let ids = population(db, archive, scope).await?;
+    let state_changes = archived_state_changes(db, archive).await?;
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, archive, policy, *id).await?);
+        patches.push(patch_evidence(db, &state_changes, policy, *id).await?);
     }
     let newest = db.checkpoints(1).await?.into_iter().next();
     let head = db.audit_head_seq().await?;
@@ -561,9 +578,10 @@ pub async fn bundle(
         .map(|(_, vkey)| vkey)
         .unwrap_or_default();
     let extracted_at = clock::now();
+    let state_changes = archived_state_changes(db, &archive).await?;
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, &archive, policy, *id).await?);
+        patches.push(patch_evidence(db, &state_changes, policy, *id).await?);
     }
 
     // The events with their proofs go to a file of their own first: the archive needs

@@ -204,7 +204,7 @@ fn walk_events(
         }
         let event = line.event;
         if let Some((seq, hash)) = &walk.last {
-            if event.seq == seq + 1 && event.prev_hash != *hash {
+            if event.seq == seq.saturating_add(1) && event.prev_hash != *hash {
                 outcome.bad(format!(
                     "{what} line {line_number}: event #{} does not link to event #{seq} before \
                      it",
@@ -222,7 +222,7 @@ fn walk_events(
         let expected = walk
             .last
             .as_ref()
-            .map_or(first_expected, |(seq, _)| seq + 1);
+            .map_or(first_expected, |(seq, _)| seq.saturating_add(1));
         match walk.contiguous.as_mut() {
             Some(tree) if event.seq == expected => {
                 if tree.push(&event).is_err() {
@@ -268,7 +268,7 @@ fn open_checkpoint(
 /// The tree an export's events extend: of the events before its first, from the
 /// header's frontier (an archive segment, or the online trail after one); empty when it
 /// names none.
-fn export_start(header: &serde_json::Value) -> Result<Tree, String> {
+fn export_start(header: &serde_json::Value, checkpoint_size: u64) -> Result<Tree, String> {
     let Some(frontier) = header.get("frontier") else {
         return Ok(Tree::default());
     };
@@ -281,6 +281,14 @@ fn export_start(header: &serde_json::Value) -> Result<Tree, String> {
         .and_then(|v| v.as_u64())
         .and_then(|first| first.checked_sub(1))
         .ok_or("no first sequence number to start after")?;
+    // A frontier alone rebuilds the roots of trees no larger than itself: the checkpoint
+    // must commit to exported events, not only to hashes the header supplies.
+    if before >= checkpoint_size {
+        return Err(format!(
+            "the {before} event(s) before the first are not fewer than the checkpoint's \
+             {checkpoint_size}: the checkpoint commits to none of the exported events"
+        ));
+    }
     Tree::after(before, &hashes).map_err(|e| e.to_string())
 }
 
@@ -340,12 +348,13 @@ fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
         }
     };
     let tree = checkpoint.as_ref().map(|c| (c.size(), *c.hash()));
-    let start = match export_start(&header) {
-        Ok(start) => start,
-        Err(why) => {
+    let start = match checkpoint.as_ref().map(|c| export_start(&header, c.size())) {
+        Some(Ok(start)) => start,
+        Some(Err(why)) => {
             outcome.bad(format!("the header's frontier: {why}"));
             Tree::default()
         }
+        None => Tree::default(),
     };
     let walk = walk_events(&mut reader, tree, start, "the export", &mut outcome)?;
     let count = header.get("events").and_then(|v| v.as_u64());
@@ -384,7 +393,14 @@ fn verify_export(path: &Path, vkey: &str) -> std::io::Result<Outcome> {
                     before + 1
                 )
             };
-            if tree.size() >= size {
+            if tree.size() > size {
+                // The checkpoint says nothing of events after its last.
+                outcome.bad(format!(
+                    "events #{}..#{} come after the checkpoint's {size}: nothing ties them to it",
+                    size + 1,
+                    tree.size()
+                ));
+            } else if tree.size() == size {
                 match tree.root(size) {
                     Ok(root) if root == *checkpoint.hash() => {
                         outcome.ok(format!("{span} are the ones the checkpoint commits to"))
