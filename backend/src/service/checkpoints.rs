@@ -259,6 +259,11 @@ pub fn sign(size: u64, root: Hash, skey: &str) -> Result<String, CheckpointError
 pub fn sign_by_all(size: u64, root: Hash, skeys: &[&str]) -> Result<String, CheckpointError> {
     let checkpoint = Checkpoint::new(ORIGIN, size, root, "")
         .map_err(|e| CheckpointError::Tree(e.to_string()))?;
+    signed_note_of(&checkpoint.to_bytes(), skeys)
+}
+
+/// `text` as a signed note, signed by each of `skeys`.
+fn signed_note_of(text: &[u8], skeys: &[&str]) -> Result<String, CheckpointError> {
     let signers = skeys
         .iter()
         .map(|skey| StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string())))
@@ -267,8 +272,8 @@ pub fn sign_by_all(size: u64, root: Hash, skeys: &[&str]) -> Result<String, Chec
         .iter()
         .map(|s| s as &dyn signed_note::Signer)
         .collect();
-    let mut note = Note::new(&checkpoint.to_bytes(), &[])
-        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
+    let mut note =
+        Note::new(text, &[]).map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
     note.add_sigs(&signers)
         .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
     Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
@@ -313,19 +318,7 @@ pub fn sign_rotation(
         old.1.trim(),
         new.1.trim()
     );
-    let signers = [old.0, new.0]
-        .iter()
-        .map(|skey| StandardSigner::new(skey).map_err(|e| CheckpointError::BadKey(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let signers: Vec<&dyn signed_note::Signer> = signers
-        .iter()
-        .map(|s| s as &dyn signed_note::Signer)
-        .collect();
-    let mut note = Note::new(text.as_bytes(), &[])
-        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
-    note.add_sigs(&signers)
-        .map_err(|e| CheckpointError::BadCheckpoint(e.to_string()))?;
-    Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
+    signed_note_of(text.as_bytes(), &[old.0, new.0])
 }
 
 /// A rotation statement's (old key, new key, size, root), when it is one.

@@ -102,6 +102,37 @@ pub struct ExportHeader {
     pub key_announcements: Vec<serde_json::Value>,
 }
 
+impl ExportHeader {
+    /// The header of `counted` events (how many, the first and last sequence numbers) as
+    /// `exported_by` selected them with `filters`, from a trail whose last event was
+    /// `trail_head_seq`; [`tie_to_checkpoint`] fills in the rest.
+    pub fn new(
+        source: &str,
+        exported_by: &str,
+        filters: serde_json::Value,
+        trail_head_seq: i64,
+        counted: (i64, Option<i64>, Option<i64>),
+    ) -> ExportHeader {
+        ExportHeader {
+            format: "graftbench-audit-export/1",
+            source: source.to_owned(),
+            exported_by: exported_by.to_owned(),
+            extracted_at: clock::now(),
+            filters,
+            trail_head_seq,
+            first_seq: counted.1,
+            last_seq: counted.2,
+            events: counted.0,
+            archived_through: None,
+            checkpoint: None,
+            inclusion_proofs: false,
+            frontier: Vec::new(),
+            consistency_proof: Vec::new(),
+            key_announcements: Vec::new(),
+        }
+    }
+}
+
 /// The events an export covers, from what a person typed: exact actor and subject, an
 /// action or a prefix of actions ending in `.`, and times (`2026-11-27` or RFC 3339).
 /// Empty values select everything. `Err` names the time that is not one.
@@ -176,23 +207,13 @@ pub async fn export(
         }),
     )
     .await?;
-    let header = ExportHeader {
-        format: "graftbench-audit-export/1",
-        source: source.to_owned(),
-        exported_by: actor.to_owned(),
-        extracted_at: clock::now(),
+    let header = ExportHeader::new(
+        source,
+        actor,
         filters,
-        trail_head_seq: range.up_to_seq,
-        first_seq,
-        last_seq,
-        events,
-        archived_through: None,
-        checkpoint: None,
-        inclusion_proofs: false,
-        frontier: Vec::new(),
-        consistency_proof: Vec::new(),
-        key_announcements: Vec::new(),
-    };
+        range.up_to_seq,
+        (events, first_seq, last_seq),
+    );
     let (header, proofs_into) = tie_to_checkpoint(db, data_dir, header, &range, format).await?;
     Ok(start(db, header, range, format, proofs_into))
 }

@@ -142,23 +142,13 @@ pub async fn archive(
             oldest.seq
         )));
     }
-    let header = ExportHeader {
-        format: "graftbench-audit-export/1",
-        source: source.to_owned(),
-        exported_by: "system".to_owned(),
-        extracted_at: clock::now(),
-        filters: serde_json::json!({ "archive_segment": true, "recorded_before": cutoff }),
-        trail_head_seq: head,
-        first_seq,
-        last_seq,
-        events,
-        archived_through: None,
-        checkpoint: None,
-        inclusion_proofs: false,
-        frontier: Vec::new(),
-        consistency_proof: Vec::new(),
-        key_announcements: Vec::new(),
-    };
+    let header = ExportHeader::new(
+        source,
+        "system",
+        serde_json::json!({ "archive_segment": true, "recorded_before": cutoff }),
+        head,
+        (events, first_seq, last_seq),
+    );
     let format = ExportFormat::JsonLines;
     let (header, _) = export::tie_to_checkpoint(db, data_dir, header, &range, format).await?;
     let dir = archive_dir(data_dir);
@@ -308,25 +298,8 @@ pub async fn whole_trail(
     let mut trail = WholeTrail::default();
     let mut walk = ChainWalk::default();
     for segment in db.segments().await? {
-        let path = segment_path(archive, &segment)?;
-        let reading = path.clone();
-        let events = tokio::task::spawn_blocking(move || read_segment(&reading))
-            .await
-            .map_err(|e| RetentionError::Refused(e.to_string()))?
-            .map_err(|source| RetentionError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        if events.sha256 != segment.sha256 {
-            return Err(RetentionError::Refused(format!(
-                "{} does not have the SHA-256 recorded when events #{}..#{} were archived \
-                 in it: it was changed (check it with `graftbench audit verify --bundle`)",
-                path.display(),
-                segment.first_seq,
-                segment.last_seq
-            )));
-        }
-        for event in events.events {
+        let events = read_checked_segment(archive, &segment).await?;
+        for event in events {
             if let Err(broken) = walk.step(&event) {
                 return Ok(Err(broken));
             }
@@ -370,22 +343,8 @@ pub async fn archived_events(
 ) -> Result<Vec<AuditEvent>, RetentionError> {
     let mut selected = Vec::new();
     for segment in db.segments().await? {
-        let path = segment_path(archive, &segment)?;
-        let reading = path.clone();
-        let events = tokio::task::spawn_blocking(move || read_segment(&reading))
-            .await
-            .map_err(|e| RetentionError::Refused(e.to_string()))?
-            .map_err(|source| RetentionError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        if events.sha256 != segment.sha256 {
-            return Err(RetentionError::Refused(format!(
-                "{} does not have the SHA-256 recorded when it was archived: it was changed",
-                path.display()
-            )));
-        }
-        selected.extend(events.events.into_iter().filter(|e| range.matches(e)));
+        let events = read_checked_segment(archive, &segment).await?;
+        selected.extend(events.into_iter().filter(|e| range.matches(e)));
     }
     Ok(selected)
 }
@@ -412,6 +371,33 @@ pub async fn archived_patches_between(
     ids.sort_unstable();
     ids.dedup();
     Ok(ids)
+}
+
+/// The events of `segment`'s file in `archive`, read off the async workers; refused
+/// unless the file still has the SHA-256 recorded when it was written.
+async fn read_checked_segment(
+    archive: &Path,
+    segment: &Segment,
+) -> Result<Vec<AuditEvent>, RetentionError> {
+    let path = segment_path(archive, segment)?;
+    let reading = path.clone();
+    let read = tokio::task::spawn_blocking(move || read_segment(&reading))
+        .await
+        .map_err(|e| RetentionError::Refused(e.to_string()))?
+        .map_err(|source| RetentionError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    if read.sha256 != segment.sha256 {
+        return Err(RetentionError::Refused(format!(
+            "{} does not have the SHA-256 recorded when events #{}..#{} were archived in it: \
+             it was changed (check it with `graftbench audit verify --bundle`)",
+            path.display(),
+            segment.first_seq,
+            segment.last_seq
+        )));
+    }
+    Ok(read.events)
 }
 
 /// A segment file's events and SHA-256.
