@@ -2242,10 +2242,13 @@ async fn a_rotated_key_is_announced_by_the_old_one_and_verifiers_follow_it() {
         "signed by the new key only"
     );
 
-    // Whichever key was pinned, both checkpoints are followed: forwards from the old
-    // key, backwards from the new.
-    for pinned in [&old_pinned, &new_pinned] {
-        let (ok, out, err) = run(&[
+    // Pinned to the old key, the rotation is followed forwards to the new one; pinned to
+    // the new key alone, a checkpoint the old key signed is not trusted (a retired key
+    // may have leaked): pin both for evidence from before the rotation.
+    let both_pinned = dir.path().join("both.vkey");
+    std::fs::write(&both_pinned, format!("{new_vkey}{old_vkey}")).unwrap();
+    let verify_held = |pinned: &Path| {
+        run(&[
             "audit",
             "verify",
             "--checkpoint",
@@ -2254,13 +2257,18 @@ async fn a_rotated_key_is_announced_by_the_old_one_and_verifiers_follow_it() {
             arg(&after_file),
             "--key",
             arg(pinned),
-        ]);
+        ])
+    };
+    for pinned in [&old_pinned, &both_pinned] {
+        let (ok, out, err) = verify_held(pinned);
         assert!(ok, "{pinned:?}: {out}{err}");
         assert!(
             out.contains("the key rotation at event #2: announced by a trusted key"),
             "{out}"
         );
     }
+    let (ok, _, err) = verify_held(&new_pinned);
+    assert!(!ok && err.contains("before.txt cannot be used"), "{err}");
     let export = dir.path().join("trail.jsonl");
     let (ok, _, err) = run(&["audit", "export", "--output", arg(&export)]);
     assert!(ok, "{err}");

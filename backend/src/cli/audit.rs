@@ -68,7 +68,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     bundle: Option<std::path::PathBuf>,
     /// The verifier key to check their signatures with (a file holding what `audit key`
-    /// printed); default: this data directory's own key, which must then exist.
+    /// printed, or several such keys one a line, for evidence signed before a key
+    /// rotation); default: this data directory's own key, which must then exist.
     #[arg(long)]
     key: Option<std::path::PathBuf>,
     /// Where the archive segments are (default: DATA_DIR/audit-archive).

@@ -394,10 +394,16 @@ pub struct TrustedKeys {
 const MAX_ANNOUNCEMENTS: usize = 100;
 
 impl TrustedKeys {
-    /// Only `vkey`, the pinned key.
-    pub fn pinned(vkey: &str) -> TrustedKeys {
+    /// The pinned keys: each line of `vkeys` one verifier key (a file may hold a key and
+    /// the ones before it, for evidence signed before a rotation).
+    pub fn pinned(vkeys: &str) -> TrustedKeys {
         TrustedKeys {
-            keys: vec![(vkey.trim().to_owned(), 0, u64::MAX)],
+            keys: vkeys
+                .lines()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| (k.to_owned(), 0, u64::MAX))
+                .collect(),
             rotations: Vec::new(),
         }
     }
@@ -425,8 +431,10 @@ impl TrustedKeys {
         Err(first_error.unwrap_or_else(|| CheckpointError::BadKey("no key is trusted".into())))
     }
 
-    /// Follows `announcements` from the keys trusted (forwards from an old pinned key,
-    /// backwards from a new one): what each taught, or why it was not believed.
+    /// Follows `announcements` forwards from the keys trusted: what each taught, or why
+    /// it was not believed. One whose old key is not trusted is not followed (and not a
+    /// problem: a verifier who pinned the newest key needs none): following a rotation
+    /// backwards would trust a retired, perhaps leaked, key for any checkpoint before it.
     pub fn learn(&mut self, announcements: &[Announcement]) -> Vec<Result<String, String>> {
         if announcements.len() > MAX_ANNOUNCEMENTS {
             return vec![Err(format!(
@@ -434,11 +442,13 @@ impl TrustedKeys {
                 announcements.len()
             ))];
         }
-        let mut results: Vec<Option<Result<String, String>>> = vec![None; announcements.len()];
+        // Err((true, why)): not (yet) from a trusted key; Err((false, why)): not valid.
+        let mut results: Vec<Option<Result<String, (bool, String)>>> =
+            vec![None; announcements.len()];
         loop {
             let mut learned = false;
             for (i, announcement) in announcements.iter().enumerate() {
-                if matches!(results[i], Some(Ok(_))) {
+                if matches!(results[i], Some(Ok(_)) | Some(Err((false, _)))) {
                     continue;
                 }
                 let outcome = self.believe(announcement);
@@ -449,7 +459,14 @@ impl TrustedKeys {
                 break;
             }
         }
-        results.into_iter().flatten().collect()
+        results
+            .into_iter()
+            .flatten()
+            .map(|result| match result {
+                Ok(line) | Err((true, line)) => Ok(line),
+                Err((false, line)) => Err(line),
+            })
+            .collect()
     }
 
     /// Whether `vkey` is trusted for a tree of `size` events: its range, when it is.
@@ -460,35 +477,40 @@ impl TrustedKeys {
             .map(|(_, min, max)| (*min, *max))
     }
 
-    fn believe(&mut self, announcement: &Announcement) -> Result<String, String> {
+    /// Checks and follows one announcement. `Err((true, why))` when its old key is not
+    /// trusted (yet), `Err((false, why))` when it is not a valid announcement.
+    fn believe(&mut self, announcement: &Announcement) -> Result<String, (bool, String)> {
+        let invalid = |why: String| (false, why);
         let event = &announcement.event;
         let what = format!("the key rotation at event #{}", event.seq);
         let text = Note::from_bytes(announcement.note.as_bytes())
             .map(|note| note.text().to_vec())
-            .map_err(|e| format!("{what}: not a signed note ({e})"))?;
+            .map_err(|e| invalid(format!("{what}: not a signed note ({e})")))?;
         let (old_key, new_key, size, root) = rotation_fields(&text)
-            .ok_or_else(|| format!("{what}: not a key rotation statement"))?;
+            .ok_or_else(|| invalid(format!("{what}: not a key rotation statement")))?;
         // Signed by both keys, each of them the statement's own.
         for key in [&old_key, &new_key] {
-            signed_text(announcement.note.as_bytes(), key)
-                .map_err(|_| format!("{what}: the statement is not signed by both keys"))?;
+            signed_text(announcement.note.as_bytes(), key).map_err(|_| {
+                invalid(format!("{what}: the statement is not signed by both keys"))
+            })?;
         }
         if size == 0 || u64::try_from(event.seq) != Ok(size) || event.action != "audit.key_rotated"
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{what}: the statement is not of the trail up to a key rotation"
-            ));
+            )));
         }
         let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
         if details["old_key"].as_str().map(str::trim) != Some(old_key.as_str())
             || details["new_key"].as_str().map(str::trim) != Some(new_key.as_str())
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{what}: the event names other keys than the statement"
-            ));
+            )));
         }
         let mut leaf = [0u8; 32];
-        let proved = event.fields().hash() == event.hash
+        let proved = announcement.proof.len() <= 64
+            && event.fields().hash() == event.hash
             && hex::decode_to_slice(&event.hash, &mut leaf).is_ok()
             && tlog_tiles::check_record(
                 &announcement.proof,
@@ -499,9 +521,9 @@ impl TrustedKeys {
             )
             .is_ok();
         if !proved {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{what}: the event is not the last of the statement's tree (changed)"
-            ));
+            )));
         }
         // A key has one successor and one predecessor: a second rotation from or to it is
         // a forgery (by whoever holds a retired key) or a fork; neither is followed.
@@ -510,22 +532,25 @@ impl TrustedKeys {
             .iter()
             .find(|(o, n)| (o == &old_key) != (n == &new_key))
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "{what}: conflicts with the rotation from {o} to {n} (a key rotated twice)"
-            ));
+            )));
         }
         if self.rotations.contains(&(old_key.clone(), new_key.clone())) {
             return Ok(format!("{what}: already followed"));
         }
-        // Followed from the side already trusted at that size: forwards from the old key
-        // (the new one inherits what was left of its range), backwards from the new.
-        let new_range = if let Some((_, old_max)) = self.range_at(&old_key, size) {
-            (size, old_max)
-        } else if self.range_at(&new_key, size).is_some() {
-            (size, u64::MAX)
-        } else {
-            return Err(format!("{what}: neither key is trusted at {size} event(s)"));
+        // Followed forwards only, from an old key trusted at that size: the new one
+        // inherits what was left of its range.
+        let Some((_, old_max)) = self.range_at(&old_key, size) else {
+            return Err((
+                true,
+                format!(
+                    "{what}: not followed, its old key is not pinned (evidence signed before \
+                     it checks with that key pinned too)"
+                ),
+            ));
         };
+        let new_range = (size, old_max);
         for (key, min, max) in [
             (old_key.as_str(), 0, size),
             (new_key.as_str(), new_range.0, new_range.1),
@@ -695,12 +720,18 @@ mod tests {
         // ... and the retired key signs nothing after it.
         let late = sign(3, root, &p_skey).unwrap();
         assert!(keys.open(late.as_bytes()).is_err());
-        // Backwards from the new key, likewise.
+        // Never backwards from the new key: that would trust a retired, perhaps leaked,
+        // key for any checkpoint before the rotation. Pinning both keys is how evidence
+        // from before a rotation checks, and the retired one still stops at it.
+        let early = sign(1, tree.root(1).unwrap(), &p_skey).unwrap();
         let mut keys = TrustedKeys::pinned(&a_vkey);
+        assert!(keys.learn(&[announce(statement.clone())])[0]
+            .as_ref()
+            .is_ok_and(|line| line.contains("not followed")));
+        assert!(keys.open(early.as_bytes()).is_err());
+        let mut keys = TrustedKeys::pinned(&format!("{a_vkey}\n{p_vkey}\n"));
         assert!(keys.learn(&[announce(statement)])[0].is_ok());
-        assert!(keys
-            .open(sign(1, tree.root(1).unwrap(), &p_skey).unwrap().as_bytes())
-            .is_ok());
+        assert!(keys.open(early.as_bytes()).is_ok());
         assert!(keys.open(late.as_bytes()).is_err());
     }
 

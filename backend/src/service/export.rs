@@ -302,17 +302,26 @@ pub(crate) fn start(
     receiver
 }
 
-/// The smallest stored checkpoint that covers event `last` (size and signed note), or a
-/// new one signed now; `None` when there is none and this instance has no key.
+/// The smallest stored checkpoint that covers event `last` (size and signed note) signed
+/// by the key in use, or a new one signed now; `None` when there is none and this
+/// instance has no key.
 async fn covering_checkpoint(
     db: &Database,
     data_dir: &Path,
     last: i64,
 ) -> Result<Option<(u64, String)>, CheckpointError> {
+    // One signed by the key in use: a verifier who pinned the newest key then needs no
+    // other (rotations are followed forwards only).
+    let current = checkpoints::load_key(data_dir)?.map(|(_, vkey)| vkey);
     if let Some(stored) = db.checkpoint_covering(last).await? {
-        let size = u64::try_from(stored.size)
-            .map_err(|_| DbError::Corrupt(format!("checkpoint of {} events", stored.size)))?;
-        return Ok(Some((size, stored.note)));
+        let by_current = current
+            .as_deref()
+            .is_none_or(|vkey| checkpoints::open(stored.note.as_bytes(), vkey).is_ok());
+        if by_current {
+            let size = u64::try_from(stored.size)
+                .map_err(|_| DbError::Corrupt(format!("checkpoint of {} events", stored.size)))?;
+            return Ok(Some((size, stored.note)));
+        }
     }
     match tree::sign_checkpoint(db, data_dir).await {
         Ok(made) => Ok(Some((made.size, made.note))),

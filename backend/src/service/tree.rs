@@ -367,9 +367,13 @@ async fn check_signer(db: &Database, data_dir: &Path, vkey: &str) -> Result<(), 
         }
     }
     if let Some(newest) = db.checkpoints(1).await?.into_iter().next() {
-        // Up to the rotation that brought this key in, the old key signed.
-        let before_this_key = rotation.is_some_and(|r| newest.size <= r.event.seq);
-        if !before_this_key && checkpoints::open(newest.note.as_bytes(), vkey).is_err() {
+        // The old key signed up to the rotation that brought this key in (and perhaps a
+        // little after, on a replica that signed while the rotation was being recorded).
+        let by_the_old_key = rotation.is_some_and(|r| {
+            newest.size <= r.event.seq
+                || checkpoints::open(newest.note.as_bytes(), &r.old_key).is_ok()
+        });
+        if !by_the_old_key && checkpoints::open(newest.note.as_bytes(), vkey).is_err() {
             return Err(CheckpointError::ForeignKey(path));
         }
     }
