@@ -6,11 +6,13 @@
 //! - [`review`]: every role times every state times every action.
 //! - [`security`]: one test per finding of the security review.
 //! - [`browser`]: headless Chromium walking the pages.
+//! - [`jobs`]: the job queue's claims, leases, retries and cancellation.
 //! - [`kernel`]: a generated, built and signed module loaded into the real Debian kernel
 //!   under QEMU.
 
 mod browser;
 mod http;
+mod jobs;
 mod kernel;
 mod review;
 mod security;

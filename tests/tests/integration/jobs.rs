@@ -1,0 +1,221 @@
+//! The job queue against a real database, on SQLite and on PostgreSQL: one job per key,
+//! claims that do not collide, leases that run out, retries that end, cancellation.
+
+use graftbench::store::jobs::{JobState, NewJob};
+use graftbench::store::Database;
+use graftbench_tests::{on_both_databases, Backend, TestServer};
+use std::time::Duration;
+
+on_both_databases!(
+    a_job_is_queued_once_claimed_once_and_completed_once,
+    a_failing_job_is_retried_then_ends_failed_with_its_error,
+    a_job_whose_worker_stopped_answering_is_claimed_again_and_completes_once,
+    a_cancelled_job_is_not_claimed_and_its_worker_finds_out,
+    racing_workers_run_each_of_fifty_jobs_exactly_once,
+);
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn job(key: &str, max_attempts: u32) -> NewJob {
+    NewJob {
+        kind: "test".into(),
+        key: key.into(),
+        payload: serde_json::json!({ "key": key }),
+        max_attempts,
+        timeout: Duration::from_secs(30),
+    }
+}
+
+async fn complete(db: &Database, id: i64, worker: &str) -> bool {
+    let mut tx = db.pool().begin().await.unwrap();
+    let done = Database::complete_job_in(&mut tx, id, worker, &serde_json::json!({ "by": worker }))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    done
+}
+
+async fn a_job_is_queued_once_claimed_once_and_completed_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let (id, new) = db.enqueue_job(&job("analyze:1", 3)).await.unwrap();
+    assert!(new);
+    assert_eq!(
+        db.enqueue_job(&job("analyze:1", 3)).await.unwrap(),
+        (id, false)
+    );
+    let claimed = db
+        .claim_job("w1", LEASE)
+        .await
+        .unwrap()
+        .expect("a job is due");
+    assert_eq!(
+        (claimed.id, claimed.state, claimed.attempts),
+        (id, JobState::Running, 1)
+    );
+    assert_eq!(claimed.payload, r#"{"key":"analyze:1"}"#);
+    assert!(
+        db.claim_job("w2", LEASE).await.unwrap().is_none(),
+        "claimed once"
+    );
+    // Still the same job while it runs.
+    assert_eq!(
+        db.enqueue_job(&job("analyze:1", 3)).await.unwrap(),
+        (id, false)
+    );
+    assert!(db
+        .heartbeat_job(id, "w1", LEASE, "indexing", 0.5)
+        .await
+        .unwrap());
+    assert_eq!(db.job(id).await.unwrap().unwrap().phase, "indexing");
+    assert!(!complete(db, id, "w2").await, "not w2's");
+    assert!(complete(db, id, "w1").await);
+    assert!(!complete(db, id, "w1").await, "completed once");
+    let done = db.job(id).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!(done.result.as_deref(), Some(r#"{"by":"w1"}"#));
+    // Done, the key may be queued again.
+    let (again, new) = db.enqueue_job(&job("analyze:1", 3)).await.unwrap();
+    assert!(new && again != id);
+    server.stop().await;
+}
+
+async fn a_failing_job_is_retried_then_ends_failed_with_its_error(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let (id, _) = db.enqueue_job(&job("flaky", 3)).await.unwrap();
+    for attempt in 1..=3 {
+        let claimed = db.claim_job("w", LEASE).await.unwrap().expect("due again");
+        assert_eq!((claimed.id, claimed.attempts), (id, attempt));
+        let error = format!("attempt {attempt} broke");
+        let left = db.fail_job(id, "w", &error, Duration::ZERO).await.unwrap();
+        let expected = if attempt < 3 {
+            JobState::Queued
+        } else {
+            JobState::Failed
+        };
+        assert_eq!(left, Some(expected));
+    }
+    assert!(db.claim_job("w", LEASE).await.unwrap().is_none());
+    let failed = db.job(id).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.error.as_deref(), Some("attempt 3 broke"));
+    // A retry waits for its time.
+    let (later, _) = db.enqueue_job(&job("later", 2)).await.unwrap();
+    db.claim_job("w", LEASE).await.unwrap().unwrap();
+    db.fail_job(later, "w", "not yet", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        db.claim_job("w", LEASE).await.unwrap().is_none(),
+        "backing off"
+    );
+    server.stop().await;
+}
+
+async fn a_job_whose_worker_stopped_answering_is_claimed_again_and_completes_once(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let (id, _) = db.enqueue_job(&job("index", 2)).await.unwrap();
+    // w1's lease is over as soon as it is given: as if w1 had been killed.
+    let first = db.claim_job("w1", Duration::ZERO).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = db
+        .claim_job("w2", LEASE)
+        .await
+        .unwrap()
+        .expect("the lease ran out");
+    assert_eq!((first.id, second.id, second.attempts), (id, id, 2));
+    // w1 comes back: the job is no longer its.
+    assert!(!db
+        .heartbeat_job(id, "w1", LEASE, "late", 0.9)
+        .await
+        .unwrap());
+    assert!(!complete(db, id, "w1").await);
+    assert!(complete(db, id, "w2").await);
+    assert_eq!(
+        db.job(id).await.unwrap().unwrap().result.as_deref(),
+        Some(r#"{"by":"w2"}"#)
+    );
+    // On the last attempt, a lease that runs out ends the job failed, with why.
+    let (last, _) = db.enqueue_job(&job("index-once", 1)).await.unwrap();
+    db.claim_job("w1", Duration::ZERO).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(db.claim_job("w2", LEASE).await.unwrap().is_none());
+    let failed = db.job(last).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("(the lease ran out) on attempt 1 of 1")),
+        "{:?}",
+        failed.error
+    );
+    server.stop().await;
+}
+
+async fn a_cancelled_job_is_not_claimed_and_its_worker_finds_out(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let (queued, _) = db.enqueue_job(&job("a", 3)).await.unwrap();
+    assert!(db.cancel_job(queued).await.unwrap());
+    assert!(db.claim_job("w", LEASE).await.unwrap().is_none());
+    let (running, _) = db.enqueue_job(&job("b", 3)).await.unwrap();
+    db.claim_job("w", LEASE).await.unwrap().unwrap();
+    assert!(db.cancel_job(running).await.unwrap());
+    assert!(!db
+        .heartbeat_job(running, "w", LEASE, "", 0.1)
+        .await
+        .unwrap());
+    assert!(!complete(db, running, "w").await);
+    assert!(!db.cancel_job(running).await.unwrap(), "already over");
+    assert_eq!(
+        db.job(running).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    server.stop().await;
+}
+
+async fn racing_workers_run_each_of_fifty_jobs_exactly_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    for n in 0..50 {
+        server
+            .db
+            .enqueue_job(&job(&format!("job-{n}"), 1))
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let db = server.db.clone();
+        workers.push(tokio::spawn(async move {
+            let name = format!("w{w}");
+            let mut ran = Vec::new();
+            while let Some(claimed) = db.claim_job(&name, LEASE).await.unwrap() {
+                assert!(complete(&db, claimed.id, &name).await);
+                ran.push(claimed.id);
+            }
+            ran
+        }));
+    }
+    let mut ran = Vec::new();
+    for worker in workers {
+        ran.extend(worker.await.unwrap());
+    }
+    ran.sort_unstable();
+    let mut each = ran.clone();
+    each.dedup();
+    assert_eq!(
+        (ran.len(), each.len()),
+        (50, 50),
+        "each job ran exactly once"
+    );
+    let jobs = server.db.jobs(100).await.unwrap();
+    assert!(jobs
+        .iter()
+        .all(|j| j.state == JobState::Done && j.attempts == 1));
+    server.stop().await;
+}
