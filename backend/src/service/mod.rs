@@ -14,3 +14,4 @@ pub mod retention;
 pub mod review;
 pub mod submit;
 pub mod tree;
+pub mod worker;

@@ -185,10 +185,15 @@ impl Database {
         )))
     }
 
-    /// Claims the oldest job that is due (or whose worker's lease ran out) for `worker`,
-    /// for `lease`; `None` when there is none. Jobs whose lease ran out on their last
-    /// attempt end failed first.
-    pub async fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<Job>, DbError> {
+    /// Claims the oldest job of one of `kinds` (any kind when empty) that is due (or
+    /// whose worker's lease ran out) for `worker`, for `lease`; `None` when there is none.
+    /// Jobs whose lease ran out on their last attempt end failed first.
+    pub async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        kinds: &[&str],
+    ) -> Result<Option<Job>, DbError> {
         let now = clock::now();
         sqlx::query(
             "UPDATE jobs SET state = 'failed', worker = NULL, lease_until = NULL,
@@ -204,19 +209,30 @@ impl Database {
             DbKind::Postgres => "FOR UPDATE SKIP LOCKED",
             DbKind::Sqlite => "",
         };
+        let of_kinds = if kinds.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (4..4 + kinds.len()).map(|i| format!("${i}")).collect();
+            format!("AND kind IN ({})", placeholders.join(", "))
+        };
         let sql = format!(
             "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2,
                  attempts = attempts + 1, phase = '', progress = 0, updated_at = $3
              WHERE id = (SELECT id FROM jobs
-                         WHERE (state = 'queued' AND run_after <= $3)
-                            OR (state = 'running' AND lease_until < $3)
+                         WHERE ((state = 'queued' AND run_after <= $3)
+                                OR (state = 'running' AND lease_until < $3))
+                           {of_kinds}
                          ORDER BY id LIMIT 1 {lock})
              RETURNING {JOB_COLUMNS}"
         );
-        sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(worker)
             .bind(from_now(lease))
-            .bind(&now)
+            .bind(&now);
+        for kind in kinds {
+            query = query.bind(*kind);
+        }
+        query
             .fetch_optional(self.pool())
             .await?
             .as_ref()

@@ -1,7 +1,8 @@
 //! The job queue against a real database, on SQLite and on PostgreSQL: one job per key,
 //! claims that do not collide, leases that run out, retries that end, cancellation.
 
-use graftbench::store::jobs::{JobState, NewJob};
+use graftbench::service::worker::{self, BoxFuture, JobHandler, Progress, WorkerConfig};
+use graftbench::store::jobs::{Job, JobState, NewJob};
 use graftbench::store::Database;
 use graftbench_tests::{on_both_databases, Backend, TestServer};
 use std::time::Duration;
@@ -12,6 +13,8 @@ on_both_databases!(
     a_job_whose_worker_stopped_answering_is_claimed_again_and_completes_once,
     a_cancelled_job_is_not_claimed_and_its_worker_finds_out,
     racing_workers_run_each_of_fifty_jobs_exactly_once,
+    a_worker_runs_its_kinds_and_gives_up_on_a_failure_after_its_retries,
+    a_worker_stops_a_job_past_its_timeout_or_cancelled,
 );
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -45,7 +48,7 @@ async fn a_job_is_queued_once_claimed_once_and_completed_once(backend: Backend) 
         (id, false)
     );
     let claimed = db
-        .claim_job("w1", LEASE)
+        .claim_job("w1", LEASE, &[])
         .await
         .unwrap()
         .expect("a job is due");
@@ -55,7 +58,7 @@ async fn a_job_is_queued_once_claimed_once_and_completed_once(backend: Backend) 
     );
     assert_eq!(claimed.payload, r#"{"key":"analyze:1"}"#);
     assert!(
-        db.claim_job("w2", LEASE).await.unwrap().is_none(),
+        db.claim_job("w2", LEASE, &[]).await.unwrap().is_none(),
         "claimed once"
     );
     // Still the same job while it runs.
@@ -85,7 +88,11 @@ async fn a_failing_job_is_retried_then_ends_failed_with_its_error(backend: Backe
     let db = &server.db;
     let (id, _) = db.enqueue_job(&job("flaky", 3)).await.unwrap();
     for attempt in 1..=3 {
-        let claimed = db.claim_job("w", LEASE).await.unwrap().expect("due again");
+        let claimed = db
+            .claim_job("w", LEASE, &[])
+            .await
+            .unwrap()
+            .expect("due again");
         assert_eq!((claimed.id, claimed.attempts), (id, attempt));
         let error = format!("attempt {attempt} broke");
         let left = db.fail_job(id, "w", &error, Duration::ZERO).await.unwrap();
@@ -96,18 +103,18 @@ async fn a_failing_job_is_retried_then_ends_failed_with_its_error(backend: Backe
         };
         assert_eq!(left, Some(expected));
     }
-    assert!(db.claim_job("w", LEASE).await.unwrap().is_none());
+    assert!(db.claim_job("w", LEASE, &[]).await.unwrap().is_none());
     let failed = db.job(id).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.error.as_deref(), Some("attempt 3 broke"));
     // A retry waits for its time.
     let (later, _) = db.enqueue_job(&job("later", 2)).await.unwrap();
-    db.claim_job("w", LEASE).await.unwrap().unwrap();
+    db.claim_job("w", LEASE, &[]).await.unwrap().unwrap();
     db.fail_job(later, "w", "not yet", Duration::from_secs(3600))
         .await
         .unwrap();
     assert!(
-        db.claim_job("w", LEASE).await.unwrap().is_none(),
+        db.claim_job("w", LEASE, &[]).await.unwrap().is_none(),
         "backing off"
     );
     server.stop().await;
@@ -120,10 +127,14 @@ async fn a_job_whose_worker_stopped_answering_is_claimed_again_and_completes_onc
     let db = &server.db;
     let (id, _) = db.enqueue_job(&job("index", 2)).await.unwrap();
     // w1's lease is over as soon as it is given: as if w1 had been killed.
-    let first = db.claim_job("w1", Duration::ZERO).await.unwrap().unwrap();
+    let first = db
+        .claim_job("w1", Duration::ZERO, &[])
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = db
-        .claim_job("w2", LEASE)
+        .claim_job("w2", LEASE, &[])
         .await
         .unwrap()
         .expect("the lease ran out");
@@ -141,9 +152,12 @@ async fn a_job_whose_worker_stopped_answering_is_claimed_again_and_completes_onc
     );
     // On the last attempt, a lease that runs out ends the job failed, with why.
     let (last, _) = db.enqueue_job(&job("index-once", 1)).await.unwrap();
-    db.claim_job("w1", Duration::ZERO).await.unwrap().unwrap();
+    db.claim_job("w1", Duration::ZERO, &[])
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(db.claim_job("w2", LEASE).await.unwrap().is_none());
+    assert!(db.claim_job("w2", LEASE, &[]).await.unwrap().is_none());
     let failed = db.job(last).await.unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
     assert!(
@@ -162,9 +176,9 @@ async fn a_cancelled_job_is_not_claimed_and_its_worker_finds_out(backend: Backen
     let db = &server.db;
     let (queued, _) = db.enqueue_job(&job("a", 3)).await.unwrap();
     assert!(db.cancel_job(queued).await.unwrap());
-    assert!(db.claim_job("w", LEASE).await.unwrap().is_none());
+    assert!(db.claim_job("w", LEASE, &[]).await.unwrap().is_none());
     let (running, _) = db.enqueue_job(&job("b", 3)).await.unwrap();
-    db.claim_job("w", LEASE).await.unwrap().unwrap();
+    db.claim_job("w", LEASE, &[]).await.unwrap().unwrap();
     assert!(db.cancel_job(running).await.unwrap());
     assert!(!db
         .heartbeat_job(running, "w", LEASE, "", 0.1)
@@ -194,7 +208,7 @@ async fn racing_workers_run_each_of_fifty_jobs_exactly_once(backend: Backend) {
         workers.push(tokio::spawn(async move {
             let name = format!("w{w}");
             let mut ran = Vec::new();
-            while let Some(claimed) = db.claim_job(&name, LEASE).await.unwrap() {
+            while let Some(claimed) = db.claim_job(&name, LEASE, &[]).await.unwrap() {
                 assert!(complete(&db, claimed.id, &name).await);
                 ran.push(claimed.id);
             }
@@ -217,5 +231,155 @@ async fn racing_workers_run_each_of_fifty_jobs_exactly_once(backend: Backend) {
     assert!(jobs
         .iter()
         .all(|j| j.state == JobState::Done && j.attempts == 1));
+    server.stop().await;
+}
+
+/// Answers with its payload.
+struct Echo;
+/// Always fails.
+struct Fail;
+/// Sleeps a minute, saying so.
+struct Sleep;
+
+impl JobHandler for Echo {
+    fn kind(&self) -> &'static str {
+        "echo"
+    }
+    fn run(&self, job: Job, _: Progress) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        Box::pin(async move { serde_json::from_str(&job.payload).map_err(|e| e.to_string()) })
+    }
+}
+
+impl JobHandler for Fail {
+    fn kind(&self) -> &'static str {
+        "fail"
+    }
+    fn run(&self, job: Job, _: Progress) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        Box::pin(async move { Err(format!("boom on attempt {}", job.attempts)) })
+    }
+}
+
+impl JobHandler for Sleep {
+    fn kind(&self) -> &'static str {
+        "sleep"
+    }
+    fn run(
+        &self,
+        _: Job,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        Box::pin(async move {
+            progress.set("sleeping", 0.5);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(serde_json::Value::Null)
+        })
+    }
+}
+
+fn of_kind(kind: &str, key: &str, max_attempts: u32, timeout: Duration) -> NewJob {
+    NewJob {
+        kind: kind.into(),
+        timeout,
+        ..job(key, max_attempts)
+    }
+}
+
+/// Starts a worker for echo, fail and sleep jobs; send `true` to stop it.
+fn start_worker(
+    db: &Database,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handlers = worker::handlers(vec![
+        std::sync::Arc::new(Echo),
+        std::sync::Arc::new(Fail),
+        std::sync::Arc::new(Sleep),
+    ]);
+    let config = WorkerConfig {
+        name: "test-worker".into(),
+        lease: Duration::from_millis(600),
+        poll: Duration::from_millis(20),
+        backoff: Duration::ZERO,
+    };
+    let handle = tokio::spawn(worker::run(db.clone(), handlers, config, stopped));
+    (stop, handle)
+}
+
+/// Job `id` once `done` says so (within 20 s).
+async fn wait_for(db: &Database, id: i64, done: impl Fn(&Job) -> bool) -> Job {
+    for _ in 0..1000 {
+        let job = db.job(id).await.unwrap().unwrap();
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} never got there: {:?}", db.job(id).await.unwrap());
+}
+
+async fn a_worker_runs_its_kinds_and_gives_up_on_a_failure_after_its_retries(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let minute = Duration::from_secs(60);
+    let (echo, _) = db
+        .enqueue_job(&of_kind("echo", "e", 3, minute))
+        .await
+        .unwrap();
+    let (fail, _) = db
+        .enqueue_job(&of_kind("fail", "f", 2, minute))
+        .await
+        .unwrap();
+    let (other, _) = db
+        .enqueue_job(&of_kind("other", "o", 3, minute))
+        .await
+        .unwrap();
+    let (stop, handle) = start_worker(db);
+    let done = wait_for(db, echo, |j| j.state == JobState::Done).await;
+    assert_eq!(done.result.as_deref(), Some(r#"{"key":"e"}"#));
+    let failed = wait_for(db, fail, |j| j.state == JobState::Failed).await;
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(failed.error.as_deref(), Some("boom on attempt 2"));
+    // A kind this worker does not run stays for one that does.
+    assert_eq!(
+        db.job(other).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+    stop.send(true).unwrap();
+    handle.await.unwrap();
+    server.stop().await;
+}
+
+async fn a_worker_stops_a_job_past_its_timeout_or_cancelled(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let (stop, handle) = start_worker(db);
+    let (late, _) = db
+        .enqueue_job(&of_kind("sleep", "late", 1, Duration::from_secs(1)))
+        .await
+        .unwrap();
+    let timed_out = wait_for(db, late, |j| j.state == JobState::Failed).await;
+    assert_eq!(timed_out.error.as_deref(), Some("timed out after 1 s"));
+    // The progress the handler reports reaches the job with the heartbeat; a
+    // cancellation reaches the worker with the next one, and it moves on.
+    let (long, _) = db
+        .enqueue_job(&of_kind("sleep", "long", 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let running = wait_for(db, long, |j| j.phase == "sleeping").await;
+    assert_eq!((running.state, running.progress), (JobState::Running, 0.5));
+    assert!(db.cancel_job(long).await.unwrap());
+    let (next, _) = db
+        .enqueue_job(&of_kind("echo", "next", 1, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    wait_for(db, next, |j| j.state == JobState::Done).await;
+    assert_eq!(
+        db.job(long).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    stop.send(true).unwrap();
+    handle.await.unwrap();
     server.stop().await;
 }

@@ -1,0 +1,184 @@
+//! Workers: claim jobs from the queue ([`crate::store::jobs`]), run each with the handler
+//! of its kind, renew the lease while it runs (recording the phase and progress the
+//! handler reports), and record the outcome: done with its result, queued again after a
+//! growing delay while attempts remain, or failed with the error. A job past its timeout,
+//! cancelled, or claimed by another worker after this one lost its lease is stopped.
+
+use crate::store::jobs::Job;
+use crate::store::{Database, DbError};
+/// What a handler returns (re-exported so that handlers need no futures crate of their own).
+pub use futures_util::future::BoxFuture;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Runs the jobs of one kind.
+pub trait JobHandler: Send + Sync + 'static {
+    /// The kind it runs.
+    fn kind(&self) -> &'static str;
+    /// Runs `job`, reporting its phase and progress through `progress`: the result, or
+    /// the error to record.
+    fn run(
+        &self,
+        job: Job,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<serde_json::Value, String>>;
+}
+
+/// Where a running job stands, as its handler reports it; sent with the next heartbeat.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    sender: Arc<watch::Sender<(String, f64)>>,
+}
+
+impl Progress {
+    /// The phase (`indexing`) and how far, 0 to 1.
+    pub fn set(&self, phase: &str, fraction: f64) {
+        self.sender
+            .send_replace((phase.to_owned(), fraction.clamp(0.0, 1.0)));
+    }
+}
+
+/// How a worker claims and runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its name in the jobs it holds (host and process, say).
+    pub name: String,
+    /// How long a claim holds without a heartbeat (heartbeats come three times a lease).
+    pub lease: Duration,
+    /// How long to wait when no job is due.
+    pub poll: Duration,
+    /// The delay before the first retry; it doubles with each attempt, up to an hour.
+    pub backoff: Duration,
+}
+
+/// The handlers a worker runs, by kind.
+pub type Handlers = Arc<HashMap<&'static str, Arc<dyn JobHandler>>>;
+
+/// Handlers by kind.
+pub fn handlers(list: Vec<Arc<dyn JobHandler>>) -> Handlers {
+    Arc::new(list.into_iter().map(|h| (h.kind(), h)).collect())
+}
+
+/// Claims and runs jobs of the kinds in `handlers` until `stop` turns true.
+pub async fn run(
+    db: Database,
+    handlers: Handlers,
+    config: WorkerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let kinds: Vec<&str> = handlers.keys().copied().collect();
+    while !*stop.borrow() {
+        match db.claim_job(&config.name, config.lease, &kinds).await {
+            Ok(Some(job)) => {
+                if let Err(e) = run_one(&db, &handlers, &config, job).await {
+                    tracing::error!(error = %e, worker = %config.name, "recording a job's outcome failed");
+                }
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(config.poll, stop.changed()).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, worker = %config.name, "claiming a job failed");
+                let _ = tokio::time::timeout(config.poll, stop.changed()).await;
+            }
+        }
+    }
+}
+
+/// The delay before the retry that follows attempt `attempts`.
+fn backoff(base: Duration, attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+    base.saturating_mul(1u32 << doublings)
+        .min(Duration::from_secs(3600))
+}
+
+/// A handler's task, stopped when the worker leaves it, however it leaves (done,
+/// cancelled, timed out, or a database error on the way).
+struct Running(tokio::task::JoinHandle<Result<serde_json::Value, String>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_one(
+    db: &Database,
+    handlers: &Handlers,
+    config: &WorkerConfig,
+    job: Job,
+) -> Result<(), DbError> {
+    let (id, attempts) = (job.id, job.attempts);
+    let name = config.name.as_str();
+    let Some(handler) = handlers.get(job.kind.as_str()).cloned() else {
+        db.fail_job(
+            id,
+            name,
+            &format!("no worker runs jobs of kind {:?}", job.kind),
+            config.backoff,
+        )
+        .await?;
+        return Ok(());
+    };
+    let timeout = Duration::from_secs(u64::try_from(job.timeout_secs).unwrap_or(0).max(1));
+    let (sender, receiver) = watch::channel((String::new(), 0.0));
+    let progress = Progress {
+        sender: Arc::new(sender),
+    };
+    let mut task = Running(tokio::spawn(handler.run(job, progress)));
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut beats = tokio::time::interval(config.lease / 3);
+    beats.tick().await;
+    loop {
+        tokio::select! {
+            outcome = &mut task.0 => {
+                match outcome {
+                    Ok(Ok(result)) => {
+                        let mut tx = db.pool().begin().await?;
+                        if Database::complete_job_in(&mut tx, id, name, &result).await? {
+                            tx.commit().await?;
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        db.fail_job(id, name, &error, backoff(config.backoff, attempts)).await?;
+                    }
+                    Err(joined) => {
+                        let error = format!("the job's handler stopped: {joined}");
+                        db.fail_job(id, name, &error, backoff(config.backoff, attempts)).await?;
+                    }
+                }
+                return Ok(());
+            }
+            _ = beats.tick() => {
+                let (phase, fraction) = receiver.borrow().clone();
+                if !db.heartbeat_job(id, name, config.lease, &phase, fraction).await? {
+                    // Cancelled, or another worker has it now: the task stops with `task`.
+                    return Ok(());
+                }
+            }
+            _ = &mut deadline => {
+                let error = format!("timed out after {} s", timeout.as_secs());
+                db.fail_job(id, name, &error, backoff(config.backoff, attempts)).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_an_hour() {
+        let base = Duration::from_secs(10);
+        assert_eq!(backoff(base, 1), Duration::from_secs(10));
+        assert_eq!(backoff(base, 2), Duration::from_secs(20));
+        assert_eq!(backoff(base, 4), Duration::from_secs(80));
+        assert_eq!(backoff(base, 40), Duration::from_secs(3600));
+        assert_eq!(backoff(base, 0), Duration::from_secs(10));
+    }
+}
