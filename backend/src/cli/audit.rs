@@ -22,11 +22,11 @@ pub enum AuditCommand {
     /// Writes the audit trail (or the part the filters select) as JSON Lines or CSV, a
     /// header first; the export is itself an audit event.
     Export(ExportArgs),
-    /// Replaces the checkpoint key: records the rotation in the trail, signs the
-    /// checkpoint up to it with the old key and the new (the old announcing the new) and
-    /// puts the new key in place; prints the new verifier key to pin. Verifiers who pinned
-    /// the old key follow the announcement; the old key is trusted for checkpoints up to
-    /// the rotation only.
+    /// Replaces the checkpoint key: records the rotation in the trail, signs a rotation
+    /// statement (both keys, the size and root of the trail up to it) with the old key and
+    /// the new, and puts the new key in place; prints the new verifier key to pin.
+    /// Verifiers who pinned the old key follow the statement forwards; the old key is
+    /// trusted for checkpoints up to the rotation only.
     RotateKey,
     /// Moves the events older than the policy's `[audit] online_months` into an archive
     /// segment under DATA_DIR/audit-archive (a JSON Lines export with its own signed
@@ -276,11 +276,19 @@ async fn verify(global: &Global, args: VerifyArgs) -> Result<()> {
                 proof,
             });
         }
+        // A recorded rotation that does not check was changed in the database.
+        let mut invalid = 0;
         for result in keys.learn(&announcements) {
             match result {
                 Ok(line) => println!("{line}"),
-                Err(line) => eprintln!("not followed: {line}"),
+                Err(line) => {
+                    eprintln!("FAILED: {line}");
+                    invalid += 1;
+                }
             }
+        }
+        if invalid > 0 {
+            bail!("{invalid} recorded key rotation(s) do not check: the database was changed");
         }
         for path in &args.checkpoint {
             let text =

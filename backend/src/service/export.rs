@@ -94,10 +94,10 @@ pub struct ExportHeader {
     /// consistency proof from the tree up to its last event to the checkpoint's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consistency_proof: Vec<String>,
-    /// Every rotation of the checkpoint key up to the checkpoint, oldest first: the
-    /// checkpoint of the trail up to the `audit.key_rotated` event, signed by the old key
-    /// and the new, the event and its inclusion proof; a verifier follows them from the
-    /// key it pinned to the one that signed `checkpoint`.
+    /// Every rotation of the checkpoint key, oldest first: the rotation statement (signed
+    /// by the old key and the new), the `audit.key_rotated` event and its inclusion proof;
+    /// a verifier who pinned an older key follows them forwards to the one that signed
+    /// `checkpoint`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub key_announcements: Vec<serde_json::Value>,
 }
@@ -173,9 +173,9 @@ const BATCH: usize = 1024;
 /// Starts an export of `range` for `actor`: records the export in the trail, finds the
 /// smallest stored checkpoint covering what it exports (or signs one with the instance's
 /// key in `data_dir`, when there is a key), then sends the header and every event through
-/// the returned channel as they are read. A JSON Lines export that is not the trail from
-/// its first event carries each event's inclusion proof into that checkpoint, so that it
-/// verifies offline on its own. The caller streams the chunks to a client or a file; the
+/// the returned channel as they are read. A JSON Lines export carries what ties its
+/// events to that checkpoint ([`tie_to_checkpoint`]), so that it verifies offline on its
+/// own. The caller streams the chunks to a client or a file; the
 /// channel's bound keeps memory flat.
 pub async fn export(
     db: &Database,
@@ -239,7 +239,7 @@ pub(crate) async fn tie_to_checkpoint(
         return Ok((header, None));
     };
     header.checkpoint = Some(note);
-    // All of them: a verifier who pinned a later key follows them backwards.
+    // All of them: the checkpoint is the current key's, whichever older key was pinned.
     header.key_announcements = tree::announcements(db)
         .await?
         .iter()

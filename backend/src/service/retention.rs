@@ -349,30 +349,6 @@ pub async fn archived_events(
     Ok(selected)
 }
 
-/// The patches that archived events between `from` (inclusive) and `to` (exclusive) are
-/// about, by id (empty bounds: open).
-pub async fn archived_patches_between(
-    db: &Database,
-    archive: &Path,
-    from: &str,
-    to: &str,
-) -> Result<Vec<i64>, RetentionError> {
-    let range = ExportRange {
-        from: from.to_owned(),
-        to: to.to_owned(),
-        up_to_seq: i64::MAX,
-        ..ExportRange::default()
-    };
-    let mut ids: Vec<i64> = archived_events(db, archive, &range)
-        .await?
-        .iter()
-        .filter_map(|e| e.subject.strip_prefix("patch:")?.parse().ok())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
-}
-
 /// The events of `segment`'s file in `archive`, read off the async workers; refused
 /// unless the file still has the SHA-256 recorded when it was written.
 async fn read_checked_segment(

@@ -395,11 +395,12 @@ pub struct Rotated {
 const NEW_KEY_FILE: &str = "audit-checkpoint.key.new";
 
 /// Replaces the instance's checkpoint key: records an `audit.key_rotated` event naming
-/// the old and the new verifier key, signs the checkpoint of the trail up to it with both
-/// keys (the old key announcing the new), keeps that announcement, and only then puts the
-/// new key in place of the old, whose signer half is gone. Verifiers who pinned either
-/// key follow the rotation (exports carry the announcements); the retired key's
-/// checkpoints are trusted up to the rotation only.
+/// the old and the new verifier key, signs the rotation statement of the trail up to it
+/// with both keys (the old key announcing the new; the checkpoint of that size is signed
+/// by both too), keeps the statement, and only then puts the new key in place of the
+/// old, whose signer half is gone. Verifiers who pinned the old key follow the rotation
+/// forwards (exports carry the statements); the retired key's checkpoints are trusted up
+/// to the rotation only.
 pub async fn rotate_key(
     db: &Database,
     data_dir: &Path,
@@ -498,7 +499,7 @@ pub async fn rotate_key(
 }
 
 /// The announcements of every key rotation, with their inclusion proofs from the stored
-/// tree, for a verifier to follow from whichever key it pinned.
+/// tree, for a verifier to follow forwards from the key it pinned.
 pub async fn announcements(
     db: &Database,
 ) -> Result<Vec<checkpoints::Announcement>, CheckpointError> {

@@ -34,8 +34,8 @@ pub const FORMAT: &str = "graftbench-evidence/1";
 pub const CHECKPOINT_FILE: &str = "checkpoint.txt";
 /// The verifier key of the instance (for reference: verifiers pin their own copy).
 pub const KEY_FILE: &str = "verifier.key";
-/// The rotations of the checkpoint key, for a verifier who pinned an older or newer key
-/// than the one that signed the bundle's checkpoints (present when there were any).
+/// The rotations of the checkpoint key, for a verifier who pinned an older key than the
+/// one that signed the bundle's checkpoints (present when there were any).
 pub const ANNOUNCEMENTS_FILE: &str = "key-announcements.json";
 /// Every audit event in scope, one a line with its inclusion proof.
 pub const EVENTS_FILE: &str = "events.jsonl";
@@ -359,7 +359,7 @@ pub enum EvidenceError {
 /// Collects one patch's evidence.
 pub async fn patch_evidence(
     db: &Database,
-    archived_state_changes: &[AuditEvent],
+    archived_approvals: &[AuditEvent],
     policy: &Policy,
     id: i64,
 ) -> Result<PatchEvidence, EvidenceError> {
@@ -371,7 +371,7 @@ pub async fn patch_evidence(
     let evaluation = review::evaluate(&facts, &sign_offs, policy);
     let now = time::OffsetDateTime::now_utc();
     let deadline = review::deadline(&facts, evaluation.state, policy, now);
-    let approved_at = first_approval(db, archived_state_changes, id).await?;
+    let approved_at = first_approval(db, archived_approvals, id).await?;
     let outcome = match &approved_at {
         Some(at) if *at <= deadline.due_at || deadline.due_at.is_empty() => "met",
         Some(_) => "missed",
@@ -415,10 +415,18 @@ pub async fn patch_evidence(
     })
 }
 
-/// When the patch's state first became approved, from its state-change events.
+/// Whether `event` moved a patch's state to approved.
+fn is_approval(event: &AuditEvent) -> bool {
+    event.action == AuditAction::PatchStateChanged.as_str()
+        && serde_json::from_str::<serde_json::Value>(&event.details)
+            .is_ok_and(|details| details["to"] == State::Approved.as_str())
+}
+
+/// When the patch's state first became approved, from its state-change events (the
+/// archived ones among `archived_approvals`: [`is_approval`] events of any patch).
 async fn first_approval(
     db: &Database,
-    archived_state_changes: &[AuditEvent],
+    archived_approvals: &[AuditEvent],
     id: i64,
 ) -> Result<Option<String>, EvidenceError> {
     let range = ExportRange {
@@ -427,45 +435,34 @@ async fn first_approval(
         up_to_seq: i64::MAX,
         ..ExportRange::default()
     };
-    let approved = |event: &AuditEvent| {
-        let details: serde_json::Value = serde_json::from_str(&event.details).unwrap_or_default();
-        details["to"] == State::Approved.as_str()
-    };
-    if let Some(event) = archived_state_changes
-        .iter()
-        .find(|e| range.matches(e) && approved(e))
-    {
+    if let Some(event) = archived_approvals.iter().find(|e| range.matches(e)) {
         return Ok(Some(event.at.clone()));
     }
     let sql = crate::store::audit::export_events_sql(&range);
     let mut changes = std::pin::pin!(db.export_events(&range, &sql));
     while let Some(event) = changes.next().await {
         let event = event?;
-        if approved(&event) {
+        if is_approval(&event) {
             return Ok(Some(event.at));
         }
     }
     Ok(None)
 }
 
-/// Every archived `patch.state_changed` event, read once for all the patches of a report
-/// (each archive segment is read whole).
-async fn archived_state_changes(
-    db: &Database,
-    archive: &Path,
-) -> Result<Vec<AuditEvent>, EvidenceError> {
-    let range = ExportRange {
-        action: AuditAction::PatchStateChanged.as_str().to_owned(),
+/// Every archived event, read once for a whole report or bundle (each archive segment
+/// is read whole): its population, approvals and events are picked from these.
+async fn all_archived(db: &Database, archive: &Path) -> Result<Vec<AuditEvent>, EvidenceError> {
+    let everything = ExportRange {
         up_to_seq: i64::MAX,
         ..ExportRange::default()
     };
-    Ok(retention::archived_events(db, archive, &range).await?)
+    Ok(retention::archived_events(db, archive, &everything).await?)
 }
 
 /// The patches a scope covers.
 async fn population(
     db: &Database,
-    archive: &Path,
+    archived: &[AuditEvent],
     scope: &Scope,
 ) -> Result<Vec<i64>, EvidenceError> {
     let ids = match scope {
@@ -474,7 +471,12 @@ async fn population(
             vec![*id]
         }
         Scope::Period { from, to } => {
-            let mut ids = retention::archived_patches_between(db, archive, from, to).await?;
+            let period = event_range(scope, i64::MAX);
+            let mut ids: Vec<i64> = archived
+                .iter()
+                .filter(|e| period.matches(e))
+                .filter_map(|e| e.subject.strip_prefix("patch:")?.parse().ok())
+                .collect();
             ids.extend(db.patches_with_events_between(from, to).await?);
             ids.sort_unstable();
             ids.dedup();
@@ -513,16 +515,21 @@ pub async fn report_page(
     viewer: &SessionUser,
     scope: &Scope,
 ) -> Result<String, EvidenceError> {
-    let ids = population(db, archive, scope).await?;
-    let state_changes = archived_state_changes(db, archive).await?;
+    let archived = all_archived(db, archive).await?;
+    let ids = population(db, &archived, scope).await?;
+    let approvals: Vec<AuditEvent> = archived
+        .iter()
+        .filter(|e| is_approval(e))
+        .cloned()
+        .collect();
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, &state_changes, policy, *id).await?);
+        patches.push(patch_evidence(db, &approvals, policy, *id).await?);
     }
     let newest = db.checkpoints(1).await?.into_iter().next();
     let head = db.audit_head_seq().await?;
     let range = event_range(scope, head);
-    let mut events = retention::archived_events(db, archive, &range).await?;
+    let mut events: Vec<AuditEvent> = archived.into_iter().filter(|e| range.matches(e)).collect();
     let (online, _, _) = db.export_counts(&range).await?;
     let count = online + i64::try_from(events.len()).unwrap_or(i64::MAX);
     if count <= report::EVENTS_SHOWN as i64 {
@@ -571,17 +578,21 @@ pub async fn bundle(
     viewer: &SessionUser,
     scope: &Scope,
 ) -> Result<Bundle, EvidenceError> {
-    let archive = retention::archive_dir(data_dir);
-    let ids = population(db, &archive, scope).await?;
+    let archived = all_archived(db, &retention::archive_dir(data_dir)).await?;
+    let ids = population(db, &archived, scope).await?;
     let base = tree::sign_checkpoint(db, data_dir).await?;
     let vkey = super::checkpoints::load_key(data_dir)?
         .map(|(_, vkey)| vkey)
         .unwrap_or_default();
     let extracted_at = clock::now();
-    let state_changes = archived_state_changes(db, &archive).await?;
+    let approvals: Vec<AuditEvent> = archived
+        .iter()
+        .filter(|e| is_approval(e))
+        .cloned()
+        .collect();
     let mut patches = Vec::with_capacity(ids.len());
     for id in &ids {
-        patches.push(patch_evidence(db, &state_changes, policy, *id).await?);
+        patches.push(patch_evidence(db, &approvals, policy, *id).await?);
     }
 
     // The events with their proofs go to a file of their own first: the archive needs
@@ -594,13 +605,11 @@ pub async fn bundle(
         let mut out = BufWriter::new(&mut events_file);
         // The archived events first (all older than the online ones): the stored tree
         // still holds their hashes, so they are proved like the rest.
-        let archived = retention::archived_events(db, &archive, &range).await?;
         let sql = crate::store::audit::export_events_sql(&range);
-        let mut rows = std::pin::pin!(futures_util::stream::iter(
-            archived.into_iter().map(Ok::<_, DbError>)
-        )
-        .chain(db.export_events(&range, &sql))
-        .chunks(BATCH));
+        let in_scope = archived.into_iter().filter(|e| range.matches(e));
+        let mut rows = std::pin::pin!(futures_util::stream::iter(in_scope.map(Ok::<_, DbError>))
+            .chain(db.export_events(&range, &sql))
+            .chunks(BATCH));
         let mut tree = StoredTree::new(db);
         while let Some(batch) = rows.next().await {
             let batch: Vec<AuditEvent> = batch.into_iter().collect::<Result<_, _>>()?;
