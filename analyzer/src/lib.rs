@@ -13,6 +13,7 @@
 //! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
 //!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
 //! - [`placement`]: where the compiler put one function (clones, inlined copies, callers).
+//! - [`image`]: what a kernel image says about itself (build-id, release, compiler).
 //! - [`cache`]: a kernel build's index file: up to date or rebuilt, written atomically,
 //!   with progress, for the command line and server jobs alike.
 //!
@@ -28,6 +29,7 @@
 
 pub mod cache;
 pub mod dwarf;
+pub mod image;
 pub mod impact;
 pub mod index;
 pub mod patch;

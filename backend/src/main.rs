@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
-use cli::{audit, global::Global, kernel, migrate, module, policy, serve, user};
+use cli::{audit, global::Global, kernel, migrate, module, policy, serve, user, worker};
 
 /// Review, approve, build and ship Linux live patches.
 #[derive(Parser)]
@@ -18,8 +18,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the web server.
+    /// Runs the web server (with workers for background jobs, unless --workers 0).
     Serve(serve::ServeArgs),
+    /// Runs workers for background jobs (kernel targets, analyses) without a web server,
+    /// against the database serve uses.
+    Worker(worker::WorkerCommandArgs),
     /// Applies database migrations (and creates the session table) and exits. Run it as
     /// the database's owner; on PostgreSQL, --grant-runtime-role gives the role `serve`
     /// runs as rows to read and write, but audit events only to read and append.
@@ -99,5 +102,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => user::run(global, command).await,
         Command::Policy(command) => policy::run(global, command),
         Command::Serve(args) => serve::run(global, args).await,
+        Command::Worker(args) => worker::run(global, args).await,
     }
 }

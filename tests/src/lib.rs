@@ -109,6 +109,10 @@ pub struct TestServer {
     pub backend: Backend,
     /// The server's data directory (made on first use: the checkpoint key goes there).
     pub data_dir: std::path::PathBuf,
+    /// The database's URL, for processes of their own (`graftbench worker`).
+    pub database_url: String,
+    /// The directory in-house targets may be registered from (`--target-root`), when set.
+    pub target_root: Option<PathBuf>,
     server: tokio::task::JoinHandle<()>,
     // Dropped after the server: the PostgreSQL database, or the SQLite file's directory.
     _pg: Option<PgDatabase>,
@@ -143,6 +147,7 @@ impl TestServer {
             }
         };
         let db = Database::connect(&url).await.expect("connect and migrate");
+        let database_url = url.clone();
         let mut config = ServerConfig::new(
             site_root(),
             dir.path().join("data"),
@@ -173,6 +178,8 @@ impl TestServer {
             base,
             db,
             backend,
+            database_url,
+            target_root: config.target_root.clone(),
             data_dir: config.data_dir.clone(),
             server,
             _pg: pg,
@@ -239,11 +246,53 @@ impl TestServer {
         session_cookie_of(&response).expect("a session cookie")
     }
 
+    /// Starts `count` workers in this process for the server's jobs (as `serve` does),
+    /// with a short lease and retry delay; they stop when the handle is dropped.
+    pub async fn start_workers(&self, count: usize) -> RunningWorkers {
+        use graftbench::service::{background, targets::TargetSettings};
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let settings = std::sync::Arc::new(TargetSettings::new(
+            &self.data_dir,
+            self.target_root.clone(),
+        ));
+        let workers = background::Workers {
+            count,
+            lease: std::time::Duration::from_secs(3),
+            name: "test".into(),
+            backoff: std::time::Duration::from_millis(200),
+        };
+        let tasks = background::start(
+            &self.db,
+            settings,
+            std::sync::Arc::new(graftbench_domain::eligibility::Policy::default()),
+            &workers,
+            stopped,
+        )
+        .await
+        .expect("start workers");
+        RunningWorkers { stop, tasks }
+    }
+
     /// Stops the server and closes the database, then drops its storage.
     pub async fn stop(self) {
         self.server.abort();
         let _ = self.server.await;
         self.db.close().await;
+    }
+}
+
+/// Workers started by [`TestServer::start_workers`]; dropping stops them.
+pub struct RunningWorkers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RunningWorkers {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

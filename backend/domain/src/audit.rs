@@ -73,11 +73,19 @@ pub enum AuditAction {
     /// The server's clock read earlier than the newest event's time: events after this
     /// one may carry times before those of events before it.
     ClockSteppedBack,
+    /// A kernel build was registered as a target (its files in place, its index built).
+    TargetAdded,
+    /// A target's index was built again.
+    TargetReindexed,
+    /// A target was retired: kept for history, no new analyses.
+    TargetRetired,
+    /// A revision was analysed against a target: the functions to replace.
+    AnalysisRecorded,
 }
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 29] = [
+    pub const ALL: [AuditAction; 33] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -107,6 +115,10 @@ impl AuditAction {
         AuditAction::AuditArchived,
         AuditAction::AuditKeyRotated,
         AuditAction::ClockSteppedBack,
+        AuditAction::TargetAdded,
+        AuditAction::TargetReindexed,
+        AuditAction::TargetRetired,
+        AuditAction::AnalysisRecorded,
     ];
 
     /// The stored name, e.g. `patch.submitted`.
@@ -141,6 +153,10 @@ impl AuditAction {
             AuditAction::AuditArchived => "audit.archived",
             AuditAction::AuditKeyRotated => "audit.key_rotated",
             AuditAction::ClockSteppedBack => "clock.stepped_back",
+            AuditAction::TargetAdded => "target.added",
+            AuditAction::TargetReindexed => "target.reindexed",
+            AuditAction::TargetRetired => "target.retired",
+            AuditAction::AnalysisRecorded => "analysis.recorded",
         }
     }
 
@@ -176,6 +192,8 @@ pub enum AuditSubject {
     User(String),
     /// The audit trail itself (an export).
     Trail,
+    /// A kernel target, by its name.
+    Target(String),
 }
 
 impl fmt::Display for AuditSubject {
@@ -184,6 +202,7 @@ impl fmt::Display for AuditSubject {
             AuditSubject::Patch(id) => write!(f, "patch:{id}"),
             AuditSubject::User(name) => write!(f, "user:{name}"),
             AuditSubject::Trail => f.write_str("audit:trail"),
+            AuditSubject::Target(name) => write!(f, "target:{name}"),
         }
     }
 }

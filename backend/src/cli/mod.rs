@@ -8,3 +8,4 @@ pub mod module;
 pub mod policy;
 pub mod serve;
 pub mod user;
+pub mod worker;

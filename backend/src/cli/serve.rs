@@ -55,6 +55,8 @@ pub struct ServeArgs {
     /// be signed (replicas without it do not sign).
     #[arg(long, default_value_t = 60)]
     checkpoint_minutes: u32,
+    #[command(flatten)]
+    workers: super::worker::WorkerArgs,
 }
 
 /// The origins a server without `--public-url` answers as: the address it listens on
@@ -138,6 +140,7 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
         },
         public_origins,
         data_dir: global.data_dir.clone(),
+        target_root: args.workers.target_root.clone(),
     };
     if db.kind() == store::DbKind::Sqlite {
         // One machine, one signer: its key is made with its data directory.
@@ -154,6 +157,15 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
         db.clone(),
         global.data_dir.clone(),
         config.policy.policy.audit.clone(),
+    )
+    .await?;
+    let (stop_workers, stop) = tokio::sync::watch::channel(false);
+    let workers = super::worker::start(
+        global,
+        &db,
+        &args.workers,
+        std::sync::Arc::new(config.policy.policy.clone()),
+        stop,
     )
     .await?;
     let router = web::router(&config, db).await?;
@@ -178,6 +190,11 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
     })
     .await
     .context("serving HTTP")?;
+    // A job in hand is left to its lease: another worker takes it up.
+    let _ = stop_workers.send(true);
+    for worker in workers {
+        worker.abort();
+    }
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! same transaction. The web layer and the command line call these, never SQL.
 
 pub mod accounts;
+pub mod analysis;
 pub mod auth;
+pub mod background;
 pub mod checkpoints;
 pub mod comments;
 pub mod demo;
@@ -13,5 +15,6 @@ pub mod pages;
 pub mod retention;
 pub mod review;
 pub mod submit;
+pub mod targets;
 pub mod tree;
 pub mod worker;

@@ -457,6 +457,13 @@ pub async fn upload_revision(
     }
     .insert(&mut tx)
     .await?;
+    crate::service::analysis::queue_for_revision(
+        &mut tx,
+        patch_id,
+        number,
+        &diff.sha256.to_string(),
+    )
+    .await?;
     audit::append(
         &mut tx,
         &user.username,
@@ -477,6 +484,22 @@ pub async fn upload_revision(
         state,
         revision: number,
     })
+}
+
+/// Takes patch `patch_id`'s lock in `tx` for a change the system makes (an analysis
+/// recorded); [`settle_as_system`] then brings its state up to date.
+pub async fn lock_for_system(tx: &mut Tx, patch_id: i64) -> Result<(), ReviewError> {
+    lock(tx, patch_id).await.map(drop)
+}
+
+/// Computes patch `patch_id`'s state after a change the system made, in `tx` (locked
+/// with [`lock_for_system`]); a change of state is audited as the system's.
+pub async fn settle_as_system(
+    tx: &mut Tx,
+    patch_id: i64,
+    policy: &Policy,
+) -> Result<State, ReviewError> {
+    settle(tx, patch_id, "system", policy).await
 }
 
 /// Computes every open patch's state again under `policy` (at start-up: the policy

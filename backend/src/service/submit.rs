@@ -48,6 +48,8 @@ pub struct SubmissionInput {
     pub reported_at: String,
     /// Keep it as a draft instead of sending it for review.
     pub draft: bool,
+    /// The names of the targets to analyse it for (none: every active target).
+    pub targets: Vec<String>,
 }
 
 /// A diff that may be stored as a revision.
@@ -84,6 +86,10 @@ pub struct ValidSubmission {
     pub reported_at: String,
     /// Stored as a draft.
     pub draft: bool,
+    /// The names of the targets it is for, as given (none: every active target).
+    pub target_names: Vec<String>,
+    /// Those targets' ids, once resolved ([`crate::service::targets::resolve`]).
+    pub targets: Vec<i64>,
 }
 
 /// Why a submission was refused.
@@ -225,6 +231,8 @@ pub fn validate(input: SubmissionInput) -> Result<ValidSubmission, SubmissionErr
         tier,
         reported_at,
         draft: input.draft,
+        target_names: input.targets,
+        targets: Vec::new(),
     })
 }
 
@@ -340,6 +348,8 @@ pub async fn create_patch(
         at: &now,
     };
     revision.insert(&mut tx).await?;
+    crate::store::targets::set_patch_targets(&mut tx, id, &patch.targets).await?;
+    crate::service::analysis::queue_for_revision(&mut tx, id, 1, &patch.sha256.to_string()).await?;
     audit::append(
         &mut tx,
         &author.username,

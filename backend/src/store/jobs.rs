@@ -145,44 +145,55 @@ fn from_now(after: Duration) -> String {
     )
 }
 
+/// Queues `job` in `conn` (the transaction of the change that asks for it, so that what
+/// is accepted is not lost) unless one of its key is queued or running: the job's id, and
+/// whether it is new.
+pub async fn enqueue_job_in(
+    conn: &mut sqlx::AnyConnection,
+    job: &NewJob,
+) -> Result<(i64, bool), DbError> {
+    let now = clock::now();
+    let payload = job.payload.to_string();
+    // The active job of the key may finish between the two statements: then queue
+    // again (a second round always finds one or the other).
+    for _ in 0..2 {
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (kind, key, payload, state, max_attempts, timeout_secs,
+                 run_after, created_at, updated_at)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $6)
+             ON CONFLICT (key) WHERE state IN ('queued', 'running') DO NOTHING",
+        )
+        .bind(&job.kind)
+        .bind(&job.key)
+        .bind(&payload)
+        .bind(i64::from(job.max_attempts.max(1)))
+        .bind(i64::try_from(job.timeout.as_secs()).unwrap_or(i64::MAX))
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE key = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(&job.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = id {
+            return Ok((id, inserted == 1));
+        }
+    }
+    Err(DbError::Corrupt(format!(
+        "job {:?} was neither queued nor found",
+        job.key
+    )))
+}
+
 impl Database {
     /// Queues `job` unless one of its key is queued or running: the job's id, and whether
     /// it is new.
     pub async fn enqueue_job(&self, job: &NewJob) -> Result<(i64, bool), DbError> {
-        let now = clock::now();
-        let payload = job.payload.to_string();
-        // The active job of the key may finish between the two statements: then queue
-        // again (a second round always finds one or the other).
-        for _ in 0..2 {
-            let inserted = sqlx::query(
-                "INSERT INTO jobs (kind, key, payload, state, max_attempts, timeout_secs,
-                     run_after, created_at, updated_at)
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $6, $6)
-                 ON CONFLICT (key) WHERE state IN ('queued', 'running') DO NOTHING",
-            )
-            .bind(&job.kind)
-            .bind(&job.key)
-            .bind(&payload)
-            .bind(i64::from(job.max_attempts.max(1)))
-            .bind(i64::try_from(job.timeout.as_secs()).unwrap_or(i64::MAX))
-            .bind(&now)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            let id: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE key = $1 AND state IN ('queued', 'running')",
-            )
-            .bind(&job.key)
-            .fetch_optional(self.pool())
-            .await?;
-            if let Some(id) = id {
-                return Ok((id, inserted == 1));
-            }
-        }
-        Err(DbError::Corrupt(format!(
-            "job {:?} was neither queued nor found",
-            job.key
-        )))
+        let mut conn = self.pool().acquire().await?;
+        enqueue_job_in(&mut conn, job).await
     }
 
     /// Claims the oldest job of one of `kinds` (any kind when empty) that is due (or
@@ -343,6 +354,25 @@ impl Database {
             .as_ref()
             .map(job_from_row)
             .transpose()
+    }
+
+    /// The newest `limit` jobs whose key starts with `prefix`, newest first.
+    pub async fn jobs_with_key_prefix(
+        &self,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>, DbError> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE substr(key, 1, length($1)) = $1
+             ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(job_from_row)
+        .collect()
     }
 
     /// The newest `limit` jobs, newest first.

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod patches;
 pub mod reviews;
 pub mod sessions;
+pub mod targets;
 pub mod tree;
 pub mod users;
 

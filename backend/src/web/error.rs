@@ -90,6 +90,12 @@ impl From<SubmissionError> for ApiError {
     }
 }
 
+impl From<crate::service::targets::TargetError> for ApiError {
+    fn from(e: crate::service::targets::TargetError) -> Self {
+        ApiError::refused(e.refusal(), e)
+    }
+}
+
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         ApiError::refused(e.refusal(), e)

@@ -207,6 +207,7 @@ struct FormFields {
     draft: bool,
     pasted: String,
     uploaded: Vec<u8>,
+    targets: Vec<String>,
 }
 
 impl FormFields {
@@ -242,6 +243,7 @@ impl FormFields {
             tier: self.tier.clone(),
             reported_at: self.reported_at.clone(),
             draft: self.draft,
+            targets: self.targets.clone(),
         })
     }
 }
@@ -259,7 +261,7 @@ async fn read_multipart(mut multipart: Multipart) -> Result<FormFields, ApiError
         match name.as_str() {
             "diff_file" => fields.uploaded = field.bytes().await.map_err(too_large)?.to_vec(),
             "title" | "cves" | "cvss_vector" | "category" | "tier" | "reported_at" | "draft"
-            | "diff" => {
+            | "diff" | "targets" => {
                 let text = field.text().await.map_err(too_large)?;
                 match name.as_str() {
                     "title" => fields.title = text,
@@ -269,6 +271,11 @@ async fn read_multipart(mut multipart: Multipart) -> Result<FormFields, ApiError
                     "tier" => fields.tier = text,
                     "reported_at" => fields.reported_at = text,
                     "draft" => fields.draft = !text.trim().is_empty() && text.trim() != "0",
+                    "targets" => fields.targets.extend(
+                        text.split(|c: char| c == ',' || c.is_whitespace())
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_owned),
+                    ),
                     _ => fields.pasted = text,
                 }
             }
@@ -326,7 +333,7 @@ pub(super) async fn submit_form(
         return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
     }
     let input = fields.input();
-    let valid = match super::off_runtime(move || input.and_then(submit::validate)).await? {
+    let mut valid = match super::off_runtime(move || input.and_then(submit::validate)).await? {
         Ok(valid) => valid,
         Err(e) => {
             let refused = ApiError::from(e);
@@ -334,6 +341,14 @@ pub(super) async fn submit_form(
             return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
         }
     };
+    match crate::service::targets::resolve(&state.db, &valid.target_names).await {
+        Ok(ids) => valid.targets = ids,
+        Err(e) => {
+            let refused = ApiError::from(e);
+            let (status, message) = (refused.status(), refused.message());
+            return Ok(render_rejected(&state, user, fields.rejected(message), status).await);
+        }
+    }
     let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
     Ok(Redirect::to(&format!("/patches/{}", created.id)).into_response())
@@ -389,6 +404,9 @@ struct ApiSubmission {
     #[serde(default)]
     draft: bool,
     diff: String,
+    /// Target names (default: every active target).
+    #[serde(default)]
+    targets: Vec<String>,
 }
 
 /// `POST /api/v1/patches`: JSON (`{"title", "cves", "cvss_vector", "diff"}`) or the
@@ -421,6 +439,7 @@ pub(super) async fn api_submit(
             tier: body.tier,
             reported_at: body.reported_at,
             draft: body.draft,
+            targets: body.targets,
         }
     } else if content_type.starts_with("multipart/form-data") {
         let multipart = Multipart::from_request(request, &())
@@ -436,7 +455,8 @@ pub(super) async fn api_submit(
             "send application/json or multipart/form-data".into(),
         ));
     };
-    let valid = super::off_runtime(move || submit::validate(input)).await??;
+    let mut valid = super::off_runtime(move || submit::validate(input)).await??;
+    valid.targets = crate::service::targets::resolve(&state.db, &valid.target_names).await?;
     let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
     let location = format!("/patches/{}", created.id);

@@ -10,6 +10,7 @@ mod handlers;
 mod review;
 pub mod serve;
 pub mod sign_in;
+mod targets;
 
 pub use error::ApiError;
 pub use serve::{serve, ServeOptions};
@@ -76,6 +77,9 @@ pub struct ServerConfig {
     pub public_origins: Vec<PublicOrigin>,
     /// The data directory: the audit checkpoint key lives there.
     pub data_dir: PathBuf,
+    /// The only directory in-house kernel builds may be registered from
+    /// (`--target-root`); none: only distribution releases.
+    pub target_root: Option<PathBuf>,
 }
 
 /// One origin the server answers as: scheme and `host[:port]`, lower-case.
@@ -132,6 +136,7 @@ impl ServerConfig {
             sign_in: SignInLimits::default(),
             serve: ServeOptions::default(),
             public_origins: Vec::new(),
+            target_root: None,
         }
     }
 }
@@ -170,6 +175,8 @@ pub struct AppState {
     pub instance: Arc<str>,
     /// The data directory (the audit checkpoint key).
     pub data_dir: Arc<std::path::Path>,
+    /// Where kernel targets live and may be registered from.
+    pub targets: Arc<crate::service::targets::TargetSettings>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -209,6 +216,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             SESSION_IDLE_HOURS,
         )));
     let state = AppState {
+        targets: Arc::new(crate::service::targets::TargetSettings::new(
+            &config.data_dir,
+            config.target_root.clone(),
+        )),
         data_dir: config.data_dir.clone().into(),
         db,
         leptos_options: leptos_options.clone(),
@@ -329,6 +340,27 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/patches/{id}/revisions/{number}/diff",
             get(handlers::api_raw_diff),
         )
+        .route(
+            "/api/v1/patches/{id}/analyses",
+            get(targets::api_patch_analyses),
+        )
+        .route(
+            "/api/v1/targets",
+            get(targets::api_targets).post(targets::api_add_target),
+        )
+        .route("/api/v1/targets/{id}", get(targets::api_target))
+        .route(
+            "/api/v1/targets/{id}/retire",
+            post(targets::api_retire_target),
+        )
+        .route(
+            "/api/v1/targets/{id}/reindex",
+            post(targets::api_reindex_target),
+        )
+        .route("/api/v1/jobs", get(targets::api_jobs))
+        .route("/api/v1/jobs/{id}", get(targets::api_job))
+        .route("/api/v1/jobs/{id}/cancel", post(targets::api_cancel_job))
+        .route("/api/v1/jobs/{id}/events", get(targets::job_events))
         .leptos_routes_with_context(&state, routes, page_context.clone(), app_shell.clone())
         .nest_service("/pkg", ServeDir::new(config.site_root.join("pkg")))
         .nest_service("/style", ServeDir::new(config.site_root.join("style")))

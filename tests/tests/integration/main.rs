@@ -7,6 +7,7 @@
 //! - [`security`]: one test per finding of the security review.
 //! - [`browser`]: headless Chromium walking the pages.
 //! - [`jobs`]: the job queue's claims, leases, retries and cancellation.
+//! - [`targets`]: kernel targets, analyses as jobs, a worker process killed mid-job.
 //! - [`kernel`]: a generated, built and signed module loaded into the real Debian kernel
 //!   under QEMU.
 
@@ -16,3 +17,4 @@ mod jobs;
 mod kernel;
 mod review;
 mod security;
+mod targets;

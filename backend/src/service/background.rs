@@ -1,0 +1,88 @@
+//! The background work a Graftbench process runs: the job handlers (registering and
+//! indexing targets, analysing revisions) and the workers that run them, inside `serve`
+//! or alone in `graftbench worker`.
+
+use super::analysis::{self, AnalyzeHandler};
+use super::targets::{self, RegisterHandler, ReindexHandler, TargetSettings};
+use super::worker::{self, Handlers, WorkerConfig};
+use crate::store::{Database, DbError};
+use graftbench_domain::eligibility::Policy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The handlers of every job kind Graftbench queues.
+pub fn handlers(db: &Database, settings: Arc<TargetSettings>, policy: Arc<Policy>) -> Handlers {
+    worker::handlers(vec![
+        Arc::new(RegisterHandler {
+            settings,
+            db: db.clone(),
+        }),
+        Arc::new(ReindexHandler { db: db.clone() }),
+        Arc::new(AnalyzeHandler {
+            db: db.clone(),
+            policy,
+        }),
+    ])
+}
+
+/// How many workers, with what lease.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    /// Workers in this process (0: none).
+    pub count: usize,
+    /// Their lease.
+    pub lease: Duration,
+    /// What they call themselves, before their number (host and process id, say).
+    pub name: String,
+    /// The delay before a failed job's first retry (it doubles with each attempt).
+    pub backoff: Duration,
+}
+
+/// Starts `workers.count` workers on their own tasks after tidying what dead workers
+/// left and queueing analyses a new report version needs; they stop when `stop` turns
+/// true. The tasks, to wait for.
+pub async fn start(
+    db: &Database,
+    settings: Arc<TargetSettings>,
+    policy: Arc<Policy>,
+    workers: &Workers,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, DbError> {
+    if workers.count == 0 {
+        return Ok(Vec::new());
+    }
+    targets::sweep_partial(db, &settings).await?;
+    let queued = analysis::queue_missing(db).await?;
+    if queued > 0 {
+        tracing::info!(
+            queued,
+            "analyses queued for revisions without a current report"
+        );
+    }
+    let handlers = handlers(db, settings, policy);
+    Ok((0..workers.count)
+        .map(|n| {
+            let config = WorkerConfig {
+                name: format!("{}/{n}", workers.name),
+                lease: workers.lease,
+                poll: Duration::from_millis(500),
+                backoff: workers.backoff,
+            };
+            tokio::spawn(worker::run(
+                db.clone(),
+                Arc::clone(&handlers),
+                config,
+                stop.clone(),
+            ))
+        })
+        .collect())
+}
+
+/// A name for this process's workers: host name and process id.
+pub fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}

@@ -1,0 +1,481 @@
+//! Kernel targets and analyses through the HTTP API on SQLite and PostgreSQL: a target
+//! registered from the analyzer's gcc-built fixtures, fixes analysed against it as jobs,
+//! registrations refused with the reason and nothing left behind, and a worker process
+//! killed (SIGKILL) in the middle of an index job whose job a second worker completes
+//! exactly once.
+
+use graftbench::store::jobs::JobState;
+use graftbench_app::model::Role;
+use graftbench_tests::{on_both_databases, Backend, TestServer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[path = "../../../analyzer/tests/common/mod.rs"]
+mod fixtures;
+
+on_both_databases!(
+    a_fixture_target_is_registered_and_each_revision_is_analysed_against_it,
+    bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind,
+    a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_completes_once,
+);
+
+/// A fix of the fixtures' `req_len()` (clones.c:12), which gcc turned into an IPA-SRA
+/// clone: the live patch replaces its caller `use_req`.
+const CLONES_FIX: &str =
+    "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
+     @@ -12,1 +12,1 @@\n-\treturn r->len * 3 + 1;\n+\treturn r->len * 3 + 2;\n";
+
+/// A server whose target root holds the fixtures' vmlinux (with debug information), a
+/// stripped copy and a file that is not ELF.
+async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::TempDir) {
+    let root = tempfile::tempdir().expect("target root");
+    let build = fixtures::Build::compile(5);
+    std::fs::write(root.path().join("vmlinux"), build.vmlinux()).unwrap();
+    let stripped = root.path().join("vmlinux.stripped");
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(root.path().join("vmlinux"))
+        .arg(&stripped)
+        .status()
+        .expect("objcopy");
+    assert!(status.success());
+    std::fs::write(root.path().join("notes.txt"), "not a kernel").unwrap();
+    let root_path = root.path().to_owned();
+    let server = TestServer::start_configured(backend, move |config| {
+        config.target_root = Some(root_path);
+    })
+    .await;
+    (server, root)
+}
+
+/// Waits (up to 60 s) for job `id` to finish; its JSON.
+async fn finished_job(client: &reqwest::Client, server: &TestServer, id: i64) -> Value {
+    for _ in 0..600 {
+        let body: Value = client
+            .get(server.url(&format!("/api/v1/jobs/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let state = body["job"]["state"].as_str().unwrap_or_default().to_owned();
+        if ["done", "failed", "cancelled"].contains(&state.as_str()) {
+            return body["job"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+/// The patch's analyses once every revision up to `revision` has one per target.
+async fn analyses(
+    client: &reqwest::Client,
+    server: &TestServer,
+    patch: i64,
+    revision: i64,
+) -> Value {
+    for _ in 0..600 {
+        let body: Value = client
+            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let newest = &body["revisions"][0];
+        if newest["revision"] == revision && !newest["analyses"].as_array().unwrap().is_empty() {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("revision {revision} of patch {patch} was not analysed");
+}
+
+async fn register_fixture(server: &TestServer, admin: &reqwest::Client) -> i64 {
+    let response = admin
+        .post(server.url("/api/v1/targets"))
+        .json(
+            &json!({ "vmlinux": "vmlinux", "name": "fixture", "kernel_release": "6.1.0-fixture" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["name"], "fixture");
+    body["job"].as_i64().unwrap()
+}
+
+async fn events(server: &TestServer, action: &str) -> usize {
+    server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == action)
+        .count()
+}
+
+async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it(backend: Backend) {
+    let (server, _root) = server_with_fixture_root(backend).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let admin = server.signed_in("ada").await;
+    let author = server.signed_in("alice").await;
+    let _workers = server.start_workers(1).await;
+
+    let job = register_fixture(&server, &admin).await;
+    let job = finished_job(&admin, &server, job).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let targets: Value = admin
+        .get(server.url("/api/v1/targets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let target = &targets["targets"][0];
+    assert_eq!(target["name"], "fixture");
+    assert_eq!(target["kernel_release"], "6.1.0-fixture");
+    assert_eq!(target["arch"], "x86_64");
+    assert!(
+        target["compiler"].as_str().unwrap().starts_with("GNU C"),
+        "{target}"
+    );
+    assert!(target["functions"].as_i64().unwrap() > 10, "{target}");
+    assert!(target["clones"].as_i64().unwrap() >= 1, "{target}");
+    let build_id = target["build_id"].as_str().unwrap();
+    let target_dir = server.data_dir.join("targets").join(build_id);
+    assert!(target_dir.join("index.gbindex").is_file());
+    assert_eq!(events(&server, "target.added").await, 1);
+
+    // The author's fix is analysed against the target, as a job.
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({
+            "title": "req_len: count the terminator",
+            "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+            "diff": CLONES_FIX,
+            "targets": ["fixture"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let body = analyses(&author, &server, patch, 1).await;
+    let analysis = &body["revisions"][0]["analyses"][0];
+    assert_eq!(analysis["target"], "fixture");
+    assert_eq!(analysis["outcome"], "analysed");
+    assert_eq!(analysis["functions_to_replace"], 1);
+    assert_eq!(analysis["build_id"], build_id);
+    let replaced: Vec<&str> = analysis["report"]["replace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(replaced, ["use_req"]);
+    let stored = server.db.patch(patch).await.unwrap().unwrap();
+    let view: Value = author
+        .get(server.url(&format!("/api/v1/patches/{patch}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons = view["review"]["eligibility"]["reasons"].to_string();
+    assert!(
+        reasons.contains("1 function(s) to replace"),
+        "eligibility reads the analysis: {reasons} ({stored:?})"
+    );
+    assert_eq!(events(&server, "analysis.recorded").await, 1);
+
+    // A new revision that changes no code of the build says so plainly.
+    let other = CLONES_FIX.replace("clones.c", "not_built.c");
+    let response = author
+        .post(server.url(&format!("/api/v1/patches/{patch}/revisions")))
+        .json(&json!({ "diff": other }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let body = analyses(&author, &server, patch, 2).await;
+    let analysis = &body["revisions"][0]["analyses"][0];
+    assert_eq!(analysis["outcome"], "no_code", "{analysis}");
+    assert!(analysis["summary"]
+        .as_str()
+        .unwrap()
+        .contains("not_built.c"));
+    assert_eq!(
+        body["revisions"][1]["analyses"][0]["functions_to_replace"],
+        1
+    );
+    assert_eq!(events(&server, "analysis.recorded").await, 2);
+    let view: Value = author
+        .get(server.url(&format!("/api/v1/patches/{patch}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(view["review"]["eligibility"]["reasons"]
+        .to_string()
+        .contains("scope not known"));
+
+    // Retired: kept, analysed for no more; a patch cannot name it.
+    let response = admin
+        .post(server.url(&format!("/api/v1/targets/{}/retire", target["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({ "title": "again", "diff": CLONES_FIX, "targets": ["fixture"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("retired"));
+    assert!(server.db.verify_audit().await.unwrap().is_ok());
+    assert!(server.db.unexplained_rows().await.unwrap().is_empty());
+    server.stop().await;
+}
+
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+async fn bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind(backend: Backend) {
+    let (server, root) = server_with_fixture_root(backend).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let admin = server.signed_in("ada").await;
+    let author = server.signed_in("alice").await;
+    let _workers = server.start_workers(1).await;
+
+    let refused = |body: Value, status: u16, says: &'static str| {
+        let admin = admin.clone();
+        let url = server.url("/api/v1/targets");
+        async move {
+            let response = admin.post(url).json(&body).send().await.unwrap();
+            let code = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            assert_eq!(code, status, "{body}: {text}");
+            assert!(text.contains(says), "{body}: {text}");
+            text
+        }
+    };
+    refused(
+        json!({ "release": "6.1.0-56-amd64;rm -rf /" }),
+        422,
+        "is not a Debian kernel release",
+    )
+    .await;
+    refused(
+        json!({ "release": "--allow-unauthenticated" }),
+        422,
+        "is not a Debian kernel release",
+    )
+    .await;
+    refused(
+        json!({ "release": "6.1.0-999-amd64" }),
+        404,
+        "has no linux-image-6.1.0-999-amd64-dbg",
+    )
+    .await;
+    refused(json!({}), 422, "give a release").await;
+    refused(json!({ "vmlinux": "notes.txt" }), 422, "is not an ELF file").await;
+    refused(
+        json!({ "vmlinux": "vmlinux.stripped", "kernel_release": "x" }),
+        422,
+        "no debug information",
+    )
+    .await;
+    refused(json!({ "vmlinux": "vmlinux" }), 422, "give kernel_release").await;
+    // Outside the root, whether the file exists or not: the same answer.
+    let outside_existing = refused(
+        json!({ "vmlinux": "/etc/passwd" }),
+        422,
+        "only paths under the target root",
+    )
+    .await;
+    let outside_missing = refused(
+        json!({ "vmlinux": "/etc/nothing-here" }),
+        422,
+        "only paths under the target root",
+    )
+    .await;
+    assert_eq!(outside_existing, outside_missing);
+    refused(
+        json!({ "vmlinux": "../../../etc/passwd" }),
+        422,
+        "only paths under the target root",
+    )
+    .await;
+    refused(
+        json!({ "vmlinux": "vmlinux", "kernel_release": "x", "name": "<b>x</b>" }),
+        422,
+        "is not a target name",
+    )
+    .await;
+    refused(
+        json!({ "vmlinux": "vmlinux", "kernel_release": "x", "bogus": 1 }),
+        422,
+        "unknown field",
+    )
+    .await;
+    let response = author
+        .post(server.url("/api/v1/targets"))
+        .json(&json!({ "vmlinux": "vmlinux", "kernel_release": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // Accepted, then the image goes before the worker reads it: the job fails after its
+    // retries with the reason, and leaves no row and no files.
+    let moved = root.path().join("moved");
+    std::fs::create_dir(&moved).unwrap();
+    std::fs::copy(root.path().join("vmlinux"), moved.join("vmlinux")).unwrap();
+    let response = admin
+        .post(server.url("/api/v1/targets"))
+        .json(
+            &json!({ "vmlinux": "moved/vmlinux", "kernel_release": "6.1.0-gone", "name": "gone" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let job = response.json::<Value>().await.unwrap()["job"]
+        .as_i64()
+        .unwrap();
+    std::fs::remove_file(moved.join("vmlinux")).unwrap();
+    let job = finished_job(&admin, &server, job).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["attempts"], 3);
+    assert!(
+        job["error"].as_str().unwrap().contains("moved/vmlinux"),
+        "{job}"
+    );
+
+    assert!(server.db.targets().await.unwrap().is_empty());
+    assert_eq!(
+        listing(&server.data_dir.join("targets")),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(events(&server, "target.added").await, 0);
+    server.stop().await;
+}
+
+/// The graftbench binary the workspace build made (beside this test's `deps/`).
+fn graftbench_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("graftbench"))
+        .expect("target directory");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the workspace (cargo nextest run --workspace builds it)",
+        binary.display()
+    );
+    binary
+}
+
+fn worker_process(server: &TestServer, hold: Option<&str>) -> std::process::Child {
+    let mut command = std::process::Command::new(graftbench_binary());
+    command
+        .args(["worker", "--workers", "1", "--job-lease", "2"])
+        .arg("--target-root")
+        .arg(server.target_root.as_ref().unwrap())
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .env("DATABASE_URL", &server.database_url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    match hold {
+        Some(phase) => command.env("GRAFTBENCH_TEST_HOLD_PHASE", phase),
+        None => command.env_remove("GRAFTBENCH_TEST_HOLD_PHASE"),
+    };
+    command.spawn().expect("start graftbench worker")
+}
+
+async fn a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_completes_once(
+    backend: Backend,
+) {
+    let (server, _root) = server_with_fixture_root(backend).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    let admin = server.signed_in("ada").await;
+    let job = register_fixture(&server, &admin).await;
+
+    // The first worker holds the job in its index phase (a hook only tests have)...
+    let mut first = worker_process(&server, Some("indexing"));
+    let mut held = None;
+    for _ in 0..300 {
+        let current = server.db.job(job).await.unwrap().unwrap();
+        assert_ne!(
+            current.state,
+            JobState::Done,
+            "the job finished unheld: is the binary built with the test-hooks feature?"
+        );
+        if current.state == JobState::Running && current.phase == "indexing" {
+            held = Some(current);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = held.expect("the worker reached the index phase");
+    assert_eq!(held.attempts, 1);
+    // ... and is killed there, without a chance to say anything.
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let partial = server
+        .data_dir
+        .join("targets")
+        .join(format!(".partial-{job}"));
+    assert!(partial.is_dir(), "the killed worker left its files");
+
+    // A second worker takes the job once the lease runs out, and completes it.
+    let mut second = worker_process(&server, None);
+    let done = {
+        let mut done = None;
+        for _ in 0..600 {
+            let current = server.db.job(job).await.unwrap().unwrap();
+            if matches!(current.state, JobState::Done | JobState::Failed) {
+                done = Some(current);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        done.expect("the second worker finished the job")
+    };
+    second.kill().expect("stop the second worker");
+    second.wait().expect("reaped");
+    assert_eq!(done.state, JobState::Done, "{done:?}");
+    assert_eq!(done.attempts, 2);
+    assert_ne!(done.worker, held.worker);
+    let targets = server.db.targets().await.unwrap();
+    assert_eq!(targets.len(), 1, "one target row");
+    assert_eq!(events(&server, "target.added").await, 1, "one audit event");
+    assert!(!partial.exists(), "the dead worker's files were tidied");
+    let target_dir = server.data_dir.join("targets").join(&targets[0].build_id);
+    assert!(target_dir.join("index.gbindex").is_file());
+    assert_eq!(listing(&server.data_dir.join("targets")), vec![target_dir]);
+    server.stop().await;
+}
