@@ -89,7 +89,9 @@ fn banner_release(file: &object::File<'_>) -> Option<String> {
     plausible.then(|| release.to_owned())
 }
 
-/// `DW_AT_producer` of the first unit of `.debug_info`.
+/// `DW_AT_producer` of the first unit of `.debug_info` the C compiler made (the first
+/// units of a kernel are often assembly: `GNU AS 2.40`); the first unit's when none of
+/// the first thousand is C.
 fn first_producer(file: &object::File<'_>) -> Option<String> {
     let endian = if file.is_little_endian() {
         gimli::RunTimeEndian::Little
@@ -104,11 +106,32 @@ fn first_producer(file: &object::File<'_>) -> Option<String> {
     };
     let sections = gimli::DwarfSections::load(load).ok()?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
-    let header = dwarf.units().next().ok()??;
-    let unit = dwarf.unit(header).ok()?;
-    let mut entries = unit.entries();
-    let root = entries.next_dfs().ok()??;
-    let value = root.attr_value(gimli::DW_AT_producer)?;
-    let text = unit.unit_ref(&dwarf).attr_string(value).ok()?;
-    Some(text.to_string_lossy().chars().take(1024).collect())
+    let mut units = dwarf.units();
+    let mut first = None;
+    for _ in 0..1000 {
+        let Ok(Some(header)) = units.next() else {
+            break;
+        };
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let mut entries = unit.entries();
+        let Some(value) = entries
+            .next_dfs()
+            .ok()
+            .flatten()
+            .and_then(|root| root.attr_value(gimli::DW_AT_producer))
+        else {
+            continue;
+        };
+        let Ok(text) = unit.unit_ref(&dwarf).attr_string(value) else {
+            continue;
+        };
+        let producer: String = text.to_string_lossy().chars().take(1024).collect();
+        if !producer.starts_with("GNU AS") {
+            return Some(producer);
+        }
+        first.get_or_insert(producer);
+    }
+    first
 }

@@ -1,28 +1,42 @@
 //! From a fix and one object's tables to the functions a live patch must replace.
 //!
-//! Pure functions over a [`Patch`] and a [`KernelIndex`]; nothing here reads files. The
-//! steps, for each object of the index:
+//! Pure functions over a [`Patch`] and a [`KernelIndex`], and the target's source when
+//! one is given ([`analyze_on`]): nothing here reads files but through a
+//! [`SourceTree`]. First, whose line numbers: with the source, each hunk is found in it
+//! and renumbered ([`crate::onto`]); without, each hunk's heading is checked against the
+//! debug information ([`crate::heading`]). A hunk that does not apply or does not match
+//! the build is reported and analysed nowhere. Then, for each object of the index:
 //!
 //! 1. The old-side lines each hunk changes ([`changed_lines`]); a pure insertion changes
 //!    the lines around its insertion point.
 //! 2. The functions those lines belong to: where the line table puts their code (directly
-//!    or as an inlined copy), and the function whose declaration holds the line (the line
-//!    table misses code the compiler folded into a caller's instruction).
+//!    or as an inlined copy), and the function declared last above the line (the line
+//!    table misses code the compiler folded into a caller's instruction), unless the line
+//!    is below the last line of that function's code, between functions.
 //! 3. What must be replaced: each changed function's out-of-line instances and clones,
 //!    and every function it was inlined into.
 //! 4. Anything that cannot be replaced itself (no ftrace entry, a `.cold` part, init
 //!    code, a clone whose calling convention changed) is replaced through its callers,
 //!    recursively, with the reason kept at each step.
+//!
+//! With the source, the lines using a changed macro or enumerator are analysed with the
+//! fix's own, and changed types and data are reported ([`crate::expand`]); a changed
+//! line that nothing ties to code is reported as not analysable, never as nothing to
+//! replace.
 
 use crate::dwarf::path_matches;
-use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, SymbolsByAddress};
-use crate::patch::{LineKind, Patch};
+use crate::expand::{self, DataChange, Expansion, Followed, NotAnalysable, SourceLine};
+use crate::heading::{check_against_index, HunkVerdict};
+use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, Place, SymbolsByAddress};
+use crate::onto::{map_onto, HunkState};
+use crate::patch::{Hunk, LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
+use crate::source::{SourceError, SourceIndex, SourceTree};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The version of [`ImpactReport`]'s JSON form; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 2;
+pub const REPORT_VERSION: u32 = 3;
 
 /// The old-side lines a fix changes in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +114,80 @@ pub struct ImpactReport {
     /// hold code of the changed files: the report may miss functions there.
     #[serde(default)]
     pub incomplete: Vec<IncompleteUnit>,
+    /// Whose line numbers [`ImpactReport::changed_lines`] are.
+    #[serde(default)]
+    pub basis: LineBasis,
+    /// Each hunk of the fix: where it falls in the target's source, or what the debug
+    /// information says of its heading; and whether it was analysed.
+    #[serde(default)]
+    pub hunks: Vec<HunkReport>,
+    /// Changed macros and enumerators, and the code that uses them.
+    #[serde(default)]
+    pub expansions: Vec<Expansion>,
+    /// Changes to types, global data and constants used in them.
+    #[serde(default)]
+    pub data_changes: Vec<DataChange>,
+    /// Changed lines the analysis cannot tie to code.
+    #[serde(default)]
+    pub not_analysable: Vec<NotAnalysable>,
+}
+
+/// Whose line numbers a report's lines are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineBasis {
+    /// The target's own source: each hunk was found there ([`crate::onto`]).
+    TargetSource,
+    /// As written in the fix, each hunk's heading checked against the debug information
+    /// ([`crate::heading`]).
+    #[default]
+    AsWritten,
+}
+
+impl std::fmt::Display for LineBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LineBasis::TargetSource => "target source",
+            LineBasis::AsWritten => "as written, checked against DWARF",
+        })
+    }
+}
+
+/// What became of one hunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HunkOutcome {
+    /// Where it falls in the target's source.
+    Placed(HunkState),
+    /// What the debug information says of its heading.
+    Checked(HunkVerdict),
+}
+
+/// One hunk of the fix in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HunkReport {
+    /// Tree-relative path (the old path for a rename).
+    pub path: String,
+    /// The hunk's number in its file, from 1.
+    pub hunk: u32,
+    /// Its old-side start as written in the fix.
+    pub fix_line: u32,
+    /// What became of it.
+    pub outcome: HunkOutcome,
+    /// Whether its lines were analysed: a hunk that does not apply, or does not match
+    /// the build, is not analysed anywhere.
+    pub analysed: bool,
+}
+
+/// The target's source for [`analyze_on`]: the tree, and its identifier index when
+/// there is one (without it, a changed macro's uses are only looked for in the fix's
+/// files and the macro's own).
+#[derive(Clone, Copy)]
+pub struct TargetSource<'a> {
+    /// The tree.
+    pub tree: &'a dyn SourceTree,
+    /// Its identifier index.
+    pub index: Option<&'a SourceIndex>,
 }
 
 /// A compilation unit the analysis could not look into, and why it may matter.
@@ -157,42 +245,18 @@ fn incomplete_in(object: &ObjectIndex, changed: &[ChangedLines]) -> Vec<Incomple
 }
 
 /// The old-side lines each file's hunks change. New files have no old side and are left
-/// out; for a pure insertion, the old lines just before and after the insertion point
-/// count as changed (code is added between them).
+/// out. For a pure insertion, the old lines just before and after the insertion point
+/// count as changed (code is added between them); a neighbour that is blank or only a
+/// comment says nothing about where the code goes and is left out, unless both are, when
+/// the nearest lines of the hunk that hold code on each side count instead (or, when it
+/// has none, the two neighbours).
 pub fn changed_lines(patch: &Patch) -> Vec<ChangedLines> {
     let mut per_file: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for file in &patch.files {
         let Some(path) = &file.old_path else { continue };
         let lines = per_file.entry(path.clone()).or_default();
         for hunk in &file.hunks {
-            // The old line before the current block of changes, whether that block removed
-            // anything, and whether it added lines that still need their closing neighbour.
-            let mut last_old = None;
-            let mut block_removed = false;
-            let mut pending_insertion = false;
-            for line in &hunk.lines {
-                match line.kind {
-                    LineKind::Removed => {
-                        lines.extend(line.old_line);
-                        block_removed = true;
-                    }
-                    LineKind::Added if !block_removed => {
-                        if !pending_insertion {
-                            lines.extend(last_old);
-                        }
-                        pending_insertion = true;
-                    }
-                    LineKind::Added => {}
-                    LineKind::Context => {
-                        if pending_insertion {
-                            lines.extend(line.old_line);
-                        }
-                        pending_insertion = false;
-                        block_removed = false;
-                        last_old = line.old_line;
-                    }
-                }
-            }
+            lines.extend(hunk_changed_lines(hunk));
         }
     }
     per_file
@@ -203,6 +267,77 @@ pub fn changed_lines(patch: &Patch) -> Vec<ChangedLines> {
             lines: lines.into_iter().collect(),
         })
         .collect()
+}
+
+/// Whether a line of C holds nothing but white space or a comment (as far as one line
+/// shows: `*` followed by a space opens no code).
+pub(crate) fn is_blank_or_comment(text: &str) -> bool {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.starts_with("//") || trimmed.starts_with("*/") {
+        return true;
+    }
+    if let Some(rest) = trimmed.strip_prefix("/*") {
+        // A comment that opens here: only a comment if nothing follows its end.
+        return rest
+            .find("*/")
+            .is_none_or(|end| rest[end + 2..].trim().is_empty());
+    }
+    // A continuation line of a block comment: ` * text`, ` *`.
+    trimmed == "*" || trimmed.starts_with("* ") || trimmed.starts_with("*\t")
+}
+
+/// The old-side lines one hunk changes, ascending (see [`changed_lines`]).
+pub(crate) fn hunk_changed_lines(hunk: &Hunk) -> Vec<u32> {
+    let lines = &hunk.lines;
+    let mut found = BTreeSet::new();
+    let code = |i: usize| lines[i].old_line.is_some() && !is_blank_or_comment(&lines[i].text);
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].kind == LineKind::Context {
+            i += 1;
+            continue;
+        }
+        // A block of changes: removed lines are the change; an insertion changes what
+        // is around it.
+        let start = i;
+        while i < lines.len() && lines[i].kind != LineKind::Context {
+            i += 1;
+        }
+        let block = &lines[start..i];
+        if block.iter().any(|l| l.kind == LineKind::Removed) {
+            found.extend(block.iter().filter_map(|l| l.old_line));
+            continue;
+        }
+        let before = start.checked_sub(1);
+        let after = (i < lines.len()).then_some(i);
+        let coded: Vec<usize> = [before, after]
+            .into_iter()
+            .flatten()
+            .filter(|&n| code(n))
+            .collect();
+        if !coded.is_empty() {
+            found.extend(coded.iter().filter_map(|&n| lines[n].old_line));
+            continue;
+        }
+        let nearest_before = (0..start).rev().find(|&n| code(n));
+        let nearest_after = (i..lines.len()).find(|&n| code(n));
+        if nearest_before.is_none() && nearest_after.is_none() {
+            found.extend(
+                [before, after]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| lines[n].old_line),
+            );
+        } else {
+            found.extend(
+                [nearest_before, nearest_after]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| lines[n].old_line),
+            );
+        }
+    }
+    found.into_iter().collect()
 }
 
 /// Why a fix could not be analysed.
@@ -224,6 +359,9 @@ pub enum AnalysisError {
     /// The fix only adds files: nothing in the running kernel changes.
     #[error("the fix only adds new files: no function of the running kernel changes")]
     NothingChanged,
+    /// The target's source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// `vmlinux`, or `vmlinux and 12 module(s)`, or `this kernel build` when no object was read.
@@ -245,18 +383,114 @@ fn summary(objects: &[String]) -> String {
     }
 }
 
-/// Analyses a fix against every object of a kernel build's index.
+/// Analyses a fix against every object of a kernel build's index, at the line numbers
+/// written in the fix: [`analyze_on`] without the target's source.
 pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, AnalysisError> {
-    let changed = changed_lines(patch);
+    analyze_on(patch, index, None)
+}
+
+/// Analyses a fix against every object of a kernel build's index.
+///
+/// With the target's source, each hunk is first found there ([`crate::onto`]) and only
+/// the hunks that apply are analysed, at the target's line numbers; changed macros and
+/// enumerators are followed to the code using them, and changes to types and data are
+/// reported ([`crate::expand`]). Without it, each hunk's heading is checked against the
+/// debug information ([`crate::heading`]): a hunk the build contradicts is not analysed,
+/// and a changed line no function holds is reported as not analysable.
+pub fn analyze_on(
+    patch: &Patch,
+    index: &KernelIndex,
+    source: Option<TargetSource<'_>>,
+) -> Result<ImpactReport, AnalysisError> {
+    if changed_lines(patch).is_empty() {
+        return Err(AnalysisError::NothingChanged);
+    }
+    let (basis, analysed, hunks) = match source {
+        Some(source) => {
+            let mapping = map_onto(patch, source.tree)?;
+            let hunks = mapping
+                .hunks
+                .into_iter()
+                .map(|h| HunkReport {
+                    analysed: h.state.applies(),
+                    path: h.path,
+                    hunk: h.hunk,
+                    fix_line: h.fix_line,
+                    outcome: HunkOutcome::Placed(h.state),
+                })
+                .collect();
+            (LineBasis::TargetSource, mapping.patch, hunks)
+        }
+        None => {
+            let checks = check_against_index(patch, index)?;
+            let mut kept = patch.clone();
+            let mut verdicts = checks.iter();
+            for file in &mut kept.files {
+                if file.old_path.is_none() {
+                    continue;
+                }
+                // The checks come in file and hunk order, one per hunk of a file with
+                // an old side.
+                let keep: Vec<bool> = file
+                    .hunks
+                    .iter()
+                    .map(|_| verdicts.next().is_none_or(|c| c.verdict.analysed()))
+                    .collect();
+                let mut keep = keep.into_iter();
+                file.hunks.retain(|_| keep.next().unwrap_or(true));
+            }
+            let hunks = checks
+                .into_iter()
+                .map(|c| HunkReport {
+                    analysed: c.verdict.analysed(),
+                    path: c.path,
+                    hunk: c.hunk,
+                    fix_line: c.fix_line,
+                    outcome: HunkOutcome::Checked(c.verdict),
+                })
+                .collect();
+            (LineBasis::AsWritten, kept, hunks)
+        }
+    };
+    let changed = changed_lines(&analysed);
+    let mut reach = match source {
+        Some(source) => {
+            let paths: Vec<String> = changed.iter().map(|c| c.path.clone()).collect();
+            expand::reach(&changed, source.tree, source.index, &paths)?
+        }
+        None => expand::Reach::default(),
+    };
+    // The fix's lines and the lines using what it changes, per file.
+    let mut all_lines: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    for file in changed.iter().chain(&reach.extra) {
+        all_lines
+            .entry(file.path.clone())
+            .or_default()
+            .extend(&file.lines);
+    }
+    let all: Vec<ChangedLines> = all_lines
+        .into_iter()
+        .map(|(path, lines)| ChangedLines {
+            path,
+            lines: lines.into_iter().collect(),
+        })
+        .collect();
     let mut changed_functions = Vec::new();
     let mut replace = Vec::new();
     let mut unpatchable = Vec::new();
     let mut has_code: BTreeSet<&str> = BTreeSet::new();
     let mut objects = Vec::new();
+    // Every (path, line) some object ties to a function, and the function names.
+    let mut tied: BTreeMap<(String, u32), BTreeSet<String>> = BTreeMap::new();
     for object in &index.objects {
-        let Some(functions) = changed_functions_in(object, &changed, &mut has_code)? else {
+        let Some(findings) = changed_functions_in(object, &all, &reach.via, &mut has_code)? else {
             continue;
         };
+        for (at, fs) in findings.by_line {
+            let names = tied.entry(at).or_default();
+            names.extend(fs.iter().map(|&f| object.function_name(f).to_owned()));
+        }
+        let functions = findings.functions;
         objects.push(object.name.clone());
         let mut walk = Walk::new(object);
         for (&f, evidence) in &functions {
@@ -274,37 +508,68 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
         replace.extend(walk.replace.into_values());
         unpatchable.extend(walk.unpatchable.into_values());
     }
-    if changed.is_empty() {
-        return Err(AnalysisError::NothingChanged);
-    }
     let incomplete: Vec<IncompleteUnit> = index
         .objects
         .iter()
-        .flat_map(|object| incomplete_in(object, &changed))
+        .flat_map(|object| incomplete_in(object, &all))
         .collect();
     // Nothing of the fix in any object, and no left-out unit named after one of its
     // files: the fix is for another tree. (A left-out unit of unknown contents, such as
     // a module that could not be read at all, does not make a wrong kernel look right.)
+    // A header is different: one of macros, types and constants has no code of its own.
     let a_changed_unit_left_out = incomplete.iter().any(|unit| {
         unit.unit_name
             .as_deref()
-            .is_some_and(|name| changed.iter().any(|f| path_matches(name, &f.path)))
+            .is_some_and(|name| all.iter().any(|f| path_matches(name, &f.path)))
     });
-    if has_code.is_empty() && !a_changed_unit_left_out {
+    let a_header_changes = changed.iter().any(|f| !f.path.ends_with(".c"));
+    if !changed.is_empty()
+        && has_code.is_empty()
+        && !a_changed_unit_left_out
+        && !a_header_changes
+        && reach.expansions.is_empty()
+        && reach.data_changes.is_empty()
+    {
         return Err(AnalysisError::NoKnownFile {
             paths: changed.iter().map(|f| f.path.clone()).collect(),
             objects: index.objects.iter().map(|o| o.name.clone()).collect(),
         });
     }
-    let files_without_code = changed
+    let files_without_code: Vec<String> = changed
         .iter()
         .filter(|file| !has_code.contains(file.path.as_str()))
         .map(|file| file.path.clone())
         .collect();
-    let mut found = pitfalls::check(patch);
+    let mut not_analysable = std::mem::take(&mut reach.not_analysable);
+    not_analysable.extend(unexplained_lines(
+        &changed,
+        &analysed,
+        &tied,
+        &has_code,
+        &reach,
+        &objects,
+        source.is_some(),
+    ));
+    not_analysable.sort_by(|a, b| (&a.at, &a.why).cmp(&(&b.at, &b.why)));
+    not_analysable.dedup_by(|a, b| a.at == b.at && a.why == b.why);
+    for expansion in &mut reach.expansions {
+        let functions: BTreeSet<&String> = expansion
+            .uses
+            .iter()
+            .filter_map(|at| tied.get(&(at.path.clone(), at.line)))
+            .flatten()
+            .collect();
+        expansion.functions = functions.into_iter().cloned().collect();
+    }
+    // Pitfalls name lines of the basis the report is in.
+    let checked = match basis {
+        LineBasis::TargetSource => &analysed,
+        LineBasis::AsWritten => patch,
+    };
+    let mut found = pitfalls::check(checked);
     // A changed signature matters beyond the patch when other modules call the function:
     // the symbol tables say which functions are exported.
-    for change in pitfalls::signature_changes(patch) {
+    for change in pitfalls::signature_changes(checked) {
         let exported_in: Vec<&str> = index
             .objects
             .iter()
@@ -355,61 +620,212 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
         unpatchable,
         pitfalls: found,
         incomplete,
+        basis,
+        hunks,
+        expansions: reach.expansions,
+        data_changes: reach.data_changes,
+        not_analysable,
     })
+}
+
+/// The fix's changed lines no object ties to a function and nothing else explains:
+/// without the source, every such line that is not blank or a comment (in a file with
+/// code, or a header); with it, a line inside a function of the source that has no
+/// code in this build. (The source explains the rest: macros, types, data, directives.)
+fn unexplained_lines(
+    changed: &[ChangedLines],
+    analysed: &Patch,
+    tied: &BTreeMap<(String, u32), BTreeSet<String>>,
+    has_code: &BTreeSet<&str>,
+    reach: &expand::Reach,
+    objects: &[String],
+    with_source: bool,
+) -> Vec<NotAnalysable> {
+    // The text of each old-side line, as the fix shows it.
+    let mut texts: HashMap<(&str, u32), &str> = HashMap::new();
+    for file in &analysed.files {
+        let Some(path) = &file.old_path else { continue };
+        for line in file.hunks.iter().flat_map(|h| &h.lines) {
+            if let Some(old) = line.old_line {
+                texts.insert((path.as_str(), old), line.text.as_str());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for file in changed {
+        let known = has_code.contains(file.path.as_str());
+        for &line in &file.lines {
+            if tied
+                .get(&(file.path.clone(), line))
+                .is_some_and(|names| !names.is_empty())
+            {
+                continue;
+            }
+            let text = texts
+                .get(&(file.path.as_str(), line))
+                .copied()
+                .unwrap_or_default();
+            let at = SourceLine {
+                path: file.path.clone(),
+                line,
+            };
+            let why = if with_source {
+                match reach.in_function.get(&(file.path.clone(), line)) {
+                    Some(function) => format!(
+                        "in {function}() of the source, which has no code in {}: not built in this configuration, or in a module not indexed",
+                        summary(objects)
+                    ),
+                    None => continue,
+                }
+            } else if is_blank_or_comment(text) || (!known && file.path.ends_with(".c")) {
+                // A `.c` file without code is not built here: `files_without_code`.
+                continue;
+            } else if known {
+                "no function of this build holds this line (a macro, a type, data, or code not built here): not analysable without the source".to_owned()
+            } else {
+                format!(
+                    "{} has no code in this build: if this line is a macro, a type or a constant, what uses it cannot be found without the source",
+                    file.path
+                )
+            };
+            found.push(NotAnalysable {
+                at,
+                text: text.to_owned(),
+                why,
+            });
+        }
+    }
+    found
+}
+
+/// One file's code in one object: where the line table puts each line, the functions
+/// defined in the file, and how far down the file each one's code reaches.
+pub(crate) struct FileCode {
+    places: Vec<(u32, Place)>,
+    /// Functions defined in the file, by declaration line.
+    pub(crate) declared: Vec<(u32, u32)>,
+    /// Per function: the last line of this file the line table gives its code.
+    last_line: HashMap<u32, u32>,
+}
+
+/// How a line was tied to a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tie {
+    /// The line table puts code of the line in it (or in an inlined copy of it).
+    Code,
+    /// It is the function declared last before the line, and its code reaches past it.
+    Body,
+}
+
+impl FileCode {
+    /// The code of `path` in `object`; `None` when the object has none.
+    pub(crate) fn of(object: &ObjectIndex, path: &str) -> Result<Option<FileCode>, IndexError> {
+        let files = object.files_matching(path);
+        let mut declared: Vec<(u32, u32)> = (0..)
+            .zip(&object.functions)
+            .filter(|(_, f)| {
+                f.defined && f.decl_line > 0 && f.decl_file.is_some_and(|d| files.contains(&d))
+            })
+            .map(|(i, f)| (f.decl_line, i))
+            .collect();
+        declared.sort_unstable();
+        if files.is_empty() && declared.is_empty() {
+            return Ok(None);
+        }
+        let places = object.places_in_file(path)?;
+        let mut last_line: HashMap<u32, u32> = HashMap::new();
+        for &(line, place) in &places {
+            let last = last_line.entry(object.owner(place)).or_insert(line);
+            *last = (*last).max(line);
+        }
+        Ok(Some(FileCode {
+            places,
+            declared,
+            last_line,
+        }))
+    }
+
+    /// The functions holding `line`: those the line table puts its code in, and the
+    /// function declared last before it (the line table misses code the compiler folded
+    /// into a caller's instruction), unless the line is past the last line of that
+    /// function's code: then it is after the function's end, between functions.
+    pub(crate) fn functions_at(&self, object: &ObjectIndex, line: u32) -> Vec<(u32, Tie)> {
+        let mut found: Vec<(u32, Tie)> = Vec::new();
+        let from = self.places.partition_point(|&(l, _)| l < line);
+        for &(_, place) in self.places[from..].iter().take_while(|&&(l, _)| l == line) {
+            let f = object.owner(place);
+            if !found.iter().any(|&(g, _)| g == f) {
+                found.push((f, Tie::Code));
+            }
+        }
+        let before = self.declared.partition_point(|&(d, _)| d <= line);
+        if let Some(&(decl_line, _)) = before.checked_sub(1).map(|i| &self.declared[i]) {
+            // Every function declared on that line (a macro can declare several).
+            for &(_, f) in self.declared[..before]
+                .iter()
+                .rev()
+                .take_while(|&&(d, _)| d == decl_line)
+            {
+                let reaches = self.last_line.get(&f).is_none_or(|&last| line <= last);
+                if reaches && !found.iter().any(|&(g, _)| g == f) {
+                    found.push((f, Tie::Body));
+                }
+            }
+        }
+        found
+    }
+}
+
+/// What the analysis learnt of one object from the changed lines.
+struct ObjectFindings {
+    /// Changed functions, with the evidence.
+    functions: BTreeMap<u32, String>,
+    /// The functions each (path, line) fell in.
+    by_line: BTreeMap<(String, u32), Vec<u32>>,
 }
 
 /// The functions of `object` whose source the changed lines are, with the evidence.
 /// Files with code in the object are added to `has_code`; `None` when it has none.
+/// `via` says, for a line the fix does not change itself, why it is analysed.
 fn changed_functions_in<'c>(
     object: &ObjectIndex,
     changed: &'c [ChangedLines],
+    via: &BTreeMap<(String, u32), String>,
     has_code: &mut BTreeSet<&'c str>,
-) -> Result<Option<BTreeMap<u32, String>>, IndexError> {
-    let mut functions: BTreeMap<u32, String> = BTreeMap::new();
+) -> Result<Option<ObjectFindings>, IndexError> {
+    let mut findings = ObjectFindings {
+        functions: BTreeMap::new(),
+        by_line: BTreeMap::new(),
+    };
     let mut known = false;
     for file in changed {
-        let declared_here = declarations_in(object, &file.path);
-        if object.files_matching(&file.path).is_empty() && declared_here.is_empty() {
+        let Some(code) = FileCode::of(object, &file.path)? else {
             continue;
-        }
+        };
         known = true;
         has_code.insert(&file.path);
-        let places = object.places_in_file(&file.path)?;
         for &line in &file.lines {
-            let from = places.partition_point(|&(l, _)| l < line);
-            for &(_, place) in places[from..].iter().take_while(|&&(l, _)| l == line) {
-                functions
-                    .entry(object.owner(place))
-                    .or_insert_with(|| format!("code of {}:{line}", file.path));
+            let why = via.get(&(file.path.clone(), line));
+            let ties = code.functions_at(object, line);
+            for &(f, tie) in &ties {
+                findings.functions.entry(f).or_insert_with(|| {
+                    let mut evidence = match tie {
+                        Tie::Code => format!("code of {}:{line}", file.path),
+                        Tie::Body => format!("its body holds {}:{line}", file.path),
+                    };
+                    if let Some(why) = why {
+                        evidence.push_str(&format!(", {why}"));
+                    }
+                    evidence
+                });
             }
-            // The function declared last before the line holds it: the line table misses
-            // code the compiler folded into a caller's instruction.
-            if let Some(&(_, f)) = declared_here
-                .iter()
-                .filter(|(decl_line, _)| *decl_line <= line)
-                .max_by_key(|(decl_line, _)| *decl_line)
-            {
-                functions
-                    .entry(f)
-                    .or_insert_with(|| format!("its body holds {}:{line}", file.path));
-            }
+            findings.by_line.insert(
+                (file.path.clone(), line),
+                ties.into_iter().map(|(f, _)| f).collect(),
+            );
         }
     }
-    Ok(known.then_some(functions))
-}
-
-/// Functions defined in `path`, by declaration line.
-fn declarations_in(object: &ObjectIndex, path: &str) -> Vec<(u32, u32)> {
-    let files = object.files_matching(path);
-    let mut found: Vec<(u32, u32)> = (0..)
-        .zip(&object.functions)
-        .filter(|(_, f)| {
-            f.defined && f.decl_line > 0 && f.decl_file.is_some_and(|d| files.contains(&d))
-        })
-        .map(|(i, f)| (f.decl_line, i))
-        .collect();
-    found.sort_unstable();
-    found
+    Ok(known.then_some(findings))
 }
 
 /// The walk from changed functions to replaceable ones, in one object.
@@ -586,16 +1002,149 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// One hunk's outcome for people.
+fn hunk_outcome(outcome: &HunkOutcome) -> String {
+    match outcome {
+        HunkOutcome::Placed(HunkState::Applied {
+            offset,
+            fuzz,
+            target_line,
+        }) => {
+            let fuzz = if *fuzz > 0 {
+                format!(" with fuzz {fuzz}")
+            } else {
+                String::new()
+            };
+            format!("applies at line {target_line}{fuzz} (offset {offset:+})")
+        }
+        HunkOutcome::Placed(HunkState::AlreadyApplied { at }) => {
+            format!("ALREADY APPLIED at line {at}: not analysed")
+        }
+        HunkOutcome::Placed(HunkState::NotFound) => {
+            "DOES NOT APPLY: not found in the target's source; not analysed".to_owned()
+        }
+        HunkOutcome::Placed(HunkState::FileMissing) => {
+            "DOES NOT APPLY: the target's source has no such file; not analysed".to_owned()
+        }
+        HunkOutcome::Placed(HunkState::NewFile) => "a new file".to_owned(),
+        HunkOutcome::Checked(HunkVerdict::Consistent { function }) => {
+            format!("in {function}() as its heading says")
+        }
+        HunkOutcome::Checked(HunkVerdict::Inconsistent { why, .. }) => {
+            format!("DOES NOT MATCH THIS BUILD: {why}; not analysed")
+        }
+        HunkOutcome::Checked(HunkVerdict::Unknown { why }) => {
+            format!("not checked ({why}); analysed as written")
+        }
+    }
+}
+
 impl std::fmt::Display for ImpactReport {
     /// The report for people: what changed, what to replace and why, what cannot be.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "Impact on {}", summary(&self.objects))?;
+        writeln!(f, "  line numbers: {}", self.basis)?;
         for file in &self.changed_lines {
             let lines: Vec<String> = file.lines.iter().map(u32::to_string).collect();
             writeln!(f, "  changed {}: lines {}", file.path, lines.join(", "))?;
         }
         for path in &self.files_without_code {
             writeln!(f, "  {path}: no code in {}", summary(&self.objects))?;
+        }
+        if !self.hunks.is_empty() {
+            writeln!(f)?;
+            writeln!(f, "Hunks ({}):", self.hunks.len())?;
+            for hunk in &self.hunks {
+                writeln!(
+                    f,
+                    "  {} hunk {} (fix line {}): {}",
+                    hunk.path,
+                    hunk.hunk,
+                    hunk.fix_line,
+                    hunk_outcome(&hunk.outcome)
+                )?;
+            }
+            if self.hunks.iter().all(|h| !h.analysed) {
+                writeln!(
+                    f,
+                    "NOT ANALYSED: no hunk of the fix applies to this build; what follows is empty for that reason"
+                )?;
+            }
+        }
+        if !self.expansions.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Macros and enumerators the fix changes ({}):",
+                self.expansions.len()
+            )?;
+            for expansion in &self.expansions {
+                let kind = match expansion.kind {
+                    Followed::Macro => "macro",
+                    Followed::Enumerator => "enumerator",
+                };
+                let through = if expansion.through.is_empty() {
+                    String::new()
+                } else {
+                    format!(", through {}", expansion.through.join(", "))
+                };
+                let functions = if expansion.functions.is_empty() {
+                    "no function of this build".to_owned()
+                } else {
+                    format!("{}()", expansion.functions.join("(), "))
+                };
+                writeln!(
+                    f,
+                    "  {kind} {} (changed at {}:{}){through}: {} line(s) use it, in {functions} (searched {})",
+                    expansion.name,
+                    expansion.changed.path,
+                    expansion.changed.line,
+                    expansion.uses.len(),
+                    expansion.searched
+                )?;
+            }
+        }
+        if !self.data_changes.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Data and type changes ({}): a live patch does not change what is already in memory",
+                self.data_changes.len()
+            )?;
+            for change in &self.data_changes {
+                let users = if change.users.is_empty() {
+                    String::new()
+                } else if change.more_users > 0 {
+                    format!(
+                        "; used by {}() and {} more",
+                        change.users.join("(), "),
+                        change.more_users
+                    )
+                } else {
+                    format!("; used by {}()", change.users.join("(), "))
+                };
+                writeln!(
+                    f,
+                    "  {}:{}: {}{users}",
+                    change.at.path, change.at.line, change.detail
+                )?;
+            }
+        }
+        if !self.not_analysable.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "NOT ANALYSABLE ({}): what these lines change is unknown",
+                self.not_analysable.len()
+            )?;
+            for item in &self.not_analysable {
+                let text = if item.text.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" `{}`", item.text.trim())
+                };
+                writeln!(f, "  {}:{}{text}: {}", item.at.path, item.at.line, item.why)?;
+            }
         }
         writeln!(f)?;
         writeln!(f, "Changed functions ({}):", self.changed_functions.len())?;
@@ -677,6 +1226,23 @@ mod tests {
     fn a_pure_insertion_changes_the_lines_around_it() {
         let diff = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,4 @@\n a\n+x\n+y\n b\n";
         assert_eq!(lines(diff), [("k.c".to_owned(), vec![10, 11])]);
+    }
+
+    #[test]
+    fn a_blank_or_comment_neighbour_of_an_insertion_is_no_evidence() {
+        // Before a function's header: the comment above it is not the function.
+        let diff = "--- a/k.c\n+++ b/k.c\n@@ -10,3 +10,4 @@\n  *\n  */\n+#include <x.h>\n pid_t kernel_clone(void)\n";
+        assert_eq!(lines(diff), [("k.c".to_owned(), vec![12])]);
+        // Between a blank line and a comment: the nearest code above.
+        let diff =
+            "--- a/k.c\n+++ b/k.c\n@@ -10,4 +10,5 @@\n \treturn x;\n \n+\ty();\n \t/*\n \t * z\n";
+        assert_eq!(lines(diff), [("k.c".to_owned(), vec![10])]);
+        // Nothing but blank lines and comments: the two neighbours.
+        let diff = "--- a/k.c\n+++ b/k.c\n@@ -10,2 +10,3 @@\n \n+\ty();\n \t/*\n";
+        assert_eq!(lines(diff), [("k.c".to_owned(), vec![10, 11])]);
+        assert!(is_blank_or_comment("\t * text"));
+        assert!(!is_blank_or_comment("\t*newpid = ctr++;"));
+        assert!(!is_blank_or_comment("/* x */ y();"));
     }
 
     #[test]

@@ -12,6 +12,14 @@
 //!   vmlinux and its modules, with the on-disk form that makes repeated analysis fast.
 //! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
 //!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
+//! - [`source`]: the target kernel's own source tree (read safely, never outside its
+//!   root) and its identifier index.
+//! - [`onto`]: where each hunk of a fix written for another tree falls in the target's
+//!   source, found as GNU `patch` finds it (offset, fuzz, already applied).
+//! - [`heading`]: without the source, each hunk's `@@ ... @@ function(` heading checked
+//!   against where the build's debug information has that function.
+//! - [`expand`]: what the line table cannot see: a changed macro or enumerator followed
+//!   to the code using it, changed types and data.
 //! - [`placement`]: where the compiler put one function (clones, inlined copies, callers).
 //! - [`image`]: what a kernel image says about itself (build-id, release, compiler).
 //! - [`cache`]: a kernel build's index file: up to date or rebuilt, written atomically,
@@ -29,10 +37,14 @@
 
 pub mod cache;
 pub mod dwarf;
+pub mod expand;
+pub mod heading;
 pub mod image;
 pub mod impact;
 pub mod index;
+pub mod onto;
 pub mod patch;
 pub mod pitfalls;
 pub mod placement;
+pub mod source;
 pub mod symbols;

@@ -236,7 +236,7 @@ fn analyze_reports_the_functions_to_replace() {
     );
     assert!(json.status.success(), "{}", text(&json.stderr));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report["version"], 2);
+    assert_eq!(report["version"], analyzer::impact::REPORT_VERSION);
     assert_eq!(report["replace"][0]["symbol"], "use_req");
     assert_eq!(report["replace"][0]["object"], "vmlinux");
     assert_eq!(report["unpatchable"][0]["symbol"], "req_len.isra.0");
@@ -861,7 +861,7 @@ fn module_new_and_build_against_the_debian_headers() {
     let report = dir.path().join("report.json");
     std::fs::write(
         &report,
-        r#"{"version": 2, "objects": ["vmlinux"], "changed_lines": [], "files_without_code": [],
+        r#"{"version": 3, "objects": ["vmlinux"], "changed_lines": [], "files_without_code": [],
             "changed_functions": [], "unpatchable": [], "pitfalls": [],
             "replace": [{"symbol": "cmdline_proc_show", "object": "vmlinux", "old_sympos": 0,
                          "traceable": true, "reasons": []}]}"#,
