@@ -7,7 +7,7 @@
 
 use crate::model::{
     AppError, AuditFilter, AuditPage, InterdiffView, PatchPage, PatchSummary, PolicyView,
-    RejectedSubmission, SessionUser, UserAccount,
+    RejectedSubmission, SessionUser, TargetPage, TargetsPage, UserAccount,
 };
 use leptos::prelude::*;
 
@@ -73,6 +73,24 @@ pub async fn list_users() -> Result<Vec<UserAccount>, AppError> {
         ssr::set_error_status(e);
     }
     users
+}
+
+/// The kernel targets and registrations under way.
+#[server(prefix = "/api/ui", endpoint = "targets")]
+pub async fn list_targets() -> Result<TargetsPage, AppError> {
+    let user = ssr::require_user().await?;
+    ssr::workbench()?.targets(&user).await
+}
+
+/// One target by name.
+#[server(prefix = "/api/ui", endpoint = "target")]
+pub async fn get_target(name: String) -> Result<TargetPage, AppError> {
+    let user = ssr::require_user().await?;
+    let page = ssr::workbench()?.target(&user, name).await;
+    if let Err(e) = &page {
+        ssr::set_error_status(e);
+    }
+    page
 }
 
 /// The message a refused form left for this page, if any (see [`crate::model::FlashMessage`]).
@@ -146,6 +164,19 @@ pub mod ssr {
             &'a self,
             user: &'a SessionUser,
         ) -> BoxFuture<'a, Result<Vec<UserAccount>, AppError>>;
+
+        /// The kernel targets and registrations under way.
+        fn targets<'a>(
+            &'a self,
+            user: &'a SessionUser,
+        ) -> BoxFuture<'a, Result<TargetsPage, AppError>>;
+
+        /// One target by name.
+        fn target<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            name: String,
+        ) -> BoxFuture<'a, Result<TargetPage, AppError>>;
     }
 
     /// The form the backend provides the workbench in.

@@ -21,6 +21,7 @@ mod diff_view;
 pub mod model;
 mod pages;
 mod review_view;
+mod targets_view;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Title};
@@ -147,6 +148,12 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/audit") view=pages::AuditPage ssr=SsrMode::Async/>
                 <Route path=path!("/policy") view=pages::PolicyPage ssr=SsrMode::Async/>
                 <Route path=path!("/admin") view=pages::AdminPage ssr=SsrMode::Async/>
+                <Route path=path!("/targets") view=targets_view::TargetsPage ssr=SsrMode::Async/>
+                <Route
+                    path=path!("/targets/:name")
+                    view=targets_view::TargetPage
+                    ssr=SsrMode::Async
+                />
             </Routes>
         </Router>
     }

@@ -685,3 +685,110 @@ mod tests {
 /// anyone could write a link that makes a Graftbench page say something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlashMessage(pub String);
+
+/// A kernel build registered as a target, as pages show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetSummary {
+    /// Database id.
+    pub id: i64,
+    /// Its name (the release for a distribution build): the page's address.
+    pub name: String,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// `debian` or `paths`.
+    pub origin: String,
+    /// The distribution package version; empty for in-house builds.
+    pub package_version: String,
+    /// `x86_64`.
+    pub arch: String,
+    /// The vmlinux's GNU build-id.
+    pub build_id: String,
+    /// DW_AT_producer: the compiler and its flags.
+    pub compiler: String,
+    /// The image with debug information.
+    pub vmlinux: String,
+    /// Modules with debug information, when registered with them.
+    pub modules_dir: Option<String>,
+    /// The directory out-of-tree modules build against.
+    pub kbuild_dir: Option<String>,
+    /// The build's own source tree.
+    pub source_dir: Option<String>,
+    /// Objects indexed.
+    pub objects: i64,
+    /// Functions of the source.
+    pub functions: i64,
+    /// Inlined copies.
+    pub inline_sites: i64,
+    /// Clone symbols.
+    pub clones: i64,
+    /// The index file's size.
+    pub index_bytes: i64,
+    /// Bytes kept for it in the data directory.
+    pub disk_bytes: i64,
+    /// When its index was built.
+    pub indexed_at: String,
+    /// Who registered it.
+    pub created_by: String,
+    /// When.
+    pub created_at: String,
+    /// When it was retired, if it was.
+    pub retired_at: Option<String>,
+    /// Analyses made against it.
+    pub analyses: i64,
+}
+
+/// A background job as pages show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Its id: `/api/v1/jobs/{id}/events` streams its progress.
+    pub id: i64,
+    /// `target.register`, `target.reindex`, `analyze`.
+    pub kind: String,
+    /// What it is about, for people ("register 6.1.0-56-amd64").
+    pub label: String,
+    /// `queued`, `running`, `done`, `failed`, `cancelled`.
+    pub state: String,
+    /// What it is doing (`indexing`).
+    pub phase: String,
+    /// How far, 0 to 1.
+    pub progress: f64,
+    /// Attempts started.
+    pub attempts: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+    /// The last failure.
+    pub error: Option<String>,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+impl JobSummary {
+    /// Whether it may still change.
+    pub fn is_active(&self) -> bool {
+        self.state == "queued" || self.state == "running"
+    }
+}
+
+/// `/targets`: the kernel builds fixes are analysed for, and registrations under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetsPage {
+    /// Active targets first, then retired ones.
+    pub targets: Vec<TargetSummary>,
+    /// Registrations queued, running or failed recently.
+    pub registrations: Vec<JobSummary>,
+    /// Whether this user may add, re-index and retire targets.
+    pub can_manage: bool,
+    /// The directory in-house builds may be registered from, if the admin set one.
+    pub target_root: Option<String>,
+}
+
+/// `/targets/{name}`: one target and its jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetPage {
+    /// The target.
+    pub target: TargetSummary,
+    /// Its registration and index jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// Whether this user may re-index and retire it.
+    pub can_manage: bool,
+}

@@ -18,7 +18,7 @@ use crate::review_view::short_time;
 
 /// Page frame: the top bar with navigation and the signed-in user.
 #[component]
-fn Frame(children: Children) -> impl IntoView {
+pub(crate) fn Frame(children: Children) -> impl IntoView {
     let user = Resource::new(|| (), |_| current_user());
     view! {
         <header class="topbar">
@@ -31,6 +31,7 @@ fn Frame(children: Children) -> impl IntoView {
                 <a href="/patches/new">"Submit a fix"</a>
                 <a href="/audit">"Audit trail"</a>
                 <a href="/policy">"Policy"</a>
+                <a href="/targets">"Targets"</a>
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
                         let admin = matches!(
@@ -71,7 +72,7 @@ fn Frame(children: Children) -> impl IntoView {
 }
 
 #[component]
-fn ErrorPanel(error: AppError) -> impl IntoView {
+pub(crate) fn ErrorPanel(error: AppError) -> impl IntoView {
     match error {
         AppError::NotSignedIn => view! {
             <div class="alert" role="alert">

@@ -10,7 +10,7 @@ use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, InterdiffView, MailView,
     PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SegmentView, SessionUser,
-    UserAccount,
+    TargetPage, TargetsPage, UserAccount,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -112,9 +112,16 @@ pub struct DbWorkbench {
     renderer: Arc<DiffRenderer>,
     rendered: Mutex<RenderCache>,
     renders_started: AtomicUsize,
+    target_root: Option<std::path::PathBuf>,
 }
 
 impl DbWorkbench {
+    /// Names `root` as the directory in-house targets are registered from (pages show it).
+    pub fn with_target_root(mut self, root: Option<std::path::PathBuf>) -> DbWorkbench {
+        self.target_root = root;
+        self
+    }
+
     /// A workbench over `db`.
     pub fn new(
         db: Database,
@@ -127,6 +134,7 @@ impl DbWorkbench {
             renderer,
             rendered: Mutex::new(RenderCache::default()),
             renders_started: AtomicUsize::new(0),
+            target_root: None,
         }
     }
 
@@ -426,6 +434,30 @@ impl Workbench for DbWorkbench {
                 ));
             }
             self.db.list_users().await.map_err(internal)
+        })
+    }
+
+    fn targets<'a>(
+        &'a self,
+        user: &'a SessionUser,
+    ) -> BoxFuture<'a, Result<TargetsPage, AppError>> {
+        Box::pin(async move {
+            super::targets::targets_page(&self.db, self.target_root.as_deref(), user)
+                .await
+                .map_err(internal)
+        })
+    }
+
+    fn target<'a>(
+        &'a self,
+        user: &'a SessionUser,
+        name: String,
+    ) -> BoxFuture<'a, Result<TargetPage, AppError>> {
+        Box::pin(async move {
+            super::targets::target_page(&self.db, user, &name)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| AppError::NotFound(format!("target {name}")))
         })
     }
 }

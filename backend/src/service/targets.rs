@@ -521,6 +521,131 @@ pub async fn request_reindex(
     Ok(job)
 }
 
+// ---- pages ----
+
+fn job_summary(job: crate::store::jobs::Job) -> graftbench_app::model::JobSummary {
+    let label = match job.kind.as_str() {
+        REGISTER => format!(
+            "register {}",
+            job.key
+                .strip_prefix(&format!("{REGISTER}:"))
+                .unwrap_or(&job.key)
+        ),
+        REINDEX => "rebuild the index".to_owned(),
+        other => other.to_owned(),
+    };
+    graftbench_app::model::JobSummary {
+        id: job.id,
+        kind: job.kind,
+        label,
+        state: job.state.as_str().to_owned(),
+        phase: job.phase,
+        progress: job.progress,
+        attempts: job.attempts,
+        max_attempts: job.max_attempts,
+        error: job.error,
+        updated_at: job.updated_at,
+    }
+}
+
+fn target_summary(target: Target, analyses: i64) -> graftbench_app::model::TargetSummary {
+    graftbench_app::model::TargetSummary {
+        id: target.id,
+        name: target.name,
+        kernel_release: target.kernel_release,
+        origin: target.origin,
+        package_version: target.package_version,
+        arch: target.arch,
+        build_id: target.build_id,
+        compiler: target.compiler,
+        vmlinux: target.vmlinux,
+        modules_dir: target.modules_dir,
+        kbuild_dir: target.kbuild_dir,
+        source_dir: target.source_dir,
+        objects: target.objects,
+        functions: target.functions,
+        inline_sites: target.inline_sites,
+        clones: target.clones,
+        index_bytes: target.index_bytes,
+        disk_bytes: target.disk_bytes,
+        indexed_at: target.indexed_at,
+        created_by: target.created_by,
+        created_at: target.created_at,
+        retired_at: target.retired_at,
+        analyses,
+    }
+}
+
+fn can_manage(user: &SessionUser) -> bool {
+    require_target_manager(user).is_ok()
+}
+
+/// The targets page for `user`.
+pub async fn targets_page(
+    db: &Database,
+    target_root: Option<&Path>,
+    user: &SessionUser,
+) -> Result<graftbench_app::model::TargetsPage, DbError> {
+    let counts = db.analyses_per_target().await?;
+    let targets = db
+        .targets()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let n = counts.get(&t.id).copied().unwrap_or(0);
+            target_summary(t, n)
+        })
+        .collect();
+    let registrations = db
+        .jobs_with_key_prefix(&format!("{REGISTER}:"), 20)
+        .await?
+        .into_iter()
+        .filter(|j| j.state != crate::store::jobs::JobState::Done)
+        .map(job_summary)
+        .collect();
+    Ok(graftbench_app::model::TargetsPage {
+        targets,
+        registrations,
+        can_manage: can_manage(user),
+        target_root: target_root.map(path_text),
+    })
+}
+
+/// The page of the target named `name`, if there is one.
+pub async fn target_page(
+    db: &Database,
+    user: &SessionUser,
+    name: &str,
+) -> Result<Option<graftbench_app::model::TargetPage>, DbError> {
+    let Some(target) = db.target_named(name, "").await? else {
+        return Ok(None);
+    };
+    // Its own keys exactly (a prefix of `target.reindex:1` also matches target 12's).
+    let reindex_key = format!("{REINDEX}:{}", target.id);
+    let register_key = format!("{REGISTER}:{}", target.name);
+    let mut jobs = Vec::new();
+    for key in [&reindex_key, &register_key] {
+        jobs.extend(
+            db.jobs_with_key_prefix(key, 20)
+                .await?
+                .into_iter()
+                .filter(|j| &j.key == key),
+        );
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    let analyses = db
+        .analyses_per_target()
+        .await?
+        .get(&target.id)
+        .copied()
+        .unwrap_or(0);
+    Ok(Some(graftbench_app::model::TargetPage {
+        target: target_summary(target, analyses),
+        jobs: jobs.into_iter().map(job_summary).collect(),
+        can_manage: can_manage(user),
+    }))
+}
+
 // ---- apt ----
 
 fn run(command: &mut Command) -> Result<String, String> {
@@ -580,9 +705,25 @@ fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, Str
     if let Some(deb) = find() {
         return Ok(deb);
     }
+    // Into a directory of its own, renamed into the cache when whole: a download that
+    // was killed never looks cached.
+    let partial = tempfile::tempdir_in(dir)
+        .map_err(|e| format!("creating a directory in {}: {e}", dir.display()))?;
     run(Command::new("apt-get")
         .args(["download", "-q", &format!("{package}={version}")])
-        .current_dir(dir))?;
+        .current_dir(partial.path()))?;
+    let downloaded = std::fs::read_dir(partial.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| format!("apt-get download {package}={version} left no .deb"))?;
+    let name = downloaded
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    std::fs::rename(&downloaded, dir.join(&name))
+        .map_err(|e| format!("placing {}: {e}", name.display()))?;
     find().ok_or_else(|| format!("apt-get download {package}={version} left no .deb"))
 }
 
@@ -629,8 +770,10 @@ fn link_tree(from: &Path, to: &Path) -> Result<(), String> {
     run(Command::new("cp").arg("-a").arg(from).arg(to)).map(drop)
 }
 
-/// Bytes in the files under `dir`.
+/// Bytes in the files under `dir` that are its own: files hard-linked from the download
+/// cache take no space of their own and are not counted.
 fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -640,7 +783,13 @@ fn disk_bytes(dir: &Path) -> u64 {
         for entry in entries.flatten() {
             match entry.file_type() {
                 Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(t) if t.is_file() => total += entry.metadata().map_or(0, |m| m.len()),
+                Ok(t) if t.is_file() => {
+                    total += entry
+                        .metadata()
+                        .ok()
+                        .filter(|m| m.nlink() == 1)
+                        .map_or(0, |m| m.len())
+                }
                 _ => {}
             }
         }
@@ -734,15 +883,20 @@ fn fetch_debian(
             unpack_deb(&deb, &part, &[])?;
             let _ = std::fs::remove_file(&deb);
         }
-        let release_file = part.join(format!(
-            "usr/src/linux-headers-{rel}/include/config/kernel.release"
+        // Debian's include/config/kernel.release holds the upstream version (6.1.192);
+        // the release modules are built for is UTS_RELEASE.
+        let uts_file = part.join(format!(
+            "usr/src/linux-headers-{rel}/include/generated/utsrelease.h"
         ));
-        let headers_release = std::fs::read_to_string(&release_file)
-            .map_err(|e| format!("the headers have no {}: {e}", release_file.display()))?;
-        if headers_release.trim() != rel {
+        let uts = std::fs::read_to_string(&uts_file)
+            .map_err(|e| format!("the headers have no {}: {e}", uts_file.display()))?;
+        let headers_release = uts
+            .split('"')
+            .nth(1)
+            .ok_or_else(|| format!("{} names no UTS_RELEASE", uts_file.display()))?;
+        if headers_release != rel {
             return Err(format!(
-                "the headers are for release {} but the image is {rel}",
-                headers_release.trim()
+                "the headers are for release {headers_release} but the image is {rel}"
             ));
         }
         let _ = std::fs::remove_dir_all(dir.join("headers"));

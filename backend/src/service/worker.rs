@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How often a running job's progress is written when it changes.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Runs the jobs of one kind.
 pub trait JobHandler: Send + Sync + 'static {
     /// The kind it runs.
@@ -143,8 +146,14 @@ async fn run_one(
     let mut task = Running(tokio::spawn(handler.run(job.clone(), progress)));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut beats = tokio::time::interval(config.lease / 3);
+    // Progress is written as it changes, at most twice a second, so that pages follow a
+    // job closely; without change, a heartbeat every third of the lease keeps the claim.
+    let tick = (config.lease / 3).min(PROGRESS_INTERVAL);
+    let mut beats = tokio::time::interval(tick);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beats.tick().await;
+    let mut last_beat = tokio::time::Instant::now();
+    let mut written = (String::new(), 0.0);
     loop {
         tokio::select! {
             outcome = &mut task.0 => {
@@ -173,11 +182,16 @@ async fn run_one(
                 return Ok(());
             }
             _ = beats.tick() => {
-                let (phase, fraction) = receiver.borrow().clone();
-                if !db.heartbeat_job(id, name, config.lease, &phase, fraction).await? {
+                let now = receiver.borrow().clone();
+                if now == written && last_beat.elapsed() < config.lease / 3 {
+                    continue;
+                }
+                if !db.heartbeat_job(id, name, config.lease, &now.0, now.1).await? {
                     // Cancelled, or another worker has it now: the task stops with `task`.
                     return Ok(());
                 }
+                last_beat = tokio::time::Instant::now();
+                written = now;
             }
             _ = &mut deadline => {
                 let error = format!("timed out after {} s", timeout.as_secs());

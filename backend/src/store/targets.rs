@@ -487,6 +487,18 @@ impl Database {
         .transpose()
     }
 
+    /// How many analyses each target has, by target id.
+    pub async fn analyses_per_target(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, i64>, DbError> {
+        let rows = sqlx::query("SELECT target_id, COUNT(*) AS n FROM analyses GROUP BY target_id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("target_id")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// The analyses of the diff `sha256` (any target, the newest report version first).
     pub async fn analyses_of(&self, sha256: &str) -> Result<Vec<Analysis>, DbError> {
         sqlx::query(

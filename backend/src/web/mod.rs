@@ -198,8 +198,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "states changed under the policy in force"
         );
     }
-    let workbench: SharedWorkbench =
-        Arc::new(DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy)));
+    let workbench: SharedWorkbench = Arc::new(
+        DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy))
+            .with_target_root(config.target_root.clone()),
+    );
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(config.site_root.display().to_string())
@@ -357,6 +359,9 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "/api/v1/targets/{id}/reindex",
             post(targets::api_reindex_target),
         )
+        .route("/targets", post(targets::form_add_target))
+        .route("/targets/{id}/retire", post(targets::form_retire_target))
+        .route("/targets/{id}/reindex", post(targets::form_reindex_target))
         .route("/api/v1/jobs", get(targets::api_jobs))
         .route("/api/v1/jobs/{id}", get(targets::api_job))
         .route("/api/v1/jobs/{id}/cancel", post(targets::api_cancel_job))

@@ -8,10 +8,11 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::{Extension, Form, Json};
 use graftbench_app::model::{Role, SessionUser};
 use serde::Serialize;
 use std::time::Duration;
+use tower_sessions::Session;
 
 /// A job as clients see it: what it is and where it stands, not its input.
 #[derive(Debug, Serialize)]
@@ -89,19 +90,21 @@ pub(super) async fn api_target(
         .target(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("target {id}")))?;
-    let jobs: Vec<JobView> = state
-        .db
-        .jobs_with_key_prefix(&format!("{}:{id}", targets::REINDEX), 20)
-        .await?
-        .into_iter()
-        .chain(
+    let mut jobs = Vec::new();
+    for key in [
+        format!("{}:{id}", targets::REINDEX),
+        format!("{}:{}", targets::REGISTER, target.name),
+    ] {
+        jobs.extend(
             state
                 .db
-                .jobs_with_key_prefix(&format!("{}:{}", targets::REGISTER, target.name), 20)
-                .await?,
-        )
-        .map(JobView::from)
-        .collect();
+                .jobs_with_key_prefix(&key, 20)
+                .await?
+                .into_iter()
+                .filter(|j| j.key == key)
+                .map(JobView::from),
+        );
+    }
     Ok(Json(serde_json::json!({ "target": target, "jobs": jobs })).into_response())
 }
 
@@ -276,4 +279,96 @@ pub(super) async fn api_patch_analyses(
         "revisions": revisions,
     }))
     .into_response())
+}
+
+/// The targets page's registration form: a release, or paths under the target root.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct TargetForm {
+    #[serde(default)]
+    release: String,
+    #[serde(default)]
+    with_source: Option<String>,
+    #[serde(default)]
+    vmlinux: String,
+    #[serde(default)]
+    modules_dir: String,
+    #[serde(default)]
+    kbuild_dir: String,
+    #[serde(default)]
+    source_dir: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kernel_release: String,
+}
+
+fn given(text: String) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// `POST /targets`: the registration form; back to the targets page, where the job's
+/// progress shows.
+pub(super) async fn form_add_target(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Form(form): Form<TargetForm>,
+) -> Result<Response, ApiError> {
+    let request = TargetRequest {
+        release: given(form.release),
+        with_source: form.with_source.is_some(),
+        vmlinux: given(form.vmlinux),
+        modules_dir: given(form.modules_dir),
+        kbuild_dir: given(form.kbuild_dir),
+        source_dir: given(form.source_dir),
+        name: given(form.name),
+        kernel_release: given(form.kernel_release),
+    };
+    let result = targets::request(&state.db, &state.targets, &user, request)
+        .await
+        .map(|queued| {
+            tracing::info!(job = queued.job, name = %queued.name, user = %user.username, "target registration queued");
+        })
+        .map_err(ApiError::from);
+    super::review::back_to(&session, "/targets", result, "").await
+}
+
+async fn target_name(state: &AppState, id: i64) -> Result<String, ApiError> {
+    Ok(state
+        .db
+        .target(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("target {id}")))?
+        .name)
+}
+
+/// `POST /targets/{id}/retire`: back to the target's page.
+pub(super) async fn form_retire_target(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let name = target_name(&state, id).await?;
+    let result = targets::retire(&state.db, &user, id)
+        .await
+        .map(drop)
+        .map_err(ApiError::from);
+    super::review::back_to(&session, &format!("/targets/{name}"), result, "").await
+}
+
+/// `POST /targets/{id}/reindex`: back to the target's page, where the job shows.
+pub(super) async fn form_reindex_target(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let name = target_name(&state, id).await?;
+    let result = targets::request_reindex(&state.db, &user, id)
+        .await
+        .map(drop)
+        .map_err(ApiError::from);
+    super::review::back_to(&session, &format!("/targets/{name}"), result, "").await
 }

@@ -980,3 +980,196 @@ async fn a_refused_submission_comes_back_as_a_working_page() {
     events.abort();
     server.stop().await;
 }
+
+/// The real Debian 6.1.0-56 kernel (the lighter cloud-amd64 build) as a target, through
+/// the web: registered with its headers and source (downloaded once into
+/// `$GRAFTBENCH_KERNEL_CACHE`, which `cargo xtask test` keeps outside the clone), its
+/// page's counts what its index holds, its index rebuilt with the progress following
+/// live in the page (no reload), and the `fs/proc/cmdline.c` fix analysed against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysis_is_right() {
+    const RELEASE: &str = "6.1.0-56-cloud-amd64";
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("rita", &[Role::ReleaseManager]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let _workers = server.start_workers(1).await;
+    let manager = server.signed_in("rita").await;
+    let response = manager
+        .post(server.url("/api/v1/targets"))
+        .json(&serde_json::json!({ "release": RELEASE, "with_source": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let job = response.json::<serde_json::Value>().await.unwrap()["job"]
+        .as_i64()
+        .unwrap();
+    // The first run downloads about 420 MB; later runs link the cache.
+    let start = Instant::now();
+    let registered = loop {
+        let job = server.db.job(job).await.unwrap().unwrap();
+        if !matches!(
+            job.state,
+            graftbench::store::jobs::JobState::Queued | graftbench::store::jobs::JobState::Running
+        ) {
+            break job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1200),
+            "registration: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        registered.state,
+        graftbench::store::jobs::JobState::Done,
+        "{registered:?}"
+    );
+    let target = server.db.targets().await.unwrap().remove(0);
+    assert_eq!(target.kernel_release, RELEASE);
+    assert_eq!(target.package_version, "6.1.192-2");
+    assert!(target.compiler.starts_with("GNU C"), "{}", target.compiler);
+    assert!(target
+        .source_dir
+        .as_deref()
+        .is_some_and(|d| std::path::Path::new(d).join("fs/proc/cmdline.c").is_file()));
+    assert!(target
+        .kbuild_dir
+        .as_deref()
+        .is_some_and(|d| std::path::Path::new(d).join("Makefile").is_file()));
+
+    // The page's counts are the index's.
+    let index = analyzer::cache::read(
+        std::path::Path::new(&target.index_path),
+        analyzer::cache::Objects::All,
+    )
+    .expect("the target's index");
+    let functions: usize = index
+        .objects
+        .iter()
+        .map(|o| o.functions.iter().filter(|f| f.defined).count())
+        .sum();
+    let inline_sites: usize = index.objects.iter().map(|o| o.inline_sites.len()).sum();
+    let clones: usize = index
+        .objects
+        .iter()
+        .map(|o| o.symbols.functions.iter().filter(|s| s.is_clone()).count())
+        .sum();
+    drop(index);
+    let (mut browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "rita").await;
+    page.goto(server.url(&format!("/targets/{RELEASE}")))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "document.documentElement.dataset.hydrated === 'true'",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    let fact = |name: &str| format!("document.querySelector('[data-fact={name}]').textContent");
+    for (name, expected) in [
+        ("functions", functions),
+        ("inline_sites", inline_sites),
+        ("clones", clones),
+    ] {
+        let shown: String = page
+            .evaluate(fact(name))
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        assert_eq!(shown, expected.to_string(), "{name}");
+    }
+
+    // Rebuilding the index: the job's progress moves in the page without a reload.
+    click_and_wait(
+        &page,
+        "form[action$='/reindex'] button",
+        "document.documentElement.dataset.hydrated === 'true' \
+         && document.querySelectorAll('.job').length === 2",
+    )
+    .await;
+    page.evaluate("window.graftbenchNotReloaded = true")
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    loop {
+        let (state, value): (String, f64) = page
+            .evaluate(
+                "(() => { const j = document.querySelector('.job'); \
+                 return [j.dataset.state, j.querySelector('progress').value]; })()",
+            )
+            .await
+            .unwrap()
+            .into_value()
+            .unwrap();
+        if state == "running" && value > 0.0 && value < 100.0 {
+            if seen.is_empty() {
+                screenshot(&page, "target.png").await;
+            }
+            seen.insert(value as i64);
+        }
+        if state == "done" {
+            break;
+        }
+        assert!(state != "failed", "the index job failed");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the index job: {state} {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !seen.is_empty(),
+        "the page showed the job running part-way (it saw only the end)"
+    );
+    assert!(
+        eval_bool(&page, "window.graftbenchNotReloaded === true").await,
+        "the page followed the job without reloading"
+    );
+    console.assert_clean("rita", &[]).await;
+
+    // The cmdline fix, written against this build's own source.
+    let author = server.signed_in("alice").await;
+    let fix = std::fs::read_to_string(repo_root().join("bench/fixes/cmdline.patch")).unwrap();
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&serde_json::json!({ "title": "cmdline: say so", "diff": fix, "targets": [RELEASE] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let start = Instant::now();
+    let analysis = loop {
+        let body: serde_json::Value = author
+            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = body["revisions"][0]["analyses"].get(0) {
+            break first.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let replaced: Vec<&str> = analysis["report"]["replace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(replaced, ["cmdline_proc_show"], "{analysis}");
+    browser.close().await.unwrap();
+    events.abort();
+    server.stop().await;
+}
