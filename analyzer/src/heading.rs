@@ -13,7 +13,7 @@
 
 use crate::impact::{hunk_changed_lines, FileCode};
 use crate::index::{IndexError, KernelIndex, ObjectIndex};
-use crate::patch::{Hunk, Patch};
+use crate::patch::{Hunk, LineKind, Patch};
 use serde::{Deserialize, Serialize};
 
 /// What the debug information says of one hunk's heading.
@@ -292,6 +292,39 @@ fn in_object(
                     found.join("(), ")
                 ),
                 found,
+            };
+        }
+    }
+    // A definition the hunk shows (in its context or removed lines) must be where this
+    // build declares that function: the heading alone does not see a hunk that moved
+    // past the end of its function (an insertion between two functions).
+    for line in &hunk.lines {
+        let (Some(at), LineKind::Context | LineKind::Removed) = (line.old_line, line.kind) else {
+            continue;
+        };
+        let Some(defined) = heading_functions(&line.text) else {
+            continue;
+        };
+        let declared: Vec<u32> = code
+            .declared
+            .iter()
+            .filter(|&&(_, f)| defined.iter().any(|n| n == object.function_name(f)))
+            .map(|&(d, _)| d)
+            .collect();
+        if !declared.is_empty() && !declared.contains(&at) {
+            return HunkVerdict::Inconsistent {
+                expected: names[0].clone(),
+                found: defined.clone(),
+                why: format!(
+                    "the hunk shows the definition of {}() at {path}:{at}, but {} declares it at line {}",
+                    defined.join("() or "),
+                    object.name,
+                    declared
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
         }
     }

@@ -310,11 +310,16 @@ pub(crate) fn hunk_changed_lines(hunk: &Hunk) -> Vec<u32> {
         }
         let before = start.checked_sub(1);
         let after = (i < lines.len()).then_some(i);
-        let coded: Vec<usize> = [before, after]
+        let mut coded: Vec<usize> = [before, after]
             .into_iter()
             .flatten()
             .filter(|&n| code(n))
             .collect();
+        // Code added just before a closing brace is in what the line before it is in:
+        // the brace line itself often has no code of its own in the line table.
+        if coded.len() == 2 && lines[coded[1]].text.trim() == "}" {
+            coded.pop();
+        }
         if !coded.is_empty() {
             found.extend(coded.iter().filter_map(|&n| lines[n].old_line));
             continue;

@@ -111,3 +111,28 @@ fn without_a_heading_or_with_one_that_is_not_a_function_the_check_is_unknown() {
     assert!(why.contains("not_here"), "{why}");
     assert!(v.analysed());
 }
+
+#[test]
+fn a_hunk_that_shows_a_definition_where_this_build_has_none_does_not_match() {
+    // An insertion between req_len() and use_req(), written for a tree one line shorter
+    // above it: its heading is right and its lines fall in req_len(), but it shows
+    // use_req()'s definition at line 13, and this build declares use_req() at 14.
+    let found = verdict(
+        "@@ -11,3 +11,4 @@ static noinline int req_len(struct req *r)",
+        " \treturn r->len * 3 + 1;\n }\n+int added;\n int use_req(struct req *r) { return req_len(r) + req_len(r + 1); }\n",
+    );
+    let HunkVerdict::Inconsistent { found, why, .. } = &found else {
+        panic!("{found:?}");
+    };
+    assert_eq!(found, &["use_req"]);
+    assert!(why.contains("clones.c:13"), "{why}");
+    assert!(why.contains("declares it at line 14"), "{why}");
+    // Where this build has it, the same hunk matches.
+    assert!(matches!(
+        verdict(
+            "@@ -12,3 +12,4 @@ static noinline int req_len(struct req *r)",
+            " \treturn r->len * 3 + 1;\n }\n+int added;\n int use_req(struct req *r) { return req_len(r) + req_len(r + 1); }\n",
+        ),
+        HunkVerdict::Consistent { .. }
+    ));
+}

@@ -51,9 +51,13 @@ CREATE TABLE analyses (
     target_id            BIGINT  NOT NULL REFERENCES targets (id),
     build_id             TEXT    NOT NULL,
     report_version       BIGINT  NOT NULL,
-    -- analysed: a report; no_code: the fix changes no code of this build (said plainly);
-    -- failed: the analysis could not be made (error).
-    outcome              TEXT    NOT NULL CHECK (outcome IN ('analysed', 'no_code', 'failed')),
+    -- analysed: a report of the whole fix; no_code: the fix changes no code of this build
+    -- (said plainly); not_applicable: a hunk does not apply to this build (or is applied
+    -- already, or contradicts its debug information); incomplete: changed lines the
+    -- analysis could not tie to code (a macro without the source); failed: no analysis
+    -- could be made (error). Only `analysed` gives the patch its scope.
+    outcome              TEXT    NOT NULL
+        CHECK (outcome IN ('analysed', 'no_code', 'not_applicable', 'incomplete', 'failed')),
     functions_to_replace BIGINT,
     summary              TEXT    NOT NULL,
     report               TEXT,

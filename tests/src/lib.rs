@@ -42,6 +42,22 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The graftbench binary the workspace build made (beside the test's `deps/`).
+pub fn graftbench_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|dir| dir.join("graftbench"))
+        .expect("target directory");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build the workspace (cargo nextest run builds it)",
+        binary.display()
+    );
+    binary
+}
+
 /// A PostgreSQL database that exists for one test.
 struct PgDatabase {
     name: String,

@@ -3,7 +3,9 @@
 
 use super::global::{write_stdout, Global};
 use analyzer::cache::{self, Freshness, KernelBuild, Objects, Progress};
+use analyzer::impact::TargetSource;
 use analyzer::index::KernelIndex;
+use analyzer::source::{SourceDir, SourceIndex};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,6 +50,15 @@ pub struct AnalyzeArgs {
     kernel: KernelArgs,
     /// The fix: a unified diff or a git format-patch mail.
     fix: PathBuf,
+    /// The kernel build's own source tree: each hunk is found there as patch(1) would
+    /// (offset and fuzz), and changed macros, types and data are followed to the code
+    /// that uses them. Without it, hunks are checked against the debug information.
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Build the source tree's identifier index again (it is kept in the data directory
+    /// and reused; rebuild it after the tree changes).
+    #[arg(long, requires = "source")]
+    reindex_source: bool,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     format: ReportFormat,
@@ -246,16 +257,80 @@ pub fn where_(global: &Global, args: &WhereArgs) -> Result<()> {
     write_stdout(&text)
 }
 
+/// The identifier index of the source tree `dir`, kept in the data directory by the
+/// tree's path: read when there, else (or with `rebuild`) built with a progress bar.
+fn source_index(global: &Global, dir: &Path, rebuild: bool) -> Result<SourceIndex> {
+    use sha2::Digest;
+    let canonical = dir
+        .canonicalize()
+        .with_context(|| format!("--source {}", dir.display()))?;
+    let key = hex::encode(sha2::Sha256::digest(
+        canonical.as_os_str().as_encoded_bytes(),
+    ));
+    let path = global
+        .data_dir
+        .join("source-indexes")
+        .join(format!("{}.gbsrc", &key[..16]));
+    if !rebuild {
+        if let Ok(bytes) = cache::map(&path) {
+            if let Ok(index) = SourceIndex::from_bytes(&bytes) {
+                return Ok(index);
+            }
+        }
+    }
+    global.create_data_dir()?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} files ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("indexing the source");
+    let index = SourceIndex::build(&canonical, &|done, total| {
+        bar.set_length(total.max(1));
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    cache::write_atomically(&path, &index.to_bytes())?;
+    eprintln!(
+        "indexed the source tree {} ({} files) into {}",
+        canonical.display(),
+        index.files().len(),
+        path.display()
+    );
+    Ok(index)
+}
+
 pub fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
     let fix =
         std::fs::read(&args.fix).with_context(|| format!("reading {}", args.fix.display()))?;
     let patch = analyzer::patch::parse(&fix)
         .with_context(|| format!("{} is not a usable fix", args.fix.display()))?;
-    // Only the objects whose debug information names a file the fix changes.
+    let tree = args
+        .source
+        .as_deref()
+        .map(SourceDir::new)
+        .transpose()
+        .context("--source")?;
+    let identifiers = match &args.source {
+        Some(dir) => Some(source_index(global, dir, args.reindex_source)?),
+        None => None,
+    };
+    // Only the objects whose debug information names a file the fix changes; with the
+    // source, a change may expand anywhere, so every object.
     let changed = analyzer::impact::changed_lines(&patch);
     let paths: Vec<&str> = changed.iter().map(|c| c.path.as_str()).collect();
-    let index = load_index(global, &args.kernel, Objects::For(&paths))?;
-    let report = analyzer::impact::analyze(&patch, &index)
+    let which = if tree.is_some() {
+        Objects::All
+    } else {
+        Objects::For(&paths)
+    };
+    let index = load_index(global, &args.kernel, which)?;
+    let source = tree.as_ref().map(|tree| TargetSource {
+        tree,
+        index: identifiers.as_ref(),
+    });
+    let report = analyzer::impact::analyze_on(&patch, &index, source)
         .with_context(|| format!("analysing {}", args.fix.display()))?;
     // Hundreds of thousands of small allocations: the process is about to exit, and
     // freeing them one by one would take longer than the analysis.

@@ -13,12 +13,14 @@ use crate::store::jobs::{enqueue_job_in, Job, NewJob};
 use crate::store::targets::{self, NewAnalysis, Outcome};
 use crate::store::{audit, Database, DbError, Tx};
 use analyzer::cache;
-use analyzer::impact::{self, AnalysisError, REPORT_VERSION};
+use analyzer::impact::{self, AnalysisError, ImpactReport, TargetSource, REPORT_VERSION};
+use analyzer::source::{SourceDir, SourceIndex};
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use graftbench_domain::eligibility::Policy;
 use graftbench_domain::PatchId;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,33 +147,117 @@ pub async fn queue_missing(db: &Database) -> Result<usize, DbError> {
     Ok(queued)
 }
 
-/// The analysis of one diff against one target's index, off the async workers.
-fn analyse(diff: &[u8], index_path: &str) -> Result<AnalyzeResult, String> {
+/// The file beside a target's index that holds its source's identifier index.
+pub fn source_index_path(index_path: &Path) -> PathBuf {
+    index_path.with_file_name("source.gbsrc")
+}
+
+/// What a target offers an analysis: its index, and its source when it has one.
+#[derive(Debug, Clone)]
+struct TargetFiles {
+    index_path: PathBuf,
+    source_dir: Option<PathBuf>,
+}
+
+/// One line for people on a report: what to replace, or why nothing can be said.
+fn outcome_of(report: &ImpactReport) -> (Outcome, String) {
+    let not_applied: Vec<String> = report
+        .hunks
+        .iter()
+        .filter(|h| !h.analysed)
+        .map(|h| format!("{} hunk {} (line {})", h.path, h.hunk, h.fix_line))
+        .collect();
+    let functions = report.replace.len();
+    if !not_applied.is_empty() {
+        let shown: Vec<&str> = not_applied.iter().take(3).map(String::as_str).collect();
+        let more = not_applied.len().saturating_sub(3);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        return (
+            Outcome::NotApplicable,
+            format!(
+                "{} of {} hunk(s) do not apply to this build ({}{more}): no live patch of this fix for it",
+                not_applied.len(),
+                report.hunks.len(),
+                shown.join(", ")
+            ),
+        );
+    }
+    if !report.not_analysable.is_empty() {
+        return (
+            Outcome::Incomplete,
+            format!(
+                "{functions} function(s) to replace, but {} changed line(s) could not be tied to code{}",
+                report.not_analysable.len(),
+                if report.basis == analyzer::impact::LineBasis::AsWritten {
+                    " (the target has no source tree)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    if report.objects.is_empty() {
+        return (Outcome::NoCode, "no code of this build changes".to_owned());
+    }
+    (
+        Outcome::Analysed,
+        format!(
+            "{functions} function(s) to replace in {}",
+            report.objects.join(", ")
+        ),
+    )
+}
+
+/// The analysis of one diff against one target, off the async workers: mapped onto the
+/// target's own source when it has one, else checked against its debug information.
+fn analyse(diff: &[u8], files: &TargetFiles) -> Result<AnalyzeResult, String> {
     let patch = analyzer::patch::parse(diff).map_err(|e| format!("the diff: {e}"))?;
     let changed = impact::changed_lines(&patch);
     let paths: Vec<&str> = changed.iter().map(|c| c.path.as_str()).collect();
-    let index = cache::read(
-        std::path::Path::new(index_path),
-        cache::Objects::For(&paths),
-    )
-    .map_err(|e| e.to_string())?;
-    let outcome = impact::analyze(&patch, &index);
+    let source = files
+        .source_dir
+        .as_deref()
+        .map(SourceDir::new)
+        .transpose()
+        .map_err(|e| format!("the target's source: {e}"))?;
+    let source_index =
+        match &source {
+            Some(_) => {
+                let path = source_index_path(&files.index_path);
+                match cache::map(&path) {
+                    Ok(bytes) => Some(SourceIndex::from_bytes(&bytes).map_err(|e| {
+                        format!("the target's source index {}: {e}", path.display())
+                    })?),
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+    // With the source, what the fix changes may expand anywhere (a header's macro in a
+    // module): every object is read.
+    let which = if source.is_some() {
+        cache::Objects::All
+    } else {
+        cache::Objects::For(&paths)
+    };
+    let index = cache::read(&files.index_path, which).map_err(|e| e.to_string())?;
+    let target_source = source.as_ref().map(|tree| TargetSource {
+        tree,
+        index: source_index.as_ref(),
+    });
+    let outcome = impact::analyze_on(&patch, &index, target_source);
     // Hundreds of thousands of small allocations, freed on another thread.
     std::thread::spawn(move || drop(index));
     match outcome {
         Ok(report) => {
-            let functions = report.replace.len() as i64;
-            let summary = if report.objects.is_empty() {
-                "no code of this build changes".to_owned()
-            } else {
-                format!(
-                    "{functions} function(s) to replace in {}",
-                    report.objects.join(", ")
-                )
-            };
+            let (outcome, summary) = outcome_of(&report);
             Ok(AnalyzeResult {
-                outcome: Outcome::Analysed,
-                functions_to_replace: Some(functions),
+                outcome,
+                functions_to_replace: Some(report.replace.len() as i64),
                 summary,
                 report: Some(serde_json::to_value(&report).map_err(|e| e.to_string())?),
             })
@@ -226,8 +312,11 @@ impl JobHandler for AnalyzeHandler {
                     )
                 })?;
             progress.set("analysing", 0.1);
-            let index_path = target.index_path.clone();
-            let result = tokio::task::spawn_blocking(move || analyse(&revision.diff, &index_path))
+            let files = TargetFiles {
+                index_path: PathBuf::from(&target.index_path),
+                source_dir: target.source_dir.as_ref().map(PathBuf::from),
+            };
+            let result = tokio::task::spawn_blocking(move || analyse(&revision.diff, &files))
                 .await
                 .map_err(|e| format!("the analysis stopped: {e}"))??;
             serde_json::to_value(&result).map_err(|e| e.to_string())

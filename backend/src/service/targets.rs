@@ -988,6 +988,21 @@ fn build_index(
     Ok(counted)
 }
 
+/// Builds the identifier index of the source tree `source` at `out` (what follows a
+/// changed macro to the code that expands it), reporting progress.
+fn build_source_index(source: &Path, out: &Path, progress: &Progress) -> Result<(), String> {
+    let index = analyzer::source::SourceIndex::build(source, &|done, total| {
+        let fraction = if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        };
+        progress.set("indexing the source", fraction);
+    })
+    .map_err(|e| format!("indexing the source {}: {e}", source.display()))?;
+    cache::write_atomically(out, &index.to_bytes()).map_err(|e| e.to_string())
+}
+
 /// Tests stop a worker in the middle of a phase to kill it there: with the `test-hooks`
 /// feature, `GRAFTBENCH_TEST_HOLD_PHASE=indexing` makes this thread wait for good (the
 /// heartbeat goes on) once the phase is reached. Without the feature it is nothing.
@@ -1070,6 +1085,8 @@ fn register(
         source: Option<PathBuf>,
         /// Whether the files live under the target's directory (moved with it).
         inside: bool,
+        /// Where the download cache keeps the source's identifier index.
+        cached_source_index: Option<PathBuf>,
     }
     let (name, kernel_release, origin, package_version, created_by, files) = match registration {
         Registration::Debian {
@@ -1102,6 +1119,10 @@ fn register(
                     vmlinux: fetched.vmlinux,
                     modules: None,
                     kbuild: Some(fetched.kbuild),
+                    cached_source_index: fetched
+                        .source
+                        .as_ref()
+                        .map(|_| fetched.dir.join("source.gbsrc")),
                     source: fetched.source,
                     inside: true,
                 },
@@ -1150,6 +1171,7 @@ fn register(
                     kbuild: kbuild_dir,
                     source: source_dir,
                     inside: false,
+                    cached_source_index: None,
                 },
             )
         }
@@ -1185,6 +1207,22 @@ fn register(
         progress,
         0.5,
     )?;
+    if let Some(source) = &files.source {
+        let wanted = super::analysis::source_index_path(&index_in_partial);
+        match &files.cached_source_index {
+            // A distribution's source tree is the same for every registration of the
+            // release: its identifier index is built once, in the cache, and linked.
+            Some(cached) => {
+                if !cached.is_file() {
+                    build_source_index(&absolute(source), cached, progress)?;
+                }
+                std::fs::hard_link(cached, &wanted)
+                    .or_else(|_| std::fs::copy(cached, &wanted).map(drop))
+                    .map_err(|e| format!("placing the source index: {e}"))?;
+            }
+            None => build_source_index(&absolute(source), &wanted, progress)?,
+        }
+    }
     report("placing the files", 1.0);
     let final_dir = targets.join(&facts.build_id);
     if final_dir.exists() {
@@ -1362,13 +1400,25 @@ impl JobHandler for ReindexHandler {
             let counts = tokio::task::spawn_blocking(move || {
                 // Built beside the old index and renamed over it: analyses read the old
                 // one until then.
-                build_index(
+                let index_path = Path::new(&target.index_path);
+                let counts = build_index(
                     Path::new(&target.vmlinux),
                     target.modules_dir.as_deref().map(Path::new),
-                    Path::new(&target.index_path),
+                    index_path,
                     &progress,
                     0.0,
-                )
+                )?;
+                // The source does not change with the index: its identifier index is
+                // built again only when it is missing.
+                let source_index = super::analysis::source_index_path(index_path);
+                if let Some(source) = target
+                    .source_dir
+                    .as_ref()
+                    .filter(|_| !source_index.is_file())
+                {
+                    build_source_index(Path::new(source), &source_index, &progress)?;
+                }
+                Ok::<_, String>(counts)
             })
             .await
             .map_err(|e| format!("indexing stopped: {e}"))??;

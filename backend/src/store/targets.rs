@@ -272,6 +272,11 @@ pub enum Outcome {
     Analysed,
     /// The fix changes no code of the build.
     NoCode,
+    /// A hunk does not apply to the build (or is applied already, or contradicts its
+    /// debug information): no live patch of this fix can be built for it.
+    NotApplicable,
+    /// Changed lines the analysis could not tie to code (a macro, without the source).
+    Incomplete,
     /// No analysis could be made (the error is the summary).
     Failed,
 }
@@ -282,14 +287,22 @@ impl Outcome {
         match self {
             Outcome::Analysed => "analysed",
             Outcome::NoCode => "no_code",
+            Outcome::NotApplicable => "not_applicable",
+            Outcome::Incomplete => "incomplete",
             Outcome::Failed => "failed",
         }
     }
 
     fn parse(name: &str) -> Option<Outcome> {
-        [Outcome::Analysed, Outcome::NoCode, Outcome::Failed]
-            .into_iter()
-            .find(|o| o.as_str() == name)
+        [
+            Outcome::Analysed,
+            Outcome::NoCode,
+            Outcome::NotApplicable,
+            Outcome::Incomplete,
+            Outcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
     }
 }
 

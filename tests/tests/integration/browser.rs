@@ -1169,6 +1169,109 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
         .map(|r| r["symbol"].as_str().unwrap())
         .collect();
     assert_eq!(replaced, ["cmdline_proc_show"], "{analysis}");
+
+    // A fix written against another tree (kpatch's shadow-newpid, for linux 6.2): on
+    // this build's own source every hunk is placed, at the offsets patch(1) finds, and
+    // the functions are the ones the fix changes here.
+    let fix =
+        std::fs::read_to_string(repo_root().join("analyzer/tests/data/kpatch/shadow-newpid.patch"))
+            .unwrap();
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&serde_json::json!({ "title": "shadow newpid", "diff": fix, "targets": [RELEASE] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let start = Instant::now();
+    let analysis = loop {
+        let body: serde_json::Value = author
+            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = body["revisions"][0]["analyses"].get(0) {
+            break first.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(analysis["outcome"], "analysed", "{analysis}");
+    assert_eq!(analysis["report"]["basis"], "target-source");
+    let mut replaced: Vec<&str> = analysis["report"]["replace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    replaced.sort_unstable();
+    assert_eq!(
+        replaced,
+        ["do_exit", "kernel_clone", "proc_pid_status"],
+        "{analysis}"
+    );
+    let offsets: Vec<(String, i64)> = analysis["report"]["hunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let placed = &h["outcome"]["placed"];
+            (
+                h["path"].as_str().unwrap().to_owned(),
+                placed["offset"].as_i64().unwrap_or(i64::MIN),
+            )
+        })
+        .collect();
+    let expected = [
+        ("fs/proc/array.c", 0),
+        ("kernel/exit.c", 9),
+        ("kernel/exit.c", 23),
+        ("kernel/fork.c", 97),
+        ("kernel/fork.c", 97),
+        ("kernel/fork.c", 97),
+    ];
+    assert_eq!(
+        offsets,
+        expected.map(|(p, o)| (p.to_owned(), o)).to_vec(),
+        "{analysis}"
+    );
+    // Without the source, the same fix on the same build is said not to match it,
+    // rather than analysed at the wrong lines (which named copy_process, idle_dummy and
+    // fork_idle before).
+    let fix_file = repo_root().join("analyzer/tests/data/kpatch/shadow-newpid.patch");
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(graftbench_tests::graftbench_binary())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["analyze", "--index", &target.index_path])
+        .arg(&fix_file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("DOES NOT MATCH THIS BUILD").count(),
+        4,
+        "{text}"
+    );
+    for wrong in [
+        "idle_dummy",
+        "fork_idle",
+        "copy_process",
+        "synchronize_group_exit",
+    ] {
+        assert!(!text.contains(wrong), "{wrong}: {text}");
+    }
     browser.close().await.unwrap();
     events.abort();
     server.stop().await;

@@ -6,7 +6,7 @@
 
 use graftbench::store::jobs::JobState;
 use graftbench_app::model::Role;
-use graftbench_tests::{on_both_databases, Backend, TestServer};
+use graftbench_tests::{graftbench_binary, on_both_databases, Backend, TestServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -378,22 +378,6 @@ async fn bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind(
     );
     assert_eq!(events(&server, "target.added").await, 0);
     server.stop().await;
-}
-
-/// The graftbench binary the workspace build made (beside this test's `deps/`).
-fn graftbench_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("graftbench"))
-        .expect("target directory");
-    assert!(
-        binary.is_file(),
-        "{} is missing: build the workspace (cargo nextest run --workspace builds it)",
-        binary.display()
-    );
-    binary
 }
 
 fn worker_process(server: &TestServer, hold: Option<&str>) -> std::process::Child {
