@@ -807,8 +807,29 @@ struct FetchedDebian {
     vmlinux: PathBuf,
     /// Relative to `dir`: the headers directory out-of-tree modules build against.
     kbuild: PathBuf,
-    /// Relative to `dir`, when fetched.
-    source: Option<PathBuf>,
+    /// The source, when fetched.
+    source: Option<CachedSource>,
+}
+
+/// A source tree in the download cache.
+struct CachedSource {
+    /// The tree.
+    tree: PathBuf,
+    /// Its identifier index (built on first use).
+    identifiers: PathBuf,
+    /// Where it goes in a target's directory.
+    relative: PathBuf,
+}
+
+/// Whether `package=version` can still be downloaded.
+fn apt_download_available(package: &str, version: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["show", &format!("{package}={version}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Fetches (once; the cache keeps it) the debug image, the headers (with their common and
@@ -904,22 +925,30 @@ fn fetch_debian(
             .map_err(|e| format!("placing the headers: {e}"))?;
     }
 
+    // The source package is the same for every flavour of a version (amd64, cloud, rt):
+    // it is unpacked once per package version, beside the releases.
     let source = if with_source {
-        let source = PathBuf::from(format!("source/linux-source-{}", release.series));
-        if !dir.join(&source).is_dir() {
+        let package = format!("linux-source-{}", release.series);
+        // The source of the image's own version when the archive still has it.
+        let source_version = if apt_download_available(&package, &version) {
+            version.clone()
+        } else {
+            let newest = apt_version(&package)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("the package archive has no {package}"))?;
+            tracing::warn!(%package, %newest, image = %version, "the image's source version is gone; using the newest");
+            newest
+        };
+        let shared = cache
+            .join("debian")
+            .join("sources")
+            .join(format!("{package}_{source_version}"));
+        if !shared.join(&package).is_dir() {
             progress("fetching the source", 0.45);
-            let package = format!("linux-source-{}", release.series);
-            // The source of the image's own version when the archive still has it.
-            let deb = apt_download(&package, &version, &debs).or_else(|_| {
-                let newest = apt_version(&package)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("the package archive has no {package}"))?;
-                tracing::warn!(%package, %newest, image = %version, "the image's source version is gone; using the newest");
-                apt_download(&package, &newest, &debs)
-            })?;
-            let part = dir.join("source.part");
+            let deb = apt_download(&package, &source_version, &debs)?;
+            let part = shared.with_extension("part");
             let _ = std::fs::remove_dir_all(&part);
-            let tarball = format!("./usr/src/linux-source-{}.tar.xz", release.series);
+            let tarball = format!("./usr/src/{package}.tar.xz");
             unpack_deb(&deb, &part, &[&tarball])?;
             let _ = std::fs::remove_file(&deb);
             run(Command::new("tar")
@@ -928,11 +957,14 @@ fn fetch_debian(
                 .arg("-C")
                 .arg(&part))?;
             let _ = std::fs::remove_dir_all(part.join("usr"));
-            let _ = std::fs::remove_dir_all(dir.join("source"));
-            std::fs::rename(&part, dir.join("source"))
-                .map_err(|e| format!("placing the source: {e}"))?;
+            let _ = std::fs::remove_dir_all(&shared);
+            std::fs::rename(&part, &shared).map_err(|e| format!("placing the source: {e}"))?;
         }
-        Some(source)
+        Some(CachedSource {
+            tree: shared.join(&package),
+            identifiers: shared.join("source.gbsrc"),
+            relative: PathBuf::from("source").join(&package),
+        })
     } else {
         None
     };
@@ -1106,8 +1138,13 @@ fn register(
                 })
                 .map_err(|e| format!("placing the image: {e}"))?;
             link_tree(&fetched.dir.join("headers"), &partial_dir.join("headers"))?;
-            if fetched.source.is_some() {
-                link_tree(&fetched.dir.join("source"), &partial_dir.join("source"))?;
+            if let Some(source) = &fetched.source {
+                let into = partial_dir.join(&source.relative);
+                if let Some(parent) = into.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                }
+                link_tree(&source.tree, &into)?;
             }
             (
                 name,
@@ -1119,11 +1156,8 @@ fn register(
                     vmlinux: fetched.vmlinux,
                     modules: None,
                     kbuild: Some(fetched.kbuild),
-                    cached_source_index: fetched
-                        .source
-                        .as_ref()
-                        .map(|_| fetched.dir.join("source.gbsrc")),
-                    source: fetched.source,
+                    cached_source_index: fetched.source.as_ref().map(|s| s.identifiers.clone()),
+                    source: fetched.source.map(|s| s.relative),
                     inside: true,
                 },
             )

@@ -232,6 +232,39 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
         .to_string()
         .contains("scope not known"));
 
+    // The change's evidence bundle carries each revision's analyses, and verifies.
+    graftbench::service::checkpoints::load_or_create_key(&server.data_dir).unwrap();
+    let bundle = admin
+        .get(server.url(&format!("/api/v1/patches/{patch}/evidence")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    let bytes = bundle.bytes().await.unwrap();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &bytes).unwrap();
+    let vkey = admin
+        .get(server.url("/api/v1/audit/key"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let outcome = graftbench::service::evidence::verify::verify(file.path(), vkey.trim()).unwrap();
+    assert!(outcome.passed(), "{:?}", outcome.problems);
+    let member = format!(
+        "patches/{patch}/analyses/r1-fixture-v{}.json",
+        analyzer::impact::REPORT_VERSION
+    );
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(member.as_bytes()), "the bundle has {member}");
+    assert!(
+        contains(b"\"vmlinux:use_req\""),
+        "patch.json lists the replacement"
+    );
+    assert!(contains(b"What the live patch replaces, per kernel build"));
+
     // Retired: kept, analysed for no more; a patch cannot name it.
     let response = admin
         .post(server.url(&format!("/api/v1/targets/{}/retire", target["id"])))

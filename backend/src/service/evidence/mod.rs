@@ -331,6 +331,36 @@ pub struct PatchEvidence {
     pub sign_offs: Vec<SignOffEvidence>,
     /// Every comment thread.
     pub threads: Vec<ThreadView>,
+    /// Each revision's analyses against the kernel targets: the security impact of the
+    /// change (what the live patch replaces), as PCI DSS 6.5.1 asks a change record to
+    /// show. The full reports are beside `patch.json`.
+    #[serde(default)]
+    pub analyses: Vec<AnalysisEvidence>,
+}
+
+/// One analysis of a revision against a target, as evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnalysisEvidence {
+    /// The revision.
+    pub revision: i64,
+    /// Its SHA-256.
+    pub revision_sha256: String,
+    /// The target's name.
+    pub target: String,
+    /// The kernel build's GNU build-id.
+    pub build_id: String,
+    /// The report format version.
+    pub report_version: i64,
+    /// `analysed`, `no_code`, `not_applicable`, `incomplete` or `failed`.
+    pub outcome: String,
+    /// One line.
+    pub summary: String,
+    /// The functions the live patch replaces (`object:symbol`, `old_sympos` when not 0).
+    pub replace: Vec<String>,
+    /// When it was made.
+    pub at: String,
+    /// The full report's member in the bundle, when there is a report.
+    pub report_file: Option<String>,
 }
 
 /// Why evidence could not be produced.
@@ -401,9 +431,53 @@ pub async fn patch_evidence(
         })
         .collect();
     sign_offs.sort_by(|a, b| a.at.cmp(&b.at));
+    let revisions = db.revisions(id).await?;
+    let mut analyses = Vec::new();
+    for revision in &revisions {
+        for a in db.analyses_of(&revision.sha256.to_string()).await? {
+            let replace = a
+                .report
+                .as_ref()
+                .and_then(|r| r.get("replace"))
+                .and_then(|r| r.as_array())
+                .map(|list| {
+                    list.iter()
+                        .map(|r| {
+                            let text = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                            let sympos = r.get("old_sympos").and_then(|v| v.as_u64()).unwrap_or(0);
+                            let sympos = if sympos > 0 {
+                                format!(" (old_sympos {sympos})")
+                            } else {
+                                String::new()
+                            };
+                            format!("{}:{}{sympos}", text("object"), text("symbol"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            analyses.push(AnalysisEvidence {
+                revision: revision.number,
+                revision_sha256: a.diff_sha256.clone(),
+                target: a.target.clone(),
+                build_id: a.build_id.clone(),
+                report_version: a.report_version,
+                outcome: a.outcome.as_str().to_owned(),
+                summary: a.summary.clone(),
+                replace,
+                at: a.created_at.clone(),
+                report_file: a.report.as_ref().map(|_| {
+                    format!(
+                        "patches/{id}/analyses/r{}-{}-v{}.json",
+                        revision.number, a.target, a.report_version
+                    )
+                }),
+            });
+        }
+    }
     Ok(PatchEvidence {
+        analyses,
         info,
-        revisions: db.revisions(id).await?,
+        revisions,
         state: evaluation.state,
         approvals: evaluation.approvals,
         approvals_required: policy.approvals_required,
@@ -667,6 +741,20 @@ pub async fn bundle(
         writer = blocking(writer, move |w| w.add_bytes(&path, &json)).await?;
         for section in ["eligibility", "approvals", "discussion", "timeliness"] {
             section_files.push((section, format!("patches/{id}/patch.json")));
+        }
+        for revision in &patch.revisions {
+            for analysis in db.analyses_of(&revision.sha256.to_string()).await? {
+                let Some(report) = &analysis.report else {
+                    continue;
+                };
+                let path = format!(
+                    "patches/{id}/analyses/r{}-{}-v{}.json",
+                    revision.number, analysis.target, analysis.report_version
+                );
+                let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+                section_files.push(("eligibility", path.clone()));
+                writer = blocking(writer, move |w| w.add_bytes(&path, &json)).await?;
+            }
         }
         for revision in &patch.revisions {
             let stored = db.revision(id, revision.number).await?.ok_or_else(|| {

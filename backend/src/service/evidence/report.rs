@@ -259,6 +259,31 @@ fn patch_section(p: &PatchEvidence) -> Markup {
             }
             dt { "Why" } dd { @for reason in &p.eligibility.reasons { (reason) br; } }
         }
+        h3 { "What the live patch replaces, per kernel build" }
+        @if p.analyses.is_empty() {
+            p.none { "No analysis against a kernel target." }
+        } @else {
+            table.analyses id=(format!("analyses-{id}")) {
+                thead { tr {
+                    th { "Revision" } th { "Target and build-id" } th { "Outcome" }
+                    th { "Functions to replace" } th { "At" }
+                } }
+                tbody {
+                    @for a in &p.analyses {
+                        tr {
+                            td { (a.revision) }
+                            td { (a.target) br; span.mono { (a.build_id) } }
+                            td { (a.outcome) br; (a.summary) }
+                            td.mono {
+                                @for f in a.replace.iter().take(20) { (f) br; }
+                                @if a.replace.len() > 20 { span.none { "and " (a.replace.len() - 20) " more (see " (a.report_file.as_deref().unwrap_or("the report")) ")" } }
+                            }
+                            td.mono { (a.at) }
+                        }
+                    }
+                }
+            }
+        }
         h3 { "Approvals by authorised parties" }
         @if p.sign_offs.is_empty() {
             p.none { "No sign-offs." }
