@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
-use cli::{audit, global::Global, kernel, migrate, module, policy, serve, user, worker};
+use cli::{audit, global::Global, kernel, migrate, module, policy, serve, target, user, worker};
 
 /// Review, approve, build and ship Linux live patches.
 #[derive(Parser)]
@@ -47,6 +47,9 @@ enum Command {
     /// The review policy (DATA_DIR/policy.toml).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Kernel targets: the builds fixes are analysed for.
+    #[command(subcommand)]
+    Target(target::TargetCommand),
 }
 
 fn main() -> ExitCode {
@@ -103,5 +106,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(command) => policy::run(global, command),
         Command::Serve(args) => serve::run(global, args).await,
         Command::Worker(args) => worker::run(global, args).await,
+        Command::Target(command) => target::run(global, command).await,
     }
 }

@@ -2351,3 +2351,89 @@ async fn a_rotated_key_is_announced_by_the_old_one_and_verifiers_follow_it() {
         "{err}"
     );
 }
+
+#[test]
+fn target_add_registers_an_in_house_build_under_the_root_and_retire_keeps_it() {
+    let build = fixtures::Build::compile(5);
+    let root = build.dir.path().join("kernels");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("vmlinux"), build.vmlinux()).unwrap();
+    let data = build.dir.path().join("data");
+    let root_arg = root.to_str().unwrap();
+    let added = graftbench(
+        &data,
+        &[
+            "target",
+            "add",
+            "--vmlinux",
+            "vmlinux",
+            "--kernel-release",
+            "6.1.0-fixture",
+            "--name",
+            "fixture",
+            "--target-root",
+            root_arg,
+        ],
+        "",
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let said = text(&added.stdout);
+    assert!(said.starts_with("registered fixture: build-id "), "{said}");
+    let listed = text(&graftbench(&data, &["target", "list"], "").stdout);
+    assert!(
+        listed.contains("fixture") && listed.contains("6.1.0-fixture"),
+        "{listed}"
+    );
+    // The same build again, a path outside the root, a release apt never heard of.
+    for (args, says) in [
+        (
+            vec![
+                "target",
+                "add",
+                "--vmlinux",
+                "vmlinux",
+                "--kernel-release",
+                "x",
+                "--target-root",
+                root_arg,
+            ],
+            "registered already",
+        ),
+        (
+            vec![
+                "target",
+                "add",
+                "--vmlinux",
+                "/etc/passwd",
+                "--target-root",
+                root_arg,
+            ],
+            "only paths under the target root",
+        ),
+        (
+            vec!["target", "add", "--vmlinux", "vmlinux"],
+            "none is configured",
+        ),
+        (
+            vec!["target", "add", "--release", "6.1.0-999-amd64"],
+            "has no linux-image-6.1.0-999-amd64-dbg",
+        ),
+        (
+            vec!["target", "retire", "nothing"],
+            "there is no target named nothing",
+        ),
+    ] {
+        let out = graftbench(&data, &args, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let retired = graftbench(&data, &["target", "retire", "fixture"], "");
+    assert!(retired.status.success(), "{}", text(&retired.stderr));
+    assert!(text(&graftbench(&data, &["target", "list"], "").stdout).contains("(retired)"));
+    let verified = graftbench(&data, &["audit", "verify"], "");
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+}

@@ -7,5 +7,6 @@ pub mod migrate;
 pub mod module;
 pub mod policy;
 pub mod serve;
+pub mod target;
 pub mod user;
 pub mod worker;

@@ -297,7 +297,7 @@ fn inspect_image(path: &Path, shown: &str) -> Result<ImageFacts, TargetError> {
     image::inspect(&data).map_err(|e| TargetError::Invalid(format!("{shown} {e}")))
 }
 
-/// Asks for a target to be registered; the job that does it is returned.
+/// Asks for a target to be registered for `user`; the job that does it is returned.
 pub async fn request(
     db: &Database,
     settings: &TargetSettings,
@@ -305,6 +305,17 @@ pub async fn request(
     request: TargetRequest,
 ) -> Result<QueuedRegistration, TargetError> {
     require_target_manager(user)?;
+    request_as(db, settings, &user.username, request).await
+}
+
+/// [`request`] for `actor` (a user name, or `system` for the server's command line),
+/// whose right to it the caller checked.
+pub async fn request_as(
+    db: &Database,
+    settings: &TargetSettings,
+    actor: &str,
+    request: TargetRequest,
+) -> Result<QueuedRegistration, TargetError> {
     let registration = match (&request.release, &request.vmlinux) {
         (Some(_), Some(_)) => {
             return Err(TargetError::Invalid(
@@ -338,7 +349,7 @@ pub async fn request(
                 name,
                 release: parsed.release,
                 with_source: request.with_source,
-                created_by: user.username.clone(),
+                created_by: actor.to_owned(),
             }
         }
         (None, Some(vmlinux)) => {
@@ -401,7 +412,7 @@ pub async fn request(
                 modules_dir,
                 kbuild_dir,
                 source_dir,
-                created_by: user.username.clone(),
+                created_by: actor.to_owned(),
             }
         }
     };
@@ -464,9 +475,14 @@ pub async fn resolve(db: &Database, names: &[String]) -> Result<Vec<i64>, Target
     Ok(ids)
 }
 
-/// Retires target `id`: kept, with its analyses, but analysed for no more.
+/// Retires target `id` for `user`: kept, with its analyses, but analysed for no more.
 pub async fn retire(db: &Database, user: &SessionUser, id: i64) -> Result<Target, TargetError> {
     require_target_manager(user)?;
+    retire_as(db, &user.username, id).await
+}
+
+/// [`retire`] for `actor`, whose right to it the caller checked.
+pub async fn retire_as(db: &Database, actor: &str, id: i64) -> Result<Target, TargetError> {
     let mut tx = db.begin().await?;
     let target = db
         .target(id)
@@ -480,7 +496,7 @@ pub async fn retire(db: &Database, user: &SessionUser, id: i64) -> Result<Target
     }
     audit::append(
         &mut tx,
-        &user.username,
+        actor,
         AuditAction::TargetRetired,
         &AuditSubject::Target(target.name.clone()),
         &serde_json::json!({ "build_id": target.build_id }),
