@@ -41,7 +41,10 @@ const MAX_RELEASE: usize = 64;
 /// Reads the facts of `data`, a kernel image.
 pub fn inspect(data: &[u8]) -> Result<ImageFacts, ImageError> {
     let file = object::File::parse(data).map_err(|_| ImageError::NotElf)?;
-    let build_id = crate::index::build_id(data).ok_or(ImageError::NoBuildId)?;
+    // A build-id names the build's directory: only 8 to 64 bytes of it, in hex.
+    let build_id = crate::index::build_id(data)
+        .filter(|id| (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(ImageError::NoBuildId)?;
     let debug_info = file
         .section_by_name(".debug_info")
         .ok_or(ImageError::NoDebugInfo)?;

@@ -36,6 +36,11 @@ CREATE TABLE targets (
     retired_at      TEXT
 );
 
+-- Why the current revision's analyses say no live patch can be built from it for some
+-- target (a hunk that does not apply, lines that could not be tied to code); NULL when
+-- they do not. Eligibility reads it beside functions_to_replace.
+ALTER TABLE patches ADD COLUMN analysis_problem TEXT;
+
 -- The targets a patch is analysed for; a patch without rows follows every active target.
 CREATE TABLE patch_targets (
     patch_id  BIGINT  NOT NULL REFERENCES patches (id) ON DELETE CASCADE,

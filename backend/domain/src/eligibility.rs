@@ -300,6 +300,9 @@ pub struct Facts<'a> {
     pub exception_justification: Option<&'a str>,
     /// How many functions the module replaces, once analysed.
     pub functions_to_replace: Option<usize>,
+    /// Why an analysis of the current revision says no live patch can be built from it
+    /// for a target, if one does.
+    pub analysis_problem: Option<&'a str>,
 }
 
 /// The verdict, with a reason for each rule that decided it.
@@ -362,6 +365,16 @@ pub fn assess(facts: &Facts<'_>, policy: &Policy) -> Eligibility {
             }
         }
     };
+    let analysable = match facts.analysis_problem {
+        Some(problem) => {
+            reasons.push(format!(
+                "the analysis says no complete live patch can be built from this revision: {}",
+                problem.chars().take(300).collect::<String>()
+            ));
+            false
+        }
+        None => true,
+    };
     let in_scope = match facts.functions_to_replace {
         Some(n) if n as u64 > u64::from(policy.scope_limit) => {
             reasons.push(format!(
@@ -383,7 +396,7 @@ pub fn assess(facts: &Facts<'_>, policy: &Policy) -> Eligibility {
         }
     };
     Eligibility {
-        eligible: by_severity && in_scope,
+        eligible: by_severity && in_scope && analysable,
         reasons,
     }
 }
@@ -432,6 +445,7 @@ mod tests {
             category: Some(Category::Vulnerability),
             exception_justification: None,
             functions_to_replace: functions,
+            analysis_problem: None,
         };
         assert!(assess(&vulnerability(&high, Some(3)), &policy).eligible);
         assert!(!assess(&vulnerability(&low, Some(3)), &policy).eligible);
@@ -447,6 +461,7 @@ mod tests {
             category: Some(Category::DataCorruption),
             exception_justification: None,
             functions_to_replace: Some(1),
+            analysis_problem: None,
         };
         assert!(!assess(&corruption, &policy).eligible);
         corruption.exception_justification = Some("   ");

@@ -27,6 +27,9 @@ use std::time::Duration;
 /// The job kind.
 pub const ANALYZE: &str = "analyze";
 
+/// The most hunks one analysis takes.
+pub const MAX_HUNKS: usize = 2000;
+
 /// What an analysis job is given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AnalyzePayload {
@@ -216,6 +219,17 @@ fn outcome_of(report: &ImpactReport) -> (Outcome, String) {
 /// target's own source when it has one, else checked against its debug information.
 fn analyse(diff: &[u8], files: &TargetFiles) -> Result<AnalyzeResult, String> {
     let patch = analyzer::patch::parse(diff).map_err(|e| format!("the diff: {e}"))?;
+    // Placing a hunk reads its file; the report has a line per hunk. A live patch of
+    // more hunks than this is not one a reviewer can check either.
+    let hunks: usize = patch.files.iter().map(|f| f.hunks.len()).sum();
+    if hunks > MAX_HUNKS {
+        return Ok(AnalyzeResult {
+            outcome: Outcome::Failed,
+            functions_to_replace: None,
+            summary: format!("the fix has {hunks} hunks; an analysis takes at most {MAX_HUNKS}"),
+            report: None,
+        });
+    }
     let changed = impact::changed_lines(&patch);
     let paths: Vec<&str> = changed.iter().map(|c| c.path.as_str()).collect();
     let source = files
@@ -280,6 +294,8 @@ pub struct AnalyzeHandler {
     pub db: Database,
     /// The policy the patches' states are computed under.
     pub policy: Arc<Policy>,
+    /// The target root in-house builds' files must still be under.
+    pub settings: Arc<super::targets::TargetSettings>,
 }
 
 impl JobHandler for AnalyzeHandler {
@@ -293,6 +309,7 @@ impl JobHandler for AnalyzeHandler {
         progress: Progress,
     ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let db = self.db.clone();
+        let settings = Arc::clone(&self.settings);
         Box::pin(async move {
             let payload: AnalyzePayload = serde_json::from_str(&job.payload)
                 .map_err(|e| format!("the job's payload: {e}"))?;
@@ -311,6 +328,7 @@ impl JobHandler for AnalyzeHandler {
                         payload.revision, payload.patch_id
                     )
                 })?;
+            super::targets::check_files(&settings, &target)?;
             progress.set("analysing", 0.1);
             let files = TargetFiles {
                 index_path: PathBuf::from(&target.index_path),
@@ -372,8 +390,7 @@ async fn record(
     // Every open patch whose current revision is this diff takes the new scope.
     for (patch_id, revision) in targets::patches_at_current_diff_in(tx, &payload.sha256).await? {
         review::lock_for_system(tx, patch_id).await?;
-        let widest = targets::widest_scope_in(tx, patch_id, i64::from(REPORT_VERSION)).await?;
-        targets::store_scope(tx, patch_id, widest).await?;
+        targets::refresh_scope_in(tx, patch_id).await?;
         audit::append(
             tx,
             "system",

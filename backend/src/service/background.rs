@@ -15,13 +15,17 @@ use tokio::sync::watch;
 pub fn handlers(db: &Database, settings: Arc<TargetSettings>, policy: Arc<Policy>) -> Handlers {
     worker::handlers(vec![
         Arc::new(RegisterHandler {
-            settings,
+            settings: Arc::clone(&settings),
             db: db.clone(),
         }),
-        Arc::new(ReindexHandler { db: db.clone() }),
+        Arc::new(ReindexHandler {
+            db: db.clone(),
+            settings: Arc::clone(&settings),
+        }),
         Arc::new(AnalyzeHandler {
             db: db.clone(),
             policy,
+            settings,
         }),
     ])
 }

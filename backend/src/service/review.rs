@@ -103,6 +103,7 @@ pub fn evaluate(facts: &PatchFacts, sign_offs: &[StoredSignOff], policy: &Policy
             functions_to_replace: facts
                 .functions_to_replace
                 .and_then(|n| usize::try_from(n).ok()),
+            analysis_problem: facts.analysis_problem.as_deref(),
         },
         policy,
     );
@@ -476,6 +477,9 @@ pub async fn upload_revision(
         }),
     )
     .await?;
+    // The scope was the previous revision's: the new one's comes with its analyses (an
+    // identical diff analysed before has them already).
+    crate::store::targets::refresh_scope_in(&mut tx, patch_id).await?;
     let state = settle(&mut tx, patch_id, &user.username, policy).await?;
     store::commit(tx).await?;
     Ok(ActionOutcome {

@@ -703,26 +703,12 @@ fn apt_field(package: &str, field: &str) -> Result<Option<String>, TargetError> 
         .map(|v| v.trim().to_owned()))
 }
 
-/// Downloads `package=version` into `dir` (kept there as a cache): the .deb's path.
+/// Downloads `package=version` into `dir`: the .deb's path. Always a fresh download,
+/// verified by apt against the archive's signed index; a .deb left in `dir` by an
+/// earlier run is not trusted.
 fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let prefix = format!("{package}_");
-    let find = || -> Option<PathBuf> {
-        std::fs::read_dir(dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
-            })
-    };
-    if let Some(deb) = find() {
-        return Ok(deb);
-    }
-    // Into a directory of its own, renamed into the cache when whole: a download that
-    // was killed never looks cached.
+    // Into a directory of its own: a download that was killed never looks finished.
     let partial = tempfile::tempdir_in(dir)
         .map_err(|e| format!("creating a directory in {}: {e}", dir.display()))?;
     run(Command::new("apt-get")
@@ -738,9 +724,31 @@ fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, Str
         .file_name()
         .map(PathBuf::from)
         .unwrap_or_default();
-    std::fs::rename(&downloaded, dir.join(&name))
+    let placed = dir.join(&name);
+    std::fs::rename(&downloaded, &placed)
         .map_err(|e| format!("placing {}: {e}", name.display()))?;
-    find().ok_or_else(|| format!("apt-get download {package}={version} left no .deb"))
+    Ok(placed)
+}
+
+/// Holds an exclusive lock on `path` (created when missing) until dropped: one fetch of
+/// the download cache at a time, across processes.
+struct CacheLock(#[allow(dead_code)] std::fs::File);
+
+impl CacheLock {
+    fn take(path: &Path) -> Result<CacheLock, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        file.lock()
+            .map_err(|e| format!("locking {}: {e}", path.display()))?;
+        Ok(CacheLock(file))
+    }
 }
 
 /// Unpacks the members `members` (all when empty) of a .deb's file tree into `dir`.
@@ -857,6 +865,9 @@ fn fetch_debian(
     progress: &dyn Fn(&str, f64),
 ) -> Result<FetchedDebian, String> {
     let rel = &release.release;
+    // Two registrations of one release (or one source package) would tear each other's
+    // half-unpacked files: one fetch at a time.
+    let _lock = CacheLock::take(&cache.join("debian").join(".lock"))?;
     let dir = cache.join("debian").join(rel);
     let debs = cache.join("debian").join("debs");
     let image_package = format!("linux-image-{rel}-dbg");
@@ -874,7 +885,12 @@ fn fetch_debian(
         let part = dir.join("image.part");
         let _ = std::fs::remove_dir_all(&part);
         unpack_deb(&deb, &part, &[&member])?;
-        std::fs::rename(part.join(&member), dir.join(&vmlinux))
+        // A regular file, not a link to something else on this machine.
+        let unpacked = part.join(&member);
+        if !std::fs::symlink_metadata(&unpacked).is_ok_and(|m| m.is_file()) {
+            return Err(format!("{image_package} has no regular file {member}"));
+        }
+        std::fs::rename(&unpacked, dir.join(&vmlinux))
             .map_err(|e| format!("placing the image: {e}"))?;
         let _ = std::fs::remove_dir_all(&part);
         let _ = std::fs::remove_file(&deb);
@@ -1066,6 +1082,37 @@ fn hold_for_tests(phase: &str) {
     let _ = phase;
 }
 
+/// Checks that an in-house target's files are still under the target root (they may
+/// have been replaced by links since they were registered); a distribution target's
+/// files are in the data directory.
+pub fn check_files(settings: &TargetSettings, target: &Target) -> Result<(), String> {
+    if target.origin == "debian" {
+        return Ok(());
+    }
+    let root = settings
+        .paths_root
+        .as_ref()
+        .and_then(|r| r.canonicalize().ok())
+        .ok_or("no target root is configured on this worker (--target-root)")?;
+    for path in [
+        Some(&target.vmlinux),
+        target.modules_dir.as_ref(),
+        target.source_dir.as_ref(),
+        target.kbuild_dir.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let real = Path::new(path)
+            .canonicalize()
+            .map_err(|e| format!("{path}: {e}"))?;
+        if !real.starts_with(&root) {
+            return Err(format!("{path} is no longer under the target root"));
+        }
+    }
+    Ok(())
+}
+
 /// What a registration job produced: the row to insert.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Registered {
@@ -1115,13 +1162,19 @@ fn path_text(path: &Path) -> String {
 fn register(
     settings: &TargetSettings,
     job_id: i64,
+    attempt: i64,
     registration: Registration,
     existing: &dyn Fn(&str) -> bool,
     progress: &Progress,
 ) -> Result<Registered, String> {
     let targets = settings.targets_dir();
-    let partial_dir = targets.join(format!(".partial-{job_id}"));
-    let _ = std::fs::remove_dir_all(&partial_dir);
+    // One directory per attempt: an attempt that timed out may still be running.
+    let partial_dir = targets.join(format!(".partial-{job_id}-{attempt}"));
+    // Earlier attempts' files go: this attempt is the job's now (one still running
+    // after its timeout finds its directory gone and fails; it can no longer record).
+    for earlier in 1..=attempt {
+        let _ = std::fs::remove_dir_all(targets.join(format!(".partial-{job_id}-{earlier}")));
+    }
     std::fs::create_dir_all(&partial_dir)
         .map_err(|e| format!("creating {}: {e}", partial_dir.display()))?;
     let partial = Partial(Some(partial_dir.clone()));
@@ -1275,11 +1328,22 @@ fn register(
     }
     report("placing the files", 1.0);
     let final_dir = targets.join(&facts.build_id);
+    if final_dir.parent() != Some(targets.as_path()) {
+        return Err(format!(
+            "build-id {:?} does not name a directory",
+            facts.build_id
+        ));
+    }
+    // Never removed here: another registration of the same build may have just moved
+    // its files in and not yet written its row.
     if final_dir.exists() {
-        // Left by a registration whose row was never written (its process died between
-        // the move and the commit): nothing refers to it.
-        std::fs::remove_dir_all(&final_dir)
-            .map_err(|e| format!("removing {}: {e}", final_dir.display()))?;
+        return Err(format!(
+            "files for build {} are in place already ({}): it is registered, or being \
+             registered, by another job; if neither, a registration died between moving its \
+             files and writing its row, and the directory can be removed",
+            facts.build_id,
+            final_dir.display()
+        ));
     }
     let disk = disk_bytes(&partial_dir) as i64;
     std::fs::rename(&partial_dir, &final_dir)
@@ -1345,6 +1409,7 @@ impl JobHandler for RegisterHandler {
                 register(
                     &settings,
                     job.id,
+                    job.attempts,
                     registration,
                     &|id| known.iter().any(|k| k == id),
                     &progress,
@@ -1420,6 +1485,8 @@ impl JobHandler for RegisterHandler {
 pub struct ReindexHandler {
     /// The store, to read the target.
     pub db: Database,
+    /// The target root in-house builds must still be under.
+    pub settings: Arc<TargetSettings>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1439,6 +1506,7 @@ impl JobHandler for ReindexHandler {
         progress: Progress,
     ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let db = self.db.clone();
+        let settings = Arc::clone(&self.settings);
         Box::pin(async move {
             let payload: ReindexPayload = serde_json::from_str(&job.payload)
                 .map_err(|e| format!("the job's payload: {e}"))?;
@@ -1448,6 +1516,16 @@ impl JobHandler for ReindexHandler {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("target {} is gone", payload.target))?;
             let counts = tokio::task::spawn_blocking(move || {
+                check_files(&settings, &target)?;
+                // The image must still be the build the target names.
+                let facts = inspect_image(Path::new(&target.vmlinux), "the image")
+                    .map_err(|e| e.to_string())?;
+                if facts.build_id != target.build_id {
+                    return Err(format!(
+                        "{} is now build {}, not the target's {}: register it as a target of its own",
+                        target.vmlinux, facts.build_id, target.build_id
+                    ));
+                }
                 // Built beside the old index and renamed over it: analyses read the old
                 // one until then.
                 let index_path = Path::new(&target.index_path);
@@ -1529,6 +1607,7 @@ pub async fn sweep_partial(db: &Database, settings: &TargetSettings) -> Result<(
         let Some(id) = name
             .to_str()
             .and_then(|n| n.strip_prefix(".partial-"))
+            .and_then(|n| n.split('-').next())
             .and_then(|n| n.parse::<i64>().ok())
         else {
             continue;

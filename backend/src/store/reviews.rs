@@ -60,6 +60,8 @@ pub struct PatchFacts {
     pub cvss_vector: String,
     /// Functions the module replaces, once analysed.
     pub functions_to_replace: Option<i64>,
+    /// Why the current revision's analyses say no complete live patch can be built.
+    pub analysis_problem: Option<String>,
     /// The latest revision.
     pub current_revision: RevisionNumber,
     /// Its SHA-256.
@@ -92,7 +94,7 @@ pub struct StoredSignOff {
 }
 
 const FACTS_SQL: &str = "SELECT p.id, p.author_id, p.phase, p.state, p.category, p.tier,
-        p.reported_at, p.cvss_vector, p.functions_to_replace,
+        p.reported_at, p.cvss_vector, p.functions_to_replace, p.analysis_problem,
         r.number AS current_revision, r.diff_sha256 AS current_sha256
     FROM patches p
     JOIN revisions r ON r.patch_id = p.id
@@ -113,6 +115,7 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, DbError> {
         reported_at: row.try_get("reported_at")?,
         cvss_vector: row.try_get("cvss_vector")?,
         functions_to_replace: row.try_get("functions_to_replace")?,
+        analysis_problem: row.try_get("analysis_problem")?,
         current_revision: RevisionNumber(row.try_get("current_revision")?),
         current_sha256: digest(row, "current_sha256")?,
     })

@@ -379,8 +379,9 @@ pub async fn insert_analysis(tx: &mut Tx, analysis: &NewAnalysis<'_>) -> Result<
 }
 
 /// The most functions to replace of any target's analysis of the current revision of
-/// patch `patch_id` (report version `version`), in `tx`: the scope of its widest module.
-/// `None` while no target has a report.
+/// patch `patch_id` (report version `version`), in `tx`: the scope of its widest module,
+/// counting partial analyses too (a fix that does not apply somewhere replaces at least
+/// that much). `None` while no target has a count.
 pub async fn widest_scope_in(
     tx: &mut Tx,
     patch_id: i64,
@@ -388,7 +389,7 @@ pub async fn widest_scope_in(
 ) -> Result<Option<i64>, DbError> {
     let widest: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(a.functions_to_replace) FROM analyses a
-         WHERE a.report_version = $2 AND a.outcome = 'analysed'
+         WHERE a.report_version = $2
            AND a.diff_sha256 = (SELECT diff_sha256 FROM revisions WHERE patch_id = $1
                                 ORDER BY number DESC LIMIT 1)",
     )
@@ -397,6 +398,52 @@ pub async fn widest_scope_in(
     .fetch_one(&mut **tx)
     .await?;
     Ok(widest)
+}
+
+/// Why the current revision's analyses (report version `version`) say no complete live
+/// patch can be built from it for some target, in `tx`: `TARGET: summary; ...`.
+pub async fn analysis_problem_in(
+    tx: &mut Tx,
+    patch_id: i64,
+    version: i64,
+) -> Result<Option<String>, DbError> {
+    let rows = sqlx::query(
+        "SELECT t.name, a.summary FROM analyses a JOIN targets t ON t.id = a.target_id
+         WHERE a.report_version = $2 AND a.outcome IN ('not_applicable', 'incomplete', 'failed')
+           AND a.diff_sha256 = (SELECT diff_sha256 FROM revisions WHERE patch_id = $1
+                                ORDER BY number DESC LIMIT 1)
+         ORDER BY t.name",
+    )
+    .bind(patch_id)
+    .bind(version)
+    .fetch_all(&mut **tx)
+    .await?;
+    let problems: Vec<String> = rows
+        .iter()
+        .map(|r| -> Result<String, DbError> {
+            let name: String = r.try_get("name")?;
+            let summary: String = r.try_get("summary")?;
+            Ok(format!("{name}: {summary}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((!problems.is_empty()).then(|| problems.join("; ")))
+}
+
+/// Brings the patch's stored scope and analysis problem up to date with its current
+/// revision's analyses, in `tx` (the patch locked by the caller).
+pub async fn refresh_scope_in(tx: &mut Tx, patch_id: i64) -> Result<(), DbError> {
+    let version = i64::from(analyzer::impact::REPORT_VERSION);
+    let widest = widest_scope_in(tx, patch_id, version).await?;
+    let problem = analysis_problem_in(tx, patch_id, version).await?;
+    sqlx::query(
+        "UPDATE patches SET functions_to_replace = $1, analysis_problem = $2 WHERE id = $3",
+    )
+    .bind(widest)
+    .bind(problem)
+    .bind(patch_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The open patches whose current revision is the diff `sha256`, with that revision's
@@ -417,20 +464,6 @@ pub async fn patches_at_current_diff_in(
     rows.iter()
         .map(|r| Ok((r.try_get("patch_id")?, r.try_get("number")?)))
         .collect()
-}
-
-/// Stores the patch's functions to replace (what eligibility's scope rule reads).
-pub async fn store_scope(
-    tx: &mut Tx,
-    patch_id: i64,
-    functions: Option<i64>,
-) -> Result<(), DbError> {
-    sqlx::query("UPDATE patches SET functions_to_replace = $1 WHERE id = $2")
-        .bind(functions)
-        .bind(patch_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 fn analysis_from_row(r: &sqlx::any::AnyRow) -> Result<Analysis, DbError> {

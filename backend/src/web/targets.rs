@@ -31,6 +31,16 @@ pub(super) struct JobView {
     updated_at: String,
 }
 
+impl JobView {
+    /// The view without the job's result (a whole analysis report, say): what lists
+    /// and event streams send.
+    fn brief(job: Job) -> JobView {
+        let mut view = JobView::from(job);
+        view.result = None;
+        view
+    }
+}
+
 impl From<Job> for JobView {
     fn from(job: Job) -> JobView {
         JobView {
@@ -102,7 +112,7 @@ pub(super) async fn api_target(
                 .await?
                 .into_iter()
                 .filter(|j| j.key == key)
-                .map(JobView::from),
+                .map(JobView::brief),
         );
     }
     Ok(Json(serde_json::json!({ "target": target, "jobs": jobs })).into_response())
@@ -139,7 +149,7 @@ pub(super) async fn api_jobs(State(state): State<AppState>) -> Result<Response, 
         .jobs(200)
         .await?
         .into_iter()
-        .map(JobView::from)
+        .map(JobView::brief)
         .collect();
     Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
 }
@@ -221,7 +231,7 @@ pub(super) async fn job_events(
                     job.state,
                     JobState::Done | JobState::Failed | JobState::Cancelled
                 );
-                let data = serde_json::to_string(&JobView::from(job)).unwrap_or_default();
+                let data = serde_json::to_string(&JobView::brief(job)).unwrap_or_default();
                 if last.as_deref() != Some(data.as_str()) {
                     let event = Event::default().event("job").data(data.clone());
                     return Some((Ok::<_, std::convert::Infallible>(event), (Some(data), done)));
@@ -264,7 +274,7 @@ pub(super) async fn api_patch_analyses(
                     JobState::Queued | JobState::Running | JobState::Failed
                 )
             })
-            .map(JobView::from)
+            .map(JobView::brief)
             .collect();
         revisions.push(serde_json::json!({
             "revision": revision.number,

@@ -232,6 +232,37 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
         .to_string()
         .contains("scope not known"));
 
+    // A revision one of whose hunks does not match the build cannot be made eligible
+    // by it: the scope it reports is partial, and eligibility says so.
+    let mismatched =
+        CLONES_FIX.replace("@@ -12,1 +12,1 @@", "@@ -12,1 +12,1 @@ int validate(int v)");
+    let response = author
+        .post(server.url(&format!("/api/v1/patches/{patch}/revisions")))
+        .json(&json!({ "diff": mismatched }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let body = analyses(&author, &server, patch, 3).await;
+    let analysis = &body["revisions"][0]["analyses"][0];
+    assert_eq!(analysis["outcome"], "not_applicable", "{analysis}");
+    let view: Value = author
+        .get(server.url(&format!("/api/v1/patches/{patch}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let eligibility = &view["review"]["eligibility"];
+    assert_eq!(eligibility["eligible"], false, "{eligibility}");
+    assert!(
+        eligibility["reasons"]
+            .to_string()
+            .contains("no complete live patch"),
+        "{eligibility}"
+    );
+
     // The change's evidence bundle carries each revision's analyses, and verifies.
     graftbench::service::checkpoints::load_or_create_key(&server.data_dir).unwrap();
     let bundle = admin
@@ -465,7 +496,7 @@ async fn a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_c
     let partial = server
         .data_dir
         .join("targets")
-        .join(format!(".partial-{job}"));
+        .join(format!(".partial-{job}-1"));
     assert!(partial.is_dir(), "the killed worker left its files");
 
     // A second worker takes the job once the lease runs out, and completes it.
