@@ -52,7 +52,7 @@ echo "bench-author-pw-1" | "$graftbench" --data-dir "$data" user add alice --rol
     --password-stdin >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$graftbench" --data-dir "$data" serve --listen "127.0.0.1:$port" \
-    --site-root "$repo/target/site" >"$work/serve.log" 2>&1 &
+    --site-root "$repo/target/site" --target-root "$root" >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -85,6 +85,9 @@ for run in range(1, 11):
         found = analyses["revisions"][0]["analyses"]
         if found:
             break
+        failed = [j for j in analyses["revisions"][0]["jobs"] if j["state"] == "failed"]
+        if failed or time.time() - start > 60:
+            sys.exit(f"no analysis of patch {patch}: {failed or 'timed out'}")
         time.sleep(0.02)
     times.append(time.time() - start)
     assert found[0]["report"]["replace"][0]["symbol"] == "cmdline_proc_show", found

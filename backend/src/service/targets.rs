@@ -730,6 +730,27 @@ fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, Str
     Ok(placed)
 }
 
+/// Fails with the reason when the file system holding `dir` has less than `needed`
+/// bytes free (asked of `df`, which every Debian system has).
+fn check_free_space(dir: &Path, needed: u64) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let out = run(Command::new("df").args(["--output=avail", "-B1"]).arg(dir))?;
+    let free: u64 = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("df gave no free space for {}", dir.display()))?;
+    if free < needed {
+        return Err(format!(
+            "not enough disk space: {:.1} GB free in {}, the registration needs about {:.1} GB",
+            free as f64 / 1e9,
+            dir.display(),
+            needed as f64 / 1e9
+        ));
+    }
+    Ok(())
+}
+
 /// Holds an exclusive lock on `path` (created when missing) until dropped: one fetch of
 /// the download cache at a time, across processes.
 struct CacheLock(#[allow(dead_code)] std::fs::File);
@@ -869,6 +890,12 @@ fn fetch_debian(
     // half-unpacked files: one fetch at a time.
     let _lock = CacheLock::take(&cache.join("debian").join(".lock"))?;
     let dir = cache.join("debian").join(rel);
+    // The debug image unpacks to about twice its package, the source tree to 1.5 GB:
+    // refuse at the start rather than fail half-way with a full disk.
+    let needed: u64 = if with_source { 5 << 30 } else { 2 << 30 };
+    if !dir.join(format!("vmlinux-{rel}")).is_file() || with_source {
+        check_free_space(cache, needed)?;
+    }
     let debs = cache.join("debian").join("debs");
     let image_package = format!("linux-image-{rel}-dbg");
     let version = apt_version(&image_package)
@@ -1671,6 +1698,14 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root_path.join("link")).unwrap();
         assert_eq!(outside("link"), existing);
         assert!(outside("nothing-here").contains("does not exist under the target root"));
+    }
+
+    #[test]
+    fn a_registration_that_would_fill_the_disk_is_refused_before_it_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_free_space(dir.path(), 0).is_ok());
+        let refused = check_free_space(dir.path(), u64::MAX).unwrap_err();
+        assert!(refused.starts_with("not enough disk space: "), "{refused}");
     }
 
     #[test]
