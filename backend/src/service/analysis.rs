@@ -311,13 +311,8 @@ impl JobHandler for AnalyzeHandler {
         let db = self.db.clone();
         let settings = Arc::clone(&self.settings);
         Box::pin(async move {
-            let payload: AnalyzePayload = serde_json::from_str(&job.payload)
-                .map_err(|e| format!("the job's payload: {e}"))?;
-            let target = db
-                .target(payload.target_id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("target {} is gone", payload.target_id))?;
+            let payload: AnalyzePayload = super::worker::payload(&job)?;
+            let target = super::targets::target_for_job(&db, payload.target_id).await?;
             let revision = db
                 .revision(payload.patch_id, payload.revision)
                 .await
@@ -348,8 +343,7 @@ impl JobHandler for AnalyzeHandler {
         result: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let payload: AnalyzePayload =
-                serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+            let payload: AnalyzePayload = super::worker::payload(job)?;
             let result: AnalyzeResult =
                 serde_json::from_value(result.clone()).map_err(|e| e.to_string())?;
             record(tx, &payload, &result, &self.policy)

@@ -1109,6 +1109,14 @@ fn hold_for_tests(phase: &str) {
     let _ = phase;
 }
 
+/// Target `id`, for a job about it: gone is the job's error.
+pub async fn target_for_job(db: &Database, id: i64) -> Result<Target, String> {
+    db.target(id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("target {id} is gone"))
+}
+
 /// Checks that an in-house target's files are still under the target root (they may
 /// have been replaced by links since they were registered); a distribution target's
 /// files are in the data directory.
@@ -1423,8 +1431,7 @@ impl JobHandler for RegisterHandler {
         let settings = Arc::clone(&self.settings);
         let db = self.db.clone();
         Box::pin(async move {
-            let registration: Registration = serde_json::from_str(&job.payload)
-                .map_err(|e| format!("the job's payload: {e}"))?;
+            let registration: Registration = super::worker::payload(&job)?;
             let known: Vec<String> = db
                 .targets()
                 .await
@@ -1535,13 +1542,8 @@ impl JobHandler for ReindexHandler {
         let db = self.db.clone();
         let settings = Arc::clone(&self.settings);
         Box::pin(async move {
-            let payload: ReindexPayload = serde_json::from_str(&job.payload)
-                .map_err(|e| format!("the job's payload: {e}"))?;
-            let target = db
-                .target(payload.target)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("target {} is gone", payload.target))?;
+            let payload: ReindexPayload = super::worker::payload(&job)?;
+            let target = target_for_job(&db, payload.target).await?;
             let counts = tokio::task::spawn_blocking(move || {
                 check_files(&settings, &target)?;
                 // The image must still be the build the target names.
@@ -1588,16 +1590,10 @@ impl JobHandler for ReindexHandler {
         result: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let payload: ReindexPayload =
-                serde_json::from_str(&job.payload).map_err(|e| e.to_string())?;
+            let payload: ReindexPayload = super::worker::payload(job)?;
             let counts: IndexCounts =
                 serde_json::from_value(result["counts"].clone()).map_err(|e| e.to_string())?;
-            let target = self
-                .db
-                .target(payload.target)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("target {} is gone", payload.target))?;
+            let target = target_for_job(&self.db, payload.target).await?;
             targets::store_reindexed(tx, target.id, &counts, target.disk_bytes)
                 .await
                 .map_err(|e| e.to_string())?;

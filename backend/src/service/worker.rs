@@ -42,6 +42,11 @@ pub trait JobHandler: Send + Sync + 'static {
     }
 }
 
+/// A job's payload as its handler's input type; an error names what is wrong with it.
+pub fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, String> {
+    serde_json::from_str(&job.payload).map_err(|e| format!("the job's payload: {e}"))
+}
+
 /// Where a running job stands, as its handler reports it; sent with the next heartbeat.
 #[derive(Debug, Clone)]
 pub struct Progress {

@@ -360,8 +360,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             post(targets::api_reindex_target),
         )
         .route("/targets", post(targets::form_add_target))
-        .route("/targets/{id}/retire", post(targets::form_retire_target))
-        .route("/targets/{id}/reindex", post(targets::form_reindex_target))
+        .route("/targets/{id}/{verb}", post(targets::form_target_action))
         .route("/api/v1/jobs", get(targets::api_jobs))
         .route("/api/v1/jobs/{id}", get(targets::api_job))
         .route("/api/v1/jobs/{id}/cancel", post(targets::api_cancel_job))

@@ -353,32 +353,22 @@ async fn target_name(state: &AppState, id: i64) -> Result<String, ApiError> {
         .name)
 }
 
-/// `POST /targets/{id}/retire`: back to the target's page.
-pub(super) async fn form_retire_target(
+/// `POST /targets/{id}/retire` and `/targets/{id}/reindex`: the target page's buttons;
+/// back to the page, where a re-index job shows.
+pub(super) async fn form_target_action(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
     session: Session,
-    Path(id): Path<i64>,
+    Path((id, verb)): Path<(i64, String)>,
 ) -> Result<Response, ApiError> {
     let name = target_name(&state, id).await?;
-    let result = targets::retire(&state.db, &user, id)
-        .await
-        .map(drop)
-        .map_err(ApiError::from);
-    super::review::back_to(&session, &format!("/targets/{name}"), result, "").await
-}
-
-/// `POST /targets/{id}/reindex`: back to the target's page, where the job shows.
-pub(super) async fn form_reindex_target(
-    State(state): State<AppState>,
-    Extension(user): Extension<SessionUser>,
-    session: Session,
-    Path(id): Path<i64>,
-) -> Result<Response, ApiError> {
-    let name = target_name(&state, id).await?;
-    let result = targets::request_reindex(&state.db, &user, id)
-        .await
-        .map(drop)
-        .map_err(ApiError::from);
+    let result = match verb.as_str() {
+        "retire" => targets::retire(&state.db, &user, id).await.map(drop),
+        "reindex" => targets::request_reindex(&state.db, &user, id)
+            .await
+            .map(drop),
+        _ => return Err(ApiError::not_found(format!("/targets/{id}/{verb}"))),
+    }
+    .map_err(ApiError::from);
     super::review::back_to(&session, &format!("/targets/{name}"), result, "").await
 }

@@ -981,6 +981,30 @@ async fn a_refused_submission_comes_back_as_a_working_page() {
     server.stop().await;
 }
 
+/// The first analysis of patch `patch`'s newest revision, once there is one (2 min).
+async fn first_analysis(
+    client: &reqwest::Client,
+    server: &TestServer,
+    patch: i64,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let body: serde_json::Value = client
+            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(first) = body["revisions"][0]["analyses"].get(0) {
+            return first.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The real Debian 6.1.0-56 kernel (the lighter cloud-amd64 build) as a target, through
 /// the web: registered with its headers and source (downloaded once into
 /// `$GRAFTBENCH_KERNEL_CACHE`, which `cargo xtask test` keeps outside the clone), its
@@ -1146,22 +1170,7 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_i64()
         .unwrap();
-    let start = Instant::now();
-    let analysis = loop {
-        let body: serde_json::Value = author
-            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(first) = body["revisions"][0]["analyses"].get(0) {
-            break first.clone();
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let analysis = first_analysis(&author, &server, patch).await;
     let replaced: Vec<&str> = analysis["report"]["replace"]
         .as_array()
         .unwrap()
@@ -1186,22 +1195,7 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
         .as_i64()
         .unwrap();
-    let start = Instant::now();
-    let analysis = loop {
-        let body: serde_json::Value = author
-            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(first) = body["revisions"][0]["analyses"].get(0) {
-            break first.clone();
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "{body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let analysis = first_analysis(&author, &server, patch).await;
     assert_eq!(analysis["outcome"], "analysed", "{analysis}");
     assert_eq!(analysis["report"]["basis"], "target-source");
     let mut replaced: Vec<&str> = analysis["report"]["replace"]

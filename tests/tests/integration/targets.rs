@@ -52,14 +52,7 @@ async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::Te
 /// Waits (up to 60 s) for job `id` to finish; its JSON.
 async fn finished_job(client: &reqwest::Client, server: &TestServer, id: i64) -> Value {
     for _ in 0..600 {
-        let body: Value = client
-            .get(server.url(&format!("/api/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = get_json(&client, &server, &format!("/api/v1/jobs/{id}")).await;
         let state = body["job"]["state"].as_str().unwrap_or_default().to_owned();
         if ["done", "failed", "cancelled"].contains(&state.as_str()) {
             return body["job"].clone();
@@ -77,14 +70,12 @@ async fn analyses(
     revision: i64,
 ) -> Value {
     for _ in 0..600 {
-        let body: Value = client
-            .get(server.url(&format!("/api/v1/patches/{patch}/analyses")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Value = get_json(
+            &client,
+            &server,
+            &format!("/api/v1/patches/{patch}/analyses"),
+        )
+        .await;
         let newest = &body["revisions"][0];
         if newest["revision"] == revision && !newest["analyses"].as_array().unwrap().is_empty() {
             return body;
@@ -109,6 +100,18 @@ async fn register_fixture(server: &TestServer, admin: &reqwest::Client) -> i64 {
     body["job"].as_i64().unwrap()
 }
 
+/// `GET path` as `client`, as JSON.
+async fn get_json(client: &reqwest::Client, server: &TestServer, path: impl AsRef<str>) -> Value {
+    client
+        .get(server.url(path.as_ref()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn events(server: &TestServer, action: &str) -> usize {
     server
         .db
@@ -131,14 +134,7 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
     let job = register_fixture(&server, &admin).await;
     let job = finished_job(&admin, &server, job).await;
     assert_eq!(job["state"], "done", "{job}");
-    let targets: Value = admin
-        .get(server.url("/api/v1/targets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let targets: Value = get_json(&admin, &server, "/api/v1/targets").await;
     let target = &targets["targets"][0];
     assert_eq!(target["name"], "fixture");
     assert_eq!(target["kernel_release"], "6.1.0-fixture");
@@ -184,14 +180,7 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
         .collect();
     assert_eq!(replaced, ["use_req"]);
     let stored = server.db.patch(patch).await.unwrap().unwrap();
-    let view: Value = author
-        .get(server.url(&format!("/api/v1/patches/{patch}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = get_json(&author, &server, &format!("/api/v1/patches/{patch}")).await;
     let reasons = view["review"]["eligibility"]["reasons"].to_string();
     assert!(
         reasons.contains("1 function(s) to replace"),
@@ -220,14 +209,7 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
         1
     );
     assert_eq!(events(&server, "analysis.recorded").await, 2);
-    let view: Value = author
-        .get(server.url(&format!("/api/v1/patches/{patch}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = get_json(&author, &server, &format!("/api/v1/patches/{patch}")).await;
     assert!(view["review"]["eligibility"]["reasons"]
         .to_string()
         .contains("scope not known"));
@@ -246,14 +228,7 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
     let body = analyses(&author, &server, patch, 3).await;
     let analysis = &body["revisions"][0]["analyses"][0];
     assert_eq!(analysis["outcome"], "not_applicable", "{analysis}");
-    let view: Value = author
-        .get(server.url(&format!("/api/v1/patches/{patch}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = get_json(&author, &server, &format!("/api/v1/patches/{patch}")).await;
     let eligibility = &view["review"]["eligibility"];
     assert_eq!(eligibility["eligible"], false, "{eligibility}");
     assert!(
