@@ -52,7 +52,7 @@ async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::Te
 /// Waits (up to 60 s) for job `id` to finish; its JSON.
 async fn finished_job(client: &reqwest::Client, server: &TestServer, id: i64) -> Value {
     for _ in 0..600 {
-        let body: Value = get_json(&client, &server, &format!("/api/v1/jobs/{id}")).await;
+        let body: Value = get_json(client, server, &format!("/api/v1/jobs/{id}")).await;
         let state = body["job"]["state"].as_str().unwrap_or_default().to_owned();
         if ["done", "failed", "cancelled"].contains(&state.as_str()) {
             return body["job"].clone();
@@ -70,12 +70,8 @@ async fn analyses(
     revision: i64,
 ) -> Value {
     for _ in 0..600 {
-        let body: Value = get_json(
-            &client,
-            &server,
-            &format!("/api/v1/patches/{patch}/analyses"),
-        )
-        .await;
+        let body: Value =
+            get_json(client, server, &format!("/api/v1/patches/{patch}/analyses")).await;
         let newest = &body["revisions"][0];
         if newest["revision"] == revision && !newest["analyses"].as_array().unwrap().is_empty() {
             return body;
