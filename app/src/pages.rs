@@ -2,7 +2,7 @@
 
 use crate::api::{
     current_user, flash_message, get_audit, get_interdiff, get_patch, get_policy, list_patches,
-    list_users, load_rejected_submission,
+    list_targets, list_users, load_rejected_submission,
 };
 use crate::diff_view::DiffView;
 use crate::model::{
@@ -230,6 +230,7 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
 #[component]
 pub fn NewPatchPage() -> impl IntoView {
     let rejected = Resource::new(|| (), |_| load_rejected_submission());
+    let targets = Resource::new(|| (), |_| list_targets());
     view! {
         <Title text="Submit a fix"/>
         <Frame>
@@ -239,6 +240,37 @@ pub fn NewPatchPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     let form = rejected.await.ok().flatten().unwrap_or_default();
+                    // The active targets, to analyse the fix for; none ticked: all of them.
+                    let active: Vec<String> = targets
+                        .await
+                        .map(|page| {
+                            page.targets
+                                .into_iter()
+                                .filter(|t| t.retired_at.is_none())
+                                .map(|t| t.name)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let target_boxes = (!active.is_empty())
+                        .then(|| {
+                            let boxes = active
+                                .into_iter()
+                                .map(|name| {
+                                    view! {
+                                        <label class="check">
+                                            <input type="checkbox" name="targets" value=name.clone()/>
+                                            <span class="mono">{name}</span>
+                                        </label>
+                                    }
+                                })
+                                .collect_view();
+                            view! {
+                                <fieldset class="targets">
+                                    <legend>"Kernel targets to analyse it for (none ticked: every active target)"</legend>
+                                    {boxes}
+                                </fieldset>
+                            }
+                        });
                     let error = (!form.error.is_empty())
                         .then(|| {
                             view! {
@@ -350,6 +382,7 @@ pub fn NewPatchPage() -> impl IntoView {
                                     accept=".patch,.diff,.mbox,.eml,text/plain,text/x-diff"
                                 />
                             </label>
+                            {target_boxes}
                             <div class="buttons">
                                 <button type="submit" class="primary">"Submit for review"</button>
                                 <button type="submit" name="draft" value="1">

@@ -267,6 +267,21 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
     );
     assert!(contains(b"What the live patch replaces, per kernel build"));
 
+    // The form's fields (multipart) name targets too; an unknown one is refused.
+    for (named, status) in [("fixture", 201), ("no-such-target", 422)] {
+        let form = reqwest::multipart::Form::new()
+            .text("title", "by the form")
+            .text("diff", CLONES_FIX.replace("+ 2;", "+ 4;"))
+            .text("targets", named);
+        let response = author
+            .post(server.url("/api/v1/patches"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{named}");
+    }
+
     // Retired: kept, analysed for no more; a patch cannot name it.
     let response = admin
         .post(server.url(&format!("/api/v1/targets/{}/retire", target["id"])))
