@@ -2,7 +2,7 @@
 //! indexing targets, analysing revisions) and the workers that run them, inside `serve`
 //! or alone in `graftbench worker`.
 
-use super::analysis::{self, AnalyzeHandler};
+use super::analysis::AnalyzeHandler;
 use super::targets::{self, RegisterHandler, ReindexHandler, TargetSettings};
 use super::worker::{self, Handlers, WorkerConfig};
 use crate::store::{Database, DbError};
@@ -57,7 +57,7 @@ pub async fn start(
         return Ok(Vec::new());
     }
     targets::sweep_partial(db, &settings).await?;
-    let queued = analysis::queue_missing(db).await?;
+    let queued = super::analysis_queue::queue_missing(db).await?;
     if queued > 0 {
         tracing::info!(
             queued,

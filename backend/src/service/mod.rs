@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod analysis;
+pub mod analysis_queue;
 pub mod auth;
 pub mod background;
 pub mod checkpoints;

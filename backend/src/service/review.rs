@@ -458,7 +458,7 @@ pub async fn upload_revision(
     }
     .insert(&mut tx)
     .await?;
-    crate::service::analysis::queue_for_revision(
+    crate::service::analysis_queue::queue_for_revision(
         &mut tx,
         patch_id,
         number,

@@ -349,7 +349,8 @@ pub async fn create_patch(
     };
     revision.insert(&mut tx).await?;
     crate::store::targets::set_patch_targets(&mut tx, id, &patch.targets).await?;
-    crate::service::analysis::queue_for_revision(&mut tx, id, 1, &patch.sha256.to_string()).await?;
+    crate::service::analysis_queue::queue_for_revision(&mut tx, id, 1, &patch.sha256.to_string())
+        .await?;
     audit::append(
         &mut tx,
         &author.username,

@@ -1346,7 +1346,7 @@ fn register(
         0.5,
     )?;
     if let Some(source) = &files.source {
-        let wanted = super::analysis::source_index_path(&index_in_partial);
+        let wanted = super::analysis_queue::source_index_path(&index_in_partial);
         match &files.cached_source_index {
             // A distribution's source tree is the same for every registration of the
             // release: its identifier index is built once, in the cache, and linked.
@@ -1508,7 +1508,7 @@ impl JobHandler for RegisterHandler {
             )
             .await
             .map_err(|e| e.to_string())?;
-            super::analysis::queue_for_target(tx, id)
+            super::analysis_queue::queue_for_target(tx, id)
                 .await
                 .map_err(|e| e.to_string())
         })
@@ -1567,7 +1567,7 @@ impl JobHandler for ReindexHandler {
                 )?;
                 // The source does not change with the index: its identifier index is
                 // built again only when it is missing.
-                let source_index = super::analysis::source_index_path(index_path);
+                let source_index = super::analysis_queue::source_index_path(index_path);
                 if let Some(source) = target
                     .source_dir
                     .as_ref()
@@ -1611,7 +1611,7 @@ impl JobHandler for ReindexHandler {
             )
             .await
             .map_err(|e| e.to_string())?;
-            super::analysis::queue_for_target(tx, target.id)
+            super::analysis_queue::queue_for_target(tx, target.id)
                 .await
                 .map_err(|e| e.to_string())
         })

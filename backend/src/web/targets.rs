@@ -265,7 +265,10 @@ pub(super) async fn api_patch_analyses(
         let analyses = state.db.analyses_of(&sha).await?;
         let pending: Vec<JobView> = state
             .db
-            .jobs_with_key_prefix(&format!("{}:{sha}:", crate::service::analysis::ANALYZE), 50)
+            .jobs_with_key_prefix(
+                &format!("{}:{sha}:", crate::service::analysis_queue::ANALYZE),
+                50,
+            )
             .await?
             .into_iter()
             .filter(|j| {
