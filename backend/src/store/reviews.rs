@@ -93,12 +93,24 @@ pub struct StoredSignOff {
     pub withdrawn_at: Option<String>,
 }
 
-const FACTS_SQL: &str = "SELECT p.id, p.author_id, p.phase, p.state, p.category, p.tier,
-        p.reported_at, p.cvss_vector, p.functions_to_replace, p.analysis_problem,
-        r.number AS current_revision, r.diff_sha256 AS current_sha256
-    FROM patches p
-    JOIN revisions r ON r.patch_id = p.id
-        AND r.number = (SELECT MAX(number) FROM revisions WHERE patch_id = p.id)";
+/// A patch's facts, with the newest error of an analysis of its current revision that
+/// failed after its retries (in the current report version) and was not queued again.
+static FACTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT p.id, p.author_id, p.phase, p.state, p.category, p.tier,
+            p.reported_at, p.cvss_vector, p.functions_to_replace, p.analysis_problem,
+            r.number AS current_revision, r.diff_sha256 AS current_sha256,
+            (SELECT j.error FROM jobs j
+             WHERE j.kind = 'analyze' AND j.state = 'failed'
+               AND j.key LIKE 'analyze:' || r.diff_sha256 || ':%:{version}'
+               AND NOT EXISTS (SELECT 1 FROM jobs k WHERE k.key = j.key AND k.id > j.id)
+             ORDER BY j.id DESC LIMIT 1) AS failed_analysis
+        FROM patches p
+        JOIN revisions r ON r.patch_id = p.id
+            AND r.number = (SELECT MAX(number) FROM revisions WHERE patch_id = p.id)",
+        version = analyzer::impact::REPORT_VERSION
+    )
+});
 
 fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, DbError> {
     let state: String = row.try_get("state")?;
@@ -115,7 +127,13 @@ fn facts_from_row(row: &AnyRow) -> Result<PatchFacts, DbError> {
         reported_at: row.try_get("reported_at")?,
         cvss_vector: row.try_get("cvss_vector")?,
         functions_to_replace: row.try_get("functions_to_replace")?,
-        analysis_problem: row.try_get("analysis_problem")?,
+        analysis_problem: {
+            let problem: Option<String> = row.try_get("analysis_problem")?;
+            let failed: Option<String> = row.try_get("failed_analysis")?;
+            // An analysis that could not be made leaves the scope unknown: that blocks
+            // as a partial one does.
+            problem.or(failed.map(|e| format!("an analysis failed after its retries: {e}")))
+        },
         current_revision: RevisionNumber(row.try_get("current_revision")?),
         current_sha256: digest(row, "current_sha256")?,
     })
@@ -172,7 +190,7 @@ pub async fn lock(
 
 /// A patch's facts and sign-offs, on `conn` (a transaction's, or the pool's).
 pub async fn read(conn: &mut AnyConnection, patch_id: i64) -> Result<Option<ReviewRows>, DbError> {
-    let Some(row) = sqlx::query(&format!("{FACTS_SQL} WHERE p.id = $1"))
+    let Some(row) = sqlx::query(&format!("{} WHERE p.id = $1", *FACTS_SQL))
         .bind(patch_id)
         .fetch_optional(&mut *conn)
         .await?
@@ -358,7 +376,7 @@ impl Database {
 
     /// Every patch's facts with its live exception sign-offs, for the dashboard.
     pub async fn all_review_facts(&self) -> Result<Vec<(PatchFacts, Vec<StoredSignOff>)>, DbError> {
-        let rows = sqlx::query(FACTS_SQL).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(&FACTS_SQL).fetch_all(self.pool()).await?;
         let exceptions: Vec<(i64, StoredSignOff)> = sqlx::query(
             "SELECT s.id, s.user_id, u.display_name, u.username, s.verdict, s.revision, s.revision_sha256,
                     s.patch_id, s.comment, s.created_at, s.withdrawn_at

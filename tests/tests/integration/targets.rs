@@ -267,6 +267,56 @@ async fn a_fixture_target_is_registered_and_each_revision_is_analysed_against_it
     );
     assert!(contains(b"What the live patch replaces, per kernel build"));
 
+    // An analysis that cannot be made (the index went away) fails after its retries,
+    // and the patch is not eligible while it stands so.
+    let index = std::path::PathBuf::from(target["index_path"].as_str().unwrap());
+    let aside = index.with_extension("aside");
+    std::fs::rename(&index, &aside).unwrap();
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({
+            "title": "unanalysable",
+            "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+            "diff": CLONES_FIX.replace("+ 2;", "+ 6;"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let failing = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut failed = false;
+    for _ in 0..300 {
+        let body = get_json(
+            &author,
+            &server,
+            format!("/api/v1/patches/{failing}/analyses"),
+        )
+        .await;
+        if body["revisions"][0]["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["state"] == "failed")
+        {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(failed, "the analysis job failed after its retries");
+    let view = get_json(&author, &server, format!("/api/v1/patches/{failing}")).await;
+    let eligibility = &view["review"]["eligibility"];
+    assert_eq!(eligibility["eligible"], false, "{eligibility}");
+    assert!(
+        eligibility["reasons"]
+            .to_string()
+            .contains("an analysis failed"),
+        "{eligibility}"
+    );
+    std::fs::rename(&aside, &index).unwrap();
+
     // The form's fields (multipart) name targets too; an unknown one is refused.
     for (named, status) in [("fixture", 201), ("no-such-target", 422)] {
         let form = reqwest::multipart::Form::new()
