@@ -627,6 +627,25 @@ pub async fn targets_page(
     })
 }
 
+/// A target's registration and index jobs, newest first.
+pub async fn target_jobs(db: &Database, target: &Target) -> Result<Vec<Job>, DbError> {
+    // Its own keys exactly (a prefix of `target.reindex:1` also matches target 12's).
+    let mut jobs = Vec::new();
+    for key in [
+        format!("{REINDEX}:{}", target.id),
+        format!("{REGISTER}:{}", target.name),
+    ] {
+        jobs.extend(
+            db.jobs_with_key_prefix(&key, 20)
+                .await?
+                .into_iter()
+                .filter(|j| j.key == key),
+        );
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    Ok(jobs)
+}
+
 /// The page of the target named `name`, if there is one.
 pub async fn target_page(
     db: &Database,
@@ -636,19 +655,7 @@ pub async fn target_page(
     let Some(target) = db.target_named(name, "").await? else {
         return Ok(None);
     };
-    // Its own keys exactly (a prefix of `target.reindex:1` also matches target 12's).
-    let reindex_key = format!("{REINDEX}:{}", target.id);
-    let register_key = format!("{REGISTER}:{}", target.name);
-    let mut jobs = Vec::new();
-    for key in [&reindex_key, &register_key] {
-        jobs.extend(
-            db.jobs_with_key_prefix(key, 20)
-                .await?
-                .into_iter()
-                .filter(|j| &j.key == key),
-        );
-    }
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+    let jobs = target_jobs(db, &target).await?;
     let analyses = db
         .analyses_per_target()
         .await?
@@ -1148,26 +1155,6 @@ pub fn check_files(settings: &TargetSettings, target: &Target) -> Result<(), Str
     Ok(())
 }
 
-/// What a registration job produced: the row to insert.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Registered {
-    name: String,
-    build_id: String,
-    kernel_release: String,
-    origin: String,
-    package_version: String,
-    arch: String,
-    compiler: String,
-    vmlinux: String,
-    modules_dir: Option<String>,
-    kbuild_dir: Option<String>,
-    source_dir: Option<String>,
-    index_path: String,
-    counts: IndexCounts,
-    disk_bytes: i64,
-    created_by: String,
-}
-
 /// Removes a directory when dropped unless kept: a failed registration leaves no files.
 struct Partial(Option<PathBuf>);
 
@@ -1201,7 +1188,7 @@ fn register(
     registration: Registration,
     existing: &dyn Fn(&str) -> bool,
     progress: &Progress,
-) -> Result<Registered, String> {
+) -> Result<NewTarget, String> {
     let targets = settings.targets_dir();
     // One directory per attempt: an attempt that timed out may still be running.
     let partial_dir = targets.join(format!(".partial-{job_id}-{attempt}"));
@@ -1391,7 +1378,7 @@ fn register(
             path_text(p)
         }
     };
-    Ok(Registered {
+    Ok(NewTarget {
         name,
         build_id: facts.build_id,
         kernel_release,
@@ -1462,36 +1449,17 @@ impl JobHandler for RegisterHandler {
         result: &'a serde_json::Value,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let r: Registered =
-                serde_json::from_value(result.clone()).map_err(|e| e.to_string())?;
-            let id = targets::insert_target(
-                tx,
-                &NewTarget {
-                    name: r.name.clone(),
-                    build_id: r.build_id.clone(),
-                    kernel_release: r.kernel_release.clone(),
-                    origin: r.origin.clone(),
-                    package_version: r.package_version.clone(),
-                    arch: r.arch.clone(),
-                    compiler: r.compiler.clone(),
-                    vmlinux: r.vmlinux.clone(),
-                    modules_dir: r.modules_dir.clone(),
-                    kbuild_dir: r.kbuild_dir.clone(),
-                    source_dir: r.source_dir.clone(),
-                    index_path: r.index_path.clone(),
-                    counts: r.counts,
-                    disk_bytes: r.disk_bytes,
-                    created_by: r.created_by.clone(),
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!(
-                    "a target named {} or with build-id {} exists",
-                    r.name, r.build_id
-                )
-            })?;
+            // The job's result is the row to insert.
+            let r: NewTarget = serde_json::from_value(result.clone()).map_err(|e| e.to_string())?;
+            let id = targets::insert_target(tx, &r)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "a target named {} or with build-id {} exists",
+                        r.name, r.build_id
+                    )
+                })?;
             audit::append(
                 tx,
                 &r.created_by,

@@ -64,8 +64,9 @@ impl Target {
     }
 }
 
-/// A target to insert: everything but the id and the retirement.
-#[derive(Debug, Clone)]
+/// A target to insert: everything but the id and the retirement (also what a
+/// registration job produces).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NewTarget {
     /// [`Target::name`].
     pub name: String,

@@ -100,21 +100,11 @@ pub(super) async fn api_target(
         .target(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("target {id}")))?;
-    let mut jobs = Vec::new();
-    for key in [
-        format!("{}:{id}", targets::REINDEX),
-        format!("{}:{}", targets::REGISTER, target.name),
-    ] {
-        jobs.extend(
-            state
-                .db
-                .jobs_with_key_prefix(&key, 20)
-                .await?
-                .into_iter()
-                .filter(|j| j.key == key)
-                .map(JobView::brief),
-        );
-    }
+    let jobs: Vec<JobView> = targets::target_jobs(&state.db, &target)
+        .await?
+        .into_iter()
+        .map(JobView::brief)
+        .collect();
     Ok(Json(serde_json::json!({ "target": target, "jobs": jobs })).into_response())
 }
 
