@@ -30,6 +30,7 @@ use crate::patch::{FileDiff, Hunk, HunkLine, LineKind, Patch};
 use crate::source::{split_lines, SourceError, SourceTree};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// The most context lines a match may ignore at each end of a hunk (`patch`'s default).
 pub const MAX_FUZZ: u32 = 2;
@@ -379,6 +380,9 @@ struct Target<'t> {
     prefix: Vec<u64>,
     /// `powers[i]`: BASE^i.
     powers: Vec<u64>,
+    /// Each line's hash and the lines (0-based, ascending) that have it: a hunk is looked
+    /// for only where its rarest line is, not at every line of the file.
+    at: HashMap<u64, Vec<usize>>,
 }
 
 impl<'t> Target<'t> {
@@ -389,11 +393,14 @@ impl<'t> Target<'t> {
             .collect();
         let mut prefix = Vec::with_capacity(lines.len() + 1);
         let mut powers = Vec::with_capacity(lines.len() + 1);
+        let mut at: HashMap<u64, Vec<usize>> = HashMap::new();
         prefix.push(0);
         powers.push(1);
-        for line in &lines {
+        for (n, line) in lines.iter().enumerate() {
+            let hash = line_hash(line.as_bytes());
+            at.entry(hash).or_default().push(n);
             let last = prefix[prefix.len() - 1];
-            prefix.push(add_mod(mul_mod(last, BASE), line_hash(line.as_bytes())));
+            prefix.push(add_mod(mul_mod(last, BASE), hash));
             let power = powers[powers.len() - 1];
             powers.push(mul_mod(power, BASE));
         }
@@ -401,6 +408,7 @@ impl<'t> Target<'t> {
             lines,
             prefix,
             powers,
+            at,
         }
     }
 
@@ -461,23 +469,49 @@ impl<'t> Target<'t> {
             return matches(base).then_some(base);
         }
         let expected = expected.clamp(0, highest as i64) as usize;
-        // Outward from the expected line: below first, then above, as `patch` does.
-        let reach = expected.max(highest - expected);
-        for distance in 0..=reach {
-            if let Some(base) = expected.checked_add(distance).filter(|&b| b <= highest) {
-                if matches(base) {
-                    return Some(base);
-                }
-            }
-            if distance > 0 {
-                if let Some(base) = expected.checked_sub(distance) {
-                    if matches(base) {
-                        return Some(base);
-                    }
-                }
+        // The candidates: where the pattern's rarest line is (a line the file does not
+        // have rules the pattern out). Each hunk costs the lines that share its rarest
+        // line, not the whole file.
+        let mut rarest: Option<(usize, &[usize])> = None;
+        for (j, line) in kept.iter().enumerate() {
+            let found: &[usize] = self
+                .at
+                .get(&line_hash(line.as_bytes()))
+                .map_or(&[], Vec::as_slice);
+            if rarest.is_none_or(|(_, best)| found.len() < best.len()) {
+                rarest = Some((j, found));
             }
         }
-        None
+        let (j, lines) = rarest?;
+        let shift = j + skip.0;
+        // Outward from the expected line, nearest first; at equal distance the one below,
+        // as `patch` searches. The first that matches is the answer.
+        let split = lines.partition_point(|&line| line < expected + shift);
+        let (mut above, mut below) = (lines[..split].iter().rev(), lines[split..].iter());
+        let (mut up, mut down) = (above.next(), below.next());
+        loop {
+            let take_down = match (up, down) {
+                (None, None) => return None,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (Some(&u), Some(&d)) => d - (expected + shift) <= expected + shift - u,
+            };
+            let line = if take_down {
+                let line = down;
+                down = below.next();
+                line
+            } else {
+                let line = up;
+                up = above.next();
+                line
+            };
+            let Some(base) = line.and_then(|&l| l.checked_sub(shift)) else {
+                continue;
+            };
+            if base <= highest && matches(base) {
+                return Some(base);
+            }
+        }
     }
 }
 
@@ -494,5 +528,65 @@ mod tests {
             direct = add_mod(mul_mod(direct, BASE), line_hash(line.as_bytes()));
         }
         assert_eq!(target.window(1, 2), direct);
+    }
+
+    /// The outward search `patch` does, line by line: below first at equal distance.
+    fn brute_force(
+        target: &Target<'_>,
+        kept: &[&str],
+        expected: usize,
+        floor: usize,
+    ) -> Option<usize> {
+        let highest = target.lines.len().checked_sub(kept.len())?;
+        let expected = expected.min(highest);
+        let matches = |base: usize| {
+            base >= floor
+                && target.lines[base..base + kept.len()]
+                    .iter()
+                    .zip(kept)
+                    .all(|(a, b)| a.as_ref() == *b)
+        };
+        for distance in 0..=expected.max(highest - expected) {
+            if expected + distance <= highest && matches(expected + distance) {
+                return Some(expected + distance);
+            }
+            if distance > 0 && distance <= expected && matches(expected - distance) {
+                return Some(expected - distance);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_indexed_search_finds_what_a_line_by_line_search_finds() {
+        // Few distinct lines, so that patterns match in many places.
+        let alphabet = ["a", "b", "}", "", "\treturn 0;"];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        let text: String = (0..300)
+            .map(|_| format!("{}\n", alphabet[next(5)]))
+            .collect();
+        let target = Target::new(text.as_bytes());
+        let anchor = Anchor {
+            at_start: false,
+            at_end: false,
+        };
+        for _ in 0..2_000 {
+            let len = 1 + next(4);
+            let pattern: Vec<&str> = (0..len).map(|_| alphabet[next(5)]).collect();
+            let expected = next(320);
+            let floor = next(50);
+            assert_eq!(
+                target.find(&pattern, (0, 0), expected as i64, floor, anchor),
+                brute_force(&target, &pattern, expected, floor),
+                "{pattern:?} near {expected} from {floor}"
+            );
+        }
+        assert_eq!(target.find(&["no such line"], (0, 0), 5, 0, anchor), None);
     }
 }

@@ -188,29 +188,35 @@ impl JobHandler for AnalyzeHandler {
     ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let db = self.db.clone();
         let settings = Arc::clone(&self.settings);
+        let failed = job.clone();
         Box::pin(async move {
-            let payload: AnalyzePayload = super::worker::payload(&job)?;
-            let target = super::targets::target_for_job(&db, payload.target_id).await?;
-            let revision = db
-                .revision(payload.patch_id, payload.revision)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| {
-                    format!(
-                        "revision {} of patch {} is gone",
-                        payload.revision, payload.patch_id
-                    )
-                })?;
-            super::targets::check_files(&settings, &target)?;
-            progress.set("analysing", 0.1);
-            let files = TargetFiles {
-                index_path: PathBuf::from(&target.index_path),
-                source_dir: target.source_dir.as_ref().map(PathBuf::from),
-            };
-            let result = tokio::task::spawn_blocking(move || analyse(&revision.diff, &files))
-                .await
-                .map_err(|e| format!("the analysis stopped: {e}"))??;
-            serde_json::to_value(&result).map_err(|e| e.to_string())
+            let redactor = Arc::clone(&settings);
+            let outcome = async move {
+                let payload: AnalyzePayload = super::worker::payload(&job)?;
+                let target = super::targets::target_for_job(&db, payload.target_id).await?;
+                let revision = db
+                    .revision(payload.patch_id, payload.revision)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "revision {} of patch {} is gone",
+                            payload.revision, payload.patch_id
+                        )
+                    })?;
+                super::targets::check_files(&settings, &target)?;
+                progress.set("analysing", 0.1);
+                let files = TargetFiles {
+                    index_path: PathBuf::from(&target.index_path),
+                    source_dir: target.source_dir.as_ref().map(PathBuf::from),
+                };
+                let result = tokio::task::spawn_blocking(move || analyse(&revision.diff, &files))
+                    .await
+                    .map_err(|e| format!("the analysis stopped: {e}"))??;
+                serde_json::to_value(&result).map_err(|e| e.to_string())
+            }
+            .await;
+            outcome.map_err(|e| redactor.job_error(&failed, e))
         })
     }
 

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long jobs that ended done or cancelled are kept (pruned when workers start).
+pub const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The handlers of every job kind Graftbench queues.
 pub fn handlers(db: &Database, settings: Arc<TargetSettings>, policy: Arc<Policy>) -> Handlers {
     worker::handlers(vec![
@@ -65,8 +68,9 @@ pub async fn start(
         );
     }
     let handlers = handlers(db, settings, policy);
-    Ok((0..workers.count)
-        .map(|n| {
+    let pruning = tokio::spawn(prune_daily(db.clone(), stop.clone()));
+    Ok(std::iter::once(pruning)
+        .chain((0..workers.count).map(|n| {
             let config = WorkerConfig {
                 name: format!("{}/{n}", workers.name),
                 lease: workers.lease,
@@ -79,8 +83,26 @@ pub async fn start(
                 config,
                 stop.clone(),
             ))
-        })
+        }))
         .collect())
+}
+
+/// Deletes old finished jobs now and once a day until `stop` turns true (every replica
+/// may: a delete done twice deletes nothing more).
+async fn prune_daily(db: Database, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        match db.prune_jobs(KEEP_FINISHED_JOBS).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "finished jobs older than 30 days deleted"),
+            Err(e) => tracing::warn!(error = %e, "pruning finished jobs failed"),
+        }
+        if let Ok(Err(_)) =
+            tokio::time::timeout(Duration::from_secs(24 * 3600), stop.changed()).await
+        {
+            // Nobody can tell it to stop any more: the process is ending.
+            return;
+        }
+    }
 }
 
 /// A name for this process's workers: host name and process id.

@@ -69,6 +69,43 @@ impl TargetSettings {
     fn targets_dir(&self) -> PathBuf {
         self.data_dir.join("targets")
     }
+
+    /// `text` with this server's directories named by their role (`$DATA_DIR`,
+    /// `$KERNEL_CACHE`, `$TARGET_ROOT`): job errors are shown to every user, and where
+    /// the service keeps its files (its home directory among them) is not theirs to know.
+    pub fn redact(&self, text: &str) -> String {
+        let mut roots: Vec<(String, &str)> = Vec::new();
+        let mut add = |dir: &Path, name: &'static str| {
+            for form in [Some(dir.to_owned()), dir.canonicalize().ok()]
+                .into_iter()
+                .flatten()
+            {
+                let form = form.to_string_lossy().trim_end_matches('/').to_owned();
+                if form.len() > 1 {
+                    roots.push((form, name));
+                }
+            }
+        };
+        add(&self.cache_dir, "$KERNEL_CACHE");
+        add(&self.data_dir, "$DATA_DIR");
+        if let Some(root) = &self.paths_root {
+            add(root, "$TARGET_ROOT");
+        }
+        // The longest first: the cache may sit inside the data directory.
+        roots.sort_by_key(|(form, _)| std::cmp::Reverse(form.len()));
+        let mut text = text.to_owned();
+        for (form, name) in roots {
+            text = text.replace(&form, name);
+        }
+        text
+    }
+
+    /// A job's error as it is stored and shown: logged in full for the operator, then
+    /// [`TargetSettings::redact`]ed.
+    pub fn job_error(&self, job: &Job, error: String) -> String {
+        tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempts, %error, "a job's attempt failed");
+        self.redact(&error)
+    }
 }
 
 /// Why a target could not be registered, retired or found.
@@ -390,6 +427,11 @@ pub async fn request_as(
                 .await
                 .map_err(|e| TargetError::Server(format!("reading the image failed: {e}")))??;
             let kernel_release = match (&request.kernel_release, facts.kernel_release) {
+                (Some(given), Some(found)) if *given != found => {
+                    return Err(TargetError::Invalid(format!(
+                        "the image says it is release {found}, not {given}"
+                    )))
+                }
                 (Some(given), _) => checked_name(given)?,
                 (None, Some(found)) => found,
                 (None, None) => {
@@ -398,6 +440,15 @@ pub async fn request_as(
                     ))
                 }
             };
+            if let Some(kbuild) = kbuild_dir.clone() {
+                let release = kernel_release.clone();
+                tokio::task::spawn_blocking(move || {
+                    check_headers_release(&kbuild, &release, "the target")
+                })
+                .await
+                .map_err(|e| TargetError::Server(format!("reading the headers failed: {e}")))?
+                .map_err(|e| TargetError::Invalid(format!("kbuild_dir: {e}")))?;
+            }
             let name = checked_name(request.name.as_deref().unwrap_or(&kernel_release))?;
             if let Some(existing) = db.target_named(&name, &facts.build_id).await? {
                 return Err(TargetError::Conflict(format!(
@@ -671,19 +722,62 @@ pub async fn target_page(
 
 // ---- apt ----
 
-fn run(command: &mut Command) -> Result<String, String> {
+/// Runs `command` to its end, or kills it when the job is left (a download or an unpack
+/// can take minutes): its standard output, or an error with its standard error.
+fn run(command: &mut Command, progress: &Progress) -> Result<String, String> {
+    run_reading(command, Stdio::null(), progress)
+}
+
+/// [`run`] with `stdin` as the command's standard input.
+fn run_reading(command: &mut Command, stdin: Stdio, progress: &Progress) -> Result<String, String> {
     let shown = format!("{command:?}");
-    let out = command
-        .stdin(Stdio::null())
-        .output()
+    let mut child = command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("{shown}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    // Both pipes are drained as the command runs: one that fills a pipe would otherwise
+    // never end.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<_>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
+    let status = wait_unless_stopped(&mut child, progress).map_err(|e| format!("{shown}: {e}"))?;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if status.success() {
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     } else {
         Err(format!(
             "{shown} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&stderr).trim()
         ))
+    }
+}
+
+/// Waits for `child`, killing it when the job is left.
+fn wait_unless_stopped(
+    child: &mut std::process::Child,
+    progress: &Progress,
+) -> Result<std::process::ExitStatus, String> {
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if progress.stopped() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(super::worker::STOPPED.to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -713,14 +807,22 @@ fn apt_field(package: &str, field: &str) -> Result<Option<String>, TargetError> 
 /// Downloads `package=version` into `dir`: the .deb's path. Always a fresh download,
 /// verified by apt against the archive's signed index; a .deb left in `dir` by an
 /// earlier run is not trusted.
-fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, String> {
+fn apt_download(
+    package: &str,
+    version: &str,
+    dir: &Path,
+    progress: &Progress,
+) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     // Into a directory of its own: a download that was killed never looks finished.
     let partial = tempfile::tempdir_in(dir)
         .map_err(|e| format!("creating a directory in {}: {e}", dir.display()))?;
-    run(Command::new("apt-get")
-        .args(["download", "-q", &format!("{package}={version}")])
-        .current_dir(partial.path()))?;
+    run(
+        Command::new("apt-get")
+            .args(["download", "-q", &format!("{package}={version}")])
+            .current_dir(partial.path()),
+        progress,
+    )?;
     let downloaded = std::fs::read_dir(partial.path())
         .map_err(|e| e.to_string())?
         .flatten()
@@ -741,7 +843,10 @@ fn apt_download(package: &str, version: &str, dir: &Path) -> Result<PathBuf, Str
 /// bytes free (asked of `df`, which every Debian system has).
 fn check_free_space(dir: &Path, needed: u64) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let out = run(Command::new("df").args(["--output=avail", "-B1"]).arg(dir))?;
+    let out = run(
+        Command::new("df").args(["--output=avail", "-B1"]).arg(dir),
+        &Progress::detached(),
+    )?;
     let free: u64 = out
         .lines()
         .nth(1)
@@ -780,7 +885,7 @@ impl CacheLock {
 }
 
 /// Unpacks the members `members` (all when empty) of a .deb's file tree into `dir`.
-fn unpack_deb(deb: &Path, dir: &Path, members: &[&str]) -> Result<(), String> {
+fn unpack_deb(deb: &Path, dir: &Path, members: &[&str], progress: &Progress) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
@@ -793,33 +898,34 @@ fn unpack_deb(deb: &Path, dir: &Path, members: &[&str]) -> Result<(), String> {
         .stdout
         .take()
         .ok_or_else(|| "dpkg-deb gave no output".to_owned())?;
-    let tar = Command::new("tar")
-        .args(["-x", "--no-same-owner", "-C"])
-        .arg(dir)
-        .args(members)
-        .stdin(Stdio::from(stdout))
-        .output()
-        .map_err(|e| format!("running tar: {e}"))?;
-    let dpkg_status = dpkg.wait().map_err(|e| format!("dpkg-deb: {e}"))?;
-    if !tar.status.success() || !dpkg_status.success() {
-        return Err(format!(
-            "unpacking {}: {}",
-            deb.display(),
-            String::from_utf8_lossy(&tar.stderr).trim()
-        ));
+    let tar = run_reading(
+        Command::new("tar")
+            .args(["-x", "--no-same-owner", "-C"])
+            .arg(dir)
+            .args(members),
+        Stdio::from(stdout),
+        progress,
+    );
+    // tar gone (done, failed or killed), dpkg-deb ends on its broken pipe.
+    let dpkg_status =
+        wait_unless_stopped(&mut dpkg, progress).map_err(|e| format!("dpkg-deb: {e}"))?;
+    tar.map_err(|e| format!("unpacking {}: {e}", deb.display()))?;
+    if !dpkg_status.success() {
+        return Err(format!("unpacking {}: dpkg-deb failed", deb.display()));
     }
     Ok(())
 }
 
 /// Hard-links the tree `from` to `to` (copies where links cannot be made, e.g. across
 /// file systems): the data directory gets the build without a second copy on disk.
-fn link_tree(from: &Path, to: &Path) -> Result<(), String> {
-    let linked = Command::new("cp").arg("-al").arg(from).arg(to).status();
-    if linked.is_ok_and(|s| s.success()) {
+fn link_tree(from: &Path, to: &Path, progress: &Progress) -> Result<(), String> {
+    let linked = run(Command::new("cp").arg("-al").arg(from).arg(to), progress);
+    if linked.is_ok() {
         return Ok(());
     }
+    progress.check()?;
     let _ = std::fs::remove_dir_all(to);
-    run(Command::new("cp").arg("-a").arg(from).arg(to)).map(drop)
+    run(Command::new("cp").arg("-a").arg(from).arg(to), progress).map(drop)
 }
 
 /// Bytes in the files under `dir` that are its own: files hard-linked from the download
@@ -890,7 +996,7 @@ fn fetch_debian(
     cache: &Path,
     release: &DebianRelease,
     with_source: bool,
-    progress: &dyn Fn(&str, f64),
+    progress: &Progress,
 ) -> Result<FetchedDebian, String> {
     let rel = &release.release;
     // Two registrations of one release (or one source package) would tear each other's
@@ -912,13 +1018,13 @@ fn fetch_debian(
 
     let vmlinux = PathBuf::from(format!("vmlinux-{rel}"));
     if !dir.join(&vmlinux).is_file() {
-        progress("downloading the debug image", 0.0);
-        let deb = apt_download(&image_package, &version, &debs)?;
-        progress("unpacking the debug image", 0.3);
+        progress.set("downloading the debug image", 0.0);
+        let deb = apt_download(&image_package, &version, &debs, progress)?;
+        progress.set("unpacking the debug image", 0.3);
         let member = format!("./usr/lib/debug/boot/vmlinux-{rel}");
         let part = dir.join("image.part");
         let _ = std::fs::remove_dir_all(&part);
-        unpack_deb(&deb, &part, &[&member])?;
+        unpack_deb(&deb, &part, &[&member], progress)?;
         // A regular file, not a link to something else on this machine.
         let unpacked = part.join(&member);
         if !std::fs::symlink_metadata(&unpacked).is_ok_and(|m| m.is_file()) {
@@ -932,7 +1038,7 @@ fn fetch_debian(
 
     let kbuild = PathBuf::from(format!("headers/usr/src/linux-headers-{rel}"));
     if !dir.join(&kbuild).is_dir() {
-        progress("fetching the headers", 0.4);
+        progress.set("fetching the headers", 0.4);
         let headers_package = format!("linux-headers-{rel}");
         let headers_version = apt_version(&headers_package)
             .map_err(|e| e.to_string())?
@@ -966,26 +1072,15 @@ fn fetch_debian(
         let part = dir.join("headers.part");
         let _ = std::fs::remove_dir_all(&part);
         for (package, version) in &packages {
-            let deb = apt_download(package, version, &debs)?;
-            unpack_deb(&deb, &part, &[])?;
+            let deb = apt_download(package, version, &debs, progress)?;
+            unpack_deb(&deb, &part, &[], progress)?;
             let _ = std::fs::remove_file(&deb);
         }
-        // Debian's include/config/kernel.release holds the upstream version (6.1.192);
-        // the release modules are built for is UTS_RELEASE.
-        let uts_file = part.join(format!(
-            "usr/src/linux-headers-{rel}/include/generated/utsrelease.h"
-        ));
-        let uts = std::fs::read_to_string(&uts_file)
-            .map_err(|e| format!("the headers have no {}: {e}", uts_file.display()))?;
-        let headers_release = uts
-            .split('"')
-            .nth(1)
-            .ok_or_else(|| format!("{} names no UTS_RELEASE", uts_file.display()))?;
-        if headers_release != rel {
-            return Err(format!(
-                "the headers are for release {headers_release} but the image is {rel}"
-            ));
-        }
+        check_headers_release(
+            &part.join(format!("usr/src/linux-headers-{rel}")),
+            rel,
+            "the image",
+        )?;
         let _ = std::fs::remove_dir_all(dir.join("headers"));
         std::fs::rename(&part, dir.join("headers"))
             .map_err(|e| format!("placing the headers: {e}"))?;
@@ -1010,18 +1105,21 @@ fn fetch_debian(
             .join("sources")
             .join(format!("{package}_{source_version}"));
         if !shared.join(&package).is_dir() {
-            progress("fetching the source", 0.45);
-            let deb = apt_download(&package, &source_version, &debs)?;
+            progress.set("fetching the source", 0.45);
+            let deb = apt_download(&package, &source_version, &debs, progress)?;
             let part = shared.with_extension("part");
             let _ = std::fs::remove_dir_all(&part);
             let tarball = format!("./usr/src/{package}.tar.xz");
-            unpack_deb(&deb, &part, &[&tarball])?;
+            unpack_deb(&deb, &part, &[&tarball], progress)?;
             let _ = std::fs::remove_file(&deb);
-            run(Command::new("tar")
-                .args(["-xJf"])
-                .arg(part.join(&tarball))
-                .arg("-C")
-                .arg(&part))?;
+            run(
+                Command::new("tar")
+                    .args(["-xJf"])
+                    .arg(part.join(&tarball))
+                    .arg("-C")
+                    .arg(&part),
+                progress,
+            )?;
             let _ = std::fs::remove_dir_all(part.join("usr"));
             let _ = std::fs::remove_dir_all(&shared);
             std::fs::rename(&part, &shared).map_err(|e| format!("placing the source: {e}"))?;
@@ -1041,6 +1139,27 @@ fn fetch_debian(
         kbuild,
         source,
     })
+}
+
+/// Checks that the kernel headers (kbuild directory) `kbuild` are for `release`: modules
+/// built against other headers would not load, or worse, load with another layout.
+/// Debian's `include/config/kernel.release` holds the upstream version (6.1.192); the
+/// release modules are built for is `UTS_RELEASE`.
+fn check_headers_release(kbuild: &Path, release: &str, against: &str) -> Result<(), String> {
+    let uts_file = kbuild.join("include/generated/utsrelease.h");
+    let uts = std::fs::read_to_string(&uts_file)
+        .map_err(|e| format!("the headers have no include/generated/utsrelease.h: {e}"))?;
+    let headers_release = uts
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("#define UTS_RELEASE"))
+        .and_then(|value| value.split('"').nth(1))
+        .ok_or("the headers' include/generated/utsrelease.h defines no UTS_RELEASE")?;
+    if headers_release != release {
+        return Err(format!(
+            "the headers are for release {headers_release} but {against} is {release}"
+        ));
+    }
+    Ok(())
 }
 
 // ---- indexing ----
@@ -1076,9 +1195,10 @@ fn build_index(
             p.done as f64 / p.total as f64
         };
         progress.set("indexing", from + span * fraction);
-        hold_for_tests("indexing");
+        hold_for_tests("indexing", progress);
     })
     .map_err(|e| e.to_string())?;
+    progress.check()?;
     let bytes = std::fs::metadata(index_path).map_or(0, |m| m.len());
     let counted = counts(&index, bytes);
     // Hundreds of thousands of small allocations, freed on another thread.
@@ -1098,22 +1218,24 @@ fn build_source_index(source: &Path, out: &Path, progress: &Progress) -> Result<
         progress.set("indexing the source", fraction);
     })
     .map_err(|e| format!("indexing the source {}: {e}", source.display()))?;
+    progress.check()?;
     cache::write_atomically(out, &index.to_bytes()).map_err(|e| e.to_string())
 }
 
-/// Tests stop a worker in the middle of a phase to kill it there: with the `test-hooks`
-/// feature, `GRAFTBENCH_TEST_HOLD_PHASE=indexing` makes this thread wait for good (the
-/// heartbeat goes on) once the phase is reached. Without the feature it is nothing.
-fn hold_for_tests(phase: &str) {
+/// Tests stop a worker in the middle of a phase to kill it there, or to cancel the job
+/// there: with the `test-hooks` feature, `GRAFTBENCH_TEST_HOLD_PHASE=indexing` makes this
+/// thread wait (the heartbeat goes on) once the phase is reached, until the worker leaves
+/// the job. Without the feature it is nothing.
+fn hold_for_tests(phase: &str, progress: &Progress) {
     #[cfg(feature = "test-hooks")]
     if std::env::var("GRAFTBENCH_TEST_HOLD_PHASE").is_ok_and(|p| p == phase) {
         tracing::warn!(phase, "held for a test (GRAFTBENCH_TEST_HOLD_PHASE)");
-        loop {
-            std::thread::sleep(Duration::from_secs(3600));
+        while !progress.stopped() {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     #[cfg(not(feature = "test-hooks"))]
-    let _ = phase;
+    let _ = (phase, progress);
 }
 
 /// Target `id`, for a job about it: gone is the job's error.
@@ -1200,7 +1322,11 @@ fn register(
     std::fs::create_dir_all(&partial_dir)
         .map_err(|e| format!("creating {}: {e}", partial_dir.display()))?;
     let partial = Partial(Some(partial_dir.clone()));
-    let report = |phase: &str, fraction: f64| progress.set(phase, fraction);
+    let report = |phase: &str, fraction: f64| -> Result<(), String> {
+        progress.check()?;
+        progress.set(phase, fraction);
+        Ok(())
+    };
     struct Files {
         vmlinux: PathBuf,
         modules: Option<PathBuf>,
@@ -1219,8 +1345,8 @@ fn register(
             created_by,
         } => {
             let parsed = parse_debian_release(&release).map_err(|e| e.to_string())?;
-            let fetched = fetch_debian(&settings.cache_dir, &parsed, with_source, &report)?;
-            report("placing the files", 0.5);
+            let fetched = fetch_debian(&settings.cache_dir, &parsed, with_source, progress)?;
+            report("placing the files", 0.5)?;
             let dest = |relative: &Path| partial_dir.join(relative);
             std::fs::hard_link(fetched.dir.join(&fetched.vmlinux), dest(&fetched.vmlinux))
                 .or_else(|_| {
@@ -1228,14 +1354,18 @@ fn register(
                         .map(drop)
                 })
                 .map_err(|e| format!("placing the image: {e}"))?;
-            link_tree(&fetched.dir.join("headers"), &partial_dir.join("headers"))?;
+            link_tree(
+                &fetched.dir.join("headers"),
+                &partial_dir.join("headers"),
+                progress,
+            )?;
             if let Some(source) = &fetched.source {
                 let into = partial_dir.join(&source.relative);
                 if let Some(parent) = into.parent() {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| format!("creating {}: {e}", parent.display()))?;
                 }
-                link_tree(&source.tree, &into)?;
+                link_tree(&source.tree, &into, progress)?;
             }
             (
                 name,
@@ -1309,7 +1439,7 @@ fn register(
         }
     };
     let vmlinux = absolute(&files.vmlinux);
-    report("reading the image", 0.5);
+    report("reading the image", 0.5)?;
     let facts = inspect_image(&vmlinux, "the image").map_err(|e| e.to_string())?;
     if existing(&facts.build_id) {
         return Err(format!(
@@ -1318,10 +1448,15 @@ fn register(
         ));
     }
     if let Some(found) = &facts.kernel_release {
-        if origin == "debian" && found != &kernel_release {
+        if found != &kernel_release {
             return Err(format!(
                 "the image says it is release {found}, not {kernel_release}"
             ));
+        }
+    }
+    if origin == "paths" {
+        if let Some(kbuild) = &files.kbuild {
+            check_headers_release(kbuild, &kernel_release, "the target")?;
         }
     }
     let index_in_partial = partial_dir.join("index.gbindex");
@@ -1348,7 +1483,7 @@ fn register(
             None => build_source_index(&absolute(source), &wanted, progress)?,
         }
     }
-    report("placing the files", 1.0);
+    report("placing the files", 1.0)?;
     let final_dir = targets.join(&facts.build_id);
     if final_dir.parent() != Some(targets.as_path()) {
         return Err(format!(
@@ -1417,28 +1552,34 @@ impl JobHandler for RegisterHandler {
     ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let settings = Arc::clone(&self.settings);
         let db = self.db.clone();
+        let failed = job.clone();
         Box::pin(async move {
-            let registration: Registration = super::worker::payload(&job)?;
-            let known: Vec<String> = db
-                .targets()
+            let redactor = Arc::clone(&settings);
+            let outcome = async move {
+                let registration: Registration = super::worker::payload(&job)?;
+                let known: Vec<String> = db
+                    .targets()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|t| t.build_id)
+                    .collect();
+                let registered = tokio::task::spawn_blocking(move || {
+                    register(
+                        &settings,
+                        job.id,
+                        job.attempts,
+                        registration,
+                        &|id| known.iter().any(|k| k == id),
+                        &progress,
+                    )
+                })
                 .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|t| t.build_id)
-                .collect();
-            let registered = tokio::task::spawn_blocking(move || {
-                register(
-                    &settings,
-                    job.id,
-                    job.attempts,
-                    registration,
-                    &|id| known.iter().any(|k| k == id),
-                    &progress,
-                )
-            })
-            .await
-            .map_err(|e| format!("the registration stopped: {e}"))??;
-            serde_json::to_value(&registered).map_err(|e| e.to_string())
+                .map_err(|e| format!("the registration stopped: {e}"))??;
+                serde_json::to_value(&registered).map_err(|e| e.to_string())
+            }
+            .await;
+            outcome.map_err(|e| redactor.job_error(&failed, e))
         })
     }
 
@@ -1509,7 +1650,10 @@ impl JobHandler for ReindexHandler {
     ) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let db = self.db.clone();
         let settings = Arc::clone(&self.settings);
+        let failed = job.clone();
         Box::pin(async move {
+            let redactor = Arc::clone(&settings);
+            let outcome = async move {
             let payload: ReindexPayload = super::worker::payload(&job)?;
             let target = target_for_job(&db, payload.target).await?;
             let counts = tokio::task::spawn_blocking(move || {
@@ -1548,6 +1692,9 @@ impl JobHandler for ReindexHandler {
             .await
             .map_err(|e| format!("indexing stopped: {e}"))??;
             Ok(serde_json::json!({ "counts": counts }))
+            }
+            .await;
+            outcome.map_err(|e| redactor.job_error(&failed, e))
         })
     }
 
@@ -1670,6 +1817,79 @@ mod tests {
         assert!(check_free_space(dir.path(), 0).is_ok());
         let refused = check_free_space(dir.path(), u64::MAX).unwrap_err();
         assert!(refused.starts_with("not enough disk space: "), "{refused}");
+    }
+
+    #[test]
+    fn headers_for_another_release_are_refused() {
+        let kbuild = tempfile::tempdir().unwrap();
+        let missing = check_headers_release(kbuild.path(), "6.1.0-56-amd64", "the image");
+        assert!(
+            missing
+                .unwrap_err()
+                .contains("no include/generated/utsrelease.h"),
+            "headers without their release are refused"
+        );
+        std::fs::create_dir_all(kbuild.path().join("include/generated")).unwrap();
+        let uts = kbuild.path().join("include/generated/utsrelease.h");
+        std::fs::write(&uts, "#define UTS_RELEASE \"6.1.0-55-amd64\"\n").unwrap();
+        let refused =
+            check_headers_release(kbuild.path(), "6.1.0-56-amd64", "the image").unwrap_err();
+        assert_eq!(
+            refused,
+            "the headers are for release 6.1.0-55-amd64 but the image is 6.1.0-56-amd64"
+        );
+        assert!(check_headers_release(kbuild.path(), "6.1.0-55-amd64", "the image").is_ok());
+        std::fs::write(&uts, "/* nothing */\n").unwrap();
+        assert!(check_headers_release(kbuild.path(), "6.1.0-55-amd64", "the image").is_err());
+    }
+
+    #[test]
+    fn a_program_run_for_a_job_is_killed_when_the_job_is_left() {
+        let progress = Progress::detached();
+        let done = run(
+            Command::new("sh").args(["-c", "echo out; echo err >&2"]),
+            &progress,
+        );
+        assert_eq!(done.unwrap(), "out\n");
+        let failed = run(
+            Command::new("sh").args(["-c", "echo why >&2; exit 3"]),
+            &progress,
+        );
+        assert!(failed.unwrap_err().ends_with("failed: why"));
+        let leaver = progress.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            leaver.leave();
+        });
+        let started = std::time::Instant::now();
+        let stopped = run(Command::new("sleep").arg("600"), &progress).unwrap_err();
+        assert!(
+            stopped.ends_with(crate::service::worker::STOPPED),
+            "{stopped}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the program was killed"
+        );
+    }
+
+    #[test]
+    fn job_errors_name_the_servers_directories_by_their_role() {
+        let data = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let mut settings = TargetSettings::new(data.path(), Some(root.path().to_owned()));
+        settings.cache_dir = data.path().join("cache");
+        let shown = settings.redact(&format!(
+            "{}/debian/x.deb: gone; {}/targets/.partial-1-1: full; {}/moved/vmlinux: missing",
+            settings.cache_dir.display(),
+            data.path().display(),
+            root.path().display()
+        ));
+        assert_eq!(
+            shown,
+            "$KERNEL_CACHE/debian/x.deb: gone; $DATA_DIR/targets/.partial-1-1: full; \
+             $TARGET_ROOT/moved/vmlinux: missing"
+        );
     }
 
     #[test]

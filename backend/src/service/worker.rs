@@ -9,6 +9,7 @@ use crate::store::{Database, DbError, Tx};
 /// What a handler returns (re-exported so that handlers need no futures crate of their own).
 pub use futures_util::future::BoxFuture;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,16 +49,52 @@ pub fn payload<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, String> {
 }
 
 /// Where a running job stands, as its handler reports it; sent with the next heartbeat.
+/// It also tells the handler's blocking work when the worker has left the job (cancelled,
+/// timed out, or taken over by another worker): aborting the async task does not stop a
+/// thread, so blocking work asks [`Progress::stopped`] between steps and kills the
+/// programs it runs.
 #[derive(Debug, Clone)]
 pub struct Progress {
     sender: Arc<watch::Sender<(String, f64)>>,
+    stopped: Arc<AtomicBool>,
 }
 
+/// The error of work given up because its job was left.
+pub const STOPPED: &str = "stopped: the job was cancelled, timed out or taken over";
+
 impl Progress {
+    /// Progress nobody follows, for work run outside a worker.
+    pub fn detached() -> Progress {
+        Progress {
+            sender: Arc::new(watch::channel((String::new(), 0.0)).0),
+            stopped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// The phase (`indexing`) and how far, 0 to 1.
     pub fn set(&self, phase: &str, fraction: f64) {
         self.sender
             .send_replace((phase.to_owned(), fraction.clamp(0.0, 1.0)));
+    }
+
+    /// Whether the worker has left the job: its work should end now.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Leaves the job, as a worker does (tests of work that must stop).
+    #[cfg(test)]
+    pub(crate) fn leave(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// [`STOPPED`] as an error once the worker has left the job.
+    pub fn check(&self) -> Result<(), String> {
+        if self.stopped() {
+            Err(STOPPED.to_owned())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -116,12 +153,17 @@ fn backoff(base: Duration, attempts: i64) -> Duration {
 }
 
 /// A handler's task, stopped when the worker leaves it, however it leaves (done,
-/// cancelled, timed out, or a database error on the way).
-struct Running(tokio::task::JoinHandle<Result<serde_json::Value, String>>);
+/// cancelled, timed out, or a database error on the way): the task is aborted and its
+/// blocking work told through [`Progress::stopped`].
+struct Running {
+    task: tokio::task::JoinHandle<Result<serde_json::Value, String>>,
+    stopped: Arc<AtomicBool>,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.abort();
+        self.stopped.store(true, Ordering::Relaxed);
+        self.task.abort();
     }
 }
 
@@ -145,10 +187,15 @@ async fn run_one(
     };
     let timeout = Duration::from_secs(u64::try_from(job.timeout_secs).unwrap_or(0).max(1));
     let (sender, receiver) = watch::channel((String::new(), 0.0));
+    let stopped = Arc::new(AtomicBool::new(false));
     let progress = Progress {
         sender: Arc::new(sender),
+        stopped: Arc::clone(&stopped),
     };
-    let mut task = Running(tokio::spawn(handler.run(job.clone(), progress)));
+    let mut task = Running {
+        task: tokio::spawn(handler.run(job.clone(), progress)),
+        stopped,
+    };
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     // Progress is written as it changes, at most twice a second, so that pages follow a
@@ -161,7 +208,7 @@ async fn run_one(
     let mut written = (String::new(), 0.0);
     loop {
         tokio::select! {
-            outcome = &mut task.0 => {
+            outcome = &mut task.task => {
                 match outcome {
                     Ok(Ok(result)) => {
                         let mut tx = db.begin().await?;

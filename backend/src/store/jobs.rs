@@ -345,6 +345,27 @@ impl Database {
             == 1)
     }
 
+    /// Deletes jobs that finished done or cancelled more than `age` ago: their effects
+    /// are in the rows they recorded and in the audit trail, and the queue's table would
+    /// otherwise grow with every revision and target. Failed jobs are kept: the newest
+    /// failed analysis of a revision keeps its patch ineligible. How many went.
+    pub async fn prune_jobs(&self, age: Duration) -> Result<u64, DbError> {
+        let before = clock::format(
+            time::OffsetDateTime::now_utc()
+                .checked_sub(time::Duration::try_from(age).unwrap_or(time::Duration::MAX))
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        );
+        Ok(
+            sqlx::query(
+                "DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND updated_at < $1",
+            )
+            .bind(before)
+            .execute(self.pool())
+            .await?
+            .rows_affected(),
+        )
+    }
+
     /// Job `id`.
     pub async fn job(&self, id: i64) -> Result<Option<Job>, DbError> {
         sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))

@@ -11,6 +11,7 @@ mod review;
 pub mod serve;
 pub mod sign_in;
 mod targets;
+pub use targets::{StreamSlots, STREAMS_PER_USER};
 
 pub use error::ApiError;
 pub use serve::{serve, ServeOptions};
@@ -177,6 +178,8 @@ pub struct AppState {
     pub data_dir: Arc<std::path::Path>,
     /// Where kernel targets live and may be registered from.
     pub targets: Arc<crate::service::targets::TargetSettings>,
+    /// The job event streams each user has open.
+    pub event_streams: Arc<StreamSlots>,
 }
 
 /// Builds the application: routes, sessions and middleware.
@@ -228,6 +231,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         workbench: workbench.clone(),
         policy,
         sign_in: Arc::new(SignInGuard::new(config.sign_in.clone())),
+        event_streams: Arc::default(),
         instance: config
             .public_origins
             .first()

@@ -187,11 +187,61 @@ pub(super) async fn api_cancel_job(
 const STREAM_LIMIT: Duration = Duration::from_secs(600);
 /// How often the stream looks at the job.
 const STREAM_POLL: Duration = Duration::from_millis(400);
+/// Event streams one user may have open on this server at once: each polls the
+/// database, so a script opening thousands would load it for everyone. A page follows
+/// a handful of jobs; a browser keeps six connections per server.
+pub const STREAMS_PER_USER: usize = 16;
+
+/// The job event streams open on this server, per user.
+#[derive(Debug, Default)]
+pub struct StreamSlots(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open stream: its user's slot is given back when the stream ends or the client goes.
+pub(super) struct StreamSlot {
+    slots: std::sync::Arc<StreamSlots>,
+    user: String,
+}
+
+impl StreamSlots {
+    /// A slot for `user`, unless they have [`STREAMS_PER_USER`] open.
+    fn take(slots: &std::sync::Arc<StreamSlots>, user: &str) -> Option<StreamSlot> {
+        let mut open = slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(user.to_owned()).or_default();
+        if *count >= STREAMS_PER_USER {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            slots: std::sync::Arc::clone(slots),
+            user: user.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 /// `GET /api/v1/jobs/{id}/events`: the job's state, phase and progress as server-sent
 /// events (`event: job`, JSON data), one each time they change, until it finishes.
 pub(super) async fn job_events(
     State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     state
@@ -199,11 +249,21 @@ pub(super) async fn job_events(
         .job(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job {id}")))?;
+    let slot = StreamSlots::take(&state.event_streams, &user.username).ok_or_else(|| {
+        ApiError::Client(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{STREAMS_PER_USER} job event streams are open for you already: close some pages"
+            ),
+        )
+    })?;
     let db = state.db.clone();
     let started = tokio::time::Instant::now();
     // (last sent, finished)
     let stream = futures_util::stream::unfold((None::<String>, false), move |(last, finished)| {
         let db = db.clone();
+        // The slot lives as long as the stream, which the client's leaving drops.
+        let _slot = &slot;
         async move {
             if finished || started.elapsed() > STREAM_LIMIT {
                 return None;

@@ -15,6 +15,7 @@ on_both_databases!(
     racing_workers_run_each_of_fifty_jobs_exactly_once,
     a_worker_runs_its_kinds_and_gives_up_on_a_failure_after_its_retries,
     a_worker_stops_a_job_past_its_timeout_or_cancelled,
+    old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept,
 );
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -381,5 +382,57 @@ async fn a_worker_stops_a_job_past_its_timeout_or_cancelled(backend: Backend) {
     );
     stop.send(true).unwrap();
     handle.await.unwrap();
+    server.stop().await;
+}
+
+async fn old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    let mut ids = std::collections::BTreeMap::new();
+    for key in [
+        "old-done",
+        "old-cancelled",
+        "old-failed",
+        "old-queued",
+        "new-done",
+    ] {
+        let (id, _) = db.enqueue_job(&job(key, 1)).await.unwrap();
+        ids.insert(key, id);
+    }
+    // Ended as each would, a month and more ago but for one.
+    let mut tx = db.pool().begin().await.unwrap();
+    for (key, state) in [
+        ("old-done", "done"),
+        ("old-cancelled", "cancelled"),
+        ("old-failed", "failed"),
+        ("new-done", "done"),
+    ] {
+        sqlx::query("UPDATE jobs SET state = $1, worker = NULL, lease_until = NULL WHERE id = $2")
+            .bind(state)
+            .bind(ids[key])
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE jobs SET updated_at = '2026-01-01T00:00:00.000Z' WHERE key LIKE 'old-%'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let pruned = db
+        .prune_jobs(graftbench::service::background::KEEP_FINISHED_JOBS)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 2);
+    let left: Vec<String> = db
+        .jobs(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.key)
+        .collect();
+    assert_eq!(left, ["new-done", "old-queued", "old-failed"]);
+    assert_eq!(db.prune_jobs(Duration::from_secs(3600)).await.unwrap(), 0);
     server.stop().await;
 }

@@ -18,6 +18,7 @@ on_both_databases!(
     a_fixture_target_is_registered_and_each_revision_is_analysed_against_it,
     bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind,
     a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_completes_once,
+    a_job_cancelled_in_the_middle_of_its_index_phase_stops_its_work_and_leaves_nothing,
 );
 
 /// A fix of the fixtures' `req_len()` (clones.c:12), which gcc turned into an IPA-SRA
@@ -41,6 +42,14 @@ async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::Te
         .expect("objcopy");
     assert!(status.success());
     std::fs::write(root.path().join("notes.txt"), "not a kernel").unwrap();
+    // Kernel headers of another release than the one registered with them.
+    let generated = root.path().join("kbuild-other/include/generated");
+    std::fs::create_dir_all(&generated).unwrap();
+    std::fs::write(
+        generated.join("utsrelease.h"),
+        "#define UTS_RELEASE \"6.1.0-other\"\n",
+    )
+    .unwrap();
     let root_path = root.path().to_owned();
     let server = TestServer::start_configured(backend, move |config| {
         config.target_root = Some(root_path);
@@ -405,6 +414,12 @@ async fn bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind(
     )
     .await;
     refused(json!({ "vmlinux": "vmlinux" }), 422, "give kernel_release").await;
+    refused(
+        json!({ "vmlinux": "vmlinux", "kernel_release": "6.1.0-fixture", "kbuild_dir": "kbuild-other" }),
+        422,
+        "kbuild_dir: the headers are for release 6.1.0-other but the target is 6.1.0-fixture",
+    )
+    .await;
     // Outside the root, whether the file exists or not: the same answer.
     let outside_existing = refused(
         json!({ "vmlinux": "/etc/passwd" }),
@@ -466,10 +481,10 @@ async fn bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind(
     let job = finished_job(&admin, &server, job).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 3);
-    assert!(
-        job["error"].as_str().unwrap().contains("moved/vmlinux"),
-        "{job}"
-    );
+    // The error names the file by the target root, not by where it is on the server.
+    let error = job["error"].as_str().unwrap();
+    assert!(error.contains("$TARGET_ROOT/moved/vmlinux"), "{job}");
+    assert!(!error.contains(&*root.path().to_string_lossy()), "{job}");
 
     assert!(server.db.targets().await.unwrap().is_empty());
     assert_eq!(
@@ -561,5 +576,124 @@ async fn a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_c
     let target_dir = server.data_dir.join("targets").join(&targets[0].build_id);
     assert!(target_dir.join("index.gbindex").is_file());
     assert_eq!(listing(&server.data_dir.join("targets")), vec![target_dir]);
+    server.stop().await;
+}
+
+/// Job `id` as the database has it once `ready` holds (up to 30 s).
+async fn job_when(
+    server: &TestServer,
+    id: i64,
+    ready: impl Fn(&graftbench::store::jobs::Job) -> bool,
+) -> graftbench::store::jobs::Job {
+    for _ in 0..300 {
+        let current = server.db.job(id).await.unwrap().unwrap();
+        if ready(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} did not reach the state waited for");
+}
+
+async fn a_job_cancelled_in_the_middle_of_its_index_phase_stops_its_work_and_leaves_nothing(
+    backend: Backend,
+) {
+    let (server, _root) = server_with_fixture_root(backend).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    let admin = server.signed_in("ada").await;
+    let job = register_fixture(&server, &admin).await;
+
+    // The worker's index thread is held in its phase until the worker leaves the job.
+    let mut worker = worker_process(&server, Some("indexing"));
+    job_when(&server, job, |j| {
+        assert_ne!(
+            j.state,
+            JobState::Done,
+            "is the binary built with test-hooks?"
+        );
+        j.state == JobState::Running && j.phase == "indexing"
+    })
+    .await;
+    let partial = server
+        .data_dir
+        .join("targets")
+        .join(format!(".partial-{job}-1"));
+    assert!(partial.is_dir());
+
+    let response = admin
+        .post(server.url(&format!("/api/v1/jobs/{job}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    // The worker notices at its next heartbeat, and the blocking work stops with it:
+    // the half-built files go, and the worker is free for the next job.
+    let mut gone = false;
+    for _ in 0..300 {
+        if !partial.exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the cancelled job's work stopped and removed {partial:?}"
+    );
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker process lives on"
+    );
+    let cancelled = server.db.job(job).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled, "{cancelled:?}");
+    worker.kill().expect("stop the worker");
+    worker.wait().expect("reaped");
+    assert!(server.db.targets().await.unwrap().is_empty());
+    assert_eq!(events(&server, "target.added").await, 0);
+    assert_eq!(
+        listing(&server.data_dir.join("targets")),
+        Vec::<PathBuf>::new()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_hold_open_more_than_a_handful_of_job_event_streams() {
+    // No workers: the registration stays queued, and its event streams open.
+    let (server, _root) = server_with_fixture_root(Backend::Sqlite).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("rita", &[Role::Reviewer]).await;
+    let admin = server.signed_in("ada").await;
+    let reviewer = server.signed_in("rita").await;
+    let job = register_fixture(&server, &admin).await;
+    let url = server.url(&format!("/api/v1/jobs/{job}/events"));
+    let mut open = Vec::new();
+    for _ in 0..graftbench::web::STREAMS_PER_USER {
+        let response = admin.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        open.push(response);
+    }
+    let refused = admin.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("job event streams are open for you already"));
+    // Another user is not held back by the first one's streams.
+    let other = reviewer.get(&url).send().await.unwrap();
+    assert_eq!(other.status(), 200);
+    // A closed stream gives its slot back (the server notices the client leaving).
+    drop(open.pop());
+    let mut reopened = false;
+    for _ in 0..100 {
+        let response = admin.get(&url).send().await.unwrap();
+        if response.status() == 200 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reopened, "the slot of a closed stream is given back");
     server.stop().await;
 }
