@@ -15,10 +15,30 @@
 //! Finding uses by identifier over-approximates (a field or local variable of the same
 //! name counts): that is safe; missing a use is not, so whatever cannot be followed is
 //! reported as not analysable.
+//!
+//! With the build's configuration ([`KernelConfig`]), each file's `#if`s are resolved as
+//! far as the configuration decides them ([`crate::source::cond`]), and what this build
+//! does not compile is left out:
+//!
+//! - a changed line of the fix that is not compiled is not followed (nor analysed by the
+//!   line table), and is reported as [`NotCompiled`] with the conditional that leaves it
+//!   out: a macro's other definition, under `#else`, changes nothing in this build;
+//! - a `#define`, type or data found while following that is not compiled is not
+//!   followed further, and a use in code that is not compiled is left out (counted in
+//!   [`Expansion::uncompiled_uses`]);
+//! - a `#if` or `#elif` testing a changed macro is not reported as not analysable when it
+//!   is not compiled itself, when the configuration decides it whatever the macro's
+//!   value, or when it tests the macro only with `defined` and the fix changes the
+//!   macro's body without adding or removing a `#define` or `#undef` of it.
+//!
+//! What the configuration does not decide (an include guard, a test of another macro)
+//! is followed as without it: over-approximating is safe.
 
 use crate::impact::ChangedLines;
+use crate::patch::{LineKind, Patch};
+use crate::source::cond::{only_under_defined, Conditions, LineState};
 use crate::source::scan::{self, Context, DirectiveKind, ItemKind, Scan};
-use crate::source::{SourceError, SourceIndex, SourceTree};
+use crate::source::{KernelConfig, SourceError, SourceIndex, SourceTree, Truth};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
@@ -67,6 +87,10 @@ pub struct Expansion {
     pub functions: Vec<String>,
     /// Where uses were looked for: `the source index`, or the files read without one.
     pub searched: String,
+    /// Lines using it (or the macros it was followed through) that this build does not
+    /// compile, by its configuration: left out of `uses`.
+    #[serde(default)]
+    pub uncompiled_uses: usize,
 }
 
 /// What kind of data a change is to.
@@ -113,6 +137,23 @@ pub struct NotAnalysable {
     pub why: String,
 }
 
+/// A changed line that this build does not compile, by its configuration: it changes
+/// nothing here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotCompiled {
+    /// Where.
+    pub at: SourceLine,
+    /// The line's text.
+    pub text: String,
+    /// The conditional that leaves it out: for a branch after a taken one, the taken
+    /// one's.
+    pub directive: SourceLine,
+    /// That conditional's text.
+    pub directive_text: String,
+    /// Why, for people: the conditional and the configuration values it tests.
+    pub why: String,
+}
+
 /// What the changed lines reach beyond the line table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Reach {
@@ -123,17 +164,78 @@ pub(crate) struct Reach {
     pub(crate) expansions: Vec<Expansion>,
     pub(crate) data_changes: Vec<DataChange>,
     pub(crate) not_analysable: Vec<NotAnalysable>,
+    /// The fix's changed lines this build does not compile.
+    pub(crate) not_compiled: Vec<NotCompiled>,
+    /// Uses of what the fix changes left out as not compiled: (path, line) to the
+    /// expansion they serve, checked against the build afterwards.
+    pub(crate) left_out: BTreeMap<(String, u32), usize>,
     /// The fix's changed lines the source places inside a function: (path, line) to its
     /// name.
     pub(crate) in_function: BTreeMap<(String, u32), String>,
 }
 
-/// A file's text and its scan.
-type Scanned = Rc<(Vec<u8>, Scan)>;
+/// What the analysis follows changes through: the target's tree, its identifier index,
+/// the build's configuration, and the fix's files and the names whose definitions it
+/// adds or removes.
+pub(crate) struct Target<'a> {
+    pub(crate) tree: &'a dyn SourceTree,
+    pub(crate) index: Option<&'a SourceIndex>,
+    pub(crate) config: Option<&'a KernelConfig>,
+    /// The fix's files, searched when there is no source index.
+    pub(crate) paths: &'a [String],
+    /// Macros the fix adds or removes a `#define` or `#undef` of ([`definedness_changes`]).
+    pub(crate) redefined: &'a HashSet<String>,
+    /// Files whose conditionals the fix adds, removes or changes
+    /// ([`conditionals_changed`]): which of their lines are compiled is not known from
+    /// the target's text, so the configuration is not applied to them.
+    pub(crate) restructured: &'a HashSet<String>,
+}
+
+/// A file read from the tree: its text, its scan, where its lines start, and with a
+/// configuration which of its lines are compiled.
+struct Source {
+    text: Vec<u8>,
+    scanned: Scan,
+    /// The byte offset of each line's start (index 0 is line 1).
+    line_starts: Vec<usize>,
+    conditions: Option<Conditions>,
+}
+
+impl Source {
+    /// The text of `line`, without its end.
+    fn line_text(&self, line: u32) -> String {
+        let Some(&start) = (line as usize)
+            .checked_sub(1)
+            .and_then(|i| self.line_starts.get(i))
+        else {
+            return String::new();
+        };
+        let end = self
+            .line_starts
+            .get(line as usize)
+            .copied()
+            .unwrap_or(self.text.len());
+        String::from_utf8_lossy(&self.text[start..end.max(start)])
+            .trim_end()
+            .to_owned()
+    }
+
+    /// Whether `line` is compiled (always, without a configuration).
+    fn state(&self, line: u32) -> LineState<'_> {
+        self.conditions
+            .as_ref()
+            .map_or(LineState::Compiled, |c| c.state(line))
+    }
+}
+
+/// A file and its scan, shared.
+type Scanned = Rc<Source>;
 
 /// The files read so far, scanned: each is read once however many names lead to it.
 struct Files<'t> {
     tree: &'t dyn SourceTree,
+    config: Option<&'t KernelConfig>,
+    restructured: &'t HashSet<String>,
     read: HashMap<String, Option<Scanned>>,
 }
 
@@ -142,20 +244,124 @@ impl<'t> Files<'t> {
         if let Some(file) = self.read.get(path) {
             return Ok(file.clone());
         }
+        let config = self.config.filter(|_| !self.restructured.contains(path));
         let file = self.tree.read(path)?.map(|text| {
             let scanned = scan::scan(&text);
-            Rc::new((text, scanned))
+            let mut line_starts = vec![0];
+            line_starts.extend(
+                text.iter()
+                    .enumerate()
+                    .filter(|&(_, &b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            );
+            let conditions = config.map(|config| Conditions::new(&text, &scanned, config));
+            Rc::new(Source {
+                text,
+                scanned,
+                line_starts,
+                conditions,
+            })
         });
         self.read.insert(path.to_owned(), file.clone());
         Ok(file)
     }
 }
 
-fn line_text(text: &[u8], line: u32) -> String {
-    text.split(|&b| b == b'\n')
-        .nth(line as usize - 1)
-        .map(|l| String::from_utf8_lossy(l).trim_end().to_owned())
-        .unwrap_or_default()
+/// The macros whose `#define` or `#undef` lines a fix adds or removes, or moves across a
+/// conditional: for them, whether they are defined may change, not only their bodies.
+///
+/// A block of changed lines (removed and added lines between context lines) that
+/// removes one `#define NAME` and adds one, with no conditional directive among its
+/// lines, changes the body of `NAME` only; anything else touching a `#define NAME` or
+/// an `#undef NAME` may change whether `NAME` is defined.
+pub(crate) fn definedness_changes(patch: &Patch) -> HashSet<String> {
+    let mut changed = HashSet::new();
+    for hunk in patch.files.iter().flat_map(|f| &f.hunks) {
+        let mut lines = hunk.lines.iter().peekable();
+        while lines.peek().is_some() {
+            // Per name: the `#define`s this block removes and adds.
+            let mut defines: HashMap<String, (usize, usize)> = HashMap::new();
+            let mut conditional = false;
+            while let Some(line) = lines.next_if(|l| l.kind != LineKind::Context) {
+                let scanned = scan::scan(line.text.as_bytes());
+                let Some(d) = scanned.directives.first() else {
+                    continue;
+                };
+                match (d.kind, &d.name) {
+                    (DirectiveKind::Define, Some(name)) => {
+                        let (removed, added) = defines.entry(name.clone()).or_default();
+                        if line.kind == LineKind::Removed {
+                            *removed += 1;
+                        } else {
+                            *added += 1;
+                        }
+                    }
+                    (DirectiveKind::Undef, Some(name)) => {
+                        changed.insert(name.clone());
+                    }
+                    (
+                        DirectiveKind::If
+                        | DirectiveKind::Ifdef
+                        | DirectiveKind::Ifndef
+                        | DirectiveKind::Elif
+                        | DirectiveKind::Else
+                        | DirectiveKind::Endif,
+                        _,
+                    ) => conditional = true,
+                    _ => {}
+                }
+            }
+            for (name, (removed, added)) in defines {
+                if removed != added || conditional {
+                    changed.insert(name);
+                }
+            }
+            // The context lines up to the next block.
+            while lines.next_if(|l| l.kind == LineKind::Context).is_some() {}
+        }
+    }
+    changed
+}
+
+/// The files (old paths) whose conditional structure the fix changes: a block of changed
+/// lines that adds or removes a group boundary (`#if`, `#ifdef`, `#ifndef`, `#elif`,
+/// `#else`, `#endif` counted by kind on each side). Which lines are compiled then differs
+/// from what the target's text says, so the configuration is not applied to the file.
+/// A block that only rewrites conditions (`-#if A` `+#if B`) keeps the structure: the
+/// changed directive is judged on its own, as before.
+pub(crate) fn conditionals_changed(patch: &Patch) -> HashSet<String> {
+    /// Opening directives, `#elif`, `#else`, `#endif`: removed (0) and added (1).
+    fn kind_of(text: &str) -> Option<usize> {
+        let scanned = scan::scan(text.as_bytes());
+        match scanned.directives.first()?.kind {
+            DirectiveKind::If | DirectiveKind::Ifdef | DirectiveKind::Ifndef => Some(0),
+            DirectiveKind::Elif => Some(1),
+            DirectiveKind::Else => Some(2),
+            DirectiveKind::Endif => Some(3),
+            _ => None,
+        }
+    }
+    let mut restructured = HashSet::new();
+    for file in &patch.files {
+        let Some(path) = &file.old_path else { continue };
+        'hunks: for hunk in &file.hunks {
+            let mut lines = hunk.lines.iter().peekable();
+            while lines.peek().is_some() {
+                let mut counts = [[0usize; 4]; 2];
+                while let Some(line) = lines.next_if(|l| l.kind != LineKind::Context) {
+                    if let Some(kind) = kind_of(&line.text) {
+                        counts[usize::from(line.kind == LineKind::Added)][kind] += 1;
+                    }
+                }
+                if counts[0] != counts[1] {
+                    restructured.insert(path.clone());
+                    break 'hunks;
+                }
+                while lines.next_if(|l| l.kind == LineKind::Context).is_some() {}
+            }
+        }
+    }
+    restructured
 }
 
 /// A name queued to follow: what it is, which expansion it serves, the macros between.
@@ -166,16 +372,14 @@ struct Pending {
 }
 
 /// Follows the fix's changed lines (target numbering) through the source: macros and
-/// enumerators to their uses, types and data to their users. `paths` are the fix's
-/// files, searched when there is no source index.
-pub(crate) fn reach(
-    changed: &[ChangedLines],
-    tree: &dyn SourceTree,
-    index: Option<&SourceIndex>,
-    paths: &[String],
-) -> Result<Reach, SourceError> {
+/// enumerators to their uses, types and data to their users; with a configuration,
+/// leaving out what this build does not compile.
+pub(crate) fn reach(changed: &[ChangedLines], target: &Target<'_>) -> Result<Reach, SourceError> {
+    let index = target.index;
     let mut files = Files {
-        tree,
+        tree: target.tree,
+        config: target.config,
+        restructured: target.restructured,
         read: HashMap::new(),
     };
     let mut out = Reach::default();
@@ -187,17 +391,31 @@ pub(crate) fn reach(
         let Some(source) = files.get(&file.path)? else {
             continue;
         };
-        let (text, scanned) = (&source.0, &source.1);
+        let scanned = &source.scanned;
         for &line in &file.lines {
             let at = SourceLine {
                 path: file.path.clone(),
                 line,
             };
+            if let LineState::NotCompiled(decider) = source.state(line) {
+                // Nothing this build compiles changes: nothing to follow.
+                out.not_compiled.push(NotCompiled {
+                    at,
+                    text: source.line_text(line),
+                    directive: SourceLine {
+                        path: file.path.clone(),
+                        line: decider.line,
+                    },
+                    directive_text: decider.text.clone(),
+                    why: decider.why.clone(),
+                });
+                continue;
+            }
             let mut not_analysable = |why: String| {
                 if flagged.insert((file.path.clone(), line)) {
                     out.not_analysable.push(NotAnalysable {
                         at: at.clone(),
-                        text: line_text(text, line),
+                        text: source.line_text(line),
                         why,
                     });
                 }
@@ -225,6 +443,7 @@ pub(crate) fn reach(
                             uses: Vec::new(),
                             functions: Vec::new(),
                             searched: String::new(),
+                            uncompiled_uses: 0,
                         });
                     }
                     (
@@ -294,6 +513,7 @@ pub(crate) fn reach(
                                     uses: Vec::new(),
                                     functions: Vec::new(),
                                     searched: String::new(),
+                                    uncompiled_uses: 0,
                                 });
                             }
                         }
@@ -326,7 +546,7 @@ pub(crate) fn reach(
             }
         }
     }
-    follow(&mut files, index, paths, queue, &mut out)?;
+    follow(&mut files, target, queue, &mut out)?;
     Ok(out)
 }
 
@@ -429,8 +649,11 @@ fn users_of(
                 continue;
             }
         };
-        let (text, scanned) = (&source.0, &source.1);
-        for line in scanned.lines_using(text, name) {
+        let scanned = &source.scanned;
+        for line in scanned.lines_using(&source.text, name) {
+            if matches!(source.state(line), LineState::NotCompiled(_)) {
+                continue;
+            }
             if let Some(item) = scanned
                 .item_at(line)
                 .filter(|i| i.kind == ItemKind::Function)
@@ -446,12 +669,14 @@ fn users_of(
 /// Follows the queued macros and enumerators to the lines that use them.
 fn follow(
     files: &mut Files<'_>,
-    index: Option<&SourceIndex>,
-    paths: &[String],
+    target: &Target<'_>,
     mut queue: VecDeque<Pending>,
     out: &mut Reach,
 ) -> Result<(), SourceError> {
+    let (index, paths) = (target.index, target.paths);
     let mut seen: HashSet<String> = HashSet::new();
+    // (expansion, path, line) of the uses left out as not compiled, each counted once.
+    let mut uncompiled: HashSet<(usize, String, u32)> = HashSet::new();
     let mut extra: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     let mut use_lines = 0usize;
     let mut flagged: HashSet<(String, u32)> = HashSet::new();
@@ -526,15 +751,31 @@ fn follow(
                     continue;
                 }
             };
-            let (text, scanned) = (&source.0, &source.1);
+            let (text, scanned) = (&source.text, &source.scanned);
+            // Per conditional (by first line): whether it keeps its value. A long `#if`
+            // using the name on many of its lines is evaluated once.
+            let mut stays: HashMap<u32, bool> = HashMap::new();
             for line in scanned.lines_using(text, &name) {
                 let at = SourceLine {
                     path: path.clone(),
                     line,
                 };
+                let not_compiled = matches!(source.state(line), LineState::NotCompiled(_));
+                let mut left_out = |out: &mut Reach| {
+                    if uncompiled.insert((expansion, path.clone(), line)) {
+                        out.expansions[expansion].uncompiled_uses += 1;
+                        out.left_out
+                            .entry((path.clone(), line))
+                            .or_insert(expansion);
+                    }
+                };
                 match scanned.context(line) {
                     Context::Directive(d) => match (d.kind, &d.name) {
                         (DirectiveKind::Define, Some(other)) if *other != name => {
+                            if not_compiled {
+                                left_out(out);
+                                continue;
+                            }
                             let mut next = through.clone();
                             next.push(other.clone());
                             if !out.expansions[expansion].through.contains(other) {
@@ -546,22 +787,36 @@ fn follow(
                                 through: next,
                             });
                         }
-                        (DirectiveKind::If | DirectiveKind::Elif, _)
-                            if flagged.insert((path.clone(), line)) =>
-                        {
-                            out.not_analysable.push(NotAnalysable {
-                                text: line_text(text, line),
-                                why: format!(
-                                    "{name} is tested by a preprocessor conditional: which code is compiled may change"
-                                ),
-                                at,
-                            });
+                        (DirectiveKind::If | DirectiveKind::Elif, _) => {
+                            if not_compiled {
+                                left_out(out);
+                                continue;
+                            }
+                            if *stays
+                                .entry(d.first)
+                                .or_insert_with(|| condition_stays(&source, d, &name, target))
+                            {
+                                continue;
+                            }
+                            if flagged.insert((path.clone(), line)) {
+                                out.not_analysable.push(NotAnalysable {
+                                    text: source.line_text(line),
+                                    why: format!(
+                                        "{name} is tested by a preprocessor conditional: which code is compiled may change"
+                                    ),
+                                    at,
+                                });
+                            }
                         }
                         _ => {}
                     },
                     Context::Item(item)
                         if matches!(item.kind, ItemKind::Type | ItemKind::Data { .. }) =>
                     {
+                        if not_compiled {
+                            left_out(out);
+                            continue;
+                        }
                         let kind = if item.kind == ItemKind::Type {
                             "type"
                         } else {
@@ -580,6 +835,10 @@ fn follow(
                         });
                     }
                     _ => {
+                        if not_compiled {
+                            left_out(out);
+                            continue;
+                        }
                         if use_lines >= MAX_USE_LINES {
                             if flagged.insert((String::new(), 0)) {
                                 let at = out.expansions[expansion].changed.clone();
@@ -627,4 +886,59 @@ fn follow(
         expansion.uses.sort();
     }
     Ok(())
+}
+
+/// Whether a compiled `#if` or `#elif` testing the changed macro `name` keeps its value
+/// whatever the change (only with a configuration; without, every such conditional is
+/// reported): when the configuration decides it without the macro, or when it tests
+/// the macro only with `defined` and the fix changes the macro's body, not whether it is
+/// defined. A changed `CONFIG_` macro is never passed over: the configuration's value
+/// of it is the one the change replaces.
+fn condition_stays(source: &Source, d: &scan::Directive, name: &str, target: &Target<'_>) -> bool {
+    let (Some(config), Some(conditions)) = (target.config, &source.conditions) else {
+        return false;
+    };
+    if name.starts_with("CONFIG_") {
+        return false;
+    }
+    if conditions.evaluate(&source.text, d, config) != Truth::Unknown {
+        return true;
+    }
+    !target.redefined.contains(name)
+        && only_under_defined(&conditions.expression(&source.text, d), name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redefined(diff: &str) -> Vec<String> {
+        let patch = crate::patch::parse(diff.as_bytes()).unwrap();
+        let mut names: Vec<String> = definedness_changes(&patch).into_iter().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_body_is_told_from_a_definition_that_comes_or_goes() {
+        // A new body, the definition's first line or a continuation line.
+        let body =
+            "--- a/k.h\n+++ b/k.h\n@@ -1,3 +1,3 @@\n a\n-#define FOO 1\n+#define FOO 2\n b\n";
+        assert!(redefined(body).is_empty());
+        let continuation = "--- a/k.h\n+++ b/k.h\n@@ -1,3 +1,3 @@\n #define FOO(x) \\\n-\t((x) + 1)\n+\t((x) + 2)\n b\n";
+        assert!(redefined(continuation).is_empty());
+        // Removed, added, undefined, or moved under a conditional.
+        let removed = "--- a/k.h\n+++ b/k.h\n@@ -1,3 +1,2 @@\n a\n-#define FOO 1\n b\n";
+        assert_eq!(redefined(removed), ["FOO"]);
+        let added = "--- a/k.h\n+++ b/k.h\n@@ -1,2 +1,3 @@\n a\n+# define BAR 1\n b\n";
+        assert_eq!(redefined(added), ["BAR"]);
+        let undef = "--- a/k.h\n+++ b/k.h\n@@ -1,2 +1,3 @@\n a\n+#undef BAZ\n b\n";
+        assert_eq!(redefined(undef), ["BAZ"]);
+        let guarded = "--- a/k.h\n+++ b/k.h\n@@ -1,3 +1,5 @@\n a\n-#define FOO 1\n+#ifdef CONFIG_X\n+#define FOO 1\n+#endif\n b\n";
+        assert_eq!(redefined(guarded), ["FOO"]);
+        // Two blocks of one hunk: removed in one, added in the other.
+        let split =
+            "--- a/k.h\n+++ b/k.h\n@@ -1,4 +1,4 @@\n a\n-#define FOO 1\n b\n+#define FOO 1\n c\n";
+        assert_eq!(redefined(split), ["FOO"]);
+    }
 }

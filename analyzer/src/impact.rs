@@ -22,21 +22,24 @@
 //! With the source, the lines using a changed macro or enumerator are analysed with the
 //! fix's own, and changed types and data are reported ([`crate::expand`]); a changed
 //! line that nothing ties to code is reported as not analysable, never as nothing to
-//! replace.
+//! replace. With the build's configuration as well, what the build does not compile is
+//! left out and the fix's lines there are reported as not compiled.
 
 use crate::dwarf::path_matches;
-use crate::expand::{self, DataChange, Expansion, Followed, NotAnalysable, SourceLine};
+use crate::expand::{
+    self, DataChange, Expansion, Followed, NotAnalysable, NotCompiled, SourceLine,
+};
 use crate::heading::{check_against_index, HunkVerdict};
 use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, Place, SymbolsByAddress};
 use crate::onto::{map_onto, HunkState};
 use crate::patch::{Hunk, LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
-use crate::source::{SourceError, SourceIndex, SourceTree};
+use crate::source::{KernelConfig, SourceError, SourceIndex, SourceTree};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The version of [`ImpactReport`]'s JSON form; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 3;
+pub const REPORT_VERSION: u32 = 4;
 
 /// The old-side lines a fix changes in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +133,10 @@ pub struct ImpactReport {
     /// Changed lines the analysis cannot tie to code.
     #[serde(default)]
     pub not_analysable: Vec<NotAnalysable>,
+    /// Changed lines this build does not compile, by its configuration: they change
+    /// nothing here.
+    #[serde(default)]
+    pub not_compiled: Vec<NotCompiled>,
 }
 
 /// Whose line numbers a report's lines are.
@@ -181,13 +188,16 @@ pub struct HunkReport {
 
 /// The target's source for [`analyze_on`]: the tree, and its identifier index when
 /// there is one (without it, a changed macro's uses are only looked for in the fix's
-/// files and the macro's own).
+/// files and the macro's own), and the build's configuration when known (without it,
+/// every conditional's code counts as compiled).
 #[derive(Clone, Copy)]
 pub struct TargetSource<'a> {
     /// The tree.
     pub tree: &'a dyn SourceTree,
     /// Its identifier index.
     pub index: Option<&'a SourceIndex>,
+    /// The build's configuration: its `.config` or `include/generated/autoconf.h`.
+    pub config: Option<&'a KernelConfig>,
 }
 
 /// A compilation unit the analysis could not look into, and why it may matter.
@@ -399,7 +409,8 @@ pub fn analyze(patch: &Patch, index: &KernelIndex) -> Result<ImpactReport, Analy
 /// With the target's source, each hunk is first found there ([`crate::onto`]) and only
 /// the hunks that apply are analysed, at the target's line numbers; changed macros and
 /// enumerators are followed to the code using them, and changes to types and data are
-/// reported ([`crate::expand`]). Without it, each hunk's heading is checked against the
+/// reported ([`crate::expand`]); with the build's configuration, the code the build does
+/// not compile is left out. Without it, each hunk's heading is checked against the
 /// debug information ([`crate::heading`]): a hunk the build contradicts is not analysed,
 /// and a changed line no function holds is reported as not analysable.
 pub fn analyze_on(
@@ -461,17 +472,103 @@ pub fn analyze_on(
     let mut reach = match source {
         Some(source) => {
             let paths: Vec<String> = changed.iter().map(|c| c.path.clone()).collect();
-            expand::reach(&changed, source.tree, source.index, &paths)?
+            let redefined = expand::definedness_changes(&analysed);
+            let restructured = expand::conditionals_changed(&analysed);
+            expand::reach(
+                &changed,
+                &expand::Target {
+                    tree: source.tree,
+                    index: source.index,
+                    config: source.config,
+                    paths: &paths,
+                    redefined: &redefined,
+                    restructured: &restructured,
+                },
+            )?
         }
         None => expand::Reach::default(),
     };
-    // The fix's lines and the lines using what it changes, per file.
+    // The configuration is checked against the build: a line of the fix it says is not
+    // compiled but where the line table has code means it is not this build's (or a
+    // CONFIG_ macro came from elsewhere, a Makefile's -D): the line is analysed after
+    // all, and what the configuration left out elsewhere cannot be trusted, which is said.
+    let fix_lines: Vec<(String, u32)> = reach
+        .not_compiled
+        .iter()
+        .map(|n| (n.at.path.clone(), n.at.line))
+        .collect();
+    let contradicted = contradicted_by_the_build(&fix_lines, index)?;
+    if !contradicted.is_empty() {
+        reach.not_compiled.retain(|n| {
+            let keep = !contradicted.contains(&(n.at.path.clone(), n.at.line));
+            if !keep {
+                reach.not_analysable.push(NotAnalysable {
+                    at: n.at.clone(),
+                    text: n.text.clone(),
+                    why: format!(
+                        "the build's configuration says this line is not compiled ({}), but the \
+                         build has code of it: the configuration is not this build's, so code it \
+                         left out elsewhere may be missed",
+                        n.why
+                    ),
+                });
+            }
+            keep
+        });
+    }
+    // Likewise the uses the configuration left out: where the build has code of one, it
+    // is analysed after all (and the analysis is incomplete, as above).
+    let uses: Vec<(String, u32)> = reach.left_out.keys().cloned().collect();
+    for (path, line) in contradicted_by_the_build(&uses, index)? {
+        let expansion = reach.left_out[&(path.clone(), line)];
+        let (name, changed_at) = {
+            let e = &reach.expansions[expansion];
+            (e.name.clone(), e.changed.clone())
+        };
+        reach.expansions[expansion].uncompiled_uses = reach.expansions[expansion]
+            .uncompiled_uses
+            .saturating_sub(1);
+        let at = SourceLine {
+            path: path.clone(),
+            line,
+        };
+        if !reach.expansions[expansion].uses.contains(&at) {
+            reach.expansions[expansion].uses.push(at.clone());
+        }
+        reach.via.entry((path.clone(), line)).or_insert_with(|| {
+            format!(
+                "which uses {name} (changed at {}:{})",
+                changed_at.path, changed_at.line
+            )
+        });
+        reach.extra.push(ChangedLines {
+            path: path.clone(),
+            lines: vec![line],
+        });
+        reach.not_analysable.push(NotAnalysable {
+            at,
+            text: String::new(),
+            why: format!(
+                "the build's configuration says this use of {name} is not compiled, but the \
+                 build has code of it: the configuration is not this build's, so code it left \
+                 out elsewhere may be missed"
+            ),
+        });
+    }
+    // The fix's lines and the lines using what it changes, per file; a line this build
+    // does not compile holds no code of it (its file is kept, for `files_without_code`).
+    let not_compiled: HashSet<(&str, u32)> = reach
+        .not_compiled
+        .iter()
+        .map(|n| (n.at.path.as_str(), n.at.line))
+        .collect();
     let mut all_lines: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
     for file in changed.iter().chain(&reach.extra) {
-        all_lines
-            .entry(file.path.clone())
-            .or_default()
-            .extend(&file.lines);
+        all_lines.entry(file.path.clone()).or_default().extend(
+            file.lines
+                .iter()
+                .filter(|&&line| !not_compiled.contains(&(file.path.as_str(), line))),
+        );
     }
     let all: Vec<ChangedLines> = all_lines
         .into_iter()
@@ -534,6 +631,7 @@ pub fn analyze_on(
         && !a_header_changes
         && reach.expansions.is_empty()
         && reach.data_changes.is_empty()
+        && reach.not_compiled.is_empty()
     {
         return Err(AnalysisError::NoKnownFile {
             paths: changed.iter().map(|f| f.path.clone()).collect(),
@@ -630,6 +728,7 @@ pub fn analyze_on(
         expansions: reach.expansions,
         data_changes: reach.data_changes,
         not_analysable,
+        not_compiled: reach.not_compiled,
     })
 }
 
@@ -750,6 +849,12 @@ impl FileCode {
         }))
     }
 
+    /// Whether the line table has code of `line`.
+    pub(crate) fn has_code_at(&self, line: u32) -> bool {
+        let from = self.places.partition_point(|&(l, _)| l < line);
+        self.places.get(from).is_some_and(|&(l, _)| l == line)
+    }
+
     /// The functions holding `line`: those the line table puts its code in, and the
     /// function declared last before it (the line table misses code the compiler folded
     /// into a caller's instruction), unless the line is past the last line of that
@@ -779,6 +884,31 @@ impl FileCode {
         }
         found
     }
+}
+
+/// The lines of `not_compiled` (path, line) where some object's line table has code.
+fn contradicted_by_the_build(
+    not_compiled: &[(String, u32)],
+    index: &KernelIndex,
+) -> Result<BTreeSet<(String, u32)>, IndexError> {
+    let mut by_path: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (path, line) in not_compiled {
+        by_path.entry(path).or_default().push(*line);
+    }
+    let mut contradicted = BTreeSet::new();
+    for (path, lines) in by_path {
+        for object in &index.objects {
+            let Some(code) = FileCode::of(object, path)? else {
+                continue;
+            };
+            for &line in &lines {
+                if code.has_code_at(line) {
+                    contradicted.insert((path.to_owned(), line));
+                }
+            }
+        }
+    }
+    Ok(contradicted)
 }
 
 /// What the analysis learnt of one object from the changed lines.
@@ -1107,6 +1237,13 @@ impl std::fmt::Display for ImpactReport {
                     expansion.uses.len(),
                     expansion.searched
                 )?;
+                if expansion.uncompiled_uses > 0 {
+                    writeln!(
+                        f,
+                        "    {} use(s) in code this build does not compile were left out",
+                        expansion.uncompiled_uses
+                    )?;
+                }
             }
         }
         if !self.data_changes.is_empty() {
@@ -1149,6 +1286,26 @@ impl std::fmt::Display for ImpactReport {
                     format!(" `{}`", item.text.trim())
                 };
                 writeln!(f, "  {}:{}{text}: {}", item.at.path, item.at.line, item.why)?;
+            }
+        }
+        if !self.not_compiled.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "NOT COMPILED in this build ({}): what these lines change is not in this kernel",
+                self.not_compiled.len()
+            )?;
+            for item in &self.not_compiled {
+                let text = if item.text.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(" `{}`", item.text.trim())
+                };
+                writeln!(
+                    f,
+                    "  {}:{}{text}: not compiled in this build: {}",
+                    item.at.path, item.at.line, item.why
+                )?;
             }
         }
         writeln!(f)?;

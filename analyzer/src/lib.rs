@@ -13,13 +13,15 @@
 //! - [`impact`]: from a fix and those tables to the functions a live patch must replace,
 //!   with the reasons; [`pitfalls`]: what in the fix needs a reviewer's care.
 //! - [`source`]: the target kernel's own source tree (read safely, never outside its
-//!   root) and its identifier index.
+//!   root), its identifier index, and the build's configuration (`.config` or
+//!   `autoconf.h`), with which its `#if`s are resolved.
 //! - [`onto`]: where each hunk of a fix written for another tree falls in the target's
 //!   source, found as GNU `patch` finds it (offset, fuzz, already applied).
 //! - [`heading`]: without the source, each hunk's `@@ ... @@ function(` heading checked
 //!   against where the build's debug information has that function.
 //! - [`expand`]: what the line table cannot see: a changed macro or enumerator followed
-//!   to the code using it, changed types and data.
+//!   to the code using it, changed types and data; with the configuration, leaving out
+//!   the code the build does not compile.
 //! - [`placement`]: where the compiler put one function (clones, inlined copies, callers).
 //! - [`image`]: what a kernel image says about itself (build-id, release, compiler).
 //! - [`cache`]: a kernel build's index file: up to date or rebuilt, written atomically,

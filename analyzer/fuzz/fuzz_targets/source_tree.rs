@@ -1,11 +1,12 @@
 //! Any bytes as the target's source file, and the first line of the input as a hunk's
 //! removed line: mapping the fix onto it and following what it changes (the C scan of
-//! the file) answer or err, never panic, and take time linear in the input.
+//! the file, its conditionals resolved with a configuration) answer or err, never panic,
+//! and take time linear in the input.
 #![no_main]
 
 use analyzer::impact::{analyze_on, TargetSource};
 use analyzer::index::KernelIndex;
-use analyzer::source::{SourceError, SourceTree};
+use analyzer::source::{KernelConfig, SourceError, SourceTree};
 use libfuzzer_sys::fuzz_target;
 
 /// A tree of one file, `k.c`.
@@ -29,12 +30,17 @@ fuzz_target!(|data: &[u8]| {
         objects: Vec::new(),
     };
     let tree = OneFile(data);
-    let _ = analyze_on(
-        &patch,
-        &empty,
-        Some(TargetSource {
-            tree: &tree,
-            index: None,
-        }),
-    );
+    let config = KernelConfig::parse(b"CONFIG_A=y\nCONFIG_B=m\nCONFIG_N=12\n# CONFIG_C is not set\n")
+        .expect("a configuration");
+    for config in [None, Some(&config)] {
+        let _ = analyze_on(
+            &patch,
+            &empty,
+            Some(TargetSource {
+                tree: &tree,
+                index: None,
+                config,
+            }),
+        );
+    }
 });

@@ -8,10 +8,18 @@
 //!
 //! Source files are read as bytes: a line that is not UTF-8 is compared and scanned in
 //! its lossy form, never refused.
+//!
+//! A [`KernelConfig`] (the build's `.config` or `autoconf.h`, see [`config`]) says which
+//! lines of a file this build compiles: [`cond`] resolves the file's `#if`s with it, as
+//! far as the configuration decides them ([`evaluate_if`]).
 
+pub mod cond;
+pub mod config;
 mod ident;
 pub(crate) mod scan;
 
+pub use cond::{evaluate_if, Truth, MAX_CONDITION_DEPTH};
+pub use config::{ConfigError, ConfigFormat, ConfigValue, KernelConfig, MAX_CONFIG_BYTES};
 pub use ident::{SourceIndex, SOURCE_INDEX_MAGIC, SOURCE_INDEX_VERSION};
 
 use std::io::Read;

@@ -47,8 +47,14 @@ impl Build {
 
     /// [`Build::compile`] with extra compiler flags (`-fcf-protection=branch` for IBT).
     pub fn compile_with(dwarf: u8, flags: &[&str]) -> Build {
+        Build::compile_sources(dwarf, &SOURCES, flags)
+    }
+
+    /// Other fixture sources than [`SOURCES`], in link order (`stubs.c` last, for
+    /// [`Build::vmlinux`]): `configured.c` is built on its own.
+    pub fn compile_sources(dwarf: u8, sources: &[&str], flags: &[&str]) -> Build {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let objects = SOURCES
+        let objects = sources
             .iter()
             .map(|source| {
                 let object = dir.path().join(source.replace(".c", ".o"));

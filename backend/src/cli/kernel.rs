@@ -5,7 +5,7 @@ use super::global::{write_stdout, Global};
 use analyzer::cache::{self, Freshness, KernelBuild, Objects, Progress};
 use analyzer::impact::TargetSource;
 use analyzer::index::KernelIndex;
-use analyzer::source::{SourceDir, SourceIndex};
+use analyzer::source::{KernelConfig, SourceDir, SourceIndex};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -59,6 +59,11 @@ pub struct AnalyzeArgs {
     /// and reused; rebuild it after the tree changes).
     #[arg(long, requires = "source")]
     reindex_source: bool,
+    /// The build's configuration: its `.config`, or `include/generated/autoconf.h`
+    /// (default: `.config` in the source tree, when there is one). What the build does
+    /// not compile (`#ifdef CONFIG_...` not taken) is then left out, and said so.
+    #[arg(long, requires = "source")]
+    config: Option<PathBuf>,
     /// Report format.
     #[arg(long, value_enum, default_value = "text")]
     format: ReportFormat,
@@ -326,9 +331,22 @@ pub fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
         Objects::For(&paths)
     };
     let index = load_index(global, &args.kernel, which)?;
+    let config_path = args.config.clone().or_else(|| {
+        let found = args.source.as_ref()?.join(".config");
+        found.is_file().then(|| {
+            eprintln!("using the configuration {}", found.display());
+            found
+        })
+    });
+    let config = config_path
+        .map(|path| {
+            KernelConfig::read(&path).with_context(|| format!("--config {}", path.display()))
+        })
+        .transpose()?;
     let source = tree.as_ref().map(|tree| TargetSource {
         tree,
         index: identifiers.as_ref(),
+        config: config.as_ref(),
     });
     let report = analyzer::impact::analyze_on(&patch, &index, source)
         .with_context(|| format!("analysing {}", args.fix.display()))?;

@@ -13,7 +13,7 @@ use crate::store::targets::{self, NewAnalysis, Outcome};
 use crate::store::{audit, Database, DbError, Tx};
 use analyzer::cache;
 use analyzer::impact::{self, AnalysisError, ImpactReport, TargetSource, REPORT_VERSION};
-use analyzer::source::{SourceDir, SourceIndex};
+use analyzer::source::{KernelConfig, SourceDir, SourceIndex};
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use graftbench_domain::eligibility::Policy;
 use graftbench_domain::PatchId;
@@ -33,11 +33,36 @@ struct AnalyzeResult {
     report: Option<serde_json::Value>,
 }
 
-/// What a target offers an analysis: its index, and its source when it has one.
+/// What a target offers an analysis: its index, its source when it has one, and its
+/// kbuild directory (whose `.config` says what the build compiles).
 #[derive(Debug, Clone)]
 struct TargetFiles {
     index_path: PathBuf,
     source_dir: Option<PathBuf>,
+    kbuild_dir: Option<PathBuf>,
+}
+
+/// The build's configuration from its kbuild directory: `.config` (a Debian headers
+/// package and a build tree have it), else `include/generated/autoconf.h`. None when the
+/// directory has neither: the analysis then follows every conditional branch.
+fn build_config(kbuild: &std::path::Path) -> Result<Option<KernelConfig>, String> {
+    for candidate in [".config", "include/generated/autoconf.h"] {
+        let path = kbuild.join(candidate);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // Its own regular file, not a link: its lines may be quoted in an error every
+        // user sees, and a link could make that another file's.
+        if !meta.is_file() {
+            return Err(format!(
+                "the target's {candidate} is not a regular file (a link?)"
+            ));
+        }
+        return KernelConfig::read(&path)
+            .map(Some)
+            .map_err(|e| format!("the target's {candidate}: {e}"));
+    }
+    Ok(None)
 }
 
 /// One line for people on a report: what to replace, or why nothing can be said.
@@ -78,6 +103,21 @@ fn outcome_of(report: &ImpactReport) -> (Outcome, String) {
                 } else {
                     ""
                 }
+            ),
+        );
+    }
+    // What the build's configuration leaves out, said with the reason: a reviewer should
+    // see why a fix needs no live patch here.
+    let nothing_else = report.changed_functions.is_empty()
+        && report.data_changes.is_empty()
+        && report.expansions.iter().all(|e| e.functions.is_empty());
+    if let Some(first) = report.not_compiled.first().filter(|_| nothing_else) {
+        return (
+            Outcome::NoCode,
+            format!(
+                "no code of this build changes: {} changed line(s) are not compiled in its configuration ({})",
+                report.not_compiled.len(),
+                first.why
             ),
         );
     }
@@ -137,9 +177,15 @@ fn analyse(diff: &[u8], files: &TargetFiles) -> Result<AnalyzeResult, String> {
         cache::Objects::For(&paths)
     };
     let index = cache::read(&files.index_path, which).map_err(|e| e.to_string())?;
+    // Only with the source: the configuration decides which of its lines are compiled.
+    let config = match (&source, &files.kbuild_dir) {
+        (Some(_), Some(kbuild)) => build_config(kbuild)?,
+        _ => None,
+    };
     let target_source = source.as_ref().map(|tree| TargetSource {
         tree,
         index: source_index.as_ref(),
+        config: config.as_ref(),
     });
     let outcome = impact::analyze_on(&patch, &index, target_source);
     // Hundreds of thousands of small allocations, freed on another thread.
@@ -209,6 +255,7 @@ impl JobHandler for AnalyzeHandler {
                 let files = TargetFiles {
                     index_path: PathBuf::from(&target.index_path),
                     source_dir: target.source_dir.as_ref().map(PathBuf::from),
+                    kbuild_dir: target.kbuild_dir.as_ref().map(PathBuf::from),
                 };
                 let result = tokio::task::spawn_blocking(move || analyse(&revision.diff, &files))
                     .await

@@ -1146,9 +1146,18 @@ fn fetch_debian(
 /// Debian's `include/config/kernel.release` holds the upstream version (6.1.192); the
 /// release modules are built for is `UTS_RELEASE`.
 fn check_headers_release(kbuild: &Path, release: &str, against: &str) -> Result<(), String> {
+    use std::io::Read;
     let uts_file = kbuild.join("include/generated/utsrelease.h");
-    let uts = std::fs::read_to_string(&uts_file)
-        .map_err(|e| format!("the headers have no include/generated/utsrelease.h: {e}"))?;
+    // A regular file of a few bytes: not a link out of the directory (or to a device or
+    // a pipe), read at most 4 KiB; the error does not say what else is there.
+    let missing = || "the headers have no include/generated/utsrelease.h file".to_owned();
+    if !std::fs::symlink_metadata(&uts_file).is_ok_and(|m| m.is_file()) {
+        return Err(missing());
+    }
+    let mut uts = String::new();
+    std::fs::File::open(&uts_file)
+        .and_then(|file| file.take(4096).read_to_string(&mut uts))
+        .map_err(|_| missing())?;
     let headers_release = uts
         .lines()
         .find_map(|line| line.trim().strip_prefix("#define UTS_RELEASE"))

@@ -347,8 +347,10 @@ impl Database {
 
     /// Deletes jobs that finished done or cancelled more than `age` ago: their effects
     /// are in the rows they recorded and in the audit trail, and the queue's table would
-    /// otherwise grow with every revision and target. Failed jobs are kept: the newest
-    /// failed analysis of a revision keeps its patch ineligible. How many went.
+    /// otherwise grow with every revision and target. A failed job is kept while it is
+    /// its key's newest (a failed analysis keeps its patch ineligible until it is queued
+    /// again), and goes with the newer job that superseded it: one statement, so a failure
+    /// never outlives its successor. How many went.
     pub async fn prune_jobs(&self, age: Duration) -> Result<u64, DbError> {
         let before = clock::format(
             time::OffsetDateTime::now_utc()
@@ -357,7 +359,10 @@ impl Database {
         );
         Ok(
             sqlx::query(
-                "DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND updated_at < $1",
+                "DELETE FROM jobs WHERE updated_at < $1
+               AND (state IN ('done', 'cancelled')
+                    OR (state = 'failed'
+                        AND EXISTS (SELECT 1 FROM jobs k WHERE k.key = jobs.key AND k.id > jobs.id)))",
             )
             .bind(before)
             .execute(self.pool())

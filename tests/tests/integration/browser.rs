@@ -1179,6 +1179,32 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
         .collect();
     assert_eq!(replaced, ["cmdline_proc_show"], "{analysis}");
 
+    // A fix to a line the build's configuration leaves out (fault injection, not set in
+    // cloud-amd64's .config, from its headers package): no code of this build changes,
+    // said with the directive that decides it, not "not analysable".
+    let fix = "--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1055,4 +1055,4 @@\n \n                #ifdef CONFIG_FAULT_INJECTION\n-\ttsk->fail_nth = 0;\n+\ttsk->fail_nth = 1;\n                #endif\n";
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&serde_json::json!({ "title": "fail_nth", "diff": fix, "targets": [RELEASE] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let analysis = first_analysis(&author, &server, patch).await;
+    assert_eq!(analysis["outcome"], "no_code", "{analysis}");
+    assert_eq!(
+        analysis["summary"],
+        "no code of this build changes: 1 changed line(s) are not compiled in its \
+         configuration (`#ifdef CONFIG_FAULT_INJECTION` (line 1056) with \
+         CONFIG_FAULT_INJECTION not set)",
+        "{analysis}"
+    );
+    assert_eq!(analysis["report"]["not_compiled"][0]["at"]["line"], 1057);
+    assert_eq!(analysis["report"]["not_analysable"], serde_json::json!([]));
+
     // A fix written against another tree (kpatch's shadow-newpid, for linux 6.2): on
     // this build's own source every hunk is placed, at the offsets patch(1) finds, and
     // the functions are the ones the fix changes here.

@@ -399,6 +399,20 @@ async fn old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept(backend: Ba
         let (id, _) = db.enqueue_job(&job(key, 1)).await.unwrap();
         ids.insert(key, id);
     }
+    // A failure, then the job of its key that succeeded: they go together.
+    let (failed_first, _) = db.enqueue_job(&job("old-retried", 1)).await.unwrap();
+    sqlx::query("UPDATE jobs SET state = 'failed' WHERE id = $1")
+        .bind(failed_first)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let (then_done, new) = db.enqueue_job(&job("old-retried", 1)).await.unwrap();
+    assert!(new);
+    sqlx::query("UPDATE jobs SET state = 'done' WHERE id = $1")
+        .bind(then_done)
+        .execute(db.pool())
+        .await
+        .unwrap();
     // Ended as each would, a month and more ago but for one.
     let mut tx = db.pool().begin().await.unwrap();
     for (key, state) in [
@@ -424,7 +438,7 @@ async fn old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept(backend: Ba
         .prune_jobs(graftbench::service::background::KEEP_FINISHED_JOBS)
         .await
         .unwrap();
-    assert_eq!(pruned, 2);
+    assert_eq!(pruned, 4);
     let left: Vec<String> = db
         .jobs(100)
         .await
