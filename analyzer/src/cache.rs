@@ -51,6 +51,9 @@ pub enum CacheError {
         /// Why.
         source: IndexError,
     },
+    /// The caller asked the work to stop ([`load_until`]).
+    #[error("stopped before the index was complete")]
+    Stopped,
 }
 
 fn io<'p>(what: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> CacheError + 'p {
@@ -175,6 +178,16 @@ impl KernelBuild {
     /// information is all skipped ([`ObjectIndex::unreadable`]); units that cannot be
     /// decoded are in each object's `skipped`. The caller reports both.
     pub fn index(&self, progress: &(dyn Fn(Progress) + Sync)) -> Result<KernelIndex, CacheError> {
+        self.index_until(progress, &|| false)
+    }
+
+    /// [`KernelBuild::index`], asking `stop` after vmlinux and before each module (a build
+    /// has thousands): when it says so, [`CacheError::Stopped`].
+    pub fn index_until(
+        &self,
+        progress: &(dyn Fn(Progress) + Sync),
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<KernelIndex, CacheError> {
         // Modules are mapped one at a time as they are read: a distribution kernel has
         // thousands, five gigabytes in all.
         let mut total = 0;
@@ -194,6 +207,9 @@ impl KernelBuild {
         })?;
         done.store(debug_info_size(&vmlinux_data), Ordering::Relaxed);
         drop(vmlinux_data);
+        if stop() {
+            return Err(CacheError::Stopped);
+        }
 
         let modules = &self.modules;
         let next = AtomicUsize::new(0);
@@ -204,6 +220,9 @@ impl KernelBuild {
         std::thread::scope(|scope| {
             for _ in 0..workers.min(modules.len()) {
                 scope.spawn(|| loop {
+                    if stop() {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = modules.get(i) else {
                         break;
@@ -231,6 +250,9 @@ impl KernelBuild {
                 });
             }
         });
+        if stop() {
+            return Err(CacheError::Stopped);
+        }
         let mut objects = vec![vmlinux];
         // A poisoned lock means a module thread panicked: that panic was re-raised by
         // the scope above, so the lock is always clean here.
@@ -338,6 +360,19 @@ pub fn load(
     which: Objects<'_>,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(KernelIndex, Freshness), CacheError> {
+    load_until(path, build, force, which, progress, &|| false)
+}
+
+/// [`load`], asking `stop` between steps of a rebuild ([`KernelBuild::index_until`]):
+/// when it says so, [`CacheError::Stopped`] and nothing written.
+pub fn load_until(
+    path: &Path,
+    build: &KernelBuild,
+    force: bool,
+    which: Objects<'_>,
+    progress: &(dyn Fn(Progress) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(KernelIndex, Freshness), CacheError> {
     let why = if force {
         "rebuild requested".to_owned()
     } else if !path.exists() {
@@ -358,7 +393,7 @@ pub fn load(
             Err(e) => e.to_string(),
         }
     };
-    let index = build.index(progress)?;
+    let index = build.index_until(progress, stop)?;
     write_atomically(path, &index.to_bytes())?;
     Ok((index, Freshness::Rebuilt(why)))
 }

@@ -111,3 +111,43 @@ fn every_damaged_byte_is_refused_or_gives_the_same_answer() {
         );
     }
 }
+
+#[test]
+fn indexing_asked_to_stop_stops_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let vmlinux = dir.path().join("vmlinux");
+    std::fs::write(&vmlinux, Build::compile(5).vmlinux()).unwrap();
+    let build = analyzer::cache::KernelBuild::new(&vmlinux, None).unwrap();
+    let out = dir.path().join("index.gbindex");
+    let stopped = analyzer::cache::load_until(
+        &out,
+        &build,
+        true,
+        analyzer::cache::Objects::All,
+        &|_| {},
+        &|| true,
+    );
+    assert!(matches!(stopped, Err(analyzer::cache::CacheError::Stopped)));
+    assert!(!out.exists(), "nothing written");
+    let (index, _) = analyzer::cache::load_until(
+        &out,
+        &build,
+        true,
+        analyzer::cache::Objects::All,
+        &|_| {},
+        &|| false,
+    )
+    .expect("not stopped");
+    assert_eq!(index.objects.len(), 1);
+
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("a.c"), "int a(void) { return 1; }\n").unwrap();
+    let stopped = analyzer::source::SourceIndex::build_until(tree.path(), &|_, _| {}, &|| true);
+    assert!(matches!(
+        stopped,
+        Err(analyzer::source::SourceError::Stopped)
+    ));
+    let built = analyzer::source::SourceIndex::build_until(tree.path(), &|_, _| {}, &|| false)
+        .expect("not stopped");
+    assert_eq!(built.files(), ["a.c"]);
+}

@@ -104,6 +104,16 @@ impl SourceIndex {
     /// out and listed ([`SourceIndex::skipped`]). `progress` gets the bytes read so far
     /// and the total.
     pub fn build(root: &Path, progress: &dyn Fn(u64, u64)) -> Result<SourceIndex, SourceError> {
+        SourceIndex::build_until(root, progress, &|| false)
+    }
+
+    /// [`SourceIndex::build`], asking `stop` before each file: when it says so,
+    /// [`SourceError::Stopped`].
+    pub fn build_until(
+        root: &Path,
+        progress: &dyn Fn(u64, u64),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<SourceIndex, SourceError> {
         let mut found = Vec::new();
         let mut skipped = Vec::new();
         let mut pending = vec![String::new()];
@@ -161,6 +171,9 @@ impl SourceIndex {
         let mut files = Vec::with_capacity(found.len());
         let mut by_name: HashMap<Vec<u8>, Vec<u32>> = HashMap::new();
         for (path, size) in found {
+            if stop() {
+                return Err(SourceError::Stopped);
+            }
             let text = match read_capped(&root.join(&path), &path, MAX_SOURCE_FILE_BYTES) {
                 Ok(text) => text,
                 Err(e) => {

@@ -60,6 +60,9 @@ pub enum SourceError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// The caller asked the work to stop ([`SourceIndex::build_until`]).
+    #[error("stopped before the source index was complete")]
+    Stopped,
     /// Not a source index's bytes.
     #[error("not a Graftbench source index (it does not start with {:?})", String::from_utf8_lossy(&SOURCE_INDEX_MAGIC))]
     NotASourceIndex,

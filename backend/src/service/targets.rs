@@ -1197,16 +1197,27 @@ fn build_index(
 ) -> Result<IndexCounts, String> {
     let build = KernelBuild::new(vmlinux, modules).map_err(|e| e.to_string())?;
     let span = 1.0 - from;
-    let (index, _) = cache::load(index_path, &build, true, cache::Objects::All, &|p| {
-        let fraction = if p.total == 0 {
-            0.0
-        } else {
-            p.done as f64 / p.total as f64
-        };
-        progress.set("indexing", from + span * fraction);
-        hold_for_tests("indexing", progress);
-    })
-    .map_err(|e| e.to_string())?;
+    let stop = || progress.stopped();
+    let (index, _) = cache::load_until(
+        index_path,
+        &build,
+        true,
+        cache::Objects::All,
+        &|p| {
+            let fraction = if p.total == 0 {
+                0.0
+            } else {
+                p.done as f64 / p.total as f64
+            };
+            progress.set("indexing", from + span * fraction);
+            hold_for_tests("indexing", progress);
+        },
+        &stop,
+    )
+    .map_err(|e| match e {
+        cache::CacheError::Stopped => super::worker::STOPPED.to_owned(),
+        other => other.to_string(),
+    })?;
     progress.check()?;
     let bytes = std::fs::metadata(index_path).map_or(0, |m| m.len());
     let counted = counts(&index, bytes);
@@ -1218,15 +1229,22 @@ fn build_index(
 /// Builds the identifier index of the source tree `source` at `out` (what follows a
 /// changed macro to the code that expands it), reporting progress.
 fn build_source_index(source: &Path, out: &Path, progress: &Progress) -> Result<(), String> {
-    let index = analyzer::source::SourceIndex::build(source, &|done, total| {
-        let fraction = if total == 0 {
-            0.0
-        } else {
-            done as f64 / total as f64
-        };
-        progress.set("indexing the source", fraction);
-    })
-    .map_err(|e| format!("indexing the source {}: {e}", source.display()))?;
+    let index = analyzer::source::SourceIndex::build_until(
+        source,
+        &|done, total| {
+            let fraction = if total == 0 {
+                0.0
+            } else {
+                done as f64 / total as f64
+            };
+            progress.set("indexing the source", fraction);
+        },
+        &|| progress.stopped(),
+    )
+    .map_err(|e| match e {
+        analyzer::source::SourceError::Stopped => super::worker::STOPPED.to_owned(),
+        other => format!("indexing the source {}: {other}", source.display()),
+    })?;
     progress.check()?;
     cache::write_atomically(out, &index.to_bytes()).map_err(|e| e.to_string())
 }
