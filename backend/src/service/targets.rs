@@ -81,7 +81,8 @@ impl TargetSettings {
                 .flatten()
             {
                 let form = form.to_string_lossy().trim_end_matches('/').to_owned();
-                if form.len() > 1 {
+                // Absolute forms only: a relative `data` would replace the word anywhere.
+                if form.len() > 1 && form.starts_with('/') {
                     roots.push((form, name));
                 }
             }
@@ -1917,6 +1918,13 @@ mod tests {
             "$KERNEL_CACHE/debian/x.deb: gone; $DATA_DIR/targets/.partial-1-1: full; \
              $TARGET_ROOT/moved/vmlinux: missing"
         );
+    }
+
+    #[test]
+    fn a_relative_data_directory_is_redacted_by_its_absolute_form_only() {
+        let settings = TargetSettings::new(Path::new("data"), None);
+        let shown = settings.redact("no debug data in data/x");
+        assert_eq!(shown, "no debug data in data/x");
     }
 
     #[test]

@@ -227,7 +227,10 @@ async fn run_one(
                         db.fail_job(id, name, &error, backoff(config.backoff, attempts)).await?;
                     }
                     Err(joined) => {
-                        let error = format!("the job's handler stopped: {joined}");
+                        // A panic's message may name anything on the server: the log has it,
+                        // the job (which every user sees) says where to look.
+                        tracing::error!(job = id, error = %joined, "a job's handler stopped");
+                        let error = "the job's handler stopped unexpectedly (the worker's log says why)".to_owned();
                         db.fail_job(id, name, &error, backoff(config.backoff, attempts)).await?;
                     }
                 }
