@@ -247,13 +247,7 @@ impl<'t> Files<'t> {
         let config = self.config.filter(|_| !self.restructured.contains(path));
         let file = self.tree.read(path)?.map(|text| {
             let scanned = scan::scan(&text);
-            let mut line_starts = vec![0];
-            line_starts.extend(
-                text.iter()
-                    .enumerate()
-                    .filter(|&(_, &b)| b == b'\n')
-                    .map(|(i, _)| i + 1),
-            );
+            let line_starts = scan::line_starts(&text);
             let conditions = config.map(|config| Conditions::new(&text, &scanned, config));
             Rc::new(Source {
                 text,
@@ -299,15 +293,7 @@ pub(crate) fn definedness_changes(patch: &Patch) -> HashSet<String> {
                     (DirectiveKind::Undef, Some(name)) => {
                         changed.insert(name.clone());
                     }
-                    (
-                        DirectiveKind::If
-                        | DirectiveKind::Ifdef
-                        | DirectiveKind::Ifndef
-                        | DirectiveKind::Elif
-                        | DirectiveKind::Else
-                        | DirectiveKind::Endif,
-                        _,
-                    ) => conditional = true,
+                    (kind, _) if kind.is_conditional() => conditional = true,
                     _ => {}
                 }
             }
@@ -446,15 +432,7 @@ pub(crate) fn reach(changed: &[ChangedLines], target: &Target<'_>) -> Result<Rea
                             uncompiled_uses: 0,
                         });
                     }
-                    (
-                        DirectiveKind::If
-                        | DirectiveKind::Ifdef
-                        | DirectiveKind::Ifndef
-                        | DirectiveKind::Elif
-                        | DirectiveKind::Else
-                        | DirectiveKind::Endif,
-                        _,
-                    ) if in_function.is_none() => not_analysable(
+                    (kind, _) if kind.is_conditional() && in_function.is_none() => not_analysable(
                         "a preprocessor conditional outside any function changes: which code is compiled may change".into(),
                     ),
                     (DirectiveKind::Include | DirectiveKind::Undef, _) if in_function.is_none() => {

@@ -771,13 +771,7 @@ pub(crate) struct Conditions {
 impl Conditions {
     /// Reads the conditionals of a file (`scan` is its scan): linear in the file.
     pub(crate) fn new(text: &[u8], scan: &Scan, config: &KernelConfig) -> Conditions {
-        let mut line_starts = vec![0];
-        line_starts.extend(
-            text.iter()
-                .enumerate()
-                .filter(|&(_, &b)| b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        let line_starts = super::scan::line_starts(text);
         let overridden = scan
             .directives
             .iter()

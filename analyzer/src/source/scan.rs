@@ -23,6 +23,34 @@ pub(crate) enum DirectiveKind {
     Other,
 }
 
+impl DirectiveKind {
+    /// `#if`, `#ifdef`, `#ifndef`, `#elif`, `#else` or `#endif`: a conditional group's
+    /// boundary.
+    pub(crate) fn is_conditional(self) -> bool {
+        matches!(
+            self,
+            DirectiveKind::If
+                | DirectiveKind::Ifdef
+                | DirectiveKind::Ifndef
+                | DirectiveKind::Elif
+                | DirectiveKind::Else
+                | DirectiveKind::Endif
+        )
+    }
+}
+
+/// The byte offset where each line of `text` starts (index 0 is line 1).
+pub(crate) fn line_starts(text: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    starts.extend(
+        text.iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .map(|(i, _)| i + 1),
+    );
+    starts
+}
+
 /// A preprocessor directive with its continuation lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Directive {

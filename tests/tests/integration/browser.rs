@@ -824,16 +824,19 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
             .await
             .unwrap();
         page.goto(server.url("/patches/1")).await.unwrap();
+        // Hydrated (the components attached, which marks <html>): that needs the nonce'd
+        // loader, the bundle it imports, and the WebAssembly it compiles. Clicking before
+        // would hit a button with no handler yet: on a loaded machine, a flaky test.
         assert!(
             wait_for(
                 &page,
-                "!!document.querySelector('#layout-unified')",
-                Duration::from_secs(10)
+                "!!document.querySelector('#layout-unified') && document.documentElement.dataset.hydrated === 'true'",
+                Duration::from_secs(30)
             )
-            .await
+            .await,
+            "{name}'s page hydrated under the policy"
         );
-        // Hydrated: the layout switch works in the page, without a page load. That needs
-        // the nonce'd loader, the bundle it imports, and the WebAssembly it compiles.
+        // And the layout switch works in the page, without a page load.
         page.find_element("#layout-unified")
             .await
             .unwrap()
@@ -847,7 +850,7 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
                 Duration::from_secs(15)
             )
             .await,
-            "{name}'s page hydrated under the policy"
+            "{name}'s hydrated page switched layout in the page"
         );
         let title: String = page
             .evaluate("document.title")
