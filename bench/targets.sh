@@ -3,8 +3,10 @@
 #   - the anchor: `graftbench index --force` of the 6.1.0-56-cloud-amd64 vmlinux;
 #   - the same index built by a worker: `graftbench target add --vmlinux` (a whole
 #     registration: the database, a worker, the image's facts, the index, the move);
-#   - a submission through the HTTP API until its analysis is stored, against that
-#     target, with `graftbench serve` and its worker.
+#   - a submission through the HTTP API until its analysis is stored, with `graftbench
+#     serve` and its worker, against the same build registered with its headers (the
+#     build's .config) and its source, as `target add --release --with-source` gives:
+#     each fix is mapped onto the source and judged with the configuration.
 #
 # Usage: bench/targets.sh [WORKDIR]      (default: target/bench-targets)
 # The vmlinux comes from the download cache Graftbench keeps (fetched once by
@@ -24,9 +26,9 @@ mkdir -p -m 700 "$work"
 (cd "$repo" && cargo build --release -q -p graftbench --bin graftbench)
 graftbench=${CARGO_TARGET_DIR:-$repo/target}/release/graftbench
 
-if [ ! -s "$vmlinux" ]; then
-    echo "fetching $release into $cache" >&2
-    "$graftbench" --data-dir "$work/fetch" target add --release "$release" >/dev/null
+if [ ! -s "$vmlinux" ] || ! ls -d "$cache"/debian/sources/linux-source-6.1_*/linux-source-6.1 >/dev/null 2>&1; then
+    echo "fetching $release and its source into $cache" >&2
+    "$graftbench" --data-dir "$work/fetch" target add --release "$release" --with-source >/dev/null
 fi
 
 seconds() { python3 -c 'import sys,time; print(time.time())'; }
@@ -46,13 +48,18 @@ for run in 1 2 3; do
 done
 echo
 
-# The server on run 1's data directory, with its target, and an author.
-data=$work/run1
+# The build with its headers and source, under a root holding both, for the server.
+debian=$cache/debian
+source_dir=$(cd "$debian/sources" && ls -d linux-source-6.1_*/linux-source-6.1 | head -1)
+data=$work/src
+"$graftbench" --data-dir "$data" target add --vmlinux "$release/vmlinux-$release" \
+    --kbuild-dir "$release/headers/usr/src/linux-headers-$release" \
+    --source-dir "sources/$source_dir" --target-root "$debian" --name bench-src >/dev/null 2>&1
 echo "bench-author-pw-1" | "$graftbench" --data-dir "$data" user add alice --role author \
     --password-stdin >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$graftbench" --data-dir "$data" serve --listen "127.0.0.1:$port" \
-    --site-root "$repo/target/site" --target-root "$root" >"$work/serve.log" 2>&1 &
+    --site-root "$repo/target/site" --target-root "$debian" >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -91,6 +98,7 @@ for run in range(1, 11):
         time.sleep(0.02)
     times.append(time.time() - start)
     assert found[0]["report"]["replace"][0]["symbol"] == "cmdline_proc_show", found
+    assert found[0]["report"]["basis"] == "target-source", found[0]["report"]["basis"]
 times.sort()
 print("| submission to stored analysis (10 fixes) | median | worst |")
 print("|---|---|---|")

@@ -2437,3 +2437,57 @@ fn target_add_registers_an_in_house_build_under_the_root_and_retire_keeps_it() {
     let verified = graftbench(&data, &["audit", "verify"], "");
     assert!(verified.status.success(), "{}", text(&verified.stderr));
 }
+
+#[test]
+fn analyze_refuses_a_configuration_that_is_not_one_before_any_indexing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let source = dir.path().join("src");
+    std::fs::create_dir_all(source.join("kernel")).unwrap();
+    std::fs::write(
+        source.join("kernel/a.c"),
+        "int a(void)\n{\n\treturn 0;\n}\n",
+    )
+    .unwrap();
+    let fix = dir.path().join("fix.patch");
+    std::fs::write(
+        &fix,
+        "--- a/kernel/a.c\n+++ b/kernel/a.c\n@@ -3,1 +3,1 @@\n-\treturn 0;\n+\treturn 1;\n",
+    )
+    .unwrap();
+    let not_a_config = dir.path().join("notes.txt");
+    std::fs::write(&not_a_config, "hello\n").unwrap();
+    let malformed = dir.path().join("bad.config");
+    std::fs::write(&malformed, "CONFIG_A=y\nCONFIG_B=y trailing\n").unwrap();
+    for (config, says) in [
+        (&not_a_config, "no CONFIG_ symbol is set"),
+        (&malformed, "line 2"),
+        (&dir.path().join("missing"), "missing"),
+    ] {
+        let out = graftbench(
+            &data,
+            &[
+                "analyze",
+                "--index",
+                arg(&dir.path().join("no-index-needed")),
+                "--source",
+                arg(&source),
+                "--config",
+                arg(config),
+                arg(&fix),
+            ],
+            "",
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("error: --config: kernel configuration "),
+            "{stderr}"
+        );
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            !data.join("source-indexes").exists(),
+            "nothing indexed: {stderr}"
+        );
+    }
+}

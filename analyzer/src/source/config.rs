@@ -103,8 +103,8 @@ pub enum ConfigError {
     InFile {
         /// The file as given.
         path: String,
-        /// What is wrong with it.
-        #[source]
+        /// What is wrong with it (in the message, not a separate source: a chain of
+        /// both would say it twice).
         error: Box<ConfigError>,
     },
 }

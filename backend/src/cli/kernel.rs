@@ -317,6 +317,17 @@ pub fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
         .map(SourceDir::new)
         .transpose()
         .context("--source")?;
+    // Read before the indexes are built: a bad file fails at once.
+    let config_path = args.config.clone().or_else(|| {
+        let found = args.source.as_ref()?.join(".config");
+        found.is_file().then(|| {
+            eprintln!("using the configuration {}", found.display());
+            found
+        })
+    });
+    let config = config_path
+        .map(|path| KernelConfig::read(&path).context("--config"))
+        .transpose()?;
     let identifiers = match &args.source {
         Some(dir) => Some(source_index(global, dir, args.reindex_source)?),
         None => None,
@@ -331,18 +342,6 @@ pub fn analyze(global: &Global, args: &AnalyzeArgs) -> Result<()> {
         Objects::For(&paths)
     };
     let index = load_index(global, &args.kernel, which)?;
-    let config_path = args.config.clone().or_else(|| {
-        let found = args.source.as_ref()?.join(".config");
-        found.is_file().then(|| {
-            eprintln!("using the configuration {}", found.display());
-            found
-        })
-    });
-    let config = config_path
-        .map(|path| {
-            KernelConfig::read(&path).with_context(|| format!("--config {}", path.display()))
-        })
-        .transpose()?;
     let source = tree.as_ref().map(|tree| TargetSource {
         tree,
         index: identifiers.as_ref(),
