@@ -9,7 +9,7 @@ mod common;
 use analyzer::impact::{analyze_on, ImpactReport, TargetSource};
 use analyzer::index::{KernelIndex, ObjectIndex};
 use analyzer::patch;
-use analyzer::source::{evaluate_if, ConfigValue, KernelConfig, SourceDir, SourceIndex, Truth};
+use analyzer::source::{evaluate_if, ConfigValue, KernelConfig, Truth};
 use common::{fixtures, Build};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -36,31 +36,8 @@ fn config() -> &'static KernelConfig {
     })
 }
 
-/// The target's tree: the fixtures at the paths the debug information names them by.
-struct Tree {
-    _dir: tempfile::TempDir,
-    source: SourceDir,
-    index: SourceIndex,
-}
-
-fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let into = dir.path().join("analyzer/tests/fixtures");
-        std::fs::create_dir_all(&into).unwrap();
-        for entry in std::fs::read_dir(fixtures()).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
-        }
-        let source = SourceDir::new(dir.path()).unwrap();
-        let index = SourceIndex::build(dir.path(), &|_, _| {}).expect("source index");
-        Tree {
-            _dir: dir,
-            source,
-            index,
-        }
-    })
+fn tree() -> &'static common::FixtureTree {
+    common::fixture_tree()
 }
 
 fn configured() -> Option<TargetSource<'static>> {

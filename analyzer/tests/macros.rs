@@ -11,8 +11,8 @@ use analyzer::impact::{analyze, analyze_on, HunkOutcome, ImpactReport, LineBasis
 use analyzer::index::{KernelIndex, ObjectIndex};
 use analyzer::onto::HunkState;
 use analyzer::patch;
-use analyzer::source::{SourceDir, SourceError, SourceIndex};
-use common::{fixtures, Build};
+use analyzer::source::{SourceError, SourceIndex};
+use common::Build;
 use std::sync::OnceLock;
 
 fn index() -> &'static KernelIndex {
@@ -25,32 +25,8 @@ fn index() -> &'static KernelIndex {
     })
 }
 
-/// The target's tree: the fixtures at `analyzer/tests/fixtures/`, the paths the debug
-/// information names them by, in a directory of their own.
-struct Tree {
-    _dir: tempfile::TempDir,
-    source: SourceDir,
-    index: SourceIndex,
-}
-
-fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let into = dir.path().join("analyzer/tests/fixtures");
-        std::fs::create_dir_all(&into).unwrap();
-        for entry in std::fs::read_dir(fixtures()).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
-        }
-        let source = SourceDir::new(dir.path()).unwrap();
-        let index = SourceIndex::build(dir.path(), &|_, _| {}).expect("source index");
-        Tree {
-            _dir: dir,
-            source,
-            index,
-        }
-    })
+fn tree() -> &'static common::FixtureTree {
+    common::fixture_tree()
 }
 
 fn with_index() -> Option<TargetSource<'static>> {

@@ -151,3 +151,33 @@ impl Build {
         std::fs::read(&module).expect("read module")
     }
 }
+
+/// The target's tree for source analyses: the fixtures, at the paths the debug
+/// information names them by, in a directory of their own, with its identifier index.
+pub struct FixtureTree {
+    _dir: tempfile::TempDir,
+    pub source: analyzer::source::SourceDir,
+    pub index: analyzer::source::SourceIndex,
+}
+
+/// The fixture tree, made once per test binary.
+pub fn fixture_tree() -> &'static FixtureTree {
+    static TREE: std::sync::OnceLock<FixtureTree> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let into = dir.path().join("analyzer/tests/fixtures");
+        std::fs::create_dir_all(&into).unwrap();
+        for entry in std::fs::read_dir(fixtures()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+        }
+        let source = analyzer::source::SourceDir::new(dir.path()).unwrap();
+        let index =
+            analyzer::source::SourceIndex::build(dir.path(), &|_, _| {}).expect("source index");
+        FixtureTree {
+            _dir: dir,
+            source,
+            index,
+        }
+    })
+}
