@@ -985,6 +985,26 @@ async fn a_refused_submission_comes_back_as_a_working_page() {
 }
 
 /// The first analysis of patch `patch`'s newest revision, once there is one (2 min).
+/// Submits `diff` as `client`, to be analysed against `target`: the patch's id.
+async fn submit_for(
+    client: &reqwest::Client,
+    server: &TestServer,
+    title: &str,
+    diff: &str,
+    target: &str,
+) -> i64 {
+    let response = client
+        .post(server.url("/api/v1/patches"))
+        .json(&serde_json::json!({ "title": title, "diff": diff, "targets": [target] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
 async fn first_analysis(
     client: &reqwest::Client,
     server: &TestServer,
@@ -1163,16 +1183,7 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     // The cmdline fix, written against this build's own source.
     let author = server.signed_in("alice").await;
     let fix = std::fs::read_to_string(repo_root().join("bench/fixes/cmdline.patch")).unwrap();
-    let response = author
-        .post(server.url("/api/v1/patches"))
-        .json(&serde_json::json!({ "title": "cmdline: say so", "diff": fix, "targets": [RELEASE] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let patch = submit_for(&author, &server, "cmdline: say so", &fix, RELEASE).await;
     let analysis = first_analysis(&author, &server, patch).await;
     let replaced: Vec<&str> = analysis["report"]["replace"]
         .as_array()
@@ -1185,19 +1196,25 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     // A fix to a line the build's configuration leaves out (fault injection, not set in
     // cloud-amd64's .config, from its headers package): no code of this build changes,
     // said with the directive that decides it, not "not analysable".
-    let fix = "--- a/kernel/fork.c\n+++ b/kernel/fork.c\n@@ -1055,4 +1055,4 @@\n \n                #ifdef CONFIG_FAULT_INJECTION\n-\ttsk->fail_nth = 0;\n+\ttsk->fail_nth = 1;\n                #endif\n";
-    let response = author
-        .post(server.url("/api/v1/patches"))
-        .json(&serde_json::json!({ "title": "fail_nth", "diff": fix, "targets": [RELEASE] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let fix = concat!(
+        "--- a/kernel/fork.c\n",
+        "+++ b/kernel/fork.c\n",
+        "@@ -1055,4 +1055,4 @@\n",
+        " \n",
+        " #ifdef CONFIG_FAULT_INJECTION\n",
+        "-\ttsk->fail_nth = 0;\n",
+        "+\ttsk->fail_nth = 1;\n",
+        " #endif\n",
+    );
+    let patch = submit_for(&author, &server, "fail_nth", fix, RELEASE).await;
     let analysis = first_analysis(&author, &server, patch).await;
     assert_eq!(analysis["outcome"], "no_code", "{analysis}");
+    // At its own line; fuzz 1, as patch(1) gives a hunk with less context after its
+    // change than before (at fuzz 0 it would have to end the file).
+    assert_eq!(
+        analysis["report"]["hunks"][0]["outcome"]["placed"]["fuzz"],
+        1
+    );
     assert_eq!(
         analysis["summary"],
         "no code of this build changes: 1 changed line(s) are not compiled in its \
@@ -1214,16 +1231,7 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     let fix =
         std::fs::read_to_string(repo_root().join("analyzer/tests/data/kpatch/shadow-newpid.patch"))
             .unwrap();
-    let response = author
-        .post(server.url("/api/v1/patches"))
-        .json(&serde_json::json!({ "title": "shadow newpid", "diff": fix, "targets": [RELEASE] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let patch = response.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let patch = submit_for(&author, &server, "shadow newpid", &fix, RELEASE).await;
     let analysis = first_analysis(&author, &server, patch).await;
     assert_eq!(analysis["outcome"], "analysed", "{analysis}");
     assert_eq!(analysis["report"]["basis"], "target-source");
