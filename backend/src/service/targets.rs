@@ -1281,25 +1281,37 @@ pub fn check_files(settings: &TargetSettings, target: &Target) -> Result<(), Str
     if target.origin == "debian" {
         return Ok(());
     }
+    still_under_root(
+        settings,
+        [
+            Some(&target.vmlinux),
+            target.modules_dir.as_ref(),
+            target.source_dir.as_ref(),
+            target.kbuild_dir.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Path::new),
+    )
+}
+
+/// Checks, on the worker, that each of `paths` resolves (links followed) under the target
+/// root: files may be replaced by links between a request and its job, or after.
+fn still_under_root<'p>(
+    settings: &TargetSettings,
+    paths: impl IntoIterator<Item = &'p Path>,
+) -> Result<(), String> {
     let root = settings
         .paths_root
         .as_ref()
         .and_then(|r| r.canonicalize().ok())
         .ok_or("no target root is configured on this worker (--target-root)")?;
-    for path in [
-        Some(&target.vmlinux),
-        target.modules_dir.as_ref(),
-        target.source_dir.as_ref(),
-        target.kbuild_dir.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let real = Path::new(path)
+    for path in paths {
+        let real = path
             .canonicalize()
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         if !real.starts_with(&root) {
-            return Err(format!("{path} is no longer under the target root"));
+            return Err(format!("{} is not under the target root", path.display()));
         }
     }
     Ok(())
@@ -1421,27 +1433,18 @@ fn register(
             created_by,
         } => {
             // Checked again: the files may have changed since the request.
-            let root = settings
-                .paths_root
-                .as_ref()
-                .and_then(|r| r.canonicalize().ok())
-                .ok_or("no target root is configured on this worker (--target-root)")?;
-            for path in [
-                Some(&vmlinux),
-                modules_dir.as_ref(),
-                kbuild_dir.as_ref(),
-                source_dir.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let real = path
-                    .canonicalize()
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                if !real.starts_with(&root) {
-                    return Err(format!("{} is outside the target root", path.display()));
-                }
-            }
+            still_under_root(
+                settings,
+                [
+                    Some(&vmlinux),
+                    modules_dir.as_ref(),
+                    kbuild_dir.as_ref(),
+                    source_dir.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .map(PathBuf::as_path),
+            )?;
             (
                 name,
                 kernel_release,
