@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// The version of [`ImpactReport`]'s JSON form; bumped on incompatible changes.
-pub const REPORT_VERSION: u32 = 4;
+pub const REPORT_VERSION: u32 = 5;
 
 /// The old-side lines a fix changes in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,10 @@ pub struct ChangedFunction {
     pub decl_line: u32,
     /// How the change was tied to it.
     pub evidence: String,
+    /// The changed lines (in the report's [`LineBasis`]) that hold its code or lie in its
+    /// body, the lines using a changed macro included.
+    #[serde(default)]
+    pub lines: Vec<SourceLine>,
 }
 
 /// A function the live patch module must replace.
@@ -77,8 +81,114 @@ pub struct Replacement {
     /// Whether ftrace can redirect it (always true for a replacement; kept for the JSON
     /// form's readers).
     pub traceable: bool,
-    /// Why, in order: from the changed line to this function.
+    /// Why, in order: from the changed line to this function ([`Step`]s for people).
     pub reasons: Vec<String>,
+    /// The same way as steps, for drawing it.
+    #[serde(default)]
+    pub path: Vec<Step>,
+    /// The file declaring its function, as the debug information names it.
+    #[serde(default)]
+    pub file: String,
+}
+
+/// One step of the way from a changed function to one the live patch replaces (or
+/// cannot): [`Replacement::path`], [`Unpatchable::path`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// The fix changes `function`'s code; `evidence` says how that was found.
+    Changed {
+        /// The function.
+        function: String,
+        /// How the change was tied to it ([`ChangedFunction::evidence`]).
+        evidence: String,
+    },
+    /// `function` is inlined into `into` at `file:line`.
+    Inlined {
+        /// The inlined function.
+        function: String,
+        /// The function holding the inlined copy.
+        into: String,
+        /// The file of the call (its last path component), `?` when unknown.
+        file: String,
+        /// The line of the call.
+        line: u32,
+        /// The functions inlined into `into` that the copy sits in, innermost first
+        /// (`bump()` in `bump_pair()` in `pair_a()`: `[bump_pair]`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        through: Vec<String>,
+    },
+    /// `symbol` cannot be replaced, for `why`.
+    Blocked {
+        /// The symbol (or function name).
+        symbol: String,
+        /// Why not.
+        why: String,
+        /// For a clone whose calling convention changed: how.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        abi_change: Option<String>,
+    },
+    /// `caller` calls (or tail-calls) `callee`, which cannot be replaced.
+    Called {
+        /// The calling function.
+        caller: String,
+        /// The symbol called.
+        callee: String,
+        /// A tail call (a jump).
+        tail: bool,
+    },
+    /// `.cold` parts of `of` (split off by gcc) go with it.
+    ColdParts {
+        /// The parts' symbols.
+        parts: Vec<String>,
+        /// The symbol they belong to.
+        of: String,
+    },
+    /// `symbol` has an ftrace entry: it is replaced.
+    Entry {
+        /// The symbol.
+        symbol: String,
+    },
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Changed { function, evidence } => write!(f, "{function}() changed ({evidence})"),
+            Step::Inlined {
+                function,
+                into,
+                file,
+                line,
+                through,
+            } => {
+                write!(f, "{function}() is inlined into {into}() at {file}:{line}")?;
+                if !through.is_empty() {
+                    let names: Vec<String> = through.iter().map(|n| format!("{n}()")).collect();
+                    write!(f, " (through {})", names.join(", "))?;
+                }
+                Ok(())
+            }
+            Step::Blocked { symbol, why, .. } => write!(f, "{symbol} cannot be replaced: {why}"),
+            Step::Called {
+                caller,
+                callee,
+                tail,
+            } => {
+                let how = if *tail { "tail-calls" } else { "calls" };
+                write!(f, "{caller}() {how} {callee}")
+            }
+            Step::ColdParts { parts, of } => {
+                write!(f, "{} is part of {of}, replaced with it", parts.join(", "))
+            }
+            Step::Entry { symbol } => write!(f, "{symbol} has an ftrace entry"),
+        }
+    }
+}
+
+/// The steps of a path as sentences.
+fn reasons_of(path: &[Step]) -> Vec<String> {
+    path.iter().map(Step::to_string).collect()
 }
 
 /// A function that holds changed code but cannot be replaced, and how that was handled.
@@ -92,6 +202,9 @@ pub struct Unpatchable {
     pub why: String,
     /// What was done instead.
     pub resolution: String,
+    /// The way from a changed function to it, ending in its [`Step::Blocked`].
+    #[serde(default)]
+    pub path: Vec<Step>,
 }
 
 /// The analysis of one fix against one object.
@@ -588,8 +701,15 @@ pub fn analyze_on(
         let Some(findings) = changed_functions_in(object, &all, &reach.via, &mut has_code)? else {
             continue;
         };
-        for (at, fs) in findings.by_line {
-            let names = tied.entry(at).or_default();
+        let mut lines_of: BTreeMap<u32, Vec<SourceLine>> = BTreeMap::new();
+        for ((path, line), fs) in findings.by_line {
+            for &f in &fs {
+                lines_of.entry(f).or_default().push(SourceLine {
+                    path: path.clone(),
+                    line,
+                });
+            }
+            let names = tied.entry((path, line)).or_default();
             names.extend(fs.iter().map(|&f| object.function_name(f).to_owned()));
         }
         let functions = findings.functions;
@@ -603,8 +723,15 @@ pub fn analyze_on(
                 decl_file: object.file_name(function.decl_file).to_owned(),
                 decl_line: function.decl_line,
                 evidence: evidence.clone(),
+                lines: lines_of.remove(&f).unwrap_or_default(),
             });
-            walk.function(f, vec![format!("{}() changed ({evidence})", function.name)]);
+            walk.function(
+                f,
+                vec![Step::Changed {
+                    function: function.name.clone(),
+                    evidence: evidence.clone(),
+                }],
+            );
         }
         walk.run();
         replace.extend(walk.replace.into_values());
@@ -963,11 +1090,14 @@ fn changed_functions_in<'c>(
     Ok(known.then_some(findings))
 }
 
+/// The start of [`Step::Blocked::why`] for a clone whose calling convention changed.
+const CLONE_ABI_CHANGED: &str = "clone with a changed calling convention";
+
 /// The walk from changed functions to replaceable ones, in one object.
 struct Walk<'a> {
     object: &'a ObjectIndex,
     by_address: SymbolsByAddress<'a>,
-    queue: VecDeque<(u32, Vec<String>)>,
+    queue: VecDeque<(u32, Vec<Step>)>,
     seen: HashSet<u32>,
     replace: BTreeMap<(String, u32), Replacement>,
     unpatchable: BTreeMap<String, Unpatchable>,
@@ -992,7 +1122,7 @@ impl<'a> Walk<'a> {
 
     /// Queues the out-of-line instances of function `f` and every instance it was
     /// inlined into.
-    fn function(&mut self, f: u32, reasons: Vec<String>) {
+    fn function(&mut self, f: u32, reasons: Vec<Step>) {
         for instance in self.object.instances_of(f) {
             self.queue.push_back((instance as u32, reasons.clone()));
         }
@@ -1000,19 +1130,31 @@ impl<'a> Walk<'a> {
     }
 
     /// Queues every instance function `f` was inlined into.
-    fn inlined_into(&mut self, f: u32, reasons: Vec<String>) {
+    fn inlined_into(&mut self, f: u32, reasons: Vec<Step>) {
         let object = self.object;
         let name = object.function_name(f);
         for site in object.inline_sites_of(f) {
             let file = object.file_name(site.call_file);
             let file = file.rsplit('/').next().unwrap_or(file);
+            // The inlined copies this one sits in, innermost first (bounded: a parent
+            // comes before its children in the index, but a damaged index must not loop).
+            let mut through = Vec::new();
+            let mut parent = site.parent;
+            while let Some(p) = parent.filter(|_| through.len() < object.inline_sites.len()) {
+                let Some(outer) = object.inline_sites.get(p as usize) else {
+                    break;
+                };
+                through.push(object.function_name(outer.function).to_owned());
+                parent = outer.parent;
+            }
             let mut reasons = reasons.clone();
-            reasons.push(format!(
-                "{name}() is inlined into {}() at {}:{}",
-                self.instance_name(site.container),
-                if file.is_empty() { "?" } else { file },
-                site.call_line
-            ));
+            reasons.push(Step::Inlined {
+                function: name.to_owned(),
+                into: self.instance_name(site.container).to_owned(),
+                file: if file.is_empty() { "?" } else { file }.to_owned(),
+                line: site.call_line,
+                through,
+            });
             self.queue.push_back((site.container, reasons));
         }
     }
@@ -1027,7 +1169,7 @@ impl<'a> Walk<'a> {
     }
 
     /// An out-of-line instance: replace it, or go to its callers.
-    fn instance(&mut self, id: u32, reasons: Vec<String>) {
+    fn instance(&mut self, id: u32, reasons: Vec<Step>) {
         let object = self.object;
         let instance = &object.instances[id as usize];
         let symbol = self.by_address.of_instance(instance);
@@ -1044,7 +1186,7 @@ impl<'a> Walk<'a> {
             instance
                 .abi_change
                 .as_ref()
-                .map(|change| format!("clone with a changed calling convention: {change}"))
+                .map(|change| format!("{CLONE_ABI_CHANGED}: {change}"))
         } else {
             None
         };
@@ -1060,19 +1202,24 @@ impl<'a> Walk<'a> {
                     .map(|f| f.name.as_str())
                     .collect();
                 if !cold.is_empty() {
-                    reasons.push(format!(
-                        "{} is part of {}, replaced with it",
-                        cold.join(", "),
-                        symbol.name
-                    ));
+                    reasons.push(Step::ColdParts {
+                        parts: cold.into_iter().map(str::to_owned).collect(),
+                        of: symbol.name.clone(),
+                    });
                 }
-                reasons.push(format!("{} has an ftrace entry", symbol.name));
+                reasons.push(Step::Entry {
+                    symbol: symbol.name.clone(),
+                });
                 let key = (symbol.name.clone(), symbol.old_sympos);
+                let file = object
+                    .file_name(object.functions[instance.function as usize].decl_file)
+                    .to_owned();
                 self.replace
                     .entry(key)
                     .and_modify(|r| {
-                        if r.reasons.len() > reasons.len() {
-                            r.reasons = reasons.clone();
+                        if r.path.len() > reasons.len() {
+                            r.reasons = reasons_of(&reasons);
+                            r.path = reasons.clone();
                         }
                     })
                     .or_insert_with(|| Replacement {
@@ -1080,7 +1227,9 @@ impl<'a> Walk<'a> {
                         object: object.name.clone(),
                         old_sympos: symbol.old_sympos,
                         traceable: true,
-                        reasons,
+                        reasons: reasons_of(&reasons),
+                        path: reasons,
+                        file,
                     });
             }
             Some(why) if why.starts_with("init code") => {
@@ -1089,9 +1238,18 @@ impl<'a> Walk<'a> {
                     Unpatchable {
                         symbol: symbol.name.clone(),
                         object: object.name.clone(),
-                        why,
+                        why: why.clone(),
                         resolution: "nothing to replace: the fix matters only for the next boot"
                             .into(),
+                        path: {
+                            let mut path = reasons;
+                            path.push(Step::Blocked {
+                                symbol: symbol.name.clone(),
+                                why: why.clone(),
+                                abi_change: None,
+                            });
+                            path
+                        },
                     },
                 );
             }
@@ -1101,7 +1259,7 @@ impl<'a> Walk<'a> {
 
     /// Instance `id` cannot be replaced: replace its callers, and the functions its
     /// function was inlined into.
-    fn blocked(&mut self, symbol: &str, why: &str, reasons: Vec<String>, id: u32) {
+    fn blocked(&mut self, symbol: &str, why: &str, reasons: Vec<Step>, id: u32) {
         let object = self.object;
         let function = object.instances[id as usize].function;
         let callers: Vec<(u32, bool)> = object
@@ -1112,7 +1270,14 @@ impl<'a> Walk<'a> {
             .collect();
         let inlined = object.inline_sites_of(function).next().is_some();
         let mut reasons = reasons;
-        reasons.push(format!("{symbol} cannot be replaced: {why}"));
+        reasons.push(Step::Blocked {
+            symbol: symbol.to_owned(),
+            why: why.to_owned(),
+            abi_change: why
+                .strip_prefix(CLONE_ABI_CHANGED)
+                .and_then(|rest| rest.strip_prefix(": "))
+                .map(str::to_owned),
+        });
         let resolution = if callers.is_empty() && !inlined {
             "no caller in the debug information: the fix cannot be live-patched here".to_owned()
         } else {
@@ -1125,12 +1290,16 @@ impl<'a> Walk<'a> {
                 object: object.name.clone(),
                 why: why.to_owned(),
                 resolution,
+                path: reasons.clone(),
             },
         );
         for (caller, tail) in callers {
             let mut reasons = reasons.clone();
-            let how = if tail { "tail-calls" } else { "calls" };
-            reasons.push(format!("{}() {how} {symbol}", self.instance_name(caller)));
+            reasons.push(Step::Called {
+                caller: self.instance_name(caller).to_owned(),
+                callee: symbol.to_owned(),
+                tail,
+            });
             self.queue.push_back((caller, reasons));
         }
         self.inlined_into(function, reasons);

@@ -4,7 +4,8 @@
 
 mod common;
 
-use analyzer::impact::{analyze, AnalysisError, ImpactReport, REPORT_VERSION};
+use analyzer::expand::SourceLine;
+use analyzer::impact::{analyze, AnalysisError, ImpactReport, Step, REPORT_VERSION};
 use analyzer::index::{KernelIndex, ObjectIndex};
 use analyzer::patch;
 use common::Build;
@@ -75,10 +76,14 @@ fn a_header_inline_change_replaces_every_caller_it_was_inlined_into() {
         pair.reasons,
         [
             "bump() changed (code of analyzer/tests/fixtures/inlines.h:8)",
-            "bump() is inlined into pair_a() at inlines.h:14",
+            "bump() is inlined into pair_a() at inlines.h:14 (through bump_pair())",
             "pair_a has an ftrace entry",
         ]
     );
+    assert!(matches!(
+        &pair.path[1],
+        Step::Inlined { through, .. } if through == &["bump_pair".to_owned()]
+    ));
     assert!(report.unpatchable.is_empty());
     assert_eq!(report.pitfalls.len(), 1);
     assert_eq!(
@@ -125,6 +130,46 @@ fn an_isra_clone_is_replaced_through_its_callers() {
     assert!(report.replace[0]
         .reasons
         .contains(&"use_req() calls req_len.isra.0".to_owned()));
+    // The same way as steps, for the graph: the clone's ABI change is named on its step.
+    let abi = "parameter `r` was removed (IPA-SRA)".to_owned();
+    assert_eq!(
+        report.replace[0].path,
+        [
+            Step::Changed {
+                function: "req_len".into(),
+                evidence: "code of analyzer/tests/fixtures/clones.c:12".into(),
+            },
+            Step::Blocked {
+                symbol: "req_len.isra.0".into(),
+                why: format!("clone with a changed calling convention: {abi}"),
+                abi_change: Some(abi),
+            },
+            Step::Called {
+                caller: "use_req".into(),
+                callee: "req_len.isra.0".into(),
+                tail: false,
+            },
+            Step::Entry {
+                symbol: "use_req".into(),
+            },
+        ]
+    );
+    let sentences: Vec<String> = report.replace[0].path.iter().map(Step::to_string).collect();
+    assert_eq!(sentences, report.replace[0].reasons);
+    assert!(report.replace[0].file.ends_with("fixtures/clones.c"));
+    assert_eq!(
+        report.unpatchable[0].path.last(),
+        report.replace[0].path.get(1)
+    );
+    // The changed function knows its changed line.
+    assert_eq!(report.changed_functions[0].name, "req_len");
+    assert_eq!(
+        report.changed_functions[0].lines,
+        [SourceLine {
+            path: "analyzer/tests/fixtures/clones.c".into(),
+            line: 12
+        }]
+    );
 }
 
 #[test]

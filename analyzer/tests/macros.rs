@@ -372,7 +372,7 @@ fn the_source_index_lists_the_files_of_an_identifier_and_survives_its_encoding()
 fn the_json_report_carries_the_new_sections_and_reads_back() {
     let report = analyze_on(&clamp_base_fix(5), index(), with_index()).expect("analysis");
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["version"], 4);
+    assert_eq!(json["version"], 5);
     assert_eq!(json["basis"], "target-source");
     assert_eq!(json["hunks"][0]["outcome"]["placed"]["state"], "applied");
     assert_eq!(json["expansions"][0]["name"], "CLAMP_BASE");

@@ -6,8 +6,8 @@
 //! functions still refuse to answer without a user, so a routing mistake cannot expose data.
 
 use crate::model::{
-    AppError, AuditFilter, AuditPage, InterdiffView, PatchPage, PatchSummary, PolicyView,
-    RejectedSubmission, SessionUser, TargetPage, TargetsPage, UserAccount,
+    AppError, AuditFilter, AuditPage, ImpactView, InterdiffView, PatchPage, PatchSummary,
+    PolicyView, RejectedSubmission, SessionUser, TargetPage, TargetsPage, UserAccount,
 };
 use leptos::prelude::*;
 
@@ -33,6 +33,25 @@ pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppE
         ssr::set_error_status(e);
     }
     page
+}
+
+/// How revision `revision` of patch `id` fares on each target, and the impact graph on
+/// `target` (the first analysed one when `None`), its lists filtered by `query`.
+#[server(prefix = "/api/ui", endpoint = "impact")]
+pub async fn get_impact(
+    id: i64,
+    revision: i64,
+    target: Option<String>,
+    query: String,
+) -> Result<ImpactView, AppError> {
+    let user = ssr::require_user().await?;
+    let view = ssr::workbench()?
+        .impact(&user, id, revision, target, query)
+        .await;
+    if let Err(e) = &view {
+        ssr::set_error_status(e);
+    }
+    view
 }
 
 /// What changed between two revisions of a patch.
@@ -139,6 +158,16 @@ pub mod ssr {
             id: i64,
             revision: Option<i64>,
         ) -> BoxFuture<'a, Result<PatchPage, AppError>>;
+
+        /// The impact panel of a revision: each target's analysis and one's graph.
+        fn impact<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            id: i64,
+            revision: i64,
+            target: Option<String>,
+            query: String,
+        ) -> BoxFuture<'a, Result<ImpactView, AppError>>;
 
         /// The interdiff between two revisions.
         fn interdiff<'a>(

@@ -112,9 +112,9 @@ fn file_block(file: &FileView, index: usize, unified: bool) -> impl IntoView {
     let body = if file.hunks.is_empty() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if unified {
-        unified_table(&file.hunks).into_any()
+        unified_table(&file.hunks, index).into_any()
     } else {
-        split_table(&file.hunks).into_any()
+        split_table(&file.hunks, index).into_any()
     };
     let renamed_from = match (&file.old_path, &file.new_path) {
         (Some(old), Some(new)) if old != new => {
@@ -151,7 +151,12 @@ fn hunk_header(hunk: &HunkView, colspan: &'static str) -> impl IntoView {
     }
 }
 
-fn split_table(hunks: &[HunkView]) -> impl IntoView {
+/// The `data-k` key of a code cell: file `index`, old (`o`) or new (`n`) side, line.
+fn cell_key(index: usize, side: char, line: Option<u32>) -> Option<String> {
+    line.map(|n| format!("f{index}-{side}{n}"))
+}
+
+fn split_table(hunks: &[HunkView], index: usize) -> impl IntoView {
     view! {
         <table class="diff split">
             <colgroup>
@@ -171,8 +176,8 @@ fn split_table(hunks: &[HunkView]) -> impl IntoView {
                             let right = row.right.map(|i| &hunk.lines[i]);
                             view! {
                                 <tr>
-                                    {half(left, |l| l.old)}
-                                    {half(right, |l| l.new)}
+                                    {half(left, index, 'o', |l| l.old)}
+                                    {half(right, index, 'n', |l| l.new)}
                                 </tr>
                             }
                         })
@@ -184,11 +189,20 @@ fn split_table(hunks: &[HunkView]) -> impl IntoView {
     }
 }
 
-fn half(line: Option<&LineView>, number_of: fn(&LineView) -> Option<u32>) -> impl IntoView {
+fn half(
+    line: Option<&LineView>,
+    index: usize,
+    side: char,
+    number_of: fn(&LineView) -> Option<u32>,
+) -> impl IntoView {
     match line {
         Some(line) => view! {
             <td class="ln" data-ln=number(number_of(line))></td>
-            <td class=code_class(line.kind) inner_html=line.html.clone()></td>
+            <td
+                class=code_class(line.kind)
+                data-k=cell_key(index, side, number_of(line))
+                inner_html=line.html.clone()
+            ></td>
         }
         .into_any(),
         None => view! {
@@ -199,7 +213,7 @@ fn half(line: Option<&LineView>, number_of: fn(&LineView) -> Option<u32>) -> imp
     }
 }
 
-fn unified_table(hunks: &[HunkView]) -> impl IntoView {
+fn unified_table(hunks: &[HunkView], index: usize) -> impl IntoView {
     view! {
         <table class="diff unified">
             <colgroup>
@@ -214,11 +228,20 @@ fn unified_table(hunks: &[HunkView]) -> impl IntoView {
                         .lines
                         .iter()
                         .map(|line| {
+                            // An added line is keyed by its new side, the others by the old.
+                            let key = match line.kind {
+                                LineKind::Added => cell_key(index, 'n', line.new),
+                                _ => cell_key(index, 'o', line.old),
+                            };
                             view! {
                                 <tr>
                                     <td class="ln" data-ln=number(line.old)></td>
                                     <td class="ln" data-ln=number(line.new)></td>
-                                    <td class=code_class(line.kind) inner_html=line.html.clone()></td>
+                                    <td
+                                        class=code_class(line.kind)
+                                        data-k=key
+                                        inner_html=line.html.clone()
+                                    ></td>
                                 </tr>
                             }
                         })

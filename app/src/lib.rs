@@ -18,6 +18,7 @@
 #[allow(missing_docs)]
 pub mod api;
 mod diff_view;
+mod impact_view;
 pub mod model;
 mod pages;
 mod review_view;

@@ -792,3 +792,189 @@ pub struct TargetPage {
     /// Whether this user may re-index and retire it.
     pub can_manage: bool,
 }
+
+/// The impact panel of the patch page: how the shown revision fares on each target, and
+/// the graph of what the compiler did with it on one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpactView {
+    /// The revision.
+    pub revision: i64,
+    /// One row per target the patch is analysed for.
+    pub targets: Vec<TargetImpact>,
+    /// The target whose graph is shown.
+    pub selected: Option<String>,
+    /// Its graph, once its analysis has a report.
+    pub graph: Option<ImpactGraph>,
+    /// Why there is no graph, for people (no targets, still analysing, failed...).
+    pub no_graph: Option<String>,
+    /// The search the graph's lists are filtered by.
+    pub query: String,
+}
+
+/// One target's row in the impact matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetImpact {
+    /// The target's name.
+    pub target: String,
+    /// `queued`, `running`, `failed` (the job), or the analysis' outcome: `analysed`,
+    /// `no_code`, `not_applicable`, `incomplete`, `failed`.
+    pub state: String,
+    /// The analysis job while there is one to follow.
+    pub job: Option<JobSummary>,
+    /// The analysis' one-line summary.
+    pub summary: String,
+    /// Functions to replace.
+    pub replace: usize,
+    /// Functions that hold changed code and cannot be replaced.
+    pub cannot_replace: usize,
+    /// Pitfalls found.
+    pub pitfalls: usize,
+    /// Hunks that do not apply (or are applied already, or contradict the build).
+    pub hunks_not_applied: usize,
+    /// Where it differs from the other targets, for people.
+    pub differences: Vec<String>,
+}
+
+/// The layered impact graph of one analysis, laid out by the server: hunks, changed
+/// functions, where their code went, and what the live patch replaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpactGraph {
+    /// Drawing width, px.
+    pub width: u32,
+    /// Drawing height, px.
+    pub height: u32,
+    /// The layers' headings, with their x.
+    pub columns: Vec<GraphColumn>,
+    /// The nodes drawn.
+    pub nodes: Vec<GraphNode>,
+    /// The edges drawn.
+    pub edges: Vec<GraphEdge>,
+    /// Groups standing for many functions of one object and directory, with members.
+    pub groups: Vec<GraphGroup>,
+    /// Functions that cannot be replaced, and what was done instead.
+    pub cannot_replace: Vec<CannotReplace>,
+    /// Nodes left out by the search.
+    pub hidden_by_search: usize,
+}
+
+/// A layer heading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphColumn {
+    /// Heading.
+    pub title: String,
+    /// Left edge, px.
+    pub x: u32,
+}
+
+/// What a node stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// A hunk of the fix that was analysed.
+    Hunk,
+    /// A hunk that was not analysed (does not apply, already applied, contradicts the build).
+    HunkNotApplied,
+    /// A function whose source the fix changes.
+    Changed,
+    /// A function the changed code went into on the way (an inlining, a clone, a caller).
+    Site,
+    /// A function the live patch replaces.
+    Replace,
+    /// A function that holds changed code and cannot be replaced.
+    Blocked,
+    /// Many functions of one object and directory.
+    Group,
+}
+
+impl NodeKind {
+    /// Its CSS class.
+    pub fn class(self) -> &'static str {
+        match self {
+            NodeKind::Hunk => "hunk",
+            NodeKind::HunkNotApplied => "hunk not-applied",
+            NodeKind::Changed => "changed",
+            NodeKind::Site => "site",
+            NodeKind::Replace => "replace",
+            NodeKind::Blocked => "blocked",
+            NodeKind::Group => "group",
+        }
+    }
+}
+
+/// One node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// Kind.
+    pub kind: NodeKind,
+    /// Its layer (0: hunks).
+    pub layer: u32,
+    /// Left, px.
+    pub x: u32,
+    /// Top, px.
+    pub y: u32,
+    /// Width, px.
+    pub w: u32,
+    /// First line: the function (or hunk, or group) name, shortened to fit.
+    pub label: String,
+    /// Second line: object, `old_sympos`, marks ("ABI changed", "clone", "12 functions").
+    pub detail: String,
+    /// Everything about it, for its title and screen readers.
+    pub title: String,
+    /// The diff cells its code came from (`data-k` keys: `f{file}-o{old}`, `f{file}-n{new}`).
+    pub lines: Vec<String>,
+    /// Nodes on a path through it, itself included (indexes into [`ImpactGraph::nodes`]).
+    pub related: Vec<u32>,
+    /// Edges on a path through it (indexes into [`ImpactGraph::edges`]).
+    pub related_edges: Vec<u32>,
+    /// The group it stands for ([`ImpactGraph::groups`]).
+    pub group: Option<u32>,
+}
+
+/// One edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphEdge {
+    /// From node.
+    pub from: u32,
+    /// To node.
+    pub to: u32,
+    /// What ties them ("inlined at cmdline.c:12", "calls", "ABI changed: callers").
+    pub label: String,
+    /// The SVG path.
+    pub d: String,
+}
+
+/// Many functions of one layer, object and directory, drawn as one node and listed
+/// (collapsed) under the graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphGroup {
+    /// `vmlinux · fs/ext4`.
+    pub name: String,
+    /// The layer's heading it belongs to.
+    pub layer: String,
+    /// Its functions (those the search kept), each with the way its code got there.
+    pub members: Vec<GroupMember>,
+    /// All its functions, before the search.
+    pub total: usize,
+}
+
+/// One function of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The function (symbol, with `old_sympos` when not 0).
+    pub name: String,
+    /// How the changed code got there, for people.
+    pub why: String,
+}
+
+/// A function that cannot be replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CannotReplace {
+    /// The symbol.
+    pub symbol: String,
+    /// Its object.
+    pub object: String,
+    /// Why not.
+    pub why: String,
+    /// What was done instead.
+    pub resolution: String,
+}

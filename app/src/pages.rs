@@ -5,6 +5,7 @@ use crate::api::{
     list_targets, list_users, load_rejected_submission,
 };
 use crate::diff_view::DiffView;
+use crate::impact_view::ImpactPanel;
 use crate::model::{
     AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
     PatchSummary, Role, SegmentView, Tier,
@@ -542,12 +543,24 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
         </dl>
         {review}
         {mail}
-        <DiffView
-            files=shown.files
-            files_changed=shown.files_changed
-            added=shown.added
-            removed=shown.removed
-        />
+        // Side by side on wide screens; below, two tabs (radio buttons: no script needed).
+        <div class="code-and-impact">
+            <input type="radio" name="pane" id="pane-diff" class="pane-tab" checked/>
+            <label for="pane-diff" class="pane-label">"Diff"</label>
+            <input type="radio" name="pane" id="pane-impact" class="pane-tab"/>
+            <label for="pane-impact" class="pane-label">"Impact"</label>
+            <div class="pane pane-diff">
+                <DiffView
+                    files=shown.files
+                    files_changed=shown.files_changed
+                    added=shown.added
+                    removed=shown.removed
+                />
+            </div>
+            <div class="pane pane-impact">
+                <ImpactPanel patch=info.id revision=shown.number/>
+            </div>
+        </div>
     }
     .into_any()
 }

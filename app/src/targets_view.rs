@@ -57,10 +57,17 @@ fn Flash() -> impl IntoView {
 
 /// A job's state and progress bar, kept current from its event stream while it runs.
 #[component]
-pub fn JobProgress(job: JobSummary) -> impl IntoView {
+pub fn JobProgress(
+    job: JobSummary,
+    /// Told when the job finishes while the page follows it.
+    #[prop(optional)]
+    on_finished: Option<Callback<()>>,
+) -> impl IntoView {
     let current = RwSignal::new(job);
     #[cfg(all(feature = "hydrate", target_arch = "wasm32"))]
-    follow(current);
+    follow(current, on_finished);
+    #[cfg(not(all(feature = "hydrate", target_arch = "wasm32")))]
+    let _ = on_finished;
     view! {
         {move || {
             let job = current.get();
@@ -91,7 +98,7 @@ pub fn JobProgress(job: JobSummary) -> impl IntoView {
 
 /// Follows a running job's server-sent events into `current` (in the browser only).
 #[cfg(all(feature = "hydrate", target_arch = "wasm32"))]
-fn follow(current: RwSignal<JobSummary>) {
+fn follow(current: RwSignal<JobSummary>, on_finished: Option<Callback<()>>) {
     use leptos::wasm_bindgen::closure::Closure;
     use leptos::wasm_bindgen::JsCast;
     let job = current.get_untracked();
@@ -126,10 +133,14 @@ fn follow(current: RwSignal<JobSummary>) {
                 updated_at: text("updated_at").unwrap_or(previous.updated_at),
                 ..previous
             };
-            if !next.is_active() {
+            let finished = !next.is_active();
+            if finished {
                 stream.close();
             }
             current.set(next);
+            if let (true, Some(callback)) = (finished, on_finished) {
+                callback.run(());
+            }
         });
     let _ = source.add_event_listener_with_callback("job", on_job.as_ref().unchecked_ref());
     // The listener lives as long as the page.

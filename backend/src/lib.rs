@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod impact_graph;
 pub mod interdiff;
 pub mod render;
 pub mod service;

@@ -12,6 +12,7 @@ pub mod comments;
 pub mod demo;
 pub mod evidence;
 pub mod export;
+pub mod impact;
 pub mod pages;
 pub mod retention;
 pub mod review;

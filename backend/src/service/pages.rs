@@ -8,9 +8,9 @@ use crate::store::patches::StoredRevision;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, InterdiffView, MailView,
-    PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SegmentView, SessionUser,
-    TargetPage, TargetsPage, UserAccount,
+    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ImpactView, InterdiffView,
+    MailView, PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SegmentView,
+    SessionUser, TargetPage, TargetsPage, UserAccount,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -306,6 +306,25 @@ impl Workbench for DbWorkbench {
         revision: Option<i64>,
     ) -> BoxFuture<'a, Result<PatchPage, AppError>> {
         Box::pin(self.page(user, id, revision))
+    }
+
+    fn impact<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+        id: i64,
+        revision: i64,
+        target: Option<String>,
+        query: String,
+    ) -> BoxFuture<'a, Result<ImpactView, AppError>> {
+        Box::pin(crate::service::impact::impact_view(
+            &self.db,
+            crate::service::impact::ImpactQuery {
+                patch: id,
+                revision,
+                target,
+                query,
+            },
+        ))
     }
 
     fn interdiff<'a>(

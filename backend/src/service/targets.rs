@@ -591,7 +591,7 @@ pub async fn request_reindex(
 
 // ---- pages ----
 
-fn job_summary(job: crate::store::jobs::Job) -> graftbench_app::model::JobSummary {
+pub(crate) fn job_summary(job: crate::store::jobs::Job) -> graftbench_app::model::JobSummary {
     let label = match job.kind.as_str() {
         REGISTER => format!(
             "register {}",

@@ -1307,3 +1307,221 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     events.abort();
     server.stop().await;
 }
+
+/// A fix of two fixture files against the gcc-built fixture target: `req_len()`, which
+/// gcc made an IPA-SRA clone of (its caller is replaced), and the header inline `bump()`
+/// (its callers, one through the nested `bump_pair()`).
+const CLONE_AND_INLINE_FIX: &str = concat!(
+    "--- a/analyzer/tests/fixtures/clones.c\n",
+    "+++ b/analyzer/tests/fixtures/clones.c\n",
+    "@@ -11,3 +11,3 @@ static noinline int req_len(struct req *r)\n",
+    " {\n",
+    "-\treturn r->len * 3 + 1;\n",
+    "+\treturn r->len * 3 + 2;\n",
+    " }\n",
+    "--- a/analyzer/tests/fixtures/inlines.h\n",
+    "+++ b/analyzer/tests/fixtures/inlines.h\n",
+    "@@ -7,3 +7,3 @@ static inline int bump(int v)\n",
+    " {\n",
+    "-\treturn v * 2 + 1;\n",
+    "+\treturn v * 2 + 2;\n",
+    " }\n",
+);
+
+/// The `data-k` keys of the diff cells the graph lights.
+async fn lit_cells(page: &Page) -> Vec<String> {
+    page.evaluate(
+        "[...document.querySelectorAll('td.code.impact-lit')].map(c => c.dataset.k).sort()",
+    )
+    .await
+    .unwrap()
+    .into_value()
+    .unwrap()
+}
+
+/// The labels of the graph's lit nodes.
+async fn lit_nodes(page: &Page) -> Vec<String> {
+    page.evaluate(
+        "[...document.querySelectorAll('svg.impact-graph g.node.lit text.label')]\
+         .map(t => t.textContent).sort()",
+    )
+    .await
+    .unwrap()
+    .into_value()
+    .unwrap()
+}
+
+/// The impact graph beside the diff: a fix submitted against the fixture target is
+/// analysed while the page is open (its progress followed to the end without a reload,
+/// the graph appearing then), the graph sits to the right of the diff, hovering a
+/// function lights its diff lines and path, clicking a hunk lights what it reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lights_the_lines() {
+    let (server, _root) = crate::targets::server_with_fixture_root(Backend::Sqlite).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let admin = server.signed_in("ada").await;
+    {
+        let _workers = server.start_workers(1).await;
+        let job = crate::targets::register_fixture(&server, &admin).await;
+        let job = crate::targets::finished_job(&admin, &server, job).await;
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    // No worker runs now: the analysis waits in the queue until the page is open.
+    let author = server.signed_in("alice").await;
+    let patch = submit_for(
+        &author,
+        &server,
+        "req_len and bump",
+        CLONE_AND_INLINE_FIX,
+        "fixture",
+    )
+    .await;
+    let (mut browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "alice").await;
+    page.goto(server.url(&format!("/patches/{patch}")))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "document.documentElement.dataset.hydrated === 'true' \
+             && !!document.querySelector('.impact-matrix tr[data-target=fixture] .job[data-state=queued]')",
+            Duration::from_secs(10)
+        )
+        .await,
+        "the matrix shows the queued analysis"
+    );
+    assert!(eval_bool(&page, "!document.querySelector('svg.impact-graph')").await);
+    page.evaluate("window.graftbenchNotReloaded = true")
+        .await
+        .unwrap();
+    let _workers = server.start_workers(1).await;
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('svg.impact-graph g.node')",
+            Duration::from_secs(60)
+        )
+        .await,
+        "the graph appears once the analysis is done"
+    );
+    assert!(
+        eval_bool(&page, "window.graftbenchNotReloaded === true").await,
+        "without a reload"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('.impact-matrix tr[data-target=fixture]').dataset.state === 'analysed'"
+        )
+        .await
+    );
+    // Beside the diff: to its right, level with it.
+    assert!(
+        eval_bool(
+            &page,
+            "(() => { const d = document.querySelector('.pane-diff').getBoundingClientRect(); \
+             const g = document.querySelector('.pane-impact').getBoundingClientRect(); \
+             return g.left >= d.right && Math.abs(g.top - d.top) < 2 && g.width > 400; })()"
+        )
+        .await,
+        "the graph is to the right of the diff"
+    );
+
+    // Hovering a function lights the lines its code came from, and its path.
+    page.find_element("svg.impact-graph g.node[aria-label^='use_req()']")
+        .await
+        .expect("use_req's node")
+        .hover()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "document.querySelectorAll('td.code.impact-lit').length > 0",
+            Duration::from_secs(5)
+        )
+        .await,
+        "hovering lights diff lines"
+    );
+    assert_eq!(lit_cells(&page).await, ["f0-n12", "f0-o12"]);
+    assert_eq!(
+        lit_nodes(&page).await,
+        [
+            "clones.c hunk 1",
+            "req_len()",
+            "req_len.isra.0()",
+            "use_req()"
+        ]
+    );
+    page.evaluate("document.querySelector('.code-and-impact').scrollIntoView()")
+        .await
+        .unwrap();
+    screenshot(&page, "impact-graph.png").await;
+
+    // Clicking a hunk keeps lit every function it reaches, nested chain included.
+    page.find_element("svg.impact-graph g.node[aria-label^='inlines.h hunk 1']")
+        .await
+        .expect("the header hunk's node")
+        .click()
+        .await
+        .unwrap();
+    // Move the mouse off the graph: the click's selection stays.
+    page.find_element(".page-head h1")
+        .await
+        .unwrap()
+        .hover()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "[...document.querySelectorAll('svg.impact-graph g.node.lit text.label')]\
+             .some(t => t.textContent === 'pair_a()')",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    let lit = lit_nodes(&page).await;
+    for function in [
+        "bump()",
+        "bump_pair()",
+        "count_a()",
+        "count_b()",
+        "count_c()",
+        "pair_a()",
+    ] {
+        assert!(lit.contains(&function.to_owned()), "{function} in {lit:?}");
+    }
+    assert!(!lit.contains(&"use_req()".to_owned()), "{lit:?}");
+    assert_eq!(lit_cells(&page).await, ["f1-n8", "f1-o8"]);
+
+    // The keyboard reaches the nodes: focus lights like hovering.
+    page.evaluate(
+        "document.querySelector(\"svg.impact-graph g.node[aria-label^='inlines.h hunk 1']\")\
+         .dispatchEvent(new MouseEvent('click', {bubbles: true}))",
+    )
+    .await
+    .unwrap();
+    page.find_element("svg.impact-graph g.node[aria-label^='req_len()']")
+        .await
+        .unwrap()
+        .focus()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "document.activeElement.getAttribute('aria-label').startsWith('req_len()') \
+             && [...document.querySelectorAll('td.code.impact-lit')].every(c => c.dataset.k.startsWith('f0-'))",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    console.assert_clean("alice", &[]).await;
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}

@@ -29,7 +29,7 @@ const CLONES_FIX: &str =
 
 /// A server whose target root holds the fixtures' vmlinux (with debug information), a
 /// stripped copy and a file that is not ELF.
-async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::TempDir) {
+pub(crate) async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::TempDir) {
     let root = tempfile::tempdir().expect("target root");
     let build = fixtures::Build::compile(5);
     std::fs::write(root.path().join("vmlinux"), build.vmlinux()).unwrap();
@@ -59,7 +59,7 @@ async fn server_with_fixture_root(backend: Backend) -> (TestServer, tempfile::Te
 }
 
 /// Waits (up to 60 s) for job `id` to finish; its JSON.
-async fn finished_job(client: &reqwest::Client, server: &TestServer, id: i64) -> Value {
+pub(crate) async fn finished_job(client: &reqwest::Client, server: &TestServer, id: i64) -> Value {
     for _ in 0..600 {
         let body: Value = get_json(client, server, &format!("/api/v1/jobs/{id}")).await;
         let state = body["job"]["state"].as_str().unwrap_or_default().to_owned();
@@ -90,7 +90,7 @@ async fn analyses(
     panic!("revision {revision} of patch {patch} was not analysed");
 }
 
-async fn register_fixture(server: &TestServer, admin: &reqwest::Client) -> i64 {
+pub(crate) async fn register_fixture(server: &TestServer, admin: &reqwest::Client) -> i64 {
     let response = admin
         .post(server.url("/api/v1/targets"))
         .json(

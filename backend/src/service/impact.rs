@@ -1,0 +1,263 @@
+//! The impact panel of the patch page: one revision against each target its patch is
+//! analysed for (the analysis job while it runs, then the report's counts and how the
+//! targets differ), and the graph of one target's report ([`crate::impact_graph`]).
+
+use crate::impact_graph;
+use crate::service::analysis_queue::ANALYZE;
+use crate::service::targets::job_summary;
+use crate::store::targets::{targets_of_patch_in, Analysis};
+use crate::store::{Database, DbError};
+use analyzer::impact::{ImpactReport, REPORT_VERSION};
+use graftbench_app::model::{AppError, ImpactView, TargetImpact};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Differences spelled out per pair of targets, at most.
+const DIFFERENCES_LISTED: usize = 8;
+
+/// What the impact panel asks for.
+#[derive(Debug, Clone)]
+pub struct ImpactQuery {
+    /// The patch.
+    pub patch: i64,
+    /// Its revision.
+    pub revision: i64,
+    /// The target whose graph to draw (the first with a report when `None`).
+    pub target: Option<String>,
+    /// The search over the graph's lists.
+    pub query: String,
+}
+
+/// A report read back, with its target.
+struct Read {
+    target: String,
+    report: ImpactReport,
+}
+
+fn internal(e: impl std::fmt::Display) -> AppError {
+    tracing::error!(error = %e, "impact panel");
+    AppError::Internal
+}
+
+/// The impact panel for `query`.
+pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView, AppError> {
+    let Some(stored) = db
+        .revision(query.patch, query.revision)
+        .await
+        .map_err(internal)?
+    else {
+        return Err(AppError::NotFound(format!(
+            "revision {} of patch {}",
+            query.revision, query.patch
+        )));
+    };
+    let targets = {
+        let mut tx = db.begin().await.map_err(internal)?;
+        let targets = targets_of_patch_in(&mut tx, query.patch)
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(|e| internal(DbError::from(e)))?;
+        targets
+    };
+    let analyses: Vec<Analysis> = db
+        .analyses_of(&stored.sha256)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|a| a.report_version == i64::from(REPORT_VERSION))
+        .collect();
+    let jobs = db
+        .jobs_with_key_prefix(&format!("{ANALYZE}:{}:", stored.sha256), 200)
+        .await
+        .map_err(internal)?;
+
+    // Reports are parsed (and the graph drawn) off the async workers.
+    let diff = stored.diff;
+    let wanted = query.target.clone();
+    let search = query.query.clone();
+    let rows: Vec<(String, Option<crate::store::jobs::Job>, Option<Analysis>)> = targets
+        .iter()
+        .map(|t| {
+            let analysis = analyses
+                .iter()
+                .find(|a| a.target_id == t.id && a.build_id == t.build_id)
+                .cloned();
+            // Newest first: the job of this build and report version.
+            let job = jobs
+                .iter()
+                .find(|j| {
+                    j.key
+                        .ends_with(&format!(":{}:{REPORT_VERSION}", t.build_id))
+                })
+                .cloned();
+            (t.name.clone(), job, analysis)
+        })
+        .collect();
+    let revision = query.revision;
+    tokio::task::spawn_blocking(move || build_view(revision, rows, &diff, wanted, &search))
+        .await
+        .map_err(internal)?
+}
+
+fn build_view(
+    revision: i64,
+    rows: Vec<(String, Option<crate::store::jobs::Job>, Option<Analysis>)>,
+    diff: &[u8],
+    wanted: Option<String>,
+    search: &str,
+) -> Result<ImpactView, AppError> {
+    let mut reads: Vec<Read> = Vec::new();
+    let mut matrix: Vec<TargetImpact> = Vec::new();
+    for (target, job, analysis) in rows {
+        let mut row = TargetImpact {
+            target: target.clone(),
+            state: "queued".to_owned(),
+            job: None,
+            summary: String::new(),
+            replace: 0,
+            cannot_replace: 0,
+            pitfalls: 0,
+            hunks_not_applied: 0,
+            differences: Vec::new(),
+        };
+        match (analysis, job) {
+            (Some(analysis), _) => {
+                row.state = analysis.outcome.as_str().to_owned();
+                row.summary = analysis.summary;
+                if let Some(report) = analysis
+                    .report
+                    .and_then(|json| serde_json::from_value::<ImpactReport>(json).ok())
+                {
+                    row.replace = report.replace.len();
+                    row.cannot_replace = report.unpatchable.len();
+                    row.pitfalls = report.pitfalls.len();
+                    row.hunks_not_applied = report.hunks.iter().filter(|h| !h.analysed).count();
+                    reads.push(Read { target, report });
+                }
+            }
+            (None, Some(job)) => {
+                row.state = job.state.as_str().to_owned();
+                let mut summary = job_summary(job);
+                summary.label = format!("analyse for {}", row.target);
+                row.summary = summary.error.clone().unwrap_or_default();
+                row.job = Some(summary);
+            }
+            (None, None) => {
+                row.summary = "not analysed yet".to_owned();
+            }
+        }
+        matrix.push(row);
+    }
+    differences(&mut matrix, &reads);
+
+    let selected = wanted
+        .filter(|name| matrix.iter().any(|r| &r.target == name))
+        .or_else(|| reads.first().map(|r| r.target.clone()))
+        .or_else(|| matrix.first().map(|r| r.target.clone()));
+    let chosen = selected
+        .as_ref()
+        .and_then(|name| reads.iter().find(|r| &r.target == name));
+    let (graph, no_graph) = match chosen {
+        Some(read) => {
+            let patch = analyzer::patch::parse(diff).map_err(|e| {
+                tracing::error!(error = %e, "a stored revision no longer parses");
+                AppError::Internal
+            })?;
+            (
+                Some(impact_graph::build(&read.report, &patch, search)),
+                None,
+            )
+        }
+        None => {
+            let why = match selected
+                .as_ref()
+                .and_then(|name| matrix.iter().find(|r| &r.target == name))
+            {
+                None => "No kernel target is registered: the fix has nothing to be analysed \
+                         against. A release manager adds one on the Targets page."
+                    .to_owned(),
+                Some(row) if row.job.as_ref().is_some_and(|j| j.is_active()) => {
+                    format!("Analysing the fix for {}…", row.target)
+                }
+                Some(row) => format!("No report for {}: {}", row.target, row.summary),
+            };
+            (None, Some(why))
+        }
+    };
+    Ok(ImpactView {
+        revision,
+        targets: matrix,
+        selected,
+        graph,
+        no_graph,
+        query: search.to_owned(),
+    })
+}
+
+/// Spells out, for each target, what its report has that another target's has not:
+/// functions replaced only here (inlined here, out of line there), hunks that do not
+/// apply here.
+fn differences(matrix: &mut [TargetImpact], reads: &[Read]) {
+    let replaced = |read: &Read| -> BTreeSet<String> {
+        read.report
+            .replace
+            .iter()
+            .map(|r| format!("{}:{}", r.object, r.symbol))
+            .collect()
+    };
+    let not_applied = |read: &Read| -> BTreeMap<(String, u32), String> {
+        read.report
+            .hunks
+            .iter()
+            .filter(|h| !h.analysed)
+            .map(|h| ((h.path.clone(), h.hunk), format!("{:?}", h.outcome)))
+            .collect()
+    };
+    for read in reads {
+        let Some(row) = matrix.iter_mut().find(|r| r.target == read.target) else {
+            continue;
+        };
+        let mine = replaced(read);
+        let my_hunks = not_applied(read);
+        for other in reads.iter().filter(|o| o.target != read.target) {
+            let theirs = replaced(other);
+            let their_hunks = not_applied(other);
+            for (path, hunk) in my_hunks.keys().filter(|k| !their_hunks.contains_key(k)) {
+                row.differences.push(format!(
+                    "hunk {hunk} of {path} does not apply here; it does on {}",
+                    other.target
+                ));
+            }
+            let only: Vec<&String> = mine.difference(&theirs).collect();
+            if !only.is_empty() {
+                let names: Vec<&str> = only
+                    .iter()
+                    .take(DIFFERENCES_LISTED)
+                    .map(|s| s.split_once(':').map_or(s.as_str(), |(_, name)| name))
+                    .collect();
+                let more = only.len().saturating_sub(DIFFERENCES_LISTED);
+                let why = read
+                    .report
+                    .replace
+                    .iter()
+                    .find(|r| format!("{}:{}", r.object, r.symbol) == *only[0])
+                    .map(|r| r.reasons.join(", "))
+                    .unwrap_or_default();
+                row.differences.push(format!(
+                    "replaces {}{} that {} does not{}",
+                    names.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
+                    other.target,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (here: {why})")
+                    }
+                ));
+            }
+        }
+    }
+}
