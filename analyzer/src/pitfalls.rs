@@ -36,6 +36,122 @@ pub enum PitfallKind {
     LineShift,
 }
 
+/// The kpatch patch author guide, whose sections the pitfalls link to.
+pub const PATCH_AUTHOR_GUIDE: &str =
+    "https://github.com/dynup/kpatch/blob/master/doc/patch-author-guide.md";
+
+impl PitfallKind {
+    /// Every kind.
+    pub const ALL: [PitfallKind; 11] = [
+        PitfallKind::DataStructure,
+        PitfallKind::GlobalData,
+        PitfallKind::StaticLocal,
+        PitfallKind::OnceMacro,
+        PitfallKind::InitExit,
+        PitfallKind::Header,
+        PitfallKind::SyscallDefine,
+        PitfallKind::JumpLabel,
+        PitfallKind::ExportedSignature,
+        PitfallKind::Assembly,
+        PitfallKind::LineShift,
+    ];
+
+    /// Its name in the JSON form (`data-structure`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PitfallKind::DataStructure => "data-structure",
+            PitfallKind::GlobalData => "global-data",
+            PitfallKind::StaticLocal => "static-local",
+            PitfallKind::OnceMacro => "once-macro",
+            PitfallKind::InitExit => "init-exit",
+            PitfallKind::Header => "header",
+            PitfallKind::SyscallDefine => "syscall-define",
+            PitfallKind::JumpLabel => "jump-label",
+            PitfallKind::ExportedSignature => "exported-signature",
+            PitfallKind::Assembly => "assembly",
+            PitfallKind::LineShift => "line-shift",
+        }
+    }
+
+    /// The kind named `name` ([`PitfallKind::name`]).
+    pub fn parse(name: &str) -> Option<PitfallKind> {
+        PitfallKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Why it matters for a live patch, in one sentence.
+    pub fn why_it_matters(self) -> &'static str {
+        match self {
+            PitfallKind::DataStructure => {
+                "Structures already in memory keep their old layout: a live patch cannot change them in place (shadow variables can add to them)."
+            }
+            PitfallKind::GlobalData => {
+                "The patch module gets its own copy of new or changed global data; the running kernel keeps using the old one."
+            }
+            PitfallKind::StaticLocal => {
+                "The replacement function gets a fresh static variable, not the running kernel's, unless it is referred to explicitly."
+            }
+            PitfallKind::OnceMacro => {
+                "A once-only state starts afresh in the replacement: the once-only thing may happen again."
+            }
+            PitfallKind::InitExit => {
+                "Init code ran at boot and was freed: changing it changes nothing in a running kernel."
+            }
+            PitfallKind::Header => {
+                "Every function that inlines code from this header must be replaced, wherever it was compiled."
+            }
+            PitfallKind::SyscallDefine => {
+                "SYSCALL_DEFINE generates wrapper functions: those are the symbols to replace, not the body's name."
+            }
+            PitfallKind::JumpLabel => {
+                "Jump labels and static calls in a patch module need the kernel's special-section handling to work."
+            }
+            PitfallKind::ExportedSignature => {
+                "Other modules were built against the old signature and keep calling it that way."
+            }
+            PitfallKind::Assembly => {
+                "Assembly has no ftrace entries: livepatch cannot redirect it."
+            }
+            PitfallKind::LineShift => {
+                "Code below moves: __LINE__ in BUG() and WARN() of unchanged functions changes, which makes them changed functions too."
+            }
+        }
+    }
+
+    /// The section of the kpatch patch author guide on it: (title, anchor).
+    pub fn guide_section(self) -> (&'static str, &'static str) {
+        match self {
+            PitfallKind::DataStructure | PitfallKind::GlobalData => {
+                ("Data structure changes", "data-structure-changes")
+            }
+            PitfallKind::StaticLocal => (
+                "Removing references to static local variables",
+                "removing-references-to-static-local-variables",
+            ),
+            PitfallKind::OnceMacro => ("Once macros", "once-macros"),
+            PitfallKind::InitExit => ("Init code changes", "init-code-changes"),
+            PitfallKind::Header => ("Header file changes", "header-file-changes"),
+            PitfallKind::SyscallDefine => ("System calls", "system-calls"),
+            PitfallKind::JumpLabel => (
+                "Jump labels and static calls",
+                "jump-labels-and-static-calls",
+            ),
+            PitfallKind::ExportedSignature => {
+                ("Exported symbol versioning", "exported-symbol-versioning")
+            }
+            PitfallKind::Assembly => ("Patch analysis", "patch-analysis"),
+            PitfallKind::LineShift => (
+                "Dealing with unexpected changed functions",
+                "dealing-with-unexpected-changed-functions",
+            ),
+        }
+    }
+
+    /// The address of [`PitfallKind::guide_section`].
+    pub fn guide_url(self) -> String {
+        format!("{PATCH_AUTHOR_GUIDE}#{}", self.guide_section().1)
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pitfall {
@@ -431,6 +547,22 @@ mod signature_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_kind_is_named_as_in_the_json_form_and_links_to_a_section_of_the_guide() {
+        let mut anchors = std::collections::BTreeSet::new();
+        for kind in PitfallKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.name());
+            assert_eq!(PitfallKind::parse(kind.name()), Some(kind));
+            assert!(kind.guide_url().starts_with(PATCH_AUTHOR_GUIDE));
+            assert!(kind.why_it_matters().ends_with('.'));
+            anchors.insert(kind.guide_section().1);
+        }
+        assert_eq!(PitfallKind::parse("no-such-kind"), None);
+        // Two kinds share the data structure section.
+        assert_eq!(anchors.len(), PitfallKind::ALL.len() - 1);
+    }
 
     fn kinds(diff: &str) -> Vec<(PitfallKind, u32)> {
         check(&crate::patch::parse(diff.as_bytes()).unwrap())

@@ -5,7 +5,7 @@
 //! per table cell rather than one per token. Switching layout re-renders in the browser
 //! from the same data, without asking the server.
 
-use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView};
+use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView, PitfallView};
 use leptos::prelude::*;
 
 fn code_class(kind: LineKind) -> &'static str {
@@ -37,9 +37,16 @@ pub fn DiffView(
     files_changed: usize,
     added: usize,
     removed: usize,
+    /// The analyses' pitfalls, shown under their lines.
+    #[prop(optional)]
+    pitfalls: Vec<PitfallView>,
+    /// Where a reviewer marks a pitfall considered: (patch, revision), when the user may.
+    #[prop(default = None)]
+    consider: Option<(i64, i64)>,
 ) -> impl IntoView {
     let (unified, set_unified) = signal(false);
     let files = StoredValue::new(files);
+    let notes = StoredValue::new(Notes { pitfalls, consider });
     let index = files.with_value(|files| {
         files
             .iter()
@@ -96,11 +103,13 @@ pub fn DiffView(
                 let unified = unified.get();
                 files
                     .with_value(|files| {
-                        files
-                            .iter()
-                            .enumerate()
-                            .map(|(i, file)| file_block(file, i, unified))
-                            .collect_view()
+                        notes.with_value(|notes| {
+                            files
+                                .iter()
+                                .enumerate()
+                                .map(|(i, file)| file_block(file, i, unified, notes))
+                                .collect_view()
+                        })
                     })
             }}
         </section>
@@ -108,13 +117,103 @@ pub fn DiffView(
     .into_any()
 }
 
-fn file_block(file: &FileView, index: usize, unified: bool) -> impl IntoView {
+/// What is shown under the diff's lines besides the code.
+struct Notes {
+    pitfalls: Vec<PitfallView>,
+    consider: Option<(i64, i64)>,
+}
+
+impl Notes {
+    /// The rows under line `line` of file `index` (`colspan` cells wide).
+    fn rows(&self, index: usize, lines: &[&LineView], colspan: &'static str) -> AnyView {
+        let here: Vec<&PitfallView> = self
+            .pitfalls
+            .iter()
+            .filter(|p| p.file == index && lines.iter().any(|l| l.old == p.old && l.new == p.new))
+            .collect();
+        if here.is_empty() {
+            return ().into_any();
+        }
+        here.into_iter()
+            .map(|p| pitfall_row(p, colspan, self.consider))
+            .collect_view()
+            .into_any()
+    }
+}
+
+/// One pitfall under its line: what and why in its summary, the details, the guide's
+/// section, and who considered it (with a form to say so).
+fn pitfall_row(
+    p: &PitfallView,
+    colspan: &'static str,
+    consider: Option<(i64, i64)>,
+) -> impl IntoView {
+    let considered = p
+        .considered
+        .iter()
+        .map(|c| {
+            view! {
+                <li>
+                    <strong>{c.by.clone()}</strong>
+                    " considered it: "
+                    {c.comment.clone()}
+                </li>
+            }
+        })
+        .collect_view();
+    let form = consider.map(|(patch, revision)| {
+        let (side, line) = p.anchor_line();
+        view! {
+            <form method="post" action=format!("/patches/{patch}/comments") class="consider">
+                <input type="hidden" name="revision" value=revision.to_string()/>
+                <input type="hidden" name="path" value=p.path.clone()/>
+                <input type="hidden" name="side" value=side/>
+                <input type="hidden" name="line" value=line.to_string()/>
+                <input type="hidden" name="pitfall" value=p.kind.clone()/>
+                <label>
+                    "Considered: how is it handled?"
+                    <textarea name="body" rows="2" required></textarea>
+                </label>
+                <button type="submit">"Mark considered"</button>
+            </form>
+        }
+    });
+    let done = !p.considered.is_empty();
+    view! {
+        <tr class="pitfall-row" id=p.anchor.clone()>
+            <td colspan=colspan>
+                <details class="pitfall" class:considered=done data-kind=p.kind.clone()>
+                    <summary>
+                        <span class="pitfall-mark" aria-hidden="true">"!"</span>
+                        <strong>{p.guide_title.clone()}</strong>
+                        ": "
+                        {p.why.clone()}
+                        {done.then(|| view! { <span class="tag">"considered"</span> })}
+                    </summary>
+                    <p class="pitfall-detail">
+                        {p.detail.clone()}
+                        <span class="dim">" · found on " {p.targets.join(", ")}</span>
+                    </p>
+                    <p>
+                        <a href=p.guide_url.clone() rel="noopener noreferrer" target="_blank">
+                            "kpatch patch author guide: " {p.guide_title.clone()}
+                        </a>
+                    </p>
+                    <ul class="considered">{considered}</ul>
+                    {form}
+                </details>
+            </td>
+        </tr>
+    }
+}
+
+fn file_block(file: &FileView, index: usize, unified: bool, notes: &Notes) -> impl IntoView {
     let body = if file.hunks.is_empty() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if unified {
-        unified_table(&file.hunks, index).into_any()
+        unified_table(&file.hunks, index, notes).into_any()
     } else {
-        split_table(&file.hunks, index).into_any()
+        split_table(&file.hunks, index, notes).into_any()
     };
     let renamed_from = match (&file.old_path, &file.new_path) {
         (Some(old), Some(new)) if old != new => {
@@ -156,7 +255,7 @@ fn cell_key(index: usize, side: char, line: Option<u32>) -> Option<String> {
     line.map(|n| format!("f{index}-{side}{n}"))
 }
 
-fn split_table(hunks: &[HunkView], index: usize) -> impl IntoView {
+fn split_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView {
     view! {
         <table class="diff split">
             <colgroup>
@@ -174,11 +273,16 @@ fn split_table(hunks: &[HunkView], index: usize) -> impl IntoView {
                         .map(|row| {
                             let left = row.left.map(|i| &hunk.lines[i]);
                             let right = row.right.map(|i| &hunk.lines[i]);
+                            let lines: Vec<&LineView> = match (row.left, row.right) {
+                                (Some(l), Some(r)) if l == r => vec![&hunk.lines[l]],
+                                _ => left.into_iter().chain(right).collect(),
+                            };
                             view! {
                                 <tr>
                                     {half(left, index, 'o', |l| l.old)}
                                     {half(right, index, 'n', |l| l.new)}
                                 </tr>
+                                {notes.rows(index, &lines, "4")}
                             }
                         })
                         .collect_view();
@@ -213,7 +317,7 @@ fn half(
     }
 }
 
-fn unified_table(hunks: &[HunkView], index: usize) -> impl IntoView {
+fn unified_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView {
     view! {
         <table class="diff unified">
             <colgroup>
@@ -243,6 +347,7 @@ fn unified_table(hunks: &[HunkView], index: usize) -> impl IntoView {
                                         inner_html=line.html.clone()
                                     ></td>
                                 </tr>
+                                {notes.rows(index, &[line], "3")}
                             }
                         })
                         .collect_view();

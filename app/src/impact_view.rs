@@ -9,6 +9,7 @@
 
 use crate::api::get_impact;
 use crate::model::{GraphNode, ImpactGraph, ImpactView, TargetImpact};
+use crate::pages::PageRefresh;
 use crate::targets_view::JobProgress;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -25,7 +26,13 @@ pub fn ImpactPanel(patch: i64, revision: i64) -> impl IntoView {
         move || (target(), search(), finished.get()),
         move |(target, search, _)| get_impact(patch, revision, target, search),
     );
-    let on_finished = Callback::new(move |()| finished.update(|n| *n += 1));
+    // On the patch page the whole page loads again (pitfalls, eligibility); elsewhere
+    // the panel alone.
+    let page = use_context::<PageRefresh>();
+    let on_finished = Callback::new(move |()| match page {
+        Some(PageRefresh(page)) => page.update(|n| *n += 1),
+        None => finished.update(|n| *n += 1),
+    });
     view! {
         <section class="impact" id="impact" aria-labelledby="impact-title">
             <h2 id="impact-title">"Impact"</h2>

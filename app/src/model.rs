@@ -157,6 +157,9 @@ pub struct ThreadView {
     pub comments: Vec<CommentView>,
     /// Who resolved it and when, if resolved.
     pub resolved: Option<(String, String)>,
+    /// The kind of the pitfall on its line it notes was considered, for such a thread.
+    #[serde(default)]
+    pub pitfall: Option<String>,
 }
 
 /// The review side of a patch page.
@@ -300,6 +303,24 @@ pub struct InterdiffView {
     pub to: i64,
     /// Where the diffs differ; empty when they are identical.
     pub hunks: Vec<InterdiffHunk>,
+    /// How the functions to replace changed, per target.
+    #[serde(default)]
+    pub replace_sets: Vec<ReplaceSetChange>,
+}
+
+/// How one target's functions to replace changed between two revisions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceSetChange {
+    /// The target.
+    pub target: String,
+    /// Replaced in the newer revision only (`vmlinux:foo`, `:2` for an `old_sympos`).
+    pub added: Vec<String>,
+    /// Replaced in the older revision only.
+    pub removed: Vec<String>,
+    /// Replaced in both.
+    pub kept: usize,
+    /// Why there is nothing to compare, when one revision has no report for it.
+    pub missing: Option<String>,
 }
 
 /// The policy in force, for the read-only policy page.
@@ -375,6 +396,62 @@ pub struct PatchPage {
     pub shown: RevisionView,
     /// State, eligibility, deadline, sign-offs, comments, and what the user may do.
     pub review: ReviewView,
+    /// The pitfalls the analyses of the shown revision found, on their diff lines.
+    pub pitfalls: Vec<PitfallView>,
+}
+
+/// A pitfall on the diff line it is about (merged over the targets that found it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PitfallView {
+    /// Its anchor in the page (`pitfall-3`).
+    pub anchor: String,
+    /// The kind's name (`static-local`).
+    pub kind: String,
+    /// The file's index in the diff.
+    pub file: usize,
+    /// The file's path.
+    pub path: String,
+    /// The line's old-side number, if it has one.
+    pub old: Option<u32>,
+    /// Its new-side number, if it has one.
+    pub new: Option<u32>,
+    /// Why it matters for a live patch, in one sentence.
+    pub why: String,
+    /// What the analysis saw.
+    pub detail: String,
+    /// The kpatch patch author guide's section on it: its title.
+    pub guide_title: String,
+    /// ... and its address.
+    pub guide_url: String,
+    /// The targets whose analyses found it.
+    pub targets: Vec<String>,
+    /// Reviewers' notes that they considered it.
+    pub considered: Vec<ConsideredView>,
+}
+
+impl PitfallView {
+    /// The side and line a comment on it is anchored to: the new side when the line has
+    /// one (an added or context line), else the old.
+    pub fn anchor_line(&self) -> (&'static str, u32) {
+        match (self.new, self.old) {
+            (Some(new), _) => ("new", new),
+            (None, Some(old)) => ("old", old),
+            (None, None) => ("new", 0),
+        }
+    }
+}
+
+/// A reviewer's note that a pitfall was considered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsideredView {
+    /// Who.
+    pub by: String,
+    /// What they said.
+    pub comment: String,
+    /// When.
+    pub at: String,
+    /// On which revision.
+    pub revision: i64,
 }
 
 /// One revision, rendered for reading.

@@ -7,8 +7,8 @@ use crate::api::{
 use crate::diff_view::DiffView;
 use crate::impact_view::ImpactPanel;
 use crate::model::{
-    AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
-    PatchSummary, Role, SegmentView, Tier,
+    Action, AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
+    PatchSummary, ReplaceSetChange, Role, SegmentView, Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use leptos::prelude::*;
@@ -400,6 +400,10 @@ pub fn NewPatchPage() -> impl IntoView {
     .into_any()
 }
 
+/// Loads the patch page again when bumped (see [`PatchPage`]).
+#[derive(Clone, Copy)]
+pub struct PageRefresh(pub RwSignal<u32>);
+
 /// `/patches/:id`: one patch, its revisions, and the diff of one revision.
 #[component]
 pub fn PatchPage() -> impl IntoView {
@@ -407,9 +411,13 @@ pub fn PatchPage() -> impl IntoView {
     let query = use_query_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
     let revision = move || query.read().get("rev").and_then(|s| s.parse::<i64>().ok());
+    // Bumped when an analysis the page follows finishes: the page loads again (its
+    // pitfalls and eligibility come from the analyses), without a reload.
+    let refresh = RwSignal::new(0u32);
+    provide_context(PageRefresh(refresh));
     let page = Resource::new(
-        move || (id(), revision()),
-        |(id, revision)| async move {
+        move || (id(), revision(), refresh.get()),
+        |(id, revision, _)| async move {
             match id {
                 Some(id) => get_patch(id, revision).await,
                 None => {
@@ -423,7 +431,7 @@ pub fn PatchPage() -> impl IntoView {
     let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Frame>
-            <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     let error = flash.await.ok().flatten();
                     match page.await {
@@ -437,7 +445,7 @@ pub fn PatchPage() -> impl IntoView {
                         }
                     }
                 })}
-            </Suspense>
+            </Transition>
         </Frame>
     }
     .into_any()
@@ -447,8 +455,10 @@ pub fn PatchPage() -> impl IntoView {
 fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
     let shown = data.shown;
     let info = data.info;
+    let can_comment = data.review.actions.contains(&Action::Comment);
     let review = view! {
         <ReviewPanel
+            pitfalls=data.pitfalls.clone()
             patch=info.id
             review=data.review
             files=shown.files.clone()
@@ -555,12 +565,59 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                     files_changed=shown.files_changed
                     added=shown.added
                     removed=shown.removed
+                    pitfalls=data.pitfalls
+                    consider=can_comment.then_some((info.id, shown.number))
                 />
             </div>
             <div class="pane pane-impact">
                 <ImpactPanel patch=info.id revision=shown.number/>
             </div>
         </div>
+    }
+    .into_any()
+}
+
+/// How the functions to replace changed between the two revisions, per target.
+#[component]
+fn ReplaceSets(changes: Vec<ReplaceSetChange>, from: i64, to: i64) -> impl IntoView {
+    if changes.is_empty() {
+        return ().into_any();
+    }
+    let rows = changes
+        .into_iter()
+        .map(|c| {
+            let names = |list: &[String], sign: &'static str, class: &'static str| {
+                list.iter()
+                    .map(|name| view! { <li class=class><span class="mono">{sign} " " {name.clone()}</span></li> })
+                    .collect_view()
+            };
+            let body = match &c.missing {
+                Some(why) => view! { <p class="dim">{why.clone()}</p> }.into_any(),
+                None if c.added.is_empty() && c.removed.is_empty() => {
+                    view! { <p class="dim">{format!("the same {} function(s)", c.kept)}</p> }.into_any()
+                }
+                None => view! {
+                    <ul class="replace-delta">
+                        {names(&c.added, "+", "plus")}
+                        {names(&c.removed, "−", "minus")}
+                    </ul>
+                    <p class="dim">{format!("{} function(s) in both", c.kept)}</p>
+                }
+                .into_any(),
+            };
+            view! {
+                <div class="replace-set" data-target=c.target.clone()>
+                    <h3 class="mono">{c.target.clone()}</h3>
+                    {body}
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="replace-sets" id="replace-sets">
+            <h2>"Functions to replace, r" {from} " → r" {to}</h2>
+            {rows}
+        </section>
     }
     .into_any()
 }
@@ -640,6 +697,7 @@ pub fn InterdiffPage() -> impl IntoView {
                                     "The two revisions' diffs compared line by line: − lines are only in r"
                                     {d.from} ", + lines only in r" {d.to} "."
                                 </p>
+                                <ReplaceSets changes=d.replace_sets.clone() from=d.from to=d.to/>
                                 {empty.then(|| view! { <p class="empty">"The revisions are identical."</p> })}
                                 <table class="diff unified interdiff" id="interdiff">{hunks}</table>
                             }

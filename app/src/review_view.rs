@@ -6,8 +6,8 @@
 //! again, whatever the page offered.
 
 use crate::model::{
-    human_duration, Action, DeadlineView, EligibilityView, FileView, ReviewView, RevisionSummary,
-    State, ThreadView,
+    human_duration, Action, DeadlineView, EligibilityView, FileView, PitfallView, ReviewView,
+    RevisionSummary, State, ThreadView,
 };
 use leptos::prelude::*;
 
@@ -95,6 +95,9 @@ pub fn ReviewPanel(
     shown_revision: i64,
     revisions: Vec<RevisionSummary>,
     error: Option<String>,
+    /// The analyses' pitfalls on the shown revision.
+    #[prop(optional)]
+    pitfalls: Vec<PitfallView>,
 ) -> impl IntoView {
     let ReviewView {
         state,
@@ -237,12 +240,42 @@ pub fn ReviewPanel(
             <EligibilityBadge eligibility/>
             {action_form}
             {upload}
+            <PitfallList pitfalls/>
             <h3>"Sign-offs"</h3>
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
             <h3 id="comments">"Line comments"</h3>
             <Threads patch threads can_comment/>
             {comment_form}
         </section>
+    }
+    .into_any()
+}
+
+/// The pitfalls the analyses found, each linking to its line.
+#[component]
+fn PitfallList(pitfalls: Vec<PitfallView>) -> impl IntoView {
+    if pitfalls.is_empty() {
+        return ().into_any();
+    }
+    let open = pitfalls.iter().filter(|p| p.considered.is_empty()).count();
+    let items = pitfalls
+        .into_iter()
+        .map(|p| {
+            let (_, line) = p.anchor_line();
+            let done = !p.considered.is_empty();
+            view! {
+                <li class:considered=done>
+                    <a href=format!("#{}", p.anchor)>{p.guide_title.clone()}</a>
+                    " "
+                    <span class="mono dim">{format!("{}:{line}", p.path)}</span>
+                    {done.then(|| view! { <span class="tag">"considered"</span> })}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <h3 id="pitfalls">"Pitfalls" <span class="dim">{format!(" ({open} not yet considered)")}</span></h3>
+        <ul class="pitfall-list">{items}</ul>
     }
     .into_any()
 }

@@ -15,6 +15,7 @@
 use analyzer::impact::{HunkOutcome, ImpactReport, LineBasis, Step};
 use analyzer::onto::HunkState;
 use analyzer::patch::{LineKind, Patch};
+use analyzer::pitfalls::Pitfall;
 use graftbench_app::model::{
     CannotReplace, GraphColumn, GraphEdge, GraphGroup, GraphNode, GroupMember, ImpactGraph,
     NodeKind,
@@ -875,4 +876,98 @@ fn column_titles(last_layer: u32) -> Vec<String> {
             _ => "…and then".to_owned(),
         })
         .collect()
+}
+
+/// A pitfall of a report, on the line of the diff (as submitted) it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedPitfall<'a> {
+    /// The file's index in the diff (the `f{n}` of the cells' keys).
+    pub file: usize,
+    /// The line's old-side number, if it has one.
+    pub old: Option<u32>,
+    /// Its new-side number, if it has one.
+    pub new: Option<u32>,
+    /// The pitfall.
+    pub pitfall: &'a Pitfall,
+}
+
+/// A file of the diff: its index, its path, and each hunk that was analysed with its
+/// old-side and new-side offsets to the report's numbering.
+type FileOffsets<'p> = (usize, &'p str, Vec<(&'p analyzer::patch::Hunk, i64, i64)>);
+
+/// Where each of `report`'s pitfalls is in `patch`, the diff as submitted. A report on
+/// the target's source numbers its lines there (each hunk moved by its offset, new-side
+/// lines also by what the hunks before it that did not apply would have added); a
+/// pitfall names a changed line by its new side when it has one (as
+/// [`analyzer::pitfalls::check`] does), a shift in line numbers by its hunk's first old
+/// line. A pitfall no line of the diff matches is left out.
+pub fn place_pitfalls<'a>(report: &'a ImpactReport, patch: &Patch) -> Vec<PlacedPitfall<'a>> {
+    let mut files: Vec<FileOffsets<'_>> = Vec::new();
+    for (index, file) in patch.files.iter().enumerate() {
+        let hunk_path = file.old_path.as_deref().unwrap_or(file.path());
+        let mut hunks = Vec::new();
+        let (mut growth_fix, mut growth_target) = (0i64, 0i64);
+        for (number, hunk) in (1u32..).zip(&file.hunks) {
+            let grows = i64::from(hunk.new_lines) - i64::from(hunk.old_lines);
+            let found = report
+                .hunks
+                .iter()
+                .find(|h| h.path == hunk_path && h.hunk == number);
+            match report.basis {
+                LineBasis::AsWritten => hunks.push((hunk, 0, 0)),
+                LineBasis::TargetSource => {
+                    let offset = match found.map(|h| (&h.outcome, h.analysed)) {
+                        Some((HunkOutcome::Placed(HunkState::Applied { offset, .. }), true)) => {
+                            Some(*offset)
+                        }
+                        // A new file, or a file the report has no hunk of: as written.
+                        Some((_, true)) | None => Some(0),
+                        Some((_, false)) => None,
+                    };
+                    if let Some(offset) = offset {
+                        hunks.push((hunk, offset, offset + growth_target - growth_fix));
+                        growth_target += grows;
+                    }
+                }
+            }
+            growth_fix += grows;
+        }
+        files.push((index, file.path(), hunks));
+    }
+    let mut placed = Vec::new();
+    for pitfall in &report.pitfalls {
+        let Some((index, _, hunks)) = files.iter().find(|(_, path, _)| *path == pitfall.path)
+        else {
+            continue;
+        };
+        let at = |changed_only: bool| {
+            hunks.iter().find_map(|(hunk, old_offset, new_offset)| {
+                hunk.lines.iter().find(|l| {
+                    let mapped = l
+                        .new_line
+                        .map(|n| i64::from(n) + new_offset)
+                        .or(l.old_line.map(|o| i64::from(o) + old_offset));
+                    mapped == Some(i64::from(pitfall.line))
+                        && (!changed_only || l.kind != LineKind::Context)
+                })
+            })
+        };
+        let line = at(true).or_else(|| at(false)).or_else(|| {
+            hunks
+                .iter()
+                .find(|(hunk, old_offset, _)| {
+                    i64::from(hunk.old_start) + old_offset == i64::from(pitfall.line)
+                })
+                .and_then(|(hunk, _, _)| hunk.lines.first())
+        });
+        if let Some(line) = line {
+            placed.push(PlacedPitfall {
+                file: *index,
+                old: line.old_line,
+                new: line.new_line,
+                pitfall,
+            });
+        }
+    }
+    placed
 }

@@ -861,7 +861,7 @@ fn module_new_and_build_against_the_debian_headers() {
     let report = dir.path().join("report.json");
     std::fs::write(
         &report,
-        r#"{"version": 4, "objects": ["vmlinux"], "changed_lines": [], "files_without_code": [],
+        r#"{"version": 5, "objects": ["vmlinux"], "changed_lines": [], "files_without_code": [],
             "changed_functions": [], "unpatchable": [], "pitfalls": [],
             "replace": [{"symbol": "cmdline_proc_show", "object": "vmlinux", "old_sympos": 0,
                          "traceable": true, "reasons": []}]}"#,

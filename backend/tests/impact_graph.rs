@@ -226,3 +226,56 @@ fn a_thousand_functions_are_grouped_by_object_and_directory_and_searchable() {
     assert_eq!(members, 11, "caller_99 and caller_990..999");
     assert_eq!(found.hidden_by_search, 1000 - 11);
 }
+
+/// A report on the target's source numbers lines there: a pitfall on an added line of a
+/// hunk that applies with an offset, after a hunk that does not apply (and would have
+/// added two lines), is still placed on its line of the diff as submitted.
+#[test]
+fn a_pitfall_is_placed_on_its_line_of_the_diff_as_submitted() {
+    let text = concat!(
+        "--- a/analyzer/tests/fixtures/clones.c\n",
+        "+++ b/analyzer/tests/fixtures/clones.c\n",
+        "@@ -2,2 +2,4 @@\n",
+        " no such line one\n",
+        "+added a\n",
+        "+added b\n",
+        " no such line two\n",
+        "@@ -20,3 +22,4 @@ static noinline int req_len(struct req *r)\n",
+        " {\n",
+        "+\tstatic int calls;\n",
+        " \treturn r->len * 3 + 1;\n",
+        " }\n",
+    );
+    let patch = patch::parse(text.as_bytes()).expect("diff");
+    let tree = fixtures::fixture_tree();
+    let report = analyzer::impact::analyze_on(
+        &patch,
+        index(),
+        Some(analyzer::impact::TargetSource {
+            tree: &tree.source,
+            index: Some(&tree.index),
+            config: None,
+        }),
+    )
+    .expect("analysis");
+    let static_local = report
+        .pitfalls
+        .iter()
+        .find(|p| p.kind == analyzer::pitfalls::PitfallKind::StaticLocal)
+        .unwrap_or_else(|| panic!("{:?}", report.pitfalls));
+    // The target's numbering: req_len's brace is line 11 there, the new line 12.
+    assert_eq!(static_local.line, 12);
+    let placed = graftbench::impact_graph::place_pitfalls(&report, &patch);
+    let found = placed
+        .iter()
+        .find(|p| p.pitfall.kind == analyzer::pitfalls::PitfallKind::StaticLocal)
+        .expect("placed");
+    assert_eq!((found.file, found.old, found.new), (0, None, Some(23)));
+    // And the graph draws the first hunk apart.
+    let graph = build(&report, &patch, "");
+    assert_eq!(
+        node(&graph, "clones.c hunk 1").1.kind,
+        NodeKind::HunkNotApplied
+    );
+    assert_eq!(node(&graph, "clones.c hunk 2").1.kind, NodeKind::Hunk);
+}

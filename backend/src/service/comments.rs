@@ -32,6 +32,9 @@ pub struct CommentRequest {
     pub line: i64,
     /// The text.
     pub body: String,
+    /// For a new thread: the kind of the pitfall on its line this notes was considered
+    /// (`static-local`); the analyses must have found one there.
+    pub pitfall: Option<String>,
 }
 
 /// Starts the transaction of a change to a patch's comments: the patch's lock taken and
@@ -113,6 +116,26 @@ async fn check_anchor(
             request.path.chars().take(200).collect::<String>()
         )));
     }
+    if let Some(kind) = &request.pitfall {
+        let found = crate::service::impact::pitfalls_of(db, patch_id, request.revision)
+            .await
+            .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("reading pitfalls: {e}"))))?;
+        let there = found.iter().any(|p| {
+            &p.kind == kind
+                && p.path == request.path
+                && p.anchor_line() == (request.side.as_str(), line)
+        });
+        if !there {
+            return Err(ReviewError::Invalid(format!(
+                "the analyses of revision {} found no `{}` pitfall on {} line {} of `{}`",
+                request.revision,
+                kind.chars().take(40).collect::<String>(),
+                request.side,
+                request.line,
+                request.path.chars().take(200).collect::<String>()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -125,6 +148,11 @@ pub async fn add_comment(
     policy: &Policy,
 ) -> Result<i64, ReviewError> {
     let body = request.body.trim();
+    if request.thread.is_some() && request.pitfall.is_some() {
+        return Err(ReviewError::Invalid(
+            "a reply cannot mark a pitfall considered: start a thread on its line".into(),
+        ));
+    }
     if body.is_empty() {
         return Err(ReviewError::Invalid("the comment is empty".into()));
     }
@@ -162,12 +190,15 @@ pub async fn add_comment(
     };
     let id = comments::insert_comment(
         &mut tx,
-        patch_id,
-        request.thread,
-        &anchor,
-        body,
-        user.id.get(),
-        &clock::now(),
+        &comments::NewComment {
+            patch_id,
+            thread: request.thread,
+            anchor: &anchor,
+            body,
+            author_id: user.id.get(),
+            at: &clock::now(),
+            pitfall: request.pitfall.as_deref(),
+        },
     )
     .await?;
     audit::append(
@@ -183,6 +214,7 @@ pub async fn add_comment(
             "side": anchor.side,
             "line": anchor.line,
             "body": body,
+            "pitfall": request.pitfall,
         }),
     )
     .await?;

@@ -8,7 +8,7 @@ use crate::service::targets::job_summary;
 use crate::store::targets::{targets_of_patch_in, Analysis};
 use crate::store::{Database, DbError};
 use analyzer::impact::{ImpactReport, REPORT_VERSION};
-use graftbench_app::model::{AppError, ImpactView, TargetImpact};
+use graftbench_app::model::{AppError, ImpactView, PitfallView, ReplaceSetChange, TargetImpact};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Differences spelled out per pair of targets, at most.
@@ -260,4 +260,151 @@ fn differences(matrix: &mut [TargetImpact], reads: &[Read]) {
             }
         }
     }
+}
+
+/// The pitfalls the current analyses of revision `number` of patch `patch` found, each
+/// on its diff line, merged over the targets that found it, in diff order.
+pub async fn pitfalls_of(
+    db: &Database,
+    patch: i64,
+    number: i64,
+) -> Result<Vec<PitfallView>, AppError> {
+    let Some(stored) = db.revision(patch, number).await.map_err(internal)? else {
+        return Ok(Vec::new());
+    };
+    let analyses: Vec<Analysis> = db
+        .analyses_of(&stored.sha256)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|a| a.report_version == i64::from(REPORT_VERSION) && a.report.is_some())
+        .collect();
+    if analyses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let diff = stored.diff;
+    tokio::task::spawn_blocking(move || place_all(&diff, analyses))
+        .await
+        .map_err(internal)?
+}
+
+fn place_all(diff: &[u8], analyses: Vec<Analysis>) -> Result<Vec<PitfallView>, AppError> {
+    let patch = analyzer::patch::parse(diff).map_err(|e| {
+        tracing::error!(error = %e, "a stored revision no longer parses");
+        AppError::Internal
+    })?;
+    // (file, old, new, kind) -> the view.
+    let mut merged: BTreeMap<(usize, Option<u32>, Option<u32>, String), PitfallView> =
+        BTreeMap::new();
+    for analysis in analyses {
+        let Some(report) = analysis
+            .report
+            .and_then(|json| serde_json::from_value::<ImpactReport>(json).ok())
+        else {
+            continue;
+        };
+        for placed in impact_graph::place_pitfalls(&report, &patch) {
+            let kind = placed.pitfall.kind;
+            let key = (placed.file, placed.old, placed.new, kind.name().to_owned());
+            let (guide_title, _) = kind.guide_section();
+            let view = merged.entry(key).or_insert_with(|| PitfallView {
+                anchor: String::new(),
+                kind: kind.name().to_owned(),
+                file: placed.file,
+                path: placed.pitfall.path.clone(),
+                old: placed.old,
+                new: placed.new,
+                why: kind.why_it_matters().to_owned(),
+                detail: placed.pitfall.detail.clone(),
+                guide_title: guide_title.to_owned(),
+                guide_url: kind.guide_url(),
+                targets: Vec::new(),
+                considered: Vec::new(),
+            });
+            if !view.targets.contains(&analysis.target) {
+                view.targets.push(analysis.target.clone());
+            }
+        }
+    }
+    Ok(merged
+        .into_values()
+        .enumerate()
+        .map(|(i, mut view)| {
+            view.anchor = format!("pitfall-{}", i + 1);
+            view
+        })
+        .collect())
+}
+
+/// The functions to replace in each target's current analysis of `sha256`, by target
+/// name: `object:symbol` (`:N` appended for an `old_sympos`), or `None` without a report.
+async fn replace_sets(
+    db: &Database,
+    sha256: &str,
+) -> Result<BTreeMap<String, Option<BTreeSet<String>>>, AppError> {
+    let mut sets = BTreeMap::new();
+    for analysis in db.analyses_of(sha256).await.map_err(internal)? {
+        if analysis.report_version != i64::from(REPORT_VERSION) {
+            continue;
+        }
+        let set = analysis
+            .report
+            .and_then(|json| json.get("replace").cloned())
+            .and_then(|replace| {
+                serde_json::from_value::<Vec<analyzer::impact::Replacement>>(replace).ok()
+            })
+            .map(|replace| {
+                replace
+                    .iter()
+                    .map(|r| match r.old_sympos {
+                        0 => format!("{}:{}", r.object, r.symbol),
+                        n => format!("{}:{}:{n}", r.object, r.symbol),
+                    })
+                    .collect()
+            });
+        sets.insert(analysis.target, set);
+    }
+    Ok(sets)
+}
+
+/// How the functions to replace changed from the revision `from_sha` to `to_sha`, per
+/// target either was analysed for.
+pub async fn replace_set_changes(
+    db: &Database,
+    from_sha: &str,
+    to_sha: &str,
+) -> Result<Vec<ReplaceSetChange>, AppError> {
+    let before = replace_sets(db, from_sha).await?;
+    let after = replace_sets(db, to_sha).await?;
+    let targets: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    Ok(targets
+        .into_iter()
+        .map(|target| {
+            let old = before.get(target).cloned().flatten();
+            let new = after.get(target).cloned().flatten();
+            match (old, new) {
+                (Some(old), Some(new)) => ReplaceSetChange {
+                    target: target.clone(),
+                    added: new.difference(&old).cloned().collect(),
+                    removed: old.difference(&new).cloned().collect(),
+                    kept: old.intersection(&new).count(),
+                    missing: None,
+                },
+                (old, _) => ReplaceSetChange {
+                    target: target.clone(),
+                    added: Vec::new(),
+                    removed: Vec::new(),
+                    kept: 0,
+                    missing: Some(
+                        if old.is_none() {
+                            "the older revision has no report for this target"
+                        } else {
+                            "the newer revision has no report for this target (yet)"
+                        }
+                        .to_owned(),
+                    ),
+                },
+            }
+        })
+        .collect())
 }

@@ -8,9 +8,9 @@ use crate::store::patches::StoredRevision;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ImpactView, InterdiffView,
-    MailView, PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role, SegmentView,
-    SessionUser, TargetPage, TargetsPage, UserAccount,
+    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView, ImpactView,
+    InterdiffView, MailView, PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role,
+    SegmentView, SessionUser, TargetPage, TargetsPage, UserAccount,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -207,11 +207,34 @@ impl DbWorkbench {
             ..(*view).clone()
         };
         let review = self.review(user, id).await.map_err(internal)?;
+        let mut pitfalls = crate::service::impact::pitfalls_of(&self.db, id, number).await?;
+        for pitfall in &mut pitfalls {
+            let (side, line) = pitfall.anchor_line();
+            pitfall.considered = review
+                .threads
+                .iter()
+                .filter(|t| {
+                    t.revision == number
+                        && t.pitfall.as_deref() == Some(pitfall.kind.as_str())
+                        && t.path == pitfall.path
+                        && (t.side.as_str(), t.line) == (side, line)
+                })
+                .filter_map(|t| {
+                    t.comments.first().map(|c| ConsideredView {
+                        by: c.author.clone(),
+                        comment: c.body.clone(),
+                        at: c.created_at.clone(),
+                        revision: t.revision,
+                    })
+                })
+                .collect();
+        }
         Ok(PatchPage {
             info: patch,
             revisions,
             shown,
             review,
+            pitfalls,
         })
     }
 }
@@ -339,6 +362,7 @@ impl Workbench for DbWorkbench {
                 return Err(AppError::NotFound(format!("patch {id}")));
             };
             let mut sides = Vec::with_capacity(2);
+            let mut shas = Vec::with_capacity(2);
             for number in [from, to] {
                 let stored = self.db.revision(id, number).await.map_err(internal)?;
                 let Some(stored) = stored else {
@@ -347,7 +371,10 @@ impl Workbench for DbWorkbench {
                     )));
                 };
                 sides.push(stored.diff);
+                shas.push(stored.sha256);
             }
+            let replace_sets =
+                crate::service::impact::replace_set_changes(&self.db, &shas[0], &shas[1]).await?;
             // Two diffs of up to 5 MiB each: CPU work, off the async workers.
             let hunks = tokio::task::spawn_blocking(move || {
                 crate::interdiff::interdiff(&sides[0], &sides[1])
@@ -363,6 +390,7 @@ impl Workbench for DbWorkbench {
                 from,
                 to,
                 hunks,
+                replace_sets,
             })
         })
     }

@@ -43,20 +43,39 @@ pub async fn thread_anchor(
     }))
 }
 
-/// Stores a comment (a reply when `thread` is given); returns its id.
-pub async fn insert_comment(
-    tx: &mut Tx,
-    patch_id: i64,
-    thread: Option<i64>,
-    anchor: &Anchor,
-    body: &str,
-    author_id: i64,
-    at: &str,
-) -> Result<i64, DbError> {
+/// A comment to store.
+pub struct NewComment<'a> {
+    /// The patch.
+    pub patch_id: i64,
+    /// The thread it replies to, if a reply.
+    pub thread: Option<i64>,
+    /// Where it is.
+    pub anchor: &'a Anchor,
+    /// The text.
+    pub body: &'a str,
+    /// Its author.
+    pub author_id: i64,
+    /// When.
+    pub at: &'a str,
+    /// The kind of pitfall it notes was considered, for such a thread.
+    pub pitfall: Option<&'a str>,
+}
+
+/// Stores `comment`; returns its id.
+pub async fn insert_comment(tx: &mut Tx, comment: &NewComment<'_>) -> Result<i64, DbError> {
+    let NewComment {
+        patch_id,
+        thread,
+        anchor,
+        body,
+        author_id,
+        at,
+        pitfall,
+    } = *comment;
     Ok(sqlx::query_scalar(
         "INSERT INTO comments (patch_id, thread_id, revision, file_path, side, line, body,
-             author_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+             author_id, created_at, pitfall)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(patch_id)
     .bind(thread)
@@ -67,6 +86,7 @@ pub async fn insert_comment(
     .bind(body)
     .bind(author_id)
     .bind(at)
+    .bind(pitfall)
     .fetch_one(&mut **tx)
     .await?)
 }
@@ -124,7 +144,7 @@ impl Database {
     pub async fn threads(&self, patch_id: i64) -> Result<Vec<ThreadView>, DbError> {
         let rows = sqlx::query(
             "SELECT c.id, c.thread_id, c.revision, c.file_path, c.side, c.line, c.body,
-                    c.created_at, c.resolved_at, a.display_name AS author,
+                    c.created_at, c.resolved_at, c.pitfall, a.display_name AS author,
                     r.display_name AS resolver
              FROM comments c
              JOIN users a ON a.id = c.author_id
@@ -156,6 +176,7 @@ impl Database {
                         line: u32::try_from(row.try_get::<i64, _>("line")?).unwrap_or(0),
                         comments: vec![comment],
                         resolved: resolved_at.map(|at| (resolver.unwrap_or_default(), at)),
+                        pitfall: row.try_get("pitfall")?,
                     });
                 }
                 Some(thread) => {

@@ -224,6 +224,8 @@ pub(super) struct CommentBody {
     #[serde(default)]
     line: i64,
     body: String,
+    #[serde(default)]
+    pitfall: Option<String>,
 }
 
 impl From<CommentBody> for CommentRequest {
@@ -235,6 +237,7 @@ impl From<CommentBody> for CommentRequest {
             side: c.side,
             line: c.line,
             body: c.body,
+            pitfall: c.pitfall.filter(|p| !p.trim().is_empty()),
         }
     }
 }
@@ -338,6 +341,8 @@ pub(super) struct CommentForm {
     line: String,
     #[serde(default)]
     body: String,
+    #[serde(default)]
+    pitfall: String,
 }
 
 /// `POST /patches/{id}/comments`: back to the revision commented on.
@@ -379,6 +384,7 @@ pub(super) async fn form_comment(
                 0
             },
             body: form.body,
+            pitfall: Some(form.pitfall).filter(|p| !p.trim().is_empty()),
         };
         comments::add_comment(&state.db, &user, id, &request, &state.policy.policy).await?;
         Ok(())

@@ -1308,26 +1308,6 @@ async fn a_debian_build_is_a_target_whose_index_job_shows_live_and_whose_analysi
     server.stop().await;
 }
 
-/// A fix of two fixture files against the gcc-built fixture target: `req_len()`, which
-/// gcc made an IPA-SRA clone of (its caller is replaced), and the header inline `bump()`
-/// (its callers, one through the nested `bump_pair()`).
-const CLONE_AND_INLINE_FIX: &str = concat!(
-    "--- a/analyzer/tests/fixtures/clones.c\n",
-    "+++ b/analyzer/tests/fixtures/clones.c\n",
-    "@@ -11,3 +11,3 @@ static noinline int req_len(struct req *r)\n",
-    " {\n",
-    "-\treturn r->len * 3 + 1;\n",
-    "+\treturn r->len * 3 + 2;\n",
-    " }\n",
-    "--- a/analyzer/tests/fixtures/inlines.h\n",
-    "+++ b/analyzer/tests/fixtures/inlines.h\n",
-    "@@ -7,3 +7,3 @@ static inline int bump(int v)\n",
-    " {\n",
-    "-\treturn v * 2 + 1;\n",
-    "+\treturn v * 2 + 2;\n",
-    " }\n",
-);
-
 /// The `data-k` keys of the diff cells the graph lights.
 async fn lit_cells(page: &Page) -> Vec<String> {
     page.evaluate(
@@ -1373,7 +1353,7 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
         &author,
         &server,
         "req_len and bump",
-        CLONE_AND_INLINE_FIX,
+        crate::targets::CLONE_AND_INLINE_FIX,
         "fixture",
     )
     .await;
@@ -1519,6 +1499,49 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
         )
         .await
     );
+
+    // The header change's pitfall is on its line, under it: opened, it says why it
+    // matters and links to the guide's section.
+    let pitfall = "tr.pitfall-row:has(details.pitfall[data-kind=header])";
+    assert!(
+        eval_bool(
+            &page,
+            &format!(
+                "(() => {{ const row = document.querySelector('{pitfall}'); \
+                 const line = row.previousElementSibling; \
+                 return !!line.querySelector('td.code[data-k=f1-n8]'); }})()"
+            )
+        )
+        .await,
+        "the header pitfall sits under inlines.h's new line 8"
+    );
+    page.find_element(format!("{pitfall} summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            &format!(
+                "document.querySelector('{pitfall} details').open \
+                 && document.querySelector('{pitfall} a[href$=\"#header-file-changes\"]') !== null"
+            ),
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    // The review panel lists it, linking to its line.
+    assert!(
+        eval_bool(
+            &page,
+            "[...document.querySelectorAll('.pitfall-list a')].some(a => a.getAttribute('href') \
+             === '#' + document.querySelector('tr.pitfall-row:has(details[data-kind=header])').id)"
+        )
+        .await
+    );
+    screenshot(&page, "pitfall-on-its-line.png").await;
     console.assert_clean("alice", &[]).await;
     browser.close().await.ok();
     browser.wait().await.ok();

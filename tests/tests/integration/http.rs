@@ -64,6 +64,7 @@ async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
         "/api/ui/patches",
         "/api/ui/patch",
         "/api/ui/me",
+        "/api/ui/impact",
     ] {
         let response = client.post(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "POST {path}");

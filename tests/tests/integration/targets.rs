@@ -19,6 +19,8 @@ on_both_databases!(
     bad_registrations_are_refused_with_the_reason_and_leave_nothing_behind,
     a_worker_killed_in_the_middle_of_an_index_job_is_replaced_and_the_job_completes_once,
     a_job_cancelled_in_the_middle_of_its_index_phase_stops_its_work_and_leaves_nothing,
+    a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_and_its_graph,
+    a_reviewer_marks_a_pitfall_considered_on_its_line_and_that_is_audited,
 );
 
 /// A fix of the fixtures' `req_len()` (clones.c:12), which gcc turned into an IPA-SRA
@@ -26,6 +28,26 @@ on_both_databases!(
 const CLONES_FIX: &str =
     "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
      @@ -12,1 +12,1 @@\n-\treturn r->len * 3 + 1;\n+\treturn r->len * 3 + 2;\n";
+
+/// A fix of two fixture files against the gcc-built fixture target: `req_len()`, which
+/// gcc made an IPA-SRA clone of (its caller is replaced), and the header inline `bump()`
+/// (its callers, one through the nested `bump_pair()`).
+pub(crate) const CLONE_AND_INLINE_FIX: &str = concat!(
+    "--- a/analyzer/tests/fixtures/clones.c\n",
+    "+++ b/analyzer/tests/fixtures/clones.c\n",
+    "@@ -11,3 +11,3 @@ static noinline int req_len(struct req *r)\n",
+    " {\n",
+    "-\treturn r->len * 3 + 1;\n",
+    "+\treturn r->len * 3 + 2;\n",
+    " }\n",
+    "--- a/analyzer/tests/fixtures/inlines.h\n",
+    "+++ b/analyzer/tests/fixtures/inlines.h\n",
+    "@@ -7,3 +7,3 @@ static inline int bump(int v)\n",
+    " {\n",
+    "-\treturn v * 2 + 1;\n",
+    "+\treturn v * 2 + 2;\n",
+    " }\n",
+);
 
 /// A server whose target root holds the fixtures' vmlinux (with debug information), a
 /// stripped copy and a file that is not ELF.
@@ -695,5 +717,314 @@ async fn one_user_cannot_hold_open_more_than_a_handful_of_job_event_streams() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(reopened, "the slot of a closed stream is given back");
+    server.stop().await;
+}
+
+/// The impact panel of patch `patch`'s revision `revision` on `target` (the server
+/// function the page loads it with).
+async fn impact(
+    client: &reqwest::Client,
+    server: &TestServer,
+    patch: i64,
+    revision: i64,
+    target: &str,
+) -> Value {
+    let response = client
+        .post(server.url("/api/ui/impact"))
+        .form(&[
+            ("id", patch.to_string()),
+            ("revision", revision.to_string()),
+            ("target", target.to_owned()),
+            ("query", String::new()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Two builds of the fixtures, each with its source tree: `alpha` as the fix was written
+/// for, `beta` built without IPA-SRA and with a source where the header hunk does not
+/// apply. The matrix says so row by row and spells out how they differ; beta's graph
+/// draws the hunk apart, and alpha's graph is whole.
+async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_and_its_graph(
+    backend: Backend,
+) {
+    let (server, root) = server_with_fixture_root(backend).await;
+    let beta = fixtures::Build::compile_with(5, &["-fno-ipa-sra"]);
+    std::fs::write(root.path().join("vmlinux-beta"), beta.vmlinux()).unwrap();
+    for (tree, header_line) in [
+        ("src-alpha", "\treturn v * 2 + 1;"),
+        ("src-beta", "\treturn v * 2 + 3;"),
+    ] {
+        let into = root.path().join(tree).join("analyzer/tests/fixtures");
+        std::fs::create_dir_all(&into).unwrap();
+        for entry in std::fs::read_dir(fixtures::fixtures()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+        }
+        let header = std::fs::read_to_string(into.join("inlines.h")).unwrap();
+        let header = header.replace("\treturn v * 2 + 1;", header_line);
+        std::fs::write(into.join("inlines.h"), header).unwrap();
+    }
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let admin = server.signed_in("ada").await;
+    let _workers = server.start_workers(1).await;
+    for (name, vmlinux) in [("alpha", "vmlinux"), ("beta", "vmlinux-beta")] {
+        let response = admin
+            .post(server.url("/api/v1/targets"))
+            .json(&json!({
+                "vmlinux": vmlinux,
+                "name": name,
+                "kernel_release": format!("6.1.0-{name}"),
+                "source_dir": format!("src-{name}"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{name}");
+        let job = response.json::<Value>().await.unwrap()["job"]
+            .as_i64()
+            .unwrap();
+        let job = finished_job(&admin, &server, job).await;
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    let author = server.signed_in("alice").await;
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({ "title": "req_len and bump", "diff": CLONE_AND_INLINE_FIX }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // Both analysed.
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = impact(&author, &server, patch, 1, "beta").await;
+        let rows = view["targets"].as_array().unwrap();
+        if rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r["job"].is_null() && r["state"] != "queued")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = |name: &str| {
+        view["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {view}"))
+    };
+    let (alpha, beta) = (row("alpha"), row("beta"));
+    assert_eq!(alpha["state"], "analysed", "{alpha}");
+    assert_eq!(alpha["hunks_not_applied"], 0);
+    assert_eq!(
+        alpha["replace"], 5,
+        "use_req, count_a, count_b, count_c, pair_a: {alpha}"
+    );
+    assert_eq!(beta["state"], "not_applicable", "{beta}");
+    assert_eq!(beta["hunks_not_applied"], 1);
+    let spelled = |row: &Value| -> Vec<String> {
+        row["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        spelled(&beta).contains(
+            &"hunk 1 of analyzer/tests/fixtures/inlines.h does not apply here; it does on alpha"
+                .to_owned()
+        ),
+        "{beta}"
+    );
+    // Without IPA-SRA, beta replaces req_len itself; alpha replaces its caller.
+    assert!(
+        spelled(&beta)
+            .iter()
+            .any(|d| d.starts_with("replaces req_len that alpha does not")),
+        "{beta}"
+    );
+    assert!(
+        spelled(&alpha)
+            .iter()
+            .any(|d| d.contains("use_req") && d.contains("that beta does not")),
+        "{alpha}"
+    );
+    // Beta's graph: the header hunk apart and reaching nothing; the clones.c hunk whole.
+    assert_eq!(view["selected"], "beta");
+    let nodes = view["graph"]["nodes"].as_array().unwrap();
+    let labelled = |label: &str| {
+        nodes
+            .iter()
+            .position(|n| n["label"] == label)
+            .unwrap_or_else(|| panic!("no node {label}: {nodes:?}"))
+    };
+    let header_hunk = labelled("inlines.h hunk 1");
+    assert_eq!(nodes[header_hunk]["kind"], "hunk-not-applied");
+    assert_eq!(nodes[header_hunk]["related"], json!([header_hunk]));
+    assert!(nodes.iter().all(|n| n["label"] != "bump()"));
+    assert!(nodes
+        .iter()
+        .any(|n| n["label"] == "req_len()" && n["kind"] == "replace"));
+    // Alpha's graph is whole: both hunks reach their functions.
+    let alpha_view = impact(&author, &server, patch, 1, "alpha").await;
+    let nodes = alpha_view["graph"]["nodes"].as_array().unwrap().clone();
+    for (label, kind) in [
+        ("clones.c hunk 1", "hunk"),
+        ("inlines.h hunk 1", "hunk"),
+        ("bump()", "changed"),
+        ("pair_a()", "replace"),
+        ("use_req()", "replace"),
+        ("req_len.isra.0()", "blocked"),
+    ] {
+        assert!(
+            nodes
+                .iter()
+                .any(|n| n["label"] == label && n["kind"] == kind),
+            "{label} {kind}: {nodes:?}"
+        );
+    }
+    server.stop().await;
+}
+
+/// A reviewer notes that the header pitfall was considered, on its line: refused where
+/// the analyses found no such pitfall, shown on the patch page and audited where they did.
+/// Then a second revision's interdiff shows how the replace set changed.
+async fn a_reviewer_marks_a_pitfall_considered_on_its_line_and_that_is_audited(backend: Backend) {
+    let (server, _root) = server_with_fixture_root(backend).await;
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let admin = server.signed_in("ada").await;
+    let _workers = server.start_workers(1).await;
+    let job = register_fixture(&server, &admin).await;
+    assert_eq!(finished_job(&admin, &server, job).await["state"], "done");
+    let author = server.signed_in("alice").await;
+    let response = author
+        .post(server.url("/api/v1/patches"))
+        .json(&json!({ "title": "req_len and bump", "diff": CLONE_AND_INLINE_FIX }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let patch = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    analyses(&author, &server, patch, 1).await;
+    let reviewer = server.signed_in("bob").await;
+    let mark = |line: i64, kind: &str, thread: Option<i64>| {
+        let mut body = json!({
+            "revision": 1,
+            "path": "analyzer/tests/fixtures/inlines.h",
+            // The header pitfall is on the first changed line: the removed one.
+            "side": "old",
+            "line": line,
+            "body": "every includer is in the replace set",
+            "pitfall": kind,
+        });
+        if let Some(thread) = thread {
+            body["thread"] = json!(thread);
+        }
+        reviewer
+            .post(server.url(&format!("/api/v1/patches/{patch}/comments")))
+            .json(&body)
+            .send()
+    };
+    // Not where the analyses put it, not a kind they found there, not on a reply.
+    for (line, kind) in [(7, "header"), (8, "static-local"), (8, "no-such-kind")] {
+        let response = mark(line, kind, None).await.unwrap();
+        assert_eq!(response.status(), 422, "{line} {kind}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("found no"), "{text}");
+    }
+    let response = mark(8, "header", None).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let thread = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let response = mark(8, "header", Some(thread)).await.unwrap();
+    assert_eq!(response.status(), 422);
+    // The patch page shows who considered it, on the pitfall.
+    let page: Value = reviewer
+        .post(server.url("/api/ui/patch"))
+        .form(&[("id", patch.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pitfalls = page["pitfalls"].as_array().unwrap();
+    let header = pitfalls
+        .iter()
+        .find(|p| p["kind"] == "header")
+        .unwrap_or_else(|| panic!("{pitfalls:?}"));
+    assert_eq!(header["old"], 8);
+    assert_eq!(header["targets"], json!(["fixture"]));
+    assert_eq!(
+        header["considered"][0]["comment"],
+        "every includer is in the replace set"
+    );
+    assert!(header["guide_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("#header-file-changes"));
+    // Audited, with the pitfall named.
+    let audited = server
+        .db
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "comment.added")
+        .collect::<Vec<_>>();
+    assert_eq!(audited.len(), 1);
+    assert!(
+        audited[0].details.contains("\"pitfall\":\"header\""),
+        "{}",
+        audited[0].details
+    );
+
+    // Revision 2 drops the header change: the interdiff says which functions left the
+    // replace set, and which stayed.
+    let response = author
+        .post(server.url(&format!("/api/v1/patches/{patch}/revisions")))
+        .json(&json!({ "diff": CLONES_FIX }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    analyses(&author, &server, patch, 2).await;
+    let interdiff: Value = reviewer
+        .post(server.url("/api/ui/interdiff"))
+        .form(&[("id", patch), ("from", 1), ("to", 2)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        interdiff["replace_sets"],
+        json!([{
+            "target": "fixture",
+            "added": [],
+            "removed": ["vmlinux:count_a", "vmlinux:count_b", "vmlinux:count_c", "vmlinux:pair_a"],
+            "kept": 1,
+            "missing": null,
+        }])
+    );
     server.stop().await;
 }
