@@ -46,7 +46,7 @@ pub fn DiffView(
 ) -> impl IntoView {
     let (unified, set_unified) = signal(false);
     let files = StoredValue::new(files);
-    let notes = StoredValue::new(Notes { pitfalls, consider });
+    let notes = StoredValue::new(Notes::new(pitfalls, consider));
     let index = files.with_value(|files| {
         files
             .iter()
@@ -120,16 +120,31 @@ pub fn DiffView(
 /// What is shown under the diff's lines besides the code.
 struct Notes {
     pitfalls: Vec<PitfallView>,
+    /// (file, old line, new line) to the pitfalls there: one lookup per line.
+    at: std::collections::HashMap<(usize, Option<u32>, Option<u32>), Vec<usize>>,
     consider: Option<(i64, i64)>,
 }
 
 impl Notes {
-    /// The rows under line `line` of file `index` (`colspan` cells wide).
+    fn new(pitfalls: Vec<PitfallView>, consider: Option<(i64, i64)>) -> Notes {
+        let mut at: std::collections::HashMap<_, Vec<usize>> = std::collections::HashMap::new();
+        for (i, p) in pitfalls.iter().enumerate() {
+            at.entry((p.file, p.old, p.new)).or_default().push(i);
+        }
+        Notes {
+            pitfalls,
+            at,
+            consider,
+        }
+    }
+
+    /// The rows under `lines` (one table row's) of file `index` (`colspan` cells wide).
     fn rows(&self, index: usize, lines: &[&LineView], colspan: &'static str) -> AnyView {
-        let here: Vec<&PitfallView> = self
-            .pitfalls
+        let here: Vec<&PitfallView> = lines
             .iter()
-            .filter(|p| p.file == index && lines.iter().any(|l| l.old == p.old && l.new == p.new))
+            .filter_map(|l| self.at.get(&(index, l.old, l.new)))
+            .flatten()
+            .map(|&i| &self.pitfalls[i])
             .collect();
         if here.is_empty() {
             return ().into_any();

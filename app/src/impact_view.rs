@@ -55,6 +55,7 @@ fn ImpactBody(view: ImpactView, patch: i64, on_finished: Callback<()>) -> impl I
     let revision = view.revision;
     let selected = view.selected.clone();
     let several = view.targets.len() > 1;
+    let any = !view.targets.is_empty();
     let rows = view
         .targets
         .into_iter()
@@ -89,11 +90,21 @@ fn ImpactBody(view: ImpactView, patch: i64, on_finished: Callback<()>) -> impl I
             }
             .into_any()
         }
-        (None, Some(why)) => view! { <p class="no-graph">{why}</p> }.into_any(),
+        (None, Some(why)) => {
+            let registration = view
+                .registration
+                .clone()
+                .map(|job| view! { <JobProgress job on_finished/> });
+            view! {
+                <p class="no-graph" id="no-graph">{why}</p>
+                {registration}
+            }
+            .into_any()
+        }
         (None, None) => ().into_any(),
     };
     view! {
-        {matrix}
+        {any.then_some(matrix)}
         {several.then(|| view! { <p class="hint">"Pick a target to see its graph."</p> })}
         {body}
     }

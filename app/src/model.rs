@@ -884,6 +884,8 @@ pub struct ImpactView {
     pub graph: Option<ImpactGraph>,
     /// Why there is no graph, for people (no targets, still analysing, failed...).
     pub no_graph: Option<String>,
+    /// Without targets: the registration under way (or failed), to follow.
+    pub registration: Option<JobSummary>,
     /// The search the graph's lists are filtered by.
     pub query: String,
 }

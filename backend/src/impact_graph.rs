@@ -67,30 +67,47 @@ struct Draft {
     depth: usize,
 }
 
+/// The diff cells a node lights, at most: a rewrite of thousands of lines lights its
+/// first ones (the response and the page's work stay bounded).
+pub const MAX_CELLS_PER_NODE: usize = 400;
+
 /// What the diff's cells are keyed by, and where the report's lines are in the fix.
 struct FixLines {
-    /// (path, fix old-side line) to the `data-k` keys of its change block.
-    keys: HashMap<(String, u32), Vec<String>>,
+    /// Each block of changes (consecutive changed lines of a hunk): its cells' `data-k`
+    /// keys, the insertion's neighbours included.
+    blocks: Vec<Vec<String>>,
+    /// (path, fix old-side line) to the blocks that change it.
+    block_of: HashMap<(String, u32), Vec<usize>>,
     /// Every hunk of a file with an old side: (path, number from 1) to its fix old-side
     /// (start, lines).
     ranges: HashMap<(String, u32), (u32, u32)>,
-    /// Per path, each analysed hunk: (old start, old lines, offset to the report's basis).
-    analysed: HashMap<String, Vec<(u32, u32, i64)>>,
+    /// Per path, each analysed hunk in file order: (number, old start, old lines, offset
+    /// to the report's basis).
+    analysed: HashMap<String, Vec<(u32, u32, u32, i64)>>,
+    /// (path, hunk number) to its index in the report's hunks.
+    report_hunk: HashMap<(String, u32), usize>,
 }
 
 impl FixLines {
     fn new(patch: &Patch, report: &ImpactReport) -> FixLines {
-        let mut keys: HashMap<(String, u32), Vec<String>> = HashMap::new();
+        let report_hunk: HashMap<(String, u32), usize> = report
+            .hunks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| ((h.path.clone(), h.hunk), i))
+            .collect();
+        let mut blocks: Vec<Vec<String>> = Vec::new();
+        let mut block_of: HashMap<(String, u32), Vec<usize>> = HashMap::new();
         let mut ranges = HashMap::new();
-        let mut analysed: HashMap<String, Vec<(u32, u32, i64)>> = HashMap::new();
+        let mut analysed: HashMap<String, Vec<(u32, u32, u32, i64)>> = HashMap::new();
         for (index, file) in patch.files.iter().enumerate() {
             let Some(path) = &file.old_path else { continue };
             for (number, hunk) in (1u32..).zip(&file.hunks) {
                 ranges.insert((path.clone(), number), (hunk.old_start, hunk.old_lines));
-                let offset = report
-                    .hunks
-                    .iter()
-                    .find(|h| &h.path == path && h.hunk == number && h.analysed)
+                let offset = report_hunk
+                    .get(&(path.clone(), number))
+                    .map(|&i| &report.hunks[i])
+                    .filter(|h| h.analysed)
                     .map(|h| match &h.outcome {
                         HunkOutcome::Placed(HunkState::Applied { offset, .. })
                             if report.basis == LineBasis::TargetSource =>
@@ -101,12 +118,13 @@ impl FixLines {
                     });
                 if let Some(offset) = offset {
                     analysed.entry(path.clone()).or_default().push((
+                        number,
                         hunk.old_start,
                         hunk.old_lines,
                         offset,
                     ));
                 }
-                // Each block of changes: its cells, for each old line it changes.
+                // Each block of changes, once; the old lines it changes point to it.
                 let lines = &hunk.lines;
                 let mut i = 0;
                 while i < lines.len() {
@@ -137,19 +155,38 @@ impl FixLines {
                             }
                         }
                     }
+                    let id = blocks.len();
+                    blocks.push(cells);
                     for old in changed {
-                        keys.entry((path.clone(), old))
-                            .or_default()
-                            .extend(cells.iter().cloned());
+                        block_of.entry((path.clone(), old)).or_default().push(id);
                     }
                 }
             }
         }
+        for hunks in analysed.values_mut() {
+            hunks.sort_by_key(|h| h.1);
+        }
         FixLines {
-            keys,
+            blocks,
+            block_of,
             ranges,
             analysed,
+            report_hunk,
         }
+    }
+
+    /// The cells of `blocks`, at most [`MAX_CELLS_PER_NODE`].
+    fn cells_of(&self, blocks: impl IntoIterator<Item = usize>) -> BTreeSet<String> {
+        let mut cells = BTreeSet::new();
+        for block in blocks {
+            for cell in &self.blocks[block] {
+                if cells.len() >= MAX_CELLS_PER_NODE {
+                    return cells;
+                }
+                cells.insert(cell.clone());
+            }
+        }
+        cells
     }
 
     /// The cells of hunk `number` of `path`.
@@ -157,32 +194,41 @@ impl FixLines {
         let Some(&(start, count)) = self.ranges.get(&(path.to_owned(), number)) else {
             return BTreeSet::new();
         };
-        (start..start + count.max(1))
-            .filter_map(|line| self.keys.get(&(path.to_owned(), line)))
+        let blocks: BTreeSet<usize> = (start..start.saturating_add(count.max(1)))
+            .filter_map(|line| self.block_of.get(&(path.to_owned(), line)))
             .flatten()
-            .cloned()
-            .collect()
+            .copied()
+            .collect();
+        self.cells_of(blocks)
+    }
+
+    /// The analysed hunk of `path` whose old side holds the report's `line`: its number
+    /// and the fix's line.
+    fn hunk_at(&self, path: &str, line: u32) -> Option<(u32, u32)> {
+        let hunks = self.analysed.get(path)?;
+        // Hunks are in file order: the last one starting at or before the line.
+        let after = hunks
+            .partition_point(|&(_, start, _, offset)| i64::from(start) + offset <= i64::from(line));
+        let &(number, start, count, offset) = hunks.get(after.checked_sub(1)?)?;
+        let fix = i64::from(line) - offset;
+        (fix >= i64::from(start) && fix < i64::from(start) + i64::from(count.max(1)))
+            .then(|| u32::try_from(fix).ok().map(|fix| (number, fix)))
+            .flatten()
     }
 
     /// The fix's line for the report's `line` of `path`, when a hunk that was analysed
     /// covers it.
     fn to_fix(&self, path: &str, line: u32) -> Option<u32> {
-        self.analysed
-            .get(path)?
-            .iter()
-            .find_map(|&(start, count, offset)| {
-                let fix = i64::from(line) - offset;
-                (fix >= i64::from(start) && fix < i64::from(start) + i64::from(count.max(1)))
-                    .then(|| u32::try_from(fix).ok())
-                    .flatten()
-            })
+        self.hunk_at(path, line).map(|(_, fix)| fix)
     }
 
-    fn cells(&self, path: &str, line: u32) -> impl Iterator<Item = &String> {
+    /// The blocks changing the report's `line` of `path`.
+    fn blocks_at(&self, path: &str, line: u32) -> impl Iterator<Item = usize> + '_ {
         self.to_fix(path, line)
-            .and_then(|fix| self.keys.get(&(path.to_owned(), fix)))
+            .and_then(|fix| self.block_of.get(&(path.to_owned(), fix)))
             .into_iter()
             .flatten()
+            .copied()
     }
 }
 
@@ -268,6 +314,8 @@ struct Builder<'a> {
     edges: BTreeMap<(Key, Key), String>,
     /// Source file of functions by name, for grouping.
     files: HashMap<&'a str, &'a str>,
+    /// A line using a changed macro or enumerator to the changed lines it uses.
+    uses: HashMap<(&'a str, u32), Vec<(&'a str, u32)>>,
 }
 
 impl<'a> Builder<'a> {
@@ -291,6 +339,7 @@ impl<'a> Builder<'a> {
             let cells = self.fix.hunk_cells(&hunk.path, hunk.hunk);
             let draft = self.node(Key::Hunk(i));
             draft.kind = Some(kind);
+            draft.file = hunk.path.clone();
             draft.label = format!("{file} hunk {}", hunk.hunk);
             draft.marks.insert(detail.clone());
             draft.title.push(format!(
@@ -301,24 +350,14 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The analysed hunks holding the fix line of report line `line` of `path`.
-    fn hunks_of(&self, path: &str, line: u32) -> Vec<usize> {
-        let Some(fix) = self.fix.to_fix(path, line) else {
-            return Vec::new();
-        };
-        self.report
-            .hunks
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.path == path && h.analysed)
-            .filter(|(_, h)| {
-                self.fix
-                    .ranges
-                    .get(&(path.to_owned(), h.hunk))
-                    .is_some_and(|&(start, count)| fix >= start && fix < start + count.max(1))
-            })
-            .map(|(i, _)| i)
-            .collect()
+    /// The analysed hunk (its index in the report) holding the fix line of report line
+    /// `line` of `path`.
+    fn hunks_of(&self, path: &str, line: u32) -> Option<usize> {
+        let (number, _) = self.fix.hunk_at(path, line)?;
+        self.fix
+            .report_hunk
+            .get(&(path.to_owned(), number))
+            .copied()
     }
 
     fn changed(&mut self) {
@@ -326,22 +365,28 @@ impl<'a> Builder<'a> {
         for function in &report.changed_functions {
             let key = Key::Changed(function.object.clone(), function.name.clone());
             // The fix's own lines, and for a line using a changed macro the macro's.
-            let mut origins: BTreeSet<(String, u32)> = BTreeSet::new();
+            let mut origins: BTreeSet<(&str, u32)> = BTreeSet::new();
             for at in &function.lines {
                 if self.fix.to_fix(&at.path, at.line).is_some() {
-                    origins.insert((at.path.clone(), at.line));
+                    origins.insert((at.path.as_str(), at.line));
                 }
-                for expansion in report.expansions.iter().filter(|e| e.uses.contains(at)) {
-                    origins.insert((expansion.changed.path.clone(), expansion.changed.line));
+                for changed in self
+                    .uses
+                    .get(&(at.path.as_str(), at.line))
+                    .into_iter()
+                    .flatten()
+                {
+                    origins.insert(*changed);
                 }
             }
-            let cells: BTreeSet<String> = origins
+            let blocks: BTreeSet<usize> = origins
                 .iter()
-                .flat_map(|(path, line)| self.fix.cells(path, *line).cloned())
+                .flat_map(|&(path, line)| self.fix.blocks_at(path, line))
                 .collect();
+            let cells = self.fix.cells_of(blocks);
             let hunks: BTreeSet<usize> = origins
                 .iter()
-                .flat_map(|(path, line)| self.hunks_of(path, *line))
+                .filter_map(|&(path, line)| self.hunks_of(path, line))
                 .collect();
             let draft = self.node(key.clone());
             draft.kind = Some(NodeKind::Changed);
@@ -553,7 +598,17 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
                     .map(|f| (f.name.as_str(), f.decl_file.as_str())),
             )
             .collect(),
+        uses: HashMap::new(),
     };
+    for expansion in &report.expansions {
+        for at in &expansion.uses {
+            builder
+                .uses
+                .entry((at.path.as_str(), at.line))
+                .or_default()
+                .push((expansion.changed.path.as_str(), expansion.changed.line));
+        }
+    }
     builder.hunks();
     builder.changed();
     builder.finals();
@@ -600,7 +655,14 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
     let mut hidden_by_search = 0;
     let columns_titles = column_titles(last_layer);
     for (layer, keys) in layers.iter().enumerate() {
-        if keys.len() <= GROUP_OVER || layer == 0 {
+        // Hunks are grouped only when there are very many (by file then); functions
+        // beyond a handful.
+        let limit = if layer == 0 {
+            MAX_VISIBLE_PER_LAYER
+        } else {
+            GROUP_OVER
+        };
+        if keys.len() <= limit {
             for key in keys {
                 visible_of.insert(key, drafts.len());
                 let draft = &nodes[*key];
@@ -621,18 +683,16 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
             }
             continue;
         }
+        // Ever coarser until few enough: object and two directory levels, one level, the
+        // object, vmlinux or a module (hunks: their file first).
         let mut by_group: BTreeMap<String, Vec<&Key>> = BTreeMap::new();
-        for depth in [2, 1, 0] {
+        for level in 0..5 {
             by_group.clear();
             for key in keys {
-                let draft = &nodes[*key];
-                let dir = directory(&draft.file, depth);
-                let name = if dir.is_empty() {
-                    draft.object.clone()
-                } else {
-                    format!("{} · {dir}", draft.object)
-                };
-                by_group.entry(name).or_default().push(key);
+                by_group
+                    .entry(group_name(&nodes[*key], layer == 0, level))
+                    .or_default()
+                    .push(key);
             }
             if by_group.len() <= MAX_VISIBLE_PER_LAYER {
                 break;
@@ -649,7 +709,12 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
             for key in &members {
                 visible_of.insert(key, drafts.len());
                 let member = &nodes[*key];
-                draft.lines.extend(member.lines.iter().cloned());
+                for cell in &member.lines {
+                    if draft.lines.len() >= MAX_CELLS_PER_NODE {
+                        break;
+                    }
+                    draft.lines.insert(cell.clone());
+                }
                 let entry = GroupMember {
                     name: member.label.clone(),
                     why: member.title.join("; "),
@@ -727,11 +792,17 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
     let ups: Vec<Vec<bool>> = (0..n).map(|v| reach(v, &inn)).collect();
     for v in 0..n {
         if drafts[v].0 >= 2 {
-            let inherited: BTreeSet<String> = (0..n)
+            let inherited: Vec<String> = (0..n)
                 .filter(|&u| ups[v][u] && drafts[u].0 == 1)
                 .flat_map(|u| drafts[u].1.lines.iter().cloned().collect::<Vec<_>>())
                 .collect();
-            drafts[v].1.lines.extend(inherited);
+            let lines = &mut drafts[v].1.lines;
+            for cell in inherited {
+                if lines.len() >= MAX_CELLS_PER_NODE {
+                    break;
+                }
+                lines.insert(cell);
+            }
         }
     }
 
@@ -866,6 +937,32 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
     }
 }
 
+/// The group of `draft` at coarseness `level` (0: finest).
+fn group_name(draft: &Draft, hunk: bool, level: usize) -> String {
+    if hunk {
+        return match level {
+            0 => draft.file.clone(),
+            1 | 2 => directory(&draft.file, 3 - level),
+            _ => "hunks".to_owned(),
+        };
+    }
+    let with_dir = |depth: usize| {
+        let dir = directory(&draft.file, depth);
+        if dir.is_empty() {
+            draft.object.clone()
+        } else {
+            format!("{} · {dir}", draft.object)
+        }
+    };
+    match level {
+        0 => with_dir(2),
+        1 => with_dir(1),
+        2 => draft.object.clone(),
+        _ if draft.object == "vmlinux" => "vmlinux".to_owned(),
+        _ => "modules".to_owned(),
+    }
+}
+
 fn column_titles(last_layer: u32) -> Vec<String> {
     (0..=last_layer)
         .map(|layer| match layer {
@@ -891,10 +988,6 @@ pub struct PlacedPitfall<'a> {
     pub pitfall: &'a Pitfall,
 }
 
-/// A file of the diff: its index, its path, and each hunk that was analysed with its
-/// old-side and new-side offsets to the report's numbering.
-type FileOffsets<'p> = (usize, &'p str, Vec<(&'p analyzer::patch::Hunk, i64, i64)>);
-
 /// Where each of `report`'s pitfalls is in `patch`, the diff as submitted. A report on
 /// the target's source numbers its lines there (each hunk moved by its offset, new-side
 /// lines also by what the hunks before it that did not apply would have added); a
@@ -902,20 +995,36 @@ type FileOffsets<'p> = (usize, &'p str, Vec<(&'p analyzer::patch::Hunk, i64, i64
 /// [`analyzer::pitfalls::check`] does), a shift in line numbers by its hunk's first old
 /// line. A pitfall no line of the diff matches is left out.
 pub fn place_pitfalls<'a>(report: &'a ImpactReport, patch: &Patch) -> Vec<PlacedPitfall<'a>> {
-    let mut files: Vec<FileOffsets<'_>> = Vec::new();
+    let report_hunk: HashMap<(&str, u32), &analyzer::impact::HunkReport> = report
+        .hunks
+        .iter()
+        .map(|h| ((h.path.as_str(), h.hunk), h))
+        .collect();
+    // Per file path: the report's line numbers to the diff's lines, changed lines first
+    // (a pitfall names a changed line when one has the number), and each hunk's first
+    // old line to its first line (a shift in line numbers).
+    type Line<'p> = &'p analyzer::patch::HunkLine;
+    #[derive(Default)]
+    struct Lines<'p> {
+        index: usize,
+        changed: HashMap<i64, Line<'p>>,
+        any: HashMap<i64, Line<'p>>,
+        hunk_starts: HashMap<i64, Line<'p>>,
+    }
+    let mut files: HashMap<&str, Lines<'_>> = HashMap::new();
     for (index, file) in patch.files.iter().enumerate() {
         let hunk_path = file.old_path.as_deref().unwrap_or(file.path());
-        let mut hunks = Vec::new();
+        let lines = files.entry(file.path()).or_insert_with(|| Lines {
+            index,
+            ..Lines::default()
+        });
         let (mut growth_fix, mut growth_target) = (0i64, 0i64);
         for (number, hunk) in (1u32..).zip(&file.hunks) {
             let grows = i64::from(hunk.new_lines) - i64::from(hunk.old_lines);
-            let found = report
-                .hunks
-                .iter()
-                .find(|h| h.path == hunk_path && h.hunk == number);
-            match report.basis {
-                LineBasis::AsWritten => hunks.push((hunk, 0, 0)),
+            let offsets = match report.basis {
+                LineBasis::AsWritten => Some((0, 0)),
                 LineBasis::TargetSource => {
+                    let found = report_hunk.get(&(hunk_path, number));
                     let offset = match found.map(|h| (&h.outcome, h.analysed)) {
                         Some((HunkOutcome::Placed(HunkState::Applied { offset, .. }), true)) => {
                             Some(*offset)
@@ -924,45 +1033,52 @@ pub fn place_pitfalls<'a>(report: &'a ImpactReport, patch: &Patch) -> Vec<Placed
                         Some((_, true)) | None => Some(0),
                         Some((_, false)) => None,
                     };
-                    if let Some(offset) = offset {
-                        hunks.push((hunk, offset, offset + growth_target - growth_fix));
+                    offset.map(|offset| {
+                        let new_offset = offset + growth_target - growth_fix;
                         growth_target += grows;
-                    }
+                        (offset, new_offset)
+                    })
                 }
-            }
+            };
             growth_fix += grows;
+            let Some((old_offset, new_offset)) = offsets else {
+                continue;
+            };
+            if let Some(first) = hunk.lines.first() {
+                lines
+                    .hunk_starts
+                    .entry(i64::from(hunk.old_start) + old_offset)
+                    .or_insert(first);
+            }
+            for line in &hunk.lines {
+                let Some(mapped) = line
+                    .new_line
+                    .map(|n| i64::from(n) + new_offset)
+                    .or(line.old_line.map(|o| i64::from(o) + old_offset))
+                else {
+                    continue;
+                };
+                if line.kind != LineKind::Context {
+                    lines.changed.entry(mapped).or_insert(line);
+                }
+                lines.any.entry(mapped).or_insert(line);
+            }
         }
-        files.push((index, file.path(), hunks));
     }
     let mut placed = Vec::new();
     for pitfall in &report.pitfalls {
-        let Some((index, _, hunks)) = files.iter().find(|(_, path, _)| *path == pitfall.path)
-        else {
+        let Some(lines) = files.get(pitfall.path.as_str()) else {
             continue;
         };
-        let at = |changed_only: bool| {
-            hunks.iter().find_map(|(hunk, old_offset, new_offset)| {
-                hunk.lines.iter().find(|l| {
-                    let mapped = l
-                        .new_line
-                        .map(|n| i64::from(n) + new_offset)
-                        .or(l.old_line.map(|o| i64::from(o) + old_offset));
-                    mapped == Some(i64::from(pitfall.line))
-                        && (!changed_only || l.kind != LineKind::Context)
-                })
-            })
-        };
-        let line = at(true).or_else(|| at(false)).or_else(|| {
-            hunks
-                .iter()
-                .find(|(hunk, old_offset, _)| {
-                    i64::from(hunk.old_start) + old_offset == i64::from(pitfall.line)
-                })
-                .and_then(|(hunk, _, _)| hunk.lines.first())
-        });
+        let at = i64::from(pitfall.line);
+        let line = lines
+            .changed
+            .get(&at)
+            .or_else(|| lines.any.get(&at))
+            .or_else(|| lines.hunk_starts.get(&at));
         if let Some(line) = line {
             placed.push(PlacedPitfall {
-                file: *index,
+                file: lines.index,
                 old: line.old_line,
                 new: line.new_line,
                 pitfall,

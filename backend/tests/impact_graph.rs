@@ -279,3 +279,55 @@ fn a_pitfall_is_placed_on_its_line_of_the_diff_as_submitted() {
     );
     assert_eq!(node(&graph, "clones.c hunk 2").1.kind, NodeKind::Hunk);
 }
+
+/// Thousands of hunks (a 5 MiB diff has room for them) are grouped by file, then by
+/// directory: the drawing and the work on it stay bounded.
+#[test]
+fn thousands_of_hunks_are_grouped_too() {
+    use graftbench::impact_graph::MAX_VISIBLE_PER_LAYER;
+    let patch = fix("clones.c", 12);
+    let mut report = analyze(&patch, index()).expect("analysis");
+    let template = report.hunks[0].clone();
+    report.hunks = (0..3000u32)
+        .map(|i| analyzer::impact::HunkReport {
+            path: format!("drivers/net/dev{}/file{}.c", i % 300, i % 600),
+            hunk: i / 600 + 1,
+            ..template.clone()
+        })
+        .collect();
+    let graph = build(&report, &patch, "");
+    let hunks = graph.nodes.iter().filter(|n| n.layer == 0).count();
+    assert!(hunks <= MAX_VISIBLE_PER_LAYER, "{hunks}");
+    assert!(graph
+        .nodes
+        .iter()
+        .any(|n| n.layer == 0 && n.kind == NodeKind::Group));
+    let listed: usize = graph
+        .groups
+        .iter()
+        .filter(|g| g.layer == "Hunks")
+        .map(|g| g.total)
+        .sum();
+    assert_eq!(listed, 3000);
+}
+
+/// A block rewriting a function into thousands of lines: each node lights at most
+/// MAX_CELLS_PER_NODE cells (the response and the page's work stay bounded).
+#[test]
+fn a_node_lights_a_bounded_number_of_cells() {
+    use graftbench::impact_graph::MAX_CELLS_PER_NODE;
+    let mut text = String::from(
+        "--- a/analyzer/tests/fixtures/clones.c\n+++ b/analyzer/tests/fixtures/clones.c\n\
+         @@ -10,4 +10,3000 @@\n-static noinline int req_len(struct req *r)\n-{\n\
+         -\treturn r->len * 3 + 1;\n-}\n",
+    );
+    for i in 0..3000 {
+        text.push_str(&format!("+\t/* line {i} */\n"));
+    }
+    let patch = patch::parse(text.as_bytes()).expect("diff");
+    let report = analyze(&patch, index()).expect("analysis");
+    let graph = build(&report, &patch, "");
+    let (_, changed) = node(&graph, "req_len()");
+    assert_eq!(changed.lines.len(), MAX_CELLS_PER_NODE);
+    assert!(graph.nodes.iter().all(|n| n.lines.len() <= MAX_CELLS_PER_NODE));
+}

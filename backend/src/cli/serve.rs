@@ -17,9 +17,16 @@ pub struct ServeArgs {
     /// Directory with the built browser bundle (`pkg/`) and stylesheet (`style/`).
     #[arg(long, env = "GRAFTBENCH_SITE_ROOT", default_value = "target/site")]
     site_root: PathBuf,
-    /// Seed demo users (one per role) and a demo patch; loopback addresses only.
+    /// Seed demo users (one per role) and demo fixes, and register a kernel target for
+    /// them in the background (the newest Debian 6.1 cloud build, about 420 MB, on the
+    /// first start); loopback addresses only.
     #[arg(long)]
     demo: bool,
+    /// With --demo: the kernel build to register instead of Debian's, a directory under
+    /// --target-root holding `vmlinux` (and `source/`, its source tree, when there is
+    /// one), for a machine without the package archive.
+    #[arg(long, requires = "demo", value_name = "DIR")]
+    demo_target: Option<String>,
     /// Mark the session cookie Secure; set this when users reach the server over HTTPS.
     #[arg(long)]
     cookie_secure: bool,
@@ -141,7 +148,34 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
         public_origins,
         data_dir: global.data_dir.clone(),
         target_root: args.workers.target_root.clone(),
+        no_target_notice: None,
     };
+    let mut config = config;
+    if args.demo {
+        use graftbench::service::demo::{register_kernel, DemoKernel};
+        let kernel = match &args.demo_target {
+            Some(dir) => DemoKernel::Build { dir: dir.clone() },
+            None => DemoKernel::Debian,
+        };
+        let settings = graftbench::service::targets::TargetSettings::new(
+            &global.data_dir,
+            args.workers.target_root.clone(),
+        );
+        match register_kernel(&db, &settings, &kernel).await {
+            Ok(Some(queued)) => println!(
+                "Registering the demo's kernel target in the background (job {}): its \
+                 page under Targets shows the progress; the demo fixes are analysed then.",
+                queued.job
+            ),
+            Ok(None) => {}
+            Err(why) => {
+                // The demo still runs: its pages say why the graphs are missing.
+                eprintln!("warning: the demo has no kernel target: {why}");
+                config.no_target_notice =
+                    Some(settings.redact(&format!("the demo's kernel target: {why}")));
+            }
+        }
+    }
     if db.kind() == store::DbKind::Sqlite {
         // One machine, one signer: its key is made with its data directory.
         graftbench::service::checkpoints::load_or_create_key(&global.data_dir)?;

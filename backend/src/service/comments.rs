@@ -161,6 +161,29 @@ pub async fn add_comment(
             "the comment is longer than {MAX_COMMENT_CHARS} characters"
         )));
     }
+    if request.pitfall.is_some() {
+        // Marking a pitfall considered is a review of someone else's fix (four eyes); and
+        // the rules are asked before the analyses are read for it.
+        let (facts, sign_offs) = db
+            .review_facts(patch_id)
+            .await?
+            .ok_or_else(|| ReviewError::NotFound(format!("patch {patch_id}")))?;
+        let state = review::evaluate(&facts, &sign_offs, policy).state;
+        workflow::allowed(
+            Action::Comment,
+            user.id,
+            &user.roles,
+            facts.author_id,
+            state,
+        )?;
+        if user.id == facts.author_id {
+            return Err(ReviewError::Denied(
+                graftbench_domain::workflow::Denied::OwnPatch(
+                    "mark its pitfalls considered: a reviewer does",
+                ),
+            ));
+        }
+    }
     // A new thread's anchor is checked against the revision's diff here, outside the
     // write transaction: parsing a diff of megabytes while holding SQLite's write lock
     // would stall every other writer (sign-ins included). Revisions never change, so

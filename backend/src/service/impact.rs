@@ -4,12 +4,19 @@
 
 use crate::impact_graph;
 use crate::service::analysis_queue::ANALYZE;
-use crate::service::targets::job_summary;
+use crate::service::targets::{job_summary, REGISTER};
 use crate::store::targets::{targets_of_patch_in, Analysis};
 use crate::store::{Database, DbError};
 use analyzer::impact::{ImpactReport, REPORT_VERSION};
 use graftbench_app::model::{AppError, ImpactView, PitfallView, ReplaceSetChange, TargetImpact};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Pitfalls shown on a revision's lines, at most (a diff of thousands of hunks that each
+/// shift the lines below has as many line-shift pitfalls; the first ones say it).
+const MAX_PITFALLS_SHOWN: usize = 500;
+
+/// Characters of a graph search kept.
+const MAX_SEARCH_CHARS: usize = 128;
 
 /// Differences spelled out per pair of targets, at most.
 const DIFFERENCES_LISTED: usize = 8;
@@ -25,6 +32,8 @@ pub struct ImpactQuery {
     pub target: Option<String>,
     /// The search over the graph's lists.
     pub query: String,
+    /// Why there is no target, when the server knows.
+    pub no_target_notice: Option<String>,
 }
 
 /// A report read back, with its target.
@@ -36,6 +45,41 @@ struct Read {
 fn internal(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "impact panel");
     AppError::Internal
+}
+
+/// The active targets patch `patch` is analysed for.
+async fn targets_of(
+    db: &Database,
+    patch: i64,
+) -> Result<Vec<crate::store::targets::Target>, AppError> {
+    let mut tx = db.begin().await.map_err(internal)?;
+    let targets = targets_of_patch_in(&mut tx, patch)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(|e| internal(DbError::from(e)))?;
+    Ok(targets)
+}
+
+/// The current analyses of `sha256` (a revision of patch `patch`): on the targets the
+/// patch follows, of their current build, in this report version.
+async fn current_analyses(
+    db: &Database,
+    patch: i64,
+    sha256: &str,
+) -> Result<Vec<Analysis>, AppError> {
+    let targets = targets_of(db, patch).await?;
+    Ok(db
+        .analyses_of(sha256)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|a| {
+            a.report_version == i64::from(REPORT_VERSION)
+                && targets
+                    .iter()
+                    .any(|t| t.id == a.target_id && t.build_id == a.build_id)
+        })
+        .collect())
 }
 
 /// The impact panel for `query`.
@@ -50,14 +94,7 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
             query.revision, query.patch
         )));
     };
-    let targets = {
-        let mut tx = db.begin().await.map_err(internal)?;
-        let targets = targets_of_patch_in(&mut tx, query.patch)
-            .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(|e| internal(DbError::from(e)))?;
-        targets
-    };
+    let targets = targets_of(db, query.patch).await?;
     let analyses: Vec<Analysis> = db
         .analyses_of(&stored.sha256)
         .await
@@ -73,7 +110,8 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
     // Reports are parsed (and the graph drawn) off the async workers.
     let diff = stored.diff;
     let wanted = query.target.clone();
-    let search = query.query.clone();
+    // A function name is short; a longer search is cut rather than refused.
+    let search: String = query.query.trim().chars().take(MAX_SEARCH_CHARS).collect();
     let rows: Vec<(String, Option<crate::store::jobs::Job>, Option<Analysis>)> = targets
         .iter()
         .map(|t| {
@@ -92,10 +130,46 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
             (t.name.clone(), job, analysis)
         })
         .collect();
+    // Without targets, the registration under way (or the last one, failed) says when
+    // the graph comes, or why it does not.
+    let registration = if rows.is_empty() {
+        db.jobs_with_key_prefix(&format!("{REGISTER}:"), 1)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .next()
+            .filter(|job| job.state != crate::store::jobs::JobState::Done)
+            .map(job_summary)
+    } else {
+        None
+    };
     let revision = query.revision;
-    tokio::task::spawn_blocking(move || build_view(revision, rows, &diff, wanted, &search))
-        .await
-        .map_err(internal)?
+    let notice = query.no_target_notice.clone();
+    let mut view =
+        tokio::task::spawn_blocking(move || build_view(revision, rows, &diff, wanted, &search))
+            .await
+            .map_err(internal)??;
+    if view.targets.is_empty() {
+        view.no_graph = Some(match (&registration, notice) {
+            (Some(job), _) if job.is_active() => format!(
+                "No graph yet: the kernel target is being registered ({}); the fix is \
+                 analysed as soon as it is ready.",
+                job.label
+            ),
+            (Some(job), _) => format!(
+                "No graph: the kernel target could not be registered ({}): {}",
+                job.label,
+                job.error.clone().unwrap_or_else(|| job.state.clone())
+            ),
+            (None, Some(notice)) => format!("No graph: {notice}"),
+            (None, None) => "No graph: no kernel target is registered, so the fix has nothing \
+                             to be analysed against. A release manager adds one on the \
+                             Targets page."
+                .to_owned(),
+        });
+        view.registration = registration;
+    }
+    Ok(view)
 }
 
 fn build_view(
@@ -185,6 +259,7 @@ fn build_view(
     };
     Ok(ImpactView {
         revision,
+        registration: None,
         targets: matrix,
         selected,
         graph,
@@ -272,12 +347,10 @@ pub async fn pitfalls_of(
     let Some(stored) = db.revision(patch, number).await.map_err(internal)? else {
         return Ok(Vec::new());
     };
-    let analyses: Vec<Analysis> = db
-        .analyses_of(&stored.sha256)
-        .await
-        .map_err(internal)?
+    let analyses: Vec<Analysis> = current_analyses(db, patch, &stored.sha256)
+        .await?
         .into_iter()
-        .filter(|a| a.report_version == i64::from(REPORT_VERSION) && a.report.is_some())
+        .filter(|a| a.report.is_some())
         .collect();
     if analyses.is_empty() {
         return Ok(Vec::new());
@@ -328,6 +401,7 @@ fn place_all(diff: &[u8], analyses: Vec<Analysis>) -> Result<Vec<PitfallView>, A
     }
     Ok(merged
         .into_values()
+        .take(MAX_PITFALLS_SHOWN)
         .enumerate()
         .map(|(i, mut view)| {
             view.anchor = format!("pitfall-{}", i + 1);
@@ -340,13 +414,11 @@ fn place_all(diff: &[u8], analyses: Vec<Analysis>) -> Result<Vec<PitfallView>, A
 /// name: `object:symbol` (`:N` appended for an `old_sympos`), or `None` without a report.
 async fn replace_sets(
     db: &Database,
+    patch: i64,
     sha256: &str,
 ) -> Result<BTreeMap<String, Option<BTreeSet<String>>>, AppError> {
     let mut sets = BTreeMap::new();
-    for analysis in db.analyses_of(sha256).await.map_err(internal)? {
-        if analysis.report_version != i64::from(REPORT_VERSION) {
-            continue;
-        }
+    for analysis in current_analyses(db, patch, sha256).await? {
         let set = analysis
             .report
             .and_then(|json| json.get("replace").cloned())
@@ -367,15 +439,16 @@ async fn replace_sets(
     Ok(sets)
 }
 
-/// How the functions to replace changed from the revision `from_sha` to `to_sha`, per
-/// target either was analysed for.
+/// How the functions to replace changed from the revision `from_sha` to `to_sha` of
+/// patch `patch`, per target either has a current analysis on.
 pub async fn replace_set_changes(
     db: &Database,
+    patch: i64,
     from_sha: &str,
     to_sha: &str,
 ) -> Result<Vec<ReplaceSetChange>, AppError> {
-    let before = replace_sets(db, from_sha).await?;
-    let after = replace_sets(db, to_sha).await?;
+    let before = replace_sets(db, patch, from_sha).await?;
+    let after = replace_sets(db, patch, to_sha).await?;
     let targets: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     Ok(targets
         .into_iter()

@@ -113,12 +113,20 @@ pub struct DbWorkbench {
     rendered: Mutex<RenderCache>,
     renders_started: AtomicUsize,
     target_root: Option<std::path::PathBuf>,
+    no_target_notice: Option<String>,
 }
 
 impl DbWorkbench {
     /// Names `root` as the directory in-house targets are registered from (pages show it).
     pub fn with_target_root(mut self, root: Option<std::path::PathBuf>) -> DbWorkbench {
         self.target_root = root;
+        self
+    }
+
+    /// Why there is no kernel target, when the server knows (see
+    /// [`crate::web::ServerConfig::no_target_notice`]).
+    pub fn with_no_target_notice(mut self, notice: Option<String>) -> DbWorkbench {
+        self.no_target_notice = notice;
         self
     }
 
@@ -135,6 +143,7 @@ impl DbWorkbench {
             rendered: Mutex::new(RenderCache::default()),
             renders_started: AtomicUsize::new(0),
             target_root: None,
+            no_target_notice: None,
         }
     }
 
@@ -346,6 +355,7 @@ impl Workbench for DbWorkbench {
                 revision,
                 target,
                 query,
+                no_target_notice: self.no_target_notice.clone(),
             },
         ))
     }
@@ -374,7 +384,8 @@ impl Workbench for DbWorkbench {
                 shas.push(stored.sha256);
             }
             let replace_sets =
-                crate::service::impact::replace_set_changes(&self.db, &shas[0], &shas[1]).await?;
+                crate::service::impact::replace_set_changes(&self.db, id, &shas[0], &shas[1])
+                    .await?;
             // Two diffs of up to 5 MiB each: CPU work, off the async workers.
             let hunks = tokio::task::spawn_blocking(move || {
                 crate::interdiff::interdiff(&sides[0], &sides[1])

@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// The only directory in-house kernel builds may be registered from
     /// (`--target-root`); none: only distribution releases.
     pub target_root: Option<PathBuf>,
+    /// Why there is no kernel target, when the server knows (the demo's could not be
+    /// registered): the impact panel says it instead of a generic hint.
+    pub no_target_notice: Option<String>,
 }
 
 /// One origin the server answers as: scheme and `host[:port]`, lower-case.
@@ -138,6 +141,7 @@ impl ServerConfig {
             serve: ServeOptions::default(),
             public_origins: Vec::new(),
             target_root: None,
+            no_target_notice: None,
         }
     }
 }
@@ -203,7 +207,8 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
     }
     let workbench: SharedWorkbench = Arc::new(
         DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy))
-            .with_target_root(config.target_root.clone()),
+            .with_target_root(config.target_root.clone())
+            .with_no_target_notice(config.no_target_notice.clone()),
     );
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)

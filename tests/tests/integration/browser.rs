@@ -1548,3 +1548,106 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
     events.abort();
     server.stop().await;
 }
+
+/// The README's picture of the real demo: `graftbench serve --demo` as a user starts it,
+/// registering Debian's newest 6.1 cloud build (from the download cache when it has it),
+/// until the constprop demo fix has its graph. Run by hand (it downloads about 420 MB
+/// the first time): `cargo nextest run -p graftbench-tests --run-ignored only
+/// the_real_demo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "downloads a Debian kernel; run by hand for the README's screenshot"]
+async fn the_real_demo_shows_the_graph_of_a_debian_fix() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url) = crate::targets::start_demo(data.path(), None);
+    let alice = crate::targets::demo_client(&url, "alice", "alice-demo-pw").await;
+    let patches: serde_json::Value = alice
+        .get(format!("{url}/api/v1/patches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = patches["patches"]
+        .as_array()
+        .or(patches.as_array())
+        .unwrap()
+        .clone();
+    let patch = list
+        .iter()
+        .find(|p| {
+            p["title"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ip_rcv_finish_core")
+        })
+        .and_then(|p| p["id"].as_i64())
+        .expect("the constprop demo fix");
+    let start = Instant::now();
+    loop {
+        let view = crate::targets::demo_impact(&alice, &url, patch).await;
+        if !view["graph"].is_null() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1800), "{view}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (mut browser, events, _profile) = launch().await;
+    let context = browser
+        .create_browser_context(CreateBrowserContextParams::default())
+        .await
+        .unwrap();
+    let (page, _console) = open_page(&browser, Some(context), &format!("{url}/login")).await;
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('input[name=username]')",
+            Duration::from_secs(10)
+        )
+        .await
+    );
+    for (field, text) in [("username", "alice"), ("password", "alice-demo-pw")] {
+        page.find_element(format!("input[name={field}]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap()
+            .type_str(text)
+            .await
+            .unwrap();
+    }
+    page.find_element("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(wait_for(&page, "location.pathname === '/'", Duration::from_secs(10)).await);
+    page.goto(format!("{url}/patches/{patch}")).await.unwrap();
+    assert!(
+        wait_for(
+            &page,
+            "document.documentElement.dataset.hydrated === 'true' \
+             && !!document.querySelector('svg.impact-graph g.node')",
+            Duration::from_secs(30)
+        )
+        .await
+    );
+    page.evaluate("document.querySelector('.code-and-impact').scrollIntoView()")
+        .await
+        .unwrap();
+    page.find_element("svg.impact-graph g.node.changed")
+        .await
+        .unwrap()
+        .hover()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    screenshot(&page, "demo-graph.png").await;
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    child.kill().ok();
+    child.wait().ok();
+}

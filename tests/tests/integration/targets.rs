@@ -949,6 +949,17 @@ async fn a_reviewer_marks_a_pitfall_considered_on_its_line_and_that_is_audited(b
         let text = response.text().await.unwrap();
         assert!(text.contains("found no"), "{text}");
     }
+    // The author may comment, but not mark their own fix's pitfalls considered.
+    let response = author
+        .post(server.url(&format!("/api/v1/patches/{patch}/comments")))
+        .json(&json!({
+            "revision": 1, "path": "analyzer/tests/fixtures/inlines.h", "side": "old",
+            "line": 8, "body": "fine", "pitfall": "header",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
     let response = mark(8, "header", None).await.unwrap();
     assert_eq!(response.status(), 201);
     let thread = response.json::<Value>().await.unwrap()["id"]
@@ -1027,4 +1038,230 @@ async fn a_reviewer_marks_a_pitfall_considered_on_its_line_and_that_is_audited(b
         }])
     );
     server.stop().await;
+}
+
+/// A stand-in for `fs/proc/cmdline.c` at the lines the demo's cmdline fix is written for,
+/// with what it calls: the demo's fix applies to it as it does to Debian's.
+const STAND_IN_CMDLINE: &str =
+    "/* A stand-in for fs/proc/cmdline.c: the demo's fix applies to it. */
+struct seq_file { int count; };
+char *saved_command_line = \"root=/dev/vda\";
+void seq_puts(struct seq_file *m, const char *s);
+void seq_putc(struct seq_file *m, char c);
+
+static int cmdline_proc_show(struct seq_file *m, void *v)
+{
+\tseq_puts(m, saved_command_line);
+\tseq_putc(m, '\\n');
+\treturn 0;
+}
+
+int proc_cmdline_show(struct seq_file *m) { return cmdline_proc_show(m, 0) + 1; }
+__attribute__((noinline)) void seq_puts(struct seq_file *m, const char *s) { m->count += s[0]; }
+__attribute__((noinline)) void seq_putc(struct seq_file *m, char c) { m->count += c; }
+__attribute__((no_instrument_function)) void __fentry__(void) { }
+__attribute__((no_instrument_function)) void fixture_entry(void) { }
+";
+
+/// A kernel build standing in for the demo's Debian download, under `root/dir`: a
+/// vmlinux built the way the kernel builds (ftrace entries, DWARF) and its source.
+fn stand_in_kernel(root: &Path, dir: &str) {
+    let source = root.join(dir).join("source/fs/proc");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("cmdline.c"), STAND_IN_CMDLINE).unwrap();
+    let build = root.join(dir).join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let object = build.join("cmdline.o");
+    let run = |command: &mut std::process::Command| {
+        let status = command.status().expect("gcc");
+        assert!(status.success(), "{command:?}");
+    };
+    run(std::process::Command::new("gcc")
+        .args([
+            "-O2",
+            "-fno-pie",
+            "-pg",
+            "-mfentry",
+            "-mrecord-mcount",
+            "-g",
+        ])
+        .arg("-c")
+        .arg("fs/proc/cmdline.c")
+        .arg("-o")
+        .arg(&object)
+        .current_dir(root.join(dir).join("source")));
+    run(std::process::Command::new("gcc")
+        .args(["-nostdlib", "-static", "-no-pie", "-Wl,-e,fixture_entry"])
+        .arg("-Wl,--defsym=__start_mcount_loc=__start___mcount_loc")
+        .arg("-Wl,--defsym=__stop_mcount_loc=__stop___mcount_loc")
+        .arg(&object)
+        .arg("-o")
+        .arg(root.join(dir).join("vmlinux")));
+}
+
+/// `graftbench serve --demo` started as a new user would (the binary, a fresh data
+/// directory), with `--demo-target` for the Debian download; its URL once it listens.
+/// Without `stand_in` (a directory under a target root), the demo registers Debian's
+/// build, as it does for a user.
+pub(crate) fn start_demo(
+    data: &Path,
+    stand_in: Option<(&Path, &str)>,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(graftbench_binary());
+    command
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .arg("--site-root")
+        .arg(graftbench_tests::site_root());
+    if let Some((root, dir)) = stand_in {
+        command
+            .arg("--target-root")
+            .arg(root)
+            .args(["--demo-target", dir]);
+    }
+    let mut child = command
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("graftbench serve --demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("serve --demo printed its URL")
+            .expect("read");
+        if let Some(url) = line.strip_prefix("Graftbench is running at ") {
+            break url.trim_end_matches('/').to_owned();
+        }
+    };
+    // Keep reading its output, or it blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+pub(crate) async fn demo_client(url: &str, name: &str, password: &str) -> reqwest::Client {
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("{url}/login"))
+        .header("Origin", url)
+        .form(&[("username", name), ("password", password), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "{name} signs in");
+    client
+}
+
+pub(crate) async fn demo_impact(client: &reqwest::Client, url: &str, patch: i64) -> Value {
+    client
+        .post(format!("{url}/api/ui/impact"))
+        .header("Origin", url)
+        .form(&[
+            ("id", patch.to_string()),
+            ("revision", "1".to_owned()),
+            ("query", String::new()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The demo, started fresh: it registers its kernel target in the background (a stand-in
+/// build here, for the Debian download) and, once that job is done, the cmdline demo
+/// fix has its graph with nothing done by hand; the CVE-2024-1086 fix does not apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_registers_its_kernel_in_the_background_and_shows_a_graph_for_its_fix() {
+    let root = tempfile::tempdir().unwrap();
+    stand_in_kernel(root.path(), "standin");
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_demo(data.path(), Some((root.path(), "standin")));
+    let alice = demo_client(&url, "alice", "alice-demo-pw").await;
+    let patches: Value = alice
+        .get(format!("{url}/api/v1/patches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_of = |needle: &str| {
+        patches["patches"]
+            .as_array()
+            .or(patches.as_array())
+            .unwrap()
+            .iter()
+            .find(|p| p["title"].as_str().unwrap_or_default().contains(needle))
+            .and_then(|p| p["id"].as_i64())
+            .unwrap_or_else(|| panic!("no demo patch with {needle}: {patches}"))
+    };
+    let cmdline = id_of("/proc/cmdline");
+    let verdict = id_of("CVE-2024-1086");
+    let mut view = Value::Null;
+    for _ in 0..600 {
+        view = demo_impact(&alice, &url, cmdline).await;
+        if !view["graph"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let nodes = view["graph"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the demo fix has no graph: {view}"));
+    assert_eq!(view["selected"], "demo");
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["label"] == "cmdline_proc_show()" && n["kind"] == "changed"),
+        "{nodes:?}"
+    );
+    assert!(nodes.iter().any(|n| n["kind"] == "replace"), "{nodes:?}");
+    let mut verdict_view = Value::Null;
+    for _ in 0..300 {
+        verdict_view = demo_impact(&alice, &url, verdict).await;
+        if verdict_view["targets"][0]["job"].is_null()
+            && verdict_view["targets"][0]["state"] != "queued"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        verdict_view["targets"][0]["state"], "not_applicable",
+        "{verdict_view}"
+    );
+    child.kill().ok();
+    child.wait().ok();
+}
+
+/// Without its kernel (offline: nothing to download, or a build that is not there), the
+/// demo still runs, and its pages say why there is no graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_without_its_kernel_runs_and_says_why_there_is_no_graph() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_demo(data.path(), Some((root.path(), "not-there")));
+    let alice = demo_client(&url, "alice", "alice-demo-pw").await;
+    let view = demo_impact(&alice, &url, 1).await;
+    let why = view["no_graph"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("No graph: the demo's kernel target: registering")
+            && why.contains("vmlinux"),
+        "{view}"
+    );
+    assert!(view["graph"].is_null());
+    child.kill().ok();
+    child.wait().ok();
 }
