@@ -32,7 +32,7 @@ use crate::expand::{
 use crate::heading::{check_against_index, HunkVerdict};
 use crate::index::{Callee, IndexError, KernelIndex, ObjectIndex, Place, SymbolsByAddress};
 use crate::onto::{map_onto, HunkState};
-use crate::patch::{Hunk, LineKind, Patch};
+use crate::patch::{Hunk, HunkLine, LineKind, Patch};
 use crate::pitfalls::{self, Pitfall, PitfallKind};
 use crate::source::{KernelConfig, SourceError, SourceIndex, SourceTree};
 use serde::{Deserialize, Serialize};
@@ -409,23 +409,33 @@ pub(crate) fn is_blank_or_comment(text: &str) -> bool {
     trimmed == "*" || trimmed.starts_with("* ") || trimmed.starts_with("*\t")
 }
 
-/// The old-side lines one hunk changes, ascending (see [`changed_lines`]).
-pub(crate) fn hunk_changed_lines(hunk: &Hunk) -> Vec<u32> {
-    let lines = &hunk.lines;
-    let mut found = BTreeSet::new();
-    let code = |i: usize| lines[i].old_line.is_some() && !is_blank_or_comment(&lines[i].text);
+/// The blocks of changes of a hunk's lines: each run of removed and added lines between
+/// context lines, as a range of indexes into `lines`.
+pub fn change_blocks(lines: &[HunkLine]) -> Vec<std::ops::Range<usize>> {
+    let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         if lines[i].kind == LineKind::Context {
             i += 1;
             continue;
         }
-        // A block of changes: removed lines are the change; an insertion changes what
-        // is around it.
         let start = i;
         while i < lines.len() && lines[i].kind != LineKind::Context {
             i += 1;
         }
+        blocks.push(start..i);
+    }
+    blocks
+}
+
+/// The old-side lines one hunk changes, ascending (see [`changed_lines`]).
+pub(crate) fn hunk_changed_lines(hunk: &Hunk) -> Vec<u32> {
+    let lines = &hunk.lines;
+    let mut found = BTreeSet::new();
+    let code = |i: usize| lines[i].old_line.is_some() && !is_blank_or_comment(&lines[i].text);
+    for std::ops::Range { start, end: i } in change_blocks(lines) {
+        // A block of changes: removed lines are the change; an insertion changes what
+        // is around it.
         let block = &lines[start..i];
         if block.iter().any(|l| l.kind == LineKind::Removed) {
             found.extend(block.iter().filter_map(|l| l.old_line));

@@ -126,16 +126,7 @@ impl FixLines {
                 }
                 // Each block of changes, once; the old lines it changes point to it.
                 let lines = &hunk.lines;
-                let mut i = 0;
-                while i < lines.len() {
-                    if lines[i].kind == LineKind::Context {
-                        i += 1;
-                        continue;
-                    }
-                    let start = i;
-                    while i < lines.len() && lines[i].kind != LineKind::Context {
-                        i += 1;
-                    }
+                for std::ops::Range { start, end: i } in analyzer::impact::change_blocks(lines) {
                     let block = &lines[start..i];
                     let mut cells: Vec<String> = block
                         .iter()

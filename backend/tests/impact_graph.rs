@@ -329,5 +329,8 @@ fn a_node_lights_a_bounded_number_of_cells() {
     let graph = build(&report, &patch, "");
     let (_, changed) = node(&graph, "req_len()");
     assert_eq!(changed.lines.len(), MAX_CELLS_PER_NODE);
-    assert!(graph.nodes.iter().all(|n| n.lines.len() <= MAX_CELLS_PER_NODE));
+    assert!(graph
+        .nodes
+        .iter()
+        .all(|n| n.lines.len() <= MAX_CELLS_PER_NODE));
 }

@@ -425,15 +425,21 @@ async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> (
         .await
         .expect("browser context");
     let (page, console) = open_page(browser, Some(context), &server.url("/login")).await;
+    sign_in_here(&page, name, PASSWORD).await;
+    (page, console)
+}
+
+/// Signs `name` in on the sign-in page `page` shows, as a user types it.
+async fn sign_in_here(page: &Page, name: &str, password: &str) {
     assert!(
         wait_for(
-            &page,
+            page,
             "!!document.querySelector('input[name=username]')",
             Duration::from_secs(10)
         )
         .await
     );
-    for (field, text) in [("username", name), ("password", PASSWORD)] {
+    for (field, text) in [("username", name), ("password", password)] {
         page.find_element(format!("input[name={field}]"))
             .await
             .unwrap()
@@ -452,14 +458,13 @@ async fn signed_in_page(browser: &Browser, server: &TestServer, name: &str) -> (
         .unwrap();
     assert!(
         wait_for(
-            &page,
+            page,
             "location.pathname === '/' && !!document.querySelector('.page-head h1')",
             Duration::from_secs(10)
         )
         .await,
         "{name} signed in"
     );
-    (page, console)
 }
 
 /// Clicks a button and waits for the page the form post leads to.
@@ -1560,29 +1565,7 @@ async fn the_real_demo_shows_the_graph_of_a_debian_fix() {
     let data = tempfile::tempdir().unwrap();
     let (mut child, url) = crate::targets::start_demo(data.path(), None);
     let alice = crate::targets::demo_client(&url, "alice", "alice-demo-pw").await;
-    let patches: serde_json::Value = alice
-        .get(format!("{url}/api/v1/patches"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let list = patches["patches"]
-        .as_array()
-        .or(patches.as_array())
-        .unwrap()
-        .clone();
-    let patch = list
-        .iter()
-        .find(|p| {
-            p["title"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("ip_rcv_finish_core")
-        })
-        .and_then(|p| p["id"].as_i64())
-        .expect("the constprop demo fix");
+    let patch = crate::targets::demo_patch(&alice, &url, "ip_rcv_finish_core").await;
     let start = Instant::now();
     loop {
         let view = crate::targets::demo_impact(&alice, &url, patch).await;
@@ -1598,32 +1581,7 @@ async fn the_real_demo_shows_the_graph_of_a_debian_fix() {
         .await
         .unwrap();
     let (page, _console) = open_page(&browser, Some(context), &format!("{url}/login")).await;
-    assert!(
-        wait_for(
-            &page,
-            "!!document.querySelector('input[name=username]')",
-            Duration::from_secs(10)
-        )
-        .await
-    );
-    for (field, text) in [("username", "alice"), ("password", "alice-demo-pw")] {
-        page.find_element(format!("input[name={field}]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap()
-            .type_str(text)
-            .await
-            .unwrap();
-    }
-    page.find_element("button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(wait_for(&page, "location.pathname === '/'", Duration::from_secs(10)).await);
+    sign_in_here(&page, "alice", "alice-demo-pw").await;
     page.goto(format!("{url}/patches/{patch}")).await.unwrap();
     assert!(
         wait_for(

@@ -720,6 +720,20 @@ async fn one_user_cannot_hold_open_more_than_a_handful_of_job_event_streams() {
     server.stop().await;
 }
 
+/// Submits `diff` as `client` (to be analysed for every target): the patch's id.
+async fn submitted(server: &TestServer, client: &reqwest::Client, diff: &str) -> i64 {
+    let response = graftbench_tests::submit_json(
+        server,
+        client,
+        json!({ "title": "req_len and bump", "diff": diff }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
 /// The impact panel of patch `patch`'s revision `revision` on `target` (the server
 /// function the page loads it with).
 async fn impact(
@@ -792,16 +806,7 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
         assert_eq!(job["state"], "done", "{job}");
     }
     let author = server.signed_in("alice").await;
-    let response = author
-        .post(server.url("/api/v1/patches"))
-        .json(&json!({ "title": "req_len and bump", "diff": CLONE_AND_INLINE_FIX }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let patch = response.json::<Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let patch = submitted(&server, &author, CLONE_AND_INLINE_FIX).await;
     // Both analysed.
     let mut view = Value::Null;
     for _ in 0..600 {
@@ -912,16 +917,7 @@ async fn a_reviewer_marks_a_pitfall_considered_on_its_line_and_that_is_audited(b
     let job = register_fixture(&server, &admin).await;
     assert_eq!(finished_job(&admin, &server, job).await["state"], "done");
     let author = server.signed_in("alice").await;
-    let response = author
-        .post(server.url("/api/v1/patches"))
-        .json(&json!({ "title": "req_len and bump", "diff": CLONE_AND_INLINE_FIX }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let patch = response.json::<Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let patch = submitted(&server, &author, CLONE_AND_INLINE_FIX).await;
     analyses(&author, &server, patch, 1).await;
     let reviewer = server.signed_in("bob").await;
     let mark = |line: i64, kind: &str, thread: Option<i64>| {
@@ -1162,6 +1158,26 @@ pub(crate) async fn demo_client(url: &str, name: &str, password: &str) -> reqwes
     client
 }
 
+/// The id of the demo patch whose title contains `needle`.
+pub(crate) async fn demo_patch(client: &reqwest::Client, url: &str, needle: &str) -> i64 {
+    let patches: Value = client
+        .get(format!("{url}/api/v1/patches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    patches["patches"]
+        .as_array()
+        .or(patches.as_array())
+        .unwrap()
+        .iter()
+        .find(|p| p["title"].as_str().unwrap_or_default().contains(needle))
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or_else(|| panic!("no demo patch with {needle}: {patches}"))
+}
+
 pub(crate) async fn demo_impact(client: &reqwest::Client, url: &str, patch: i64) -> Value {
     client
         .post(format!("{url}/api/ui/impact"))
@@ -1189,26 +1205,8 @@ async fn the_demo_registers_its_kernel_in_the_background_and_shows_a_graph_for_i
     let data = tempfile::tempdir().unwrap();
     let (mut child, url) = start_demo(data.path(), Some((root.path(), "standin")));
     let alice = demo_client(&url, "alice", "alice-demo-pw").await;
-    let patches: Value = alice
-        .get(format!("{url}/api/v1/patches"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id_of = |needle: &str| {
-        patches["patches"]
-            .as_array()
-            .or(patches.as_array())
-            .unwrap()
-            .iter()
-            .find(|p| p["title"].as_str().unwrap_or_default().contains(needle))
-            .and_then(|p| p["id"].as_i64())
-            .unwrap_or_else(|| panic!("no demo patch with {needle}: {patches}"))
-    };
-    let cmdline = id_of("/proc/cmdline");
-    let verdict = id_of("CVE-2024-1086");
+    let cmdline = demo_patch(&alice, &url, "/proc/cmdline").await;
+    let verdict = demo_patch(&alice, &url, "CVE-2024-1086").await;
     let mut view = Value::Null;
     for _ in 0..600 {
         view = demo_impact(&alice, &url, cmdline).await;
