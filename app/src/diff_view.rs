@@ -220,6 +220,7 @@ fn pitfall_row(
             </td>
         </tr>
     }
+    .into_any()
 }
 
 fn file_block(file: &FileView, index: usize, unified: bool, notes: &Notes) -> impl IntoView {
