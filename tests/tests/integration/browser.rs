@@ -1547,6 +1547,42 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
         .await
     );
     screenshot(&page, "pitfall-on-its-line.png").await;
+
+    // Narrow: the diff and the graph are two tabs (radio buttons), the diff first.
+    page.execute(
+        chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams::new(
+            800, 900, 1.0, false,
+        ),
+    )
+    .await
+    .unwrap();
+    let shown = |pane: &str| {
+        format!("getComputedStyle(document.querySelector('.pane-{pane}')).display !== 'none'")
+    };
+    assert!(
+        wait_for(
+            &page,
+            &format!("{} && !({})", shown("diff"), shown("impact")),
+            Duration::from_secs(5)
+        )
+        .await,
+        "at 800 px the diff shows and the graph is a tab"
+    );
+    page.find_element("label[for=pane-impact]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            &format!("{} && !({})", shown("impact"), shown("diff")),
+            Duration::from_secs(5)
+        )
+        .await,
+        "the Impact tab shows the graph instead"
+    );
     console.assert_clean("alice", &[]).await;
     browser.close().await.ok();
     browser.wait().await.ok();
