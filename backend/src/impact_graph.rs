@@ -52,7 +52,7 @@ enum Key {
     Blocked(String, String),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Draft {
     kind: Option<NodeKind>,
     label: String,
@@ -405,7 +405,7 @@ impl<'a> Builder<'a> {
             return;
         };
         let site = |name: &str| Key::Site(object.to_owned(), name.to_owned());
-        // (node, label of the edge into it, depth)
+        // (node, label of the edge into it)
         let mut chain: Vec<(Key, String)> = vec![(
             Key::Changed(object.to_owned(), function.clone()),
             String::new(),
@@ -474,32 +474,26 @@ impl<'a> Builder<'a> {
             Some(_) => "replaced".to_owned(),
         };
         chain.push((last.clone(), into_last));
-        for (depth, (key, _)) in chain.iter().enumerate() {
-            let is_last = depth + 1 == chain.len();
-            if matches!(key, Key::Site(..) | Key::Blocked(..)) && !is_last {
-                let file = match key {
-                    Key::Site(_, name) | Key::Blocked(_, name) => {
-                        self.files.get(base_name(name)).copied().unwrap_or_default()
-                    }
-                    _ => "",
-                };
-                let draft = self.node(key.clone());
-                if draft.kind.is_none() {
-                    draft.kind = Some(match key {
-                        Key::Blocked(..) => NodeKind::Blocked,
-                        _ => NodeKind::Site,
-                    });
-                    draft.object = object.to_owned();
-                    draft.file = file.to_owned();
-                    draft.depth = depth;
-                }
-                draft.depth = draft.depth.min(depth);
-                if let Key::Site(_, name) | Key::Blocked(_, name) = key {
-                    draft.label = format!("{name}()");
-                    if draft.title.is_empty() {
-                        draft.title.push(format!("{name}() in {object}"));
-                    }
-                }
+        // The nodes on the way (all but the last), at their shallowest depth.
+        for (depth, (key, _)) in chain.iter().enumerate().take(chain.len() - 1) {
+            let (Key::Site(_, name) | Key::Blocked(_, name)) = key else {
+                continue;
+            };
+            let file = self.files.get(base_name(name)).copied().unwrap_or_default();
+            let draft = self.node(key.clone());
+            if draft.kind.is_none() {
+                draft.kind = Some(match key {
+                    Key::Blocked(..) => NodeKind::Blocked,
+                    _ => NodeKind::Site,
+                });
+                draft.object = object.to_owned();
+                draft.file = file.to_owned();
+                draft.depth = depth;
+            }
+            draft.depth = draft.depth.min(depth);
+            draft.label = format!("{name}()");
+            if draft.title.is_empty() {
+                draft.title.push(format!("{name}() in {object}"));
             }
         }
         let draft = self.node(last.clone());
@@ -656,21 +650,7 @@ pub fn build(report: &ImpactReport, patch: &Patch, query: &str) -> ImpactGraph {
         if keys.len() <= limit {
             for key in keys {
                 visible_of.insert(key, drafts.len());
-                let draft = &nodes[*key];
-                drafts.push((
-                    layer as u32,
-                    Draft {
-                        kind: draft.kind,
-                        label: draft.label.clone(),
-                        object: draft.object.clone(),
-                        marks: draft.marks.clone(),
-                        title: draft.title.clone(),
-                        file: draft.file.clone(),
-                        lines: draft.lines.clone(),
-                        depth: draft.depth,
-                    },
-                    None,
-                ));
+                drafts.push((layer as u32, nodes[*key].clone(), None));
             }
             continue;
         }

@@ -60,14 +60,13 @@ async fn targets_of(
     Ok(targets)
 }
 
-/// The current analyses of `sha256` (a revision of patch `patch`): on the targets the
-/// patch follows, of their current build, in this report version.
+/// The current analyses of `sha256` (a revision of a patch following `targets`): on
+/// those targets, of their current build, in this report version.
 async fn current_analyses(
     db: &Database,
-    patch: i64,
+    targets: &[crate::store::targets::Target],
     sha256: &str,
 ) -> Result<Vec<Analysis>, AppError> {
-    let targets = targets_of(db, patch).await?;
     Ok(db
         .analyses_of(sha256)
         .await
@@ -95,13 +94,7 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
         )));
     };
     let targets = targets_of(db, query.patch).await?;
-    let analyses: Vec<Analysis> = db
-        .analyses_of(&stored.sha256)
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .filter(|a| a.report_version == i64::from(REPORT_VERSION))
-        .collect();
+    let analyses = current_analyses(db, &targets, &stored.sha256).await?;
     let jobs = db
         .jobs_with_key_prefix(&format!("{ANALYZE}:{}:", stored.sha256), 200)
         .await
@@ -241,20 +234,18 @@ fn build_view(
                 None,
             )
         }
+        // Without any target, the caller says why (a registration under way, or none).
         None => {
-            let why = match selected
+            let why = selected
                 .as_ref()
                 .and_then(|name| matrix.iter().find(|r| &r.target == name))
-            {
-                None => "No kernel target is registered: the fix has nothing to be analysed \
-                         against. A release manager adds one on the Targets page."
-                    .to_owned(),
-                Some(row) if row.job.as_ref().is_some_and(|j| j.is_active()) => {
-                    format!("Analysing the fix for {}…", row.target)
-                }
-                Some(row) => format!("No report for {}: {}", row.target, row.summary),
-            };
-            (None, Some(why))
+                .map(|row| match &row.job {
+                    Some(job) if job.is_active() => {
+                        format!("Analysing the fix for {}…", row.target)
+                    }
+                    _ => format!("No report for {}: {}", row.target, row.summary),
+                });
+            (None, why)
         }
     };
     Ok(ImpactView {
@@ -268,41 +259,49 @@ fn build_view(
     })
 }
 
+/// A report's replace set (`object:symbol`) and its hunks not applied (path, number).
+type ReportSets<'r> = (BTreeSet<String>, BTreeSet<(&'r str, u32)>);
+
 /// Spells out, for each target, what its report has that another target's has not:
 /// functions replaced only here (inlined here, out of line there), hunks that do not
 /// apply here.
 fn differences(matrix: &mut [TargetImpact], reads: &[Read]) {
-    let replaced = |read: &Read| -> BTreeSet<String> {
-        read.report
-            .replace
-            .iter()
-            .map(|r| format!("{}:{}", r.object, r.symbol))
-            .collect()
-    };
-    let not_applied = |read: &Read| -> BTreeMap<(String, u32), String> {
-        read.report
-            .hunks
-            .iter()
-            .filter(|h| !h.analysed)
-            .map(|h| ((h.path.clone(), h.hunk), format!("{:?}", h.outcome)))
-            .collect()
-    };
-    for read in reads {
+    // Each report's replace set and hunks not applied, once.
+    let sets: Vec<ReportSets<'_>> = reads
+        .iter()
+        .map(|read| {
+            let replaced = read
+                .report
+                .replace
+                .iter()
+                .map(|r| format!("{}:{}", r.object, r.symbol))
+                .collect();
+            let not_applied = read
+                .report
+                .hunks
+                .iter()
+                .filter(|h| !h.analysed)
+                .map(|h| (h.path.as_str(), h.hunk))
+                .collect();
+            (replaced, not_applied)
+        })
+        .collect();
+    for (read, (mine, my_hunks)) in reads.iter().zip(&sets) {
         let Some(row) = matrix.iter_mut().find(|r| r.target == read.target) else {
             continue;
         };
-        let mine = replaced(read);
-        let my_hunks = not_applied(read);
-        for other in reads.iter().filter(|o| o.target != read.target) {
-            let theirs = replaced(other);
-            let their_hunks = not_applied(other);
-            for (path, hunk) in my_hunks.keys().filter(|k| !their_hunks.contains_key(k)) {
+        for (other, (theirs, their_hunks)) in reads
+            .iter()
+            .zip(&sets)
+            .filter(|(o, _)| o.target != read.target)
+        {
+            for (path, hunk) in my_hunks.difference(their_hunks) {
                 row.differences.push(format!(
                     "hunk {hunk} of {path} does not apply here; it does on {}",
                     other.target
                 ));
             }
-            let only: Vec<&String> = mine.difference(&theirs).collect();
+            let only: Vec<&String> = mine.difference(theirs).collect();
             if !only.is_empty() {
                 let names: Vec<&str> = only
                     .iter()
@@ -347,7 +346,8 @@ pub async fn pitfalls_of(
     let Some(stored) = db.revision(patch, number).await.map_err(internal)? else {
         return Ok(Vec::new());
     };
-    let analyses: Vec<Analysis> = current_analyses(db, patch, &stored.sha256)
+    let targets = targets_of(db, patch).await?;
+    let analyses: Vec<Analysis> = current_analyses(db, &targets, &stored.sha256)
         .await?
         .into_iter()
         .filter(|a| a.report.is_some())
@@ -418,7 +418,8 @@ async fn replace_sets(
     sha256: &str,
 ) -> Result<BTreeMap<String, Option<BTreeSet<String>>>, AppError> {
     let mut sets = BTreeMap::new();
-    for analysis in current_analyses(db, patch, sha256).await? {
+    let targets = targets_of(db, patch).await?;
+    for analysis in current_analyses(db, &targets, sha256).await? {
         let set = analysis
             .report
             .and_then(|json| json.get("replace").cloned())
