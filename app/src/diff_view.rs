@@ -5,7 +5,8 @@
 //! per table cell rather than one per token. Switching layout re-renders in the browser
 //! from the same data, without asking the server.
 
-use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView, PitfallView};
+use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView, PitfallView, ThreadView};
+use crate::review_view::thread_body;
 use leptos::prelude::*;
 
 fn code_class(kind: LineKind) -> &'static str {
@@ -43,10 +44,32 @@ pub fn DiffView(
     /// Where a reviewer marks a pitfall considered: (patch, revision), when the user may.
     #[prop(default = None)]
     consider: Option<(i64, i64)>,
+    /// The comment threads on this revision's lines, shown under their lines.
+    #[prop(optional)]
+    threads: Vec<ThreadView>,
+    /// Where a click on a line number starts a comment: (patch, revision), when the user
+    /// may comment.
+    #[prop(default = None)]
+    comment: Option<(i64, i64)>,
 ) -> impl IntoView {
     let (unified, set_unified) = signal(false);
+    // The line a comment is being written on, from a click on its number.
+    let composing = RwSignal::new(None::<LineTarget>);
+    // Two columns of code do not fit a phone: below 900 px the diff starts unified (the
+    // server cannot know the width, so the browser switches once it runs).
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let narrow = web_sys::window()
+            .and_then(|w| w.match_media("(max-width: 900px)").ok().flatten())
+            .is_some_and(|query| query.matches());
+        if narrow {
+            set_unified.set(true);
+        }
+    });
     let files = StoredValue::new(files);
-    let notes = StoredValue::new(Notes::new(pitfalls, consider));
+    let notes = StoredValue::new(
+        files.with_value(|files| Notes::new(files, pitfalls, consider, threads, comment)),
+    );
     let index = files.with_value(|files| {
         files
             .iter()
@@ -67,8 +90,64 @@ pub fn DiffView(
             })
             .collect_view()
     });
+    // One listener for every line number: a click there starts a comment on that line
+    // (and its URL, `#path:R12`, becomes the page's).
+    let on_click = move |ev: leptos::ev::MouseEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::wasm_bindgen::JsCast;
+            let cell = ev
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .filter(|cell| cell.class_list().contains("ln"));
+            let Some(cell) = cell else { return };
+            let id = cell.id();
+            if let Some(target) = LineTarget::parse(&id) {
+                if let Some(window) = web_sys::window() {
+                    let _ = window.location().set_hash(&id);
+                }
+                if comment.is_some() {
+                    composing.set(Some(target));
+                }
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    let composer = move || {
+        let (patch, revision) = comment?;
+        let target = composing.get()?;
+        let side = if target.new_side { "new" } else { "old" };
+        Some(view! {
+            <form
+                method="post"
+                action=format!("/patches/{patch}/comments")
+                class="composer stack"
+                id="composer"
+            >
+                <input type="hidden" name="revision" value=revision.to_string()/>
+                <input type="hidden" name="path" value=target.path.clone()/>
+                <input type="hidden" name="side" value=side/>
+                <input type="hidden" name="line" value=target.line.to_string()/>
+                <label>
+                    <span>
+                        "Comment on " <span class="mono">{target.path.clone()}</span> " "
+                        {if target.new_side { "new" } else { "old" }} " line " {target.line}
+                        " (r" {revision} ")"
+                    </span>
+                    <textarea name="body" rows="3" required autofocus></textarea>
+                </label>
+                <div class="buttons">
+                    <button type="submit" class="primary">"Comment"</button>
+                    <button type="button" on:click=move |_| composing.set(None)>
+                        "Cancel"
+                    </button>
+                </div>
+            </form>
+        })
+    };
     view! {
-        <section class="diff-view">
+        <section class="diff-view" on:click=on_click>
             <div class="diff-toolbar">
                 <span class="summary">
                     {files_changed}
@@ -99,6 +178,12 @@ pub fn DiffView(
                 </div>
             </div>
             <ul class="file-index">{index}</ul>
+            {comment
+                .is_some()
+                .then(|| {
+                    view! { <p class="hint">"Click a line number to comment on that line."</p> }
+                })}
+            {composer}
             {move || {
                 let unified = unified.get();
                 files
@@ -117,28 +202,95 @@ pub fn DiffView(
     .into_any()
 }
 
+/// A line of the diff as its anchor names it: `fs/proc/cmdline.c:R12` is new line 12 of
+/// that file, `…:L10` old line 10.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineTarget {
+    /// The file's path.
+    pub path: String,
+    /// The new side (`R`), or the old (`L`).
+    pub new_side: bool,
+    /// The line number on that side.
+    pub line: u32,
+}
+
+impl LineTarget {
+    /// Reads an anchor (`path:R12`); `None` for anything else. Only the browser reads
+    /// anchors (from a click); the server only writes them.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub fn parse(anchor: &str) -> Option<LineTarget> {
+        let (path, line) = anchor.rsplit_once(':')?;
+        let new_side = match line.as_bytes().first()? {
+            b'R' => true,
+            b'L' => false,
+            _ => return None,
+        };
+        let line = line.get(1..)?.parse().ok().filter(|&n| n > 0)?;
+        (!path.is_empty()).then(|| LineTarget {
+            path: path.to_owned(),
+            new_side,
+            line,
+        })
+    }
+
+    /// The anchor of `line` on one side of file `path`.
+    pub fn anchor(path: &str, new_side: bool, line: u32) -> String {
+        format!("{path}:{}{line}", if new_side { 'R' } else { 'L' })
+    }
+}
+
 /// What is shown under the diff's lines besides the code.
 struct Notes {
     pitfalls: Vec<PitfallView>,
     /// (file, old line, new line) to the pitfalls there: one lookup per line.
     at: std::collections::HashMap<(usize, Option<u32>, Option<u32>), Vec<usize>>,
     consider: Option<(i64, i64)>,
+    threads: Vec<ThreadView>,
+    /// (file, new side, line) to the threads there.
+    thread_at: std::collections::HashMap<(usize, bool, u32), Vec<usize>>,
+    /// (patch, revision) when the user may reply and resolve.
+    comment: Option<(i64, i64)>,
 }
 
 impl Notes {
-    fn new(pitfalls: Vec<PitfallView>, consider: Option<(i64, i64)>) -> Notes {
+    fn new(
+        files: &[FileView],
+        pitfalls: Vec<PitfallView>,
+        consider: Option<(i64, i64)>,
+        threads: Vec<ThreadView>,
+        comment: Option<(i64, i64)>,
+    ) -> Notes {
         let mut at: std::collections::HashMap<_, Vec<usize>> = std::collections::HashMap::new();
         for (i, p) in pitfalls.iter().enumerate() {
             at.entry((p.file, p.old, p.new)).or_default().push(i);
+        }
+        let file_of: std::collections::HashMap<&str, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.path(), i))
+            .collect();
+        let mut thread_at: std::collections::HashMap<_, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, t) in threads.iter().enumerate() {
+            if let Some(&file) = file_of.get(t.path.as_str()) {
+                thread_at
+                    .entry((file, t.side == "new", t.line))
+                    .or_default()
+                    .push(i);
+            }
         }
         Notes {
             pitfalls,
             at,
             consider,
+            threads,
+            thread_at,
+            comment,
         }
     }
 
-    /// The rows under `lines` (one table row's) of file `index` (`colspan` cells wide).
+    /// The rows under `lines` (one table row's) of file `index` (`colspan` cells wide):
+    /// pitfalls found there, then comment threads on either side of those lines.
     fn rows(&self, index: usize, lines: &[&LineView], colspan: &'static str) -> AnyView {
         let here: Vec<&PitfallView> = lines
             .iter()
@@ -146,13 +298,40 @@ impl Notes {
             .flatten()
             .map(|&i| &self.pitfalls[i])
             .collect();
-        if here.is_empty() {
+        let mut threads: Vec<usize> = lines
+            .iter()
+            .flat_map(|l| {
+                let old = l.old.filter(|_| l.kind != LineKind::Added);
+                let new = l.new.filter(|_| l.kind != LineKind::Removed);
+                [(false, old), (true, new)]
+            })
+            .filter_map(|(side, line)| self.thread_at.get(&(index, side, line?)))
+            .flatten()
+            .copied()
+            .collect();
+        threads.sort_unstable();
+        threads.dedup();
+        if here.is_empty() && threads.is_empty() {
             return ().into_any();
         }
-        here.into_iter()
+        let pitfalls = here
+            .into_iter()
             .map(|p| pitfall_row(p, colspan, self.consider))
-            .collect_view()
-            .into_any()
+            .collect_view();
+        let threads = threads
+            .into_iter()
+            .map(|i| {
+                let t = &self.threads[i];
+                view! {
+                    <tr class="thread-row">
+                        <td colspan=colspan>
+                            {thread_body(t.clone(), self.comment.map(|(patch, _)| patch))}
+                        </td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! { {pitfalls} {threads} }.into_any()
     }
 }
 
@@ -227,9 +406,9 @@ fn file_block(file: &FileView, index: usize, unified: bool, notes: &Notes) -> im
     let body = if file.hunks.is_empty() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if unified {
-        unified_table(&file.hunks, index, notes).into_any()
+        unified_table(&file.hunks, index, file.path(), notes).into_any()
     } else {
-        split_table(&file.hunks, index, notes).into_any()
+        split_table(&file.hunks, index, file.path(), notes).into_any()
     };
     let renamed_from = match (&file.old_path, &file.new_path) {
         (Some(old), Some(new)) if old != new => {
@@ -271,7 +450,7 @@ fn cell_key(index: usize, side: char, line: Option<u32>) -> Option<String> {
     line.map(|n| format!("f{index}-{side}{n}"))
 }
 
-fn split_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView {
+fn split_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> impl IntoView {
     view! {
         <table class="diff split">
             <colgroup>
@@ -295,8 +474,8 @@ fn split_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView
                             };
                             view! {
                                 <tr>
-                                    {half(left, index, 'o', |l| l.old)}
-                                    {half(right, index, 'n', |l| l.new)}
+                                    {half(left, index, path, false, |l| l.old)}
+                                    {half(right, index, path, true, |l| l.new)}
                                 </tr>
                                 {notes.rows(index, &lines, "4")}
                             }
@@ -312,15 +491,20 @@ fn split_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView
 fn half(
     line: Option<&LineView>,
     index: usize,
-    side: char,
+    path: &str,
+    new_side: bool,
     number_of: fn(&LineView) -> Option<u32>,
 ) -> impl IntoView {
     match line {
         Some(line) => view! {
-            <td class="ln" data-ln=number(number_of(line))></td>
+            <td
+                class="ln"
+                data-ln=number(number_of(line))
+                id=number_of(line).map(|n| LineTarget::anchor(path, new_side, n))
+            ></td>
             <td
                 class=code_class(line.kind)
-                data-k=cell_key(index, side, number_of(line))
+                data-k=cell_key(index, if new_side { 'n' } else { 'o' }, number_of(line))
                 inner_html=line.html.clone()
             ></td>
         }
@@ -333,7 +517,7 @@ fn half(
     }
 }
 
-fn unified_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoView {
+fn unified_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> impl IntoView {
     view! {
         <table class="diff unified">
             <colgroup>
@@ -355,8 +539,16 @@ fn unified_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoVi
                             };
                             view! {
                                 <tr>
-                                    <td class="ln" data-ln=number(line.old)></td>
-                                    <td class="ln" data-ln=number(line.new)></td>
+                                    <td
+                                        class="ln"
+                                        data-ln=number(line.old)
+                                        id=line.old.map(|n| LineTarget::anchor(path, false, n))
+                                    ></td>
+                                    <td
+                                        class="ln"
+                                        data-ln=number(line.new)
+                                        id=line.new.map(|n| LineTarget::anchor(path, true, n))
+                                    ></td>
                                     <td
                                         class=code_class(line.kind)
                                         data-k=key
@@ -371,5 +563,36 @@ fn unified_table(hunks: &[HunkView], index: usize, notes: &Notes) -> impl IntoVi
                 })
                 .collect_view()}
         </table>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LineTarget;
+
+    #[test]
+    fn line_anchors_read_back() {
+        let target = LineTarget::parse("fs/proc/cmdline.c:R12").expect("an anchor");
+        assert_eq!(
+            target,
+            LineTarget {
+                path: "fs/proc/cmdline.c".into(),
+                new_side: true,
+                line: 12
+            }
+        );
+        assert_eq!(
+            LineTarget::anchor(&target.path, true, 12),
+            "fs/proc/cmdline.c:R12"
+        );
+        assert_eq!(
+            LineTarget::parse("a:b.c:L3").map(|t| (t.path, t.new_side)),
+            Some(("a:b.c".into(), false))
+        );
+        for bad in [
+            "", "x.c", "x.c:R", "x.c:R0", "x.c:X3", ":R3", "x.c:R-1", "x.c:R3x",
+        ] {
+            assert_eq!(LineTarget::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -19,10 +19,24 @@ pub struct SessionUser {
     pub roles: Vec<Role>,
 }
 
+/// The roles that read the audit trail and the evidence reports.
+pub const AUDIT_READERS: [Role; 3] = [Role::Auditor, Role::SecurityOfficer, Role::Admin];
+
 impl SessionUser {
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Whether the user may read the audit trail and evidence reports. The server's check
+    /// and the page's links ask this same question.
+    pub fn reads_audit(&self) -> bool {
+        AUDIT_READERS.iter().any(|r| self.has_role(*r))
+    }
+
+    /// Whether the user may submit fixes (authors).
+    pub fn submits_fixes(&self) -> bool {
+        self.has_role(Role::Author)
     }
 }
 
@@ -270,7 +284,7 @@ pub struct CheckpointView {
     pub root: String,
 }
 
-/// One line of an interdiff: a line of the older revision's diff, the newer's, or both.
+/// One line of a line-by-line comparison (the commit message in an interdiff).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterdiffLine {
     /// Only in the older revision (removed), only in the newer (added), or in both.
@@ -282,9 +296,9 @@ pub struct InterdiffLine {
 /// A run of interdiff lines with a little context.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterdiffHunk {
-    /// Line in the older revision's diff where the run starts (1-based).
+    /// Line in the older revision's text where the run starts (1-based).
     pub old_start: usize,
-    /// Line in the newer revision's diff.
+    /// Line in the newer revision's text.
     pub new_start: usize,
     /// The lines.
     pub lines: Vec<InterdiffLine>,
@@ -301,8 +315,16 @@ pub struct InterdiffView {
     pub from: i64,
     /// Newer revision number.
     pub to: i64,
-    /// Where the diffs differ; empty when they are identical.
-    pub hunks: Vec<InterdiffHunk>,
+    /// Per file, what the older revision leaves (old side) against what the newer one
+    /// leaves (new side), highlighted like a diff; files both change alike are left out.
+    pub files: Vec<FileView>,
+    /// Files the two revisions patch in different versions (one was rebased): compared
+    /// by the lines each leaves, without the original file around them.
+    #[serde(default)]
+    pub rebased: Vec<String>,
+    /// How the commit message (subject and body) changed; empty when it did not.
+    #[serde(default)]
+    pub message: Vec<InterdiffHunk>,
     /// How the functions to replace changed, per target.
     #[serde(default)]
     pub replace_sets: Vec<ReplaceSetChange>,

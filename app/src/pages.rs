@@ -11,6 +11,7 @@ use crate::model::{
     PatchSummary, ReplaceSetChange, Role, SegmentView, Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
+use crate::targets_view::Flash;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -27,18 +28,25 @@ pub(crate) fn Frame(children: Children) -> impl IntoView {
                 <span class="brand-mark">"⟜"</span>
                 "graftbench"
             </a>
-            <nav class="mainnav">
+            <nav class="mainnav" aria-label="Main">
                 <a href="/">"Patches"</a>
-                <a href="/patches/new">"Submit a fix"</a>
-                <a href="/audit">"Audit trail"</a>
-                <a href="/policy">"Policy"</a>
-                <a href="/targets">"Targets"</a>
+                // Each link only for those the server lets in.
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
-                        let admin = matches!(
-                            user.await, Ok(Some(ref u)) if u.has_role(Role::Admin)
-                        );
-                        admin.then(|| view! { <a href="/admin">"Users"</a> })
+                        let user = user.await.ok().flatten();
+                        let may = |check: fn(&crate::model::SessionUser) -> bool| {
+                            user.as_ref().is_some_and(check)
+                        };
+                        view! {
+                            {may(|u| u.submits_fixes())
+                                .then(|| view! { <a href="/patches/new">"Submit a fix"</a> })}
+                            {may(|u| u.reads_audit())
+                                .then(|| view! { <a href="/audit">"Audit trail"</a> })}
+                            <a href="/policy">"Policy"</a>
+                            <a href="/targets">"Targets"</a>
+                            {may(|u| u.has_role(Role::Admin))
+                                .then(|| view! { <a href="/admin">"Users"</a> })}
+                        }
                     })}
                 </Suspense>
             </nav>
@@ -147,12 +155,24 @@ pub fn LoginPage() -> impl IntoView {
 #[component]
 pub fn PatchListPage() -> impl IntoView {
     let patches = Resource::new(|| (), |_| list_patches());
+    let user = Resource::new(|| (), |_| current_user());
     view! {
         <Title text="Patches"/>
         <Frame>
             <div class="page-head">
                 <h1>"Patches"</h1>
-                <a class="button primary" href="/patches/new">"Submit a fix"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        matches!(user.await, Ok(Some(ref u)) if u.submits_fixes())
+                            .then(|| {
+                                view! {
+                                    <a class="button primary" href="/patches/new">
+                                        "Submit a fix"
+                                    </a>
+                                }
+                            })
+                    })}
+                </Suspense>
             </div>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -232,6 +252,7 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
 pub fn NewPatchPage() -> impl IntoView {
     let rejected = Resource::new(|| (), |_| load_rejected_submission());
     let targets = Resource::new(|| (), |_| list_targets());
+    let user = Resource::new(|| (), |_| current_user());
     view! {
         <Title text="Submit a fix"/>
         <Frame>
@@ -240,6 +261,17 @@ pub fn NewPatchPage() -> impl IntoView {
             </div>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
+                    let submits = matches!(user.await, Ok(Some(ref u)) if u.submits_fixes());
+                    if !submits {
+                        // The server refuses anyone else's submission: no form to fill in
+                        // for nothing.
+                        return view! {
+                            <p class="notice" id="not-an-author">
+                                "Fixes are submitted by authors. Ask an admin for the author role to submit one."
+                            </p>
+                        }
+                            .into_any();
+                    }
                     let form = rejected.await.ok().flatten().unwrap_or_default();
                     // The active targets, to analyse the fix for; none ticked: all of them.
                     let active: Vec<String> = targets
@@ -272,7 +304,8 @@ pub fn NewPatchPage() -> impl IntoView {
                                 </fieldset>
                             }
                         });
-                    let error = (!form.error.is_empty())
+                    let has_error = !form.error.is_empty();
+                    let error = has_error
                         .then(|| {
                             view! {
                                 <p class="alert" role="alert" id="submit-error">
@@ -290,6 +323,7 @@ pub fn NewPatchPage() -> impl IntoView {
                             action="/patches/new"
                             enctype="multipart/form-data"
                             class="stack submit"
+                            aria-describedby=has_error.then_some("submit-error")
                         >
                             <label>
                                 "Title"
@@ -456,12 +490,18 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
     let shown = data.shown;
     let info = data.info;
     let can_comment = data.review.actions.contains(&Action::Comment);
+    let threads_here: Vec<_> = data
+        .review
+        .threads
+        .iter()
+        .filter(|t| t.revision == shown.number)
+        .cloned()
+        .collect();
     let review = view! {
         <ReviewPanel
             pitfalls=data.pitfalls.clone()
             patch=info.id
             review=data.review
-            files=shown.files.clone()
             shown_revision=shown.number
             revisions=data.revisions.clone()
             error
@@ -550,6 +590,21 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                     {shown.sha256.clone()}
                 </dd>
             </div>
+            <div>
+                <dt>"Download"</dt>
+                <dd>
+                    <a
+                        id="download-patch"
+                        href=format!("/patches/{}/revisions/{}.patch", info.id, shown.number)
+                        rel="external"
+                        download
+                    >
+                        "r"
+                        {shown.number}
+                        ".patch"
+                    </a>
+                </dd>
+            </div>
         </dl>
         {review}
         {mail}
@@ -567,6 +622,8 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                     removed=shown.removed
                     pitfalls=data.pitfalls
                     consider=can_comment.then_some((info.id, shown.number))
+                    threads=threads_here
+                    comment=can_comment.then_some((info.id, shown.number))
                 />
             </div>
             <div class="pane pane-impact">
@@ -646,68 +703,116 @@ pub fn InterdiffPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match data.await {
-                        Ok(d) => {
-                            let empty = d.hunks.is_empty();
-                            let hunks = d
-                                .hunks
-                                .into_iter()
-                                .map(|h| {
-                                    view! {
-                                        <tbody>
-                                            <tr class="hunk">
-                                                <td colspan="2" class="mono">
-                                                    "@@ r" {d.from} " line " {h.old_start} ", r" {d.to}
-                                                    " line " {h.new_start} " @@"
-                                                </td>
-                                            </tr>
-                                            {h
-                                                .lines
-                                                .into_iter()
-                                                .map(|l| {
-                                                    let (class, mark) = match l.kind {
-                                                        LineKind::Context => ("code ctx", " "),
-                                                        LineKind::Removed => ("code del", "-"),
-                                                        LineKind::Added => ("code add", "+"),
-                                                    };
-                                                    view! {
-                                                        <tr>
-                                                            <td class="num mono">{mark}</td>
-                                                            <td class=class>
-                                                                <pre>{l.text}</pre>
-                                                            </td>
-                                                        </tr>
-                                                    }
-                                                })
-                                                .collect_view()}
-                                        </tbody>
-                                    }
-                                })
-                                .collect_view();
-                            view! {
-                                <div class="page-head">
-                                    <h1>
-                                        <a href=format!("/patches/{}", d.info.id)>
-                                            <span class="dim mono">"#" {d.info.id} " "</span>
-                                            {d.info.title.clone()}
-                                        </a>
-                                        ": r" {d.from} " → r" {d.to}
-                                    </h1>
-                                </div>
-                                <p class="hint">
-                                    "The two revisions' diffs compared line by line: − lines are only in r"
-                                    {d.from} ", + lines only in r" {d.to} "."
-                                </p>
-                                <ReplaceSets changes=d.replace_sets.clone() from=d.from to=d.to/>
-                                {empty.then(|| view! { <p class="empty">"The revisions are identical."</p> })}
-                                <table class="diff unified interdiff" id="interdiff">{hunks}</table>
-                            }
-                                .into_any()
-                        }
+                        Ok(d) => view! { <InterdiffView d/> }.into_any(),
                         Err(error) => view! { <ErrorPanel error/> }.into_any(),
                     }
                 })}
             </Suspense>
         </Frame>
+    }
+    .into_any()
+}
+
+#[component]
+fn InterdiffView(d: crate::model::InterdiffView) -> impl IntoView {
+    let (from, to, id) = (d.from, d.to, d.info.id);
+    let same = d.files.is_empty() && d.message.is_empty();
+    let added = d.files.iter().map(|f| f.added).sum::<usize>();
+    let removed = d.files.iter().map(|f| f.removed).sum::<usize>();
+    let choices = |chosen: i64| {
+        d.revisions
+            .iter()
+            .map(|r| {
+                view! {
+                    <option value=r.number.to_string() selected=r.number == chosen>
+                        "r" {r.number} " · " {short_time(&r.created_at)}
+                    </option>
+                }
+            })
+            .collect_view()
+    };
+    let picker = view! {
+        <form method="get" action=format!("/patches/{id}/interdiff") class="revision-picker">
+            <label>
+                "From " <select name="from" id="interdiff-from">{choices(from)}</select>
+            </label>
+            <label>"to " <select name="to" id="interdiff-to">{choices(to)}</select></label>
+            <button type="submit">"Compare"</button>
+        </form>
+    };
+    let rebased = (!d.rebased.is_empty()).then(|| {
+        view! {
+            <p class="hint" id="interdiff-rebased">
+                "These files are patched in different versions by the two revisions (one was rebased), so they are compared by the lines each revision leaves, without the file around them: "
+                {d.rebased.iter().map(|p| view! { <span class="mono">{p.clone()} " "</span> }).collect_view()}
+            </p>
+        }
+    });
+    let message = (!d.message.is_empty()).then(|| {
+        let hunks = d
+            .message
+            .into_iter()
+            .map(|h| {
+                let lines = h
+                    .lines
+                    .into_iter()
+                    .map(|l| {
+                        let (class, mark) = match l.kind {
+                            LineKind::Context => ("code ctx", " "),
+                            LineKind::Removed => ("code del", "−"),
+                            LineKind::Added => ("code add", "+"),
+                        };
+                        view! {
+                            <tr>
+                                <td class="num mono" aria-hidden="true">{mark}</td>
+                                <td class=class><pre>{l.text}</pre></td>
+                            </tr>
+                        }
+                    })
+                    .collect_view();
+                view! { <tbody>{lines}</tbody> }
+            })
+            .collect_view();
+        view! {
+            <section class="message-interdiff" id="interdiff-message">
+                <h2>"Commit message"</h2>
+                <table class="diff unified">{hunks}</table>
+            </section>
+        }
+    });
+    view! {
+        <div class="page-head">
+            <h1>
+                <a href=format!("/patches/{id}")>
+                    <span class="dim mono">"#" {id} " "</span>
+                    {d.info.title.clone()}
+                </a>
+                ": r" {from} " → r" {to}
+            </h1>
+        </div>
+        {picker}
+        <p class="hint">
+            "Each file as r" {from} " leaves it (−) against r" {to}
+            " (+), in the places either revision changes; line numbers are those of each revision's result. Mail headers, the diffstat and index lines are not compared."
+        </p>
+        {rebased}
+        <ReplaceSets changes=d.replace_sets.clone() from=from to=to/>
+        {message}
+        {if same {
+            view! {
+                <p class="empty" id="interdiff-same">
+                    "r" {from} " and r" {to} " make the same changes with the same message."
+                </p>
+            }
+                .into_any()
+        } else {
+            view! {
+                <div id="interdiff">
+                    <DiffView files=d.files.clone() files_changed=d.files.len() added removed/>
+                </div>
+            }
+                .into_any()
+        }}
     }
     .into_any()
 }
@@ -738,7 +843,7 @@ pub fn AuditPage() -> impl IntoView {
         }
     };
     let page = Resource::new(filter, get_audit);
-    let flash = Resource::new(|| (), |_| flash_message());
+    let reader = Resource::new(|| (), |_| current_user());
     // The export of what the filters select, as a download (the server streams it and
     // records the export in the trail).
     let export_href = move |format: &str| {
@@ -760,41 +865,54 @@ pub fn AuditPage() -> impl IntoView {
         <Frame>
             <div class="page-head">
                 <h1>"Audit trail"</h1>
-                <a class="button" id="export-jsonl" href=move || export_href("jsonl")>
-                    "Export JSON Lines"
-                </a>
-                <a class="button" id="export-csv" href=move || export_href("csv")>
-                    "Export CSV"
-                </a>
+                // The exports and the filters only for those who may read the trail: the
+                // page below says why the others may not.
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        matches!(reader.await, Ok(Some(ref u)) if u.reads_audit())
+                            .then(|| {
+                                view! {
+                                    <a class="button" id="export-jsonl" href=move || export_href("jsonl")>
+                                        "Export JSON Lines"
+                                    </a>
+                                    <a class="button" id="export-csv" href=move || export_href("csv")>
+                                        "Export CSV"
+                                    </a>
+                                }
+                            })
+                    })}
+                </Suspense>
             </div>
-            <Suspense>
+            <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
-                    flash
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|e| view! { <p class="alert" role="alert">{e}</p> })
+                    if !matches!(reader.await, Ok(Some(ref u)) if u.reads_audit()) {
+                        return ().into_any();
+                    }
+                    view! {
+                        <Flash/>
+                        <form method="get" action="/audit/evidence" class="row filters" id="period-evidence">
+                            <label>"From" <input name="from" placeholder="2026-11-01"/></label>
+                            <label>"To" <input name="to" placeholder="2026-12-01"/></label>
+                            <div>
+                                <button type="submit">"Evidence for the period"</button>
+                            </div>
+                        </form>
+                        <form method="get" action="/audit" class="row filters">
+                            <label>"Actor" <input name="actor" value=move || filter().actor/></label>
+                            <label>
+                                "Action" <input name="action" value=move || filter().action placeholder="sign_off."/>
+                            </label>
+                            <label>
+                                "Subject" <input name="subject" value=move || filter().subject placeholder="patch:1"/>
+                            </label>
+                            <div>
+                                <button type="submit">"Filter"</button>
+                            </div>
+                        </form>
+                    }
+                        .into_any()
                 })}
             </Suspense>
-            <form method="get" action="/audit/evidence" class="row filters" id="period-evidence">
-                <label>"From" <input name="from" placeholder="2026-11-01"/></label>
-                <label>"To" <input name="to" placeholder="2026-12-01"/></label>
-                <div>
-                    <button type="submit">"Evidence for the period"</button>
-                </div>
-            </form>
-            <form method="get" action="/audit" class="row filters">
-                <label>"Actor" <input name="actor" value=move || filter().actor/></label>
-                <label>
-                    "Action" <input name="action" value=move || filter().action placeholder="sign_off."/>
-                </label>
-                <label>
-                    "Subject" <input name="subject" value=move || filter().subject placeholder="patch:1"/>
-                </label>
-                <div>
-                    <button type="submit">"Filter"</button>
-                </div>
-            </form>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match page.await {
@@ -837,7 +955,7 @@ pub fn AuditPage() -> impl IntoView {
                                     {(page.matched > shown as i64)
                                         .then(|| format!(", the newest {shown} shown"))}
                                 </p>
-                                <table class="listing audit" id="audit-events">
+                                <table class="listing audit" id="audit-events" tabindex="0" aria-label="Audit events">
                                     <thead>
                                         <tr>
                                             <th class="num">"#"</th>
@@ -891,9 +1009,7 @@ fn EvidenceLink(href: String) -> impl IntoView {
                 Suspend::new(async move {
                     let reader = matches!(
                         user.await,
-                        Ok(Some(ref u)) if [Role::Auditor, Role::SecurityOfficer, Role::Admin]
-                            .iter()
-                            .any(|r| u.has_role(*r))
+                        Ok(Some(ref u)) if u.reads_audit()
                     );
                     reader
                         .then(|| {
@@ -917,7 +1033,7 @@ fn Checkpoints(checkpoints: Vec<CheckpointView>) -> impl IntoView {
             .into_any()
     } else {
         view! {
-            <table class="listing" id="checkpoint-list">
+            <table class="listing" id="checkpoint-list" tabindex="0" aria-label="Signed checkpoints">
                 <thead>
                     <tr>
                         <th class="num">"Events"</th>
@@ -991,7 +1107,7 @@ fn Retention(
         view! { <p class="dim" id="no-segments">"No event has been archived yet."</p> }.into_any()
     } else {
         view! {
-            <table class="listing" id="archive-segments">
+            <table class="listing" id="archive-segments" tabindex="0" aria-label="Archive segments">
                 <thead>
                     <tr>
                         <th class="num">"Events"</th>
@@ -1075,22 +1191,13 @@ pub fn PolicyPage() -> impl IntoView {
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let users = Resource::new(|| (), |_| list_users());
-    let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Title text="Users"/>
         <Frame>
             <div class="page-head">
                 <h1>"Users and roles"</h1>
             </div>
-            <Suspense>
-                {move || Suspend::new(async move {
-                    flash
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|e| view! { <p class="alert" role="alert">{e}</p> })
-                })}
-            </Suspense>
+            <Flash/>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match users.await {

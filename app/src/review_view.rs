@@ -6,7 +6,7 @@
 //! again, whatever the page offered.
 
 use crate::model::{
-    human_duration, Action, DeadlineView, EligibilityView, FileView, PitfallView, ReviewView,
+    human_duration, Action, DeadlineView, EligibilityView, PitfallView, ReviewView,
     RevisionSummary, State, ThreadView,
 };
 use leptos::prelude::*;
@@ -91,7 +91,6 @@ pub fn EligibilityBadge(eligibility: EligibilityView) -> impl IntoView {
 pub fn ReviewPanel(
     patch: i64,
     review: ReviewView,
-    files: Vec<FileView>,
     shown_revision: i64,
     revisions: Vec<RevisionSummary>,
     error: Option<String>,
@@ -187,12 +186,13 @@ pub fn ReviewPanel(
             }
         })
         .collect_view();
-    let comment_form = offers(Action::Comment).then(|| {
-        view! {
-            <NewThreadForm patch files=files.clone() revision=shown_revision/>
-        }
-    });
     let can_comment = offers(Action::Comment);
+    let unresolved = threads.iter().filter(|t| t.resolved.is_none()).count();
+    // The shown revision's threads are under their lines in the diff; the rest here.
+    let elsewhere: Vec<ThreadView> = threads
+        .into_iter()
+        .filter(|t| t.revision != shown_revision)
+        .collect();
     let upload = offers(Action::UploadRevision).then(|| {
         view! {
             <details class="upload">
@@ -231,6 +231,15 @@ pub fn ReviewPanel(
             {error.map(|e| view! { <p class="alert" role="alert" id="review-error">{e}</p> })}
             <div class="review-head">
                 <StateBadge state/>
+                {(unresolved > 0)
+                    .then(|| {
+                        view! {
+                            <a class="tag unresolved" href="#comments" id="unresolved">
+                                {unresolved}
+                                {if unresolved == 1 { " unresolved thread" } else { " unresolved threads" }}
+                            </a>
+                        }
+                    })}
                 <span class="approvals" id="approvals">
                     {approvals} " of " {approvals_required} " approvals on r" {current_revision}
                 </span>
@@ -241,11 +250,10 @@ pub fn ReviewPanel(
             {action_form}
             {upload}
             <PitfallList pitfalls/>
-            <h3>"Sign-offs"</h3>
+            <h2>"Sign-offs"</h2>
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
-            <h3 id="comments">"Line comments"</h3>
-            <Threads patch threads can_comment/>
-            {comment_form}
+            <h2 id="comments">"Line comments"</h2>
+            <Threads patch threads=elsewhere can_comment/>
         </section>
     }
     .into_any()
@@ -274,120 +282,90 @@ fn PitfallList(pitfalls: Vec<PitfallView>) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <h3 id="pitfalls">"Pitfalls" <span class="dim">{format!(" ({open} not yet considered)")}</span></h3>
+        <h2 id="pitfalls">"Pitfalls" <span class="dim">{format!(" ({open} not yet considered)")}</span></h2>
         <ul class="pitfall-list">{items}</ul>
     }
     .into_any()
 }
 
-/// The comment threads.
+/// The comment threads on other revisions than the one shown.
 #[component]
 fn Threads(patch: i64, threads: Vec<ThreadView>, can_comment: bool) -> impl IntoView {
     if threads.is_empty() {
-        return view! { <p class="empty">"No comments yet."</p> }.into_any();
+        return view! {
+            <p class="empty">"None on other revisions; this revision's are under their lines."</p>
+        }
+        .into_any();
     }
     threads
         .into_iter()
-        .map(|t| {
-            let resolved = t.resolved.clone();
-            let is_resolved = resolved.is_some();
-            let verb = if resolved.is_some() {
-                "reopen"
-            } else {
-                "resolve"
-            };
-            let anchor = format!("thread-{}", t.id);
-            let controls = can_comment.then(|| {
-                view! {
-                    <form method="post" action=format!("/patches/{patch}/comments") class="reply">
-                        <input type="hidden" name="thread" value=t.id.to_string()/>
-                        <input type="hidden" name="revision" value=t.revision.to_string()/>
-                        <input name="body" placeholder="Reply" required/>
-                        <button type="submit">"Reply"</button>
-                    </form>
-                    <form
-                        method="post"
-                        action=format!("/patches/{patch}/comments/{}/{verb}", t.id)
-                        class="resolve"
-                    >
-                        <button type="submit" class="link">
-                            {if verb == "resolve" { "Resolve" } else { "Reopen" }}
-                        </button>
-                    </form>
-                }
-            });
-            view! {
-                <div class="thread" class:resolved=is_resolved id=anchor>
-                    <div class="thread-anchor mono">
-                        <a href=format!("/patches/{patch}?rev={}", t.revision)>"r" {t.revision}</a>
-                        " " {t.path.clone()} " · " {t.side.clone()} " line " {t.line}
-                        {resolved
-                            .map(|(who, at)| {
-                                view! {
-                                    <span class="tag">
-                                        "resolved by " {who} " " {short_time(&at)}
-                                    </span>
-                                }
-                            })}
-                    </div>
-                    {t
-                        .comments
-                        .into_iter()
-                        .map(|c| {
-                            view! {
-                                <div class="comment">
-                                    <strong>{c.author}</strong>
-                                    <span class="dim">" " {short_time(&c.created_at)}</span>
-                                    <p>{c.body}</p>
-                                </div>
-                            }
-                        })
-                        .collect_view()}
-                    {controls}
-                </div>
-            }
-        })
+        .map(|t| thread_body(t, can_comment.then_some(patch)))
         .collect_view()
         .into_any()
 }
 
-/// A form for a new thread on a line of the revision shown.
-#[component]
-fn NewThreadForm(patch: i64, files: Vec<FileView>, revision: i64) -> impl IntoView {
-    let options = files
-        .iter()
-        .map(|f| {
-            let path = f.path().to_owned();
-            view! { <option value=path.clone()>{path.clone()}</option> }
-        })
-        .collect_view();
-    view! {
-        <details class="upload" id="new-thread-box">
-            <summary>"Comment on a line"</summary>
+/// One thread: where it is, its comments, and (given the patch, for those who may
+/// comment) the reply and resolve forms.
+pub(crate) fn thread_body(t: ThreadView, patch: Option<i64>) -> AnyView {
+    let resolved = t.resolved.clone();
+    let is_resolved = resolved.is_some();
+    let verb = if resolved.is_some() {
+        "reopen"
+    } else {
+        "resolve"
+    };
+    let anchor = format!("thread-{}", t.id);
+    let controls = patch.map(|patch| {
+        view! {
+            <form method="post" action=format!("/patches/{patch}/comments") class="reply">
+                <input type="hidden" name="thread" value=t.id.to_string()/>
+                <input type="hidden" name="revision" value=t.revision.to_string()/>
+                <input name="body" placeholder="Reply" aria-label="Reply" required/>
+                <button type="submit">"Reply"</button>
+            </form>
             <form
                 method="post"
-                action=format!("/patches/{patch}/comments")
-                class="stack new-thread"
-                id="new-thread"
+                action=format!("/patches/{patch}/comments/{}/{verb}", t.id)
+                class="resolve"
             >
-                <input type="hidden" name="revision" value=revision.to_string()/>
-                <div class="row">
-                    <label>"File" <select name="path">{options}</select></label>
-                    <label>
-                        "Side"
-                        <select name="side">
-                            <option value="new">"new"</option>
-                            <option value="old">"old"</option>
-                        </select>
-                    </label>
-                    <label>"Line" <input name="line" type="number" min="1" required/></label>
-                </div>
-                <label>"Comment on r" {revision} <textarea name="body" rows="2" required></textarea></label>
-                <div>
-                    <button type="submit">"Comment"</button>
-                </div>
+                <button type="submit" class="link">
+                    {if verb == "resolve" { "Resolve" } else { "Reopen" }}
+                </button>
             </form>
-        </details>
+        }
+    });
+    view! {
+        <div class="thread" class:resolved=is_resolved id=anchor>
+            <div class="thread-anchor mono">
+                <a href=format!(
+                    "?rev={}#{}",
+                    t.revision,
+                    crate::diff_view::LineTarget::anchor(&t.path, t.side == "new", t.line),
+                )>"r" {t.revision} " " {t.path.clone()} " · " {t.side.clone()} " line " {t.line}</a>
+                {resolved
+                    .map(|(who, at)| {
+                        view! {
+                            <span class="tag">
+                                "resolved by " {who} " " {short_time(&at)}
+                            </span>
+                        }
+                    })}
+            </div>
+            {t
+                .comments
+                .into_iter()
+                .map(|c| {
+                    view! {
+                        <div class="comment">
+                            <strong>{c.author}</strong>
+                            <span class="dim">" " {short_time(&c.created_at)}</span>
+                            <p>{c.body}</p>
+                        </div>
+                    }
+                })
+                .collect_view()}
+            {controls}
+        </div>
     }
     .into_any()
 }

@@ -39,7 +39,7 @@ fn compiler_version(producer: &str) -> String {
 
 /// The flash message a refused form left, if any.
 #[component]
-fn Flash() -> impl IntoView {
+pub(crate) fn Flash() -> impl IntoView {
     let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Suspense>
@@ -245,7 +245,7 @@ pub fn TargetsPage() -> impl IntoView {
                                 .then(|| view! { <AddTargetForm target_root=data.target_root/> });
                             view! {
                                 {registrations}
-                                <table class="listing targets">
+                                <table class="listing targets" tabindex="0" aria-label="Kernel targets">
                                     <thead>
                                         <tr>
                                             <th>"Name"</th>

@@ -1,28 +1,117 @@
 //! The interdiff: what changed between two revisions of a fix.
 //!
-//! Reviewers who approved revision 2 need to see what revision 3 does differently, not
-//! re-read the whole fix. Both revisions are diffs against (possibly different) trees, so
-//! this compares the diffs themselves line by line, as `git range-diff` does for one
-//! commit: a `-` line here is in the older diff only, a `+` line in the newer only. Mail
-//! headers and the commit message count: a changed message is a change to review too.
+//! Reviewers who approved revision 2 need to see what revision 4 does differently, not
+//! re-read the whole fix, and not the differences between two mails' bytes (the `From
+//! <sha>` line, the diffstat and the `index` lines change with every rebase and mean
+//! nothing). So each file is compared by what each revision *leaves* in it, the way
+//! `interdiff(1)` from patchutils does:
+//!
+//! 1. The lines each revision's hunks show of the original file (context and removed
+//!    lines, by old line number) are pooled: together they are the part of the original
+//!    file either revision touches.
+//! 2. Each revision is applied to that pool, giving the lines of the resulting file in
+//!    those places, with their line numbers in that revision's result.
+//! 3. The two results are diffed: a `-` line is what the older revision leaves there, a
+//!    `+` line what the newer one leaves.
+//!
+//! A file that only one revision changes shows that change (or its undoing). When the
+//! two revisions disagree about the original file (one was rebased onto other code), the
+//! pool cannot be built; such a file is compared by its resulting lines alone (each
+//! revision's context and added lines) and named in [`Interdiff::rebased`].
+//!
+//! The commit message is compared apart, line by line ([`message_interdiff`]).
 
-use graftbench_app::model::{InterdiffHunk, InterdiffLine, LineKind};
-use similar::{Algorithm, ChangeTag, TextDiff};
+use analyzer::patch::{FileChange, FileDiff, Hunk, HunkLine, LineKind, MailHeader, Patch};
+use graftbench_app::model::{self, InterdiffHunk, InterdiffLine};
+use similar::{Algorithm, ChangeTag, DiffOp, TextDiff};
+use std::collections::HashMap;
 
 /// Lines of unchanged context around each run of differences.
 const CONTEXT: usize = 3;
-/// The line diff gives up looking for the smallest answer after this long and shows a
-/// larger, still correct one: two crafted 5 MiB revisions must not hold a core for long.
+/// A diff gives up looking for the smallest answer after this long and shows a larger,
+/// still correct one: two crafted 5 MiB revisions must not hold a core for long.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The runs of lines in which `older` and `newer` differ, with context.
-pub fn interdiff(older: &[u8], newer: &[u8]) -> Vec<InterdiffHunk> {
-    let older = String::from_utf8_lossy(older);
-    let newer = String::from_utf8_lossy(newer);
+/// What changed between two revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interdiff {
+    /// Per file, a diff whose old side is what the older revision leaves in the file and
+    /// whose new side is what the newer one leaves; line numbers are those of each
+    /// revision's resulting file. Files both revisions change alike are left out.
+    pub files: Vec<FileDiff>,
+    /// Files the two revisions patch in different versions, compared by their resulting
+    /// lines only.
+    pub rebased: Vec<String>,
+    /// The commit message's changes (subject and body).
+    pub message: Vec<InterdiffHunk>,
+}
+
+/// Compares two revisions of a fix: see the module documentation.
+pub fn interdiff(older: &Patch, newer: &Patch) -> Interdiff {
+    let mut paths: Vec<&str> = Vec::new();
+    let mut by_path: HashMap<&str, (Option<&FileDiff>, Option<&FileDiff>)> = HashMap::new();
+    for (side, patch) in [older, newer].into_iter().enumerate() {
+        for file in &patch.files {
+            let entry = by_path.entry(file.path()).or_insert_with(|| {
+                paths.push(file.path());
+                (None, None)
+            });
+            // A path twice in one revision is refused at submission; the first wins.
+            let slot = if side == 0 {
+                &mut entry.0
+            } else {
+                &mut entry.1
+            };
+            slot.get_or_insert(file);
+        }
+    }
+    let mut files = Vec::new();
+    let mut rebased = Vec::new();
+    for path in paths {
+        let Some(&(old, new)) = by_path.get(path) else {
+            continue;
+        };
+        let (hunks, was_rebased) = compare_file(old, new);
+        if was_rebased {
+            rebased.push(path.to_owned());
+        }
+        if !hunks.is_empty() {
+            files.push(FileDiff {
+                old_path: Some(path.to_owned()),
+                new_path: Some(path.to_owned()),
+                change: FileChange::Modified,
+                old_mode: None,
+                new_mode: None,
+                hunks,
+            });
+        }
+    }
+    Interdiff {
+        files,
+        rebased,
+        message: message_interdiff(older.mail.as_ref(), newer.mail.as_ref()),
+    }
+}
+
+/// The runs of lines in which two revisions' commit messages differ, with context.
+pub fn message_interdiff(
+    older: Option<&MailHeader>,
+    newer: Option<&MailHeader>,
+) -> Vec<InterdiffHunk> {
+    let text = |mail: Option<&MailHeader>| match mail {
+        // Each line ends in a newline, so a last line that gained one is not a change.
+        Some(mail) => format!(
+            "Subject: {}\n\n{}\n",
+            mail.subject.as_deref().unwrap_or_default(),
+            mail.message.trim_end()
+        ),
+        None => String::new(),
+    };
+    let (older, newer) = (text(older), text(newer));
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Patience)
         .timeout(TIMEOUT)
-        .diff_lines(older.as_ref(), newer.as_ref());
+        .diff_lines(older.as_str(), newer.as_str());
     diff.grouped_ops(CONTEXT)
         .into_iter()
         .filter_map(|group| {
@@ -32,9 +121,9 @@ pub fn interdiff(older: &[u8], newer: &[u8]) -> Vec<InterdiffHunk> {
                 .flat_map(|op| diff.iter_changes(op))
                 .map(|change| InterdiffLine {
                     kind: match change.tag() {
-                        ChangeTag::Equal => LineKind::Context,
-                        ChangeTag::Delete => LineKind::Removed,
-                        ChangeTag::Insert => LineKind::Added,
+                        ChangeTag::Equal => model::LineKind::Context,
+                        ChangeTag::Delete => model::LineKind::Removed,
+                        ChangeTag::Insert => model::LineKind::Added,
                     },
                     text: change.value().trim_end_matches(['\n', '\r']).to_owned(),
                 })
@@ -48,31 +137,458 @@ pub fn interdiff(older: &[u8], newer: &[u8]) -> Vec<InterdiffHunk> {
         .collect()
 }
 
+/// One line a revision leaves in its resulting file, with its number there.
+#[derive(Debug, Clone, Copy)]
+struct ResultLine<'p> {
+    text: &'p str,
+    line: Option<u32>,
+}
+
+/// One hunk as a replacement: original lines `start..end` become `lines`.
+struct Edit<'p> {
+    start: u32,
+    end: u32,
+    lines: Vec<ResultLine<'p>>,
+    section: &'p str,
+}
+
+fn edits(file: Option<&FileDiff>) -> Vec<Edit<'_>> {
+    let Some(file) = file else {
+        return Vec::new();
+    };
+    file.hunks
+        .iter()
+        .map(|hunk| {
+            // `@@ -5,0 +6,2 @@` inserts after line 5: before line 6, replacing nothing.
+            let start = if hunk.old_lines == 0 {
+                hunk.old_start.saturating_add(1)
+            } else {
+                hunk.old_start
+            };
+            Edit {
+                start,
+                end: start.saturating_add(hunk.old_lines),
+                lines: hunk
+                    .lines
+                    .iter()
+                    .filter(|l| l.kind != LineKind::Removed)
+                    .map(|l| ResultLine {
+                        text: &l.text,
+                        line: l.new_line,
+                    })
+                    .collect(),
+                section: &hunk.section,
+            }
+        })
+        .collect()
+}
+
+/// The original file's lines that a revision's hunks show, by line number; `None` when
+/// its hunks overlap or go backwards (not a patch that applies).
+fn original_lines<'p>(file: Option<&'p FileDiff>, into: &mut HashMap<u32, &'p str>) -> bool {
+    let Some(file) = file else {
+        return true;
+    };
+    for line in file.hunks.iter().flat_map(|h| &h.lines) {
+        if let (LineKind::Context | LineKind::Removed, Some(n)) = (line.kind, line.old_line) {
+            match into.get(&n) {
+                Some(seen) if *seen != line.text => return false,
+                Some(_) => {}
+                None => {
+                    into.insert(n, &line.text);
+                }
+            }
+        }
+    }
+    true
+}
+
+fn in_order(edits: &[Edit<'_>]) -> bool {
+    edits.windows(2).all(|pair| pair[0].end <= pair[1].start)
+}
+
+/// The interdiff hunks of one file, and whether it had to be compared as rebased.
+fn compare_file(older: Option<&FileDiff>, newer: Option<&FileDiff>) -> (Vec<Hunk>, bool) {
+    let old_edits = edits(older);
+    let new_edits = edits(newer);
+    let mut original = HashMap::new();
+    let consistent = original_lines(older, &mut original)
+        && original_lines(newer, &mut original)
+        && in_order(&old_edits)
+        && in_order(&new_edits);
+    if !consistent {
+        fn results<'p>(edits: &[Edit<'p>]) -> Vec<ResultLine<'p>> {
+            edits.iter().flat_map(|e| e.lines.iter().copied()).collect()
+        }
+        let section = new_edits
+            .first()
+            .or(old_edits.first())
+            .map_or("", |e| e.section);
+        return (
+            diff_results(&results(&old_edits), &results(&new_edits), section),
+            true,
+        );
+    }
+    let mut regions: Vec<(u32, u32)> = old_edits
+        .iter()
+        .chain(&new_edits)
+        .map(|e| (e.start, e.end))
+        .collect();
+    regions.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(regions.len());
+    for (start, end) in regions {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let mut old_cursor = Applier::new(&old_edits);
+    let mut new_cursor = Applier::new(&new_edits);
+    let mut hunks = Vec::new();
+    for (start, end) in merged {
+        let (Some(old_result), Some(new_result)) = (
+            old_cursor.apply(start, end, &original),
+            new_cursor.apply(start, end, &original),
+        ) else {
+            // Every line of a region is shown by one revision or the other; a gap means
+            // the hunks' counts lied, which the parser refuses. Say nothing rather than
+            // something wrong.
+            continue;
+        };
+        let section = new_cursor.section.or(old_cursor.section).unwrap_or("");
+        hunks.extend(diff_results(&old_result, &new_result, section));
+    }
+    (hunks, false)
+}
+
+/// Applies one revision's edits region by region, in order.
+struct Applier<'e, 'p> {
+    edits: &'e [Edit<'p>],
+    next: usize,
+    /// Lines the edits applied so far added minus those they removed: the shift between
+    /// an original line number and the same line's number in the result.
+    shift: i64,
+    /// The section of the last edit applied in the current region.
+    section: Option<&'p str>,
+}
+
+impl<'e, 'p> Applier<'e, 'p> {
+    fn new(edits: &'e [Edit<'p>]) -> Self {
+        Applier {
+            edits,
+            next: 0,
+            shift: 0,
+            section: None,
+        }
+    }
+
+    /// The lines this revision leaves in place of original lines `start..end`.
+    fn apply(
+        &mut self,
+        start: u32,
+        end: u32,
+        original: &HashMap<u32, &'p str>,
+    ) -> Option<Vec<ResultLine<'p>>> {
+        self.section = None;
+        let mut out = Vec::new();
+        let mut line = start;
+        loop {
+            while let Some(edit) = self.edits.get(self.next).filter(|e| e.start == line) {
+                out.extend(edit.lines.iter().copied());
+                self.shift += edit.lines.len() as i64 - i64::from(edit.end - edit.start);
+                self.section = Some(edit.section);
+                line = edit.end;
+                self.next += 1;
+            }
+            if line >= end {
+                return Some(out);
+            }
+            let text = original.get(&line)?;
+            out.push(ResultLine {
+                text,
+                line: u32::try_from(i64::from(line) + self.shift).ok(),
+            });
+            line += 1;
+        }
+    }
+}
+
+/// The hunks in which two revisions' results for one region differ.
+fn diff_results(older: &[ResultLine<'_>], newer: &[ResultLine<'_>], section: &str) -> Vec<Hunk> {
+    let old_text: Vec<&str> = older.iter().map(|l| l.text).collect();
+    let new_text: Vec<&str> = newer.iter().map(|l| l.text).collect();
+    if old_text == new_text {
+        return Vec::new();
+    }
+    let deadline = std::time::Instant::now().checked_add(TIMEOUT);
+    let ops =
+        similar::capture_diff_slices_deadline(Algorithm::Patience, &old_text, &new_text, deadline);
+    similar::group_diff_ops(ops, CONTEXT)
+        .into_iter()
+        .map(|group| hunk_of(&group, older, newer, section))
+        .collect()
+}
+
+fn hunk_of(
+    group: &[DiffOp],
+    older: &[ResultLine<'_>],
+    newer: &[ResultLine<'_>],
+    section: &str,
+) -> Hunk {
+    let mut lines = Vec::new();
+    for op in group {
+        let (old_range, new_range) = (op.old_range(), op.new_range());
+        match op.tag() {
+            similar::DiffTag::Equal => {
+                for (o, n) in old_range.zip(new_range) {
+                    lines.push(HunkLine {
+                        kind: LineKind::Context,
+                        old_line: older[o].line,
+                        new_line: newer[n].line,
+                        text: newer[n].text.to_owned(),
+                        no_newline_at_eof: false,
+                    });
+                }
+            }
+            similar::DiffTag::Delete | similar::DiffTag::Replace | similar::DiffTag::Insert => {
+                for o in old_range {
+                    lines.push(HunkLine {
+                        kind: LineKind::Removed,
+                        old_line: older[o].line,
+                        new_line: None,
+                        text: older[o].text.to_owned(),
+                        no_newline_at_eof: false,
+                    });
+                }
+                for n in new_range {
+                    lines.push(HunkLine {
+                        kind: LineKind::Added,
+                        old_line: None,
+                        new_line: newer[n].line,
+                        text: newer[n].text.to_owned(),
+                        no_newline_at_eof: false,
+                    });
+                }
+            }
+        }
+    }
+    let first = |side: fn(&HunkLine) -> Option<u32>| lines.iter().find_map(side).unwrap_or(0);
+    let count = |kind: LineKind| lines.iter().filter(|l| l.kind != kind).count() as u32;
+    Hunk {
+        old_start: first(|l| l.old_line),
+        old_lines: count(LineKind::Added),
+        new_start: first(|l| l.new_line),
+        new_lines: count(LineKind::Removed),
+        section: section.to_owned(),
+        input_line: 0,
+        lines,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Patch {
+        analyzer::patch::parse(text.as_bytes()).expect("a valid test patch")
+    }
+
+    /// A changed line: (path, `-` or `+`, old line, new line, text).
+    type Change = (String, char, Option<u32>, Option<u32>, String);
+
+    /// The changed lines of each file.
+    fn changes(diff: &Interdiff) -> Vec<Change> {
+        diff.files
+            .iter()
+            .flat_map(|f| {
+                f.hunks.iter().flat_map(|h| &h.lines).filter_map(|l| {
+                    let mark = match l.kind {
+                        LineKind::Context => return None,
+                        LineKind::Removed => '-',
+                        LineKind::Added => '+',
+                    };
+                    Some((
+                        f.path().to_owned(),
+                        mark,
+                        l.old_line,
+                        l.new_line,
+                        l.text.clone(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn mail(sha: &str, subject: &str, body: &str, index: &str, diff: &str) -> String {
+        format!(
+            "From {sha} Mon Sep 17 00:00:00 2001\nFrom: A <a@example.org>\n\
+             Date: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: [PATCH] {subject}\n\n{body}\n---\n \
+             x.c | 2 +-\n 1 file changed\n\ndiff --git a/x.c b/x.c\nindex {index} 100644\n\
+             --- a/x.c\n+++ b/x.c\n{diff}-- \n2.39.0\n"
+        )
+    }
+
+    const R1: &str = "@@ -1,4 +1,4 @@\n a\n-b\n+c\n d\n e\n";
+
     #[test]
     fn identical_revisions_have_no_interdiff() {
-        assert!(interdiff(b"a\nb\n", b"a\nb\n").is_empty());
+        let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        let diff = interdiff(&r1, &r1.clone());
+        assert!(diff.files.is_empty() && diff.message.is_empty() && diff.rebased.is_empty());
     }
 
     #[test]
-    fn a_changed_line_of_the_fix_shows_as_removed_and_added() {
-        let r1 = b"--- a/x.c\n+++ b/x.c\n@@ -1,3 +1,3 @@\n a\n-b\n+c\n d\n";
-        let r2 = b"--- a/x.c\n+++ b/x.c\n@@ -1,3 +1,3 @@\n a\n-b\n+c2\n d\n";
-        let hunks = interdiff(r1, r2);
-        assert_eq!(hunks.len(), 1);
-        let changed: Vec<(LineKind, &str)> = hunks[0]
+    fn mail_headers_diffstat_and_index_lines_are_not_changes() {
+        let r1 = parse(&mail(&"1".repeat(40), "x: fix", "Body.", "aaaa..bbbb", R1));
+        let r2 = parse(&mail(&"2".repeat(40), "x: fix", "Body.", "cccc..dddd", R1));
+        let diff = interdiff(&r1, &r2);
+        assert!(r1.mail.is_some() && r1.mail != r2.mail);
+        assert_eq!(
+            diff,
+            Interdiff {
+                files: vec![],
+                rebased: vec![],
+                message: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn a_changed_line_shows_what_each_revision_leaves_with_its_line_numbers() {
+        let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        let r2 = parse("--- a/x.c\n+++ b/x.c\n@@ -1,4 +1,5 @@\n a\n-b\n+c2\n+c3\n d\n e\n");
+        assert_eq!(
+            changes(&interdiff(&r1, &r2)),
+            [
+                ("x.c".into(), '-', Some(2), None, "c".into()),
+                ("x.c".into(), '+', None, Some(2), "c2".into()),
+                ("x.c".into(), '+', None, Some(3), "c3".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_hunk_only_the_newer_revision_has_shows_against_the_original_lines() {
+        let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        // Revision 2 keeps the first hunk and adds a line after original line 20, where
+        // revision 1 leaves the file as it was: that line is the only change.
+        let r2 = parse(&format!(
+            "--- a/x.c\n+++ b/x.c\n{R1}@@ -19,2 +19,3 @@\n s\n t\n+u\n"
+        ));
+        let diff = interdiff(&r1, &r2);
+        assert_eq!(
+            changes(&diff),
+            [("x.c".into(), '+', None, Some(21), "u".into())]
+        );
+        // The context around it is the original file's, numbered in r1's result.
+        let context: Vec<(Option<u32>, Option<u32>, &str)> = diff.files[0].hunks[0]
             .lines
             .iter()
-            .filter(|l| l.kind != LineKind::Context)
+            .filter(|l| l.kind == LineKind::Context)
+            .map(|l| (l.old_line, l.new_line, l.text.as_str()))
+            .collect();
+        assert_eq!(
+            context,
+            [(Some(19), Some(19), "s"), (Some(20), Some(20), "t")]
+        );
+    }
+
+    #[test]
+    fn line_numbers_follow_each_revisions_earlier_hunks() {
+        // r1 adds two lines at the top; r2 adds none there. Both change original line 30
+        // differently: in r1's result it is line 32, in r2's line 30.
+        let r1 = parse(
+            "--- a/x.c\n+++ b/x.c\n@@ -1,1 +1,3 @@\n a\n+a1\n+a2\n@@ -30,1 +32,1 @@\n-z\n+z1\n",
+        );
+        let r2 = parse("--- a/x.c\n+++ b/x.c\n@@ -30,1 +30,1 @@\n-z\n+z2\n");
+        assert_eq!(
+            changes(&interdiff(&r1, &r2)),
+            [
+                ("x.c".into(), '-', Some(2), None, "a1".into()),
+                ("x.c".into(), '-', Some(3), None, "a2".into()),
+                ("x.c".into(), '-', Some(32), None, "z1".into()),
+                ("x.c".into(), '+', None, Some(30), "z2".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_the_newer_revision_drops_shows_its_change_undone() {
+        let r1 = parse(&format!(
+            "--- a/x.c\n+++ b/x.c\n{R1}--- a/y.h\n+++ b/y.h\n@@ -1,1 +1,1 @@\n-old\n+new\n"
+        ));
+        let r2 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        assert_eq!(
+            changes(&interdiff(&r1, &r2)),
+            [
+                ("y.h".into(), '-', Some(1), None, "new".into()),
+                ("y.h".into(), '+', None, Some(1), "old".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn new_files_compare_by_their_content() {
+        let added = |body: &str| {
+            parse(&format!(
+                "diff --git a/n.c b/n.c\nnew file mode 100644\n--- /dev/null\n+++ b/n.c\n\
+                 @@ -0,0 +1,2 @@\n+one\n{body}"
+            ))
+        };
+        let diff = interdiff(&added("+two\n"), &added("+2\n"));
+        assert_eq!(
+            changes(&diff),
+            [
+                ("n.c".into(), '-', Some(2), None, "two".into()),
+                ("n.c".into(), '+', None, Some(2), "2".into()),
+            ]
+        );
+        assert!(diff.rebased.is_empty());
+    }
+
+    #[test]
+    fn revisions_against_different_originals_compare_by_their_results() {
+        let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        let r2 = parse("--- a/x.c\n+++ b/x.c\n@@ -1,4 +1,4 @@\n A\n-b\n+c\n d\n e\n");
+        let diff = interdiff(&r1, &r2);
+        assert_eq!(diff.rebased, ["x.c"]);
+        assert_eq!(
+            changes(&diff),
+            [
+                ("x.c".into(), '-', Some(1), None, "a".into()),
+                ("x.c".into(), '+', None, Some(1), "A".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_commit_message_is_compared_apart() {
+        let sha = "1".repeat(40);
+        let r1 = parse(&mail(&sha, "x: fix", "Body.", "aaaa..bbbb", R1));
+        let r2 = parse(&mail(
+            &sha,
+            "x: fix it",
+            "Body.\n\nCc: stable",
+            "aaaa..bbbb",
+            R1,
+        ));
+        let diff = interdiff(&r1, &r2);
+        assert!(diff.files.is_empty());
+        let changed: Vec<(model::LineKind, &str)> = diff
+            .message
+            .iter()
+            .flat_map(|h| &h.lines)
+            .filter(|l| l.kind != model::LineKind::Context)
             .map(|l| (l.kind, l.text.as_str()))
             .collect();
         assert_eq!(
             changed,
-            [(LineKind::Removed, "+c"), (LineKind::Added, "+c2")]
+            [
+                (model::LineKind::Removed, "Subject: x: fix"),
+                (model::LineKind::Added, "Subject: x: fix it"),
+                (model::LineKind::Added, ""),
+                (model::LineKind::Added, "Cc: stable"),
+            ]
         );
-        assert_eq!(hunks[0].old_start, 3);
     }
 }

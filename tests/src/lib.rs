@@ -42,6 +42,26 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// axe-core's script, which `cargo xtask setup --tests` fetches (pinned by version and
+/// hash) into `target/test-tools/`, for the browser tests' accessibility checks.
+pub fn axe_script() -> String {
+    let dir = repo_root().join("target/test-tools");
+    let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+        entries.flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("axe-") && n.ends_with(".min.js"))
+        })
+    });
+    let Some(path) = found else {
+        panic!(
+            "no axe-*.min.js in {}: run `cargo xtask setup --tests`",
+            dir.display()
+        )
+    };
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The graftbench binary the workspace build made (beside the test's `deps/`).
 pub fn graftbench_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
@@ -326,6 +346,17 @@ pub fn session_cookie_of(response: &reqwest::Response) -> Option<String> {
 
 /// The smallest fix the parser takes: one changed line.
 pub const ONE_LINE_FIX: &str = "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n";
+
+/// Sends `request` and reads its answer as JSON, whatever the status.
+pub async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
 
 /// `POST /api/v1/patches` with a JSON body.
 pub async fn submit_json(

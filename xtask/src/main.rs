@@ -182,6 +182,62 @@ const TEST_TOOLS: [(&str, &str); 8] = [
     ("/usr/bin/mold", "mold"),
 ];
 
+/// axe-core, the accessibility engine the browser tests evaluate in each page through the
+/// DevTools protocol (so the page's Content-Security-Policy stays as served): pinned by
+/// version and by the registry's SHA-512 of the package.
+const AXE_VERSION: &str = "4.14.1";
+const AXE_INTEGRITY: &str =
+    "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==";
+
+/// Where the tests find axe-core (`graftbench_tests::axe_script` reads it).
+fn axe_path() -> PathBuf {
+    root()
+        .join("target")
+        .join("test-tools")
+        .join(format!("axe-{AXE_VERSION}.min.js"))
+}
+
+/// Fetches axe-core from the npm registry once, checking its integrity.
+fn fetch_axe() -> Result<()> {
+    let target = axe_path();
+    if target.exists() {
+        return Ok(());
+    }
+    let _s = step("axe-core");
+    let dir = target.parent().ok_or("axe path has no parent")?;
+    let scratch = dir.join("axe-download");
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| format!("creating {}: {e}", scratch.display()))?;
+    let packed = output(
+        Command::new("npm")
+            .args(["pack", "--json", "--pack-destination"])
+            .arg(&scratch)
+            .arg(format!("axe-core@{AXE_VERSION}")),
+    )
+    .ok_or("`npm pack axe-core` failed (the tests need node and npm, and the npm registry)")?;
+    let integrity = packed
+        .split('"')
+        .skip_while(|field| *field != "integrity")
+        .nth(2)
+        .unwrap_or_default();
+    if integrity != AXE_INTEGRITY {
+        return Err(format!(
+            "axe-core {AXE_VERSION} from the registry has integrity {integrity:?}, not the pinned {AXE_INTEGRITY}"
+        ));
+    }
+    let tarball = scratch.join(format!("axe-core-{AXE_VERSION}.tgz"));
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&scratch)
+        .arg("package/axe.min.js"))?;
+    fs::rename(scratch.join("package").join("axe.min.js"), &target)
+        .map_err(|e| format!("moving axe.min.js to {}: {e}", target.display()))?;
+    let _ = fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
 fn setup(for_tests: bool) -> Result<()> {
     let _s = step("setup");
     let mut missing = Vec::new();
@@ -200,6 +256,9 @@ fn setup(for_tests: bool) -> Result<()> {
     }
     if !missing.is_empty() {
         apt_install(&missing)?;
+    }
+    if for_tests {
+        fetch_axe()?;
     }
     if !root().join("Cargo.lock").exists() {
         run(cargo().arg("generate-lockfile"))?;

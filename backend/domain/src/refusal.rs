@@ -43,12 +43,20 @@ impl crate::accounts::AccountError {
 }
 
 impl crate::workflow::Denied {
-    /// How this refusal is answered: a state that does not allow it is a conflict, the
-    /// rest (role, author, four eyes) forbidden.
+    /// How this refusal is answered: a state or a standing that does not allow it is a
+    /// conflict, an exception on a vulnerability invalid, the rest (role, author, four
+    /// eyes) forbidden.
     pub fn refusal(&self) -> Refusal {
+        use crate::workflow::Denied;
         match self {
-            crate::workflow::Denied::State { .. } => Refusal::Conflict,
-            _ => Refusal::Forbidden,
+            Denied::State { .. } | Denied::NothingToWithdraw(_) | Denied::AlreadySigned { .. } => {
+                Refusal::Conflict
+            }
+            Denied::NoException => Refusal::Invalid,
+            Denied::Role { .. }
+            | Denied::OwnPatch(_)
+            | Denied::NotAuthor(_)
+            | Denied::GrantedByAuthor { .. } => Refusal::Forbidden,
         }
     }
 }

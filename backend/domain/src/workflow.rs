@@ -222,6 +222,94 @@ pub enum Denied {
         /// The action, as a past participle.
         verb: &'static str,
     },
+    /// Withdrawing a sign-off the actor does not have.
+    #[error("you have no sign-off on revision {0} to withdraw")]
+    NothingToWithdraw(RevisionNumber),
+    /// The same sign-off again: it would change nothing but the audit trail.
+    #[error("you have already {verb} {on}; withdraw it first to sign off again")]
+    AlreadySigned {
+        /// What the actor did, as a past participle.
+        verb: &'static str,
+        /// What on: `revision N` or `this patch`.
+        on: String,
+    },
+    /// An exception on a patch filed as a vulnerability, whose CVSS score decides.
+    #[error(
+        "this patch is filed as a vulnerability: its CVSS score decides, there is no \
+         exception to sign off"
+    )]
+    NoException,
+}
+
+/// What else about the patch and the actor decides whether a sign-off applies, besides
+/// roles, authorship and state: the page offers and the server takes an action only when
+/// both [`allowed`] and [`applies`] say yes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// The current revision.
+    pub revision: RevisionNumber,
+    /// Filed as a vulnerability: its CVSS score decides eligibility.
+    pub vulnerability: bool,
+    /// The actor's approval or rejection of the current revision, not withdrawn.
+    pub own_verdict: Option<Verdict>,
+    /// The actor's exception sign-off, not withdrawn (it holds across revisions).
+    pub own_exception: bool,
+}
+
+impl Standing {
+    /// The standing of `actor` given the patch's sign-offs of each kind.
+    pub fn of(
+        actor: UserId,
+        revision: RevisionNumber,
+        vulnerability: bool,
+        sign_offs: impl IntoIterator<Item = (UserId, RevisionNumber, SignOffKind, bool)>,
+    ) -> Standing {
+        let mut standing = Standing {
+            revision,
+            vulnerability,
+            own_verdict: None,
+            own_exception: false,
+        };
+        for (user, on, kind, withdrawn) in sign_offs {
+            if user != actor || withdrawn {
+                continue;
+            }
+            match kind {
+                SignOffKind::Exception => standing.own_exception = true,
+                SignOffKind::Approve if on == revision => {
+                    standing.own_verdict = Some(Verdict::Approve)
+                }
+                SignOffKind::Reject if on == revision => {
+                    standing.own_verdict = Some(Verdict::Reject)
+                }
+                SignOffKind::Approve | SignOffKind::Reject => {}
+            }
+        }
+        standing
+    }
+}
+
+/// Whether a sign-off action applies to the actor's standing (other actions always do).
+pub fn applies(action: Action, standing: &Standing) -> Result<(), Denied> {
+    let already = |verb| {
+        Err(Denied::AlreadySigned {
+            verb,
+            on: format!("revision {}", standing.revision),
+        })
+    };
+    match action {
+        Action::WithdrawSignOff if standing.own_verdict.is_none() => {
+            Err(Denied::NothingToWithdraw(standing.revision))
+        }
+        Action::Approve if standing.own_verdict == Some(Verdict::Approve) => already("approved"),
+        Action::Reject if standing.own_verdict == Some(Verdict::Reject) => already("rejected"),
+        Action::SignException if standing.vulnerability => Err(Denied::NoException),
+        Action::SignException if standing.own_exception => Err(Denied::AlreadySigned {
+            verb: "signed off the exception",
+            on: "this patch".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn verb(action: Action) -> (&'static str, &'static str) {
@@ -280,11 +368,18 @@ pub fn allowed(
 }
 
 /// The actions `actor` may take now: what the page offers, no more.
-pub fn offered(actor: UserId, roles: &[Role], author: UserId, state: State) -> Vec<Action> {
+pub fn offered(
+    actor: UserId,
+    roles: &[Role],
+    author: UserId,
+    state: State,
+    standing: &Standing,
+) -> Vec<Action> {
     RULES
         .iter()
         .map(|r| r.action)
         .filter(|&a| allowed(a, actor, roles, author, state).is_ok())
+        .filter(|&a| applies(a, standing).is_ok())
         .collect()
 }
 
@@ -412,7 +507,9 @@ mod tests {
 
     #[test]
     fn the_table_offers_exactly_these() {
-        let offered_to = |actor, roles: &[Role], state| offered(actor, roles, AUTHOR, state);
+        let fresh = Standing::of(OTHER, RevisionNumber(1), false, []);
+        let offered_to =
+            |actor, roles: &[Role], state| offered(actor, roles, AUTHOR, state, &fresh);
         assert_eq!(
             offered_to(AUTHOR, &[Role::Author], State::Draft),
             [
@@ -424,12 +521,7 @@ mod tests {
         );
         assert_eq!(
             offered_to(OTHER, &[Role::Reviewer], State::InReview),
-            [
-                Action::Approve,
-                Action::Reject,
-                Action::WithdrawSignOff,
-                Action::Comment
-            ]
+            [Action::Approve, Action::Reject, Action::Comment]
         );
         assert_eq!(
             offered_to(OTHER, &[Role::SecurityOfficer], State::ChangesRequested),
@@ -458,5 +550,80 @@ mod tests {
             .to_string(),
             "the author of a patch cannot approve it"
         );
+    }
+
+    #[test]
+    fn sign_offs_are_offered_by_the_actors_standing() {
+        let r2 = RevisionNumber(2);
+        let standing = |vulnerability, signs: &[(UserId, i64, SignOffKind, bool)]| {
+            Standing::of(
+                OTHER,
+                r2,
+                vulnerability,
+                signs.iter().map(|&(user, on, kind, withdrawn)| {
+                    (user, RevisionNumber(on), kind, withdrawn)
+                }),
+            )
+        };
+        let reviewer = |standing: &Standing| {
+            offered(OTHER, &[Role::Reviewer], AUTHOR, State::InReview, standing)
+        };
+        // Approved r2: approving again is not offered (and refused), withdrawing is.
+        let approved = standing(false, &[(OTHER, 2, SignOffKind::Approve, false)]);
+        assert_eq!(
+            reviewer(&approved),
+            [Action::Reject, Action::WithdrawSignOff, Action::Comment]
+        );
+        assert_eq!(
+            applies(Action::Approve, &approved).map_err(|e| e.to_string()),
+            Err("you have already approved revision 2; withdraw it first to sign off again".into())
+        );
+        // An approval of r1, a withdrawn one, or someone else's: nothing to withdraw.
+        for signs in [
+            [(OTHER, 1, SignOffKind::Approve, false)],
+            [(OTHER, 2, SignOffKind::Approve, true)],
+            [(AUTHOR, 2, SignOffKind::Reject, false)],
+        ] {
+            let s = standing(false, &signs);
+            assert_eq!(
+                reviewer(&s),
+                [Action::Approve, Action::Reject, Action::Comment]
+            );
+            assert_eq!(
+                applies(Action::WithdrawSignOff, &s),
+                Err(Denied::NothingToWithdraw(r2))
+            );
+        }
+        let rejected = standing(false, &[(OTHER, 2, SignOffKind::Reject, false)]);
+        assert_eq!(
+            reviewer(&rejected),
+            [Action::Approve, Action::WithdrawSignOff, Action::Comment]
+        );
+        // Exceptions: none on a vulnerability; one per officer, whatever the revision.
+        let officer = |standing: &Standing| {
+            offered(
+                OTHER,
+                &[Role::SecurityOfficer],
+                AUTHOR,
+                State::InReview,
+                standing,
+            )
+        };
+        assert_eq!(
+            officer(&standing(false, &[])),
+            [Action::SignException, Action::Comment, Action::Decline]
+        );
+        assert_eq!(
+            officer(&standing(true, &[])),
+            [Action::Comment, Action::Decline]
+        );
+        assert_eq!(
+            applies(Action::SignException, &standing(true, &[])),
+            Err(Denied::NoException)
+        );
+        let signed = standing(false, &[(OTHER, 1, SignOffKind::Exception, false)]);
+        assert_eq!(officer(&signed), [Action::Comment, Action::Decline]);
+        let withdrawn = standing(false, &[(OTHER, 1, SignOffKind::Exception, true)]);
+        assert_eq!(officer(&withdrawn)[0], Action::SignException);
     }
 }

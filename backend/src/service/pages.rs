@@ -64,8 +64,6 @@ pub async fn list_patches(db: &Database, policy: &Policy) -> Result<Vec<PatchSum
     Ok(list)
 }
 
-/// Who may read the audit trail.
-pub const AUDIT_READERS: [Role; 3] = [Role::Auditor, Role::SecurityOfficer, Role::Admin];
 /// The most events the audit page shows at once (the newest that match).
 pub const AUDIT_PAGE_LIMIT: i64 = 500;
 /// The most checkpoints the audit page lists (the API lists more).
@@ -270,6 +268,27 @@ pub async fn review_view(
             .ok_or_else(|| DbError::Corrupt(format!("patch {id} has no revision")))?;
         let evaluation = review::evaluate(&facts, &sign_offs, policy);
         let state = evaluation.state;
+        let mut actions = workflow::offered(
+            user.id,
+            &user.roles,
+            facts.author_id,
+            state,
+            &review::standing(&facts, &sign_offs, user.id),
+        );
+        if policy.role_grants_need_second_admin {
+            // The four-eyes rule on granted roles reads the accounts: asked only where it
+            // can refuse, the same way the action asks it.
+            let mut tx = db.begin().await?;
+            let mut kept = Vec::with_capacity(actions.len());
+            for action in actions {
+                match review::granted_independently(&mut tx, id, user.id, action).await {
+                    Ok(()) => kept.push(action),
+                    Err(review::ReviewError::Db(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            actions = kept;
+        }
         Ok(ReviewView {
             state,
             current_revision: facts.current_revision.get(),
@@ -280,7 +299,7 @@ pub async fn review_view(
             eligibility: evaluation.eligibility,
             sign_offs: review::sign_off_views(&sign_offs, facts.current_revision),
             threads: db.threads(id).await?,
-            actions: workflow::offered(user.id, &user.roles, facts.author_id, state),
+            actions,
         })
     }
 }
@@ -380,27 +399,45 @@ impl Workbench for DbWorkbench {
                         "revision {number} of patch {id}"
                     )));
                 };
-                sides.push(stored.diff);
-                shas.push(stored.sha256);
+                shas.push(stored.sha256.clone());
+                sides.push(stored);
             }
             let replace_sets =
                 crate::service::impact::replace_set_changes(&self.db, id, &shas[0], &shas[1])
                     .await?;
-            // Two diffs of up to 5 MiB each: CPU work, off the async workers.
-            let hunks = tokio::task::spawn_blocking(move || {
-                crate::interdiff::interdiff(&sides[0], &sides[1])
+            // Two diffs of up to 5 MiB each to parse, compare and highlight: CPU work, off
+            // the async workers.
+            let renderer = Arc::clone(&self.renderer);
+            let (files, rebased, message) = tokio::task::spawn_blocking(move || {
+                let [older, newer] = [&sides[0], &sides[1]].map(|stored| {
+                    analyzer::patch::parse(&stored.diff).map_err(|e| {
+                        // It parsed when it was accepted; failing now means the parser changed.
+                        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
+                        AppError::Internal
+                    })
+                });
+                let (older, newer) = (older?, newer?);
+                let diff = crate::interdiff::interdiff(&older, &newer);
+                let files = renderer.render(&analyzer::patch::Patch {
+                    format: newer.format,
+                    mail: None,
+                    files: diff.files,
+                });
+                Ok::<_, AppError>((files, diff.rebased, diff.message))
             })
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "interdiff task failed");
                 AppError::Internal
-            })?;
+            })??;
             Ok(InterdiffView {
                 info,
                 revisions: self.db.revisions(id).await.map_err(internal)?,
                 from,
                 to,
-                hunks,
+                files,
+                rebased,
+                message,
                 replace_sets,
             })
         })
@@ -412,7 +449,7 @@ impl Workbench for DbWorkbench {
         filter: AuditFilter,
     ) -> BoxFuture<'a, Result<AuditPage, AppError>> {
         Box::pin(async move {
-            if !AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+            if !user.reads_audit() {
                 return Err(AppError::Forbidden(
                     "the audit trail is for auditors, security officers and admins".into(),
                 ));

@@ -308,6 +308,7 @@ pub async fn act(
     let ReviewRows { facts, sign_offs } = lock(&mut tx, patch_id).await?;
     let now_state = evaluate(&facts, &sign_offs, policy).state;
     workflow::allowed(action, user.id, &user.roles, facts.author_id, now_state)?;
+    workflow::applies(action, &standing(&facts, &sign_offs, user.id))?;
     if policy.role_grants_need_second_admin {
         granted_independently(&mut tx, patch_id, user.id, action).await?;
     }
@@ -322,13 +323,6 @@ pub async fn act(
                 Action::Reject => (SignOffKind::Reject, Some("a rejection")),
                 _ => (SignOffKind::Exception, Some("an exception sign-off")),
             };
-            if action == Action::SignException && facts.category == Category::Vulnerability {
-                return Err(ReviewError::Invalid(
-                    "this patch is filed as a vulnerability: its CVSS score decides, \
-                     there is no exception to sign off"
-                        .into(),
-                ));
-            }
             let comment = checked_comment(&request.comment, required)?;
             // A new verdict replaces the same person's earlier one on this revision.
             reviews::replace_sign_off(&mut tx, &facts, user.id, verdict, &comment, &now).await?;
@@ -542,6 +536,23 @@ pub fn sign_off_views(
         .collect()
 }
 
+/// Where `actor` stands on a patch: the standing [`workflow::applies`] decides by, for
+/// the page's offer and for the action alike.
+pub fn standing(
+    facts: &PatchFacts,
+    sign_offs: &[StoredSignOff],
+    actor: UserId,
+) -> workflow::Standing {
+    workflow::Standing::of(
+        actor,
+        facts.current_revision,
+        facts.category == Category::Vulnerability,
+        sign_offs
+            .iter()
+            .map(|s| (s.user_id, s.revision, s.verdict, s.withdrawn_at.is_some())),
+    )
+}
+
 /// Who wrote a patch and where it stands, read under its lock.
 #[derive(Debug, Clone, Copy)]
 pub struct LockedState {
@@ -555,7 +566,7 @@ pub struct LockedState {
 /// role was granted or confirmed by an admin who wrote the patch or one of its revisions,
 /// or who created the account that did: otherwise an admin could make accounts that
 /// approve the admin's own patches.
-async fn granted_independently(
+pub async fn granted_independently(
     tx: &mut Tx,
     patch_id: i64,
     user_id: UserId,

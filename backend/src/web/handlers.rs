@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
-use graftbench_app::model::{AuditFilter, RejectedSubmission, Role, SessionUser};
+use graftbench_app::model::{AuditFilter, RejectedSubmission, SessionUser};
 use graftbench_app::shell;
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use leptos::prelude::provide_context;
@@ -294,7 +294,7 @@ async fn read_multipart(mut multipart: Multipart) -> Result<FormFields, ApiError
 }
 
 fn require_author(user: &SessionUser) -> Result<(), ApiError> {
-    if user.has_role(Role::Author) {
+    if user.submits_fixes() {
         Ok(())
     } else {
         Err(ApiError::forbidden(
@@ -505,6 +505,28 @@ pub(super) async fn api_raw_diff(
     State(state): State<AppState>,
     Path((id, number)): Path<(i64, i64)>,
 ) -> Result<Response, ApiError> {
+    raw_revision(&state, id, number, false).await
+}
+
+/// `GET /patches/{id}/revisions/{number}.patch`: the same bytes as a download named
+/// after the patch and revision, for `git am` or `patch -p1`.
+pub(super) async fn download_revision(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(i64, String)>,
+) -> Result<Response, ApiError> {
+    let number = file
+        .strip_suffix(".patch")
+        .and_then(|n| n.parse::<i64>().ok())
+        .ok_or_else(|| ApiError::not_found(format!("{file} (name a revision as N.patch)")))?;
+    raw_revision(&state, id, number, true).await
+}
+
+async fn raw_revision(
+    state: &AppState,
+    id: i64,
+    number: i64,
+    attachment: bool,
+) -> Result<Response, ApiError> {
     let revision = state
         .db
         .revision(id, number)
@@ -518,6 +540,13 @@ pub(super) async fn api_raw_diff(
     );
     if let Ok(etag) = header::HeaderValue::from_str(&format!("\"{}\"", revision.sha256)) {
         headers.insert(header::ETAG, etag);
+    }
+    if attachment {
+        // Numbers only: nothing a submitter wrote reaches the header.
+        let name = format!("attachment; filename=\"graftbench-{id}-r{number}.patch\"");
+        if let Ok(value) = HeaderValue::from_str(&name) {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
     }
     *response.body_mut() = Body::from(revision.diff);
     Ok(response)
@@ -562,7 +591,7 @@ pub(super) async fn api_audit_export(
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     use crate::service::export::{self, ExportFormat};
-    if !pages::AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+    if !user.reads_audit() {
         return Err(ApiError::forbidden(
             "the audit trail is for auditors, security officers and admins",
         ));
@@ -638,7 +667,7 @@ pub(super) struct ConsistencyQuery {
 }
 
 fn require_audit_reader(user: &SessionUser) -> Result<(), ApiError> {
-    if pages::AUDIT_READERS.iter().any(|r| user.has_role(*r)) {
+    if user.reads_audit() {
         Ok(())
     } else {
         Err(ApiError::forbidden(

@@ -296,6 +296,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         )
         .route("/audit/evidence", get(handlers::period_evidence_report))
         .route(
+            "/patches/{id}/revisions/{file}",
+            get(handlers::download_revision),
+        )
+        .route(
             "/patches/{id}/evidence",
             get(handlers::patch_evidence_report),
         )

@@ -386,11 +386,17 @@ pub(super) async fn form_comment(
             body: form.body,
             pitfall: Some(form.pitfall).filter(|p| !p.trim().is_empty()),
         };
-        comments::add_comment(&state.db, &user, id, &request, &state.policy.policy).await?;
-        Ok(())
+        let comment =
+            comments::add_comment(&state.db, &user, id, &request, &state.policy.policy).await?;
+        // Back to the thread, under its line: a new thread is named by its first comment.
+        Ok(request.thread.unwrap_or(comment))
     }
     .await;
-    back_to(&session, &page, result, "#comments").await
+    let anchor = match &result {
+        Ok(thread) => format!("#thread-{thread}"),
+        Err(_) => String::new(),
+    };
+    back_to(&session, &page, result.map(|_| ()), &anchor).await
 }
 
 /// `POST /patches/{id}/comments/{thread}/{resolve|reopen}` from the page.

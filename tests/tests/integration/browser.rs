@@ -12,7 +12,7 @@ use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use futures::StreamExt;
 use graftbench_app::model::Role;
-use graftbench_tests::{fixture, repo_root, Backend, TestServer, PASSWORD};
+use graftbench_tests::{fixture, json_of, repo_root, Backend, TestServer, PASSWORD};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,6 +179,14 @@ async fn open_page(
     (page, console)
 }
 
+/// Closes the browser, stops its event loop, then the server.
+async fn finish(mut browser: Browser, events: tokio::task::JoinHandle<()>, server: TestServer) {
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    server.stop().await;
+}
+
 async fn eval_bool(page: &Page, js: &str) -> bool {
     page.evaluate(js)
         .await
@@ -218,7 +226,7 @@ async fn screenshot(page: &Page, name: &str) {
 async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
     let server = TestServer::start(Backend::Sqlite).await;
     server.add_user("alice", &[Role::Author]).await;
-    let (mut browser, events, _profile) = launch().await;
+    let (browser, events, _profile) = launch().await;
     let (page, console) = open_page(&browser, None, &server.url("/")).await;
 
     // Signed out: the app sends us to the sign-in page.
@@ -411,10 +419,7 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
     );
     console.assert_clean("alice", &[]).await;
 
-    browser.close().await.ok();
-    browser.wait().await.ok();
-    events.abort();
-    server.stop().await;
+    finish(browser, events, server).await;
 }
 
 /// Opens a page in a browser context of its own (its own cookies: its own session) and
@@ -488,7 +493,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     server.add_user("bob", &[Role::Reviewer]).await;
     server.add_user("carol", &[Role::Reviewer]).await;
     server.add_user("frank", &[Role::Auditor]).await;
-    let (mut browser, events, _profile) = launch().await;
+    let (browser, events, _profile) = launch().await;
 
     // The author submits through the form: an emergency change with a high CVSS score.
     let (alice, alice_console) = signed_in_page(&browser, &server, "alice").await;
@@ -785,10 +790,7 @@ async fn two_reviewers_approve_in_their_own_sessions_and_the_auditor_sees_it_all
     alice_console.assert_clean("alice", &[]).await;
     frank_console.assert_clean("frank", &[]).await;
 
-    browser.close().await.ok();
-    browser.wait().await.ok();
-    events.abort();
-    server.stop().await;
+    finish(browser, events, server).await;
 }
 
 /// Security review, finding 1: a mail whose subject closes the `<title>` element ran its
@@ -820,7 +822,7 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
     assert_eq!(response.status(), 201);
     let events_before = server.db.audit_events().await.unwrap().len();
 
-    let (mut browser, events, _profile) = launch().await;
+    let (browser, events, _profile) = launch().await;
     for name in ["bob", "carol"] {
         let (page, console) = signed_in_page(&browser, &server, name).await;
         page.execute(NetworkEnable::default()).await.unwrap();
@@ -898,30 +900,44 @@ async fn a_script_in_a_mail_subject_does_nothing_when_reviewers_open_the_patch()
         .collect();
     assert!(new.is_empty(), "{new:?}");
 
-    browser.close().await.ok();
-    browser.wait().await.ok();
-    events.abort();
-    server.stop().await;
+    finish(browser, events, server).await;
 }
 
 /// A refused form post comes back as the submission page with the reason and what was
 /// typed. The page the browser gets hydrates like any other (no hydration panic, nothing
 /// in the console) and stays interactive: a link is followed by the router in the page.
-/// Refused for a bad CVSS vector (422) and for a user who may not submit (403).
+/// Refused for a bad CVSS vector (422). A user who may not submit (the server answers
+/// 403) is not shown the form at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_submission_comes_back_as_a_working_page() {
     let server = TestServer::start(Backend::Sqlite).await;
     server.add_user("alice", &[Role::Author]).await;
     server.add_user("rita", &[Role::ReleaseManager]).await;
-    let (mut browser, events, _profile) = launch().await;
-    for (name, vector, reason) in [
-        ("alice", "CVSS:3.1/AV:Q", "CVSS"),
-        (
-            "rita",
-            "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
-            "author",
-        ),
-    ] {
+    let (browser, events, _profile) = launch().await;
+    {
+        let (page, console) = signed_in_page(&browser, &server, "rita").await;
+        page.goto(server.url("/patches/new")).await.unwrap();
+        assert!(
+            wait_for(
+                &page,
+                "!!document.querySelector('#not-an-author') && document.documentElement.dataset.hydrated === 'true'",
+                Duration::from_secs(10)
+            )
+            .await,
+            "a release manager is told who submits"
+        );
+        assert!(
+            eval_bool(
+                &page,
+                "!document.querySelector('form.submit') && !document.querySelector('nav a[href=\"/patches/new\"]')"
+            )
+            .await,
+            "no form and no link for a release manager"
+        );
+        console.assert_clean("rita", &[]).await;
+        page.close().await.ok();
+    }
+    for (name, vector, reason) in [("alice", "CVSS:3.1/AV:Q", "CVSS")] {
         let (page, console) = signed_in_page(&browser, &server, name).await;
         page.goto(server.url("/patches/new")).await.unwrap();
         assert!(
@@ -983,10 +999,7 @@ async fn a_refused_submission_comes_back_as_a_working_page() {
             .await;
         page.close().await.ok();
     }
-    browser.close().await.ok();
-    browser.wait().await.ok();
-    events.abort();
-    server.stop().await;
+    finish(browser, events, server).await;
 }
 
 /// The first analysis of patch `patch`'s newest revision, once there is one (2 min).
@@ -1362,7 +1375,7 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
         "fixture",
     )
     .await;
-    let (mut browser, events, _profile) = launch().await;
+    let (browser, events, _profile) = launch().await;
     let (page, console) = signed_in_page(&browser, &server, "alice").await;
     page.goto(server.url(&format!("/patches/{patch}")))
         .await
@@ -1584,10 +1597,7 @@ async fn the_impact_graph_appears_beside_the_diff_when_the_analysis_ends_and_lig
         "the Impact tab shows the graph instead"
     );
     console.assert_clean("alice", &[]).await;
-    browser.close().await.ok();
-    browser.wait().await.ok();
-    events.abort();
-    server.stop().await;
+    finish(browser, events, server).await;
 }
 
 /// The README's picture of the real demo: `graftbench serve --demo` as a user starts it,
@@ -1644,4 +1654,508 @@ async fn the_real_demo_shows_the_graph_of_a_debian_fix() {
     events.abort();
     child.kill().ok();
     child.wait().ok();
+}
+
+/// Revision `n` (1, 2 or 3) of the three-revision fix the page-by-page test reviews:
+/// each a `git format-patch` mail with its own commit id, `index` line and diffstat.
+/// r2 adds a line to the message; r3 returns another error and names the hunk's section.
+fn three_revisions(n: usize) -> String {
+    let (sha, index, errno, section) = match n {
+        1 => (
+            "1111111111111111111111111111111111111111",
+            "aaaa111..bbbb111",
+            "EINVAL",
+            "",
+        ),
+        2 => (
+            "2222222222222222222222222222222222222222",
+            "aaaa222..bbbb222",
+            "EINVAL",
+            "",
+        ),
+        _ => (
+            "3333333333333333333333333333333333333333",
+            "aaaa333..bbbb333",
+            "ENOENT",
+            " #include \"internal.h\"",
+        ),
+    };
+    let cc = if n == 1 {
+        ""
+    } else {
+        "\nCc: stable@vger.kernel.org"
+    };
+    format!(
+        "From {sha} Mon Sep 17 00:00:00 2001\n\
+         From: Alice Author <alice@example.org>\n\
+         Date: Mon, {n} Jan 2024 00:00:00 +0000\n\
+         Subject: [PATCH v{n}] proc: cmdline: refuse a missing command line\n\
+         \n\
+         Reading /proc/cmdline before the command line is saved dereferences NULL.{cc}\n\
+         ---\n \
+         fs/proc/cmdline.c | 2 ++\n \
+         1 file changed, 2 insertions(+)\n\
+         \n\
+         diff --git a/fs/proc/cmdline.c b/fs/proc/cmdline.c\n\
+         index {index} 100644\n\
+         --- a/fs/proc/cmdline.c\n\
+         +++ b/fs/proc/cmdline.c\n\
+         @@ -7,6 +7,8 @@{section}\n \
+         \n \
+         static int cmdline_proc_show(struct seq_file *m, void *v)\n \
+         {{\n\
+         +\tif (!saved_command_line)\n\
+         +\t\treturn -{errno};\n \
+         \tseq_puts(m, saved_command_line);\n \
+         \tseq_putc(m, '\\n');\n \
+         \treturn 0;\n\
+         -- \n\
+         2.39.0\n"
+    )
+}
+
+/// The links and forms a page shows, as the page's script sees them.
+const CONTROLS_JS: &str = "JSON.stringify({
+    links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
+        .filter(h => h.startsWith('/')),
+    forms: [...document.querySelectorAll('form')].map(f => ({
+        action: f.getAttribute('action') || '',
+        method: (f.getAttribute('method') || 'get').toLowerCase(),
+        buttons: [...f.querySelectorAll('button[name=action]')].map(b => b.value),
+    })),
+})";
+
+/// axe-core's serious and critical findings on the page as it is now. The script is
+/// evaluated through the DevTools protocol, which the page's Content-Security-Policy does
+/// not govern: the policy the page is served with stays as it is.
+async fn axe_findings(page: &Page, axe: &str) -> Vec<String> {
+    page.evaluate_expression(axe).await.expect("axe-core loads");
+    let found: String = page
+        .evaluate_expression(
+            "axe.run(document, { resultTypes: ['violations'] }).then(r => JSON.stringify(
+                r.violations
+                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 4)
+                        .map(n => n.target.join(' ') + ' ' + (n.failureSummary || '')
+                            .replace(/\\s+/g, ' ')).join(' | '))))",
+        )
+        .await
+        .expect("axe runs")
+        .into_value()
+        .expect("axe's findings as JSON");
+    serde_json::from_str(&found).expect("a list of findings")
+}
+
+/// Sets the page's viewport width and colour scheme, as a phone or a desktop would.
+async fn emulate(page: &Page, width: i64, dark: bool) {
+    use chromiumoxide::cdp::browser_protocol::emulation::{
+        MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams,
+    };
+    let height = if width < 600 { 844 } else { 900 };
+    page.execute(SetDeviceMetricsOverrideParams::new(
+        width,
+        height,
+        1.0,
+        width < 600,
+    ))
+    .await
+    .expect("viewport");
+    let media = SetEmulatedMediaParams {
+        features: Some(vec![MediaFeature::new(
+            "prefers-color-scheme",
+            if dark { "dark" } else { "light" },
+        )]),
+        ..Default::default()
+    };
+    page.execute(media).await.expect("colour scheme");
+}
+
+/// Goes to `path` and waits until the page is hydrated and done loading.
+async fn visit(page: &Page, server: &TestServer, path: &str) {
+    page.goto(server.url(path)).await.expect("navigate");
+    assert!(
+        wait_for(
+            page,
+            "document.documentElement.dataset.hydrated === 'true' && !document.querySelector('.loading')",
+            Duration::from_secs(15)
+        )
+        .await,
+        "{path} hydrated"
+    );
+}
+
+/// Every page, as every role, on a phone: no control the role could not use (each link
+/// leads somewhere the role may go, each form posts what the server would take from it),
+/// nothing wider than 390 px, no serious or critical axe-core finding, nothing in the
+/// console. The reviewer also reads the pages at 1440 px and in the dark theme, and the
+/// interdiff of r1 and r3 shows the one changed code line and the message apart, not the
+/// mails' headers, diffstats or `index` lines. Screenshots for the README.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_passes_axe() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let cast: [(&str, Role); 6] = [
+        ("alice", Role::Author),
+        ("bob", Role::Reviewer),
+        ("sam", Role::SecurityOfficer),
+        ("rita", Role::ReleaseManager),
+        ("frank", Role::Auditor),
+        ("grace", Role::Admin),
+    ];
+    for (name, role) in cast {
+        server.add_user(name, &[role]).await;
+    }
+    let alice = server.signed_in("alice").await;
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({
+            "cvss_vector": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+            "cves": "CVE-2026-0001",
+            "diff": three_revisions(1),
+        }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    for n in [2, 3] {
+        let response = alice
+            .post(server.url(&format!("/api/v1/patches/{id}/revisions")))
+            .json(&serde_json::json!({ "diff": three_revisions(n) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "r{n}");
+    }
+    // Bob approves r3 and opens a thread: he has a sign-off to withdraw, none to repeat.
+    let bob = server.signed_in("bob").await;
+    let detail = json_of(bob.get(server.url(&format!("/api/v1/patches/{id}")))).await;
+    let sha = detail["review"]["current_sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = bob
+        .post(server.url(&format!("/api/v1/patches/{id}/actions/approve")))
+        .json(&serde_json::json!({ "revision_sha256": sha }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = bob
+        .post(server.url(&format!("/api/v1/patches/{id}/comments")))
+        .json(&serde_json::json!({
+            "path": "fs/proc/cmdline.c", "side": "new", "line": 11, "revision": 3,
+            "body": "Why ENOENT rather than EINVAL?",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+
+    let axe = graftbench_tests::axe_script();
+    let pages = [
+        "/".to_owned(),
+        "/patches/new".to_owned(),
+        format!("/patches/{id}"),
+        format!("/patches/{id}?rev=1"),
+        format!("/patches/{id}/interdiff?from=1&to=3"),
+        "/audit".to_owned(),
+        "/policy".to_owned(),
+        "/targets".to_owned(),
+        "/admin".to_owned(),
+    ];
+    let (browser, events, _profile) = launch().await;
+    let mut findings = Vec::new();
+    for (name, role) in cast {
+        let client = server.signed_in(name).await;
+        let detail = json_of(client.get(server.url(&format!("/api/v1/patches/{id}")))).await;
+        let offered: Vec<String> = detail["review"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        let offers = |action: &str| offered.iter().any(|a| a == action);
+        let reads_audit = matches!(role, Role::Auditor | Role::SecurityOfficer | Role::Admin);
+        // Pages the role may not open answer 403, which the browser logs as a failed load.
+        let mut refused = Vec::new();
+        if !reads_audit {
+            refused.push("/audit");
+        }
+        if role != Role::Admin {
+            refused.push("/admin");
+        }
+        let (page, console) = signed_in_page(&browser, &server, name).await;
+        emulate(&page, 390, false).await;
+        for path in &pages {
+            visit(&page, &server, path).await;
+            let wide: i64 = page
+                .evaluate("document.documentElement.scrollWidth")
+                .await
+                .unwrap()
+                .into_value()
+                .unwrap();
+            if wide > 390 {
+                // Name the elements that stick out, innermost first.
+                let culprits: String = page
+                    .evaluate(
+                        "[...document.querySelectorAll('body *')]
+                            .filter(e => e.getBoundingClientRect().right > 391
+                                && ![...e.children].some(c => c.getBoundingClientRect().right > 391))
+                            .slice(0, 6)
+                            .map(e => {
+                                const chain = [];
+                                for (let a = e; a && a !== document.body; a = a.parentElement) {
+                                    chain.push(a.tagName + (a.id ? '#' + a.id : '') + '.' + a.className + ':' + Math.round(a.getBoundingClientRect().width));
+                                }
+                                return chain.join(' < ');
+                            })
+                            .join(' || ')",
+                    )
+                    .await
+                    .unwrap()
+                    .into_value()
+                    .unwrap();
+                panic!("{name} {path}: the page is {wide} px wide at 390: {culprits}");
+            }
+            let controls: serde_json::Value = serde_json::from_str(
+                &page
+                    .evaluate(CONTROLS_JS)
+                    .await
+                    .unwrap()
+                    .into_value::<String>()
+                    .unwrap(),
+            )
+            .unwrap();
+            for link in controls["links"].as_array().unwrap() {
+                let link = link.as_str().unwrap();
+                let target = link.split('#').next().unwrap_or(link);
+                if target.is_empty() {
+                    continue;
+                }
+                // A link to a form the role may not send is a control it cannot use.
+                if target == "/patches/new" {
+                    assert_eq!(role, Role::Author, "{name} {path}: a link to submit a fix");
+                }
+                let status = client
+                    .get(server.url(target))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert!(
+                    ![401, 403].contains(&status.as_u16()),
+                    "{name} {path}: the link to {link} answers {status}"
+                );
+            }
+            for form in controls["forms"].as_array().unwrap() {
+                let action = form["action"].as_str().unwrap();
+                if form["method"] == "get" {
+                    continue;
+                }
+                let patch = format!("/patches/{id}/");
+                let allowed = if action == "/logout" {
+                    true
+                } else if action == "/patches/new" || action == "/patches" {
+                    role == Role::Author
+                } else if action == format!("{patch}actions") {
+                    let buttons = form["buttons"].as_array().unwrap();
+                    !buttons.is_empty() && buttons.iter().all(|b| offers(b.as_str().unwrap()))
+                } else if action == format!("{patch}revisions") {
+                    offers("upload_revision")
+                } else if action.starts_with(&format!("{patch}comments")) {
+                    offers("comment")
+                } else if action == "/audit/checkpoints" {
+                    reads_audit
+                } else if action.starts_with("/targets") {
+                    matches!(role, Role::Admin | Role::ReleaseManager)
+                } else if action.starts_with("/admin/") {
+                    role == Role::Admin
+                } else {
+                    panic!("{name} {path}: a form posting to {action} is in no rule of this test: add it")
+                };
+                assert!(
+                    allowed,
+                    "{name} {path}: a form to {action} {form} shown to a {role:?}"
+                );
+            }
+            for finding in axe_findings(&page, &axe).await {
+                findings.push(format!("{name} {path} (390 px): {finding}"));
+            }
+        }
+        if role == Role::Reviewer {
+            // The interdiff of r1 and r3: one code line and the message, nothing else.
+            let path = format!("/patches/{id}/interdiff?from=1&to=3");
+            visit(&page, &server, &path).await;
+            let changed: Vec<String> = serde_json::from_str(
+                &page
+                    .evaluate(
+                        "JSON.stringify([...document.querySelectorAll('#interdiff td.code.del, #interdiff td.code.add')]
+                            .map(td => (td.classList.contains('del') ? '-' : '+') + td.textContent.trim()))",
+                    )
+                    .await
+                    .unwrap()
+                    .into_value::<String>()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(changed, ["-return -EINVAL;", "+return -ENOENT;"], "r1 → r3");
+            let message: String = page
+                .evaluate("document.querySelector('#interdiff-message').textContent")
+                .await
+                .unwrap()
+                .into_value()
+                .unwrap();
+            assert!(message.contains("Cc: stable@vger.kernel.org"), "{message}");
+            assert!(
+                !message.contains("index") && !message.contains("1111111"),
+                "{message}"
+            );
+            // The pages at 1440 px and in the dark theme, and the README's pictures.
+            for (width, dark) in [(390, true), (1440, false), (1440, true)] {
+                emulate(&page, width, dark).await;
+                for path in &pages {
+                    visit(&page, &server, path).await;
+                    let theme = if dark { "dark" } else { "light" };
+                    if *path == format!("/patches/{id}") {
+                        screenshot(&page, &format!("patch-{width}-{theme}.png")).await;
+                    }
+                    for finding in axe_findings(&page, &axe).await {
+                        findings.push(format!("{name} {path} ({width} px, {theme}): {finding}"));
+                    }
+                }
+            }
+            emulate(&page, 390, false).await;
+            visit(&page, &server, &format!("/patches/{id}")).await;
+            screenshot(&page, "patch-390-light.png").await;
+        }
+        console.assert_clean(name, &refused).await;
+        page.close().await.ok();
+    }
+    assert!(findings.is_empty(), "axe-core: {findings:#?}");
+    finish(browser, events, server).await;
+}
+
+/// Comments where the code is: a click on a line number opens a comment box for that
+/// line (and puts the line in the URL); the thread then shows under that line, side by
+/// side and unified, with the unresolved count in the review header; a line's URL
+/// scrolls to the line and marks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_a_line_number_comments_there_and_the_thread_shows_under_the_line() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "diff": three_revisions(1) }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let line = "fs/proc/cmdline.c:R10";
+    assert!(
+        eval_bool(
+            &page,
+            &format!("document.getElementById('{line}').click(); true")
+        )
+        .await
+    );
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('#composer textarea')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "the comment box opens"
+    );
+    let fields: String = page
+        .evaluate(
+            "['path', 'side', 'line', 'revision'].map(n =>
+                document.querySelector('#composer input[name=' + n + ']').value).join(' ')
+                + ' ' + location.hash",
+        )
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert_eq!(fields, format!("fs/proc/cmdline.c new 10 1 #{line}"));
+    page.find_element("#composer textarea")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("Is saved_command_line ever NULL here?")
+        .await
+        .unwrap();
+    click_and_wait(
+        &page,
+        "#composer button[type=submit]",
+        "location.hash.startsWith('#thread-') && !!document.querySelector('tr.thread-row') \
+         && document.documentElement.dataset.hydrated === 'true'",
+    )
+    .await;
+    let under_its_line = format!(
+        "(() => {{ const next = document.getElementById('{line}').closest('tr').nextElementSibling;
+            return !!next && next.classList.contains('thread-row')
+                && next.textContent.includes('ever NULL here?'); }})()"
+    );
+    assert!(
+        eval_bool(&page, &under_its_line).await,
+        "side by side: under its line"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#unresolved').textContent.trim() === '1 unresolved thread'"
+        )
+        .await
+    );
+    click_and_wait(
+        &page,
+        "#layout-unified",
+        "!!document.querySelector('table.diff.unified')",
+    )
+    .await;
+    assert!(
+        eval_bool(&page, &under_its_line).await,
+        "unified: under its line"
+    );
+
+    // A line's URL, on a short screen: the browser scrolls to it and marks it.
+    emulate(&page, 1440, false).await;
+    use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+    page.execute(SetDeviceMetricsOverrideParams::new(1440, 420, 1.0, false))
+        .await
+        .unwrap();
+    let target = "fs/proc/cmdline.c:R11";
+    // From another page: a load of the line's URL, not a jump within the page.
+    visit(&page, &server, "/").await;
+    visit(&page, &server, &format!("/patches/{id}#{target}")).await;
+    assert!(
+        wait_for(
+            &page,
+            &format!(
+                "(() => {{ const cell = document.getElementById('{target}');
+                    const box = cell.getBoundingClientRect();
+                    return cell.matches(':target') && box.top >= 0 && box.bottom <= innerHeight
+                        && scrollY > 0; }})()"
+            ),
+            Duration::from_secs(5)
+        )
+        .await,
+        "the line is scrolled to and marked"
+    );
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
 }

@@ -42,6 +42,7 @@ async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
         "/patches/1",
         "/nowhere",
         "/patches/1?rev=1",
+        "/patches/1/revisions/1.patch",
     ] {
         let response = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "GET {path}");
@@ -269,6 +270,29 @@ async fn json_submission_creates_patch_and_revision_one(backend: Backend) {
         .unwrap();
     assert_eq!(raw.status(), StatusCode::OK);
     assert_eq!(raw.bytes().await.unwrap().as_ref(), FIX.as_bytes());
+
+    // The page's download: the same bytes, as a file named by patch and revision.
+    let download = client
+        .get(server.url(&format!("/patches/{id}/revisions/1.patch")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert_eq!(
+        download.headers()["content-disposition"],
+        format!("attachment; filename=\"graftbench-{id}-r1.patch\"").as_str()
+    );
+    assert_eq!(download.bytes().await.unwrap().as_ref(), FIX.as_bytes());
+    for wrong in ["2.patch", "1.diff", "one.patch", ".patch", "1"] {
+        let response = client
+            .get(server.url(&format!("/patches/{id}/revisions/{wrong}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{wrong}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("not found"), "{wrong}: {body}");
+    }
     server.stop().await;
 }
 

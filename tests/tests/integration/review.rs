@@ -262,6 +262,12 @@ fn expected_successes() -> BTreeSet<(&'static str, &'static str, &'static str)> 
     ok.insert(("changes_requested", "rev1", "withdraw_sign_off"));
     ok.insert(("approved", "rev1", "withdraw_sign_off"));
     ok.insert(("approved", "rev2", "withdraw_sign_off"));
+    // The same sign-off twice is refused: rev1 has rejected in changes requested; both
+    // reviewers have approved, and the officer signed the exception, in approved.
+    ok.remove(&("changes_requested", "rev1", "reject"));
+    ok.remove(&("approved", "rev1", "approve"));
+    ok.remove(&("approved", "rev2", "approve"));
+    ok.remove(&("approved", "so", "sign_exception"));
     ok
 }
 
@@ -269,10 +275,20 @@ async fn every_role_state_and_action_does_exactly_what_the_rules_say(backend: Ba
     let mut review = Review::start(backend).await;
     let expected = expected_successes();
     let mut succeeded = BTreeSet::new();
+    let mut offered = BTreeSet::new();
     for state in STATES {
         // A refused request changes nothing, so one patch serves until something succeeds.
         let mut id = review.patch_in(state).await;
         for (who, _) in CAST {
+            // What the page offers this user is exactly what will succeed.
+            let page = review.get_json(who, &format!("/api/v1/patches/{id}")).await;
+            for action in page["review"]["actions"].as_array().unwrap() {
+                let action = ACTIONS
+                    .into_iter()
+                    .find(|a| action == *a)
+                    .unwrap_or_else(|| panic!("unknown action {action}"));
+                offered.insert((state, *who, action));
+            }
             for action in ACTIONS {
                 let before = (
                     review.server.db.row_counts().await.unwrap(),
@@ -312,6 +328,12 @@ async fn every_role_state_and_action_does_exactly_what_the_rules_say(backend: Ba
     assert!(
         unexpected.is_empty() && missing.is_empty(),
         "succeeded but should not: {unexpected:?}\nshould but did not: {missing:?}"
+    );
+    let unexpected: Vec<_> = offered.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&offered).collect();
+    assert!(
+        unexpected.is_empty() && missing.is_empty(),
+        "offered but refused: {unexpected:?}\nallowed but not offered: {missing:?}"
     );
 
     // The author holds the reviewer role and still cannot approve their own revision.
@@ -371,12 +393,48 @@ async fn a_sign_off_on_an_older_revision_is_refused_and_outdated_ones_do_not_cou
     review.must("owner", id, "upload_revision").await;
     assert_eq!(review.state(id).await, "in_review");
 
-    // The interdiff of r1 and r2 shows the changed line.
+    // The interdiff of r1 and r2 shows the changed line, numbered as in each revision's
+    // file, and nothing else: not the lines both add, not the hunk headers.
     let html = review
         .get_html("rev1", &format!("/patches/{id}/interdiff?from=1&to=2"))
         .await;
-    assert!(html.contains("return -EINVAL; /* 1 */"), "{html}");
-    assert!(html.contains("return -EINVAL; /* 1001 */"));
+    assert!(
+        html.contains("1001") && html.contains("id=\"interdiff\""),
+        "{html}"
+    );
+    let interdiff = graftbench_tests::json_of(
+        review
+            .as_("rev1")
+            .post(review.server.url("/api/ui/interdiff"))
+            .form(&[("id", id), ("from", 1), ("to", 2)]),
+    )
+    .await;
+    let changed: Vec<(String, Value, Value, bool)> = interdiff["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["hunks"].as_array().unwrap())
+        .flat_map(|h| h["lines"].as_array().unwrap())
+        .filter(|l| l["k"] != "c")
+        .map(|l| {
+            let html = l["h"].as_str().unwrap();
+            (
+                l["k"].as_str().unwrap().to_owned(),
+                l["o"].clone(),
+                l["n"].clone(),
+                html.contains("-EINVAL"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("d".to_owned(), json!(11), Value::Null, true),
+            ("a".to_owned(), Value::Null, json!(11), true),
+        ],
+        "{interdiff}"
+    );
+    assert_eq!(interdiff["message"], json!([]));
     review.server.stop().await;
 }
 
