@@ -497,16 +497,6 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
         .filter(|t| t.revision == shown.number)
         .cloned()
         .collect();
-    let review = view! {
-        <ReviewPanel
-            pitfalls=data.pitfalls.clone()
-            patch=info.id
-            review=data.review
-            shown_revision=shown.number
-            revisions=data.revisions.clone()
-            error
-        />
-    };
     let revisions = data
         .revisions
         .iter()
@@ -531,7 +521,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
         .collect_view();
     let mail = shown.mail.clone().map(|mail| {
         view! {
-            <details class="mail" open>
+            <details class="mail">
                 <summary>
                     "Commit message"
                     {mail.commit.map(|c| view! { <span class="mono dim">" " {c}</span> })}
@@ -606,30 +596,38 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                 </dd>
             </div>
         </dl>
-        {review}
         {mail}
-        // Side by side on wide screens; below, two tabs (radio buttons: no script needed).
-        <div class="code-and-impact">
-            <input type="radio" name="pane" id="pane-diff" class="pane-tab" checked/>
-            <label for="pane-diff" class="pane-label">"Diff"</label>
-            <input type="radio" name="pane" id="pane-impact" class="pane-tab"/>
-            <label for="pane-impact" class="pane-label">"Impact"</label>
-            <div class="pane pane-diff">
-                <DiffView
-                    files=shown.files
-                    files_changed=shown.files_changed
-                    added=shown.added
-                    removed=shown.removed
-                    pitfalls=data.pitfalls
-                    consider=can_comment.then_some((info.id, shown.number))
-                    threads=threads_here
-                    comment=can_comment.then_some((info.id, shown.number))
-                />
+        <ReviewPanel
+            pitfalls=data.pitfalls.clone()
+            patch=info.id
+            review=data.review
+            shown_revision=shown.number
+            revisions=data.revisions.clone()
+            error
+        >
+            // Side by side on wide screens; below, two tabs (radio buttons: no script needed).
+            <div class="code-and-impact">
+                <input type="radio" name="pane" id="pane-diff" class="pane-tab" checked/>
+                <label for="pane-diff" class="pane-label">"Diff"</label>
+                <input type="radio" name="pane" id="pane-impact" class="pane-tab"/>
+                <label for="pane-impact" class="pane-label">"Impact"</label>
+                <div class="pane pane-diff">
+                    <DiffView
+                        files=shown.files
+                        files_changed=shown.files_changed
+                        added=shown.added
+                        removed=shown.removed
+                        pitfalls=data.pitfalls
+                        consider=can_comment.then_some((info.id, shown.number))
+                        threads=threads_here
+                        comment=can_comment.then_some((info.id, shown.number))
+                    />
+                </div>
+                <div class="pane pane-impact">
+                    <ImpactPanel patch=info.id revision=shown.number/>
+                </div>
             </div>
-            <div class="pane pane-impact">
-                <ImpactPanel patch=info.id revision=shown.number/>
-            </div>
-        </div>
+        </ReviewPanel>
     }
     .into_any()
 }

@@ -86,7 +86,10 @@ pub fn EligibilityBadge(eligibility: EligibilityView) -> impl IntoView {
     .into_any()
 }
 
-/// The review panel.
+/// The review around the code: a compact header (state, counts, deadline, eligibility,
+/// the actions the user may take) above `children` (the diff), and the rest (pitfalls,
+/// sign-offs, threads on other revisions, a new revision) below it. Code first: at
+/// 1440x900 the diff starts on the first screen.
 #[component]
 pub fn ReviewPanel(
     patch: i64,
@@ -97,6 +100,8 @@ pub fn ReviewPanel(
     /// The analyses' pitfalls on the shown revision.
     #[prop(optional)]
     pitfalls: Vec<PitfallView>,
+    /// What the review is of: the diff (and the graph).
+    children: Children,
 ) -> impl IntoView {
     let ReviewView {
         state,
@@ -131,11 +136,13 @@ pub fn ReviewPanel(
                 {note}
                 <input type="hidden" name="revision_sha256" value=current_sha256.clone()/>
                 <label>
-                    "Comment"
-                    <span class="hint">
-                        " (required to reject, decline or sign off an exception)"
+                    <span>
+                        "Comment"
+                        <span class="hint">
+                            " (required to reject, decline or sign off an exception)"
+                        </span>
                     </span>
-                    <textarea name="comment" rows="2"></textarea>
+                    <textarea name="comment" rows="1"></textarea>
                 </label>
                 <div class="buttons">
                     {buttons
@@ -227,7 +234,7 @@ pub fn ReviewPanel(
         }
     });
     view! {
-        <section class="review" id="review">
+        <section class="review review-bar" id="review">
             {error.map(|e| view! { <p class="alert" role="alert" id="review-error">{e}</p> })}
             <div class="review-head">
                 <StateBadge state/>
@@ -248,12 +255,15 @@ pub fn ReviewPanel(
             </div>
             <EligibilityBadge eligibility/>
             {action_form}
-            {upload}
+        </section>
+        {children()}
+        <section class="review review-more" id="review-more">
             <PitfallList pitfalls/>
             <h2>"Sign-offs"</h2>
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
-            <h2 id="comments">"Line comments"</h2>
+            <h2 id="comments">"Line comments on other revisions"</h2>
             <Threads patch threads=elsewhere can_comment/>
+            {upload}
         </section>
     }
     .into_any()

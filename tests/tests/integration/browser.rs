@@ -2020,6 +2020,17 @@ async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_pass
                     let theme = if dark { "dark" } else { "light" };
                     if *path == format!("/patches/{id}") {
                         screenshot(&page, &format!("patch-{width}-{theme}.png")).await;
+                        // Code first: on a 1440x900 screen the diff starts on the first
+                        // screen, below a compact review header.
+                        if width == 1440 {
+                            let top: f64 = page
+                                .evaluate("document.querySelector('table.diff td.code').getBoundingClientRect().top")
+                                .await
+                                .unwrap()
+                                .into_value()
+                                .unwrap();
+                            assert!(top < 700.0, "the first code line is at y={top}");
+                        }
                     }
                     for finding in axe_findings(&page, &axe).await {
                         findings.push(format!("{name} {path} ({width} px, {theme}): {finding}"));
