@@ -55,6 +55,24 @@ pub fn DiffView(
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
     let composing = RwSignal::new(None::<LineTarget>);
+    // The keyboard shortcuts, and whether their list is shown.
+    let help = RwSignal::new(false);
+    crate::keyboard::install(help);
+    let shortcuts = move || {
+        help.get().then(|| {
+            let rows = crate::keyboard::SHORTCUTS
+                .iter()
+                .map(|(keys, what)| view! { <dt><kbd>{*keys}</kbd></dt> <dd>{*what}</dd> })
+                .collect_view();
+            view! {
+                <div class="shortcuts" id="shortcuts" role="dialog" aria-label="Keyboard shortcuts">
+                    <h2>"Keyboard shortcuts"</h2>
+                    <dl>{rows}</dl>
+                    <button type="button" on:click=move |_| help.set(false)>"Close"</button>
+                </div>
+            }
+        })
+    };
     // Two columns of code do not fit a phone: below 900 px the diff starts unified (the
     // server cannot know the width, so the browser switches once it runs).
     #[cfg(feature = "hydrate")]
@@ -156,6 +174,15 @@ pub fn DiffView(
                     " "
                     <span class="minus">"−" {removed}</span>
                 </span>
+                <button
+                    type="button"
+                    class="link keys"
+                    id="show-shortcuts"
+                    aria-expanded=move || help.get().to_string()
+                    on:click=move |_| help.update(|shown| *shown = !*shown)
+                >
+                    "Keyboard: ?"
+                </button>
                 <div class="segmented" role="group" aria-label="Diff layout">
                     <button
                         type="button"
@@ -184,6 +211,7 @@ pub fn DiffView(
                     view! { <p class="hint">"Click a line number to comment on that line."</p> }
                 })}
             {composer}
+            {shortcuts}
             {move || {
                 let unified = unified.get();
                 files

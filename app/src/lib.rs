@@ -19,6 +19,7 @@
 pub mod api;
 mod diff_view;
 mod impact_view;
+mod keyboard;
 pub mod model;
 mod pages;
 mod review_view;

@@ -2170,3 +2170,131 @@ async fn a_click_on_a_line_number_comments_there_and_the_thread_shows_under_the_
     page.close().await.ok();
     finish(browser, events, server).await;
 }
+
+/// Presses `key` as a keyboard does (Chromium's own key events, to whatever has focus).
+async fn press(page: &Page, key: &str) {
+    use chromiumoxide::cdp::browser_protocol::input::{
+        DispatchKeyEventParams, DispatchKeyEventType,
+    };
+    for kind in [DispatchKeyEventType::KeyDown, DispatchKeyEventType::KeyUp] {
+        let mut event = DispatchKeyEventParams::builder()
+            .r#type(kind.clone())
+            .key(key);
+        if kind == DispatchKeyEventType::KeyDown && key.chars().count() == 1 {
+            event = event.text(key);
+        }
+        page.execute(event.build().expect("key event"))
+            .await
+            .expect("key pressed");
+    }
+}
+
+/// The keyboard, without a mouse: `j` moves the focus from line to line, `n` to the next
+/// file, `c` opens the comment box on the focused line, `u` switches to unified, `?`
+/// shows the list of keys; keys typed in a text field stay text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_moves_between_lines_and_files_and_comments() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    let two_files = "--- a/a.c\n+++ b/a.c\n@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n\
+                     --- a/b.c\n+++ b/b.c\n@@ -5,2 +5,3 @@\n five\n six\n+seven\n";
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "title": "two files", "diff": two_files }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let focused = || async {
+        page.evaluate("document.activeElement.id || document.activeElement.className")
+            .await
+            .unwrap()
+            .into_value::<String>()
+            .unwrap()
+    };
+    press(&page, "j").await;
+    assert_eq!(focused().await, "a.c:R1");
+    // Side by side, the removed and the added line share a row: one stop, the new side.
+    press(&page, "j").await;
+    assert_eq!(focused().await, "a.c:R2");
+    press(&page, "j").await;
+    assert_eq!(focused().await, "a.c:R3");
+    press(&page, "k").await;
+    assert_eq!(focused().await, "a.c:R2");
+    press(&page, "n").await;
+    assert!(
+        eval_bool(&page, "document.activeElement.id === 'file-1'").await,
+        "n: the next file, {}",
+        focused().await
+    );
+    press(&page, "j").await;
+    assert_eq!(focused().await, "b.c:R5");
+    press(&page, "c").await;
+    assert!(
+        wait_for(
+            &page,
+            "document.querySelector('#composer input[name=path]')?.value === 'b.c' \
+             && document.querySelector('#composer input[name=line]').value === '5'",
+            Duration::from_secs(5)
+        )
+        .await,
+        "c opens the comment box on the focused line"
+    );
+    // In the box, `u` is a letter of the comment, not a shortcut.
+    page.find_element("#composer textarea")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    press(&page, "u").await;
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#composer textarea').value === 'u' \
+             && !!document.querySelector('table.diff.split')"
+        )
+        .await
+    );
+    assert!(eval_bool(&page, "document.activeElement.blur(); true").await);
+    press(&page, "u").await;
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('table.diff.unified')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "u: unified"
+    );
+    press(&page, "?").await;
+    assert!(
+        wait_for(
+            &page,
+            "document.querySelector('#shortcuts')?.textContent.includes('next / previous file')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "?: the list of keys"
+    );
+    press(&page, "Escape").await;
+    assert!(
+        wait_for(
+            &page,
+            "!document.querySelector('#shortcuts')",
+            Duration::from_secs(5)
+        )
+        .await
+    );
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
+}
