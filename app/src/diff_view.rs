@@ -292,10 +292,16 @@ impl Notes {
         for (i, p) in pitfalls.iter().enumerate() {
             at.entry((p.file, p.old, p.new)).or_default().push(i);
         }
+        // A thread names a renamed file by either path (the server accepts both).
         let file_of: std::collections::HashMap<&str, usize> = files
             .iter()
             .enumerate()
-            .map(|(i, f)| (f.path(), i))
+            .flat_map(|(i, f)| {
+                [f.old_path.as_deref(), f.new_path.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .map(move |path| (path, i))
+            })
             .collect();
         let mut thread_at: std::collections::HashMap<_, Vec<usize>> =
             std::collections::HashMap::new();

@@ -16,8 +16,10 @@
 //!
 //! A file that only one revision changes shows that change (or its undoing). When the
 //! two revisions disagree about the original file (one was rebased onto other code), the
-//! pool cannot be built; such a file is compared by its resulting lines alone (each
-//! revision's context and added lines) and named in [`Interdiff::rebased`].
+//! pool cannot be built; such a file is compared by its hunks' lines, markers included
+//! (`-` lines too: a line removed by one revision only is a change), as `git
+//! range-diff` compares a commit, and named in [`Interdiff::rebased`]. A path that
+//! appears twice in one revision counts with every section (`patch` applies them all).
 //!
 //! The commit message is compared apart, line by line ([`message_interdiff`]).
 
@@ -25,12 +27,15 @@ use analyzer::patch::{FileChange, FileDiff, Hunk, HunkLine, LineKind, MailHeader
 use graftbench_app::model::{self, InterdiffHunk, InterdiffLine};
 use similar::{Algorithm, ChangeTag, DiffOp, TextDiff};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Lines of unchanged context around each run of differences.
 const CONTEXT: usize = 3;
-/// A diff gives up looking for the smallest answer after this long and shows a larger,
-/// still correct one: two crafted 5 MiB revisions must not hold a core for long.
-const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The whole interdiff (every file and the message) stops looking for the smallest
+/// answer after this long and shows larger, still correct ones: two crafted 5 MiB
+/// revisions must not hold a core for long. One deadline for all, not one per region:
+/// a revision can have thousands of regions.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What changed between two revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +44,8 @@ pub struct Interdiff {
     /// whose new side is what the newer one leaves; line numbers are those of each
     /// revision's resulting file. Files both revisions change alike are left out.
     pub files: Vec<FileDiff>,
-    /// Files the two revisions patch in different versions, compared by their resulting
-    /// lines only.
+    /// Files the two revisions patch in different versions, compared by their hunks'
+    /// lines.
     pub rebased: Vec<String>,
     /// The commit message's changes (subject and body).
     pub message: Vec<InterdiffHunk>,
@@ -48,30 +53,25 @@ pub struct Interdiff {
 
 /// Compares two revisions of a fix: see the module documentation.
 pub fn interdiff(older: &Patch, newer: &Patch) -> Interdiff {
+    let deadline = Instant::now() + TIMEOUT;
     let mut paths: Vec<&str> = Vec::new();
-    let mut by_path: HashMap<&str, (Option<&FileDiff>, Option<&FileDiff>)> = HashMap::new();
+    let mut by_path: HashMap<&str, [Vec<&FileDiff>; 2]> = HashMap::new();
     for (side, patch) in [older, newer].into_iter().enumerate() {
         for file in &patch.files {
             let entry = by_path.entry(file.path()).or_insert_with(|| {
                 paths.push(file.path());
-                (None, None)
+                [Vec::new(), Vec::new()]
             });
-            // A path twice in one revision is refused at submission; the first wins.
-            let slot = if side == 0 {
-                &mut entry.0
-            } else {
-                &mut entry.1
-            };
-            slot.get_or_insert(file);
+            entry[side].push(file);
         }
     }
     let mut files = Vec::new();
     let mut rebased = Vec::new();
     for path in paths {
-        let Some(&(old, new)) = by_path.get(path) else {
+        let Some([old, new]) = by_path.get(path) else {
             continue;
         };
-        let (hunks, was_rebased) = compare_file(old, new);
+        let (hunks, was_rebased) = compare_file(old, new, deadline);
         if was_rebased {
             rebased.push(path.to_owned());
         }
@@ -89,7 +89,7 @@ pub fn interdiff(older: &Patch, newer: &Patch) -> Interdiff {
     Interdiff {
         files,
         rebased,
-        message: message_interdiff(older.mail.as_ref(), newer.mail.as_ref()),
+        message: message_interdiff(older.mail.as_ref(), newer.mail.as_ref(), deadline),
     }
 }
 
@@ -97,6 +97,7 @@ pub fn interdiff(older: &Patch, newer: &Patch) -> Interdiff {
 pub fn message_interdiff(
     older: Option<&MailHeader>,
     newer: Option<&MailHeader>,
+    deadline: Instant,
 ) -> Vec<InterdiffHunk> {
     let text = |mail: Option<&MailHeader>| match mail {
         // Each line ends in a newline, so a last line that gained one is not a change.
@@ -110,7 +111,7 @@ pub fn message_interdiff(
     let (older, newer) = (text(older), text(newer));
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Patience)
-        .timeout(TIMEOUT)
+        .deadline(deadline)
         .diff_lines(older.as_str(), newer.as_str());
     diff.grouped_ops(CONTEXT)
         .into_iter()
@@ -152,12 +153,13 @@ struct Edit<'p> {
     section: &'p str,
 }
 
-fn edits(file: Option<&FileDiff>) -> Vec<Edit<'_>> {
-    let Some(file) = file else {
-        return Vec::new();
-    };
-    file.hunks
-        .iter()
+/// The hunks of every section of one path in one revision, in order.
+fn hunks_of<'s, 'p>(sections: &'s [&'p FileDiff]) -> impl Iterator<Item = &'p Hunk> + 's {
+    sections.iter().flat_map(|file| &file.hunks)
+}
+
+fn edits<'p>(sections: &[&'p FileDiff]) -> Vec<Edit<'p>> {
+    hunks_of(sections)
         .map(|hunk| {
             // `@@ -5,0 +6,2 @@` inserts after line 5: before line 6, replacing nothing.
             let start = if hunk.old_lines == 0 {
@@ -183,13 +185,10 @@ fn edits(file: Option<&FileDiff>) -> Vec<Edit<'_>> {
         .collect()
 }
 
-/// The original file's lines that a revision's hunks show, by line number; `None` when
-/// its hunks overlap or go backwards (not a patch that applies).
-fn original_lines<'p>(file: Option<&'p FileDiff>, into: &mut HashMap<u32, &'p str>) -> bool {
-    let Some(file) = file else {
-        return true;
-    };
-    for line in file.hunks.iter().flat_map(|h| &h.lines) {
+/// Adds the original file's lines a revision's hunks show, by line number, to `into`;
+/// `false` when one disagrees with a line already there.
+fn original_lines<'p>(sections: &[&'p FileDiff], into: &mut HashMap<u32, &'p str>) -> bool {
+    for line in hunks_of(sections).flat_map(|h| &h.lines) {
         if let (LineKind::Context | LineKind::Removed, Some(n)) = (line.kind, line.old_line) {
             match into.get(&n) {
                 Some(seen) if *seen != line.text => return false,
@@ -207,8 +206,8 @@ fn in_order(edits: &[Edit<'_>]) -> bool {
     edits.windows(2).all(|pair| pair[0].end <= pair[1].start)
 }
 
-/// The interdiff hunks of one file, and whether it had to be compared as rebased.
-fn compare_file(older: Option<&FileDiff>, newer: Option<&FileDiff>) -> (Vec<Hunk>, bool) {
+/// The interdiff hunks of one path, and whether it had to be compared as rebased.
+fn compare_file(older: &[&FileDiff], newer: &[&FileDiff], deadline: Instant) -> (Vec<Hunk>, bool) {
     let old_edits = edits(older);
     let new_edits = edits(newer);
     let mut original = HashMap::new();
@@ -217,17 +216,7 @@ fn compare_file(older: Option<&FileDiff>, newer: Option<&FileDiff>) -> (Vec<Hunk
         && in_order(&old_edits)
         && in_order(&new_edits);
     if !consistent {
-        fn results<'p>(edits: &[Edit<'p>]) -> Vec<ResultLine<'p>> {
-            edits.iter().flat_map(|e| e.lines.iter().copied()).collect()
-        }
-        let section = new_edits
-            .first()
-            .or(old_edits.first())
-            .map_or("", |e| e.section);
-        return (
-            diff_results(&results(&old_edits), &results(&new_edits), section),
-            true,
-        );
+        return (compare_hunk_lines(older, newer, deadline), true);
     }
     let mut regions: Vec<(u32, u32)> = old_edits
         .iter()
@@ -250,15 +239,46 @@ fn compare_file(older: Option<&FileDiff>, newer: Option<&FileDiff>) -> (Vec<Hunk
             old_cursor.apply(start, end, &original),
             new_cursor.apply(start, end, &original),
         ) else {
-            // Every line of a region is shown by one revision or the other; a gap means
-            // the hunks' counts lied, which the parser refuses. Say nothing rather than
-            // something wrong.
-            continue;
+            // Every line of a region is shown by one revision or the other (the parser
+            // checks hunks' counts): this cannot happen. Compare as rebased rather than
+            // say nothing.
+            return (compare_hunk_lines(older, newer, deadline), true);
         };
         let section = new_cursor.section.or(old_cursor.section).unwrap_or("");
-        hunks.extend(diff_results(&old_result, &new_result, section));
+        hunks.extend(diff_results(&old_result, &new_result, section, deadline));
     }
     (hunks, false)
+}
+
+/// The revisions' hunks compared line by line with their markers (`-` lines included),
+/// for revisions that disagree about the original file: every line either adds or
+/// removes is seen, though not against the file around it.
+fn compare_hunk_lines(older: &[&FileDiff], newer: &[&FileDiff], deadline: Instant) -> Vec<Hunk> {
+    let marked = |sections: &[&FileDiff]| -> Vec<(String, Option<u32>)> {
+        hunks_of(sections)
+            .flat_map(|h| &h.lines)
+            .map(|l| {
+                let (mark, line) = match l.kind {
+                    LineKind::Context => (' ', l.new_line),
+                    LineKind::Removed => ('-', l.old_line),
+                    LineKind::Added => ('+', l.new_line),
+                };
+                (format!("{mark}{}", l.text), line)
+            })
+            .collect()
+    };
+    let (old_lines, new_lines) = (marked(older), marked(newer));
+    fn view(lines: &[(String, Option<u32>)]) -> Vec<ResultLine<'_>> {
+        lines
+            .iter()
+            .map(|(text, line)| ResultLine { text, line: *line })
+            .collect()
+    }
+    let section = hunks_of(newer)
+        .chain(hunks_of(older))
+        .next()
+        .map_or("", |h| h.section.as_str());
+    diff_results(&view(&old_lines), &view(&new_lines), section, deadline)
 }
 
 /// Applies one revision's edits region by region, in order.
@@ -313,16 +333,25 @@ impl<'e, 'p> Applier<'e, 'p> {
     }
 }
 
-/// The hunks in which two revisions' results for one region differ.
-fn diff_results(older: &[ResultLine<'_>], newer: &[ResultLine<'_>], section: &str) -> Vec<Hunk> {
+/// The hunks in which two revisions' results for one region differ. Past the deadline
+/// the diff stops searching and answers coarsely (still correct).
+fn diff_results(
+    older: &[ResultLine<'_>],
+    newer: &[ResultLine<'_>],
+    section: &str,
+    deadline: Instant,
+) -> Vec<Hunk> {
     let old_text: Vec<&str> = older.iter().map(|l| l.text).collect();
     let new_text: Vec<&str> = newer.iter().map(|l| l.text).collect();
     if old_text == new_text {
         return Vec::new();
     }
-    let deadline = std::time::Instant::now().checked_add(TIMEOUT);
-    let ops =
-        similar::capture_diff_slices_deadline(Algorithm::Patience, &old_text, &new_text, deadline);
+    let ops = similar::capture_diff_slices_deadline(
+        Algorithm::Patience,
+        &old_text,
+        &new_text,
+        Some(deadline),
+    );
     similar::group_diff_ops(ops, CONTEXT)
         .into_iter()
         .map(|group| hunk_of(&group, older, newer, section))
@@ -547,7 +576,7 @@ mod tests {
     }
 
     #[test]
-    fn revisions_against_different_originals_compare_by_their_results() {
+    fn revisions_against_different_originals_compare_by_their_hunk_lines() {
         let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
         let r2 = parse("--- a/x.c\n+++ b/x.c\n@@ -1,4 +1,4 @@\n A\n-b\n+c\n d\n e\n");
         let diff = interdiff(&r1, &r2);
@@ -555,9 +584,45 @@ mod tests {
         assert_eq!(
             changes(&diff),
             [
-                ("x.c".into(), '-', Some(1), None, "a".into()),
-                ("x.c".into(), '+', None, Some(1), "A".into()),
+                ("x.c".into(), '-', Some(1), None, " a".into()),
+                ("x.c".into(), '+', None, Some(1), " A".into()),
             ]
+        );
+    }
+
+    /// Security review: a revision that removes one more line, and disagrees about the
+    /// original file so that the pool cannot be built, must still show that removal.
+    #[test]
+    fn a_line_only_one_rebased_revision_removes_is_a_change() {
+        let r1 = parse("--- a/x.c\n+++ b/x.c\n@@ -10,3 +10,3 @@\n a\n-b\n+c\n d\n");
+        let r2 = parse(
+            "--- a/x.c\n+++ b/x.c\n@@ -10,4 +10,3 @@\n a\n-b\n-if (len > max) return -EINVAL;\n+c\n d\n",
+        );
+        let diff = interdiff(&r1, &r2);
+        assert_eq!(diff.rebased, ["x.c"]);
+        assert_eq!(
+            changes(&diff),
+            [(
+                "x.c".into(),
+                '+',
+                None,
+                Some(12),
+                "-if (len > max) return -EINVAL;".into()
+            )]
+        );
+    }
+
+    /// Security review: `patch` applies every section of a path that appears twice, so
+    /// the interdiff must show the second section's hunks too.
+    #[test]
+    fn a_second_section_of_the_same_path_is_compared_too() {
+        let r1 = parse(&format!("--- a/x.c\n+++ b/x.c\n{R1}"));
+        let r2 = parse(&format!(
+            "--- a/x.c\n+++ b/x.c\n{R1}--- a/x.c\n+++ b/x.c\n@@ -40,1 +40,2 @@\n z\n+evil();\n"
+        ));
+        assert_eq!(
+            changes(&interdiff(&r1, &r2)),
+            [("x.c".into(), '+', None, Some(41), "evil();".into())]
         );
     }
 

@@ -112,6 +112,9 @@ pub enum SubmissionError {
     /// The diff does not parse.
     #[error("the diff was refused: {0}")]
     Diff(#[from] PatchError),
+    /// The same file changed in two sections: `patch` applies both, readers see one.
+    #[error("the diff was refused: `{0}` is changed in two places; give each file one diff")]
+    PathTwice(String),
     /// No title and no mail subject to take one from.
     #[error("a title is required")]
     MissingTitle,
@@ -166,6 +169,15 @@ pub fn validate_diff(diff: Vec<u8>) -> Result<ValidDiff, SubmissionError> {
         return Err(SubmissionError::MissingDiff);
     }
     let patch = patch::parse(&diff)?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = patch
+        .files
+        .iter()
+        .map(|f| f.path())
+        .find(|p| !seen.insert(*p))
+    {
+        return Err(SubmissionError::PathTwice(twice.to_owned()));
+    }
     let sha256 = Digest256::of(&diff);
     Ok(ValidDiff {
         diff,
@@ -384,6 +396,22 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     const DIFF: &[u8] = b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1 +1 @@\n-a\n+b\n";
+
+    /// Security review: a file changed in two sections would show one section to
+    /// readers of some views while `patch` applies both.
+    #[test]
+    fn a_file_changed_in_two_sections_is_refused() {
+        let twice = [
+            DIFF,
+            b"--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -9 +9 @@\n-y\n+z\n",
+        ]
+        .concat();
+        let error = validate_diff(twice).err().map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("the diff was refused: `fs/proc/cmdline.c` is changed in two places; give each file one diff")
+        );
+    }
 
     fn input(title: &str, cves: &str, cvss: &str, diff: &[u8]) -> SubmissionInput {
         SubmissionInput {
