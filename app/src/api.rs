@@ -6,8 +6,9 @@
 //! functions still refuse to answer without a user, so a routing mistake cannot expose data.
 
 use crate::model::{
-    AppError, AuditFilter, AuditPage, ImpactView, InterdiffView, PatchPage, PatchSummary,
-    PolicyView, RejectedSubmission, SessionUser, TargetPage, TargetsPage, UserAccount,
+    AppError, AuditFilter, AuditPage, ImpactView, InterdiffView, PatchFilter, PatchPage,
+    PatchSummary, PolicyView, RejectedSubmission, SessionUser, TargetPage, TargetsPage,
+    UserAccount,
 };
 use leptos::prelude::*;
 
@@ -17,11 +18,15 @@ pub async fn current_user() -> Result<Option<SessionUser>, AppError> {
     Ok(ssr::session_user().await)
 }
 
-/// All patches, newest first.
+/// The patches `filter` selects, most urgent first.
 #[server(prefix = "/api/ui", endpoint = "patches")]
-pub async fn list_patches() -> Result<Vec<PatchSummary>, AppError> {
+pub async fn list_patches(filter: PatchFilter) -> Result<Vec<PatchSummary>, AppError> {
     let user = ssr::require_user().await?;
-    ssr::workbench()?.list_patches(&user).await
+    let list = ssr::workbench()?.list_patches(&user, filter).await;
+    if let Err(e) = &list {
+        ssr::set_error_status(e);
+    }
+    list
 }
 
 /// One patch with one of its revisions rendered (the latest when `revision` is `None`).
@@ -145,10 +150,11 @@ pub mod ssr {
     /// What the pages need from the backend. The backend implements it over its database
     /// and provides an [`SharedWorkbench`] as Leptos context.
     pub trait Workbench: Send + Sync + 'static {
-        /// All patches visible to `user`, newest first.
+        /// The patches `filter` selects for `user`, most urgent first.
         fn list_patches<'a>(
             &'a self,
             user: &'a SessionUser,
+            filter: PatchFilter,
         ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>>;
 
         /// One patch with a rendered revision.

@@ -5,7 +5,9 @@
 //! per table cell rather than one per token. Switching layout re-renders in the browser
 //! from the same data, without asking the server.
 
-use crate::model::{side_by_side, FileView, HunkView, LineKind, LineView, PitfallView, ThreadView};
+use crate::model::{
+    side_by_side, FileMark, FileView, HunkView, LineKind, LineView, PitfallView, ThreadView,
+};
 use crate::review_view::thread_body;
 use leptos::prelude::*;
 
@@ -51,6 +53,10 @@ pub fn DiffView(
     /// may comment.
     #[prop(default = None)]
     comment: Option<(i64, i64)>,
+    /// The signed-in user's "reviewed" marks, with the patch they are kept on: given when
+    /// the revision shown is the current one (the marks are on its files).
+    #[prop(default = None)]
+    marks: Option<(i64, Vec<FileMark>)>,
 ) -> impl IntoView {
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
@@ -88,25 +94,9 @@ pub fn DiffView(
     let notes = StoredValue::new(
         files.with_value(|files| Notes::new(files, pitfalls, consider, threads, comment)),
     );
+    let marks = StoredValue::new(marks);
     let index = files.with_value(|files| {
-        files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let href = format!("#{}", f.anchor(i));
-                view! {
-                    <li>
-                        <span class=format!("chg chg-{}", f.change)>{change_label(&f.change)}</span>
-                        <a href=href class="mono">{f.path().to_owned()}</a>
-                        <span class="stat">
-                            <span class="plus">"+" {f.added}</span>
-                            " "
-                            <span class="minus">"−" {f.removed}</span>
-                        </span>
-                    </li>
-                }
-            })
-            .collect_view()
+        marks.with_value(|marks| file_tree(files, marks.as_ref().map(|(_, m)| m.as_slice())))
     });
     // One listener for every line number: a click there starts a comment on that line
     // (and its URL, `#path:R12`, becomes the page's).
@@ -204,7 +194,7 @@ pub fn DiffView(
                     </button>
                 </div>
             </div>
-            <ul class="file-index">{index}</ul>
+            <nav class="file-index" aria-label="Files">{index}</nav>
             {comment
                 .is_some()
                 .then(|| {
@@ -220,7 +210,11 @@ pub fn DiffView(
                             files
                                 .iter()
                                 .enumerate()
-                                .map(|(i, file)| file_block(file, i, unified, notes))
+                                .map(|(i, file)| {
+                                    let mark = marks
+                                        .with_value(|m| m.as_ref().map(|(patch, m)| (*patch, mark_of(m, file.path()))));
+                                    file_block(file, i, unified, notes, mark)
+                                })
                                 .collect_view()
                         })
                     })
@@ -436,7 +430,101 @@ fn pitfall_row(
     .into_any()
 }
 
-fn file_block(file: &FileView, index: usize, unified: bool, notes: &Notes) -> impl IntoView {
+/// How the signed-in user marked a file: not at all, reviewed as it stands, or reviewed
+/// before a later revision changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    None,
+    Current,
+    Changed,
+}
+
+fn mark_of(marks: &[FileMark], path: &str) -> Mark {
+    match marks.iter().find(|m| m.path == path) {
+        Some(m) if m.current => Mark::Current,
+        Some(_) => Mark::Changed,
+        None => Mark::None,
+    }
+}
+
+/// The files as a tree: each directory once, its files under it with their +/- counts
+/// and the user's marks, in the diff's order (git orders paths, so a directory's files
+/// are together).
+fn file_tree(files: &[FileView], marks: Option<&[FileMark]>) -> impl IntoView {
+    let mut groups: Vec<(String, Vec<(usize, &FileView)>)> = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let path = file.path();
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir).to_owned();
+        match groups.last_mut() {
+            Some((last, members)) if *last == dir => members.push((i, file)),
+            _ => groups.push((dir, vec![(i, file)])),
+        }
+    }
+    let reviewed = marks.map(|m| {
+        let done = files
+            .iter()
+            .filter(|f| mark_of(m, f.path()) == Mark::Current)
+            .count();
+        view! {
+            <p class="reviewed-count" id="reviewed-count">
+                {done} " of " {files.len()} " files reviewed"
+            </p>
+        }
+    });
+    let tree = groups
+        .into_iter()
+        .map(|(dir, members)| {
+            let items = members
+                .into_iter()
+                .map(|(i, f)| {
+                    let name = f.path().rsplit_once('/').map_or(f.path(), |(_, n)| n).to_owned();
+                    let mark = marks.map_or(Mark::None, |m| mark_of(m, f.path()));
+                    view! {
+                        <li class:reviewed=mark == Mark::Current>
+                            <span class=format!("chg chg-{}", f.change)>{change_label(&f.change)}</span>
+                            <a href=format!("#{}", f.anchor(i)) class="mono" title=f.path().to_owned()>
+                                {name}
+                            </a>
+                            <span class="stat">
+                                <span class="plus">"+" {f.added}</span>
+                                " "
+                                <span class="minus">"−" {f.removed}</span>
+                            </span>
+                            {match mark {
+                                Mark::Current => {
+                                    Some(view! { <span class="tick" title="reviewed">"✓ reviewed"</span> }.into_any())
+                                }
+                                Mark::Changed => {
+                                    Some(view! { <span class="tag">"changed since reviewed"</span> }.into_any())
+                                }
+                                Mark::None => None,
+                            }}
+                        </li>
+                    }
+                })
+                .collect_view();
+            let dir = if dir.is_empty() { "./".to_owned() } else { format!("{dir}/") };
+            view! {
+                <li class="dir">
+                    <span class="mono dim">{dir}</span>
+                    <ul>{items}</ul>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        {reviewed}
+        <ul class="file-tree">{tree}</ul>
+    }
+}
+
+fn file_block(
+    file: &FileView,
+    index: usize,
+    unified: bool,
+    notes: &Notes,
+    mark: Option<(i64, Mark)>,
+) -> impl IntoView {
     let body = if file.hunks.is_empty() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if unified {
@@ -461,9 +549,37 @@ fn file_block(file: &FileView, index: usize, unified: bool, notes: &Notes) -> im
                     " "
                     <span class="minus">"−" {file.removed}</span>
                 </span>
+                {mark.map(|(patch, mark)| reviewed_toggle(patch, file.path(), index, mark))}
             </header>
             {body}
         </section>
+    }
+}
+
+/// The "reviewed" switch of a file: a form, so it works before hydration (and `r` presses
+/// it).
+fn reviewed_toggle(patch: i64, path: &str, index: usize, mark: Mark) -> impl IntoView {
+    let on = mark == Mark::Current;
+    let label = match mark {
+        Mark::Current => "✓ Reviewed",
+        Mark::Changed => "Changed since reviewed: mark again",
+        Mark::None => "Mark reviewed",
+    };
+    view! {
+        <form method="post" action=format!("/patches/{patch}/reviewed") class="reviewed-form">
+            <input type="hidden" name="path" value=path.to_owned()/>
+            <input type="hidden" name="anchor" value=format!("file-{index}")/>
+            <input type="hidden" name="reviewed" value=if on { "0" } else { "1" }/>
+            <button
+                type="submit"
+                class="reviewed-toggle"
+                class:on=on
+                aria-pressed=on.to_string()
+                title="r"
+            >
+                {label}
+            </button>
+        </form>
     }
 }
 

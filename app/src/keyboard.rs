@@ -1,7 +1,7 @@
 //! Keyboard shortcuts on a diff, as reviewers know them from Gerrit: `j`/`k` next and
 //! previous line, `n`/`p` next and previous file, `]`/`[` next and previous unresolved
-//! thread, `c` comment on the current line, `u` switch side by side and unified, `?` the
-//! list. The current line is the focused line number, so the browser's focus ring shows
+//! thread, `c` comment on the current line, `u` switch side by side and unified, `r` mark
+//! the current file reviewed (or not), `?` the list. The current line is the focused line number, so the browser's focus ring shows
 //! it and Tab, Enter and screen readers follow it.
 //!
 //! The shortcuts act on the page's elements as the server rendered them (line numbers
@@ -11,12 +11,13 @@
 use leptos::prelude::*;
 
 /// The shortcuts, for the list `?` shows: (keys, what they do).
-pub const SHORTCUTS: [(&str, &str); 7] = [
+pub const SHORTCUTS: [(&str, &str); 8] = [
     ("j / k", "next / previous line"),
     ("n / p", "next / previous file"),
     ("] / [", "next / previous unresolved thread"),
     ("c", "comment on the current line"),
     ("u", "side by side or unified"),
+    ("r", "mark the current file reviewed, or not"),
     ("?", "show or hide this list"),
     ("Esc", "close this list"),
 ];
@@ -75,6 +76,22 @@ fn on_key(ev: &web_sys::KeyboardEvent, help: RwSignal<bool>) {
                 .and_then(as_html)
             {
                 button.click();
+            }
+        }
+        "r" => {
+            // The focused line's file, or the first file on screen.
+            let file = active
+                .and_then(|a| a.closest("section.file").ok().flatten())
+                .or_else(|| {
+                    stops(&document, Kind::File)
+                        .into_iter()
+                        .find(|f| f.get_bounding_client_rect().bottom() > 0.0)
+                });
+            if let Some(toggle) = file
+                .and_then(|f| f.query_selector(".reviewed-toggle").ok().flatten())
+                .and_then(as_html)
+            {
+                toggle.click();
             }
         }
         "?" => help.update(|shown| *shown = !*shown),

@@ -199,6 +199,36 @@ pub struct ReviewView {
     pub threads: Vec<ThreadView>,
     /// What the signed-in user may do now (exactly what the rules allow).
     pub actions: Vec<Action>,
+    /// The reviewers asked for, in the order they were asked.
+    pub requested: Vec<ReviewerView>,
+    /// Whom the signed-in user may ask for now (reviewers not yet asked who did not write
+    /// the patch); empty when the rules do not let them ask.
+    pub request_candidates: Vec<ReviewerView>,
+    /// Whether the signed-in user may ask for and stop asking for reviewers now.
+    pub can_request_reviewers: bool,
+}
+
+/// A reviewer, asked for or to be asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewerView {
+    /// User name (what the forms send).
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Who asked, by user name (empty for candidates).
+    pub requested_by: String,
+    /// Whether they have given a verdict on the current revision.
+    pub signed_current: bool,
+}
+
+/// The signed-in user's "reviewed" mark on a file of the revision shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMark {
+    /// The file's path.
+    pub path: String,
+    /// `true`: reviewed as it stands; `false`: reviewed, but a later revision changed the
+    /// file's change since.
+    pub current: bool,
 }
 
 /// One audit event as the audit page shows it.
@@ -354,6 +384,72 @@ pub struct PolicyView {
     pub toml: String,
 }
 
+/// The dashboard's filters, as the URL carries them (`/?q=proc&state=in_review&needs=me`);
+/// empty fields match everything, and the filters that are set must all match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatchFilter {
+    /// Words, each found (case-insensitive) in the title, a CVE id or a path the current
+    /// revision changes.
+    pub q: String,
+    /// A state's stable name (`in_review`).
+    pub state: String,
+    /// A target's name: patches filed for it.
+    pub target: String,
+    /// `me`: patches waiting for the signed-in user's sign-off on their current revision
+    /// (requested from them, or open and theirs to approve).
+    pub needs: String,
+    /// `me`: the signed-in user's own patches.
+    pub author: String,
+    /// `soon`: open patches due within [`DUE_SOON_SECONDS`], or overdue.
+    pub due: String,
+}
+
+/// What "due soon" means on the dashboard: three days.
+pub const DUE_SOON_SECONDS: i64 = 3 * 24 * 3600;
+
+impl PatchFilter {
+    /// The filter as a URL query (`?q=…&state=…`), empty when nothing is set.
+    pub fn to_query(&self) -> String {
+        let pairs = [
+            ("q", &self.q),
+            ("state", &self.state),
+            ("target", &self.target),
+            ("needs", &self.needs),
+            ("author", &self.author),
+            ("due", &self.due),
+        ];
+        let set: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={}", query_escape(v)))
+            .collect();
+        if set.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", set.join("&"))
+        }
+    }
+
+    /// Whether any filter is set.
+    pub fn is_set(&self) -> bool {
+        !self.to_query().is_empty()
+    }
+}
+
+/// Percent-encodes `value` for a URL query (unreserved characters stay).
+pub fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// One row of the patch list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PatchSummary {
@@ -375,6 +471,8 @@ pub struct PatchSummary {
     pub deadline: DeadlineView,
     /// Whether it may ship as a live patch.
     pub eligible: bool,
+    /// The signed-in user was asked to review it (by its author or a release manager).
+    pub requested_from_me: bool,
 }
 
 /// One revision in a patch's history.
@@ -420,6 +518,8 @@ pub struct PatchPage {
     pub review: ReviewView,
     /// The pitfalls the analyses of the shown revision found, on their diff lines.
     pub pitfalls: Vec<PitfallView>,
+    /// The signed-in user's "reviewed" marks on the shown revision's files.
+    pub file_marks: Vec<FileMark>,
 }
 
 /// A pitfall on the diff line it is about (merged over the targets that found it).
@@ -672,6 +772,8 @@ pub enum AppError {
     Forbidden(String),
     /// The thing asked for does not exist.
     NotFound(String),
+    /// The request is malformed: the message says what to fix.
+    Invalid(String),
     /// Something failed on the server; details are in the server log only.
     Internal,
     /// The request did not reach the server, or its answer did not come back.
@@ -684,6 +786,7 @@ impl fmt::Display for AppError {
             AppError::NotSignedIn => f.write_str("not signed in"),
             AppError::Forbidden(why) => write!(f, "not allowed: {why}"),
             AppError::NotFound(what) => write!(f, "{what} not found"),
+            AppError::Invalid(why) => f.write_str(why),
             AppError::Internal => f.write_str("internal error (details are in the server log)"),
             AppError::Transport(why) => write!(f, "request failed: {why}"),
         }
@@ -700,6 +803,7 @@ impl AppError {
             AppError::NotSignedIn => Refusal::NotSignedIn,
             AppError::Forbidden(_) => Refusal::Forbidden,
             AppError::NotFound(_) => Refusal::NotFound,
+            AppError::Invalid(_) => Refusal::Invalid,
             AppError::Internal | AppError::Transport(_) => Refusal::Internal,
         }
     }

@@ -7,8 +7,8 @@ use crate::api::{
 use crate::diff_view::DiffView;
 use crate::impact_view::ImpactPanel;
 use crate::model::{
-    Action, AppError, AuditFilter, Category, CheckpointView, LineKind, PatchPage as PatchData,
-    PatchSummary, ReplaceSetChange, Role, SegmentView, Tier,
+    query_escape, Action, AppError, AuditFilter, Category, CheckpointView, LineKind, PatchFilter,
+    PatchPage as PatchData, PatchSummary, ReplaceSetChange, Role, SegmentView, State, Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use crate::targets_view::Flash;
@@ -151,11 +151,26 @@ pub fn LoginPage() -> impl IntoView {
     .into_any()
 }
 
-/// `/`: every patch.
+/// `/?q=&state=&target=&needs=me&author=me&due=soon`: the patches the filters select
+/// (all of them without filters), most urgent first. The filters live in the URL, so a
+/// view can be shared or bookmarked.
 #[component]
 pub fn PatchListPage() -> impl IntoView {
-    let patches = Resource::new(|| (), |_| list_patches());
+    let query = use_query_map();
+    let filter = move || {
+        let q = query.read();
+        PatchFilter {
+            q: q.get("q").unwrap_or_default(),
+            state: q.get("state").unwrap_or_default(),
+            target: q.get("target").unwrap_or_default(),
+            needs: q.get("needs").unwrap_or_default(),
+            author: q.get("author").unwrap_or_default(),
+            due: q.get("due").unwrap_or_default(),
+        }
+    };
+    let patches = Resource::new(filter, list_patches);
     let user = Resource::new(|| (), |_| current_user());
+    let targets = Resource::new(|| (), |_| list_targets());
     view! {
         <Title text="Patches"/>
         <Frame>
@@ -174,9 +189,26 @@ pub fn PatchListPage() -> impl IntoView {
                     })}
                 </Suspense>
             </div>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let names: Vec<String> = targets
+                        .await
+                        .map(|t| t.targets.into_iter().map(|t| t.name).collect())
+                        .unwrap_or_default();
+                    view! { <PatchFilters filter=filter() targets=names/> }
+                })}
+            </Suspense>
             <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match patches.await {
+                        Ok(list) if list.is_empty() && filter().is_set() => {
+                            view! {
+                                <p class="empty" id="no-match">
+                                    "No patch matches these filters. " <a href="/">"Show all"</a>
+                                </p>
+                            }
+                                .into_any()
+                        }
                         Ok(list) if list.is_empty() => {
                             view! { <p class="empty">"No patches yet."</p> }.into_any()
                         }
@@ -186,6 +218,75 @@ pub fn PatchListPage() -> impl IntoView {
                 })}
             </Suspense>
         </Frame>
+    }
+    .into_any()
+}
+
+/// The dashboard's filter form: a plain GET to `/`, so it works before hydration and
+/// its result is a URL.
+#[component]
+fn PatchFilters(filter: PatchFilter, targets: Vec<String>) -> impl IntoView {
+    let state_options = State::ALL
+        .into_iter()
+        .map(|s| {
+            view! {
+                <option value=s.as_str() selected=filter.state == s.as_str()>
+                    {s.label()}
+                </option>
+            }
+        })
+        .collect_view();
+    let target_options = targets
+        .into_iter()
+        .map(|t| {
+            let selected = filter.target == t;
+            view! { <option value=t.clone() selected=selected>{t.clone()}</option> }
+        })
+        .collect_view();
+    view! {
+        <form method="get" action="/" class="row filters" id="patch-filters" role="search">
+            <label class="grow">
+                "Search"
+                <input
+                    type="search"
+                    name="q"
+                    id="filter-q"
+                    value=filter.q.clone()
+                    placeholder="title, CVE or path"
+                    maxlength="200"
+                />
+            </label>
+            <label>
+                "State"
+                <select name="state" id="filter-state">
+                    <option value="">"any"</option>
+                    {state_options}
+                </select>
+            </label>
+            <label>
+                "Target"
+                <select name="target" id="filter-target">
+                    <option value="">"any"</option>
+                    {target_options}
+                </select>
+            </label>
+            <label class="check">
+                <input type="checkbox" name="needs" value="me" checked=filter.needs == "me"/>
+                "Needs my review"
+            </label>
+            <label class="check">
+                <input type="checkbox" name="author" value="me" checked=filter.author == "me"/>
+                "Mine"
+            </label>
+            <label class="check">
+                <input type="checkbox" name="due" value="soon" checked=filter.due == "soon"/>
+                "Due soon"
+            </label>
+            <div class="buttons">
+                <button type="submit">"Filter"</button>
+                {filter.is_set().then(|| view! { <a href="/" class="button">"Clear"</a> })}
+            </div>
+        </form>
     }
     .into_any()
 }
@@ -217,6 +318,14 @@ fn PatchTable(patches: Vec<PatchSummary>) -> impl IntoView {
                                 <td class="num mono">{p.id}</td>
                                 <td>
                                     <a href=href>{p.title}</a>
+                                    {p.requested_from_me
+                                        .then(|| {
+                                            view! {
+                                                <span class="tag unresolved" title="someone asked you to review it">
+                                                    "review requested"
+                                                </span>
+                                            }
+                                        })}
                                     {(!p.eligible && p.state.is_active())
                                         .then(|| {
                                             view! {
@@ -490,6 +599,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
     let shown = data.shown;
     let info = data.info;
     let can_comment = data.review.actions.contains(&Action::Comment);
+    let on_current = shown.number == data.review.current_revision;
     let threads_here: Vec<_> = data
         .review
         .threads
@@ -621,6 +731,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                         consider=can_comment.then_some((info.id, shown.number))
                         threads=threads_here
                         comment=can_comment.then_some((info.id, shown.number))
+                        marks=on_current.then_some((info.id, data.file_marks))
                     />
                 </div>
                 <div class="pane pane-impact">
@@ -815,19 +926,6 @@ fn InterdiffView(d: crate::model::InterdiffView) -> impl IntoView {
     .into_any()
 }
 
-/// `text` for a URL's query string: everything but unreserved characters percent-encoded.
-fn query_value(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 /// `/audit?actor=&action=&subject=`: the audit trail, filtered.
 #[component]
 pub fn AuditPage() -> impl IntoView {
@@ -853,7 +951,7 @@ pub fn AuditPage() -> impl IntoView {
             ("subject", f.subject),
         ] {
             if !value.is_empty() {
-                href.push_str(&format!("&{key}={}", query_value(&value)));
+                href.push_str(&format!("&{key}={}", query_escape(&value)));
             }
         }
         href

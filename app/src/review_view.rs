@@ -6,7 +6,7 @@
 //! again, whatever the page offered.
 
 use crate::model::{
-    human_duration, Action, DeadlineView, EligibilityView, PitfallView, ReviewView,
+    human_duration, Action, DeadlineView, EligibilityView, PitfallView, ReviewView, ReviewerView,
     RevisionSummary, State, ThreadView,
 };
 use leptos::prelude::*;
@@ -114,6 +114,9 @@ pub fn ReviewPanel(
         sign_offs,
         threads,
         actions,
+        requested,
+        request_candidates,
+        can_request_reviewers,
     } = review;
     let offers = |a: Action| actions.contains(&a);
     let buttons: Vec<Action> = actions
@@ -261,10 +264,79 @@ pub fn ReviewPanel(
             <PitfallList pitfalls/>
             <h2>"Sign-offs"</h2>
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
+            <Reviewers patch requested candidates=request_candidates can_request=can_request_reviewers/>
             <h2 id="comments">"Line comments on other revisions"</h2>
             <Threads patch threads=elsewhere can_comment/>
             {upload}
         </section>
+    }
+    .into_any()
+}
+
+/// The reviewers asked for, and (for those the rules let ask) the form to ask another or
+/// stop asking one.
+#[component]
+fn Reviewers(
+    patch: i64,
+    requested: Vec<ReviewerView>,
+    candidates: Vec<ReviewerView>,
+    can_request: bool,
+) -> impl IntoView {
+    if requested.is_empty() && !can_request {
+        return ().into_any();
+    }
+    let action = format!("/patches/{patch}/reviewers");
+    let rows = requested
+        .into_iter()
+        .map(|r| {
+            let cancel = can_request.then(|| {
+                view! {
+                    <form method="post" action=action.clone() class="inline">
+                        <input type="hidden" name="reviewer" value=r.username.clone()/>
+                        <button type="submit" name="verb" value="cancel" class="link">
+                            "stop asking"
+                        </button>
+                    </form>
+                }
+            });
+            view! {
+                <li data-reviewer=r.username.clone()>
+                    <strong>{r.display_name}</strong>
+                    <span class="dim">" asked by " {r.requested_by}</span>
+                    {if r.signed_current {
+                        view! { <span class="tag">"signed off"</span> }.into_any()
+                    } else {
+                        view! { <span class="tag unresolved">"waiting"</span> }.into_any()
+                    }}
+                    " "
+                    {cancel}
+                </li>
+            }
+        })
+        .collect_view();
+    let ask = (can_request && !candidates.is_empty()).then(|| {
+        view! {
+            <form method="post" action=action.clone() class="row ask-reviewer">
+                <label>
+                    "Ask for a review by "
+                    <select name="reviewer" id="ask-reviewer">
+                        {candidates
+                            .into_iter()
+                            .map(|c| {
+                                let label = format!("{} ({})", c.display_name, c.username);
+                                view! { <option value=c.username>{label}</option> }
+                            })
+                            .collect_view()}
+                    </select>
+                </label>
+                <button type="submit" name="verb" value="ask">"Ask"</button>
+            </form>
+        }
+    });
+    view! {
+        <h2 id="reviewers">"Reviewers asked"</h2>
+        <ul class="reviewers">{rows}</ul>
+        {ask}
     }
     .into_any()
 }

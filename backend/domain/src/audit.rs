@@ -39,6 +39,10 @@ pub enum AuditAction {
     CommentAdded,
     /// A thread was resolved.
     CommentResolved,
+    /// Someone was asked to review a patch.
+    ReviewRequested,
+    /// A request to review a patch was taken back.
+    ReviewRequestCancelled,
     /// A resolved thread was opened again.
     CommentReopened,
     /// An account was made.
@@ -85,7 +89,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for listings and tests.
-    pub const ALL: [AuditAction; 33] = [
+    pub const ALL: [AuditAction; 35] = [
         AuditAction::PatchSubmitted,
         AuditAction::PatchSubmittedForReview,
         AuditAction::PatchDeclined,
@@ -100,6 +104,8 @@ impl AuditAction {
         AuditAction::CommentAdded,
         AuditAction::CommentResolved,
         AuditAction::CommentReopened,
+        AuditAction::ReviewRequested,
+        AuditAction::ReviewRequestCancelled,
         AuditAction::UserCreated,
         AuditAction::UserRolesChanged,
         AuditAction::UserRoleGrantsPending,
@@ -138,6 +144,8 @@ impl AuditAction {
             AuditAction::CommentAdded => "comment.added",
             AuditAction::CommentResolved => "comment.resolved",
             AuditAction::CommentReopened => "comment.reopened",
+            AuditAction::ReviewRequested => "review.requested",
+            AuditAction::ReviewRequestCancelled => "review.request_cancelled",
             AuditAction::UserCreated => "user.created",
             AuditAction::UserRolesChanged => "user.roles_changed",
             AuditAction::UserRoleGrantsPending => "user.role_grants_pending",

@@ -56,7 +56,8 @@ impl crate::workflow::Denied {
             Denied::Role { .. }
             | Denied::OwnPatch(_)
             | Denied::NotAuthor(_)
-            | Denied::GrantedByAuthor { .. } => Refusal::Forbidden,
+            | Denied::GrantedByAuthor { .. }
+            | Denied::NotRequester => Refusal::Forbidden,
         }
     }
 }

@@ -239,6 +239,9 @@ pub enum Denied {
          exception to sign off"
     )]
     NoException,
+    /// Asking for reviewers is for the patch's author and release managers.
+    #[error("only the patch's author or a release manager can ask for reviewers")]
+    NotRequester,
 }
 
 /// What else about the patch and the actor decides whether a sign-off applies, besides
@@ -365,6 +368,41 @@ pub fn allowed(
         });
     }
     Ok(())
+}
+
+/// Whether `actor` may ask for (or stop asking for) reviewers on a patch by `author` in
+/// `state`: its author, or a release manager, while the patch is active. The page offers
+/// the control and the server takes the request by this one rule.
+pub fn may_request_reviewers(
+    actor: UserId,
+    roles: &[Role],
+    author: UserId,
+    state: State,
+) -> Result<(), Denied> {
+    let writes_it = actor == author && roles.contains(&Role::Author);
+    if !writes_it && !roles.contains(&Role::ReleaseManager) {
+        return Err(Denied::NotRequester);
+    }
+    if !ACTIVE.contains(&state) {
+        return Err(Denied::State {
+            state,
+            verb: "given reviewers",
+        });
+    }
+    Ok(())
+}
+
+/// Whether a patch waits for `actor`'s review: open, theirs to approve (a reviewer who
+/// did not write it), with no verdict of theirs on the current revision. A patch someone
+/// asked them to review waits for them in the same way; it is listed first.
+pub fn awaits_review_by(
+    actor: UserId,
+    roles: &[Role],
+    author: UserId,
+    state: State,
+    standing: &Standing,
+) -> bool {
+    allowed(Action::Approve, actor, roles, author, state).is_ok() && standing.own_verdict.is_none()
 }
 
 /// The actions `actor` may take now: what the page offers, no more.
@@ -625,5 +663,65 @@ mod tests {
         assert_eq!(officer(&signed), [Action::Comment, Action::Decline]);
         let withdrawn = standing(false, &[(OTHER, 1, SignOffKind::Exception, true)]);
         assert_eq!(officer(&withdrawn)[0], Action::SignException);
+    }
+
+    #[test]
+    fn reviewers_are_asked_for_by_the_author_or_a_release_manager_while_active() {
+        let ask = |actor, roles: &[Role], state| may_request_reviewers(actor, roles, AUTHOR, state);
+        assert_eq!(ask(AUTHOR, &[Role::Author], State::Draft), Ok(()));
+        assert_eq!(ask(OTHER, &[Role::ReleaseManager], State::InReview), Ok(()));
+        // Another author, a reviewer, or the author without the role: no.
+        assert_eq!(
+            ask(OTHER, &[Role::Author, Role::Reviewer], State::InReview),
+            Err(Denied::NotRequester)
+        );
+        assert_eq!(
+            ask(AUTHOR, &[Role::Reviewer], State::InReview),
+            Err(Denied::NotRequester)
+        );
+        assert!(matches!(
+            ask(AUTHOR, &[Role::Author], State::Rejected),
+            Err(Denied::State { .. })
+        ));
+    }
+
+    #[test]
+    fn a_patch_awaits_a_reviewer_until_they_give_a_verdict_on_its_current_revision() {
+        let standing = |signs: &[(UserId, i64, SignOffKind, bool)]| {
+            Standing::of(
+                OTHER,
+                RevisionNumber(2),
+                true,
+                signs
+                    .iter()
+                    .map(|&(u, r, k, w)| (u, RevisionNumber(r), k, w)),
+            )
+        };
+        let awaits = |roles: &[Role], state, st: &Standing| {
+            awaits_review_by(OTHER, roles, AUTHOR, state, st)
+        };
+        let none = standing(&[]);
+        assert!(awaits(&[Role::Reviewer], State::InReview, &none));
+        assert!(!awaits(&[Role::Reviewer], State::Draft, &none));
+        assert!(!awaits(&[Role::Auditor], State::InReview, &none));
+        assert!(!awaits_review_by(
+            AUTHOR,
+            &[Role::Reviewer],
+            AUTHOR,
+            State::InReview,
+            &none
+        ));
+        // A verdict on an older revision leaves the current one waiting; a withdrawn one
+        // on the current revision too.
+        let old = standing(&[(OTHER, 1, SignOffKind::Approve, false)]);
+        assert!(awaits(&[Role::Reviewer], State::InReview, &old));
+        let withdrawn = standing(&[(OTHER, 2, SignOffKind::Reject, true)]);
+        assert!(awaits(
+            &[Role::Reviewer],
+            State::ChangesRequested,
+            &withdrawn
+        ));
+        let done = standing(&[(OTHER, 2, SignOffKind::Reject, false)]);
+        assert!(!awaits(&[Role::Reviewer], State::ChangesRequested, &done));
     }
 }

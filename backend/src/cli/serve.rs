@@ -113,6 +113,12 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
             );
         }
     }
+    // Revisions stored before their files were recorded (an older database): recorded
+    // once, so the dashboard's search finds their paths.
+    let recorded = graftbench::service::reviewers::record_unrecorded_revisions(&db).await?;
+    if recorded > 0 {
+        tracing::info!(recorded, "recorded the files of older revisions");
+    }
     if db.kind() == store::DbKind::Postgres && db.can_rewrite_audit_events().await? {
         tracing::warn!(
             "this database role may edit and delete audit events: run serve as a role made \

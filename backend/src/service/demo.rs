@@ -90,10 +90,7 @@ pub async fn seed(db: &Database) -> anyhow::Result<()> {
             db.mark_demo(name).await?;
         }
     }
-    if crate::service::pages::list_patches(db, &graftbench_domain::eligibility::Policy::default())
-        .await?
-        .is_empty()
-    {
+    if db.listed_patches().await?.is_empty() {
         let author = db
             .user_by_name("alice")
             .await?

@@ -16,6 +16,7 @@ pub mod impact;
 pub mod pages;
 pub mod retention;
 pub mod review;
+pub mod reviewers;
 pub mod submit;
 pub mod targets;
 pub mod tree;

@@ -9,57 +9,176 @@ use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView, ImpactView,
-    InterdiffView, MailView, PatchPage, PatchSummary, PolicyView, ReviewView, RevisionView, Role,
-    SegmentView, SessionUser, TargetPage, TargetsPage, UserAccount,
+    InterdiffView, MailView, PatchFilter, PatchPage, PatchSummary, PolicyView, ReviewView,
+    ReviewerView, RevisionView, Role, SegmentView, SessionUser, State, TargetPage, TargetsPage,
+    UserAccount, DUE_SOON_SECONDS,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Every patch, most urgent first: open ones by deadline, then closed ones, newest
-/// first.
-pub async fn list_patches(db: &Database, policy: &Policy) -> Result<Vec<PatchSummary>, DbError> {
+/// Why the dashboard's filters were refused, or the list failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// A filter names something that does not exist or cannot be matched.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// The longest search text taken, in characters, and the most words in it.
+const MAX_SEARCH_CHARS: usize = 200;
+const MAX_SEARCH_WORDS: usize = 10;
+
+/// A [`PatchFilter`] checked: what each set filter selects.
+struct Selection {
+    words: Vec<String>,
+    state: Option<State>,
+    target: Option<HashSet<i64>>,
+    needs_me: bool,
+    mine: bool,
+    due_soon: bool,
+}
+
+impl Selection {
+    async fn of(db: &Database, filter: &PatchFilter) -> Result<Selection, ListError> {
+        let q = filter.q.trim();
+        if q.chars().count() > MAX_SEARCH_CHARS {
+            return Err(ListError::Invalid(format!(
+                "the search text is longer than {MAX_SEARCH_CHARS} characters"
+            )));
+        }
+        let words: Vec<String> = q.split_whitespace().map(str::to_lowercase).collect();
+        if words.len() > MAX_SEARCH_WORDS {
+            return Err(ListError::Invalid(format!(
+                "the search has more than {MAX_SEARCH_WORDS} words"
+            )));
+        }
+        let state = match filter.state.trim() {
+            "" => None,
+            name => Some(State::parse(name).ok_or_else(|| {
+                ListError::Invalid(format!(
+                    "no state is named `{}` (one of: {})",
+                    name.chars().take(40).collect::<String>(),
+                    State::ALL.map(State::as_str).join(", ")
+                ))
+            })?),
+        };
+        let target = match filter.target.trim() {
+            "" => None,
+            name => Some(db.patches_for_target(name).await?.ok_or_else(|| {
+                ListError::Invalid(format!(
+                    "no target is named `{}`",
+                    name.chars().take(80).collect::<String>()
+                ))
+            })?),
+        };
+        let flag = |value: &str, on: &str, field: &str| match value.trim() {
+            "" => Ok(false),
+            v if v == on => Ok(true),
+            _ => Err(ListError::Invalid(format!("{field} takes only `{on}`"))),
+        };
+        Ok(Selection {
+            words,
+            state,
+            target,
+            needs_me: flag(&filter.needs, "me", "needs")?,
+            mine: flag(&filter.author, "me", "author")?,
+            due_soon: flag(&filter.due, "soon", "due")?,
+        })
+    }
+}
+
+/// The patches `filter` selects for `user`, most urgent first: those someone asked
+/// `user` to review, then open ones by deadline, then closed ones, newest first.
+pub async fn list_patches(
+    db: &Database,
+    policy: &Policy,
+    user: &SessionUser,
+    filter: &PatchFilter,
+) -> Result<Vec<PatchSummary>, ListError> {
+    let selection = Selection::of(db, filter).await?;
     let rows = db.listed_patches().await?;
     let mut review: HashMap<i64, _> = db
-        .all_review_facts()
+        .all_review_facts(user.id)
         .await?
         .into_iter()
         .map(|(facts, sign_offs)| (facts.id, (facts, sign_offs)))
         .collect();
+    let requested = db.patches_requested_from(user.id).await?;
+    let mut paths = if selection.words.is_empty() {
+        HashMap::new()
+    } else {
+        db.current_paths().await?
+    };
     let now = time::OffsetDateTime::now_utc();
-    let mut list = rows
-        .into_iter()
-        .map(|row| {
-            let id = row.id;
-            let (facts, sign_offs) = review
-                .remove(&id)
-                .ok_or_else(|| DbError::Corrupt(format!("patch {id} has no revision")))?;
-            let evaluation = review::evaluate(&facts, &sign_offs, policy);
-            // The stored state is what every change computed; the list shows it, and
-            // eligibility as the policy in force sees it.
-            let state = facts.stored_state;
-            Ok(PatchSummary {
-                id,
-                title: row.title,
-                cves: row.cves,
-                author: row.author,
-                created_at: row.created_at,
-                revisions: row.revisions,
-                state,
-                deadline: review::deadline(&facts, state, policy, now),
-                eligible: evaluation.eligibility.eligible,
-            })
-        })
-        .collect::<Result<Vec<_>, DbError>>()?;
-    // Open first, soonest due first; then closed, newest first (the query's order).
-    list.sort_by(|a, b| {
-        let key = |p: &PatchSummary| match p.deadline.seconds_left {
+    let mut list = Vec::new();
+    for row in rows {
+        let id = row.id;
+        let (facts, sign_offs) = review
+            .remove(&id)
+            .ok_or_else(|| DbError::Corrupt(format!("patch {id} has no revision")))?;
+        if selection.target.as_ref().is_some_and(|t| !t.contains(&id))
+            || selection.mine && row.author_id != user.id.get()
+        {
+            continue;
+        }
+        // The stored state is what every change computed; the list shows it, and
+        // eligibility as the policy in force sees it.
+        let state = facts.stored_state;
+        if selection.state.is_some_and(|s| s != state) {
+            continue;
+        }
+        let standing = review::standing(&facts, &sign_offs, user.id);
+        let awaits =
+            workflow::awaits_review_by(user.id, &user.roles, facts.author_id, state, &standing);
+        if selection.needs_me && !awaits {
+            continue;
+        }
+        let deadline = review::deadline(&facts, state, policy, now);
+        let due_soon = deadline
+            .seconds_left
+            .is_some_and(|left| left <= DUE_SOON_SECONDS);
+        if selection.due_soon && !due_soon {
+            continue;
+        }
+        if !selection.words.is_empty() {
+            let files = paths.remove(&id).unwrap_or_default();
+            let haystack: Vec<String> = std::iter::once(row.title.to_lowercase())
+                .chain(row.cves.iter().map(|c| c.to_lowercase()))
+                .chain(files.iter().map(|p| p.to_lowercase()))
+                .collect();
+            let found = |word: &String| haystack.iter().any(|h| h.contains(word.as_str()));
+            if !selection.words.iter().all(found) {
+                continue;
+            }
+        }
+        let evaluation = review::evaluate(&facts, &sign_offs, policy);
+        list.push(PatchSummary {
+            id,
+            title: row.title,
+            cves: row.cves,
+            author: row.author,
+            created_at: row.created_at,
+            revisions: row.revisions,
+            state,
+            deadline,
+            eligible: evaluation.eligibility.eligible,
+            requested_from_me: awaits && requested.contains(&id),
+        });
+    }
+    // Asked of me first; then open, soonest due first; then closed, newest first (the
+    // query's order; the sort is stable).
+    list.sort_by_key(|p| {
+        let urgency = match p.deadline.seconds_left {
             Some(left) => (0, left),
             None => (1, 0),
         };
-        key(a).cmp(&key(b))
+        (!p.requested_from_me, urgency)
     });
     Ok(list)
 }
@@ -236,12 +355,16 @@ impl DbWorkbench {
                 })
                 .collect();
         }
+        let file_marks = crate::service::reviewers::file_marks(&self.db, user, id, number)
+            .await
+            .map_err(internal)?;
         Ok(PatchPage {
             info: patch,
             revisions,
             shown,
             review,
             pitfalls,
+            file_marks,
         })
     }
 }
@@ -289,7 +412,44 @@ pub async fn review_view(
             }
             actions = kept;
         }
+        let standing = |user_id| review::standing(&facts, &sign_offs, user_id);
+        let requested: Vec<ReviewerView> = db
+            .review_requests(id)
+            .await?
+            .into_iter()
+            .map(|r| ReviewerView {
+                signed_current: standing(r.reviewer_id).own_verdict.is_some(),
+                username: r.username,
+                display_name: r.display_name,
+                requested_by: r.requested_by,
+            })
+            .collect();
+        let can_request_reviewers =
+            workflow::may_request_reviewers(user.id, &user.roles, facts.author_id, state).is_ok();
+        let mut request_candidates = Vec::new();
+        if can_request_reviewers {
+            request_candidates = db
+                .list_users()
+                .await?
+                .into_iter()
+                .filter(|u| {
+                    u.disabled_at.is_none()
+                        && u.roles.contains(&Role::Reviewer)
+                        && u.id != facts.author_id
+                        && !requested.iter().any(|r| r.username == u.username)
+                })
+                .map(|u| ReviewerView {
+                    username: u.username,
+                    display_name: u.display_name,
+                    requested_by: String::new(),
+                    signed_current: false,
+                })
+                .collect();
+        }
         Ok(ReviewView {
+            requested,
+            request_candidates,
+            can_request_reviewers,
             state,
             current_revision: facts.current_revision.get(),
             current_sha256: facts.current_sha256.to_string(),
@@ -341,12 +501,16 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 impl Workbench for DbWorkbench {
     fn list_patches<'a>(
         &'a self,
-        _user: &'a SessionUser,
+        user: &'a SessionUser,
+        filter: PatchFilter,
     ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>> {
         Box::pin(async move {
-            list_patches(&self.db, &self.policy.policy)
+            list_patches(&self.db, &self.policy.policy, user, &filter)
                 .await
-                .map_err(internal)
+                .map_err(|e| match e {
+                    ListError::Invalid(why) => AppError::Invalid(why),
+                    ListError::Db(e) => internal(e),
+                })
         })
     }
 

@@ -441,6 +441,7 @@ pub async fn upload_revision(
     }
     let now = clock::now();
     let number = facts.current_revision.get() + 1;
+    let files = crate::service::submit::revision_files(&diff.patch);
     NewRevision {
         patch_id,
         number,
@@ -449,6 +450,7 @@ pub async fn upload_revision(
         format: diff.patch.format,
         submitted_by: user.id.get(),
         at: &now,
+        files: &files,
     }
     .insert(&mut tx)
     .await?;

@@ -6,6 +6,7 @@
 
 use crate::clock;
 use crate::store::audit;
+use crate::store::files::RevisionFile;
 use crate::store::patches::{self, NewPatch, NewRevision};
 use crate::store::{self, Database, DbError};
 use analyzer::patch::{self, Patch, PatchError};
@@ -186,6 +187,52 @@ pub fn validate_diff(diff: Vec<u8>) -> Result<ValidDiff, SubmissionError> {
     })
 }
 
+/// The files `patch` changes, each with a digest of its change.
+pub fn revision_files(patch: &analyzer::patch::Patch) -> Vec<RevisionFile> {
+    patch
+        .files
+        .iter()
+        .map(|file| RevisionFile {
+            path: file.path().to_owned(),
+            change_sha256: change_digest(file).to_string(),
+        })
+        .collect()
+}
+
+/// A digest of what a file's diff does, without where: its paths, kind of change and
+/// modes, and its hunks' lines with their markers, but no line numbers. A rebase that
+/// only moves the change keeps the digest (and a reviewer's mark); any other change to
+/// the file's diff resets it.
+fn change_digest(file: &analyzer::patch::FileDiff) -> Digest256 {
+    let mut text = Vec::new();
+    for part in [
+        file.old_path.as_deref().unwrap_or_default(),
+        file.new_path.as_deref().unwrap_or_default(),
+        &format!("{:?}", file.change),
+        file.old_mode.as_deref().unwrap_or_default(),
+        file.new_mode.as_deref().unwrap_or_default(),
+    ] {
+        text.extend_from_slice(part.as_bytes());
+        text.push(0);
+    }
+    for hunk in &file.hunks {
+        text.extend_from_slice(b"@@\n");
+        for line in &hunk.lines {
+            text.push(match line.kind {
+                analyzer::patch::LineKind::Context => b' ',
+                analyzer::patch::LineKind::Added => b'+',
+                analyzer::patch::LineKind::Removed => b'-',
+            });
+            text.extend_from_slice(line.text.as_bytes());
+            if line.no_newline_at_eof {
+                text.extend_from_slice(b"\n\\");
+            }
+            text.push(b'\n');
+        }
+    }
+    Digest256::of(&text)
+}
+
 /// Checks a submission; nothing is stored either way.
 pub fn validate(input: SubmissionInput) -> Result<ValidSubmission, SubmissionError> {
     let ValidDiff {
@@ -350,6 +397,7 @@ pub async fn create_patch(
         },
     )
     .await?;
+    let files = revision_files(&patch.patch);
     let revision = NewRevision {
         patch_id: id,
         number: 1,
@@ -358,6 +406,7 @@ pub async fn create_patch(
         format: patch.patch.format,
         submitted_by: author.id.get(),
         at: &now,
+        files: &files,
     };
     revision.insert(&mut tx).await?;
     crate::store::targets::set_patch_targets(&mut tx, id, &patch.targets).await?;
@@ -572,5 +621,30 @@ mod tests {
     #[test]
     fn pasted_crlf_becomes_lf() {
         assert_eq!(normalize_pasted("a\r\nb\r\n"), b"a\nb\n");
+    }
+
+    fn files_of(diff: &str) -> Vec<RevisionFile> {
+        revision_files(&analyzer::patch::parse(diff.as_bytes()).expect("parses"))
+    }
+
+    const FIRST: &str = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n\
+        @@ -10,3 +10,3 @@ static int show(void)\n a\n-b\n+c\n d\n\
+        --- a/mm/slab.c\n+++ b/mm/slab.c\n@@ -1,2 +1,2 @@\n-x\n+y\n z\n";
+
+    #[test]
+    fn moving_a_change_keeps_its_digest_and_changing_it_does_not() {
+        let first = files_of(FIRST);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].path, "fs/proc/cmdline.c");
+        // The same change twenty lines further down: same digest.
+        let moved = files_of(&FIRST.replace("@@ -10,3 +10,3 @@", "@@ -30,3 +30,3 @@"));
+        assert_eq!(moved, first);
+        // One added line different: a new digest for that file only.
+        let changed = files_of(&FIRST.replace("+c\n", "+c2\n"));
+        assert_ne!(changed[0].change_sha256, first[0].change_sha256);
+        assert_eq!(changed[1], first[1]);
+        // A context line only: still a different change to review.
+        let context = files_of(&FIRST.replace(" d\n", " e\n"));
+        assert_ne!(context[0].change_sha256, first[0].change_sha256);
     }
 }

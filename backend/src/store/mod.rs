@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod comments;
+pub mod files;
 pub mod jobs;
 pub mod patches;
 pub mod reviews;

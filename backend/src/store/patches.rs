@@ -19,6 +19,8 @@ pub struct ListedPatch {
     pub cves: Vec<String>,
     /// Author's display name.
     pub author: String,
+    /// Author's id.
+    pub author_id: i64,
     /// RFC 3339.
     pub created_at: String,
     /// How many revisions it has.
@@ -102,6 +104,8 @@ pub struct NewRevision<'a> {
     pub submitted_by: i64,
     /// When (RFC 3339).
     pub at: &'a str,
+    /// The files it changes.
+    pub files: &'a [super::files::RevisionFile],
 }
 
 impl NewRevision<'_> {
@@ -119,9 +123,9 @@ impl NewRevision<'_> {
         .bind(self.at)
         .execute(&mut **tx)
         .await?;
-        sqlx::query(
+        let revision_id: i64 = sqlx::query(
             "INSERT INTO revisions (patch_id, number, diff_sha256, format, submitted_by, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(self.patch_id)
         .bind(self.number)
@@ -129,9 +133,10 @@ impl NewRevision<'_> {
         .bind(format_name(self.format))
         .bind(self.submitted_by)
         .bind(self.at)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
+        super::files::insert_revision_files(tx, revision_id, self.files).await
     }
 }
 
@@ -180,7 +185,7 @@ impl Database {
     /// Every patch's list columns, newest first, with its CVE ids.
     pub async fn listed_patches(&self) -> Result<Vec<ListedPatch>, DbError> {
         let rows = sqlx::query(
-            "SELECT p.id, p.title, u.display_name AS author, p.created_at,
+            "SELECT p.id, p.title, u.display_name AS author, p.author_id, p.created_at,
                     (SELECT COUNT(*) FROM revisions r WHERE r.patch_id = p.id) AS revisions
              FROM patches p JOIN users u ON u.id = p.author_id
              ORDER BY p.id DESC",
@@ -196,6 +201,7 @@ impl Database {
                     title: row.try_get("title")?,
                     cves: cves.remove(&id).unwrap_or_default(),
                     author: row.try_get("author")?,
+                    author_id: row.try_get("author_id")?,
                     created_at: row.try_get("created_at")?,
                     revisions: row.try_get("revisions")?,
                 })

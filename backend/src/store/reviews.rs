@@ -7,6 +7,7 @@ use graftbench_domain::workflow::Phase;
 use graftbench_domain::{Category, RevisionNumber, Role, Sha256, SignOffKind, State, Tier, UserId};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
+use std::collections::HashMap;
 
 fn corrupt(what: String) -> DbError {
     DbError::Corrupt(what)
@@ -374,28 +375,34 @@ impl Database {
             .map(|locked| (locked.facts, locked.sign_offs)))
     }
 
-    /// Every patch's facts with its live exception sign-offs, for the dashboard.
-    pub async fn all_review_facts(&self) -> Result<Vec<(PatchFacts, Vec<StoredSignOff>)>, DbError> {
+    /// Every patch's facts with its live exception sign-offs and `viewer`'s own live
+    /// sign-offs (what the dashboard needs: eligibility, and whether a patch waits for
+    /// the viewer).
+    pub async fn all_review_facts(
+        &self,
+        viewer: UserId,
+    ) -> Result<Vec<(PatchFacts, Vec<StoredSignOff>)>, DbError> {
         let rows = sqlx::query(&FACTS_SQL).fetch_all(self.pool()).await?;
-        let exceptions: Vec<(i64, StoredSignOff)> = sqlx::query(
+        let mut sign_offs: HashMap<i64, Vec<StoredSignOff>> = HashMap::new();
+        let live = sqlx::query(
             "SELECT s.id, s.user_id, u.display_name, u.username, s.verdict, s.revision, s.revision_sha256,
                     s.patch_id, s.comment, s.created_at, s.withdrawn_at
              FROM sign_offs s JOIN users u ON u.id = s.user_id
-             WHERE s.verdict = 'exception' AND s.withdrawn_at IS NULL",
+             WHERE s.withdrawn_at IS NULL AND (s.verdict = 'exception' OR s.user_id = $1)",
         )
+        .bind(viewer.get())
         .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("patch_id")?, sign_off_from_row(row)?)))
-        .collect::<Result<_, DbError>>()?;
+        .await?;
+        for row in &live {
+            sign_offs
+                .entry(row.try_get("patch_id")?)
+                .or_default()
+                .push(sign_off_from_row(row)?);
+        }
         rows.iter()
             .map(|row| {
                 let facts = facts_from_row(row)?;
-                let own = exceptions
-                    .iter()
-                    .filter(|(patch, _)| *patch == facts.id)
-                    .map(|(_, s)| s.clone())
-                    .collect();
+                let own = sign_offs.remove(&facts.id).unwrap_or_default();
                 Ok((facts, own))
             })
             .collect()

@@ -135,6 +135,17 @@ impl From<crate::service::evidence::EvidenceError> for ApiError {
     }
 }
 
+/// A filter that names nothing is the client's mistake (422); the store failing is not.
+impl From<crate::service::pages::ListError> for ApiError {
+    fn from(e: crate::service::pages::ListError) -> Self {
+        use crate::service::pages::ListError;
+        match e {
+            ListError::Invalid(_) => ApiError::refused(Refusal::Invalid, e),
+            ListError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// The store failing is the server's failure.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {

@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
-use graftbench_app::model::{AuditFilter, RejectedSubmission, SessionUser};
+use graftbench_app::model::{AuditFilter, PatchFilter, RejectedSubmission, SessionUser};
 use graftbench_app::shell;
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use leptos::prelude::provide_context;
@@ -474,9 +474,15 @@ pub(super) async fn api_submit(
         .into_response())
 }
 
-/// `GET /api/v1/patches`.
-pub(super) async fn api_list(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(pages::list_patches(&state.db, &state.policy.policy).await?).into_response())
+/// `GET /api/v1/patches?q=&state=&target=&needs=me&author=me&due=soon`: the patches the
+/// filters select, most urgent first (the dashboard's list and URL).
+pub(super) async fn api_list(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Query(filter): Query<PatchFilter>,
+) -> Result<Response, ApiError> {
+    let list = pages::list_patches(&state.db, &state.policy.policy, &user, &filter).await?;
+    Ok(Json(list).into_response())
 }
 
 /// `GET /api/v1/patches/{id}`: metadata and revisions.

@@ -8,6 +8,7 @@ mod accounts;
 mod error;
 mod handlers;
 mod review;
+mod reviewers;
 pub mod serve;
 pub mod sign_in;
 mod targets;
@@ -26,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use graftbench_app::api::ssr::SharedWorkbench;
 use graftbench_app::model::FlashMessage;
@@ -278,6 +279,15 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         )
         .route("/api/v1/patches/{id}/comments", post(review::api_comment))
         .route(
+            "/api/v1/patches/{id}/reviewers",
+            post(reviewers::api_request),
+        )
+        .route(
+            "/api/v1/patches/{id}/reviewers/{name}",
+            delete(reviewers::api_cancel),
+        )
+        .route("/api/v1/patches/{id}/reviewed", post(reviewers::api_mark))
+        .route(
             "/api/v1/patches/{id}/comments/{thread}/{verb}",
             post(review::api_resolve),
         )
@@ -336,6 +346,8 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             post(review::form_upload_revision),
         )
         .route("/patches/{id}/comments", post(review::form_comment))
+        .route("/patches/{id}/reviewers", post(reviewers::form_request))
+        .route("/patches/{id}/reviewed", post(reviewers::form_mark))
         .route(
             "/patches/{id}/comments/{thread}/{verb}",
             post(review::form_resolve),

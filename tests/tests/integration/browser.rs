@@ -323,9 +323,7 @@ async fn sign_in_submit_and_read_the_diff_in_both_layouts() {
         .await,
         "redirected to the new patch"
     );
-    let stored = graftbench::service::pages::list_patches(&server.db, &Default::default())
-        .await
-        .unwrap();
+    let stored = server.db.listed_patches().await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].cves, ["CVE-2026-12345"]);
 
@@ -1966,6 +1964,12 @@ async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_pass
                     offers("upload_revision")
                 } else if action.starts_with(&format!("{patch}comments")) {
                     offers("comment")
+                } else if action == format!("{patch}reviewers") {
+                    // Alice wrote the patch; release managers ask for anyone's.
+                    matches!(role, Role::Author | Role::ReleaseManager)
+                } else if action == format!("{patch}reviewed") {
+                    // A reading aid, each reader's own, on the current revision only.
+                    !path.contains("rev=1")
                 } else if action == "/audit/checkpoints" {
                     reads_audit
                 } else if action.starts_with("/targets") {
@@ -2187,6 +2191,102 @@ async fn press(page: &Page, key: &str) {
             .await
             .expect("key pressed");
     }
+}
+
+/// "Reviewed" marks, Gerrit's way: `r` (or the file's button) marks the current file,
+/// the mark and the count survive a reload, and a revision that changes the file's change
+/// resets its mark while the unchanged file keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_marked_reviewed_stays_so_until_a_revision_changes_it() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    let two_files = |b: &str| {
+        format!(
+            "--- a/fs/a.c\n+++ b/fs/a.c\n@@ -1,3 +1,3 @@\n one\n-two\n+2\n three\n\
+             --- a/mm/b.c\n+++ b/mm/b.c\n@@ -5,2 +5,3 @@\n five\n six\n+{b}\n"
+        )
+    };
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "title": "two files", "diff": two_files("seven") }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let count = || async {
+        page.evaluate("document.querySelector('#reviewed-count').textContent.trim()")
+            .await
+            .unwrap()
+            .into_value::<String>()
+            .unwrap()
+    };
+    assert_eq!(count().await, "0 of 2 files reviewed");
+    // The tree: each directory once, its files under it.
+    assert!(
+        eval_bool(
+            &page,
+            "[...document.querySelectorAll('.file-tree li.dir > span')].map(s => s.textContent).join() === 'fs/,mm/'"
+        )
+        .await
+    );
+    // `r` on a line of the first file.
+    press(&page, "j").await;
+    press(&page, "r").await;
+    assert!(
+        wait_for(
+            &page,
+            "document.documentElement.dataset.hydrated === 'true' \
+             && document.querySelector('#reviewed-count')?.textContent.trim() === '1 of 2 files reviewed' \
+             && document.querySelector('#file-0 .reviewed-toggle.on') !== null",
+            Duration::from_secs(15)
+        )
+        .await,
+        "r marks the focused line's file: {}",
+        count().await
+    );
+    // The second by its button; both survive a reload.
+    click_and_wait(
+        &page,
+        "#file-1 .reviewed-toggle",
+        "document.documentElement.dataset.hydrated === 'true' \
+         && document.querySelector('#reviewed-count')?.textContent.trim() === '2 of 2 files reviewed'",
+    )
+    .await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    assert_eq!(count().await, "2 of 2 files reviewed");
+    // A revision that changes mm/b.c only.
+    let response = alice
+        .post(server.url(&format!("/api/v1/patches/{id}/revisions")))
+        .json(&serde_json::json!({ "diff": two_files("eight") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    assert_eq!(count().await, "1 of 2 files reviewed");
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#file-0 .reviewed-toggle.on') !== null \
+             && document.querySelector('#file-1 .reviewed-toggle').textContent.includes('Changed since reviewed') \
+             && document.querySelector('.file-tree').textContent.includes('changed since reviewed')"
+        )
+        .await
+    );
+    // An older revision has no marks to set: they are on the current one's files.
+    visit(&page, &server, &format!("/patches/{id}?rev=1")).await;
+    assert!(eval_bool(&page, "document.querySelector('.reviewed-toggle') === null").await);
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
 }
 
 /// The keyboard, without a mouse: `j` moves the focus from line to line, `n` to the next

@@ -15,6 +15,9 @@ on_both_databases!(
     exceptions_need_a_security_officer_and_a_reason,
     admins_manage_roles_and_the_audit_trail_shows_every_step,
     deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals,
+    the_dashboard_filters_by_text_state_target_author_deadline_and_whose_review_it_needs,
+    reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited,
+    reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file,
 );
 
 /// A fix whose added line can be varied, so each upload is a new revision.
@@ -990,4 +993,528 @@ async fn deadlines_order_the_dashboard_and_the_policy_decides_with_the_approvals
         last.details
     );
     review.server.stop().await;
+}
+
+/// A fix touching `path` (one changed line), varied by `variant`.
+fn fix_of(path: &str, variant: usize) -> String {
+    format!("--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-a\n+b{variant}\n")
+}
+
+impl Review {
+    /// The ids `who` sees at `path` (a dashboard query), in order.
+    async fn ids(&self, who: &str, query: &str) -> Vec<i64> {
+        let list = self.get_json(who, &format!("/api/v1/patches{query}")).await;
+        list.as_array()
+            .unwrap_or_else(|| panic!("a list for {query}: {list}"))
+            .iter()
+            .map(|p| p["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    /// `who`'s "reviewed" marks on the current revision's files: (path, still current).
+    async fn marks(&self, id: i64, who: &str) -> Vec<(String, bool)> {
+        let page = graftbench_tests::json_of(
+            self.as_(who)
+                .post(self.server.url("/api/ui/patch"))
+                .form(&[("id", id)]),
+        )
+        .await;
+        let mut marks: Vec<(String, bool)> = page["file_marks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page}"))
+            .iter()
+            .map(|m| {
+                (
+                    m["path"].as_str().unwrap().to_owned(),
+                    m["current"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        marks.sort();
+        marks
+    }
+
+    async fn ask(&self, who: &str, id: i64, reviewer: &str) -> (StatusCode, String) {
+        let response = self
+            .as_(who)
+            .post(self.server.url(&format!("/api/v1/patches/{id}/reviewers")))
+            .json(&json!({ "reviewer": reviewer }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+}
+
+async fn the_dashboard_filters_by_text_state_target_author_deadline_and_whose_review_it_needs(
+    backend: Backend,
+) {
+    let mut review = Review::start(backend).await;
+    // A registered target (as the target's registration would record it), and a patch
+    // filed for it alone.
+    let mut tx = review.server.db.begin().await.unwrap();
+    let target = graftbench::store::targets::insert_target(
+        &mut tx,
+        &graftbench::store::targets::NewTarget {
+            name: "6.1.0-test".into(),
+            build_id: "ab".repeat(20),
+            kernel_release: "6.1.0-test".into(),
+            origin: "paths".into(),
+            package_version: String::new(),
+            arch: "x86_64".into(),
+            compiler: "gcc".into(),
+            vmlinux: "/nonexistent/vmlinux".into(),
+            modules_dir: None,
+            kbuild_dir: None,
+            source_dir: None,
+            index_path: "/nonexistent/index".into(),
+            counts: Default::default(),
+            disk_bytes: 0,
+            created_by: "admin".into(),
+        },
+    )
+    .await
+    .unwrap()
+    .expect("a new target");
+    graftbench::store::commit(tx).await.unwrap();
+    assert!(target > 0);
+    let proc_fix = review
+        .submit(
+            "owner",
+            json!({ "title": "Check the saved command line", "cves": ["CVE-2026-1111"],
+                    "cvss_vector": HIGH, "diff": fix_of("fs/proc/cmdline.c", 1) }),
+        )
+        .await;
+    let slab_fix = review
+        .submit(
+            "owner",
+            json!({ "title": "Allocator double free", "cves": ["CVE-2026-2222"],
+                    "cvss_vector": HIGH, "tier": "emergency",
+                    "targets": ["6.1.0-test"], "diff": fix_of("mm/slab.c", 2) }),
+        )
+        .await;
+    let others = review
+        .submit(
+            "author",
+            json!({ "title": "Another author's draft", "draft": true,
+                    "diff": fix_of("net/ipv4/tcp.c", 3) }),
+        )
+        .await;
+    let all = review.ids("rev1", "").await;
+    assert_eq!(all.len(), 3, "{all:?}");
+
+    // Text: every word in the title, a CVE id or a path of the current revision, any case.
+    assert_eq!(review.ids("rev1", "?q=cmdline").await, [proc_fix]);
+    assert_eq!(
+        review.ids("rev1", "?q=slab.c").await,
+        [slab_fix],
+        "a path alone"
+    );
+    assert_eq!(review.ids("rev1", "?q=cve-2026-2222").await, [slab_fix]);
+    assert_eq!(review.ids("rev1", "?q=PROC%201111").await, [proc_fix]);
+    assert!(
+        review.ids("rev1", "?q=proc%202222").await.is_empty(),
+        "all words must match"
+    );
+    // The current revision's paths: after a revision moves the fix, the old path is gone.
+    let moved = review
+        .as_("owner")
+        .post(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{proc_fix}/revisions")),
+        )
+        .json(&json!({ "diff": fix_of("fs/proc/version.c", 4) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.status(),
+        StatusCode::CREATED,
+        "{}",
+        moved.text().await.unwrap()
+    );
+    assert_eq!(review.ids("rev1", "?q=version.c").await, [proc_fix]);
+    assert!(review.ids("rev1", "?q=cmdline.c").await.is_empty());
+
+    // State, author, deadline, target.
+    assert_eq!(review.ids("rev1", "?state=draft").await, [others]);
+    assert_eq!(review.ids("author", "?author=me").await, [others]);
+    let mut mine = review.ids("owner", "?author=me").await;
+    mine.sort();
+    assert_eq!(mine, [proc_fix, slab_fix]);
+    assert_eq!(
+        review.ids("rev1", "?due=soon").await,
+        [slab_fix],
+        "72 hours for emergencies"
+    );
+    // Filed for the target, or for no target in particular (analysed for every one).
+    let mut on_target = review.ids("rev1", "?target=6.1.0-test").await;
+    on_target.sort();
+    assert_eq!(on_target, [proc_fix, slab_fix, others]);
+
+    // Needs my review: open, mine to approve, no verdict of mine on the current revision.
+    review.must("rev1", slab_fix, "reject").await;
+    assert_eq!(review.ids("rev1", "?needs=me").await, [proc_fix]);
+    let mut rev2 = review.ids("rev2", "?needs=me").await;
+    rev2.sort();
+    assert_eq!(rev2, [proc_fix, slab_fix]);
+    assert!(
+        review.ids("owner", "?needs=me").await.is_empty(),
+        "an author's own patches never need their review"
+    );
+    assert!(review.ids("auditor", "?needs=me").await.is_empty());
+    assert_eq!(
+        review
+            .ids("rev1", "?needs=me&state=changes_requested")
+            .await,
+        Vec::<i64>::new(),
+        "filters combine"
+    );
+    // Asked of rev2: listed first, and flagged.
+    let (status, text) = review.ask("rm", slab_fix, "rev2").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    let list = review.get_json("rev2", "/api/v1/patches?needs=me").await;
+    assert_eq!(list[0]["id"], slab_fix);
+    assert_eq!(list[0]["requested_from_me"], true);
+    assert_eq!(list[1]["requested_from_me"], false);
+
+    // The page takes the same URL and keeps the filters in its form.
+    let html = review.get_html("rev2", "/?needs=me&q=double%20free").await;
+    assert!(html.contains(&format!("data-patch=\"{slab_fix}\"")));
+    assert!(!html.contains(&format!("data-patch=\"{proc_fix}\"")));
+    assert!(
+        html.contains("value=\"double free\""),
+        "the search stays in its field"
+    );
+    assert!(html.contains("review requested"));
+
+    // Filters that name nothing are refused with a reason, on the API and the page.
+    for (query, says) in [
+        ("?state=sleeping", "no state is named `sleeping`"),
+        ("?target=nope", "no target is named `nope`"),
+        ("?needs=bob", "needs takes only `me`"),
+        ("?due=later", "due takes only `soon`"),
+    ] {
+        let response = review
+            .as_("rev1")
+            .get(review.server.url(&format!("/api/v1/patches{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+        let page = review
+            .as_("rev1")
+            .get(review.server.url(&format!("/{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            page.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "page {query}"
+        );
+        assert!(page.text().await.unwrap().contains(says), "page {query}");
+    }
+    let long = "x".repeat(201);
+    let response = review
+        .as_("rev1")
+        .get(review.server.url(&format!("/api/v1/patches?q={long}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A database from before the files were recorded: serve records them at start-up.
+    sqlx::query("DELETE FROM revision_files")
+        .execute(review.server.db.pool())
+        .await
+        .unwrap();
+    assert!(review.ids("rev1", "?q=slab.c").await.is_empty());
+    let recorded = graftbench::service::reviewers::record_unrecorded_revisions(&review.server.db)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 4, "three first revisions and one upload");
+    assert_eq!(review.ids("rev1", "?q=slab.c").await, [slab_fix]);
+    assert_eq!(review.ids("rev1", "?q=version.c").await, [proc_fix]);
+    assert_eq!(
+        graftbench::service::reviewers::record_unrecorded_revisions(&review.server.db)
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+    // Signed out: no list.
+    let anonymous = review
+        .server
+        .anonymous()
+        .get(review.server.url("/api/v1/patches?q=proc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(backend: Backend) {
+    let mut review = Review::start(backend).await;
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "ask for me", "cvss_vector": HIGH, "diff": fix_of("x.c", 1) }),
+        )
+        .await;
+    // The form, for those who may ask: the reviewers who did not write the patch.
+    let html = review.get_html("owner", &format!("/patches/{id}")).await;
+    assert!(html.contains("id=\"ask-reviewer\""));
+    assert!(html.contains("value=\"rev1\"") && html.contains("value=\"rev2\""));
+    assert!(!html.contains("<option value=\"owner\""), "not its author");
+    assert!(!review
+        .get_html("rev1", &format!("/patches/{id}"))
+        .await
+        .contains("id=\"ask-reviewer\""));
+    // Who may ask, and whom.
+    assert_eq!(
+        review.ask("owner", id, "rev1").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(review.ask("rm", id, "rev2").await.0, StatusCode::NO_CONTENT);
+    for who in ["author", "rev1", "so", "auditor", "admin"] {
+        let (status, text) = review.ask(who, id, "rev2").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {text}");
+        assert!(text.contains("author or a release manager"), "{text}");
+    }
+    for (whom, status, says) in [
+        ("rev1", StatusCode::CONFLICT, "asked already"),
+        ("auditor", StatusCode::UNPROCESSABLE_ENTITY, "reviewer role"),
+        (
+            "owner",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "wrote this patch",
+        ),
+        (
+            "nobody",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no enabled account",
+        ),
+        ("", StatusCode::UNPROCESSABLE_ENTITY, "name the reviewer"),
+    ] {
+        let (got, text) = review.ask("owner", id, whom).await;
+        assert_eq!(got, status, "{whom}: {text}");
+        assert!(text.contains(says), "{whom}: {text}");
+    }
+    let missing = review.ask("owner", 9999, "rev1").await;
+    assert_eq!(missing.0, StatusCode::NOT_FOUND, "{}", missing.1);
+    // The page lists them, with the form for those who may ask.
+    let page = review.patch(id).await;
+    let asked: Vec<&str> = page["review"]["requested"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(asked, ["rev1", "rev2"]);
+    // Nobody left to ask: no form.
+    let html = review.get_html("owner", &format!("/patches/{id}")).await;
+    assert!(!html.contains("id=\"ask-reviewer\""));
+    // Stop asking: once.
+    let cancel = |who: &'static str| {
+        review
+            .as_(who)
+            .delete(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{id}/reviewers/rev1")),
+            )
+            .send()
+    };
+    assert_eq!(
+        cancel("rev2").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        cancel("owner").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        cancel("owner").await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+    // The form posts back to the page, refusals in the flash message.
+    let form = review
+        .as_("owner")
+        .post(review.server.url(&format!("/patches/{id}/reviewers")))
+        .form(&[("reviewer", "auditor"), ("verb", "ask")])
+        .send()
+        .await
+        .unwrap();
+    assert!(form.status().is_redirection());
+    let html = review.get_html("owner", &format!("/patches/{id}")).await;
+    assert!(
+        html.contains("does not hold the reviewer role"),
+        "the refusal is shown"
+    );
+    // A withdrawn patch takes no requests.
+    review.must("owner", id, "withdraw").await;
+    assert_eq!(
+        review.ask("owner", id, "rev1").await.0,
+        StatusCode::CONFLICT
+    );
+    // Every change is in the trail.
+    let trail = review
+        .get_json(
+            "auditor",
+            &format!("/api/v1/audit?subject=patch:{id}&action=review."),
+        )
+        .await;
+    let events: Vec<(String, String)> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let details: Value = serde_json::from_str(e["details"].as_str().unwrap()).unwrap();
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                details["reviewer"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("review.requested".to_owned(), "rev1".to_owned()),
+            ("review.requested".to_owned(), "rev2".to_owned()),
+            ("review.request_cancelled".to_owned(), "rev1".to_owned()),
+        ]
+    );
+}
+
+async fn reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file(backend: Backend) {
+    let review = Review::start(backend).await;
+    let two_files =
+        |variant: usize| format!("{}{}", fix_of("fs/a.c", 1), fix_of("fs/b.c", variant));
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "two files", "cvss_vector": HIGH, "diff": two_files(1) }),
+        )
+        .await;
+    let mark = |who: &'static str, path: &'static str, reviewed: bool| {
+        review
+            .as_(who)
+            .post(review.server.url(&format!("/api/v1/patches/{id}/reviewed")))
+            .json(&json!({ "path": path, "reviewed": reviewed }))
+            .send()
+    };
+    assert_eq!(
+        mark("rev1", "fs/a.c", true).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        mark("rev1", "fs/b.c", true).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        mark("rev2", "fs/a.c", true).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        review.marks(id, "rev1").await,
+        [("fs/a.c".to_owned(), true), ("fs/b.c".to_owned(), true)]
+    );
+    assert_eq!(
+        review.marks(id, "rev2").await,
+        [("fs/a.c".to_owned(), true)]
+    );
+    assert!(
+        review.marks(id, "so").await.is_empty(),
+        "marks are each reader's own"
+    );
+    // A file the revision does not change, or a patch that does not exist.
+    let wrong = mark("rev1", "fs/c.c", true).await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("does not change `fs/c.c`"));
+    let none = review
+        .as_("rev1")
+        .post(review.server.url("/api/v1/patches/9999/reviewed"))
+        .json(&json!({ "path": "fs/a.c", "reviewed": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::NOT_FOUND);
+    // A revision that changes fs/b.c only: fs/a.c stays reviewed, fs/b.c is "changed".
+    let upload = review
+        .as_("owner")
+        .post(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{id}/revisions")),
+        )
+        .json(&json!({ "diff": two_files(2) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    assert_eq!(
+        review.marks(id, "rev1").await,
+        [("fs/a.c".to_owned(), true), ("fs/b.c".to_owned(), false)]
+    );
+    // Marking again holds for the new change; unmarking clears it.
+    assert_eq!(
+        mark("rev1", "fs/b.c", true).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        mark("rev1", "fs/a.c", false).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        review.marks(id, "rev1").await,
+        [("fs/b.c".to_owned(), true)]
+    );
+    // The page's form posts back to the file.
+    let form = review
+        .as_("rev2")
+        .post(review.server.url(&format!("/patches/{id}/reviewed")))
+        .form(&[("path", "fs/b.c"), ("reviewed", "1"), ("anchor", "file-1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        form.headers()["location"],
+        format!("/patches/{id}#file-1").as_str()
+    );
+    let sneaky = review
+        .as_("rev2")
+        .post(review.server.url(&format!("/patches/{id}/reviewed")))
+        .form(&[
+            ("path", "fs/b.c"),
+            ("reviewed", "1"),
+            ("anchor", "file-1\r\nX: y"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sneaky.headers()["location"],
+        format!("/patches/{id}").as_str()
+    );
+    let html = review.get_html("rev2", &format!("/patches/{id}")).await;
+    assert_eq!(
+        html.matches("✓ Reviewed").count(),
+        2,
+        "fs/a.c from the first revision, fs/b.c as it is now"
+    );
 }
