@@ -10,6 +10,7 @@ use crate::model::{
 };
 use crate::review_view::thread_body;
 use leptos::prelude::*;
+use std::collections::HashMap;
 
 fn code_class(kind: LineKind) -> &'static str {
     match kind {
@@ -94,9 +95,14 @@ pub fn DiffView(
     let notes = StoredValue::new(
         files.with_value(|files| Notes::new(files, pitfalls, consider, threads, comment)),
     );
-    let marks = StoredValue::new(marks);
+    // By path, looked up once per file in the tree, its header and the count.
+    let marks = StoredValue::new(marks.map(|(patch, marks)| {
+        let by_path: HashMap<String, bool> =
+            marks.into_iter().map(|m| (m.path, m.current)).collect();
+        (patch, by_path)
+    }));
     let index = files.with_value(|files| {
-        marks.with_value(|marks| file_tree(files, marks.as_ref().map(|(_, m)| m.as_slice())))
+        marks.with_value(|marks| file_tree(files, marks.as_ref().map(|(_, m)| m)))
     });
     // One listener for every line number: a click there starts a comment on that line
     // (and its URL, `#path:R12`, becomes the page's).
@@ -439,10 +445,10 @@ enum Mark {
     Changed,
 }
 
-fn mark_of(marks: &[FileMark], path: &str) -> Mark {
-    match marks.iter().find(|m| m.path == path) {
-        Some(m) if m.current => Mark::Current,
-        Some(_) => Mark::Changed,
+fn mark_of(marks: &HashMap<String, bool>, path: &str) -> Mark {
+    match marks.get(path) {
+        Some(true) => Mark::Current,
+        Some(false) => Mark::Changed,
         None => Mark::None,
     }
 }
@@ -450,7 +456,7 @@ fn mark_of(marks: &[FileMark], path: &str) -> Mark {
 /// The files as a tree: each directory once, its files under it with their +/- counts
 /// and the user's marks, in the diff's order (git orders paths, so a directory's files
 /// are together).
-fn file_tree(files: &[FileView], marks: Option<&[FileMark]>) -> impl IntoView {
+fn file_tree(files: &[FileView], marks: Option<&HashMap<String, bool>>) -> impl IntoView {
     let mut groups: Vec<(String, Vec<(usize, &FileView)>)> = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let path = file.path();

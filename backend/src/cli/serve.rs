@@ -114,10 +114,19 @@ pub async fn run(global: &Global, args: ServeArgs) -> Result<()> {
         }
     }
     // Revisions stored before their files were recorded (an older database): recorded
-    // once, so the dashboard's search finds their paths.
-    let recorded = graftbench::service::reviewers::record_unrecorded_revisions(&db).await?;
-    if recorded > 0 {
-        tracing::info!(recorded, "recorded the files of older revisions");
+    // in the background, so the dashboard's search finds their paths; the server does not
+    // wait for it.
+    {
+        let db = db.clone();
+        tokio::spawn(async move {
+            match graftbench::service::reviewers::record_unrecorded_revisions(&db).await {
+                Ok(0) => {}
+                Ok(recorded) => tracing::info!(recorded, "recorded the files of older revisions"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording the files of older revisions failed")
+                }
+            }
+        });
     }
     if db.kind() == store::DbKind::Postgres && db.can_rewrite_audit_events().await? {
         tracing::warn!(

@@ -57,22 +57,19 @@ pub async fn request_review(
     let mut tx = db.begin().await?;
     let locked = review::lock_and_evaluate(&mut tx, patch_id, policy).await?;
     workflow::may_request_reviewers(user.id, &user.roles, locked.author_id, locked.state)?;
+    let shown: String = reviewer.chars().take(64).collect();
     let account = db.user_by_name(reviewer).await?;
-    let Some(account) = account.filter(|a| !a.disabled) else {
-        return Err(ReviewError::Invalid(format!(
-            "there is no enabled account named `{}`",
-            reviewer.chars().take(64).collect::<String>()
-        )));
-    };
-    let reviewer = account.user;
     let now = clock::now();
-    let (changed, event) = if asked {
-        if !reviewer.has_role(Role::Reviewer) {
+    let (changed, event, reviewer) = if asked {
+        // One message for a name that is no account, a disabled one or one without the
+        // role: the form lists the reviewers, and nothing else about accounts is told.
+        let Some(account) = account.filter(|a| !a.disabled && a.user.has_role(Role::Reviewer))
+        else {
             return Err(ReviewError::Invalid(format!(
-                "{} does not hold the reviewer role",
-                reviewer.username
+                "`{shown}` is not an enabled reviewer"
             )));
-        }
+        };
+        let reviewer = account.user;
         if reviewer.id == locked.author_id {
             return Err(ReviewError::Invalid(format!(
                 "{} wrote this patch and cannot review it",
@@ -81,16 +78,23 @@ pub async fn request_review(
         }
         let added =
             files::insert_review_request(&mut tx, patch_id, reviewer.id, user.id, &now).await?;
-        (added, AuditAction::ReviewRequested)
+        (added, AuditAction::ReviewRequested, reviewer.username)
     } else {
-        let removed = files::delete_review_request(&mut tx, patch_id, reviewer.id).await?;
-        (removed, AuditAction::ReviewRequestCancelled)
+        // Whatever the account's state now: a request to someone disabled since can
+        // still be taken back.
+        let removed = match account {
+            Some(account) => {
+                files::delete_review_request(&mut tx, patch_id, account.user.id).await?
+            }
+            None => false,
+        };
+        (removed, AuditAction::ReviewRequestCancelled, shown.clone())
     };
     if !changed {
         return Err(ReviewError::Conflict(if asked {
-            format!("{} was asked already", reviewer.username)
+            format!("{reviewer} was asked already")
         } else {
-            format!("{} was not asked", reviewer.username)
+            format!("`{shown}` was not asked")
         }));
     }
     audit::append(
@@ -98,7 +102,7 @@ pub async fn request_review(
         &user.username,
         event,
         &AuditSubject::Patch(PatchId(patch_id)),
-        &serde_json::json!({ "reviewer": reviewer.username }),
+        &serde_json::json!({ "reviewer": reviewer }),
     )
     .await?;
     store::commit(tx).await?;

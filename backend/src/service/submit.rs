@@ -20,6 +20,10 @@ use time::OffsetDateTime;
 
 /// The largest diff accepted, in bytes.
 pub const MAX_DIFF_BYTES: usize = 5 * 1024 * 1024;
+/// The most files one diff may change. A live patch replaces a handful of functions;
+/// a tree-wide change of thousands of files is not one, and every file is a row to
+/// store and a path the dashboard searches.
+pub const MAX_DIFF_FILES: usize = 2_000;
 /// The longest title accepted, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// The most CVE ids one patch may list.
@@ -113,6 +117,14 @@ pub enum SubmissionError {
     /// The diff does not parse.
     #[error("the diff was refused: {0}")]
     Diff(#[from] PatchError),
+    /// More files than [`MAX_DIFF_FILES`].
+    #[error("the diff changes {files} files; at most {limit} are accepted")]
+    TooManyFiles {
+        /// How many it changes.
+        files: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The same file changed in two sections: `patch` applies both, readers see one.
     #[error("the diff was refused: `{0}` is changed in two places; give each file one diff")]
     PathTwice(String),
@@ -170,6 +182,12 @@ pub fn validate_diff(diff: Vec<u8>) -> Result<ValidDiff, SubmissionError> {
         return Err(SubmissionError::MissingDiff);
     }
     let patch = patch::parse(&diff)?;
+    if patch.files.len() > MAX_DIFF_FILES {
+        return Err(SubmissionError::TooManyFiles {
+            files: patch.files.len(),
+            limit: MAX_DIFF_FILES,
+        });
+    }
     let mut seen = std::collections::HashSet::new();
     if let Some(twice) = patch
         .files
@@ -646,5 +664,17 @@ mod tests {
         // A context line only: still a different change to review.
         let context = files_of(&FIRST.replace(" d\n", " e\n"));
         assert_ne!(context[0].change_sha256, first[0].change_sha256);
+    }
+
+    #[test]
+    fn a_diff_of_more_files_than_the_limit_is_refused() {
+        let many: String = (0..=MAX_DIFF_FILES)
+            .map(|i| format!("--- a/f{i}.c\n+++ b/f{i}.c\n@@ -1 +1 @@\n-a\n+b\n"))
+            .collect();
+        assert!(matches!(
+            validate_diff(many.into_bytes()),
+            Err(SubmissionError::TooManyFiles { files, limit: MAX_DIFF_FILES })
+                if files == MAX_DIFF_FILES + 1
+        ));
     }
 }

@@ -32,22 +32,33 @@ pub struct ReviewRequest {
     pub requested_at: String,
 }
 
-/// Records the files revision `revision_id` changes.
+/// Rows per `INSERT` of revision files: three parameters each, well under SQLite's and
+/// PostgreSQL's limits on bound parameters.
+const FILE_ROWS_PER_INSERT: usize = 300;
+
+/// Records the files revision `revision_id` changes, a few hundred rows per statement.
 pub async fn insert_revision_files(
     tx: &mut Tx,
     revision_id: i64,
     files: &[RevisionFile],
 ) -> Result<(), DbError> {
-    for file in files {
-        sqlx::query(
-            "INSERT INTO revision_files (revision_id, path, change_sha256) VALUES ($1, $2, $3)
+    for chunk in files.chunks(FILE_ROWS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO revision_files (revision_id, path, change_sha256) VALUES {}
              ON CONFLICT (revision_id, path) DO NOTHING",
-        )
-        .bind(revision_id)
-        .bind(&file.path)
-        .bind(&file.change_sha256)
-        .execute(&mut **tx)
-        .await?;
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for file in chunk {
+            query = query
+                .bind(revision_id)
+                .bind(&file.path)
+                .bind(&file.change_sha256);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -1293,7 +1293,11 @@ async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(
     }
     for (whom, status, says) in [
         ("rev1", StatusCode::CONFLICT, "asked already"),
-        ("auditor", StatusCode::UNPROCESSABLE_ENTITY, "reviewer role"),
+        (
+            "auditor",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`auditor` is not an enabled reviewer",
+        ),
         (
             "owner",
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1302,7 +1306,7 @@ async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(
         (
             "nobody",
             StatusCode::UNPROCESSABLE_ENTITY,
-            "no enabled account",
+            "`nobody` is not an enabled reviewer",
         ),
         ("", StatusCode::UNPROCESSABLE_ENTITY, "name the reviewer"),
     ] {
@@ -1347,6 +1351,25 @@ async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(
         cancel("owner").await.unwrap().status(),
         StatusCode::CONFLICT
     );
+    // A reviewer disabled since can still be taken off the list.
+    let disabled = review
+        .as_("admin")
+        .post(review.server.url("/api/v1/users/rev2/disable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), StatusCode::NO_CONTENT);
+    let taken_back = review
+        .as_("owner")
+        .delete(
+            review
+                .server
+                .url(&format!("/api/v1/patches/{id}/reviewers/rev2")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken_back.status(), StatusCode::NO_CONTENT);
     // The form posts back to the page, refusals in the flash message.
     let form = review
         .as_("owner")
@@ -1358,7 +1381,7 @@ async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(
     assert!(form.status().is_redirection());
     let html = review.get_html("owner", &format!("/patches/{id}")).await;
     assert!(
-        html.contains("does not hold the reviewer role"),
+        html.contains("is not an enabled reviewer"),
         "the refusal is shown"
     );
     // A withdrawn patch takes no requests.
@@ -1392,6 +1415,7 @@ async fn reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited(
             ("review.requested".to_owned(), "rev1".to_owned()),
             ("review.requested".to_owned(), "rev2".to_owned()),
             ("review.request_cancelled".to_owned(), "rev1".to_owned()),
+            ("review.request_cancelled".to_owned(), "rev2".to_owned()),
         ]
     );
 }
