@@ -32,17 +32,44 @@ use leptos_router::{
     path, SsrMode,
 };
 
+/// Where pages load the bundle and the stylesheet from. The build writes copies named
+/// by their content's hash (`/pkg/graftbench_ui_bg.3f2a….wasm`, listed in the site's
+/// `assets.json`), which browsers may cache for good; the server provides those names as
+/// context. Without them (a site built by hand) the plain names are used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SiteAssets {
+    /// The bundle's JavaScript.
+    pub js: String,
+    /// Its WebAssembly.
+    pub wasm: String,
+    /// The stylesheet.
+    pub css: String,
+}
+
+impl SiteAssets {
+    /// The plain names, for `pkg_dir` (`pkg`) and the bundle's `name`.
+    pub fn plain(pkg_dir: &str, name: &str) -> SiteAssets {
+        SiteAssets {
+            js: format!("/{pkg_dir}/{name}.js"),
+            wasm: format!("/{pkg_dir}/{name}_bg.wasm"),
+            css: "/style/graftbench.css".into(),
+        }
+    }
+}
+
 /// The HTML document around the app, rendered by the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let assets = use_context::<SiteAssets>()
+        .unwrap_or_else(|| SiteAssets::plain(&options.site_pkg_dir, &options.output_name));
     view! {
         <!DOCTYPE html>
         <html lang="en">
             <head>
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
-                <link rel="stylesheet" href="/style/graftbench.css"/>
+                <link rel="stylesheet" href=assets.css.clone()/>
                 <link rel="icon" href="/style/favicon.svg" type="image/svg+xml"/>
-                <HydrationLoader options/>
+                <HydrationLoader assets/>
                 <MetaTags/>
             </head>
             <body>
@@ -101,12 +128,9 @@ pub fn escape_html_into(out: &mut String, text: &str) {
 /// `import()` in the loader, which inherits the nonce, still works). Here the preload
 /// carries the nonce. The loader script is Leptos' own.
 #[component]
-fn HydrationLoader(options: LeptosOptions) -> impl IntoView {
+fn HydrationLoader(assets: SiteAssets) -> impl IntoView {
     let nonce = leptos::nonce::use_nonce();
-    let pkg = format!("/{}", options.site_pkg_dir);
-    let name = options.output_name.to_string();
-    let js = format!("{pkg}/{name}.js");
-    let wasm = format!("{pkg}/{name}_bg.wasm");
+    let SiteAssets { js, wasm, .. } = assets;
     let loader = format!(
         "(function (js, wasm) {{ import(js).then(mod => {{ \
          mod.default({{module_or_path: wasm}}).then(() => {{ mod.hydrate(); }}); }}); }})({js:?}, {wasm:?});"

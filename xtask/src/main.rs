@@ -246,6 +246,10 @@ fn setup(for_tests: bool) -> Result<()> {
     if !rustup_has_wasm_target() && !debian_wasm_toolchain {
         missing.extend(["rustc-web", "cargo-web", "rust-web-src"]);
     }
+    // The site's files are served precompressed; brotli makes the `.br` copies.
+    if !Path::new("/usr/bin/brotli").exists() {
+        missing.push("brotli");
+    }
     if for_tests {
         missing.extend(
             TEST_TOOLS
@@ -377,12 +381,70 @@ fn site_built_in(wasm_target_dir: &Path) -> Result<()> {
     let size = fs::metadata(pkg.join(format!("{BUNDLE_NAME}_bg.wasm")))
         .map(|m| m.len())
         .unwrap_or(0);
+    fingerprint_and_compress()?;
     eprintln!(
         "xtask: site ready in {} (wasm {} KiB)",
         site_root().display(),
         size / 1024
     );
     Ok(())
+}
+
+/// The files pages load, by the name the build writes and the name pages ask for.
+const FINGERPRINTED: [(&str, &str); 3] = [
+    ("js", "pkg/graftbench_ui.js"),
+    ("wasm", "pkg/graftbench_ui_bg.wasm"),
+    ("css", "style/graftbench.css"),
+];
+
+/// Copies each file pages load to a name carrying its content's hash
+/// (`pkg/graftbench_ui_bg.3f2a….wasm`), with `.gz` and `.br` beside it, and writes
+/// `assets.json` naming them: the server links pages to those names and lets browsers
+/// cache them for good, and serves the compressed copies instead of compressing per
+/// request. Copies of earlier builds are removed.
+fn fingerprint_and_compress() -> Result<()> {
+    let _s = step("fingerprint and precompress");
+    let site = site_root();
+    for dir in ["pkg", "style"] {
+        let dir = site.join(dir);
+        for entry in fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let name = path.file_name().and_then(OsStr::to_str).unwrap_or_default();
+            if name.split('.').any(is_fingerprint) {
+                fs::remove_file(&path).map_err(|e| format!("removing {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let mut manifest = Vec::new();
+    for (key, relative) in FINGERPRINTED {
+        let source = site.join(relative);
+        let sum = output(Command::new("sha256sum").arg(&source))
+            .ok_or_else(|| format!("sha256sum {}", source.display()))?;
+        let hash = sum.get(..16).ok_or("sha256sum printed no hash")?;
+        let (stem, extension) = relative
+            .rsplit_once('.')
+            .ok_or_else(|| format!("{relative} has no extension"))?;
+        let named = format!("{stem}.{hash}.{extension}");
+        let target = site.join(&named);
+        fs::copy(&source, &target).map_err(|e| format!("copying {}: {e}", source.display()))?;
+        run(Command::new("gzip")
+            .args(["-9", "-n", "-k", "-f"])
+            .arg(&target))?;
+        run(Command::new("brotli")
+            .args(["-q", "11", "-k", "-f"])
+            .arg(&target))?;
+        manifest.push(format!("  \"{key}\": \"/{named}\""));
+    }
+    let json = format!("{{\n{}\n}}\n", manifest.join(",\n"));
+    fs::write(site.join("assets.json"), json).map_err(|e| format!("writing assets.json: {e}"))
+}
+
+/// A content hash in a file name: 16 lower-case hex digits.
+fn is_fingerprint(part: &str) -> bool {
+    part.len() == 16
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn build(release: bool) -> Result<()> {

@@ -162,6 +162,70 @@ pub enum SetupError {
     /// Patches' states could not be brought up to date with the policy.
     #[error("recomputing patch states under the policy failed: {0}")]
     Recompute(#[from] crate::service::review::ReviewError),
+    /// The site's list of fingerprinted files is unreadable, or names a missing file.
+    #[error("{0}: rebuild the site with `cargo xtask site`")]
+    Assets(String),
+}
+
+/// The fingerprinted files `cargo xtask site` listed in `SITE_ROOT/assets.json`, checked
+/// to exist; `None` for a site without the list (pages then use the plain names).
+fn site_assets(
+    site_root: &std::path::Path,
+) -> Result<Option<graftbench_app::SiteAssets>, SetupError> {
+    let list = site_root.join("assets.json");
+    let text = match std::fs::read_to_string(&list) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(SetupError::Assets(format!(
+                "reading {}: {e}",
+                list.display()
+            )))
+        }
+    };
+    let assets: graftbench_app::SiteAssets = serde_json::from_str(&text)
+        .map_err(|e| SetupError::Assets(format!("{}: {e}", list.display())))?;
+    for url in [&assets.js, &assets.wasm, &assets.css] {
+        let file = url
+            .strip_prefix('/')
+            .filter(|path| !path.split('/').any(|part| part == ".." || part.is_empty()))
+            .map(|path| site_root.join(path))
+            .filter(|file| file.is_file())
+            .ok_or_else(|| {
+                SetupError::Assets(format!(
+                    "{} names {url}, which is not in the site",
+                    list.display()
+                ))
+            })?;
+        tracing::debug!(file = %file.display(), "fingerprinted asset");
+    }
+    Ok(Some(assets))
+}
+
+/// How long browsers keep what `/pkg` and `/style` serve: a file named by its content's
+/// hash never changes, so for good (a year, `immutable`); any other is checked again each
+/// time (`no-cache`: a stale stylesheet after an upgrade would break pages).
+async fn asset_cache_control(request: Request, next: Next) -> Response {
+    let fingerprinted = request.uri().path().rsplit('/').next().is_some_and(|name| {
+        name.split('.').any(|part| {
+            part.len() == 16
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    });
+    let mut response = next.run(request).await;
+    if response.status().is_success() {
+        let value = if fingerprinted {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// What handlers share.
@@ -245,10 +309,14 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             .into(),
     };
     let routes = generate_route_list(App);
+    let assets = site_assets(&config.site_root)?;
     let page_context = {
         let workbench = workbench.clone();
         move || {
             provide_context(workbench.clone());
+            if let Some(assets) = &assets {
+                provide_context(assets.clone());
+            }
             set_page_csp();
         }
     };
@@ -391,8 +459,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .route("/api/v1/jobs/{id}/cancel", post(targets::api_cancel_job))
         .route("/api/v1/jobs/{id}/events", get(targets::job_events))
         .leptos_routes_with_context(&state, routes, page_context.clone(), app_shell.clone())
-        .nest_service("/pkg", ServeDir::new(config.site_root.join("pkg")))
-        .nest_service("/style", ServeDir::new(config.site_root.join("style")))
+        .merge(static_files(&config.site_root))
         .fallback(move |req: Request| {
             let render =
                 leptos_axum::render_app_async_with_context(page_context.clone(), app_shell.clone());
@@ -446,6 +513,21 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     Ok(router)
+}
+
+/// `/pkg` and `/style` from the site: the `.br` or `.gz` copy beside a file when the
+/// browser takes it (the build makes them for the fingerprinted files), and how long to
+/// cache each.
+fn static_files(site_root: &std::path::Path) -> Router<AppState> {
+    let files = |dir: &str| {
+        ServeDir::new(site_root.join(dir))
+            .precompressed_br()
+            .precompressed_gzip()
+    };
+    Router::new()
+        .nest_service("/pkg", files("pkg"))
+        .nest_service("/style", files("style"))
+        .layer(middleware::from_fn(asset_cache_control))
 }
 
 /// The Content-Security-Policy of responses that are not pages.

@@ -1147,3 +1147,73 @@ async fn archive_segments_are_listed_and_downloaded_by_auditors(backend: Backend
     }
     server.stop().await;
 }
+
+/// The build's fingerprinted files: pages link to them, browsers may keep them for good,
+/// and the brotli or gzip copy made at build time is what is sent. Plain names are
+/// checked again on every use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprinted_assets_are_cached_for_good_and_sent_precompressed() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let site = graftbench_tests::site_root();
+    let listed: Value =
+        serde_json::from_str(&std::fs::read_to_string(site.join("assets.json")).unwrap()).unwrap();
+    let login = server
+        .anonymous()
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for key in ["js", "wasm", "css"] {
+        let url = listed[key].as_str().unwrap();
+        assert!(login.contains(url), "the page links {url}");
+        let on_disk =
+            |suffix: &str| std::fs::read(site.join(format!("{}{suffix}", &url[1..]))).unwrap();
+        for (encoding, suffix) in [("br", ".br"), ("gzip", ".gz")] {
+            // Raw bytes: the client must not decode them.
+            let client = reqwest::Client::new();
+            let response = client
+                .get(server.url(url))
+                .header("accept-encoding", encoding)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{url}");
+            let headers = response.headers().clone();
+            assert_eq!(headers["content-encoding"], encoding, "{url}");
+            assert_eq!(
+                headers["cache-control"], "public, max-age=31536000, immutable",
+                "{url}"
+            );
+            let body = response.bytes().await.unwrap();
+            assert_eq!(
+                body.as_ref(),
+                on_disk(suffix).as_slice(),
+                "{url} {encoding}"
+            );
+        }
+    }
+    // The plain names still answer, revalidated each time.
+    let plain = server
+        .anonymous()
+        .get(server.url("/pkg/graftbench_ui.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()["cache-control"], "no-cache");
+    let missing = server
+        .anonymous()
+        .get(server.url("/pkg/graftbench_ui.0123456789abcdef.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(
+        missing.headers().get("cache-control").is_none(),
+        "a 404 is not kept"
+    );
+    server.stop().await;
+}
