@@ -632,7 +632,12 @@ async fn patch_page_renders_the_diff_side_by_side(backend: Backend) {
         "{html}"
     );
     assert!(html.contains("data-ln=\"10\""), "line numbers");
-    assert!(html.contains("/pkg/graftbench_ui.js"), "hydration script");
+    let assets: Value = serde_json::from_str(
+        &std::fs::read_to_string(graftbench_tests::site_root().join("assets.json")).unwrap(),
+    )
+    .unwrap();
+    let script = assets["js"].as_str().unwrap();
+    assert!(html.contains(script), "hydration script {script}");
     server.stop().await;
 }
 
