@@ -307,8 +307,15 @@ impl Notes {
             std::collections::HashMap::new();
         for (i, t) in threads.iter().enumerate() {
             if let Some(&file) = file_of.get(t.path.as_str()) {
+                // A thread of another revision sits on the line it maps to in this one.
+                let (side, line) = t
+                    .shown_at
+                    .as_ref()
+                    .map_or((t.side.as_str(), t.line), |(side, line)| {
+                        (side.as_str(), *line)
+                    });
                 thread_at
-                    .entry((file, t.side == "new", t.line))
+                    .entry((file, side == "new", line))
                     .or_default()
                     .push(i);
             }

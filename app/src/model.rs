@@ -174,6 +174,11 @@ pub struct ThreadView {
     /// The kind of the pitfall on its line it notes was considered, for such a thread.
     #[serde(default)]
     pub pitfall: Option<String>,
+    /// For a thread of another revision than the one on the page: the side and line it
+    /// maps to in the page's revision, where that revision's diff shows the line. A
+    /// thread of another revision without one is outdated there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown_at: Option<(String, u32)>,
 }
 
 /// The review side of a patch page.

@@ -604,7 +604,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
         .review
         .threads
         .iter()
-        .filter(|t| t.revision == shown.number)
+        .filter(|t| t.revision == shown.number || t.shown_at.is_some())
         .cloned()
         .collect();
     let revisions = data

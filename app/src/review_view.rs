@@ -198,10 +198,11 @@ pub fn ReviewPanel(
         .collect_view();
     let can_comment = offers(Action::Comment);
     let unresolved = threads.iter().filter(|t| t.resolved.is_none()).count();
-    // The shown revision's threads are under their lines in the diff; the rest here.
+    // The shown revision's threads, and those of other revisions whose lines it shows,
+    // are under their lines in the diff; the outdated rest here.
     let elsewhere: Vec<ThreadView> = threads
         .into_iter()
-        .filter(|t| t.revision != shown_revision)
+        .filter(|t| t.revision != shown_revision && t.shown_at.is_none())
         .collect();
     let upload = offers(Action::UploadRevision).then(|| {
         view! {
@@ -265,8 +266,8 @@ pub fn ReviewPanel(
             <h2>"Sign-offs"</h2>
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
             <Reviewers patch requested candidates=request_candidates can_request=can_request_reviewers/>
-            <h2 id="comments">"Line comments on other revisions"</h2>
-            <Threads patch threads=elsewhere can_comment/>
+            <h2 id="comments">"Outdated line comments"</h2>
+            <Threads patch threads=elsewhere can_comment shown_revision/>
             {upload}
         </section>
     }
@@ -370,12 +371,17 @@ fn PitfallList(pitfalls: Vec<PitfallView>) -> impl IntoView {
     .into_any()
 }
 
-/// The comment threads on other revisions than the one shown.
+/// The comment threads of other revisions whose lines the shown one does not show.
 #[component]
-fn Threads(patch: i64, threads: Vec<ThreadView>, can_comment: bool) -> impl IntoView {
+fn Threads(
+    patch: i64,
+    threads: Vec<ThreadView>,
+    can_comment: bool,
+    shown_revision: i64,
+) -> impl IntoView {
     if threads.is_empty() {
         return view! {
-            <p class="empty">"None on other revisions; this revision's are under their lines."</p>
+            <p class="empty">"None: every thread is under its line in r" {shown_revision} "."</p>
         }
         .into_any();
     }
@@ -424,6 +430,16 @@ pub(crate) fn thread_body(t: ThreadView, patch: Option<i64>) -> AnyView {
                     t.revision,
                     crate::diff_view::LineTarget::anchor(&t.path, t.side == "new", t.line),
                 )>"r" {t.revision} " " {t.path.clone()} " · " {t.side.clone()} " line " {t.line}</a>
+                {t
+                    .shown_at
+                    .is_some()
+                    .then(|| {
+                        view! {
+                            <span class="tag" title="A thread of another revision, on the line it maps to here">
+                                "from r" {t.revision}
+                            </span>
+                        }
+                    })}
                 {resolved
                     .map(|(who, at)| {
                         view! {

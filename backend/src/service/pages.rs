@@ -2,6 +2,7 @@
 //! rendered once however many ask), interdiffs, the audit page, users and the policy:
 //! the [`Workbench`] the Leptos server functions call.
 
+use crate::interdiff::LinePort;
 use crate::render::DiffRenderer;
 use crate::service::review;
 use crate::store::patches::StoredRevision;
@@ -191,28 +192,37 @@ pub const AUDIT_PAGE_CHECKPOINTS: i64 = 5;
 /// How many rendered revisions to keep in memory.
 const RENDER_CACHE_ENTRIES: usize = 32;
 
-/// A revision's rendering, or the one render of it under way: concurrent requests for
-/// the same revision wait for that render instead of starting their own.
-type RenderSlot = Arc<tokio::sync::OnceCell<Arc<RevisionView>>>;
+/// A value computed once, or the one computation of it under way: concurrent requests
+/// for the same key wait for that computation instead of starting their own.
+type Slot<T> = Arc<tokio::sync::OnceCell<Arc<T>>>;
 
-/// Rendered revisions by SHA-256. A revision's bytes never change, so its rendering
-/// never goes stale; only the renderer's own version could change it, and that changes
-/// only with a new binary.
-#[derive(Default)]
-struct RenderCache {
-    entries: HashMap<String, RenderSlot>,
+/// Values computed from revisions' bytes, by the SHA-256 of those bytes (one or two).
+/// A revision's bytes never change, so such a value never goes stale; only the code that
+/// computes it could change it, and that changes only with a new binary. The oldest
+/// entries go first past [`RENDER_CACHE_ENTRIES`].
+struct SlotCache<T> {
+    entries: HashMap<String, Slot<T>>,
     order: VecDeque<String>,
 }
 
-impl RenderCache {
-    /// The slot for `sha256`, made (and the oldest slot dropped) when there is none.
-    fn slot(&mut self, sha256: &str) -> RenderSlot {
-        if let Some(slot) = self.entries.get(sha256) {
+impl<T> Default for SlotCache<T> {
+    fn default() -> Self {
+        SlotCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> SlotCache<T> {
+    /// The slot for `key`, made (and the oldest slot dropped) when there is none.
+    fn slot(&mut self, key: &str) -> Slot<T> {
+        if let Some(slot) = self.entries.get(key) {
             return Arc::clone(slot);
         }
-        let slot = RenderSlot::default();
-        self.entries.insert(sha256.to_owned(), Arc::clone(&slot));
-        self.order.push_back(sha256.to_owned());
+        let slot = Slot::default();
+        self.entries.insert(key.to_owned(), Arc::clone(&slot));
+        self.order.push_back(key.to_owned());
         while self.order.len() > RENDER_CACHE_ENTRIES {
             if let Some(old) = self.order.pop_front() {
                 self.entries.remove(&old);
@@ -222,12 +232,22 @@ impl RenderCache {
     }
 }
 
+/// The slot for `key` in `cache`; a poisoned cache only costs a computation.
+fn slot_of<T>(cache: &Mutex<SlotCache<T>>, key: &str) -> Slot<T> {
+    match cache.lock() {
+        Ok(mut cache) => cache.slot(key),
+        Err(_) => Slot::default(),
+    }
+}
+
 /// The [`Workbench`] the pages use, over the database.
 pub struct DbWorkbench {
     db: Database,
     policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
-    rendered: Mutex<RenderCache>,
+    rendered: Mutex<SlotCache<RevisionView>>,
+    /// Where one revision's diff lines are in another's, by the pair's SHA-256s.
+    ports: Mutex<SlotCache<LinePort>>,
     renders_started: AtomicUsize,
     target_root: Option<std::path::PathBuf>,
     no_target_notice: Option<String>,
@@ -257,7 +277,8 @@ impl DbWorkbench {
             db,
             policy,
             renderer,
-            rendered: Mutex::new(RenderCache::default()),
+            rendered: Mutex::new(SlotCache::default()),
+            ports: Mutex::new(SlotCache::default()),
             renders_started: AtomicUsize::new(0),
             target_root: None,
             no_target_notice: None,
@@ -273,11 +294,7 @@ impl DbWorkbench {
         number: i64,
         sha256: &str,
     ) -> Result<Arc<RevisionView>, AppError> {
-        let slot = match self.rendered.lock() {
-            Ok(mut cache) => cache.slot(sha256),
-            // A poisoned cache only costs a render.
-            Err(_) => RenderSlot::default(),
-        };
+        let slot = slot_of(&self.rendered, sha256);
         let view = slot
             .get_or_try_init(|| async move {
                 let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
@@ -298,6 +315,71 @@ impl DbWorkbench {
             })
             .await?;
         Ok(Arc::clone(view))
+    }
+
+    /// Where the lines revision `from`'s diff shows are in revision `to`'s (each given by
+    /// number and SHA-256), computed once per pair of revisions' bytes.
+    async fn ported(
+        &self,
+        id: i64,
+        from: (i64, &str),
+        to: (i64, &str),
+    ) -> Result<Arc<LinePort>, AppError> {
+        let key = format!("{}>{}", from.1, to.1);
+        let slot = slot_of(&self.ports, &key);
+        let port = slot
+            .get_or_try_init(|| async move {
+                let mut sides = Vec::with_capacity(2);
+                for number in [from.0, to.0] {
+                    let stored = self.db.revision(id, number).await.map_err(internal)?;
+                    sides.push(stored.ok_or_else(|| {
+                        AppError::NotFound(format!("revision {number} of patch {id}"))
+                    })?);
+                }
+                // Parsing two diffs and comparing them is CPU work: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    let (from, to) = (parse_stored(&sides[0])?, parse_stored(&sides[1])?);
+                    Ok::<_, AppError>(Arc::new(crate::interdiff::port_lines(&from, &to)))
+                })
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "porting task failed");
+                    AppError::Internal
+                })?
+            })
+            .await?;
+        Ok(Arc::clone(port))
+    }
+
+    /// Places the threads of other revisions than `shown` on the lines they map to in
+    /// it (their `shown_at`), where it shows those lines.
+    async fn place_threads(
+        &self,
+        id: i64,
+        shown: (i64, &str),
+        revisions: &[graftbench_app::model::RevisionSummary],
+        threads: &mut [graftbench_app::model::ThreadView],
+    ) -> Result<(), AppError> {
+        let mut others: Vec<i64> = threads
+            .iter()
+            .map(|t| t.revision)
+            .filter(|&r| r != shown.0)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        for other in others {
+            let Some(summary) = revisions.iter().find(|r| r.number == other) else {
+                continue;
+            };
+            let port = self.ported(id, (other, &summary.sha256), shown).await?;
+            for thread in threads.iter_mut().filter(|t| t.revision == other) {
+                let new_side = thread.side == "new";
+                thread.shown_at = port
+                    .place(&thread.path, new_side, thread.line)
+                    .map(|line| (thread.side.clone(), line));
+            }
+        }
+        Ok(())
     }
 
     /// How many renders have started since the server did: for tests that show
@@ -332,7 +414,14 @@ impl DbWorkbench {
             number,
             ..(*view).clone()
         };
-        let review = self.review(user, id).await.map_err(internal)?;
+        let mut review = self.review(user, id).await.map_err(internal)?;
+        self.place_threads(
+            id,
+            (number, &summary.sha256),
+            &revisions,
+            &mut review.threads,
+        )
+        .await?;
         let mut pitfalls = crate::service::impact::pitfalls_of(&self.db, id, number).await?;
         for pitfall in &mut pitfalls {
             let (side, line) = pitfall.anchor_line();
@@ -464,16 +553,21 @@ pub async fn review_view(
     }
 }
 
+/// Parses a stored revision.
+fn parse_stored(stored: &StoredRevision) -> Result<analyzer::patch::Patch, AppError> {
+    analyzer::patch::parse(&stored.diff).map_err(|e| {
+        // It parsed when it was accepted; failing now means the parser changed.
+        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
+        AppError::Internal
+    })
+}
+
 /// Parses and renders a stored revision.
 pub fn render_revision(
     renderer: &DiffRenderer,
     stored: StoredRevision,
 ) -> Result<RevisionView, AppError> {
-    let parsed = analyzer::patch::parse(&stored.diff).map_err(|e| {
-        // It parsed when it was accepted; failing now means the parser changed.
-        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
-        AppError::Internal
-    })?;
+    let parsed = parse_stored(&stored)?;
     let stats = parsed.stats();
     Ok(RevisionView {
         number: stored.number,
@@ -573,14 +667,7 @@ impl Workbench for DbWorkbench {
             // the async workers.
             let renderer = Arc::clone(&self.renderer);
             let (files, rebased, message) = tokio::task::spawn_blocking(move || {
-                let [older, newer] = [&sides[0], &sides[1]].map(|stored| {
-                    analyzer::patch::parse(&stored.diff).map_err(|e| {
-                        // It parsed when it was accepted; failing now means the parser changed.
-                        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
-                        AppError::Internal
-                    })
-                });
-                let (older, newer) = (older?, newer?);
+                let (older, newer) = (parse_stored(&sides[0])?, parse_stored(&sides[1])?);
                 let diff = crate::interdiff::interdiff(&older, &newer);
                 let files = renderer.render(&analyzer::patch::Patch {
                     format: newer.format,

@@ -177,6 +177,7 @@ impl Database {
                         comments: vec![comment],
                         resolved: resolved_at.map(|at| (resolver.unwrap_or_default(), at)),
                         pitfall: row.try_get("pitfall")?,
+                        shown_at: None,
                     });
                 }
                 Some(thread) => {

@@ -2170,6 +2170,72 @@ async fn a_click_on_a_line_number_comments_there_and_the_thread_shows_under_the_
         .await,
         "the line is scrolled to and marked"
     );
+
+    // Threads of older revisions carry to newer ones (Gerrit's ported comments): the one
+    // on R10 (`if (!saved_command_line)`) sits under that line in r2 and r3; one on R11
+    // (`return -EINVAL;`) under its line in r2, which keeps it, and among the outdated
+    // threads in r3, which returns another error there.
+    let bob = server.signed_in("bob").await;
+    let response = bob
+        .post(server.url(&format!("/api/v1/patches/{id}/comments")))
+        .json(&serde_json::json!({
+            "path": "fs/proc/cmdline.c", "side": "new", "line": 11, "revision": 1,
+            "body": "Which errno do callers expect?",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    for n in [2, 3] {
+        let response = alice
+            .post(server.url(&format!("/api/v1/patches/{id}/revisions")))
+            .json(&serde_json::json!({ "diff": three_revisions(n) }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "r{n}");
+    }
+    let under = |line: &str, text: &str| {
+        format!(
+            "(() => {{ const next = document.getElementById('fs/proc/cmdline.c:{line}')
+                .closest('tr').nextElementSibling;
+                return !!next && next.classList.contains('thread-row')
+                    && next.textContent.includes('{text}')
+                    && next.textContent.includes('from r1'); }})()"
+        )
+    };
+    visit(&page, &server, &format!("/patches/{id}?rev=2")).await;
+    assert!(
+        eval_bool(&page, &under("R10", "ever NULL here?")).await,
+        "r2: R10"
+    );
+    assert!(
+        eval_bool(&page, &under("R11", "Which errno")).await,
+        "r2: R11"
+    );
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    assert!(
+        eval_bool(&page, &under("R10", "ever NULL here?")).await,
+        "r3: R10"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "![...document.querySelectorAll('tr.thread-row')]
+                .some(r => r.textContent.includes('Which errno'))
+             && [...document.querySelectorAll('#review-more .thread')]
+                .some(t => t.textContent.includes('Which errno'))"
+        )
+        .await,
+        "r3: the thread on the rewritten line is listed as outdated"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#unresolved').textContent.trim() === '2 unresolved threads'"
+        )
+        .await
+    );
     console.assert_clean("bob", &[]).await;
     page.close().await.ok();
     finish(browser, events, server).await;
