@@ -6,9 +6,10 @@
 //! from the same data, without asking the server.
 
 use crate::model::{
-    side_by_side, FileMark, FileView, HunkView, LineKind, LineView, PitfallView, ThreadView,
+    side_by_side, DraftView, FileMark, FileView, HunkView, LineKind, LineView, PitfallView,
+    ThreadView,
 };
-use crate::review_view::thread_body;
+use crate::review_view::{draft_body, replies_to, thread_body};
 use leptos::prelude::*;
 use std::collections::HashMap;
 
@@ -58,6 +59,10 @@ pub fn DiffView(
     /// the revision shown is the current one (the marks are on its files).
     #[prop(default = None)]
     marks: Option<(i64, Vec<FileMark>)>,
+    /// The signed-in user's drafts, with the patch they are on: new threads' drafts on
+    /// this revision show under their lines, replies in their threads.
+    #[prop(default = None)]
+    drafts: Option<(i64, Vec<DraftView>)>,
 ) -> impl IntoView {
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
@@ -92,9 +97,15 @@ pub fn DiffView(
         }
     });
     let files = StoredValue::new(files);
-    let notes = StoredValue::new(
-        files.with_value(|files| Notes::new(files, pitfalls, consider, threads, comment)),
-    );
+    let notes = StoredValue::new(files.with_value(|files| {
+        Notes::new(
+            files,
+            pitfalls,
+            consider,
+            (threads, comment),
+            drafts.unwrap_or_default(),
+        )
+    }));
     // By path, looked up once per file in the tree, its header and the count.
     let marks = StoredValue::new(marks.map(|(patch, marks)| {
         let by_path: HashMap<String, bool> =
@@ -153,6 +164,7 @@ pub fn DiffView(
                 </label>
                 <div class="buttons">
                     <button type="submit" class="primary">"Comment"</button>
+                    <button type="submit" name="draft" value="1">"Save as draft"</button>
                     <button type="button" on:click=move |_| composing.set(None)>
                         "Cancel"
                     </button>
@@ -278,6 +290,11 @@ struct Notes {
     thread_at: std::collections::HashMap<(usize, bool, u32), Vec<usize>>,
     /// (patch, revision) when the user may reply and resolve.
     comment: Option<(i64, i64)>,
+    /// The patch the user's drafts are on, and the drafts (new threads' and replies).
+    draft_patch: i64,
+    drafts: Vec<DraftView>,
+    /// (file, new side, line) to the new threads' drafts there.
+    draft_at: std::collections::HashMap<(usize, bool, u32), Vec<usize>>,
 }
 
 impl Notes {
@@ -285,8 +302,8 @@ impl Notes {
         files: &[FileView],
         pitfalls: Vec<PitfallView>,
         consider: Option<(i64, i64)>,
-        threads: Vec<ThreadView>,
-        comment: Option<(i64, i64)>,
+        (threads, comment): (Vec<ThreadView>, Option<(i64, i64)>),
+        (draft_patch, drafts): (i64, Vec<DraftView>),
     ) -> Notes {
         let mut at: std::collections::HashMap<_, Vec<usize>> = std::collections::HashMap::new();
         for (i, p) in pitfalls.iter().enumerate() {
@@ -320,6 +337,18 @@ impl Notes {
                     .push(i);
             }
         }
+        let mut draft_at: std::collections::HashMap<_, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, d) in drafts.iter().enumerate() {
+            if d.thread.is_none() {
+                if let Some(&file) = file_of.get(d.path.as_str()) {
+                    draft_at
+                        .entry((file, d.side == "new", d.line))
+                        .or_default()
+                        .push(i);
+                }
+            }
+        }
         Notes {
             pitfalls,
             at,
@@ -327,6 +356,9 @@ impl Notes {
             threads,
             thread_at,
             comment,
+            draft_patch,
+            drafts,
+            draft_at,
         }
     }
 
@@ -339,20 +371,29 @@ impl Notes {
             .flatten()
             .map(|&i| &self.pitfalls[i])
             .collect();
-        let mut threads: Vec<usize> = lines
+        let sides: Vec<(bool, u32)> = lines
             .iter()
             .flat_map(|l| {
                 let old = l.old.filter(|_| l.kind != LineKind::Added);
                 let new = l.new.filter(|_| l.kind != LineKind::Removed);
                 [(false, old), (true, new)]
             })
-            .filter_map(|(side, line)| self.thread_at.get(&(index, side, line?)))
-            .flatten()
-            .copied()
+            .filter_map(|(side, line)| Some((side, line?)))
             .collect();
-        threads.sort_unstable();
-        threads.dedup();
-        if here.is_empty() && threads.is_empty() {
+        let at = |map: &std::collections::HashMap<(usize, bool, u32), Vec<usize>>| {
+            let mut found: Vec<usize> = sides
+                .iter()
+                .filter_map(|&(side, line)| map.get(&(index, side, line)))
+                .flatten()
+                .copied()
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            found
+        };
+        let threads = at(&self.thread_at);
+        let drafts = at(&self.draft_at);
+        if here.is_empty() && threads.is_empty() && drafts.is_empty() {
             return ().into_any();
         }
         let pitfalls = here
@@ -363,16 +404,28 @@ impl Notes {
             .into_iter()
             .map(|i| {
                 let t = &self.threads[i];
+                let replies = (self.draft_patch, replies_to(t.id, &self.drafts));
                 view! {
                     <tr class="thread-row">
                         <td colspan=colspan>
-                            {thread_body(t.clone(), self.comment.map(|(patch, _)| patch))}
+                            {thread_body(t.clone(), self.comment.map(|(patch, _)| patch), replies)}
                         </td>
                     </tr>
                 }
             })
             .collect_view();
-        view! { {pitfalls} {threads} }.into_any()
+        let drafts = drafts
+            .into_iter()
+            .map(|i| {
+                let d = self.drafts[i].clone();
+                view! {
+                    <tr class="thread-row">
+                        <td colspan=colspan>{draft_body(d, self.draft_patch, "thread draft")}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! { {pitfalls} {threads} {drafts} }.into_any()
     }
 }
 

@@ -211,6 +211,31 @@ pub struct ReviewView {
     pub request_candidates: Vec<ReviewerView>,
     /// Whether the signed-in user may ask for and stop asking for reviewers now.
     pub can_request_reviewers: bool,
+    /// The signed-in user's drafts on this patch, oldest first: only they see them.
+    #[serde(default)]
+    pub drafts: Vec<DraftView>,
+}
+
+/// One of the signed-in user's comments not yet published (a new thread, or a reply):
+/// only its author sees it, until it is published with a verdict or on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraftView {
+    /// Its id among the drafts (`draft-3` on the page).
+    pub id: i64,
+    /// The thread it replies to, for a reply.
+    pub thread: Option<i64>,
+    /// The revision it is on (a reply's is its thread's).
+    pub revision: i64,
+    /// File path.
+    pub path: String,
+    /// `old` or `new`.
+    pub side: String,
+    /// Line number on that side.
+    pub line: u32,
+    /// The text.
+    pub body: String,
+    /// When it was written.
+    pub created_at: String,
 }
 
 /// A reviewer, asked for or to be asked.

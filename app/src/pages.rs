@@ -607,6 +607,14 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
         .filter(|t| t.revision == shown.number || t.shown_at.is_some())
         .cloned()
         .collect();
+    // New threads' drafts show on their own revision's lines; replies in their threads.
+    let drafts_here: Vec<_> = data
+        .review
+        .drafts
+        .iter()
+        .filter(|d| d.thread.is_some() || d.revision == shown.number)
+        .cloned()
+        .collect();
     let revisions = data
         .revisions
         .iter()
@@ -732,6 +740,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                         threads=threads_here
                         comment=can_comment.then_some((info.id, shown.number))
                         marks=on_current.then_some((info.id, data.file_marks))
+                        drafts=Some((info.id, drafts_here))
                     />
                 </div>
                 <div class="pane pane-impact">

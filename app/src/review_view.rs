@@ -6,8 +6,8 @@
 //! again, whatever the page offered.
 
 use crate::model::{
-    human_duration, Action, DeadlineView, EligibilityView, PitfallView, ReviewView, ReviewerView,
-    RevisionSummary, State, ThreadView,
+    human_duration, Action, DeadlineView, DraftView, EligibilityView, PitfallView, ReviewView,
+    ReviewerView, RevisionSummary, State, ThreadView,
 };
 use leptos::prelude::*;
 
@@ -117,6 +117,7 @@ pub fn ReviewPanel(
         requested,
         request_candidates,
         can_request_reviewers,
+        drafts,
     } = review;
     let offers = |a: Action| actions.contains(&a);
     let buttons: Vec<Action> = actions
@@ -197,6 +198,11 @@ pub fn ReviewPanel(
         })
         .collect_view();
     let can_comment = offers(Action::Comment);
+    let publishes_drafts = [Action::Approve, Action::Reject, Action::SignException]
+        .iter()
+        .any(|a| offers(*a));
+    let drafts_box =
+        (!drafts.is_empty()).then(|| drafts_list(patch, &drafts, can_comment, publishes_drafts));
     let unresolved = threads.iter().filter(|t| t.resolved.is_none()).count();
     // The shown revision's threads, and those of other revisions whose lines it shows,
     // are under their lines in the diff; the outdated rest here.
@@ -258,6 +264,7 @@ pub fn ReviewPanel(
                 {interdiff}
             </div>
             <EligibilityBadge eligibility/>
+            {drafts_box}
             {action_form}
         </section>
         {children()}
@@ -267,7 +274,7 @@ pub fn ReviewPanel(
             <ul class="sign-offs" id="sign-offs">{sign_off_rows}</ul>
             <Reviewers patch requested candidates=request_candidates can_request=can_request_reviewers/>
             <h2 id="comments">"Outdated line comments"</h2>
-            <Threads patch threads=elsewhere can_comment shown_revision/>
+            <Threads patch threads=elsewhere can_comment shown_revision drafts/>
             {upload}
         </section>
     }
@@ -378,6 +385,8 @@ fn Threads(
     threads: Vec<ThreadView>,
     can_comment: bool,
     shown_revision: i64,
+    /// The user's drafts: replies to these threads show in them.
+    drafts: Vec<DraftView>,
 ) -> impl IntoView {
     if threads.is_empty() {
         return view! {
@@ -387,14 +396,103 @@ fn Threads(
     }
     threads
         .into_iter()
-        .map(|t| thread_body(t, can_comment.then_some(patch)))
+        .map(|t| {
+            let replies = replies_to(t.id, &drafts);
+            thread_body(t, can_comment.then_some(patch), (patch, replies))
+        })
         .collect_view()
         .into_any()
 }
 
-/// One thread: where it is, its comments, and (given the patch, for those who may
-/// comment) the reply and resolve forms.
-pub(crate) fn thread_body(t: ThreadView, patch: Option<i64>) -> AnyView {
+/// The user's drafts that reply to thread `thread`.
+pub(crate) fn replies_to(thread: i64, drafts: &[DraftView]) -> Vec<DraftView> {
+    drafts
+        .iter()
+        .filter(|d| d.thread == Some(thread))
+        .cloned()
+        .collect()
+}
+
+/// The user's drafts in the review header: how many, when they go out, a button to
+/// publish them now, and each with a link to its line and a button to discard it.
+fn drafts_list(
+    patch: i64,
+    drafts: &[DraftView],
+    can_comment: bool,
+    with_verdict: bool,
+) -> impl IntoView {
+    let count = drafts.len();
+    let items = drafts
+        .iter()
+        .map(|d| {
+            let href = format!(
+                "/patches/{patch}?rev={}#{}",
+                d.revision,
+                d.thread.map_or_else(
+                    || format!("draft-{}", d.id),
+                    |thread| format!("thread-{thread}")
+                ),
+            );
+            let excerpt: String = d.body.chars().take(80).collect();
+            view! {
+                <li id=format!("draft-item-{}", d.id)>
+                    <a href=href class="mono">
+                        "r" {d.revision} " " {d.path.clone()} ":" {d.line}
+                    </a>
+                    {d.thread.map(|_| view! { <span class="tag">"reply"</span> })}
+                    " " <span class="excerpt">{excerpt}</span>
+                    <form method="post" action=format!("/patches/{patch}/drafts/{}/discard", d.id)>
+                        <button type="submit" class="link">"Discard"</button>
+                    </form>
+                </li>
+            }
+        })
+        .collect_view();
+    let publish = can_comment.then(|| {
+        view! {
+            <form method="post" action=format!("/patches/{patch}/drafts/publish")>
+                <button type="submit" id="publish-drafts">
+                    {if with_verdict { "Publish without a verdict" } else { "Publish" }}
+                </button>
+            </form>
+        }
+    });
+    view! {
+        <details class="drafts" id="drafts">
+            <summary>
+                <strong>{count} {if count == 1 { " draft" } else { " drafts" }}</strong>
+                " only you can see"
+                {with_verdict.then_some(": published with your verdict")}
+            </summary>
+            <ul>{items}</ul>
+            {publish}
+        </details>
+    }
+}
+
+/// One draft: a new thread's (`class` `thread draft`) or a reply's (`comment draft`),
+/// with the button that discards it.
+pub(crate) fn draft_body(d: DraftView, patch: i64, class: &'static str) -> AnyView {
+    view! {
+        <div class=class id=format!("draft-{}", d.id)>
+            <span class="tag">"Draft"</span>
+            <span class="dim">" only you can see this until you publish it"</span>
+            <p>{d.body}</p>
+            <form method="post" action=format!("/patches/{patch}/drafts/{}/discard", d.id)>
+                <button type="submit" class="link">"Discard"</button>
+            </form>
+        </div>
+    }
+    .into_any()
+}
+
+/// One thread: where it is, its comments, the user's drafts replying to it, and (given
+/// the patch, for those who may comment) the reply and resolve forms.
+pub(crate) fn thread_body(
+    t: ThreadView,
+    patch: Option<i64>,
+    (draft_patch, replies): (i64, Vec<DraftView>),
+) -> AnyView {
     let resolved = t.resolved.clone();
     let is_resolved = resolved.is_some();
     let verb = if resolved.is_some() {
@@ -410,6 +508,7 @@ pub(crate) fn thread_body(t: ThreadView, patch: Option<i64>) -> AnyView {
                 <input type="hidden" name="revision" value=t.revision.to_string()/>
                 <input name="body" placeholder="Reply" aria-label="Reply" required/>
                 <button type="submit">"Reply"</button>
+                <button type="submit" name="draft" value="1">"Save draft"</button>
             </form>
             <form
                 method="post"
@@ -461,6 +560,10 @@ pub(crate) fn thread_body(t: ThreadView, patch: Option<i64>) -> AnyView {
                         </div>
                     }
                 })
+                .collect_view()}
+            {replies
+                .into_iter()
+                .map(|d| draft_body(d, draft_patch, "comment draft"))
                 .collect_view()}
             {controls}
         </div>

@@ -35,6 +35,21 @@ pub struct CommentRequest {
     /// For a new thread: the kind of the pitfall on its line this notes was considered
     /// (`static-local`); the analyses must have found one there.
     pub pitfall: Option<String>,
+    /// Keep it as a draft: seen by its author only until published (with a verdict, or
+    /// on its own).
+    pub draft: bool,
+}
+
+/// The most drafts one user may keep on one patch: each is a row and a line of the page.
+pub const MAX_DRAFTS: i64 = 200;
+
+/// What [`add_comment`] stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// A published comment: its id (a new thread's id is the thread's).
+    Comment(i64),
+    /// A draft: its id among the drafts.
+    Draft(i64),
 }
 
 /// Starts the transaction of a change to a patch's comments: the patch's lock taken and
@@ -139,15 +154,20 @@ async fn check_anchor(
     Ok(())
 }
 
-/// Adds a comment (a new thread, or a reply) and returns its id.
+/// Adds a comment (a new thread, or a reply), or keeps it as the user's draft.
 pub async fn add_comment(
     db: &Database,
     user: &SessionUser,
     patch_id: i64,
     request: &CommentRequest,
     policy: &Policy,
-) -> Result<i64, ReviewError> {
+) -> Result<Added, ReviewError> {
     let body = request.body.trim();
+    if request.draft && request.pitfall.is_some() {
+        return Err(ReviewError::Invalid(
+            "marking a pitfall considered is published at once: it cannot be a draft".into(),
+        ));
+    }
     if request.thread.is_some() && request.pitfall.is_some() {
         return Err(ReviewError::Invalid(
             "a reply cannot mark a pitfall considered: start a thread on its line".into(),
@@ -211,6 +231,27 @@ pub async fn add_comment(
             }
         }
     };
+    if request.draft {
+        if comments::count_drafts(&mut tx, patch_id, user.id.get()).await? >= MAX_DRAFTS {
+            return Err(ReviewError::Conflict(format!(
+                "you keep {MAX_DRAFTS} drafts on patch {patch_id} already: publish or discard some"
+            )));
+        }
+        let id = comments::insert_draft(
+            &mut tx,
+            &comments::NewDraft {
+                patch_id,
+                thread: request.thread,
+                anchor: &anchor,
+                body,
+                author_id: user.id.get(),
+                at: &clock::now(),
+            },
+        )
+        .await?;
+        store::commit(tx).await?;
+        return Ok(Added::Draft(id));
+    }
     let id = comments::insert_comment(
         &mut tx,
         &comments::NewComment {
@@ -242,7 +283,51 @@ pub async fn add_comment(
     )
     .await?;
     store::commit(tx).await?;
-    Ok(id)
+    Ok(Added::Comment(id))
+}
+
+/// Publishes the user's drafts on a patch on their own (without a verdict); returns the
+/// comments' ids. Having none is a conflict: the button is only shown with some.
+pub async fn publish_drafts(
+    db: &Database,
+    user: &SessionUser,
+    patch_id: i64,
+    policy: &Policy,
+) -> Result<Vec<i64>, ReviewError> {
+    let mut tx = begin_commenting(db, user, patch_id, policy).await?;
+    let published = comments::publish_drafts(
+        &mut tx,
+        patch_id,
+        (user.id.get(), &user.username),
+        &clock::now(),
+        None,
+    )
+    .await?;
+    if published.is_empty() {
+        return Err(ReviewError::Conflict(format!(
+            "you have no drafts on patch {patch_id} to publish"
+        )));
+    }
+    store::commit(tx).await?;
+    Ok(published)
+}
+
+/// Discards one of the user's drafts. Anyone may discard their own drafts whatever the
+/// patch's state: they were never part of the review.
+pub async fn discard_draft(
+    db: &Database,
+    user: &SessionUser,
+    patch_id: i64,
+    draft: i64,
+) -> Result<(), ReviewError> {
+    let mut tx = db.begin().await?;
+    if !comments::delete_draft(&mut tx, patch_id, user.id.get(), draft).await? {
+        return Err(ReviewError::NotFound(format!(
+            "draft {draft} of yours on patch {patch_id}"
+        )));
+    }
+    store::commit(tx).await?;
+    Ok(())
 }
 
 /// Marks a thread resolved (or open again).

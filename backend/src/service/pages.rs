@@ -548,6 +548,7 @@ pub async fn review_view(
             eligibility: evaluation.eligibility,
             sign_offs: review::sign_off_views(&sign_offs, facts.current_revision),
             threads: db.threads(id).await?,
+            drafts: db.drafts(id, user.id.get()).await?,
             actions,
         })
     }

@@ -10,6 +10,7 @@
 use crate::clock;
 use crate::service::submit::ValidDiff;
 use crate::store::audit;
+use crate::store::comments;
 use crate::store::patches::NewRevision;
 use crate::store::reviews::{self, PatchFacts, ReviewRows, StoredSignOff};
 use crate::store::{self, Database, DbError, Tx};
@@ -291,6 +292,9 @@ pub struct ActionOutcome {
     pub state: State,
     /// The current revision.
     pub revision: i64,
+    /// The user's drafts published with a verdict: the comments' ids.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<i64>,
 }
 
 /// Takes `action` on a patch for `user`: checked against the rules, written, the
@@ -314,6 +318,7 @@ pub async fn act(
     }
     let subject = AuditSubject::Patch(PatchId(patch_id));
     let now = clock::now();
+    let mut published = Vec::new();
     match action {
         Action::Approve | Action::Reject | Action::SignException => {
             let revisions = reviews::revision_hashes(&mut tx, patch_id).await?;
@@ -338,6 +343,25 @@ pub async fn act(
                 }),
             )
             .await?;
+            // The reviewer's drafts go out with the verdict (Gerrit's reply), where the
+            // rules let them comment now.
+            let may_comment = workflow::allowed(
+                Action::Comment,
+                user.id,
+                &user.roles,
+                facts.author_id,
+                now_state,
+            );
+            if may_comment.is_ok() {
+                published = comments::publish_drafts(
+                    &mut tx,
+                    patch_id,
+                    (user.id.get(), &user.username),
+                    &now,
+                    Some(action.as_str()),
+                )
+                .await?;
+            }
         }
         Action::WithdrawSignOff => {
             let withdrawn = reviews::withdraw_sign_off(
@@ -412,6 +436,7 @@ pub async fn act(
         action,
         state,
         revision: facts.current_revision.get(),
+        published,
     })
 }
 
@@ -483,6 +508,7 @@ pub async fn upload_revision(
         action: Action::UploadRevision,
         state,
         revision: number,
+        published: Vec::new(),
     })
 }
 

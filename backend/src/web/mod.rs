@@ -347,6 +347,14 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         )
         .route("/api/v1/patches/{id}/comments", post(review::api_comment))
         .route(
+            "/api/v1/patches/{id}/drafts/publish",
+            post(review::api_publish_drafts),
+        )
+        .route(
+            "/api/v1/patches/{id}/drafts/{draft}",
+            delete(review::api_discard_draft),
+        )
+        .route(
             "/api/v1/patches/{id}/reviewers",
             post(reviewers::api_request),
         )
@@ -414,6 +422,14 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             post(review::form_upload_revision),
         )
         .route("/patches/{id}/comments", post(review::form_comment))
+        .route(
+            "/patches/{id}/drafts/publish",
+            post(review::form_publish_drafts),
+        )
+        .route(
+            "/patches/{id}/drafts/{draft}/discard",
+            post(review::form_discard_draft),
+        )
         .route("/patches/{id}/reviewers", post(reviewers::form_request))
         .route("/patches/{id}/reviewed", post(reviewers::form_mark))
         .route(

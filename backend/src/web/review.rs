@@ -6,7 +6,7 @@
 //! taken inside the change's transaction by [`crate::service::review`].
 
 use super::{status_only, url_encode, ApiError, AppState};
-use crate::service::comments::{self, CommentRequest};
+use crate::service::comments::{self, Added, CommentRequest};
 use crate::service::review::{self, ActionRequest};
 use crate::service::submit;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -226,6 +226,8 @@ pub(super) struct CommentBody {
     body: String,
     #[serde(default)]
     pitfall: Option<String>,
+    #[serde(default)]
+    draft: bool,
 }
 
 impl From<CommentBody> for CommentRequest {
@@ -238,24 +240,74 @@ impl From<CommentBody> for CommentRequest {
             line: c.line,
             body: c.body,
             pitfall: c.pitfall.filter(|p| !p.trim().is_empty()),
+            draft: c.draft,
         }
     }
 }
 
-/// `POST /api/v1/patches/{id}/comments`: a new thread, or a reply with `thread` (201).
+/// `POST /api/v1/patches/{id}/comments`: a new thread, or a reply with `thread` (201,
+/// `{"id"}`); with `"draft": true` kept as the user's draft (201, `{"draft"}`).
 pub(super) async fn api_comment(
     State(state): State<AppState>,
     Extension(user): Extension<SessionUser>,
     Path(id): Path<i64>,
     Json(body): Json<CommentBody>,
 ) -> Result<Response, ApiError> {
-    let comment =
+    let added =
         comments::add_comment(&state.db, &user, id, &body.into(), &state.policy.policy).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": comment })),
-    )
-        .into_response())
+    let body = match added {
+        Added::Comment(id) => serde_json::json!({ "id": id }),
+        Added::Draft(id) => serde_json::json!({ "draft": id }),
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `POST /api/v1/patches/{id}/drafts/publish`: the user's drafts published on their own
+/// (200, `{"published": [ids]}`); 409 when there are none.
+pub(super) async fn api_publish_drafts(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let published = comments::publish_drafts(&state.db, &user, id, &state.policy.policy).await?;
+    Ok(Json(serde_json::json!({ "published": published })).into_response())
+}
+
+/// `DELETE /api/v1/patches/{id}/drafts/{draft}`: one of the user's drafts discarded (204).
+pub(super) async fn api_discard_draft(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    Path((id, draft)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    comments::discard_draft(&state.db, &user, id, draft).await?;
+    Ok(status_only(StatusCode::NO_CONTENT))
+}
+
+/// `POST /patches/{id}/drafts/publish` from the page.
+pub(super) async fn form_publish_drafts(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let result = comments::publish_drafts(&state.db, &user, id, &state.policy.policy)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    back_to(&session, &format!("/patches/{id}"), result, "#review").await
+}
+
+/// `POST /patches/{id}/drafts/{draft}/discard` from the page.
+pub(super) async fn form_discard_draft(
+    State(state): State<AppState>,
+    Extension(user): Extension<SessionUser>,
+    session: Session,
+    Path((id, draft)): Path<(i64, i64)>,
+) -> Result<Response, ApiError> {
+    let result = comments::discard_draft(&state.db, &user, id, draft)
+        .await
+        .map_err(ApiError::from);
+    back_to(&session, &format!("/patches/{id}"), result, "#drafts").await
 }
 
 /// `POST /api/v1/patches/{id}/comments/{thread}/resolve` and `.../reopen`.
@@ -343,6 +395,9 @@ pub(super) struct CommentForm {
     body: String,
     #[serde(default)]
     pitfall: String,
+    /// The "Save as draft" button's value.
+    #[serde(default)]
+    draft: String,
 }
 
 /// `POST /patches/{id}/comments`: back to the revision commented on.
@@ -385,15 +440,22 @@ pub(super) async fn form_comment(
             },
             body: form.body,
             pitfall: Some(form.pitfall).filter(|p| !p.trim().is_empty()),
+            draft: !form.draft.trim().is_empty(),
         };
-        let comment =
+        let added =
             comments::add_comment(&state.db, &user, id, &request, &state.policy.policy).await?;
-        // Back to the thread, under its line: a new thread is named by its first comment.
-        Ok(request.thread.unwrap_or(comment))
+        // Back to the thread or the draft, under its line: a new thread is named by its
+        // first comment.
+        Ok(match (added, request.thread) {
+            (Added::Draft(draft), _) => format!("#draft-{draft}"),
+            (Added::Comment(_), Some(thread)) | (Added::Comment(thread), None) => {
+                format!("#thread-{thread}")
+            }
+        })
     }
     .await;
     let anchor = match &result {
-        Ok(thread) => format!("#thread-{thread}"),
+        Ok(anchor) => anchor.clone(),
         Err(_) => String::new(),
     };
     back_to(&session, &page, result.map(|_| ()), &anchor).await

@@ -1850,6 +1850,25 @@ async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_pass
         .await
         .unwrap();
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let bobs_thread = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("thread id");
+    // And keeps two drafts, a thread and a reply: his pages show them with their forms.
+    for draft in [
+        serde_json::json!({
+            "path": "fs/proc/cmdline.c", "side": "new", "line": 10, "revision": 3,
+            "body": "Draft: is the check needed at all?", "draft": true,
+        }),
+        serde_json::json!({ "thread": bobs_thread, "body": "Draft reply", "draft": true }),
+    ] {
+        let response = bob
+            .post(server.url(&format!("/api/v1/patches/{id}/comments")))
+            .json(&draft)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
 
     let axe = graftbench_tests::axe_script();
     let pages = [
@@ -1962,8 +1981,13 @@ async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_pass
                     !buttons.is_empty() && buttons.iter().all(|b| offers(b.as_str().unwrap()))
                 } else if action == format!("{patch}revisions") {
                     offers("upload_revision")
-                } else if action.starts_with(&format!("{patch}comments")) {
+                } else if action.starts_with(&format!("{patch}comments"))
+                    || action == format!("{patch}drafts/publish")
+                {
                     offers("comment")
+                } else if action.starts_with(&format!("{patch}drafts/")) {
+                    // Discarding a draft: only bob keeps drafts here.
+                    name == "bob"
                 } else if action == format!("{patch}reviewers") {
                     // Alice wrote the patch; release managers ask for anyone's.
                     matches!(role, Role::Author | Role::ReleaseManager)
@@ -1983,6 +2007,16 @@ async fn every_page_for_every_role_shows_only_its_controls_fits_a_phone_and_pass
                     allowed,
                     "{name} {path}: a form to {action} {form} shown to a {role:?}"
                 );
+            }
+            if *path == format!("/patches/{id}") {
+                // Drafts are their author's alone, on his page under their lines.
+                let drafts_shown = eval_bool(
+                    &page,
+                    "!!document.querySelector('#drafts') && !!document.querySelector('tr.thread-row .thread.draft')
+                     && !!document.querySelector('.thread .comment.draft')",
+                )
+                .await;
+                assert_eq!(drafts_shown, name == "bob", "{name}: drafts on the page");
             }
             for finding in axe_findings(&page, &axe).await {
                 findings.push(format!("{name} {path} (390 px): {finding}"));
@@ -2457,6 +2491,117 @@ async fn the_keyboard_moves_between_lines_and_files_and_comments() {
             &page,
             "!document.querySelector('#shortcuts')",
             Duration::from_secs(5)
+        )
+        .await
+    );
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_stays_under_its_line_for_its_author_and_goes_out_with_the_approval() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "diff": three_revisions(1) }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let line = "fs/proc/cmdline.c:R10";
+    assert!(
+        eval_bool(
+            &page,
+            &format!("document.getElementById('{line}').click(); true")
+        )
+        .await
+    );
+    assert!(
+        wait_for(
+            &page,
+            "!!document.querySelector('#composer textarea')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "the comment box opens"
+    );
+    page.find_element("#composer textarea")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("Draft: does anything free saved_command_line?")
+        .await
+        .unwrap();
+    click_and_wait(
+        &page,
+        "#composer button[name=draft]",
+        "location.hash.startsWith('#draft-') && document.documentElement.dataset.hydrated === 'true'",
+    )
+    .await;
+    let draft_under_line = format!(
+        "(() => {{ const next = document.getElementById('{line}').closest('tr').nextElementSibling;
+            return !!next && !!next.querySelector('.thread.draft')
+                && next.textContent.includes('free saved_command_line?'); }})()"
+    );
+    assert!(
+        eval_bool(&page, &draft_under_line).await,
+        "the draft is under its line"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#drafts summary').textContent.includes('1 draft only you can see: published with your verdict')
+             && !document.querySelector('#unresolved')"
+        )
+        .await,
+        "the header counts the draft, and no thread is published yet"
+    );
+    // Alice, the author, does not see it.
+    let html = alice
+        .get(server.url(&format!("/patches/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("free saved_command_line?"));
+    // The approval takes it along: a thread under the line, no draft left.
+    click_and_wait(
+        &page,
+        "#action-approve",
+        "document.documentElement.dataset.hydrated === 'true' && !document.querySelector('#drafts')",
+    )
+    .await;
+    assert!(
+        eval_bool(
+            &page,
+            &format!(
+                "(() => {{ const next = document.getElementById('{line}').closest('tr').nextElementSibling;
+                    return !!next && !next.querySelector('.draft')
+                        && !!next.querySelector('.thread')
+                        && next.textContent.includes('free saved_command_line?'); }})()"
+            )
+        )
+        .await,
+        "published under its line"
+    );
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelector('#unresolved').textContent.trim() === '1 unresolved thread'"
         )
         .await
     );

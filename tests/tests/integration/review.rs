@@ -18,6 +18,7 @@ on_both_databases!(
     the_dashboard_filters_by_text_state_target_author_deadline_and_whose_review_it_needs,
     reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited,
     reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file,
+    drafts_are_seen_by_their_author_only_until_published_with_a_verdict_or_alone,
 );
 
 /// A fix whose added line can be varied, so each upload is a new revision.
@@ -1541,4 +1542,217 @@ async fn reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file(
         2,
         "fs/a.c from the first revision, fs/b.c as it is now"
     );
+}
+
+/// The `comment.added` events of the trail, oldest first, with the action before each.
+async fn comments_audited(review: &Review) -> Vec<(String, Value)> {
+    let events = review.server.db.audit_events().await.unwrap();
+    events
+        .windows(2)
+        .filter(|pair| pair[1].action == "comment.added")
+        .map(|pair| {
+            (
+                pair[0].action.clone(),
+                serde_json::from_str(&pair[1].details).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn drafts_are_seen_by_their_author_only_until_published_with_a_verdict_or_alone(
+    backend: Backend,
+) {
+    let mut review = Review::start(backend).await;
+    let id = review.patch_in("in_review").await;
+    let comment = |who: &str, body: Value| {
+        review
+            .as_(who)
+            .post(review.server.url(&format!("/api/v1/patches/{id}/comments")))
+            .json(&body)
+            .send()
+    };
+    let on_line = |line: i64, body: &str, draft: bool| {
+        json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": line,
+                "body": body, "draft": draft })
+    };
+    // rev2 starts a thread; rev1 keeps a new thread and a reply to it as drafts.
+    let response = comment("rev2", on_line(11, "published by rev2", false))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let thread = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let mut drafts = Vec::new();
+    for body in [
+        on_line(10, "a draft thread of rev1", true),
+        json!({ "thread": thread, "body": "a draft reply of rev1", "draft": true }),
+    ] {
+        let response = comment("rev1", body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let answer = response.json::<Value>().await.unwrap();
+        assert!(
+            answer.get("id").is_none(),
+            "a draft is no comment: {answer}"
+        );
+        drafts.push(answer["draft"].as_i64().expect("the draft's id"));
+    }
+    // Refused: a draft where the diff shows no line, a pitfall mark as a draft, a draft
+    // by a role that may not comment.
+    for (who, body, status) in [
+        (
+            "rev1",
+            on_line(99, "nowhere", true),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "rev1",
+            json!({ "revision": 1, "path": "fs/proc/cmdline.c", "side": "new", "line": 10,
+                    "body": "considered", "pitfall": "header", "draft": true }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("auditor", on_line(10, "x", true), StatusCode::FORBIDDEN),
+    ] {
+        let response = comment(who, body.clone()).await.unwrap();
+        assert_eq!(response.status(), status, "{who} {body}");
+    }
+    // Only rev1 sees them: not in anyone else's page data or HTML, not in the trail.
+    let mine = review
+        .get_json("rev1", &format!("/api/v1/patches/{id}"))
+        .await;
+    assert_eq!(mine["review"]["drafts"].as_array().unwrap().len(), 2);
+    assert_eq!(mine["review"]["drafts"][1]["thread"], thread);
+    for who in ["rev2", "owner", "auditor"] {
+        let theirs = review.get_json(who, &format!("/api/v1/patches/{id}")).await;
+        assert_eq!(theirs["review"]["drafts"], json!([]), "{who}");
+        assert_eq!(theirs["review"]["threads"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            theirs["review"]["threads"][0]["comments"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let html = review.get_html(who, &format!("/patches/{id}")).await;
+        assert!(!html.contains("of rev1"), "{who} sees a draft");
+    }
+    let html = review.get_html("rev1", &format!("/patches/{id}")).await;
+    for draft in &drafts {
+        assert_eq!(
+            html.matches(&format!("id=\"draft-{draft}\"")).count(),
+            1,
+            "draft {draft} once on its author's page"
+        );
+    }
+    assert!(html.contains("a draft thread of rev1") && html.contains("id=\"drafts\""));
+    assert_eq!(comments_audited(&review).await.len(), 1);
+
+    // Discarding: only one's own, once.
+    let response = comment("rev1", on_line(10, "to be discarded", true))
+        .await
+        .unwrap();
+    let discarded = response.json::<Value>().await.unwrap()["draft"]
+        .as_i64()
+        .unwrap();
+    let discard = |who: &str, draft: i64| {
+        review
+            .as_(who)
+            .delete(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{id}/drafts/{draft}")),
+            )
+            .send()
+    };
+    assert_eq!(
+        discard("rev2", discarded).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        discard("rev1", discarded).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        discard("rev1", discarded).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Approving publishes rev1's drafts in the same transaction, after the verdict.
+    let sha = review.current_sha(id).await;
+    let response = review
+        .post_action("rev1", id, "approve", json!({ "revision_sha256": sha }))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome = response.json::<Value>().await.unwrap();
+    assert_eq!(
+        outcome["published"].as_array().unwrap().len(),
+        2,
+        "{outcome}"
+    );
+    let page = review.patch(id).await;
+    assert_eq!(page["review"]["drafts"], json!([]));
+    let threads = page["review"]["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2);
+    let bodies: BTreeSet<String> = threads
+        .iter()
+        .flat_map(|t| t["comments"].as_array().unwrap())
+        .map(|c| c["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        BTreeSet::from(
+            [
+                "published by rev2",
+                "a draft thread of rev1",
+                "a draft reply of rev1"
+            ]
+            .map(String::from)
+        )
+    );
+    let audited = comments_audited(&review).await;
+    assert_eq!(audited.len(), 3);
+    assert_eq!(audited[1].0, "sign_off.approve");
+    for (_, details) in &audited[1..] {
+        assert_eq!(details["published_with"], "approve");
+        assert!(drafts.contains(&details["draft"].as_i64().unwrap()));
+    }
+    assert_eq!(audited[2].1["thread"], thread);
+
+    // Published on its own, without a verdict; with nothing left, 409.
+    let response = comment("rev2", on_line(10, "a later draft of rev2", true))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let publish = |who: &str| {
+        review
+            .as_(who)
+            .post(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{id}/drafts/publish")),
+            )
+            .send()
+    };
+    let response = publish("rev2").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["published"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        publish("rev2").await.unwrap().status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        publish("auditor").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let audited = comments_audited(&review).await;
+    assert_eq!(audited.len(), 4);
+    assert_eq!(audited[3].1["published_with"], Value::Null);
+    assert!(review.server.db.verify_audit().await.unwrap().is_ok());
+    review.server.stop().await;
 }
