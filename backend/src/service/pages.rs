@@ -9,10 +9,10 @@ use crate::store::patches::StoredRevision;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView, ImpactView,
-    InterdiffView, MailView, PatchFilter, PatchPage, PatchSummary, PolicyView, ReviewView,
-    ReviewerView, RevisionView, Role, SegmentView, SessionUser, State, TargetPage, TargetsPage,
-    UserAccount, DUE_SOON_SECONDS,
+    Action, AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView,
+    ImpactView, InterdiffView, MailView, PatchFilter, PatchPage, PatchSummary, PolicyView,
+    ReviewView, ReviewerView, RevisionView, Role, SegmentView, SessionUser, State, TargetPage,
+    TargetsPage, UserAccount, DUE_SOON_SECONDS,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -118,6 +118,8 @@ pub async fn list_patches(
     };
     let now = time::OffsetDateTime::now_utc();
     let mut list = Vec::new();
+    // One read transaction for the four-eyes questions, begun at the first.
+    let mut four_eyes: Option<crate::store::Tx> = None;
     for row in rows {
         let id = row.id;
         let (facts, sign_offs) = review
@@ -135,8 +137,22 @@ pub async fn list_patches(
             continue;
         }
         let standing = review::standing(&facts, &sign_offs, user.id);
-        let awaits =
+        let mut awaits =
             workflow::awaits_review_by(user.id, &user.roles, facts.author_id, state, &standing);
+        if awaits && policy.role_grants_need_second_admin {
+            // Four eyes on granted roles: a patch whose writer granted my reviewer role
+            // does not wait for my approval, which would be refused. Asked only of the
+            // patches that would otherwise wait for me.
+            let tx = match &mut four_eyes {
+                Some(tx) => tx,
+                None => four_eyes.insert(db.begin().await?),
+            };
+            match review::granted_independently(tx, id, user.id, Action::Approve).await {
+                Ok(()) => {}
+                Err(review::ReviewError::Db(e)) => return Err(e.into()),
+                Err(_) => awaits = false,
+            }
+        }
         if selection.needs_me && !awaits {
             continue;
         }
@@ -517,7 +533,7 @@ pub async fn review_view(
             workflow::may_request_reviewers(user.id, &user.roles, facts.author_id, state).is_ok();
         let mut request_candidates = Vec::new();
         if can_request_reviewers {
-            request_candidates = db
+            let mut accounts: Vec<_> = db
                 .list_users()
                 .await?
                 .into_iter()
@@ -527,6 +543,25 @@ pub async fn review_view(
                         && u.id != facts.author_id
                         && !requested.iter().any(|r| r.username == u.username)
                 })
+                .collect();
+            if policy.role_grants_need_second_admin {
+                // Four eyes on granted roles: not those whose approval would be refused
+                // (the request is refused for them too).
+                let mut tx = db.begin().await?;
+                let mut kept = Vec::with_capacity(accounts.len());
+                for account in accounts {
+                    match review::granted_independently(&mut tx, id, account.id, Action::Approve)
+                        .await
+                    {
+                        Ok(()) => kept.push(account),
+                        Err(review::ReviewError::Db(e)) => return Err(e),
+                        Err(_) => {}
+                    }
+                }
+                accounts = kept;
+            }
+            request_candidates = accounts
+                .into_iter()
                 .map(|u| ReviewerView {
                     username: u.username,
                     display_name: u.display_name,

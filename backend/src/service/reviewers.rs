@@ -8,7 +8,7 @@ use crate::service::submit::revision_files;
 use crate::store::audit;
 use crate::store::files;
 use crate::store::{self, Database, DbError};
-use graftbench_app::model::{FileMark, Role, SessionUser};
+use graftbench_app::model::{Action, FileMark, Role, SessionUser};
 use graftbench_domain::audit::{AuditAction, AuditSubject};
 use graftbench_domain::eligibility::Policy;
 use graftbench_domain::{workflow, PatchId};
@@ -75,6 +75,21 @@ pub async fn request_review(
                 "{} wrote this patch and cannot review it",
                 reviewer.username
             )));
+        }
+        if policy.role_grants_need_second_admin {
+            // Four eyes on granted roles: a reviewer whose role a writer of this patch
+            // granted could not approve it, so is not asked to.
+            let independent =
+                review::granted_independently(&mut tx, patch_id, reviewer.id, Action::Approve)
+                    .await;
+            if let Err(ReviewError::Denied(_)) = independent {
+                return Err(ReviewError::Invalid(format!(
+                    "{}'s reviewer role was granted by a writer of this patch: their approval \
+                     would not count",
+                    reviewer.username
+                )));
+            }
+            independent?;
         }
         let added =
             files::insert_review_request(&mut tx, patch_id, reviewer.id, user.id, &now).await?;

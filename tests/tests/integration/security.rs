@@ -682,9 +682,52 @@ async fn an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch(backen
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}");
         let body = response.text().await.unwrap();
         assert!(body.contains("four eyes"), "{body}");
+        // So the patch does not wait for them, and Grace cannot ask them to review it.
+        let waiting: Value = client
+            .get(server.url("/api/v1/patches?needs=me"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(waiting, json!([]), "{name}: needs my review");
+        let response = grace
+            .post(server.url("/api/v1/patches/1/reviewers"))
+            .json(&json!({ "reviewer": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("granted by a writer"), "{body}");
     }
+    let patch: Value = grace
+        .get(server.url("/api/v1/patches/1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let candidates: Vec<&str> = patch["review"]["request_candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(candidates, ["bob"], "whom Grace may ask");
     // A reviewer nobody involved in the patch granted counts as ever.
     let bob = server.signed_in("bob").await;
+    let waiting: Value = bob
+        .get(server.url("/api/v1/patches?needs=me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waiting.as_array().unwrap().len(), 1, "bob: needs my review");
     assert_eq!(approve(&server, &bob).await.status(), StatusCode::OK);
     let patch: Value = grace
         .get(server.url("/api/v1/patches/1"))
