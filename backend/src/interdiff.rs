@@ -26,7 +26,7 @@
 use analyzer::patch::{FileChange, FileDiff, Hunk, HunkLine, LineKind, MailHeader, Patch};
 use graftbench_app::model::{self, InterdiffHunk, InterdiffLine};
 use similar::{Algorithm, ChangeTag, DiffOp, TextDiff};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Lines of unchanged context around each run of differences.
@@ -138,131 +138,150 @@ pub fn message_interdiff(
         .collect()
 }
 
-/// Where the lines one revision's diff shows are in another revision's diff, so that a
-/// comment thread on one revision can be shown on the line it maps to in another (what
-/// Gerrit calls porting a comment). Only lines both diffs show can be placed: a thread
-/// lives under a line of the page, and a line the other revision's diff does not show
-/// has no row there.
+/// A line a comment thread is on: its file's path, the new (`true`) or old side, and
+/// the line number on that side.
+pub type LineAnchor = (String, bool, u32);
+
+/// Where the given lines of one revision's diff are in another revision's diff, so that
+/// a comment thread on one revision can be shown on the line it maps to in another
+/// (what Gerrit calls porting a comment). Only lines both diffs show can be placed: a
+/// thread lives under a line of the page, and a line the other revision's diff does not
+/// show has no row there. Only the anchors asked for are kept: the answer's size is the
+/// number of threads, not of lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinePort {
-    /// (path, new side, line) in one revision to the same side's line in the other.
-    lines: HashMap<(String, bool, u32), u32>,
+    lines: HashMap<LineAnchor, u32>,
 }
 
 impl LinePort {
     /// Where line `line` of `path` on the new (`true`) or old side is in the other
     /// revision's diff, on the same side; `None` when it has no such line there (the
-    /// line changed, went, or is outside that revision's hunks).
+    /// line changed, went, or is outside that revision's hunks), or was not asked for.
     pub fn place(&self, path: &str, new_side: bool, line: u32) -> Option<u32> {
         self.lines.get(&(path.to_owned(), new_side, line)).copied()
     }
 
-    /// How many lines it places.
+    /// How many of the anchors it places.
     pub fn len(&self) -> usize {
         self.lines.len()
     }
 
-    /// Whether it places no line at all.
+    /// Whether it places none.
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }
 }
 
-/// Maps the lines `from`'s diff shows onto `to`'s: per file (found by either of its
-/// paths, so renames carry) and per side, the lines the hunks show on that side (the
-/// original file's on the old side, the result's on the new) are diffed as text, and
-/// every line in an unchanged run maps to its partner. A line whose text either
-/// revision changed does not map: the thread on it is outdated, as in Gerrit. The
-/// same deadline as the interdiff bounds the work on crafted input.
-pub fn port_lines(from: &Patch, to: &Patch) -> LinePort {
-    let deadline = Instant::now() + TIMEOUT;
-    fn group(patch: &Patch) -> (Vec<String>, HashMap<String, Vec<&FileDiff>>) {
-        let mut order: Vec<String> = Vec::new();
-        let mut sections: HashMap<String, Vec<&FileDiff>> = HashMap::new();
-        for file in &patch.files {
-            let path = file.path().to_owned();
-            sections
-                .entry(path.clone())
-                .or_insert_with(|| {
-                    order.push(path);
-                    Vec::new()
-                })
-                .push(file);
-        }
-        (order, sections)
-    }
-    let (from_paths, from_sections) = group(from);
-    let (_, to_sections) = group(to);
-    // A renamed file is found in `to` by its old path too.
-    let mut to_alias: HashMap<&str, &str> = HashMap::new();
-    for file in &to.files {
-        if let Some(old) = file.old_path.as_deref() {
-            to_alias.entry(old).or_insert(file.path());
-        }
-    }
+/// Maps `anchors`, lines `from`'s diff shows, onto `to`'s diff: per file (found by
+/// either of its paths, so renames carry) and side, the lines the hunks show on that
+/// side (the original file's on the old side, the result's on the new) are diffed as
+/// text, and a line in an unchanged run maps to its partner. A line whose text either
+/// revision changed does not map: the thread on it is outdated, as in Gerrit. An anchor
+/// is placed only where `to` has a file by the anchor's own path (the page puts the
+/// thread under that file). Only the files and sides the anchors name are compared, and
+/// `deadline` bounds the diffing of crafted input (past it, coarser, still correct,
+/// answers).
+pub fn port_lines(from: &Patch, to: &Patch, anchors: &[LineAnchor], deadline: Instant) -> LinePort {
     let mut port = LinePort::default();
-    for path in &from_paths {
-        let Some(sections) = from_sections.get(path) else {
+    // Each of `to`'s files by each of its names.
+    let mut to_files: HashMap<&str, Vec<&FileDiff>> = HashMap::new();
+    for file in &to.files {
+        let mut names = vec![file.path()];
+        if let Some(old) = file.old_path.as_deref().filter(|old| *old != file.path()) {
+            names.push(old);
+        }
+        for name in names {
+            to_files.entry(name).or_default().push(file);
+        }
+    }
+    // The anchors by (path, side): each such pair is compared once.
+    let mut wanted: HashMap<(&str, bool), Vec<u32>> = HashMap::new();
+    for (path, new_side, line) in anchors {
+        wanted
+            .entry((path.as_str(), *new_side))
+            .or_default()
+            .push(*line);
+    }
+    for ((path, new_side), lines) in wanted {
+        let sections: Vec<&FileDiff> = from
+            .files
+            .iter()
+            .filter(|f| f.old_path.as_deref() == Some(path) || f.new_path.as_deref() == Some(path))
+            .collect();
+        // The same file in `to`: by the anchor's path, or by another name of the file in
+        // `from` (a rename), but only placed where `to` names the anchor's path.
+        if !to_files.contains_key(path) {
             continue;
-        };
+        }
         let names: Vec<&str> = sections
             .iter()
             .flat_map(|f| [f.old_path.as_deref(), f.new_path.as_deref()])
             .flatten()
             .collect();
-        let Some(other) = names.iter().find_map(|name| {
-            to_sections
-                .get(*name)
-                .or_else(|| to_alias.get(name).and_then(|p| to_sections.get(*p)))
-        }) else {
+        let Some(other) = names.iter().find_map(|name| to_files.get(name)) else {
             continue;
         };
-        for new_side in [false, true] {
-            let shown = |sections: &[&FileDiff]| -> Vec<(String, u32)> {
-                hunks_of(sections)
-                    .flat_map(|h| &h.lines)
-                    .filter_map(|l| {
-                        let line = match (new_side, l.kind) {
-                            (true, LineKind::Removed) | (false, LineKind::Added) => None,
-                            (true, _) => l.new_line,
-                            (false, _) => l.old_line,
-                        }?;
-                        Some((l.text.clone(), line))
-                    })
-                    .collect()
+        let (a, b) = (
+            shown_lines(&sections, new_side),
+            shown_lines(other, new_side),
+        );
+        let a_text: Vec<&str> = a.iter().map(|(t, _)| *t).collect();
+        let b_text: Vec<&str> = b.iter().map(|(t, _)| *t).collect();
+        let ops = similar::capture_diff_slices_deadline(
+            Algorithm::Patience,
+            &a_text,
+            &b_text,
+            Some(deadline),
+        );
+        // The anchors' positions among the lines `from` shows on that side, in one pass
+        // (a thread count times a line count would not be linear).
+        let asked: HashSet<u32> = lines.into_iter().collect();
+        let positions: Vec<(usize, u32)> = a
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| asked.contains(n))
+            .map(|(at, (_, n))| (at, *n))
+            .collect();
+        for op in &ops {
+            let DiffOp::Equal {
+                old_index,
+                new_index,
+                len,
+            } = *op
+            else {
+                continue;
             };
-            let (a, b) = (shown(sections), shown(other));
-            let a_text: Vec<&str> = a.iter().map(|(t, _)| t.as_str()).collect();
-            let b_text: Vec<&str> = b.iter().map(|(t, _)| t.as_str()).collect();
-            let ops = similar::capture_diff_slices_deadline(
-                Algorithm::Patience,
-                &a_text,
-                &b_text,
-                Some(deadline),
-            );
-            for op in ops {
-                if let DiffOp::Equal {
-                    old_index,
-                    new_index,
-                    len,
-                } = op
-                {
-                    for k in 0..len {
-                        let (Some((_, from_line)), Some((_, to_line))) =
-                            (a.get(old_index + k), b.get(new_index + k))
-                        else {
-                            continue;
-                        };
-                        for name in &names {
-                            port.lines
-                                .insert(((*name).to_owned(), new_side, *from_line), *to_line);
-                        }
-                    }
+            let first = positions.partition_point(|(at, _)| *at < old_index);
+            for &(at, line) in positions[first..]
+                .iter()
+                .take_while(|(at, _)| *at < old_index + len)
+            {
+                if let Some((_, partner)) = b.get(new_index + (at - old_index)) {
+                    port.lines
+                        .entry((path.to_owned(), new_side, line))
+                        .or_insert(*partner);
                 }
             }
         }
     }
     port
+}
+
+/// The lines the hunks of `sections` show on one side (the new when `new_side`), with
+/// their numbers there.
+fn shown_lines<'p>(sections: &[&'p FileDiff], new_side: bool) -> Vec<(&'p str, u32)> {
+    let mut seen = Vec::new();
+    for l in hunks_of(sections).flat_map(|h| &h.lines) {
+        let line = match (new_side, l.kind) {
+            (true, LineKind::Removed) | (false, LineKind::Added) => None,
+            (true, _) => l.new_line,
+            (false, _) => l.old_line,
+        };
+        if let Some(line) = line {
+            seen.push((l.text.as_str(), line));
+        }
+    }
+    seen
 }
 
 /// One line a revision leaves in its resulting file, with its number there.
@@ -784,39 +803,60 @@ mod tests {
         );
     }
 
+    /// Every line 1..=9 of `paths` on both sides, ported from `from` onto `to`.
+    fn port(from: &Patch, to: &Patch, paths: &[&str]) -> LinePort {
+        let anchors: Vec<LineAnchor> = paths
+            .iter()
+            .flat_map(|p| {
+                [false, true]
+                    .into_iter()
+                    .flat_map(move |side| (1..10).map(move |line| ((*p).to_owned(), side, line)))
+            })
+            .collect();
+        port_lines(from, to, &anchors, Instant::now() + TIMEOUT)
+    }
+
     #[test]
     fn a_line_a_newer_revision_moves_maps_to_its_new_number_and_a_changed_one_does_not() {
         // r1: `c` replaces `b` at line 2, `d` follows. r2 adds a line above, keeps `c`,
         // and rewrites `d` to `d2`.
         let r1 = parse("--- a/x.c\n+++ b/x.c\n@@ -1,4 +1,4 @@\n a\n-b\n+c\n d\n e\n");
         let r2 = parse("--- a/x.c\n+++ b/x.c\n@@ -1,4 +1,5 @@\n a\n+a2\n-b\n+c\n-d\n+d2\n e\n");
-        let port = port_lines(&r1, &r2);
+        let ported = port(&r1, &r2, &["x.c"]);
         assert_eq!(
-            port.place("x.c", true, 2),
+            ported.place("x.c", true, 2),
             Some(3),
             "`c` moved down one line"
         );
-        assert_eq!(port.place("x.c", true, 3), None, "`d` was rewritten");
+        assert_eq!(ported.place("x.c", true, 3), None, "`d` was rewritten");
         assert_eq!(
-            port.place("x.c", true, 4),
+            ported.place("x.c", true, 4),
             Some(5),
             "`e` is context in both"
         );
         // The old side is the original file: `b` is removed by both, at line 2.
-        assert_eq!(port.place("x.c", false, 2), Some(2));
+        assert_eq!(ported.place("x.c", false, 2), Some(2));
         assert_eq!(
-            port.place("x.c", false, 3),
+            ported.place("x.c", false, 3),
             Some(3),
             "`d`: context, then removed"
         );
         // And back: r2's lines onto r1's.
-        let back = port_lines(&r2, &r1);
+        let back = port(&r2, &r1, &["x.c"]);
         assert_eq!(back.place("x.c", true, 3), Some(2));
         assert_eq!(back.place("x.c", true, 2), None, "`a2` is not in r1");
+        // Only what was asked is kept.
+        let one = port_lines(
+            &r1,
+            &r2,
+            &[("x.c".to_owned(), true, 2)],
+            Instant::now() + TIMEOUT,
+        );
+        assert_eq!(one.len(), 1);
     }
 
     #[test]
-    fn a_renamed_file_ports_by_either_path_and_a_dropped_file_not_at_all() {
+    fn a_renamed_file_ports_by_either_path_where_the_other_revision_names_that_path() {
         let r1 = parse(
             "--- a/x.c\n+++ b/x.c\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n--- a/y.c\n+++ b/y.c\n@@ -1 +1 @@\n-y\n+z\n",
         );
@@ -824,10 +864,21 @@ mod tests {
             "diff --git a/x.c b/w.c\nsimilarity index 90%\nrename from x.c\nrename to w.c\n\
              --- a/x.c\n+++ b/w.c\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n",
         );
-        let port = port_lines(&r1, &r2);
-        assert_eq!(port.place("x.c", true, 2), Some(2));
-        assert_eq!(port.place("y.c", true, 1), None, "r2 no longer changes y.c");
-        assert_eq!(port_lines(&r2, &r1).place("w.c", true, 2), Some(2));
-        assert!(!port.is_empty());
+        let forward = port(&r1, &r2, &["x.c", "y.c"]);
+        assert_eq!(
+            forward.place("x.c", true, 2),
+            Some(2),
+            "r2 names x.c as the old path"
+        );
+        assert_eq!(
+            forward.place("y.c", true, 1),
+            None,
+            "r2 no longer changes y.c"
+        );
+        let back = port(&r2, &r1, &["w.c", "x.c"]);
+        assert_eq!(back.place("x.c", true, 2), Some(2));
+        // r1 has no file named w.c: a thread on w.c would have no file to sit under.
+        assert_eq!(back.place("w.c", true, 2), None);
+        assert!(!forward.is_empty());
     }
 }

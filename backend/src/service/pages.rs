@@ -2,7 +2,7 @@
 //! rendered once however many ask), interdiffs, the audit page, users and the policy:
 //! the [`Workbench`] the Leptos server functions call.
 
-use crate::interdiff::LinePort;
+use crate::interdiff::LineAnchor;
 use crate::render::DiffRenderer;
 use crate::service::review;
 use crate::store::patches::StoredRevision;
@@ -207,6 +207,11 @@ pub const AUDIT_PAGE_CHECKPOINTS: i64 = 5;
 
 /// How many rendered revisions to keep in memory.
 const RENDER_CACHE_ENTRIES: usize = 32;
+/// Threads of at most this many other revisions (the nearest) are ported onto the one
+/// shown; those of the rest are listed as outdated. Each costs a parse and a diff.
+const MAX_PORTED_REVISIONS: usize = 8;
+/// The time all porting for one page may take before its diffs answer coarsely.
+const PORT_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A value computed once, or the one computation of it under way: concurrent requests
 /// for the same key wait for that computation instead of starting their own.
@@ -262,8 +267,9 @@ pub struct DbWorkbench {
     policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
     rendered: Mutex<SlotCache<RevisionView>>,
-    /// Where one revision's diff lines are in another's, by the pair's SHA-256s.
-    ports: Mutex<SlotCache<LinePort>>,
+    /// Where threads of other revisions sit on a revision's lines (thread to line), by a
+    /// digest of the revisions' hashes and the threads' anchors.
+    ports: Mutex<SlotCache<HashMap<i64, u32>>>,
     renders_started: AtomicUsize,
     target_root: Option<std::path::PathBuf>,
     no_target_notice: Option<String>,
@@ -333,29 +339,81 @@ impl DbWorkbench {
         Ok(Arc::clone(view))
     }
 
-    /// Where the lines revision `from`'s diff shows are in revision `to`'s (each given by
-    /// number and SHA-256), computed once per pair of revisions' bytes.
-    async fn ported(
+    /// Places the threads of other revisions than `shown` (number and SHA-256) on the
+    /// lines they map to in it (their `shown_at`), where it shows those lines. Threads of
+    /// the [`MAX_PORTED_REVISIONS`] revisions nearest the shown one are ported, in one
+    /// blocking task that parses each revision once, under one deadline; the answer is
+    /// kept by a digest of everything it depends on (the revisions' bytes and the
+    /// threads' anchors), so a page view with no new thread computes nothing.
+    async fn place_threads(
         &self,
         id: i64,
-        from: (i64, &str),
-        to: (i64, &str),
-    ) -> Result<Arc<LinePort>, AppError> {
-        let key = format!("{}>{}", from.1, to.1);
+        shown: (i64, &str),
+        revisions: &[graftbench_app::model::RevisionSummary],
+        threads: &mut [graftbench_app::model::ThreadView],
+    ) -> Result<(), AppError> {
+        use sha2::{Digest, Sha256};
+        let mut others: Vec<&graftbench_app::model::RevisionSummary> = revisions
+            .iter()
+            .filter(|r| r.number != shown.0 && threads.iter().any(|t| t.revision == r.number))
+            .collect();
+        others.sort_by_key(|r| (r.number - shown.0).abs());
+        others.truncate(MAX_PORTED_REVISIONS);
+        if others.is_empty() {
+            return Ok(());
+        }
+        // What to port: per other revision, its threads' anchors.
+        let mut asked: Vec<(i64, Vec<(i64, LineAnchor)>)> = Vec::with_capacity(others.len());
+        let mut key = Sha256::new();
+        key.update(shown.1.as_bytes());
+        for other in &others {
+            key.update(other.sha256.as_bytes());
+            let anchors: Vec<(i64, LineAnchor)> = threads
+                .iter()
+                .filter(|t| t.revision == other.number)
+                .map(|t| (t.id, (t.path.clone(), t.side == "new", t.line)))
+                .collect();
+            for (thread, (path, new_side, line)) in &anchors {
+                key.update(format!("{thread}\0{path}\0{new_side}\0{line}\0").as_bytes());
+            }
+            asked.push((other.number, anchors));
+        }
+        let key = hex::encode(key.finalize());
         let slot = slot_of(&self.ports, &key);
-        let port = slot
+        let placed = slot
             .get_or_try_init(|| async move {
-                let mut sides = Vec::with_capacity(2);
-                for number in [from.0, to.0] {
+                let shown_diff = self
+                    .db
+                    .revision(id, shown.0)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| {
+                        AppError::NotFound(format!("revision {} of patch {id}", shown.0))
+                    })?;
+                let mut work = Vec::with_capacity(asked.len());
+                for (number, anchors) in asked {
                     let stored = self.db.revision(id, number).await.map_err(internal)?;
-                    sides.push(stored.ok_or_else(|| {
-                        AppError::NotFound(format!("revision {number} of patch {id}"))
-                    })?);
+                    if let Some(stored) = stored {
+                        work.push((stored, anchors));
+                    }
                 }
-                // Parsing two diffs and comparing them is CPU work: off the async workers.
+                // Parsing and comparing diffs is CPU work: off the async workers.
                 tokio::task::spawn_blocking(move || {
-                    let (from, to) = (parse_stored(&sides[0])?, parse_stored(&sides[1])?);
-                    Ok::<_, AppError>(Arc::new(crate::interdiff::port_lines(&from, &to)))
+                    let deadline = std::time::Instant::now() + PORT_TIME;
+                    let to = parse_stored(&shown_diff)?;
+                    let mut placed = HashMap::new();
+                    for (stored, anchors) in work {
+                        let from = parse_stored(&stored)?;
+                        let lines: Vec<LineAnchor> =
+                            anchors.iter().map(|(_, anchor)| anchor.clone()).collect();
+                        let port = crate::interdiff::port_lines(&from, &to, &lines, deadline);
+                        for (thread, (path, new_side, line)) in anchors {
+                            if let Some(at) = port.place(&path, new_side, line) {
+                                placed.insert(thread, at);
+                            }
+                        }
+                    }
+                    Ok::<_, AppError>(Arc::new(placed))
                 })
                 .await
                 .map_err(|e| {
@@ -364,36 +422,10 @@ impl DbWorkbench {
                 })?
             })
             .await?;
-        Ok(Arc::clone(port))
-    }
-
-    /// Places the threads of other revisions than `shown` on the lines they map to in
-    /// it (their `shown_at`), where it shows those lines.
-    async fn place_threads(
-        &self,
-        id: i64,
-        shown: (i64, &str),
-        revisions: &[graftbench_app::model::RevisionSummary],
-        threads: &mut [graftbench_app::model::ThreadView],
-    ) -> Result<(), AppError> {
-        let mut others: Vec<i64> = threads
-            .iter()
-            .map(|t| t.revision)
-            .filter(|&r| r != shown.0)
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        for other in others {
-            let Some(summary) = revisions.iter().find(|r| r.number == other) else {
-                continue;
-            };
-            let port = self.ported(id, (other, &summary.sha256), shown).await?;
-            for thread in threads.iter_mut().filter(|t| t.revision == other) {
-                let new_side = thread.side == "new";
-                thread.shown_at = port
-                    .place(&thread.path, new_side, thread.line)
-                    .map(|line| (thread.side.clone(), line));
-            }
+        for thread in threads.iter_mut() {
+            thread.shown_at = placed
+                .get(&thread.id)
+                .map(|line| (thread.side.clone(), *line));
         }
         Ok(())
     }

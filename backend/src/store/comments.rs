@@ -274,15 +274,18 @@ pub struct TakenDraft {
 }
 
 /// Removes and returns every draft `author_id` keeps on a patch, oldest first: the
-/// caller publishes them in the same transaction.
+/// caller publishes them in the same transaction. One statement deletes and returns
+/// them, so a draft discarded by a transaction that commits meanwhile is either
+/// published here or gone, never both (PostgreSQL reads committed rows between
+/// statements).
 pub async fn take_drafts(
     tx: &mut Tx,
     patch_id: i64,
     author_id: i64,
 ) -> Result<Vec<TakenDraft>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, thread_id, revision, file_path, side, line, body FROM comment_drafts
-         WHERE patch_id = $1 AND author_id = $2 ORDER BY id",
+        "DELETE FROM comment_drafts WHERE patch_id = $1 AND author_id = $2
+         RETURNING id, thread_id, revision, file_path, side, line, body",
     )
     .bind(patch_id)
     .bind(author_id)
@@ -302,11 +305,8 @@ pub async fn take_drafts(
             body: row.try_get("body")?,
         });
     }
-    sqlx::query("DELETE FROM comment_drafts WHERE patch_id = $1 AND author_id = $2")
-        .bind(patch_id)
-        .bind(author_id)
-        .execute(&mut **tx)
-        .await?;
+    // RETURNING promises no order: published oldest first, as written.
+    taken.sort_by_key(|d| d.draft);
     Ok(taken)
 }
 

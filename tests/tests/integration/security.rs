@@ -698,7 +698,11 @@ async fn an_admin_cannot_make_the_reviewers_that_approve_the_admins_patch(backen
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}"
+        );
         let body = response.text().await.unwrap();
         assert!(body.contains("granted by a writer"), "{body}");
     }
