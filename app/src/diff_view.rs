@@ -63,7 +63,12 @@ pub fn DiffView(
     /// this revision show under their lines, replies in their threads.
     #[prop(default = None)]
     drafts: Option<(i64, Vec<DraftView>)>,
+    /// Where each file downloads as a target's source tree has it and with the fix
+    /// applied there: (patch, revision, the targets whose source is known).
+    #[prop(default = None)]
+    sources: Option<(i64, i64, Vec<String>)>,
 ) -> impl IntoView {
+    let sources = StoredValue::new(sources);
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
     let composing = RwSignal::new(None::<LineTarget>);
@@ -231,7 +236,9 @@ pub fn DiffView(
                                 .map(|(i, file)| {
                                     let mark = marks
                                         .with_value(|m| m.as_ref().map(|(patch, m)| (*patch, mark_of(m, file.path()))));
-                                    file_block(file, i, unified, notes, mark)
+                                    sources.with_value(|sources| {
+                                        file_block(file, i, unified, notes, mark, sources.as_ref())
+                                    })
                                 })
                                 .collect_view()
                         })
@@ -590,7 +597,30 @@ fn file_block(
     unified: bool,
     notes: &Notes,
     mark: Option<(i64, Mark)>,
+    sources: Option<&(i64, i64, Vec<String>)>,
 ) -> impl IntoView {
+    // The file before and after the fix in the first target whose source is known.
+    let downloads = sources.and_then(|(patch, revision, targets)| {
+        let target = targets.first()?;
+        let href = |side: &str| {
+            format!(
+                "/patches/{patch}/revisions/{revision}/files/{side}?path={}&target={}",
+                crate::model::query_escape(file.path()),
+                crate::model::query_escape(target),
+            )
+        };
+        let title = format!("The file in target {target}'s source tree");
+        Some(view! {
+            <span class="sources" title=title>
+                {(file.change != "added")
+                    .then(|| view! { <a href=href("old") download="">"old"</a> })}
+                " "
+                {(file.change != "deleted")
+                    .then(|| view! { <a href=href("new") download="">"new"</a> })}
+                <span class="dim">" in " {target.clone()}</span>
+            </span>
+        })
+    });
     let body = if file.hunks.is_empty() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if unified {
@@ -615,6 +645,7 @@ fn file_block(
                     " "
                     <span class="minus">"−" {file.removed}</span>
                 </span>
+                {downloads}
                 {mark.map(|(patch, mark)| reviewed_toggle(patch, file.path(), index, mark))}
             </header>
             {body}

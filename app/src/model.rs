@@ -550,6 +550,10 @@ pub struct PatchPage {
     pub pitfalls: Vec<PitfallView>,
     /// The signed-in user's "reviewed" marks on the shown revision's files.
     pub file_marks: Vec<FileMark>,
+    /// The active targets of the patch whose source tree is known: each changed file
+    /// downloads as such a tree has it (old) and with the fix applied there (new).
+    #[serde(default)]
+    pub source_targets: Vec<String>,
 }
 
 /// A pitfall on the diff line it is about (merged over the targets that found it).

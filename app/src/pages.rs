@@ -741,6 +741,8 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                         comment=can_comment.then_some((info.id, shown.number))
                         marks=on_current.then_some((info.id, data.file_marks))
                         drafts=Some((info.id, drafts_here))
+                        sources=(!data.source_targets.is_empty())
+                            .then(|| (info.id, shown.number, data.source_targets.clone()))
                     />
                 </div>
                 <div class="pane pane-impact">

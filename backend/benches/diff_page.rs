@@ -101,6 +101,42 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // Threads of an older revision placed on a newer one's lines, before the answer is
+    // cached: both revisions parsed, and the files and sides the anchors name compared.
+    // The newer revision rewrites one added line per hunk; 100 threads on every 50th
+    // new-side line of the older one.
+    let newer = diff.replace(
+        "+\tWARN_ON_ONCE(work_done > budget);",
+        "+\tWARN_ON(work_done > budget);",
+    );
+    let older = analyzer::patch::parse(diff.as_bytes()).expect("valid");
+    let anchors: Vec<graftbench::interdiff::LineAnchor> = older
+        .files
+        .iter()
+        .flat_map(|f| {
+            f.hunks
+                .iter()
+                .flat_map(|h| &h.lines)
+                .filter_map(move |l| Some((f.path().to_owned(), true, l.new_line?)))
+        })
+        .step_by(50)
+        .take(100)
+        .collect();
+    group.bench_function("port 100 threads onto the next revision (2 parses)", |b| {
+        b.iter(|| {
+            let from = analyzer::patch::parse(diff.as_bytes()).expect("valid");
+            let to = analyzer::patch::parse(newer.as_bytes()).expect("valid");
+            let port = graftbench::interdiff::port_lines(
+                &from,
+                &to,
+                &anchors,
+                std::time::Instant::now() + Duration::from_secs(1),
+            );
+            assert!(port.len() > 50, "most threads are placed: {}", port.len());
+            port
+        })
+    });
+
     // The whole request, through the real router and a real SQLite file.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -17,6 +17,7 @@ pub mod pages;
 pub mod retention;
 pub mod review;
 pub mod reviewers;
+pub mod sources;
 pub mod submit;
 pub mod targets;
 pub mod tree;

@@ -495,6 +495,16 @@ impl DbWorkbench {
         let file_marks = crate::service::reviewers::file_marks(&self.db, user, id, number)
             .await
             .map_err(internal)?;
+        let source_targets = {
+            let mut tx = self.db.begin().await.map_err(internal)?;
+            crate::store::targets::targets_of_patch_in(&mut tx, id)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|t| t.retired_at.is_none() && t.source_dir.is_some())
+                .map(|t| t.name)
+                .collect()
+        };
         Ok(PatchPage {
             info: patch,
             revisions,
@@ -502,6 +512,7 @@ impl DbWorkbench {
             review,
             pitfalls,
             file_marks,
+            source_targets,
         })
     }
 }

@@ -1039,3 +1039,60 @@ pub(super) async fn api_policy(State(state): State<AppState>) -> Response {
     }))
     .into_response()
 }
+
+/// Which changed file, as which target has it.
+#[derive(Debug, Deserialize)]
+pub(super) struct SourceFileQuery {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    target: String,
+}
+
+/// `GET /patches/{id}/revisions/{number}/files/{old|new}?path=&target=`: a file the
+/// revision changes as the target's source tree has it (`old`), or with the fix applied
+/// there (`new`), as a download; 404 when the diff, the target or its source tree lacks
+/// it, 409 when a hunk does not apply to that tree.
+pub(super) async fn download_source_file(
+    State(state): State<AppState>,
+    Path((id, number, side)): Path<(i64, i64, String)>,
+    Query(query): Query<SourceFileQuery>,
+) -> Result<Response, ApiError> {
+    use crate::service::sources::{self, FileSide};
+    let Some(which) = FileSide::parse(&side) else {
+        let side: String = side.chars().take(16).collect();
+        return Err(ApiError::not_found(format!(
+            "side `{side}` of a file (name it old or new)"
+        )));
+    };
+    if query.path.is_empty() || query.target.is_empty() {
+        return Err(ApiError::Client(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name the file (`path`) and the target (`target`)".into(),
+        ));
+    }
+    let bytes =
+        sources::revision_file(&state.db, id, number, &query.target, &query.path, which).await?;
+    let mut response = status_only(StatusCode::OK);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // The file's own name, reduced to characters that need no quoting in a header.
+    let base: String = query
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(100)
+        .collect();
+    let name = format!("attachment; filename=\"graftbench-{id}-r{number}-{side}-{base}\"");
+    if let Ok(value) = HeaderValue::from_str(&name) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    *response.body_mut() = Body::from(bytes);
+    Ok(response)
+}

@@ -386,6 +386,10 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             get(handlers::download_revision),
         )
         .route(
+            "/patches/{id}/revisions/{number}/files/{side}",
+            get(handlers::download_source_file),
+        )
+        .route(
             "/patches/{id}/evidence",
             get(handlers::patch_evidence_report),
         )

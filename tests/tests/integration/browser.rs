@@ -2110,22 +2110,7 @@ async fn a_click_on_a_line_number_comments_there_and_the_thread_shows_under_the_
     let (page, console) = signed_in_page(&browser, &server, "bob").await;
     visit(&page, &server, &format!("/patches/{id}")).await;
     let line = "fs/proc/cmdline.c:R10";
-    assert!(
-        eval_bool(
-            &page,
-            &format!("document.getElementById('{line}').click(); true")
-        )
-        .await
-    );
-    assert!(
-        wait_for(
-            &page,
-            "!!document.querySelector('#composer textarea')",
-            Duration::from_secs(5)
-        )
-        .await,
-        "the comment box opens"
-    );
+    open_comment_box(&page, line).await;
     let fields: String = page
         .evaluate(
             "['path', 'side', 'line', 'revision'].map(n =>
@@ -2273,6 +2258,26 @@ async fn a_click_on_a_line_number_comments_there_and_the_thread_shows_under_the_
     console.assert_clean("bob", &[]).await;
     page.close().await.ok();
     finish(browser, events, server).await;
+}
+
+/// Clicks the number of line `line` (`path:R10`) and waits for the comment box there.
+async fn open_comment_box(page: &Page, line: &str) {
+    assert!(
+        eval_bool(
+            page,
+            &format!("document.getElementById('{line}').click(); true")
+        )
+        .await
+    );
+    assert!(
+        wait_for(
+            page,
+            "!!document.querySelector('#composer textarea')",
+            Duration::from_secs(5)
+        )
+        .await,
+        "the comment box opens on {line}"
+    );
 }
 
 /// Presses `key` as a keyboard does (Chromium's own key events, to whatever has focus).
@@ -2519,22 +2524,7 @@ async fn a_draft_stays_under_its_line_for_its_author_and_goes_out_with_the_appro
     let (page, console) = signed_in_page(&browser, &server, "bob").await;
     visit(&page, &server, &format!("/patches/{id}")).await;
     let line = "fs/proc/cmdline.c:R10";
-    assert!(
-        eval_bool(
-            &page,
-            &format!("document.getElementById('{line}').click(); true")
-        )
-        .await
-    );
-    assert!(
-        wait_for(
-            &page,
-            "!!document.querySelector('#composer textarea')",
-            Duration::from_secs(5)
-        )
-        .await,
-        "the comment box opens"
-    );
+    open_comment_box(&page, line).await;
     page.find_element("#composer textarea")
         .await
         .unwrap()

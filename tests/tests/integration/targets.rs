@@ -901,6 +901,77 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
             "{label} {kind}: {nodes:?}"
         );
     }
+
+    // Each changed file downloads as each target's tree has it, and with the fix applied
+    // there: where a hunk does not apply (beta's header), the new side is a 409.
+    let file = |side: &str, path: &str, target: &str| {
+        let url = server.url(&format!(
+            "/patches/{patch}/revisions/1/files/{side}?path={path}&target={target}"
+        ));
+        let author = author.clone();
+        async move {
+            let response = author.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let disposition = response
+                .headers()
+                .get("content-disposition")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, response.text().await.unwrap(), disposition)
+        }
+    };
+    let header = "analyzer/tests/fixtures/inlines.h";
+    let (status, old, disposition) = file("old", header, "alpha").await;
+    assert_eq!(status, 200, "{old}");
+    assert!(old.contains("\treturn v * 2 + 1;\n"), "{old}");
+    assert_eq!(
+        disposition.as_deref(),
+        Some(format!("attachment; filename=\"graftbench-{patch}-r1-old-inlines.h\"").as_str())
+    );
+    let (status, new, _) = file("new", header, "alpha").await;
+    assert_eq!(status, 200, "{new}");
+    assert_eq!(
+        new,
+        old.replace("\treturn v * 2 + 1;\n", "\treturn v * 2 + 2;\n"),
+        "only the fix's line differs"
+    );
+    let (status, old, _) = file("old", header, "beta").await;
+    assert_eq!(status, 200);
+    assert!(
+        old.contains("\treturn v * 2 + 3;\n"),
+        "beta's own header: {old}"
+    );
+    let (status, why, _) = file("new", header, "beta").await;
+    assert_eq!(status, 409, "{why}");
+    assert!(why.contains("hunk 1") && why.contains("beta"), "{why}");
+    let (status, new, _) = file("new", "analyzer/tests/fixtures/clones.c", "beta").await;
+    assert_eq!(status, 200, "{new}");
+    assert!(new.contains("\treturn r->len * 3 + 2;\n") && !new.contains("* 3 + 1;"));
+    // Only the files the diff names, of targets that exist, on a side that exists.
+    for (side, path, target, expected) in [
+        ("old", "analyzer/tests/fixtures/clones.h", "alpha", 404),
+        ("old", "../../etc/passwd", "alpha", 404),
+        ("old", header, "gamma", 404),
+        ("both", header, "alpha", 404),
+        ("old", "", "alpha", 422),
+    ] {
+        let (status, body, _) = file(side, path, target).await;
+        assert_eq!(status, expected, "{side} {path} {target}: {body}");
+    }
+    // The patch page links them, for the first target with a source tree.
+    let html = author
+        .get(server.url(&format!("/patches/{patch}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!(
+            "/patches/{patch}/revisions/1/files/new?path=analyzer%2Ftests%2Ffixtures%2Finlines.h&amp;target=alpha"
+        )),
+        "the page links the new side"
+    );
     server.stop().await;
 }
 
