@@ -159,7 +159,7 @@ fn apply(original: &[u8], patch: &Patch) -> Result<Vec<u8>, String> {
             .lines
             .iter()
             .find_map(|l| l.old_line.filter(|_| l.kind != LineKind::Added))
-            .map_or(hunk.old_start as usize, |line| line as usize - 1);
+            .map_or(hunk.old_start as usize, |line| (line as usize).saturating_sub(1));
         if start < next || start > lines.len() {
             return Err(format!("hunk at line {} is out of order", hunk.old_start));
         }
