@@ -262,7 +262,10 @@ fn place(hunk: &Hunk, target: &Target<'_>, offset: i64, floor: usize) -> Option<
         .count();
     let context = prefix.max(suffix);
     let expected = i64::from(hunk.old_start) - 1 + offset;
-    for fuzz in 0..=MAX_FUZZ {
+    // As `patch`: never more fuzz than the hunk has context, so only context lines are
+    // ever ignored (more would skip removed lines and apply part of the hunk).
+    let most = MAX_FUZZ.min(u32::try_from(context).unwrap_or(MAX_FUZZ));
+    for fuzz in 0..=most {
         let fuzz_lines = fuzz as usize;
         // As `patch`: the short side of an asymmetric hunk is its file's start or end,
         // until the fuzz makes up the difference.
@@ -588,5 +591,36 @@ mod tests {
             );
         }
         assert_eq!(target.find(&["no such line"], (0, 0), 5, 0, anchor), None);
+    }
+
+    /// A tree of one file.
+    struct OneFile(&'static str, &'static str);
+
+    impl SourceTree for OneFile {
+        fn read(&self, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+            Ok((path == self.0).then(|| self.1.as_bytes().to_vec()))
+        }
+    }
+
+    /// Security review: fuzz beyond a hunk's context ignored its removed lines, so a
+    /// hunk with one line of context applied in part (`a` kept, `c` never added).
+    #[test]
+    fn fuzz_never_ignores_more_than_the_hunks_context() {
+        let fix =
+            crate::patch::parse(b"--- a/f.c\n+++ b/f.c\n@@ -1,4 +1,2 @@\n-a\n-b\n-x\n+c\n d\n")
+                .expect("a valid patch");
+        let mapping = map_onto(&fix, &OneFile("f.c", "q\nb\nx\nd\nz\n")).expect("mapped");
+        assert!(
+            !mapping.hunks[0].state.applies(),
+            "{:?}",
+            mapping.hunks[0].state
+        );
+        // With its context there, it applies as it is.
+        let mapping = map_onto(&fix, &OneFile("f.c", "a\nb\nx\nd\nz\n")).expect("mapped");
+        assert!(
+            mapping.hunks[0].state.applies(),
+            "{:?}",
+            mapping.hunks[0].state
+        );
     }
 }

@@ -48,17 +48,25 @@ pub async fn revision_file(
         .revision(patch_id, number)
         .await?
         .ok_or_else(|| ReviewError::NotFound(format!("revision {number} of patch {patch_id}")))?;
-    let target = db
-        .targets()
+    if !served(path) {
+        return Err(ReviewError::NotFound(format!(
+            "`{shown}` among the files served: kernel source only (C, headers, assembly, \
+             Rust, linker scripts, device trees, Kconfig, Makefiles), no hidden files or keys"
+        )));
+    }
+    // Only the active targets this patch is analysed for.
+    let mut tx = db.begin().await?;
+    let target = crate::store::targets::targets_of_patch_in(&mut tx, patch_id)
         .await?
         .into_iter()
-        .find(|t| t.name == target)
+        .find(|t| t.name == target && t.retired_at.is_none())
         .ok_or_else(|| {
             ReviewError::NotFound(format!(
-                "target `{}`",
+                "active target `{}` of patch {patch_id}",
                 target.chars().take(64).collect::<String>()
             ))
         })?;
+    drop(tx);
     let Some(root) = target.source_dir.clone() else {
         return Err(ReviewError::NotFound(format!(
             "the source of target `{}` (it was registered without a source tree)",
@@ -67,7 +75,12 @@ pub async fn revision_file(
     };
     let path = path.to_owned();
     let name = target.name.clone();
-    // Parsing, reading the file and placing the hunks is CPU and disk work.
+    // Parsing, reading the file and placing the hunks is CPU and disk work: off the
+    // async workers, and at most SLOTS at a time however many ask.
+    let _slot = SLOTS
+        .acquire()
+        .await
+        .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source slots closed: {e}"))))?;
     tokio::task::spawn_blocking(move || {
         let patch = analyzer::patch::parse(&stored.diff).map_err(|e| {
             ReviewError::Db(DbError::Corrupt(format!(
@@ -89,6 +102,12 @@ pub async fn revision_file(
         let unreadable = |e: analyzer::source::SourceError| {
             ReviewError::Conflict(format!("target `{name}`: {e}"))
         };
+        if file.hunks.len() > MAX_HUNKS {
+            return Err(ReviewError::Invalid(format!(
+                "`{shown}` has {} hunks; at most {MAX_HUNKS} are applied",
+                file.hunks.len()
+            )));
+        }
         let old = match (file.change, file.old_path.as_deref()) {
             (FileChange::Added, _) | (_, None) => None,
             (_, Some(old_path)) => {
@@ -112,7 +131,12 @@ pub async fn revision_file(
                     mail: None,
                     files: vec![file.clone()],
                 };
-                let mapping = map_onto(&single, &tree).map_err(unreadable)?;
+                // The file is read once: the mapping reads it from memory.
+                let read_once = OneFile {
+                    path: file.old_path.as_deref().unwrap_or_default(),
+                    bytes: old.as_deref(),
+                };
+                let mapping = map_onto(&single, &read_once).map_err(unreadable)?;
                 for hunk in &mapping.hunks {
                     if !matches!(hunk.state, HunkState::Applied { .. } | HunkState::NewFile) {
                         return Err(ReviewError::Conflict(format!(
@@ -133,6 +157,51 @@ pub async fn revision_file(
     })
     .await
     .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source task failed: {e}"))))?
+}
+
+/// How many requests for files may read and patch at once: each holds a file of up to
+/// the source limit and a parsed diff of up to 5 MiB.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The most hunks of one file applied (the analyses' limit for a whole fix).
+const MAX_HUNKS: usize = crate::service::analysis::MAX_HUNKS;
+
+/// Whether `path` is a kind of file this serves: kernel source text, never a hidden file
+/// (`.config`, `.git/`) or anything that could be a key or certificate (`certs/` holds
+/// the module signing key of an in-tree build).
+fn served(path: &str) -> bool {
+    let components: Vec<&str> = path.split('/').collect();
+    if components
+        .iter()
+        .any(|c| c.is_empty() || c.starts_with('.'))
+        || components.first() == Some(&"certs")
+    {
+        return false;
+    }
+    let name = components.last().copied().unwrap_or_default();
+    let source_name = ["Kconfig", "Makefile", "Kbuild"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext);
+    source_name
+        || matches!(
+            extension,
+            Some(
+                "c" | "h" | "S" | "s" | "rs" | "lds" | "dts" | "dtsi" | "y" | "l" | "asn1" | "tbl"
+            )
+        )
+}
+
+/// The one file being patched, already read, as a tree for [`map_onto`].
+struct OneFile<'a> {
+    path: &'a str,
+    bytes: Option<&'a [u8]>,
+}
+
+impl SourceTree for OneFile<'_> {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, analyzer::source::SourceError> {
+        Ok(self.bytes.filter(|_| path == self.path).map(<[u8]>::to_vec))
+    }
 }
 
 /// `original` with the hunks of `patch`'s one file applied; their old-side numbers are
@@ -159,7 +228,9 @@ fn apply(original: &[u8], patch: &Patch) -> Result<Vec<u8>, String> {
             .lines
             .iter()
             .find_map(|l| l.old_line.filter(|_| l.kind != LineKind::Added))
-            .map_or(hunk.old_start as usize, |line| (line as usize).saturating_sub(1));
+            .map_or(hunk.old_start as usize, |line| {
+                (line as usize).saturating_sub(1)
+            });
         if start < next || start > lines.len() {
             return Err(format!("hunk at line {} is out of order", hunk.old_start));
         }
@@ -235,6 +306,33 @@ mod tests {
         let fix = patch("--- a/f\n+++ b/f\n@@ -1,1 +1,1 @@\n-x\n+y\n");
         assert!(apply(b"z\n", &fix).is_err());
         assert!(apply(b"", &fix).is_err());
+    }
+
+    #[test]
+    fn only_kernel_source_files_are_served() {
+        for path in [
+            "fs/proc/cmdline.c",
+            "include/linux/mm.h",
+            "arch/x86/entry/entry_64.S",
+            "net/Kconfig",
+            "drivers/net/Makefile",
+            "arch/x86/kernel/vmlinux.lds",
+        ] {
+            assert!(served(path), "{path}");
+        }
+        for path in [
+            "certs/signing_key.pem",
+            "certs/x.c",
+            ".config",
+            ".git/config",
+            "scripts/.hidden.c",
+            "vmlinux",
+            "a//b.c",
+            "debian/rules",
+            "key.pem",
+        ] {
+            assert!(!served(path), "{path}");
+        }
     }
 
     #[test]
