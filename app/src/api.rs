@@ -6,7 +6,7 @@
 //! functions still refuse to answer without a user, so a routing mistake cannot expose data.
 
 use crate::model::{
-    AppError, AuditFilter, AuditPage, ImpactView, InterdiffView, PatchFilter, PatchPage,
+    AppError, AuditFilter, AuditPage, FileHunks, ImpactView, InterdiffView, PatchFilter, PatchPage,
     PatchSummary, PolicyView, RejectedSubmission, SessionUser, TargetPage, TargetsPage,
     UserAccount,
 };
@@ -29,15 +29,41 @@ pub async fn list_patches(filter: PatchFilter) -> Result<Vec<PatchSummary>, AppE
     list
 }
 
-/// One patch with one of its revisions rendered (the latest when `revision` is `None`).
+/// One patch with one of its revisions rendered (the latest when `revision` is `None`):
+/// the diff's first lines, or every line when `all_lines`.
 #[server(prefix = "/api/ui", endpoint = "patch")]
-pub async fn get_patch(id: i64, revision: Option<i64>) -> Result<PatchPage, AppError> {
+pub async fn get_patch(
+    id: i64,
+    revision: Option<i64>,
+    all_lines: bool,
+) -> Result<PatchPage, AppError> {
     let user = ssr::require_user().await?;
-    let page = ssr::workbench()?.patch_page(&user, id, revision).await;
+    let page = ssr::workbench()?
+        .patch_page(&user, id, revision, all_lines)
+        .await;
     if let Err(e) = &page {
         ssr::set_error_status(e);
     }
     page
+}
+
+/// The hunks of one file of a revision from hunk `from` on: what the patch page held back
+/// of a long diff, loaded when the reader gets there.
+#[server(prefix = "/api/ui", endpoint = "file_hunks")]
+pub async fn get_file_hunks(
+    id: i64,
+    revision: i64,
+    file: usize,
+    from: usize,
+) -> Result<FileHunks, AppError> {
+    let user = ssr::require_user().await?;
+    let hunks = ssr::workbench()?
+        .file_hunks(&user, id, revision, file, from)
+        .await;
+    if let Err(e) = &hunks {
+        ssr::set_error_status(e);
+    }
+    hunks
 }
 
 /// How revision `revision` of patch `id` fares on each target, and the impact graph on
@@ -157,13 +183,25 @@ pub mod ssr {
             filter: PatchFilter,
         ) -> BoxFuture<'a, Result<Vec<PatchSummary>, AppError>>;
 
-        /// One patch with a rendered revision.
+        /// One patch with a rendered revision: its first lines, or all of them.
         fn patch_page<'a>(
             &'a self,
             user: &'a SessionUser,
             id: i64,
             revision: Option<i64>,
+            all_lines: bool,
         ) -> BoxFuture<'a, Result<PatchPage, AppError>>;
+
+        /// The hunks of file `file` (its index) of a revision from hunk `from` on: what
+        /// the patch page held back.
+        fn file_hunks<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            id: i64,
+            revision: i64,
+            file: usize,
+            from: usize,
+        ) -> BoxFuture<'a, Result<FileHunks, AppError>>;
 
         /// The impact panel of a revision: each target's analysis and one's graph.
         fn impact<'a>(

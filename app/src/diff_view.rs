@@ -6,8 +6,8 @@
 //! from the same data, without asking the server.
 
 use crate::model::{
-    side_by_side, DraftView, FileMark, FileView, HunkView, LineKind, LineView, PitfallView,
-    ThreadView,
+    side_by_side, DraftView, FileMark, FileView, HeldBack, HunkView, LineKind, LineView,
+    PitfallView, ThreadView,
 };
 use crate::review_view::{draft_body, replies_to, thread_body};
 use leptos::prelude::*;
@@ -42,6 +42,12 @@ pub fn DiffView(
     files_changed: usize,
     added: usize,
     removed: usize,
+    /// Whether the lines are highlighted (a long revision's are plain for a moment).
+    #[prop(default = true)]
+    highlighted: bool,
+    /// Where the hunks the server held back of a long diff load from: (patch, revision).
+    #[prop(default = None)]
+    held: Option<(i64, i64)>,
     /// The analyses' pitfalls, shown under their lines.
     #[prop(optional)]
     pitfalls: Vec<PitfallView>,
@@ -101,7 +107,51 @@ pub fn DiffView(
             set_unified.set(true);
         }
     });
+    // Per file, what the server held back and what has been loaded of it since: kept
+    // outside the files' rendering, so switching layout keeps what was loaded.
+    let lazy: StoredValue<Vec<Lazy>> = StoredValue::new(
+        files
+            .iter()
+            .map(|file| Lazy {
+                held: RwSignal::new(file.held_back),
+                loaded: RwSignal::new(Vec::new()),
+                state: RwSignal::new(LoadState::Idle),
+            })
+            .collect(),
+    );
     let files = StoredValue::new(files);
+    // A line anchor (`#path:R12`) in a file whose lines are held back: load them, then
+    // show the line.
+    #[cfg(feature = "hydrate")]
+    {
+        let follow = move || {
+            let Some(hash) = web_sys::window().and_then(|w| w.location().hash().ok()) else {
+                return;
+            };
+            let anchor = hash.trim_start_matches('#').to_owned();
+            let Some(target) = LineTarget::parse(&anchor) else {
+                return;
+            };
+            let present = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id(&anchor))
+                .is_some();
+            if present {
+                return;
+            }
+            let index =
+                files.with_value(|files| files.iter().position(|f| f.path() == target.path));
+            if let (Some(index), Some((patch, revision))) = (index, held) {
+                let hunks = files.with_value(|files| files[index].hunks.len());
+                if let Some(lazy) = lazy.with_value(|lazy| lazy.get(index).copied()) {
+                    lazy.load(patch, revision, index, hunks, Some(anchor));
+                }
+            }
+        };
+        Effect::new(move |_| follow());
+        let handle = window_event_listener(leptos::ev::hashchange, move |_| follow());
+        on_cleanup(move || handle.remove());
+    }
     let notes = StoredValue::new(files.with_value(|files| {
         Notes::new(
             files,
@@ -120,6 +170,7 @@ pub fn DiffView(
     let index = files.with_value(|files| {
         marks.with_value(|marks| file_tree(files, marks.as_ref().map(|(_, m)| m)))
     });
+    let notes_store = notes;
     // One listener for every line number: a click there starts a comment on that line
     // (and its URL, `#path:R12`, becomes the page's).
     let on_click = move |ev: leptos::ev::MouseEvent| {
@@ -218,6 +269,14 @@ pub fn DiffView(
                 </div>
             </div>
             <nav class="file-index" aria-label="Files">{index}</nav>
+            {(!highlighted)
+                .then(|| {
+                    view! {
+                        <p class="hint" role="status">
+                            "This long revision is shown as plain text while it is highlighted: reload in a moment for colours."
+                        </p>
+                    }
+                })}
             {comment
                 .is_some()
                 .then(|| {
@@ -236,8 +295,12 @@ pub fn DiffView(
                                 .map(|(i, file)| {
                                     let mark = marks
                                         .with_value(|m| m.as_ref().map(|(patch, m)| (*patch, mark_of(m, file.path()))));
+                                    let lazy = lazy.with_value(|lazy| lazy.get(i).copied());
+                                    let more = lazy
+                                        .zip(held)
+                                        .map(|(lazy, at)| more_lines(lazy, at, i, file, unified, notes_store));
                                     sources.with_value(|sources| {
-                                        file_block(file, i, unified, notes, mark, sources.as_ref())
+                                        file_block(file, i, unified, notes, mark, sources.as_ref(), more)
                                     })
                                 })
                                 .collect_view()
@@ -598,6 +661,7 @@ fn file_block(
     notes: &Notes,
     mark: Option<(i64, Mark)>,
     sources: Option<&(i64, i64, Vec<String>)>,
+    more: Option<AnyView>,
 ) -> impl IntoView {
     // The file before and after the fix in the first target whose source is known.
     let downloads = sources.and_then(|(patch, revision, targets)| {
@@ -621,8 +685,10 @@ fn file_block(
             </span>
         })
     });
-    let body = if file.hunks.is_empty() {
+    let body = if file.hunks.is_empty() && file.held_back.is_none() {
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
+    } else if file.hunks.is_empty() {
+        ().into_any()
     } else if unified {
         unified_table(&file.hunks, index, file.path(), notes).into_any()
     } else {
@@ -649,8 +715,115 @@ fn file_block(
                 {mark.map(|(patch, mark)| reviewed_toggle(patch, file.path(), index, mark))}
             </header>
             {body}
+            {more}
         </section>
     }
+}
+
+/// Where the held-back hunks of one file stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+enum LoadState {
+    Idle,
+    Loading,
+    Failed,
+}
+
+/// The hunks of one file the server held back: how many, those loaded since, and whether
+/// a load is under way.
+#[derive(Clone, Copy)]
+struct Lazy {
+    held: RwSignal<Option<HeldBack>>,
+    loaded: RwSignal<Vec<HunkView>>,
+    state: RwSignal<LoadState>,
+}
+
+impl Lazy {
+    /// Loads the hunks of file `index` from hunk `from` on; then, when given, shows the
+    /// element `anchor` names.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    fn load(self, patch: i64, revision: i64, index: usize, from: usize, anchor: Option<String>) {
+        if self.state.get_untracked() == LoadState::Loading || self.held.get_untracked().is_none() {
+            return;
+        }
+        self.state.set(LoadState::Loading);
+        #[cfg(feature = "hydrate")]
+        leptos::task::spawn_local(async move {
+            match crate::api::get_file_hunks(patch, revision, index, from).await {
+                Ok(got) => {
+                    self.loaded.set(got.hunks);
+                    self.held.set(None);
+                    self.state.set(LoadState::Idle);
+                    if let Some(anchor) = anchor {
+                        request_animation_frame(move || {
+                            if let Some(element) = web_sys::window()
+                                .and_then(|w| w.document())
+                                .and_then(|d| d.get_element_by_id(&anchor))
+                            {
+                                element.scroll_into_view();
+                            }
+                        });
+                    }
+                }
+                Err(_) => self.state.set(LoadState::Failed),
+            }
+        });
+    }
+}
+
+/// The held-back hunks of file `index`: a control that loads them (a link to the whole
+/// diff before hydration), then the hunks themselves.
+fn more_lines(
+    lazy: Lazy,
+    (patch, revision): (i64, i64),
+    index: usize,
+    file: &FileView,
+    unified: bool,
+    notes: StoredValue<Notes>,
+) -> AnyView {
+    let from = file.hunks.len();
+    let path = file.path().to_owned();
+    let control = move || {
+        let held = lazy.held.get()?;
+        let label = match lazy.state.get() {
+            LoadState::Loading => "Loading…".to_owned(),
+            LoadState::Failed => "Could not load the lines: try again".to_owned(),
+            LoadState::Idle => format!(
+                "Show {} more {} ({} {})",
+                held.lines,
+                if held.lines == 1 { "line" } else { "lines" },
+                held.hunks,
+                if held.hunks == 1 { "hunk" } else { "hunks" },
+            ),
+        };
+        Some(view! {
+            <p class="held-back">
+                <a
+                    href=format!("/patches/{patch}?rev={revision}&lines=all#file-{index}")
+                    class="button"
+                    on:click=move |ev| {
+                        ev.prevent_default();
+                        lazy.load(patch, revision, index, from, None);
+                    }
+                >
+                    {label}
+                </a>
+            </p>
+        })
+    };
+    let hunks = move || {
+        let hunks = lazy.loaded.get();
+        (!hunks.is_empty()).then(|| {
+            notes.with_value(|notes| {
+                if unified {
+                    unified_table(&hunks, index, &path, notes).into_any()
+                } else {
+                    split_table(&hunks, index, &path, notes).into_any()
+                }
+            })
+        })
+    };
+    view! { {hunks} {control} }.into_any()
 }
 
 /// The "reviewed" switch of a file: a form, so it works before hydration (and `r` presses

@@ -629,6 +629,33 @@ pub struct RevisionView {
     pub removed: usize,
     /// The files.
     pub files: Vec<FileView>,
+    /// Whether the lines are highlighted; `false` while the highlighter is still at work on
+    /// a long revision (the page shows its text meanwhile).
+    #[serde(default = "yes")]
+    pub highlighted: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The part of a file's diff a page left out, to be loaded on demand: its last `hunks`
+/// hunks, `lines` lines in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBack {
+    /// How many hunks (the file's last).
+    pub hunks: usize,
+    /// How many lines they have.
+    pub lines: usize,
+}
+
+/// Hunks of one file a patch page loads after the page: what it held back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileHunks {
+    /// The hunks, from the one asked for to the file's last.
+    pub hunks: Vec<HunkView>,
+    /// Whether they are highlighted (see [`RevisionView::highlighted`]).
+    pub highlighted: bool,
 }
 
 /// The mail header of a `git format-patch` submission.
@@ -663,8 +690,11 @@ pub struct FileView {
     pub added: usize,
     /// Lines removed in this file.
     pub removed: usize,
-    /// The hunks.
+    /// The hunks (the first of them, when some are held back).
     pub hunks: Vec<HunkView>,
+    /// The hunks a page left out of a long revision, loaded when the reader gets there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<HeldBack>,
 }
 
 impl FileView {

@@ -554,15 +554,18 @@ pub fn PatchPage() -> impl IntoView {
     let query = use_query_map();
     let id = move || params.read().get("id").and_then(|s| s.parse::<i64>().ok());
     let revision = move || query.read().get("rev").and_then(|s| s.parse::<i64>().ok());
+    // `?lines=all`: every line of a long diff at once (without JavaScript, the way to the
+    // lines the page holds back).
+    let all_lines = move || query.read().get("lines").as_deref() == Some("all");
     // Bumped when an analysis the page follows finishes: the page loads again (its
     // pitfalls and eligibility come from the analyses), without a reload.
     let refresh = RwSignal::new(0u32);
     provide_context(PageRefresh(refresh));
     let page = Resource::new(
-        move || (id(), revision(), refresh.get()),
-        |(id, revision, _)| async move {
+        move || (id(), revision(), all_lines(), refresh.get()),
+        |(id, revision, all_lines, _)| async move {
             match id {
-                Some(id) => get_patch(id, revision).await,
+                Some(id) => get_patch(id, revision, all_lines).await,
                 None => {
                     #[cfg(feature = "ssr")]
                     crate::api::ssr::set_status(404);
@@ -735,6 +738,8 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                         files_changed=shown.files_changed
                         added=shown.added
                         removed=shown.removed
+                        highlighted=shown.highlighted
+                        held=Some((info.id, shown.number))
                         pitfalls=data.pitfalls
                         consider=can_comment.then_some((info.id, shown.number))
                         threads=threads_here

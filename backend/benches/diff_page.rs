@@ -4,9 +4,11 @@
 //! cargo xtask site && cargo bench -p graftbench --bench diff_page
 //! ```
 //!
-//! Three levels: parsing the diff, parsing + highlighting + intra-line emphasis, and the
-//! whole signed-in `GET /patches/{id}` through the real router on a SQLite file (database
-//! read, rendering, Leptos server-side rendering of the page, response body).
+//! Parsing the diff; parsing + highlighting + intra-line emphasis (done once per revision,
+//! when it is stored); parsing + plain text (what a view shows meanwhile); porting
+//! threads; and the whole signed-in `GET /patches/{id}` through the real router on a
+//! SQLite file (database read, the page's first 1,000 lines, Leptos server-side rendering,
+//! response body): highlighted, with every line, and a first view while highlighting runs.
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -98,6 +100,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let patch = analyzer::patch::parse(diff.as_bytes()).expect("valid");
             renderer.render(&patch)
+        })
+    });
+    // What a view shows of a long revision while its highlighting runs.
+    group.bench_function("parse + plain text", |b| {
+        b.iter(|| {
+            let patch = analyzer::patch::parse(diff.as_bytes()).expect("valid");
+            renderer.render_plain(&patch)
         })
     });
 
@@ -197,43 +206,87 @@ fn bench(c: &mut Criterion) {
         }
     };
     let get_page = || fetch_page(id);
-    let page = runtime.block_on(get_page());
+    // Stored through the service, so its first view starts the highlighting: wait for it.
+    let mut page = runtime.block_on(get_page());
+    while String::from_utf8_lossy(&page).contains("shown as plain text") {
+        std::thread::sleep(Duration::from_millis(20));
+        page = runtime.block_on(get_page());
+    }
     eprintln!(
         "diff page: {line_count} diff lines -> {} KiB of HTML",
         page.len() / 1024
     );
-    group.bench_function("GET /patches/{id}, rendering cached (SQLite, SSR)", |b| {
+    // Highlighted when it was stored (as a submission through the server is), or by the
+    // first view: every later view, and a first view once that is done.
+    group.bench_function("GET /patches/{id}, highlighted (SQLite, SSR)", |b| {
         b.iter(|| runtime.block_on(get_page()))
     });
-    // A revision nobody has opened yet: each iteration gets a freshly stored patch whose
-    // bytes differ (one more context word), so nothing is cached. Storing is not timed.
-    let mut serial = 0_u64;
-    group.bench_function("GET /patches/{id}, first view (SQLite, SSR)", |b| {
-        b.iter_batched(
-            || {
-                serial += 1;
-                let unique = diff.replacen(
-                    "work_done = 0;",
-                    &format!("work_done = 0; /* {serial} */"),
-                    1,
-                );
-                runtime.block_on(async {
-                    let valid = submit::validate(SubmissionInput {
-                        title: format!("big {serial}"),
-                        diff: unique.into_bytes(),
-                        ..SubmissionInput::default()
-                    })
-                    .expect("valid");
-                    submit::create_patch(&db, &author, &valid)
+    group.bench_function(
+        "GET /patches/{id}?lines=all, every line (SQLite, SSR)",
+        |b| {
+            let request = || {
+                let request = Request::get(format!("/patches/{id}?lines=all"))
+                    .header(header::COOKIE, &cookie)
+                    .body(Body::empty())
+                    .expect("request");
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(request).await.expect("response");
+                    assert_eq!(response.status(), StatusCode::OK);
+                    axum::body::to_bytes(response.into_body(), usize::MAX)
                         .await
-                        .expect("stored")
-                        .id
-                })
-            },
-            |id| runtime.block_on(fetch_page(id)),
-            BatchSize::PerIteration,
-        )
-    });
+                        .expect("body")
+                }
+            };
+            b.iter(|| runtime.block_on(request()))
+        },
+    );
+    // A revision nobody has opened and whose highlighting (started when it was stored)
+    // has not finished: each iteration stores a patch whose bytes differ (one more context
+    // word) and times its first view, which shows plain text; then, untimed, waits for the
+    // highlighting that view started, so that it does not share the cores with the next.
+    let mut serial = 0_u64;
+    group.bench_function(
+        "GET /patches/{id}, first view while highlighting runs (plain text)",
+        |b| {
+            b.iter_custom(|iterations| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iterations {
+                    serial += 1;
+                    let unique = diff.replacen(
+                        "work_done = 0;",
+                        &format!("work_done = 0; /* {serial} */"),
+                        1,
+                    );
+                    let id = runtime.block_on(async {
+                        let valid = submit::validate(SubmissionInput {
+                            title: format!("big {serial}"),
+                            diff: unique.into_bytes(),
+                            ..SubmissionInput::default()
+                        })
+                        .expect("valid");
+                        submit::create_patch(&db, &author, &valid)
+                            .await
+                            .expect("stored")
+                            .id
+                    });
+                    let start = std::time::Instant::now();
+                    let page = runtime.block_on(fetch_page(id));
+                    timed += start.elapsed();
+                    assert!(
+                        String::from_utf8_lossy(&page).contains("shown as plain text"),
+                        "the first view does not wait for highlighting"
+                    );
+                    while String::from_utf8_lossy(&runtime.block_on(fetch_page(id)))
+                        .contains("shown as plain text")
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                timed
+            })
+        },
+    );
     group.finish();
 }
 

@@ -76,6 +76,17 @@ impl DiffRenderer {
         }
     }
 
+    /// Renders every file of a patch without highlighting or intra-line emphasis: escaped
+    /// text only, in about a hundredth of the time of [`DiffRenderer::render`]. What a
+    /// page shows of a long revision until its full rendering is ready.
+    pub fn render_plain(&self, patch: &Patch) -> Vec<FileView> {
+        patch
+            .files
+            .iter()
+            .map(|f| self.render_file(&self.syntaxes, f, Mode::Plain))
+            .collect()
+    }
+
     /// Renders every file of a patch. Files are independent, so a large patch is
     /// highlighted on all cores; highlighting dominates the cost of a diff page.
     pub fn render(&self, patch: &Patch) -> Vec<FileView> {
@@ -90,7 +101,7 @@ impl DiffRenderer {
             return patch
                 .files
                 .iter()
-                .map(|f| self.render_file(&self.syntaxes, f))
+                .map(|f| self.render_file(&self.syntaxes, f, Mode::Full))
                 .collect();
         }
         let chunk = patch.files.len().div_ceil(threads);
@@ -103,7 +114,7 @@ impl DiffRenderer {
                     scope.spawn(move || {
                         files
                             .iter()
-                            .map(|f| self.render_file(syntaxes, f))
+                            .map(|f| self.render_file(syntaxes, f, Mode::Full))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -135,7 +146,7 @@ impl DiffRenderer {
             .unwrap_or_else(|| syntaxes.find_syntax_plain_text())
     }
 
-    fn render_file(&self, syntaxes: &SyntaxSet, file: &FileDiff) -> FileView {
+    fn render_file(&self, syntaxes: &SyntaxSet, file: &FileDiff, mode: Mode) -> FileView {
         let syntax = Self::syntax_for(syntaxes, file.path());
         let mode_change = match (&file.old_mode, &file.new_mode) {
             (Some(old), Some(new)) if old != new => Some(format!("{old} → {new}")),
@@ -151,7 +162,7 @@ impl DiffRenderer {
         let hunks: Vec<HunkView> = file
             .hunks
             .iter()
-            .map(|h| self.render_hunk(syntaxes, h, syntax))
+            .map(|h| self.render_hunk(syntaxes, h, syntax, mode))
             .collect();
         let count = |kind| {
             file.hunks
@@ -173,10 +184,35 @@ impl DiffRenderer {
             added: count(LineKind::Added),
             removed: count(LineKind::Removed),
             hunks,
+            held_back: None,
         }
     }
 
-    fn render_hunk(&self, syntaxes: &SyntaxSet, hunk: &Hunk, syntax: &SyntaxReference) -> HunkView {
+    fn render_hunk(
+        &self,
+        syntaxes: &SyntaxSet,
+        hunk: &Hunk,
+        syntax: &SyntaxReference,
+        mode: Mode,
+    ) -> HunkView {
+        if mode == Mode::Plain {
+            let lines = hunk
+                .lines
+                .iter()
+                .map(|line| LineView {
+                    kind: view_kind(line.kind),
+                    old: line.old_line,
+                    new: line.new_line,
+                    html: line_html(
+                        &line.text,
+                        &[Token::plain(0, line.text.len())],
+                        line.no_newline_at_eof,
+                    ),
+                    no_eol: line.no_newline_at_eof,
+                })
+                .collect();
+            return hunk_view(hunk, lines);
+        }
         // Each side is highlighted as the file it comes from, so a comment or string that
         // opens on a removed line does not colour the added lines after it.
         let old_side: Vec<&str> = hunk
@@ -227,20 +263,7 @@ impl DiffRenderer {
                 no_eol: line.no_newline_at_eof,
             })
             .collect();
-        let range = format!(
-            "@@ -{},{} +{},{} @@",
-            hunk.old_start, hunk.old_lines, hunk.new_start, hunk.new_lines
-        );
-        let section = if hunk.section.is_empty() {
-            section_from_context(hunk)
-        } else {
-            hunk.section.clone()
-        };
-        HunkView {
-            range,
-            section,
-            lines,
-        }
+        hunk_view(hunk, lines)
     }
 
     /// Highlight classes for consecutive lines of one file.
@@ -299,6 +322,33 @@ impl DiffRenderer {
             }
         }
         ""
+    }
+}
+
+/// How much work a rendering does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Highlighting and intra-line emphasis.
+    Full,
+    /// Escaped text only.
+    Plain,
+}
+
+/// A hunk's view around its rendered lines.
+fn hunk_view(hunk: &Hunk, lines: Vec<LineView>) -> HunkView {
+    let range = format!(
+        "@@ -{},{} +{},{} @@",
+        hunk.old_start, hunk.old_lines, hunk.new_start, hunk.new_lines
+    );
+    let section = if hunk.section.is_empty() {
+        section_from_context(hunk)
+    } else {
+        hunk.section.clone()
+    };
+    HunkView {
+        range,
+        section,
+        lines,
     }
 }
 
@@ -539,6 +589,43 @@ mod tests {
         assert!(
             removed.contains("<span class=\"c\">/* old */</span>"),
             "{removed}"
+        );
+    }
+
+    #[test]
+    fn plain_rendering_is_the_same_lines_escaped_without_classes() {
+        let diff = format!("{C_FIX}+\tx = a < b && c > \"<i>\";\n");
+        let diff = diff.replace("@@ -7,4 +7,4 @@", "@@ -7,4 +7,5 @@");
+        let patch = analyzer::patch::parse(diff.as_bytes()).unwrap();
+        let renderer = DiffRenderer::new();
+        let (full, plain) = (renderer.render(&patch), renderer.render_plain(&patch));
+        assert_eq!(plain[0].syntax, full[0].syntax);
+        assert_eq!(
+            (plain[0].added, plain[0].removed),
+            (full[0].added, full[0].removed)
+        );
+        let lines = |files: &[FileView]| -> Vec<(Option<u32>, Option<u32>)> {
+            files[0].hunks[0]
+                .lines
+                .iter()
+                .map(|l| (l.old, l.new))
+                .collect()
+        };
+        assert_eq!(lines(&plain), lines(&full));
+        assert_eq!(plain[0].hunks[0].section, full[0].hunks[0].section);
+        let html: Vec<&str> = plain[0].hunks[0]
+            .lines
+            .iter()
+            .map(|l| l.html.as_str())
+            .collect();
+        assert_eq!(
+            html[0],
+            "static int cmdline_proc_show(struct seq_file *m, void *v)"
+        );
+        assert!(html.iter().all(|h| !h.contains("<span")), "{html:?}");
+        assert_eq!(
+            html[5],
+            "\tx = a &lt; b &amp;&amp; c &gt; &quot;&lt;i&gt;&quot;;"
         );
     }
 

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod export;
 pub mod impact;
 pub mod pages;
+pub mod renders;
 pub mod retention;
 pub mod review;
 pub mod reviewers;

@@ -4,20 +4,19 @@
 
 use crate::interdiff::LineAnchor;
 use crate::render::DiffRenderer;
+use crate::service::renders::{parse_stored, slot_of, Renders, SlotCache};
 use crate::service::review;
-use crate::store::patches::StoredRevision;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     Action, AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView,
-    ImpactView, InterdiffView, MailView, PatchFilter, PatchPage, PatchSummary, PolicyView,
-    ReviewView, ReviewerView, RevisionView, Role, SegmentView, SessionUser, State, TargetPage,
-    TargetsPage, UserAccount, DUE_SOON_SECONDS,
+    FileHunks, FileView, HeldBack, ImpactView, InterdiffView, PatchFilter, PatchPage, PatchSummary,
+    PolicyView, ReviewView, ReviewerView, RevisionView, Role, SegmentView, SessionUser, State,
+    TargetPage, TargetsPage, UserAccount, DUE_SOON_SECONDS,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Why the dashboard's filters were refused, or the list failed.
@@ -205,72 +204,76 @@ pub const AUDIT_PAGE_LIMIT: i64 = 500;
 /// The most checkpoints the audit page lists (the API lists more).
 pub const AUDIT_PAGE_CHECKPOINTS: i64 = 5;
 
-/// How many rendered revisions to keep in memory.
-const RENDER_CACHE_ENTRIES: usize = 32;
+/// The diff lines a patch page carries at first: the rest of a longer revision is held
+/// back, file by file, and loaded when the reader gets there. A page of 5,000 lines is
+/// 1.6 MiB of HTML whose every line the server renders and compresses on each view.
+pub const PAGE_LINES: usize = 1_000;
+
+/// `view` as revision `number`, with its hunks in order up to `budget` lines and the rest
+/// held back (at least one hunk is kept, however long). Hunks are not split: a line
+/// number's comment and a hunk's header stay with their lines.
+pub fn first_lines(view: &RevisionView, number: i64, budget: usize) -> RevisionView {
+    let mut left = budget;
+    let mut kept_any = false;
+    let files = view
+        .files
+        .iter()
+        .map(|file| {
+            let mut kept = 0;
+            for hunk in &file.hunks {
+                if left == 0 || (hunk.lines.len() > left && kept_any) {
+                    left = 0;
+                    break;
+                }
+                left = left.saturating_sub(hunk.lines.len());
+                kept += 1;
+                kept_any = true;
+            }
+            let rest = &file.hunks[kept..];
+            FileView {
+                old_path: file.old_path.clone(),
+                new_path: file.new_path.clone(),
+                change: file.change.clone(),
+                mode_change: file.mode_change.clone(),
+                syntax: file.syntax.clone(),
+                added: file.added,
+                removed: file.removed,
+                hunks: file.hunks[..kept].to_vec(),
+                held_back: (!rest.is_empty()).then(|| HeldBack {
+                    hunks: rest.len(),
+                    lines: rest.iter().map(|h| h.lines.len()).sum(),
+                }),
+            }
+        })
+        .collect();
+    RevisionView {
+        number,
+        sha256: view.sha256.clone(),
+        format: view.format.clone(),
+        mail: view.mail.clone(),
+        files_changed: view.files_changed,
+        added: view.added,
+        removed: view.removed,
+        files,
+        highlighted: view.highlighted,
+    }
+}
+
 /// Threads of at most this many other revisions (the nearest) are ported onto the one
 /// shown; those of the rest are listed as outdated. Each costs a parse and a diff.
 const MAX_PORTED_REVISIONS: usize = 8;
 /// The time all porting for one page may take before its diffs answer coarsely.
 const PORT_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A value computed once, or the one computation of it under way: concurrent requests
-/// for the same key wait for that computation instead of starting their own.
-type Slot<T> = Arc<tokio::sync::OnceCell<Arc<T>>>;
-
-/// Values computed from revisions' bytes, by the SHA-256 of those bytes (one or two).
-/// A revision's bytes never change, so such a value never goes stale; only the code that
-/// computes it could change it, and that changes only with a new binary. The oldest
-/// entries go first past [`RENDER_CACHE_ENTRIES`].
-struct SlotCache<T> {
-    entries: HashMap<String, Slot<T>>,
-    order: VecDeque<String>,
-}
-
-impl<T> Default for SlotCache<T> {
-    fn default() -> Self {
-        SlotCache {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-}
-
-impl<T> SlotCache<T> {
-    /// The slot for `key`, made (and the oldest slot dropped) when there is none.
-    fn slot(&mut self, key: &str) -> Slot<T> {
-        if let Some(slot) = self.entries.get(key) {
-            return Arc::clone(slot);
-        }
-        let slot = Slot::default();
-        self.entries.insert(key.to_owned(), Arc::clone(&slot));
-        self.order.push_back(key.to_owned());
-        while self.order.len() > RENDER_CACHE_ENTRIES {
-            if let Some(old) = self.order.pop_front() {
-                self.entries.remove(&old);
-            }
-        }
-        slot
-    }
-}
-
-/// The slot for `key` in `cache`; a poisoned cache only costs a computation.
-fn slot_of<T>(cache: &Mutex<SlotCache<T>>, key: &str) -> Slot<T> {
-    match cache.lock() {
-        Ok(mut cache) => cache.slot(key),
-        Err(_) => Slot::default(),
-    }
-}
-
 /// The [`Workbench`] the pages use, over the database.
 pub struct DbWorkbench {
     db: Database,
     policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
-    rendered: Mutex<SlotCache<RevisionView>>,
+    renders: Arc<Renders>,
     /// Where threads of other revisions sit on a revision's lines (thread to line), by a
     /// digest of the revisions' hashes and the threads' anchors.
     ports: Mutex<SlotCache<HashMap<i64, u32>>>,
-    renders_started: AtomicUsize,
     target_root: Option<std::path::PathBuf>,
     no_target_notice: Option<String>,
 }
@@ -296,47 +299,14 @@ impl DbWorkbench {
         policy: Arc<LoadedPolicy>,
     ) -> DbWorkbench {
         DbWorkbench {
+            renders: Renders::new(db.clone(), Arc::clone(&renderer)),
             db,
             policy,
             renderer,
-            rendered: Mutex::new(SlotCache::default()),
             ports: Mutex::new(SlotCache::default()),
-            renders_started: AtomicUsize::new(0),
             target_root: None,
             no_target_notice: None,
         }
-    }
-
-    /// The rendering of revision `number` of patch `id` (whose bytes hash to `sha256`),
-    /// from the cache, or rendered once however many requests ask for it at the same time.
-    /// The bytes are read (and checked against their hash) only to render them.
-    async fn rendered(
-        &self,
-        id: i64,
-        number: i64,
-        sha256: &str,
-    ) -> Result<Arc<RevisionView>, AppError> {
-        let slot = slot_of(&self.rendered, sha256);
-        let view = slot
-            .get_or_try_init(|| async move {
-                let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
-                    return Err(AppError::NotFound(format!(
-                        "revision {number} of patch {id}"
-                    )));
-                };
-                self.renders_started.fetch_add(1, Ordering::Relaxed);
-                let renderer = Arc::clone(&self.renderer);
-                // Parsing and highlighting are CPU work: off the async workers.
-                tokio::task::spawn_blocking(move || render_revision(&renderer, stored))
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "rendering task failed");
-                        AppError::Internal
-                    })?
-                    .map(Arc::new)
-            })
-            .await?;
-        Ok(Arc::clone(view))
     }
 
     /// Places the threads of other revisions than `shown` (number and SHA-256) on the
@@ -430,18 +400,20 @@ impl DbWorkbench {
         Ok(())
     }
 
-    /// How many renders have started since the server did: for tests that show
-    /// concurrent requests share one.
-    pub fn renders_started(&self) -> usize {
-        self.renders_started.load(Ordering::Relaxed)
+    /// The renderings of revisions this workbench shows (handlers that store a revision
+    /// start its rendering there).
+    pub fn renders(&self) -> &Arc<Renders> {
+        &self.renders
     }
 
-    /// The patch page for one revision (the latest when `revision` is `None`).
+    /// The patch page for one revision (the latest when `revision` is `None`), with the
+    /// first [`PAGE_LINES`] lines of its diff or, when `all_lines`, every line.
     pub async fn page(
         &self,
         user: &SessionUser,
         id: i64,
         revision: Option<i64>,
+        all_lines: bool,
     ) -> Result<PatchPage, AppError> {
         let Some(patch) = self.db.patch(id).await.map_err(internal)? else {
             return Err(AppError::NotFound(format!("patch {id}")));
@@ -456,12 +428,13 @@ impl DbWorkbench {
                 "revision {number} of patch {id}"
             )));
         };
-        let view = self.rendered(id, number, &summary.sha256).await?;
+        let view = self.renders.view(id, number, &summary.sha256).await?;
         // The same bytes may be revision 1 of one patch and revision 3 of another.
-        let shown = RevisionView {
+        let shown = first_lines(
+            &view,
             number,
-            ..(*view).clone()
-        };
+            if all_lines { usize::MAX } else { PAGE_LINES },
+        );
         let mut review = self.review(user, id).await.map_err(internal)?;
         self.place_threads(
             id,
@@ -632,40 +605,6 @@ pub async fn review_view(
     }
 }
 
-/// Parses a stored revision.
-fn parse_stored(stored: &StoredRevision) -> Result<analyzer::patch::Patch, AppError> {
-    analyzer::patch::parse(&stored.diff).map_err(|e| {
-        // It parsed when it was accepted; failing now means the parser changed.
-        tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
-        AppError::Internal
-    })
-}
-
-/// Parses and renders a stored revision.
-pub fn render_revision(
-    renderer: &DiffRenderer,
-    stored: StoredRevision,
-) -> Result<RevisionView, AppError> {
-    let parsed = parse_stored(&stored)?;
-    let stats = parsed.stats();
-    Ok(RevisionView {
-        number: stored.number,
-        sha256: stored.sha256,
-        format: stored.format,
-        mail: parsed.mail.as_ref().map(|m| MailView {
-            commit: m.commit.clone(),
-            from: m.from.clone(),
-            date: m.date.clone(),
-            subject: m.subject.clone(),
-            message: m.message.clone(),
-        }),
-        files_changed: stats.files,
-        added: stats.added,
-        removed: stats.removed,
-        files: renderer.render(&parsed),
-    })
-}
-
 fn internal(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "store error");
     AppError::Internal
@@ -692,8 +631,38 @@ impl Workbench for DbWorkbench {
         user: &'a SessionUser,
         id: i64,
         revision: Option<i64>,
+        all_lines: bool,
     ) -> BoxFuture<'a, Result<PatchPage, AppError>> {
-        Box::pin(self.page(user, id, revision))
+        Box::pin(self.page(user, id, revision, all_lines))
+    }
+
+    fn file_hunks<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+        id: i64,
+        revision: i64,
+        file: usize,
+        from: usize,
+    ) -> BoxFuture<'a, Result<FileHunks, AppError>> {
+        Box::pin(async move {
+            // Every signed-in user may read every patch (as its page).
+            let revisions = self.db.revisions(id).await.map_err(internal)?;
+            let Some(summary) = revisions.iter().find(|r| r.number == revision) else {
+                return Err(AppError::NotFound(format!(
+                    "revision {revision} of patch {id}"
+                )));
+            };
+            let view = self.renders.view(id, revision, &summary.sha256).await?;
+            let Some(shown) = view.files.get(file) else {
+                return Err(AppError::NotFound(format!(
+                    "file {file} of revision {revision} of patch {id}"
+                )));
+            };
+            Ok(FileHunks {
+                hunks: shown.hunks.get(from..).unwrap_or_default().to_vec(),
+                highlighted: view.highlighted,
+            })
+        })
     }
 
     fn impact<'a>(
@@ -884,5 +853,102 @@ impl Workbench for DbWorkbench {
                 .map_err(internal)?
                 .ok_or_else(|| AppError::NotFound(format!("target {name}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use graftbench_app::model::{HunkView, LineKind, LineView};
+
+    /// A file of hunks of these many lines each.
+    fn file(path: &str, hunks: &[usize]) -> FileView {
+        FileView {
+            old_path: Some(path.into()),
+            new_path: Some(path.into()),
+            change: "modified".into(),
+            mode_change: None,
+            syntax: "C".into(),
+            added: 0,
+            removed: 0,
+            hunks: hunks
+                .iter()
+                .map(|&lines| HunkView {
+                    range: String::new(),
+                    section: String::new(),
+                    lines: (0..lines)
+                        .map(|n| LineView {
+                            kind: LineKind::Context,
+                            old: Some(n as u32 + 1),
+                            new: Some(n as u32 + 1),
+                            html: String::new(),
+                            no_eol: false,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            held_back: None,
+        }
+    }
+
+    fn revision(files: Vec<FileView>) -> RevisionView {
+        RevisionView {
+            number: 1,
+            sha256: "ab".into(),
+            format: "unified".into(),
+            mail: None,
+            files_changed: files.len(),
+            added: 0,
+            removed: 0,
+            files,
+            highlighted: true,
+        }
+    }
+
+    /// Per file: hunks kept, and what is held back.
+    fn cut(view: &RevisionView, budget: usize) -> Vec<(usize, Option<(usize, usize)>)> {
+        first_lines(view, 7, budget)
+            .files
+            .iter()
+            .map(|f| (f.hunks.len(), f.held_back.map(|h| (h.hunks, h.lines))))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_carries_whole_hunks_in_order_up_to_its_budget() {
+        let view = revision(vec![
+            file("a.c", &[10, 20]),
+            file("b.c", &[30, 5]),
+            file("c.c", &[1]),
+        ]);
+        // Everything fits.
+        assert_eq!(cut(&view, 100), vec![(2, None), (2, None), (1, None)]);
+        // 30 lines: a.c whole; b.c's first hunk would pass the budget, and nothing after
+        // it is shown either (not c.c's one line: the page stops at one place).
+        assert_eq!(
+            cut(&view, 30),
+            vec![(2, None), (0, Some((2, 35))), (0, Some((1, 1)))]
+        );
+        // Exactly at a hunk's end.
+        assert_eq!(
+            cut(&view, 60),
+            vec![(2, None), (1, Some((1, 5))), (0, Some((1, 1)))]
+        );
+        // A first hunk longer than the budget is still shown: a page is never empty.
+        assert_eq!(
+            cut(&revision(vec![file("big.c", &[5000, 3])]), 1000),
+            vec![(1, Some((1, 3)))]
+        );
+        // Unlimited, as `?lines=all` asks.
+        assert_eq!(
+            cut(&view, usize::MAX),
+            vec![(2, None), (2, None), (1, None)]
+        );
+        let shown = first_lines(&view, 7, 30);
+        assert_eq!(
+            (shown.number, shown.files_changed),
+            (7, 3),
+            "the revision's own number"
+        );
     }
 }

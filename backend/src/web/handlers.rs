@@ -351,6 +351,12 @@ pub(super) async fn submit_form(
     }
     let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
+    state.renders.prerender(
+        created.id,
+        created.revision,
+        &created.sha256.to_string(),
+        crate::service::renders::line_count(&valid.diff),
+    );
     Ok(Redirect::to(&format!("/patches/{}", created.id)).into_response())
 }
 
@@ -459,6 +465,12 @@ pub(super) async fn api_submit(
     valid.targets = crate::service::targets::resolve(&state.db, &valid.target_names).await?;
     let created = submit::create_patch(&state.db, &user, &valid).await?;
     tracing::info!(patch = created.id, sha256 = %created.sha256, user = %user.username, "patch submitted");
+    state.renders.prerender(
+        created.id,
+        created.revision,
+        &created.sha256.to_string(),
+        crate::service::renders::line_count(&valid.diff),
+    );
     let location = format!("/patches/{}", created.id);
     let body = serde_json::json!({
         "id": created.id,

@@ -237,6 +237,8 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// What the pages read through.
     pub workbench: SharedWorkbench,
+    /// The pages' renderings of revisions (a stored revision's starts at once).
+    pub renders: Arc<crate::service::renders::Renders>,
     /// The review policy in force.
     pub policy: Arc<LoadedPolicy>,
     /// Sign-in limits.
@@ -270,11 +272,11 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
             "states changed under the policy in force"
         );
     }
-    let workbench: SharedWorkbench = Arc::new(
-        DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy))
-            .with_target_root(config.target_root.clone())
-            .with_no_target_notice(config.no_target_notice.clone()),
-    );
+    let pages = DbWorkbench::new(db.clone(), renderer, Arc::clone(&policy))
+        .with_target_root(config.target_root.clone())
+        .with_no_target_notice(config.no_target_notice.clone());
+    let renders = Arc::clone(pages.renders());
+    let workbench: SharedWorkbench = Arc::new(pages);
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(config.site_root.display().to_string())
@@ -299,6 +301,7 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
         db,
         leptos_options: leptos_options.clone(),
         workbench: workbench.clone(),
+        renders,
         policy,
         sign_in: Arc::new(SignInGuard::new(config.sign_in.clone())),
         event_streams: Arc::default(),

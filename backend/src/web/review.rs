@@ -195,6 +195,12 @@ async fn upload(
     let outcome =
         review::upload_revision(&state.db, user, id, &valid, &state.policy.policy).await?;
     tracing::info!(patch = id, revision = outcome.revision, sha256 = %valid.sha256, user = %user.username, "revision uploaded");
+    state.renders.prerender(
+        id,
+        outcome.revision,
+        &valid.sha256.to_string(),
+        crate::service::renders::line_count(&valid.diff),
+    );
     Ok(outcome)
 }
 

@@ -2599,3 +2599,97 @@ async fn a_draft_stays_under_its_line_for_its_author_and_goes_out_with_the_appro
     page.close().await.ok();
     finish(browser, events, server).await;
 }
+
+/// A long revision: the page carries its first 1,000 lines; a click on "Show 60 more
+/// lines" brings a held-back file's lines in place, in either layout, and a link to a line
+/// of another held-back file loads that file and shows the line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_held_back_lines_of_a_long_revision_load_in_place() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    // 40 files of one 60-line hunk: 2,400 lines.
+    let diff: String = (0..40)
+        .map(|file| {
+            let removed: String = (0..30)
+                .map(|n| format!("-\tint old_{file}_{n} = {n};\n"))
+                .collect();
+            let added: String = (0..30)
+                .map(|n| format!("+\tint new_{file}_{n} = {n} + 1;\n"))
+                .collect();
+            format!("--- a/drivers/part{file}.c\n+++ b/drivers/part{file}.c\n@@ -1,30 +1,30 @@\n{removed}{added}")
+        })
+        .collect();
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "title": "long", "diff": diff }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let line_shown = |anchor: &str| format!("document.getElementById('{anchor}') !== null");
+    assert!(eval_bool(&page, &line_shown("drivers/part15.c:R30")).await);
+    assert!(!eval_bool(&page, &line_shown("drivers/part16.c:R1")).await);
+    assert!(
+        eval_bool(
+            &page,
+            "document.querySelectorAll('.held-back a').length === 24 \
+             && document.querySelector('#file-16 .held-back a').textContent === 'Show 60 more lines (1 hunk)'"
+        )
+        .await
+    );
+    click_and_wait(
+        &page,
+        "#file-16 .held-back a",
+        &format!(
+            "{} && document.querySelector('#file-16 .held-back') === null",
+            line_shown("drivers/part16.c:R30")
+        ),
+    )
+    .await;
+    assert!(
+        page.url()
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .ends_with(&format!("/patches/{id}")),
+        "loaded in place, not by following the link"
+    );
+    // What was loaded stays across a layout switch, and a comment can go on its lines.
+    click_and_wait(
+        &page,
+        "#layout-unified",
+        &format!(
+            "document.querySelector('#file-16 table.unified') !== null && {}",
+            line_shown("drivers/part16.c:R30")
+        ),
+    )
+    .await;
+    open_comment_box(&page, "drivers/part16.c:R30").await;
+    // A line of another held-back file, by its link: loaded, then shown.
+    page.evaluate("location.hash = 'drivers/part39.c:R12'")
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &page,
+            &format!(
+                "{} && document.querySelector('#file-39 .held-back') === null",
+                line_shown("drivers/part39.c:R12")
+            ),
+            Duration::from_secs(15)
+        )
+        .await,
+        "a link to a held-back line loads its file"
+    );
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
+}

@@ -26,6 +26,7 @@ on_both_databases!(
     audit_proofs_check_against_the_roots_they_name,
     archive_segments_are_listed_and_downloaded_by_auditors,
     patch_page_renders_the_diff_side_by_side,
+    a_long_revision_shows_its_first_lines_at_once_and_loads_the_rest_on_demand,
     unknown_patch_is_a_404,
 );
 
@@ -66,6 +67,7 @@ async fn every_route_but_sign_in_needs_a_session(backend: Backend) {
         "/api/ui/patch",
         "/api/ui/me",
         "/api/ui/impact",
+        "/api/ui/file_hunks",
     ] {
         let response = client.post(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "POST {path}");
@@ -638,6 +640,119 @@ async fn patch_page_renders_the_diff_side_by_side(backend: Backend) {
     .unwrap();
     let script = assets["js"].as_str().unwrap();
     assert!(html.contains(script), "hydration script {script}");
+    server.stop().await;
+}
+
+/// A diff of `files` C files of one 60-line hunk each (30 removed, 30 added), each line
+/// naming its file and number so that a test can tell which lines a page carries.
+fn long_diff(files: usize) -> String {
+    let mut diff = String::new();
+    for file in 0..files {
+        diff.push_str(&format!(
+            "--- a/drivers/part{file}.c\n+++ b/drivers/part{file}.c\n@@ -1,30 +1,30 @@\n"
+        ));
+        for line in 0..30 {
+            diff.push_str(&format!("-\tint old_{file}_{line} = {line};\n"));
+        }
+        for line in 0..30 {
+            diff.push_str(&format!("+\tint new_{file}_{line} = {line} + 1;\n"));
+        }
+    }
+    diff
+}
+
+async fn a_long_revision_shows_its_first_lines_at_once_and_loads_the_rest_on_demand(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
+    server.add_user("alice", &[Role::Author]).await;
+    let client = server.signed_in("alice").await;
+    // 40 files of 60 lines: 2,400 lines, past what a page carries at first (1,000).
+    let created = submit_json(
+        &server,
+        &client,
+        json!({ "title": "long", "diff": long_diff(40) }),
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let page = |query: &'static str| {
+        let request = client.get(server.url(&format!("/patches/{id}{query}")));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.text().await.unwrap()
+        }
+    };
+    let html = page("").await;
+    // The first 16 files (960 lines) are on the page; the 17th would pass 1,000 lines.
+    assert!(
+        html.contains("new_0_0") && html.contains("new_15_29"),
+        "first files shown"
+    );
+    assert!(
+        !html.contains("new_16_0") && !html.contains("new_39_0"),
+        "later lines held back"
+    );
+    // Every file is still listed, and each held-back one says what it holds.
+    assert!(html.contains("drivers/part39.c"), "every file listed");
+    assert!(
+        html.contains("Show 60 more lines (1 hunk)"),
+        "a held-back file offers its lines"
+    );
+    assert!(
+        html.contains(&format!(
+            "href=\"/patches/{id}?rev=1&amp;lines=all#file-39\""
+        )),
+        "without JavaScript, a link to every line"
+    );
+    let all = page("?lines=all").await;
+    assert!(
+        all.contains("new_39_29") && !all.contains("more lines ("),
+        "?lines=all has all"
+    );
+    // What the page loads a held-back file with, once hydrated.
+    let hunks = |file: usize, from: usize| {
+        client
+            .post(server.url("/api/ui/file_hunks"))
+            .form(&[
+                ("id", id.to_string()),
+                ("revision", "1".into()),
+                ("file", file.to_string()),
+                ("from", from.to_string()),
+            ])
+            .send()
+    };
+    let loaded: Value = hunks(39, 0).await.unwrap().json().await.unwrap();
+    let lines = loaded["hunks"][0]["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 60);
+    assert!(
+        lines[59]["h"].as_str().unwrap().contains("new_39_29"),
+        "{loaded}"
+    );
+    let none: Value = hunks(39, 1).await.unwrap().json().await.unwrap();
+    assert_eq!(none["hunks"], json!([]), "past the last hunk: none");
+    assert_eq!(
+        hunks(40, 0).await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "no 41st file"
+    );
+    // Stored as a long revision, it was highlighted at once, off the request: its page
+    // soon shows colours (a view meanwhile shows plain text and says so).
+    let mut highlighted = false;
+    for _ in 0..600 {
+        let html = page("").await;
+        if html.contains("<span class=\"t\">int</span>") {
+            assert!(!html.contains("shown as plain text"), "no plain-text note");
+            highlighted = true;
+            break;
+        }
+        assert!(html.contains("shown as plain text while it is highlighted"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(highlighted, "highlighted within a minute");
     server.stop().await;
 }
 
