@@ -112,7 +112,7 @@ function delay()
 end
 EOF
 
-# 50 connections, each one request per 100 ms at 500 req/s.
+# 50 connections, each waiting 100 ms after each response at 500 req/s.
 connections=50
 echo "| page | target rate | achieved | p50 | p90 | p99 | max | errors |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -35,7 +35,7 @@ pub async fn list_patches(filter: PatchFilter) -> Result<Vec<PatchSummary>, AppE
 pub async fn get_patch(
     id: i64,
     revision: Option<i64>,
-    all_lines: bool,
+    #[server(default)] all_lines: bool,
 ) -> Result<PatchPage, AppError> {
     let user = ssr::require_user().await?;
     let page = ssr::workbench()?

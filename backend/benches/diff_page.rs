@@ -191,8 +191,8 @@ fn bench(c: &mut Criterion) {
             .to_owned();
         (router, cookie, id, db, author)
     });
-    let fetch_page = |id: i64| {
-        let request = Request::get(format!("/patches/{id}"))
+    let fetch = |path: String| {
+        let request = Request::get(path)
             .header(header::COOKIE, &cookie)
             .body(Body::empty())
             .expect("request");
@@ -205,6 +205,7 @@ fn bench(c: &mut Criterion) {
                 .expect("body")
         }
     };
+    let fetch_page = |id: i64| fetch(format!("/patches/{id}"));
     let get_page = || fetch_page(id);
     // Stored through the service, so its first view starts the highlighting: wait for it.
     let mut page = runtime.block_on(get_page());
@@ -223,23 +224,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function(
         "GET /patches/{id}?lines=all, every line (SQLite, SSR)",
-        |b| {
-            let request = || {
-                let request = Request::get(format!("/patches/{id}?lines=all"))
-                    .header(header::COOKIE, &cookie)
-                    .body(Body::empty())
-                    .expect("request");
-                let router = router.clone();
-                async move {
-                    let response = router.oneshot(request).await.expect("response");
-                    assert_eq!(response.status(), StatusCode::OK);
-                    axum::body::to_bytes(response.into_body(), usize::MAX)
-                        .await
-                        .expect("body")
-                }
-            };
-            b.iter(|| runtime.block_on(request()))
-        },
+        |b| b.iter(|| runtime.block_on(fetch(format!("/patches/{id}?lines=all")))),
     );
     // A revision nobody has opened and whose highlighting (started when it was stored)
     // has not finished: each iteration stores a patch whose bytes differ (one more context

@@ -114,18 +114,9 @@ impl Renders {
             return;
         }
         let renders = Arc::clone(self);
-        let sha256 = sha256.to_owned();
+        let slot = slot_of(&self.cache, sha256);
         tokio::spawn(async move {
-            let stored = match renders.db.revision(id, number).await {
-                Ok(Some(stored)) => stored,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(patch = id, revision = number, %error, "could not read a revision to render it");
-                    return;
-                }
-            };
-            let slot = slot_of(&renders.cache, &sha256);
-            if let Err(error) = renders.render_into(slot, Arc::new(stored)).await {
+            if let Err(error) = renders.render_into(slot, id, number).await {
                 tracing::warn!(
                     patch = id,
                     revision = number,
@@ -154,15 +145,11 @@ impl Renders {
                 "revision {number} of patch {id}"
             )));
         };
-        let stored = Arc::new(stored);
         let lines = line_count(&stored.diff);
         // In a task of its own: a view that stops waiting (or a client that goes away)
         // does not stop the rendering the next view will use.
         let renders = Arc::clone(self);
-        let task = tokio::spawn({
-            let stored = Arc::clone(&stored);
-            async move { renders.render_into(slot, stored).await }
-        });
+        let task = tokio::spawn(async move { renders.render_into(slot, id, number).await });
         if lines <= WAIT_FOR_RENDER_LINES {
             let view = task.await.map_err(|e| {
                 tracing::error!(error = %e, "rendering task failed");
@@ -182,15 +169,23 @@ impl Renders {
         Ok(Arc::new(plain))
     }
 
-    /// Renders `stored` into `slot`, unless it holds a rendering or one is under way.
+    /// Renders revision `number` of patch `id` into `slot`, unless it holds a rendering
+    /// or one is under way. The bytes are read once it is this rendering's turn, so that
+    /// renderings waiting for a slot hold no revision in memory.
     async fn render_into(
         &self,
         slot: Slot<RevisionView>,
-        stored: Arc<StoredRevision>,
+        id: i64,
+        number: i64,
     ) -> Result<Arc<RevisionView>, AppError> {
         let view = slot
             .get_or_try_init(|| async move {
                 let _turn = self.slots.acquire().await.map_err(|_| AppError::Internal)?;
+                let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
+                    return Err(AppError::NotFound(format!(
+                        "revision {number} of patch {id}"
+                    )));
+                };
                 self.started.fetch_add(1, Ordering::Relaxed);
                 let renderer = Arc::clone(&self.renderer);
                 // Parsing and highlighting are CPU work: off the async workers.
