@@ -12,7 +12,7 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use graftbench::render::DiffRenderer;
 use graftbench::service::submit::{self, SubmissionInput};
 use graftbench::store::{self, Database};
