@@ -116,7 +116,7 @@ impl Renders {
         let renders = Arc::clone(self);
         let slot = slot_of(&self.cache, sha256);
         tokio::spawn(async move {
-            if let Err(error) = renders.render_into(slot, id, number).await {
+            if let Err(error) = renders.render_into(slot, id, number, None).await {
                 tracing::warn!(
                     patch = id,
                     revision = number,
@@ -145,59 +145,59 @@ impl Renders {
                 "revision {number} of patch {id}"
             )));
         };
-        let lines = line_count(&stored.diff);
         // In a task of its own: a view that stops waiting (or a client that goes away)
         // does not stop the rendering the next view will use.
         let renders = Arc::clone(self);
-        let task = tokio::spawn(async move { renders.render_into(slot, id, number).await });
-        if lines <= WAIT_FOR_RENDER_LINES {
-            let view = task.await.map_err(|e| {
-                tracing::error!(error = %e, "rendering task failed");
-                AppError::Internal
-            })??;
-            return Ok(view);
+        if line_count(&stored.diff) <= WAIT_FOR_RENDER_LINES {
+            // Short: rendered from the bytes just read, while this view waits.
+            let task =
+                tokio::spawn(
+                    async move { renders.render_into(slot, id, number, Some(stored)).await },
+                );
+            return joined(task.await, "rendering")?;
         }
+        tokio::spawn(async move { renders.render_into(slot, id, number, None).await });
         let renderer = Arc::clone(&self.renderer);
         let plain = tokio::task::spawn_blocking(move || {
             revision_view(&stored, false, |patch| renderer.render_plain(patch))
         })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "plain rendering task failed");
-            AppError::Internal
-        })??;
-        Ok(Arc::new(plain))
+        .await;
+        joined(plain, "plain rendering")?.map(Arc::new)
     }
 
     /// Renders revision `number` of patch `id` into `slot`, unless it holds a rendering
-    /// or one is under way. The bytes are read once it is this rendering's turn, so that
-    /// renderings waiting for a slot hold no revision in memory.
+    /// or one is under way. Without `read` (the bytes, when the caller has them and waits
+    /// anyway) the bytes are read once it is this rendering's turn, so that renderings
+    /// waiting for a slot hold no revision in memory.
     async fn render_into(
         &self,
         slot: Slot<RevisionView>,
         id: i64,
         number: i64,
+        read: Option<StoredRevision>,
     ) -> Result<Arc<RevisionView>, AppError> {
         let view = slot
             .get_or_try_init(|| async move {
                 let _turn = self.slots.acquire().await.map_err(|_| AppError::Internal)?;
-                let Some(stored) = self.db.revision(id, number).await.map_err(internal)? else {
-                    return Err(AppError::NotFound(format!(
-                        "revision {number} of patch {id}"
-                    )));
+                let stored = match read {
+                    Some(stored) => stored,
+                    None => self
+                        .db
+                        .revision(id, number)
+                        .await
+                        .map_err(internal)?
+                        .ok_or_else(|| {
+                            AppError::NotFound(format!("revision {number} of patch {id}"))
+                        })?,
                 };
                 self.started.fetch_add(1, Ordering::Relaxed);
                 let renderer = Arc::clone(&self.renderer);
                 // Parsing and highlighting are CPU work: off the async workers.
-                tokio::task::spawn_blocking(move || {
+                let view = tokio::task::spawn_blocking(move || {
                     revision_view(&stored, true, |patch| renderer.render(patch))
                 })
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "rendering task failed");
-                    AppError::Internal
-                })?
-                .map(Arc::new)
+                .await;
+                joined(view, "rendering")?.map(Arc::new)
             })
             .await?;
         Ok(Arc::clone(view))
@@ -216,14 +216,6 @@ pub fn parse_stored(stored: &StoredRevision) -> Result<analyzer::patch::Patch, A
         tracing::error!(sha256 = %stored.sha256, error = %e, "stored revision no longer parses");
         AppError::Internal
     })
-}
-
-/// Parses and renders a stored revision, highlighted.
-pub fn render_revision(
-    renderer: &DiffRenderer,
-    stored: &StoredRevision,
-) -> Result<RevisionView, AppError> {
-    revision_view(stored, true, |patch| renderer.render(patch))
 }
 
 /// A stored revision's view, its files rendered by `render`.
@@ -250,6 +242,15 @@ fn revision_view(
         removed: stats.removed,
         files: render(&parsed),
         highlighted,
+    })
+}
+
+/// The result of a task that ran `what`; a task that panicked or was cancelled is an
+/// internal error, logged.
+fn joined<T>(result: Result<T, tokio::task::JoinError>, what: &str) -> Result<T, AppError> {
+    result.map_err(|e| {
+        tracing::error!(error = %e, "{what} task failed");
+        AppError::Internal
     })
 }
 
