@@ -15,6 +15,7 @@ on_both_databases!(
     sign_in_rotates_the_session_id,
     wrong_password_is_refused,
     logout_ends_the_session,
+    reading_pages_does_not_rewrite_the_session_each_time,
     json_submission_creates_patch_and_revision_one,
     format_patch_upload_takes_its_subject_as_title,
     each_bad_submission_gets_its_4xx_and_stores_nothing,
@@ -200,6 +201,60 @@ async fn logout_ends_the_session(backend: Backend) {
             .status(),
         StatusCode::OK
     );
+    let out = client.post(server.url("/logout")).send().await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        client
+            .get(server.url("/api/v1/patches"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+/// A session that expires after a time without use had its row written on every
+/// request, only to move the expiry: reads of pages wrote to the database.
+async fn reading_pages_does_not_rewrite_the_session_each_time(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let client = server.signed_in("bob").await;
+    let expiries = || async {
+        let sql = match backend {
+            Backend::Sqlite => "SELECT CAST(expiry_date AS TEXT) AS e FROM tower_sessions",
+            Backend::Postgres => "SELECT expiry_date::text AS e FROM tower_sessions.session",
+        };
+        let rows: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(server.db.pool())
+            .await
+            .unwrap();
+        rows
+    };
+    let read = |path: &'static str| {
+        let request = client.get(server.url(path));
+        async move {
+            assert_eq!(
+                request.send().await.unwrap().status(),
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+    };
+    read("/api/v1/patches").await;
+    let before = expiries().await;
+    assert_eq!(before.len(), 1, "one session: {before:?}");
+    // Expiries are kept to the second at least: without the fix each read moved it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    read("/").await;
+    read("/api/v1/patches").await;
+    assert_eq!(
+        expiries().await,
+        before,
+        "the reads left the session row alone"
+    );
+    // Signing out still ends it at once.
     let out = client.post(server.url("/logout")).send().await.unwrap();
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(
