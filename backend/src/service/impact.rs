@@ -83,8 +83,8 @@ async fn current_analyses(
 
 /// The impact panel for `query`.
 pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView, AppError> {
-    let Some(stored) = db
-        .revision(query.patch, query.revision)
+    let Some(sha256) = db
+        .revision_sha256(query.patch, query.revision)
         .await
         .map_err(internal)?
     else {
@@ -94,14 +94,23 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
         )));
     };
     let targets = targets_of(db, query.patch).await?;
-    let analyses = current_analyses(db, &targets, &stored.sha256).await?;
+    let analyses = current_analyses(db, &targets, &sha256).await?;
     let jobs = db
-        .jobs_with_key_prefix(&format!("{ANALYZE}:{}:", stored.sha256), 200)
+        .jobs_with_key_prefix(&format!("{ANALYZE}:{sha256}:"), 200)
         .await
         .map_err(internal)?;
+    // The diff (read and checked against its hash) only when a report needs it for the
+    // graph: most views of most patches have none yet.
+    let diff = if analyses.iter().any(|a| a.report.is_some()) {
+        db.revision(query.patch, query.revision)
+            .await
+            .map_err(internal)?
+            .map(|stored| stored.diff)
+    } else {
+        None
+    };
 
     // Reports are parsed (and the graph drawn) off the async workers.
-    let diff = stored.diff;
     let wanted = query.target.clone();
     // A function name is short; a longer search is cut rather than refused.
     let search: String = query.query.trim().chars().take(MAX_SEARCH_CHARS).collect();
@@ -139,7 +148,7 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
     let revision = query.revision;
     let notice = query.no_target_notice.clone();
     let mut view =
-        tokio::task::spawn_blocking(move || build_view(revision, rows, &diff, wanted, &search))
+        tokio::task::spawn_blocking(move || build_view(revision, rows, diff, wanted, &search))
             .await
             .map_err(internal)??;
     if view.targets.is_empty() {
@@ -168,7 +177,7 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
 fn build_view(
     revision: i64,
     rows: Vec<(String, Option<crate::store::jobs::Job>, Option<Analysis>)>,
-    diff: &[u8],
+    diff: Option<Vec<u8>>,
     wanted: Option<String>,
     search: &str,
 ) -> Result<ImpactView, AppError> {
@@ -225,7 +234,12 @@ fn build_view(
         .and_then(|name| reads.iter().find(|r| &r.target == name));
     let (graph, no_graph) = match chosen {
         Some(read) => {
-            let patch = analyzer::patch::parse(diff).map_err(|e| {
+            // Read by the caller whenever a report exists, as this one does.
+            let Some(diff) = diff else {
+                tracing::error!("an impact report without its diff");
+                return Err(AppError::Internal);
+            };
+            let patch = analyzer::patch::parse(&diff).map_err(|e| {
                 tracing::error!(error = %e, "a stored revision no longer parses");
                 AppError::Internal
             })?;
@@ -343,11 +357,11 @@ pub async fn pitfalls_of(
     patch: i64,
     number: i64,
 ) -> Result<Vec<PitfallView>, AppError> {
-    let Some(stored) = db.revision(patch, number).await.map_err(internal)? else {
+    let Some(sha256) = db.revision_sha256(patch, number).await.map_err(internal)? else {
         return Ok(Vec::new());
     };
     let targets = targets_of(db, patch).await?;
-    let analyses: Vec<Analysis> = current_analyses(db, &targets, &stored.sha256)
+    let analyses: Vec<Analysis> = current_analyses(db, &targets, &sha256)
         .await?
         .into_iter()
         .filter(|a| a.report.is_some())
@@ -355,6 +369,10 @@ pub async fn pitfalls_of(
     if analyses.is_empty() {
         return Ok(Vec::new());
     }
+    // Only now the bytes (checked against their hash): most pages have no report.
+    let Some(stored) = db.revision(patch, number).await.map_err(internal)? else {
+        return Ok(Vec::new());
+    };
     let diff = stored.diff;
     tokio::task::spawn_blocking(move || place_all(&diff, analyses))
         .await
