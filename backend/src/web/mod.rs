@@ -531,8 +531,11 @@ pub async fn router(config: &ServerConfig, db: Database) -> Result<Router, Setup
                 .cookie_secure
                 .then(|| HeaderValue::from_static("max-age=31536000")),
         ))
-        // A long diff page is megabytes of markup that compresses about tenfold.
-        .layer(CompressionLayer::new())
+        // Pages are compressed per response, at gzip's fastest level: on the patch page
+        // of a long diff (482 KB of markup) the default level took a fifth of the
+        // server's time under load, for 26 KB sent instead of 50 KB. (Static assets are
+        // compressed once, at build time, at the best level.)
+        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     Ok(router)
