@@ -48,7 +48,7 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 }
 
 /// The active targets patch `patch` is analysed for.
-async fn targets_of(
+pub async fn targets_of(
     db: &Database,
     patch: i64,
 ) -> Result<Vec<crate::store::targets::Target>, AppError> {
@@ -357,11 +357,21 @@ pub async fn pitfalls_of(
     patch: i64,
     number: i64,
 ) -> Result<Vec<PitfallView>, AppError> {
+    let targets = targets_of(db, patch).await?;
+    pitfalls_on(db, patch, number, &targets).await
+}
+
+/// [`pitfalls_of`] for a caller that has read the patch's active targets.
+pub async fn pitfalls_on(
+    db: &Database,
+    patch: i64,
+    number: i64,
+    targets: &[crate::store::targets::Target],
+) -> Result<Vec<PitfallView>, AppError> {
     let Some(sha256) = db.revision_sha256(patch, number).await.map_err(internal)? else {
         return Ok(Vec::new());
     };
-    let targets = targets_of(db, patch).await?;
-    let analyses: Vec<Analysis> = current_analyses(db, &targets, &sha256)
+    let analyses: Vec<Analysis> = current_analyses(db, targets, &sha256)
         .await?
         .into_iter()
         .filter(|a| a.report.is_some())

@@ -443,7 +443,10 @@ impl DbWorkbench {
             &mut review.threads,
         )
         .await?;
-        let mut pitfalls = crate::service::impact::pitfalls_of(&self.db, id, number).await?;
+        // The patch's active targets, read once: for the pitfalls and the downloads.
+        let targets = crate::service::impact::targets_of(&self.db, id).await?;
+        let mut pitfalls =
+            crate::service::impact::pitfalls_on(&self.db, id, number, &targets).await?;
         for pitfall in &mut pitfalls {
             let (side, line) = pitfall.anchor_line();
             pitfall.considered = review
@@ -468,16 +471,11 @@ impl DbWorkbench {
         let file_marks = crate::service::reviewers::file_marks(&self.db, user, id, number)
             .await
             .map_err(internal)?;
-        let source_targets = {
-            let mut tx = self.db.begin().await.map_err(internal)?;
-            crate::store::targets::targets_of_patch_in(&mut tx, id)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .filter(|t| t.retired_at.is_none() && t.source_dir.is_some())
-                .map(|t| t.name)
-                .collect()
-        };
+        let source_targets = targets
+            .into_iter()
+            .filter(|t| t.source_dir.is_some())
+            .map(|t| t.name)
+            .collect();
         Ok(PatchPage {
             info: patch,
             revisions,
