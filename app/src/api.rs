@@ -6,9 +6,9 @@
 //! functions still refuse to answer without a user, so a routing mistake cannot expose data.
 
 use crate::model::{
-    AppError, AuditFilter, AuditPage, FileHunks, ImpactView, InterdiffView, PatchFilter, PatchPage,
-    PatchSummary, PolicyView, RejectedSubmission, SessionUser, TargetPage, TargetsPage,
-    UserAccount,
+    AppError, AuditFilter, AuditPage, ContextQuery, FileHunks, ImpactView, InterdiffView, LineView,
+    PatchFilter, PatchPage, PatchSummary, PolicyView, RejectedSubmission, SessionUser, TargetPage,
+    TargetsPage, UserAccount,
 };
 use leptos::prelude::*;
 
@@ -45,6 +45,18 @@ pub async fn get_patch(
         ssr::set_error_status(e);
     }
     page
+}
+
+/// Lines of a target's copy of a changed file next to one of its hunks: the patch page's
+/// "more lines" controls.
+#[server(prefix = "/api/ui", endpoint = "context")]
+pub async fn get_context(query: ContextQuery) -> Result<Vec<LineView>, AppError> {
+    let user = ssr::require_user().await?;
+    let lines = ssr::workbench()?.context_lines(&user, query).await;
+    if let Err(e) = &lines {
+        ssr::set_error_status(e);
+    }
+    lines
 }
 
 /// The hunks of one file of a revision from hunk `from` on: what the patch page held back
@@ -202,6 +214,14 @@ pub mod ssr {
             file: usize,
             from: usize,
         ) -> BoxFuture<'a, Result<FileHunks, AppError>>;
+
+        /// Lines of a target's copy of a changed file next to one of its hunks,
+        /// highlighted as the diff is.
+        fn context_lines<'a>(
+            &'a self,
+            user: &'a SessionUser,
+            query: ContextQuery,
+        ) -> BoxFuture<'a, Result<Vec<LineView>, AppError>>;
 
         /// The impact panel of a revision: each target's analysis and one's graph.
         fn impact<'a>(

@@ -74,6 +74,15 @@ pub fn DiffView(
     #[prop(default = None)]
     sources: Option<(i64, i64, Vec<String>)>,
 ) -> impl IntoView {
+    // The lines around each hunk, from the first target whose source tree is known.
+    let around = sources.as_ref().and_then(|(patch, revision, targets)| {
+        Some(Around {
+            patch: *patch,
+            revision: *revision,
+            target: targets.first()?.clone(),
+            revealed: RwSignal::new(HashMap::new()),
+        })
+    });
     let sources = StoredValue::new(sources);
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
@@ -298,9 +307,9 @@ pub fn DiffView(
                                     let lazy = lazy.with_value(|lazy| lazy.get(i).copied());
                                     let more = lazy
                                         .zip(held)
-                                        .map(|(lazy, at)| more_lines(lazy, at, i, file, unified, notes_store));
+                                        .map(|(lazy, at)| more_lines(lazy, at, i, file, unified, notes_store, around.clone()));
                                     sources.with_value(|sources| {
-                                        file_block(file, i, unified, notes, mark, sources.as_ref(), more)
+                                        file_block(file, i, unified, notes, mark, sources.as_ref(), more, around.as_ref())
                                     })
                                 })
                                 .collect_view()
@@ -662,6 +671,7 @@ fn file_block(
     mark: Option<(i64, Mark)>,
     sources: Option<&(i64, i64, Vec<String>)>,
     more: Option<AnyView>,
+    around: Option<&Around>,
 ) -> impl IntoView {
     // The file before and after the fix in the first target whose source is known.
     let downloads = sources.and_then(|(patch, revision, targets)| {
@@ -689,10 +699,17 @@ fn file_block(
         view! { <p class="no-hunks">"No content change."</p> }.into_any()
     } else if file.hunks.is_empty() {
         ().into_any()
-    } else if unified {
-        unified_table(&file.hunks, index, file.path(), notes).into_any()
     } else {
-        split_table(&file.hunks, index, file.path(), notes).into_any()
+        let at = around.map(|around| AroundAt {
+            around,
+            base: 0,
+            ends_file: file.held_back.is_none(),
+        });
+        if unified {
+            unified_table(&file.hunks, index, file.path(), notes, at).into_any()
+        } else {
+            split_table(&file.hunks, index, file.path(), notes, at).into_any()
+        }
     };
     let renamed_from = match (&file.old_path, &file.new_path) {
         (Some(old), Some(new)) if old != new => {
@@ -717,6 +734,187 @@ fn file_block(
             {body}
             {more}
         </section>
+    }
+}
+
+/// How many more lines one press of a "more lines" control reveals.
+const AROUND_STEP: usize = 20;
+
+/// Where the lines around hunks come from (a target's copy of each file), and those
+/// revealed so far: kept outside the files' rendering, so a layout switch keeps them.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+struct Around {
+    patch: i64,
+    revision: i64,
+    target: String,
+    /// (file, hunk, below) to the lines revealed there, nearest the hunk last above it and
+    /// first below, and whether the file has no more there.
+    revealed: RwSignal<HashMap<(usize, usize, bool), (Vec<LineView>, bool)>>,
+}
+
+/// [`Around`] for one table: the file's hunks from `base` on, the file's last among them
+/// when `ends_file`.
+struct AroundAt<'a> {
+    around: &'a Around,
+    base: usize,
+    ends_file: bool,
+}
+
+impl AroundAt<'_> {
+    /// What goes above hunk `k` of `hunks` (its "more lines" control and the lines
+    /// revealed there) and below it (the same, under the file's last hunk).
+    fn parts(
+        &self,
+        hunks: &[HunkView],
+        k: usize,
+        file: usize,
+        path: &str,
+        unified: bool,
+    ) -> (AnyView, AnyView) {
+        let hunk = self.base + k;
+        // A gap above: the hunk does not start at line 1, nor right after the one before.
+        let first_old = hunks[k].lines.iter().find_map(|l| l.old);
+        let previous_last = k
+            .checked_sub(1)
+            .and_then(|before| hunks[before].lines.iter().rev().find_map(|l| l.old));
+        let gap_above = match (first_old, previous_last) {
+            (Some(first), Some(last)) => first > last + 1,
+            (Some(first), None) => first > 1 || hunk > 0,
+            (None, _) => true,
+        };
+        let above = gap_above
+            .then(|| {
+                let control = self.around.control(file, hunk, path, false, unified);
+                let rows = self.around.rows(file, hunk, false, unified);
+                view! { {control} {rows} }.into_any()
+            })
+            .into_any();
+        let below = (self.ends_file && k + 1 == hunks.len())
+            .then(|| {
+                let rows = self.around.rows(file, hunk, true, unified);
+                let control = self.around.control(file, hunk, path, true, unified);
+                view! { {rows} {control} }.into_any()
+            })
+            .into_any();
+        (above, below)
+    }
+}
+
+impl Around {
+    /// The lines revealed next to hunk `hunk` of file `file`, as context rows (no anchors:
+    /// they are not the diff's lines, so nobody comments on them).
+    fn rows(&self, file: usize, hunk: usize, below: bool, unified: bool) -> impl IntoView {
+        let revealed = self.revealed;
+        move || {
+            revealed.with(|revealed| {
+                revealed.get(&(file, hunk, below)).map(|(lines, _)| {
+                    lines
+                        .iter()
+                        .map(|line| {
+                            let (old, new) = (number(line.old), number(line.new));
+                            let html = line.html.clone();
+                            if unified {
+                                view! {
+                                    <tr class="around">
+                                        <td class="ln" data-ln=old></td>
+                                        <td class="ln" data-ln=new></td>
+                                        <td class="code ctx" inner_html=html></td>
+                                    </tr>
+                                }
+                                .into_any()
+                            } else {
+                                view! {
+                                    <tr class="around">
+                                        <td class="ln" data-ln=old></td>
+                                        <td class="code ctx" inner_html=html.clone()></td>
+                                        <td class="ln" data-ln=new></td>
+                                        <td class="code ctx" inner_html=html></td>
+                                    </tr>
+                                }
+                                .into_any()
+                            }
+                        })
+                        .collect_view()
+                })
+            })
+        }
+    }
+
+    /// The control that reveals more lines there, until there are none.
+    fn control(
+        &self,
+        file: usize,
+        hunk: usize,
+        path: &str,
+        below: bool,
+        unified: bool,
+    ) -> impl IntoView {
+        let around = self.clone();
+        let path = path.to_owned();
+        let colspan = if unified { "3" } else { "4" };
+        move || {
+            let (shown, done) = around.revealed.with(|revealed| {
+                revealed
+                    .get(&(file, hunk, below))
+                    .map_or((0, false), |(lines, done)| (lines.len(), *done))
+            });
+            (!done).then(|| {
+                let (around, path) = (around.clone(), path.clone());
+                let label = if below {
+                    format!("↓ Show {AROUND_STEP} more lines")
+                } else {
+                    format!("↑ Show {AROUND_STEP} more lines")
+                };
+                view! {
+                    <tr class="more-context">
+                        <td colspan=colspan>
+                            <button
+                                type="button"
+                                class="link"
+                                on:click=move |_| {
+                                    around.reveal(file, hunk, path.clone(), below, shown + AROUND_STEP)
+                                }
+                            >
+                                {label}
+                            </button>
+                        </td>
+                    </tr>
+                }
+            })
+        }
+    }
+
+    /// Asks for `count` lines next to the hunk; fewer means there are no more.
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    fn reveal(&self, file: usize, hunk: usize, path: String, below: bool, count: usize) {
+        #[cfg(feature = "hydrate")]
+        {
+            let query = crate::model::ContextQuery {
+                id: self.patch,
+                revision: self.revision,
+                path,
+                hunk,
+                below,
+                count,
+                target: self.target.clone(),
+            };
+            let revealed = self.revealed;
+            leptos::task::spawn_local(async move {
+                let (lines, done) = match crate::api::get_context(query).await {
+                    Ok(lines) => {
+                        let done = lines.len() < count;
+                        (lines, done)
+                    }
+                    // Nothing to show there (the file is not in the tree, the hunk does not
+                    // apply): the control goes.
+                    Err(_) => (Vec::new(), true),
+                };
+                revealed.update(|revealed| {
+                    revealed.insert((file, hunk, below), (lines, done));
+                });
+            });
+        }
     }
 }
 
@@ -780,6 +978,7 @@ fn more_lines(
     file: &FileView,
     unified: bool,
     notes: StoredValue<Notes>,
+    around: Option<Around>,
 ) -> AnyView {
     let from = file.hunks.len();
     let path = file.path().to_owned();
@@ -814,11 +1013,16 @@ fn more_lines(
     let hunks = move || {
         let hunks = lazy.loaded.get();
         (!hunks.is_empty()).then(|| {
+            let at = around.as_ref().map(|around| AroundAt {
+                around,
+                base: from,
+                ends_file: true,
+            });
             notes.with_value(|notes| {
                 if unified {
-                    unified_table(&hunks, index, &path, notes).into_any()
+                    unified_table(&hunks, index, &path, notes, at).into_any()
                 } else {
-                    split_table(&hunks, index, &path, notes).into_any()
+                    split_table(&hunks, index, &path, notes, at).into_any()
                 }
             })
         })
@@ -870,7 +1074,13 @@ fn cell_key(index: usize, side: char, line: Option<u32>) -> Option<String> {
     line.map(|n| format!("f{index}-{side}{n}"))
 }
 
-fn split_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> impl IntoView {
+fn split_table(
+    hunks: &[HunkView],
+    index: usize,
+    path: &str,
+    notes: &Notes,
+    around: Option<AroundAt<'_>>,
+) -> impl IntoView {
     view! {
         <table class="diff split">
             <colgroup>
@@ -881,7 +1091,12 @@ fn split_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> i
             </colgroup>
             {hunks
                 .iter()
-                .map(|hunk| {
+                .enumerate()
+                .map(|(k, hunk)| {
+                    let (above, below) = around
+                        .as_ref()
+                        .map(|at| at.parts(hunks, k, index, path, false))
+                        .unzip();
                     let kinds: Vec<LineKind> = hunk.lines.iter().map(|l| l.kind).collect();
                     let rows = side_by_side(&kinds)
                         .into_iter()
@@ -901,7 +1116,7 @@ fn split_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> i
                             }
                         })
                         .collect_view();
-                    view! { <tbody>{hunk_header(hunk, "4")} {rows}</tbody> }
+                    view! { <tbody>{above} {hunk_header(hunk, "4")} {rows} {below}</tbody> }
                 })
                 .collect_view()}
         </table>
@@ -937,7 +1152,13 @@ fn half(
     }
 }
 
-fn unified_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) -> impl IntoView {
+fn unified_table(
+    hunks: &[HunkView],
+    index: usize,
+    path: &str,
+    notes: &Notes,
+    around: Option<AroundAt<'_>>,
+) -> impl IntoView {
     view! {
         <table class="diff unified">
             <colgroup>
@@ -947,7 +1168,12 @@ fn unified_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) ->
             </colgroup>
             {hunks
                 .iter()
-                .map(|hunk| {
+                .enumerate()
+                .map(|(k, hunk)| {
+                    let (above, below) = around
+                        .as_ref()
+                        .map(|at| at.parts(hunks, k, index, path, true))
+                        .unzip();
                     let rows = hunk
                         .lines
                         .iter()
@@ -979,7 +1205,7 @@ fn unified_table(hunks: &[HunkView], index: usize, path: &str, notes: &Notes) ->
                             }
                         })
                         .collect_view();
-                    view! { <tbody>{hunk_header(hunk, "3")} {rows}</tbody> }
+                    view! { <tbody>{above} {hunk_header(hunk, "3")} {rows} {below}</tbody> }
                 })
                 .collect_view()}
         </table>

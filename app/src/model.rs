@@ -649,6 +649,26 @@ pub struct HeldBack {
     pub lines: usize,
 }
 
+/// Lines of a target's copy of a changed file next to one hunk, asked for by the patch
+/// page's "more lines" controls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextQuery {
+    /// The patch.
+    pub id: i64,
+    /// The revision.
+    pub revision: i64,
+    /// The file, by the path the diff names it.
+    pub path: String,
+    /// The hunk, from 0, in that file.
+    pub hunk: usize,
+    /// Below the hunk (otherwise above).
+    pub below: bool,
+    /// How many lines at most, nearest the hunk.
+    pub count: usize,
+    /// The target whose source tree has the file.
+    pub target: String,
+}
+
 /// Hunks of one file a patch page loads after the page: what it held back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileHunks {

@@ -10,9 +10,9 @@ use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
     Action, AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView,
-    FileHunks, FileView, HeldBack, ImpactView, InterdiffView, PatchFilter, PatchPage, PatchSummary,
-    PolicyView, ReviewView, ReviewerView, RevisionView, Role, SegmentView, SessionUser, State,
-    TargetPage, TargetsPage, UserAccount, DUE_SOON_SECONDS,
+    ContextQuery, FileHunks, FileView, HeldBack, ImpactView, InterdiffView, LineView, PatchFilter,
+    PatchPage, PatchSummary, PolicyView, ReviewView, ReviewerView, RevisionView, Role, SegmentView,
+    SessionUser, State, TargetPage, TargetsPage, UserAccount, DUE_SOON_SECONDS,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
 use graftbench_domain::workflow;
@@ -271,6 +271,8 @@ pub struct DbWorkbench {
     policy: Arc<LoadedPolicy>,
     renderer: Arc<DiffRenderer>,
     renders: Arc<Renders>,
+    /// Highlightings of lines around hunks at once (each up to 500 lines).
+    context_slots: tokio::sync::Semaphore,
     /// Where threads of other revisions sit on a revision's lines (thread to line), by a
     /// digest of the revisions' hashes and the threads' anchors.
     ports: Mutex<SlotCache<HashMap<i64, u32>>>,
@@ -304,6 +306,7 @@ impl DbWorkbench {
             policy,
             renderer,
             ports: Mutex::new(SlotCache::default()),
+            context_slots: tokio::sync::Semaphore::new(2),
             target_root: None,
             no_target_notice: None,
         }
@@ -603,6 +606,70 @@ pub async fn review_view(
     }
 }
 
+/// Lines around a hunk as the diff shows lines: highlighted with `path`'s syntax (as one
+/// hunk of context lines), or escaped text if that fails.
+fn context_views(
+    renderer: &DiffRenderer,
+    path: &str,
+    lines: &[crate::service::sources::ContextLine],
+) -> Vec<LineView> {
+    let plain = || {
+        lines
+            .iter()
+            .map(|line| {
+                let mut html = String::new();
+                graftbench_app::escape_html_into(&mut html, &line.text);
+                LineView {
+                    kind: graftbench_app::model::LineKind::Context,
+                    old: Some(line.old),
+                    new: Some(line.new),
+                    html,
+                    no_eol: false,
+                }
+            })
+            .collect()
+    };
+    let Some(first) = lines.first() else {
+        return Vec::new();
+    };
+    // The syntax comes from the file's name; the name in this diff is only that, kept to
+    // characters no diff header can misread.
+    let name: String = path
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    let name = if name.is_empty() {
+        "x".to_owned()
+    } else {
+        name
+    };
+    let mut diff = format!(
+        "--- a/{name}\n+++ b/{name}\n@@ -{},{} +{},{} @@\n",
+        first.old,
+        lines.len(),
+        first.new,
+        lines.len()
+    );
+    for line in lines {
+        diff.push(' ');
+        diff.push_str(&line.text);
+        diff.push('\n');
+    }
+    match analyzer::patch::parse(diff.as_bytes()) {
+        Ok(patch) => {
+            let mut files = renderer.render(&patch);
+            match files.first_mut().and_then(|f| f.hunks.first_mut()) {
+                Some(hunk) if hunk.lines.len() == lines.len() => std::mem::take(&mut hunk.lines),
+                _ => plain(),
+            }
+        }
+        Err(_) => plain(),
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "store error");
     AppError::Internal
@@ -632,6 +699,38 @@ impl Workbench for DbWorkbench {
         all_lines: bool,
     ) -> BoxFuture<'a, Result<PatchPage, AppError>> {
         Box::pin(self.page(user, id, revision, all_lines))
+    }
+
+    fn context_lines<'a>(
+        &'a self,
+        _user: &'a SessionUser,
+        query: ContextQuery,
+    ) -> BoxFuture<'a, Result<Vec<LineView>, AppError>> {
+        Box::pin(async move {
+            // Every signed-in user may read every patch (as its page).
+            let lines = crate::service::sources::context(
+                &self.db,
+                query.id,
+                query.revision,
+                &query.target,
+                &query.path,
+                query.hunk,
+                query.below,
+                query.count,
+            )
+            .await
+            .map_err(|e| match e {
+                review::ReviewError::NotFound(what) => AppError::NotFound(what),
+                review::ReviewError::Db(e) => internal(e),
+                other => AppError::Invalid(other.to_string()),
+            })?;
+            let _turn = self.context_slots.acquire().await.map_err(internal)?;
+            let renderer = Arc::clone(&self.renderer);
+            let path = query.path;
+            tokio::task::spawn_blocking(move || context_views(&renderer, &path, &lines))
+                .await
+                .map_err(internal)
+        })
     }
 
     fn file_hunks<'a>(

@@ -33,16 +33,28 @@ impl FileSide {
     }
 }
 
-/// The bytes of `path` (a file revision `number` of patch `patch_id` changes, by either
-/// of its names) on `side`, as target `target` (by name) has it in its source tree.
-pub async fn revision_file(
+/// A request about one file a revision changes, checked: the revision, the target's
+/// source tree, the path asked for.
+struct FileRequest {
+    stored: crate::store::patches::StoredRevision,
+    number: i64,
+    root: String,
+    name: String,
+    path: String,
+    /// The path as messages show it (cut to 200 characters).
+    shown: String,
+}
+
+/// Checks a request for `path` (a file revision `number` of patch `patch_id` changes) in
+/// target `target`'s tree: a kernel source file, an active target of the patch, one
+/// registered with its source.
+async fn file_request(
     db: &Database,
     patch_id: i64,
     number: i64,
     target: &str,
     path: &str,
-    side: FileSide,
-) -> Result<Vec<u8>, ReviewError> {
+) -> Result<FileRequest, ReviewError> {
     let shown: String = path.chars().take(200).collect();
     let stored = db
         .revision(patch_id, number)
@@ -73,35 +85,63 @@ pub async fn revision_file(
             target.name
         )));
     };
-    let path = path.to_owned();
-    let name = target.name.clone();
-    // Parsing, reading the file and placing the hunks is CPU and disk work: off the
-    // async workers, and at most SLOTS at a time however many ask.
-    let _slot = SLOTS
-        .acquire()
+    Ok(FileRequest {
+        stored,
+        number,
+        root,
+        name: target.name,
+        path: path.to_owned(),
+        shown,
+    })
+}
+
+/// The file a request names, opened: the revision parsed, the file's diff, and the
+/// target's copy of it (`None` when the fix creates it).
+struct OpenFile {
+    patch: Patch,
+    file: analyzer::patch::FileDiff,
+    old: Option<Vec<u8>>,
+}
+
+impl FileRequest {
+    /// Runs `work` on the opened file off the async workers, at most [`SLOTS`] at a time
+    /// however many ask: parsing, reading the file and placing hunks is CPU and disk work.
+    async fn run<T: Send + 'static>(
+        self,
+        work: impl FnOnce(&FileRequest, OpenFile) -> Result<T, ReviewError> + Send + 'static,
+    ) -> Result<T, ReviewError> {
+        let _slot = SLOTS
+            .acquire()
+            .await
+            .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source slots closed: {e}"))))?;
+        tokio::task::spawn_blocking(move || {
+            let open = self.open()?;
+            work(&self, open)
+        })
         .await
-        .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source slots closed: {e}"))))?;
-    tokio::task::spawn_blocking(move || {
-        let patch = analyzer::patch::parse(&stored.diff).map_err(|e| {
+        .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source task failed: {e}"))))?
+    }
+
+    fn open(&self) -> Result<OpenFile, ReviewError> {
+        let (shown, name) = (&self.shown, &self.name);
+        let patch = analyzer::patch::parse(&self.stored.diff).map_err(|e| {
             ReviewError::Db(DbError::Corrupt(format!(
                 "a stored revision no longer parses: {e}"
             )))
         })?;
         let Some(file) = patch.files.iter().find(|f| {
-            f.old_path.as_deref() == Some(path.as_str())
-                || f.new_path.as_deref() == Some(path.as_str())
+            f.old_path.as_deref() == Some(self.path.as_str())
+                || f.new_path.as_deref() == Some(self.path.as_str())
         }) else {
             return Err(ReviewError::NotFound(format!(
-                "`{shown}` in revision {number}'s diff"
+                "`{shown}` in revision {}'s diff",
+                self.number
             )));
         };
-        let tree = SourceDir::new(Path::new(&root)).map_err(|e| {
+        let tree = SourceDir::new(Path::new(&self.root)).map_err(|e| {
             tracing::error!(target = %name, error = %e, "a target's source tree is unreadable");
             ReviewError::Conflict(format!("the source tree of target `{name}` is unreadable"))
         })?;
-        let unreadable = |e: analyzer::source::SourceError| {
-            ReviewError::Conflict(format!("target `{name}`: {e}"))
-        };
         if file.hunks.len() > MAX_HUNKS {
             return Err(ReviewError::Invalid(format!(
                 "`{shown}` has {} hunks; at most {MAX_HUNKS} are applied",
@@ -110,53 +150,220 @@ pub async fn revision_file(
         }
         let old = match (file.change, file.old_path.as_deref()) {
             (FileChange::Added, _) | (_, None) => None,
-            (_, Some(old_path)) => {
-                Some(tree.read(old_path).map_err(unreadable)?.ok_or_else(|| {
-                    ReviewError::NotFound(format!("`{old_path}` in the source of target `{name}`"))
-                })?)
-            }
+            (_, Some(old_path)) => Some(
+                tree.read(old_path)
+                    .map_err(|e| self.unreadable(e))?
+                    .ok_or_else(|| {
+                        ReviewError::NotFound(format!(
+                            "`{old_path}` in the source of target `{name}`"
+                        ))
+                    })?,
+            ),
         };
-        match side {
-            FileSide::Old => old.ok_or_else(|| {
-                ReviewError::NotFound(format!("an old side of `{shown}`: the fix creates it"))
-            }),
-            FileSide::New => {
-                if file.change == FileChange::Deleted {
-                    return Err(ReviewError::NotFound(format!(
-                        "a new side of `{shown}`: the fix deletes it"
-                    )));
-                }
-                let single = Patch {
-                    format: patch.format,
-                    mail: None,
-                    files: vec![file.clone()],
-                };
-                // The file is read once: the mapping reads it from memory.
-                let read_once = OneFile {
-                    path: file.old_path.as_deref().unwrap_or_default(),
-                    bytes: old.as_deref(),
-                };
-                let mapping = map_onto(&single, &read_once).map_err(unreadable)?;
-                for hunk in &mapping.hunks {
-                    if !matches!(hunk.state, HunkState::Applied { .. } | HunkState::NewFile) {
-                        return Err(ReviewError::Conflict(format!(
-                            "hunk {} of `{shown}` does not apply to target `{name}` ({})",
-                            hunk.hunk,
-                            match hunk.state {
-                                HunkState::AlreadyApplied { .. } => "it is applied already",
-                                HunkState::FileMissing => "the target has no such file",
-                                _ => "its lines are not in the target's file",
-                            }
-                        )));
+        let file = file.clone();
+        Ok(OpenFile { patch, file, old })
+    }
+
+    fn unreadable(&self, e: analyzer::source::SourceError) -> ReviewError {
+        ReviewError::Conflict(format!("target `{}`: {e}", self.name))
+    }
+
+    /// Where the fix's hunks fall in the target's copy of the file, each checked to
+    /// apply (a 409 naming the first that does not).
+    fn placed(&self, open: &OpenFile) -> Result<analyzer::onto::Mapping, ReviewError> {
+        let single = Patch {
+            format: open.patch.format,
+            mail: None,
+            files: vec![open.file.clone()],
+        };
+        // The file is read once: the mapping reads it from memory.
+        let read_once = OneFile {
+            path: open.file.old_path.as_deref().unwrap_or_default(),
+            bytes: open.old.as_deref(),
+        };
+        let mapping = map_onto(&single, &read_once).map_err(|e| self.unreadable(e))?;
+        for hunk in &mapping.hunks {
+            if !matches!(hunk.state, HunkState::Applied { .. } | HunkState::NewFile) {
+                return Err(ReviewError::Conflict(format!(
+                    "hunk {} of `{}` does not apply to target `{}` ({})",
+                    hunk.hunk,
+                    self.shown,
+                    self.name,
+                    match hunk.state {
+                        HunkState::AlreadyApplied { .. } => "it is applied already",
+                        HunkState::FileMissing => "the target has no such file",
+                        _ => "its lines are not in the target's file",
                     }
-                }
-                apply(old.as_deref().unwrap_or_default(), &mapping.patch)
-                    .map_err(|why| ReviewError::Conflict(format!("`{shown}` on `{name}`: {why}")))
+                )));
             }
         }
-    })
-    .await
-    .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source task failed: {e}"))))?
+        Ok(mapping)
+    }
+}
+
+/// The bytes of `path` (a file revision `number` of patch `patch_id` changes, by either
+/// of its names) on `side`, as target `target` (by name) has it in its source tree.
+pub async fn revision_file(
+    db: &Database,
+    patch_id: i64,
+    number: i64,
+    target: &str,
+    path: &str,
+    side: FileSide,
+) -> Result<Vec<u8>, ReviewError> {
+    file_request(db, patch_id, number, target, path)
+        .await?
+        .run(move |request, open| {
+            let shown = &request.shown;
+            match side {
+                FileSide::Old => open.old.clone().ok_or_else(|| {
+                    ReviewError::NotFound(format!("an old side of `{shown}`: the fix creates it"))
+                }),
+                FileSide::New => {
+                    if open.file.change == FileChange::Deleted {
+                        return Err(ReviewError::NotFound(format!(
+                            "a new side of `{shown}`: the fix deletes it"
+                        )));
+                    }
+                    let mapping = request.placed(&open)?;
+                    apply(open.old.as_deref().unwrap_or_default(), &mapping.patch).map_err(|why| {
+                        ReviewError::Conflict(format!("`{shown}` on `{}`: {why}", request.name))
+                    })
+                }
+            }
+        })
+        .await
+}
+
+/// The most lines of context one request reveals.
+pub const MAX_CONTEXT_LINES: usize = 500;
+
+/// A line of the target's file shown around a hunk: its numbers as the diff counts them
+/// (old and new side), and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextLine {
+    /// Old-side line number, in the diff's numbering.
+    pub old: u32,
+    /// New-side line number, in the diff's numbering.
+    pub new: u32,
+    /// The line, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// Up to `count` (at most [`MAX_CONTEXT_LINES`]) lines of target `target`'s copy of
+/// `path` next to hunk `hunk` (from 0) of revision `number`: the ones just above it
+/// (never reaching into the hunk before), or, when `below`, just below it (never into the
+/// next hunk, nor past the file's end). Read where the hunk falls in that file, so a fix
+/// written against another tree shows this kernel's lines around it.
+#[allow(clippy::too_many_arguments)]
+pub async fn context(
+    db: &Database,
+    patch_id: i64,
+    number: i64,
+    target: &str,
+    path: &str,
+    hunk: usize,
+    below: bool,
+    count: usize,
+) -> Result<Vec<ContextLine>, ReviewError> {
+    let count = count.min(MAX_CONTEXT_LINES);
+    file_request(db, patch_id, number, target, path)
+        .await?
+        .run(move |request, open| {
+            if open.file.hunks.get(hunk).is_none() {
+                return Err(ReviewError::NotFound(format!(
+                    "hunk {} of `{}`",
+                    hunk + 1,
+                    request.shown
+                )));
+            }
+            let Some(old) = open.old.as_deref() else {
+                return Ok(Vec::new()); // a new file has nothing around its lines
+            };
+            let mapping = request.placed(&open)?;
+            let offset = match mapping.hunks.get(hunk).map(|h| &h.state) {
+                Some(HunkState::Applied { offset, .. }) => *offset,
+                _ => 0,
+            };
+            Ok(around(&open.file.hunks, hunk, offset, old, below, count))
+        })
+        .await
+}
+
+/// Up to `count` lines of `old` (a target's copy of a file) next to hunk `hunk` of
+/// `hunks` (the file's hunks in the diff), which falls `offset` lines lower in `old` than
+/// the diff says: above it, never into the hunk before, or `below` it, never into the
+/// next nor past the file's end; numbered as the diff counts.
+fn around(
+    hunks: &[analyzer::patch::Hunk],
+    hunk: usize,
+    offset: i64,
+    old: &[u8],
+    below: bool,
+    count: usize,
+) -> Vec<ContextLine> {
+    let Some(this) = hunks.get(hunk) else {
+        return Vec::new();
+    };
+    let lines: Vec<&[u8]> = old
+        .strip_suffix(b"\n")
+        .unwrap_or(old)
+        .split(|&b| b == b'\n')
+        .collect();
+    // The first line of each side at or after a hunk (a hunk with no lines on a
+    // side names the line it follows), and the first after it.
+    let old_start = |h: &analyzer::patch::Hunk| h.old_start + u32::from(h.old_lines == 0);
+    let new_start = |h: &analyzer::patch::Hunk| h.new_start + u32::from(h.new_lines == 0);
+    let end = |h: &analyzer::patch::Hunk| old_start(h).saturating_add(h.old_lines);
+    // Old-side lines (the diff's numbers) [first, last] to show, and the
+    // difference between new and old numbers there.
+    let (first, last, shift) = if below {
+        let first = end(this);
+        let limit = hunks
+            .get(hunk + 1)
+            .map_or(u32::MAX, |next| old_start(next).saturating_sub(1));
+        let last = first
+            .saturating_add(u32::try_from(count).unwrap_or(u32::MAX))
+            .saturating_sub(1)
+            .min(limit);
+        let shift = i64::from(new_start(this)) + i64::from(this.new_lines) - i64::from(end(this));
+        (first, last, shift)
+    } else {
+        let floor = match hunk.checked_sub(1).and_then(|i| hunks.get(i)) {
+            Some(before) => end(before),
+            None => 1,
+        };
+        let last = old_start(this).saturating_sub(1);
+        let first = last
+            .saturating_sub(u32::try_from(count).unwrap_or(u32::MAX))
+            .saturating_add(1)
+            .max(floor);
+        (
+            first,
+            last,
+            i64::from(new_start(this)) - i64::from(old_start(this)),
+        )
+    };
+    let mut shown = Vec::new();
+    for old_line in first.max(1)..=last {
+        // The target's line for this diff line, where the hunk fell.
+        // The target's lines start higher when the hunk falls higher there.
+        let Ok(index) = usize::try_from(i64::from(old_line) + offset - 1) else {
+            continue;
+        };
+        let Some(at) = lines.get(index) else {
+            break; // past the file's end
+        };
+        let Ok(new) = u32::try_from(i64::from(old_line) + shift) else {
+            break;
+        };
+        shown.push(ContextLine {
+            old: old_line,
+            new,
+            text: String::from_utf8_lossy(at).into_owned(),
+        });
+    }
+    shown
 }
 
 /// How many requests for files may read and patch at once: each holds a file of up to
@@ -288,6 +495,83 @@ mod tests {
 
     fn patch(text: &str) -> Patch {
         analyzer::patch::parse(text.as_bytes()).expect("a valid test patch")
+    }
+
+    /// (old, new, text) of each line [`around`] gives.
+    fn lines_around(
+        fix: &Patch,
+        hunk: usize,
+        offset: i64,
+        file: &[u8],
+        below: bool,
+        count: usize,
+    ) -> Vec<(u32, u32, String)> {
+        around(&fix.files[0].hunks, hunk, offset, file, below, count)
+            .into_iter()
+            .map(|l| (l.old, l.new, l.text))
+            .collect()
+    }
+
+    #[test]
+    fn the_lines_around_a_hunk_stop_at_the_next_hunk_and_the_files_ends() {
+        let file = b"1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
+        // A replacement at 3-4 (one line more on the new side) and an insertion after 8.
+        let fix = patch(
+            "--- a/f\n+++ b/f\n@@ -3,2 +3,3 @@\n 3\n-4\n+four\n+4.5\n@@ -8,0 +10,1 @@\n+8.5\n",
+        );
+        let text = |n: u32| n.to_string();
+        // Above the first: from line 1, at most `count`, nearest the hunk.
+        assert_eq!(
+            lines_around(&fix, 0, 0, file, false, 1),
+            vec![(2, 2, text(2))]
+        );
+        assert_eq!(
+            lines_around(&fix, 0, 0, file, false, 500),
+            vec![(1, 1, text(1)), (2, 2, text(2))]
+        );
+        // Below the first: lines 5 to 8 (the insertion follows line 8), new numbers one
+        // further on.
+        assert_eq!(
+            lines_around(&fix, 0, 0, file, true, 500),
+            vec![
+                (5, 6, text(5)),
+                (6, 7, text(6)),
+                (7, 8, text(7)),
+                (8, 9, text(8))
+            ]
+        );
+        // Above the insertion: back to the first hunk's end, and no further.
+        assert_eq!(lines_around(&fix, 1, 0, file, false, 500).len(), 4);
+        // Below it: to the file's end.
+        assert_eq!(
+            lines_around(&fix, 1, 0, file, true, 500),
+            vec![(9, 11, text(9)), (10, 12, text(10))]
+        );
+        // Nothing asked, nothing given; no such hunk, nothing.
+        assert!(lines_around(&fix, 0, 0, file, true, 0).is_empty());
+        assert!(lines_around(&fix, 2, 0, file, true, 5).is_empty());
+    }
+
+    #[test]
+    fn the_lines_around_a_hunk_are_the_targets_where_the_hunk_falls_there() {
+        let fix = patch("--- a/f\n+++ b/f\n@@ -3,1 +3,1 @@\n-c\n+C\n");
+        // The target has two lines more at the top: the hunk falls at its line 5, and the
+        // lines above are its 3 and 4, numbered 1 and 2 as the diff counts.
+        let lower = b"x\ny\na\nb\nc\nd\n";
+        assert_eq!(
+            lines_around(&fix, 0, 2, lower, false, 500),
+            vec![(1, 1, "a".into()), (2, 2, "b".into())]
+        );
+        assert_eq!(
+            lines_around(&fix, 0, 2, lower, true, 500),
+            vec![(4, 4, "d".into())]
+        );
+        // One line fewer: the hunk falls at its line 2; the diff's line 1 is not there.
+        let higher = b"b\nc\nd\n";
+        assert_eq!(
+            lines_around(&fix, 0, -1, higher, false, 500),
+            vec![(2, 2, "b".into())]
+        );
     }
 
     #[test]

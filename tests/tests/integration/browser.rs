@@ -2693,3 +2693,133 @@ async fn the_held_back_lines_of_a_long_revision_load_in_place() {
     page.close().await.ok();
     finish(browser, events, server).await;
 }
+
+/// With a target's source tree known, each hunk offers the lines above it (and the last
+/// one those below), twenty at a time, from that tree, in either layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lines_around_a_hunk_come_from_the_targets_source_tree() {
+    let (server, root) = crate::targets::server_with_fixture_root(Backend::Sqlite).await;
+    let into = root.path().join("src/analyzer/tests/fixtures");
+    std::fs::create_dir_all(&into).unwrap();
+    for entry in std::fs::read_dir(crate::targets::fixtures::fixtures()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), into.join(entry.file_name())).unwrap();
+    }
+    server.add_user("ada", &[Role::Admin]).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let admin = server.signed_in("ada").await;
+    {
+        let _workers = server.start_workers(1).await;
+        let response = admin
+            .post(server.url("/api/v1/targets"))
+            .json(&serde_json::json!({
+                "vmlinux": "vmlinux",
+                "name": "fixture",
+                "kernel_release": "6.1.0-fixture",
+                "source_dir": "src",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let job = response.json::<serde_json::Value>().await.unwrap()["job"]
+            .as_i64()
+            .unwrap();
+        let job = crate::targets::finished_job(&admin, &server, job).await;
+        assert_eq!(job["state"], "done", "{job}");
+    }
+    let author = server.signed_in("alice").await;
+    let patch = submit_for(
+        &author,
+        &server,
+        "req_len and bump",
+        crate::targets::CLONE_AND_INLINE_FIX,
+        "fixture",
+    )
+    .await;
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{patch}")).await;
+    // clones.c's hunk starts at line 11: ten lines above it, the rest of the file below.
+    let above = "#file-0 tbody tr.more-context button";
+    assert!(
+        eval_bool(
+            &page,
+            &format!("document.querySelector('{above}').textContent === '↑ Show 20 more lines'")
+        )
+        .await
+    );
+    click_and_wait(
+        &page,
+        above,
+        "document.querySelectorAll('#file-0 tr.around').length === 10 \
+         && document.querySelector('#file-0 tr.around td.ln').dataset.ln === '1' \
+         && document.querySelectorAll('#file-0 tr.more-context').length === 1",
+    )
+    .await;
+    // Highlighted as the diff is, and not lines one comments on.
+    assert!(
+        eval_bool(
+            &page,
+            "[...document.querySelectorAll('#file-0 tr.around')].some(r => r.querySelector('td.code span.t')) \
+             && [...document.querySelectorAll('#file-0 tr.around td.ln')].every(td => !td.id)"
+        )
+        .await
+    );
+    // Below, twenty at a time until the file ends.
+    let lines_below = format!("{}", analyzer_lines("clones.c") - 13);
+    for _ in 0..10 {
+        if eval_bool(
+            &page,
+            "document.querySelector('#file-0 tr.more-context') === null",
+        )
+        .await
+        {
+            break;
+        }
+        let shown = page
+            .evaluate("document.querySelectorAll('#file-0 tr.around').length")
+            .await
+            .unwrap()
+            .into_value::<usize>()
+            .unwrap();
+        click_and_wait(
+            &page,
+            "#file-0 tbody tr.more-context button",
+            &format!("document.querySelectorAll('#file-0 tr.around').length > {shown} || document.querySelector('#file-0 tr.more-context') === null"),
+        )
+        .await;
+    }
+    assert!(
+        eval_bool(
+            &page,
+            &format!(
+                "document.querySelector('#file-0 tr.more-context') === null \
+                 && document.querySelectorAll('#file-0 tr.around').length === 10 + {lines_below}"
+            )
+        )
+        .await,
+        "the lines below reach the file's end, and no further"
+    );
+    // Still there in the unified layout.
+    click_and_wait(
+        &page,
+        "#layout-unified",
+        "document.querySelector('#file-0 table.unified') !== null \
+         && document.querySelectorAll('#file-0 tr.around').length > 10 \
+         && document.querySelector('#file-0 tr.around').children.length === 3",
+    )
+    .await;
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
+}
+
+/// How many lines the analyzer's fixture `name` has.
+fn analyzer_lines(name: &str) -> usize {
+    std::fs::read_to_string(crate::targets::fixtures::fixtures().join(name))
+        .unwrap()
+        .lines()
+        .count()
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[path = "../../../analyzer/tests/common/mod.rs"]
-mod fixtures;
+pub(crate) mod fixtures;
 
 on_both_databases!(
     a_fixture_target_is_registered_and_each_revision_is_analysed_against_it,
@@ -956,6 +956,106 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
     ] {
         let (status, body, _) = file(side, path, target).await;
         assert_eq!(status, expected, "{side} {path} {target}: {body}");
+    }
+    // The lines around a hunk, as each target's tree has them where the hunk falls there,
+    // numbered as the diff counts (what the patch page's "more lines" controls show).
+    let context = |target: &str, path: &str, hunk: usize, below: bool, count: usize| {
+        let request = author.post(server.url("/api/ui/context")).form(&[
+            ("query[id]", patch.to_string()),
+            ("query[revision]", "1".to_owned()),
+            ("query[path]", path.to_owned()),
+            ("query[hunk]", hunk.to_string()),
+            ("query[below]", below.to_string()),
+            ("query[count]", count.to_string()),
+            ("query[target]", target.to_owned()),
+        ]);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let clones = "analyzer/tests/fixtures/clones.c";
+    let source: Vec<String> = std::fs::read_to_string(fixtures::fixtures().join("clones.c"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let numbered = |lines: &Value| -> Vec<(u64, u64, String)> {
+        lines
+            .as_array()
+            .unwrap_or_else(|| panic!("{lines}"))
+            .iter()
+            .map(|l| {
+                let text = l["h"].as_str().unwrap();
+                (
+                    l["o"].as_u64().unwrap(),
+                    l["n"].as_u64().unwrap(),
+                    text.to_owned(),
+                )
+            })
+            .collect()
+    };
+    let plain = |html: &str| {
+        // The highlighter's spans and entities off, to compare with the file's text.
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text.replace("&gt;", ">")
+            .replace("&lt;", "<")
+            .replace("&amp;", "&")
+    };
+    for target in ["alpha", "beta"] {
+        // Above the hunk at line 11: lines 7 to 10 (where a tree has the hunk elsewhere,
+        // its own lines there: `sources::tests`).
+        let (status, above) = context(target, clones, 0, false, 4).await;
+        assert_eq!(status, 200, "{target}: {above}");
+        let above = numbered(&above);
+        assert_eq!(
+            above.iter().map(|(o, n, _)| (*o, *n)).collect::<Vec<_>>(),
+            vec![(7, 7), (8, 8), (9, 9), (10, 10)],
+            "{target}"
+        );
+        for (o, _, html) in &above {
+            assert_eq!(plain(html), source[*o as usize - 1], "{target} line {o}");
+        }
+        // Asking for more than there is stops at the file's first line.
+        let (_, all_above) = context(target, clones, 0, false, 400).await;
+        assert_eq!(numbered(&all_above).len(), 10, "{target}");
+        // Below it: from line 14 to the file's end, no further.
+        let (status, below) = context(target, clones, 0, true, 500).await;
+        assert_eq!(status, 200, "{below}");
+        let below = numbered(&below);
+        assert_eq!(
+            below.first().map(|l| (l.0, l.1)),
+            Some((14, 14)),
+            "{target}"
+        );
+        assert_eq!(below.len(), source.len() - 13, "{target}: to the end");
+    }
+    // Where the hunk does not apply there is nothing to show (422 naming it), and only
+    // the diff's files, hunks and the patch's targets are read.
+    let (status, why) = context("beta", header, 0, false, 5).await;
+    assert_eq!(status, 422, "{why}");
+    assert!(why.to_string().contains("hunk 1"), "{why}");
+    for (target, path, hunk) in [
+        ("alpha", "analyzer/tests/fixtures/clones.h", 0),
+        ("alpha", "../../etc/passwd", 0),
+        ("gamma", clones, 0),
+        ("alpha", clones, 1),
+    ] {
+        let (status, body) = context(target, path, hunk, false, 5).await;
+        assert_eq!(status, 404, "{target} {path} {hunk}: {body}");
     }
     // The patch page links them, for the first target with a source tree.
     let html = author
