@@ -309,7 +309,7 @@ pub fn DiffView(
                                         .zip(held)
                                         .map(|(lazy, at)| more_lines(lazy, at, i, file, unified, notes_store, around.clone()));
                                     sources.with_value(|sources| {
-                                        file_block(file, i, unified, notes, mark, sources.as_ref(), more, around.as_ref())
+                                        file_block(file, i, unified, notes, mark, sources.as_ref(), (more, around.as_ref()))
                                     })
                                 })
                                 .collect_view()
@@ -670,8 +670,9 @@ fn file_block(
     notes: &Notes,
     mark: Option<(i64, Mark)>,
     sources: Option<&(i64, i64, Vec<String>)>,
-    more: Option<AnyView>,
-    around: Option<&Around>,
+    // What follows the file's page hunks: the held-back ones' control and view, and where
+    // the lines around hunks come from.
+    (more, around): (Option<AnyView>, Option<&Around>),
 ) -> impl IntoView {
     // The file before and after the fix in the first target whose source is known.
     let downloads = sources.and_then(|(patch, revision, targets)| {
@@ -750,8 +751,11 @@ struct Around {
     target: String,
     /// (file, hunk, below) to the lines revealed there, nearest the hunk last above it and
     /// first below, and whether the file has no more there.
-    revealed: RwSignal<HashMap<(usize, usize, bool), (Vec<LineView>, bool)>>,
+    revealed: RwSignal<Revealed>,
 }
+
+/// (file, hunk, below) to the lines revealed there and whether there are no more.
+type Revealed = HashMap<(usize, usize, bool), (Vec<LineView>, bool)>;
 
 /// [`Around`] for one table: the file's hunks from `base` on, the file's last among them
 /// when `ends_file`.

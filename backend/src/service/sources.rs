@@ -36,6 +36,9 @@ impl FileSide {
 /// A request about one file a revision changes, checked: the revision, the target's
 /// source tree, the path asked for.
 struct FileRequest {
+    /// One of the [`SLOTS`], held from before the revision is read: requests waiting
+    /// their turn hold no revision in memory.
+    _slot: tokio::sync::SemaphorePermit<'static>,
     stored: crate::store::patches::StoredRevision,
     number: i64,
     root: String,
@@ -56,6 +59,10 @@ async fn file_request(
     path: &str,
 ) -> Result<FileRequest, ReviewError> {
     let shown: String = path.chars().take(200).collect();
+    let slot = SLOTS
+        .acquire()
+        .await
+        .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source slots closed: {e}"))))?;
     let stored = db
         .revision(patch_id, number)
         .await?
@@ -86,6 +93,7 @@ async fn file_request(
         )));
     };
     Ok(FileRequest {
+        _slot: slot,
         stored,
         number,
         root,
@@ -104,16 +112,12 @@ struct OpenFile {
 }
 
 impl FileRequest {
-    /// Runs `work` on the opened file off the async workers, at most [`SLOTS`] at a time
-    /// however many ask: parsing, reading the file and placing hunks is CPU and disk work.
+    /// Runs `work` on the opened file off the async workers (in the request's slot):
+    /// parsing, reading the file and placing hunks is CPU and disk work.
     async fn run<T: Send + 'static>(
         self,
         work: impl FnOnce(&FileRequest, OpenFile) -> Result<T, ReviewError> + Send + 'static,
     ) -> Result<T, ReviewError> {
-        let _slot = SLOTS
-            .acquire()
-            .await
-            .map_err(|e| ReviewError::Db(DbError::Corrupt(format!("source slots closed: {e}"))))?;
         tokio::task::spawn_blocking(move || {
             let open = self.open()?;
             work(&self, open)
