@@ -83,6 +83,41 @@ pub fn DiffView(
             revealed: RwSignal::new(HashMap::new()),
         })
     });
+    // "Expand all": every gap around the page's hunks at once, one request each, so
+    // only where that is a handful.
+    let expand_all = around.clone().and_then(|around| {
+        let spots: Vec<(usize, String, usize, bool)> = files
+            .iter()
+            .enumerate()
+            .filter(|(_, file)| !file.hunks.is_empty())
+            .map(|(i, file)| {
+                let path = file.path().to_owned();
+                (i, path, file.hunks.len(), file.held_back.is_none())
+            })
+            .collect();
+        let requests: usize = spots.iter().map(|(_, _, hunks, _)| hunks + 1).sum();
+        (requests <= MAX_EXPAND_ALL).then(|| {
+            view! {
+                <button
+                    type="button"
+                    class="link"
+                    id="expand-all"
+                    on:click=move |_| {
+                        for (file, path, hunks, ends_file) in &spots {
+                            for hunk in 0..*hunks {
+                                around.reveal(*file, hunk, path.clone(), false, MAX_AROUND);
+                            }
+                            if *ends_file {
+                                around.reveal(*file, hunks - 1, path.clone(), true, MAX_AROUND);
+                            }
+                        }
+                    }
+                >
+                    "Expand all"
+                </button>
+            }
+        })
+    });
     let sources = StoredValue::new(sources);
     let (unified, set_unified) = signal(false);
     // The line a comment is being written on, from a click on its number.
@@ -256,6 +291,7 @@ pub fn DiffView(
                 >
                     "Keyboard: ?"
                 </button>
+                {expand_all}
                 <div class="segmented" role="group" aria-label="Diff layout">
                     <button
                         type="button"
@@ -740,6 +776,10 @@ fn file_block(
 
 /// How many more lines one press of a "more lines" control reveals.
 const AROUND_STEP: usize = 20;
+/// The most lines one request reveals (the server's limit too).
+const MAX_AROUND: usize = 500;
+/// "Expand all" is offered when it takes at most this many requests.
+const MAX_EXPAND_ALL: usize = 40;
 
 /// Where the lines around hunks come from (a target's copy of each file), and those
 /// revealed so far: kept outside the files' rendering, so a layout switch keeps them.

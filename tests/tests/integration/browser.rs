@@ -2811,6 +2811,18 @@ async fn the_lines_around_a_hunk_come_from_the_targets_source_tree() {
          && document.querySelector('#file-0 tr.around').children.length === 3",
     )
     .await;
+    // "Expand all" on a fresh page: every gap of both files at once.
+    visit(&page, &server, &format!("/patches/{patch}")).await;
+    let everything = 10 + analyzer_lines("clones.c") - 13 + 6 + analyzer_lines("inlines.h") - 9;
+    click_and_wait(
+        &page,
+        "#expand-all",
+        &format!(
+            "document.querySelector('tr.more-context') === null \
+             && document.querySelectorAll('tr.around').length === {everything}"
+        ),
+    )
+    .await;
     console.assert_clean("bob", &[]).await;
     page.close().await.ok();
     finish(browser, events, server).await;
