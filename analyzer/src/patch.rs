@@ -106,9 +106,24 @@ pub struct FileDiff {
     pub new_mode: Option<String>,
     /// The hunks, in file order.
     pub hunks: Vec<Hunk>,
+    /// The original file's blob id as git's `index` line abbreviates it (`a1b2c3d`), when
+    /// the diff has one: two diffs with different ids for a path patch different versions
+    /// of that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_blob: Option<String>,
 }
 
 impl FileDiff {
+    /// Whether this diff and `other` name the same original blob, as far as their
+    /// `index` lines tell: `false` only when both have one and the ids differ (an
+    /// abbreviated id matches the longer id it begins).
+    pub fn same_original_as(&self, other: &FileDiff) -> bool {
+        match (&self.old_blob, &other.old_blob) {
+            (Some(a), Some(b)) => a.starts_with(b.as_str()) || b.starts_with(a.as_str()),
+            _ => true,
+        }
+    }
+
     /// The path to show for this file: the new path, or the old one for a deletion.
     pub fn path(&self) -> &str {
         self.new_path
@@ -446,6 +461,17 @@ fn split_lines(input: &[u8]) -> Vec<&[u8]> {
     lines
 }
 
+/// The original's blob id of an `index` line's value (`a1b2c3d..e4f5a6b 100644`): hex,
+/// 4 to 64 digits, lower-cased; `None` for anything else and for git's all-zero id of a
+/// file that did not exist.
+fn blob_id(ids: &str) -> Option<String> {
+    let (old, _) = ids.split_once("..")?;
+    let ok = (4..=64).contains(&old.len())
+        && old.bytes().all(|b| b.is_ascii_hexdigit())
+        && old.bytes().any(|b| b != b'0');
+    ok.then(|| old.to_ascii_lowercase())
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -630,6 +656,7 @@ impl<'a> Parser<'a> {
             old_mode: None,
             new_mode: None,
             hunks: Vec::new(),
+            old_blob: None,
         };
         self.pos += 1;
         let mut similarity = None;
@@ -654,8 +681,12 @@ impl<'a> Parser<'a> {
                 file.old_path = None;
             } else if let Some(pct) = field(b"similarity index ") {
                 similarity = pct.trim_end_matches('%').parse().ok();
-            } else if field(b"dissimilarity index ").is_some() || field(b"index ").is_some() {
-                // Blob ids and rewrite scores say nothing a reviewer needs here.
+            } else if let Some(ids) = field(b"index ") {
+                // `index a1b2c3d..e4f5a6b 100644`: the original's blob id tells whether
+                // two revisions patch the same version of the file.
+                file.old_blob = blob_id(&ids);
+            } else if field(b"dissimilarity index ").is_some() {
+                // A rewrite score says nothing a reviewer needs here.
             } else if let Some(path) = field(b"rename from ") {
                 file.old_path = Some(checked_tree_path(&unquote_path(&path, line_no)?, line_no)?);
                 file.change = FileChange::Renamed { similarity };
@@ -740,6 +771,7 @@ impl<'a> Parser<'a> {
             old_mode: None,
             new_mode: None,
             hunks: Vec::new(),
+            old_blob: None,
         };
         file.hunks = self.hunks(file.path())?;
         Ok(file)

@@ -6,7 +6,7 @@
 //! from the same data, without asking the server.
 
 use crate::model::{
-    side_by_side, DraftView, FileMark, FileView, HeldBack, HunkView, LineKind, LineView,
+    side_by_side, DraftView, FileMark, FileView, HeldBack, HunkView, KnownGap, LineKind, LineView,
     PitfallView, ThreadView,
 };
 use crate::review_view::{draft_body, replies_to, thread_body};
@@ -73,43 +73,72 @@ pub fn DiffView(
     /// applied there: (patch, revision, the targets whose source is known).
     #[prop(default = None)]
     sources: Option<(i64, i64, Vec<String>)>,
+    /// Where no target's source is known: the gaps around hunks the patch's other
+    /// revisions show lines of (the revision is `held`'s).
+    #[prop(optional)]
+    known_around: Vec<KnownGap>,
 ) -> impl IntoView {
-    // The lines around each hunk, from the first target whose source tree is known.
-    let around = sources.as_ref().and_then(|(patch, revision, targets)| {
-        Some(Around {
+    // The lines around each hunk, from the first target whose source tree is known, or
+    // else from the other revisions where they show them.
+    let around = match (&sources, held) {
+        (Some((patch, revision, targets)), _) if !targets.is_empty() => Some(Around {
             patch: *patch,
             revision: *revision,
-            target: targets.first()?.clone(),
+            from: AroundFrom::Target(targets[0].clone()),
             revealed: RwSignal::new(HashMap::new()),
-        })
-    });
+        }),
+        (_, Some((patch, revision))) if !known_around.is_empty() => Some(Around {
+            patch,
+            revision,
+            from: AroundFrom::Revisions(std::sync::Arc::new(
+                known_around
+                    .iter()
+                    .map(|gap| ((gap.file, gap.hunk, gap.below), gap.lines))
+                    .collect(),
+            )),
+            revealed: RwSignal::new(HashMap::new()),
+        }),
+        _ => None,
+    };
     // "Expand all": every gap around the page's hunks at once, one request each, so
     // only where that is a handful.
     let expand_all = around.clone().and_then(|around| {
-        let spots: Vec<(usize, String, usize, bool)> = files
-            .iter()
-            .enumerate()
-            .filter(|(_, file)| !file.hunks.is_empty())
-            .map(|(i, file)| {
-                let path = file.path().to_owned();
-                (i, path, file.hunks.len(), file.held_back.is_none())
-            })
-            .collect();
-        let requests: usize = spots.iter().map(|(_, _, hunks, _)| hunks + 1).sum();
-        (requests <= MAX_EXPAND_ALL).then(|| {
+        // (file, its path, hunk, below) of every gap there may be lines in.
+        let spots: Vec<(usize, String, usize, bool)> = match &around.from {
+            AroundFrom::Target(_) => files
+                .iter()
+                .enumerate()
+                .flat_map(|(i, file)| {
+                    let path = file.path();
+                    let last = file.hunks.len().checked_sub(1);
+                    let below = last
+                        .filter(|_| file.held_back.is_none())
+                        .map(|last| (i, path.to_owned(), last, true));
+                    (0..file.hunks.len())
+                        .map(move |hunk| (i, path.to_owned(), hunk, false))
+                        .chain(below)
+                })
+                .collect(),
+            AroundFrom::Revisions(known) => {
+                let mut spots: Vec<(usize, String, usize, bool)> = known
+                    .keys()
+                    .filter_map(|&(file, hunk, below)| {
+                        Some((file, files.get(file)?.path().to_owned(), hunk, below))
+                    })
+                    .collect();
+                spots.sort();
+                spots
+            }
+        };
+        (spots.len() <= MAX_EXPAND_ALL).then(|| {
             view! {
                 <button
                     type="button"
                     class="link"
                     id="expand-all"
                     on:click=move |_| {
-                        for (file, path, hunks, ends_file) in &spots {
-                            for hunk in 0..*hunks {
-                                around.reveal(*file, hunk, path.clone(), false, MAX_AROUND);
-                            }
-                            if *ends_file {
-                                around.reveal(*file, hunks - 1, path.clone(), true, MAX_AROUND);
-                            }
+                        for (file, path, hunk, below) in &spots {
+                            around.reveal(*file, *hunk, path.clone(), *below, MAX_AROUND);
                         }
                     }
                 >
@@ -781,17 +810,28 @@ const MAX_AROUND: usize = 500;
 /// "Expand all" is offered when it takes at most this many requests.
 const MAX_EXPAND_ALL: usize = 40;
 
-/// Where the lines around hunks come from (a target's copy of each file), and those
-/// revealed so far: kept outside the files' rendering, so a layout switch keeps them.
+/// Where the lines around hunks come from, and those revealed so far: kept outside the
+/// files' rendering, so a layout switch keeps them.
 #[derive(Clone)]
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 struct Around {
     patch: i64,
     revision: i64,
-    target: String,
+    from: AroundFrom,
     /// (file, hunk, below) to the lines revealed there, nearest the hunk last above it and
     /// first below, and whether the file has no more there.
     revealed: RwSignal<Revealed>,
+}
+
+/// Where the lines around hunks come from.
+#[derive(Clone)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+enum AroundFrom {
+    /// A target's copy of each file, by the target's name: every gap may have lines.
+    Target(String),
+    /// The patch's other revisions: (file, hunk, below) to how many lines they show
+    /// there; no other gap has any.
+    Revisions(std::sync::Arc<HashMap<(usize, usize, bool), usize>>),
 }
 
 /// (file, hunk, below) to the lines revealed there and whether there are no more.
@@ -903,13 +943,21 @@ impl Around {
                     .get(&(file, hunk, below))
                     .map_or((0, false), |(lines, done)| (lines.len(), *done))
             });
-            (!done).then(|| {
+            // The other revisions say how many lines there are; a target's file tells by
+            // giving fewer than asked.
+            let step = match &around.from {
+                AroundFrom::Target(_) => AROUND_STEP,
+                AroundFrom::Revisions(known) => known
+                    .get(&(file, hunk, below))
+                    .map_or(0, |lines| lines.saturating_sub(shown).min(AROUND_STEP)),
+            };
+            (!done && step > 0).then(|| {
                 let (around, path) = (around.clone(), path.clone());
-                let label = if below {
-                    format!("↓ Show {AROUND_STEP} more lines")
-                } else {
-                    format!("↑ Show {AROUND_STEP} more lines")
-                };
+                let label = format!(
+                    "{} Show {step} more {}",
+                    if below { "↓" } else { "↑" },
+                    if step == 1 { "line" } else { "lines" }
+                );
                 view! {
                     <tr class="more-context">
                         <td colspan=colspan>
@@ -917,7 +965,7 @@ impl Around {
                                 type="button"
                                 class="link"
                                 on:click=move |_| {
-                                    around.reveal(file, hunk, path.clone(), below, shown + AROUND_STEP)
+                                    around.reveal(file, hunk, path.clone(), below, shown + step)
                                 }
                             >
                                 {label}
@@ -941,7 +989,10 @@ impl Around {
                 hunk,
                 below,
                 count,
-                target: self.target.clone(),
+                target: match &self.from {
+                    AroundFrom::Target(target) => Some(target.clone()),
+                    AroundFrom::Revisions(_) => None,
+                },
             };
             let revealed = self.revealed;
             leptos::task::spawn_local(async move {

@@ -554,6 +554,24 @@ pub struct PatchPage {
     /// downloads as such a tree has it (old) and with the fix applied there (new).
     #[serde(default)]
     pub source_targets: Vec<String>,
+    /// Where no target's source is known: the gaps around the shown revision's hunks
+    /// that the patch's other revisions show lines of.
+    #[serde(default)]
+    pub known_around: Vec<KnownGap>,
+}
+
+/// A gap next to a hunk where the patch's other revisions show the original file's
+/// lines: how many of them join the hunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownGap {
+    /// The file's index in the revision.
+    pub file: usize,
+    /// The hunk, from 0, in that file.
+    pub hunk: usize,
+    /// Below the hunk (only the file's last hunk has such a gap); otherwise above.
+    pub below: bool,
+    /// How many lines, from the hunk outward.
+    pub lines: usize,
 }
 
 /// A pitfall on the diff line it is about (merged over the targets that found it).
@@ -649,8 +667,8 @@ pub struct HeldBack {
     pub lines: usize,
 }
 
-/// Lines of a target's copy of a changed file next to one hunk, asked for by the patch
-/// page's "more lines" controls.
+/// Lines of a changed file next to one hunk, asked for by the patch page's "more lines"
+/// controls: from a target's copy of the file, or from the patch's other revisions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContextQuery {
     /// The patch.
@@ -665,8 +683,10 @@ pub struct ContextQuery {
     pub below: bool,
     /// How many lines at most, nearest the hunk.
     pub count: usize,
-    /// The target whose source tree has the file.
-    pub target: String,
+    /// The target whose source tree has the file; without one, the lines come from the
+    /// patch's other revisions.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// Hunks of one file a patch page loads after the page: what it held back.

@@ -748,6 +748,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                         drafts=Some((info.id, drafts_here))
                         sources=(!data.source_targets.is_empty())
                             .then(|| (info.id, shown.number, data.source_targets.clone()))
+                        known_around=data.known_around
                     />
                 </div>
                 <div class="pane pane-impact">

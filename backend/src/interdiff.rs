@@ -83,6 +83,7 @@ pub fn interdiff(older: &Patch, newer: &Patch) -> Interdiff {
                 old_mode: None,
                 new_mode: None,
                 hunks,
+                old_blob: None,
             });
         }
     }

@@ -4,6 +4,7 @@
 //! tests drive the same code in-process.
 #![forbid(unsafe_code)]
 
+pub mod around;
 pub mod clock;
 pub mod impact_graph;
 pub mod interdiff;

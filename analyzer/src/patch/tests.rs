@@ -898,3 +898,37 @@ fn error_quotes_escape_control_characters() {
         }
     );
 }
+
+#[test]
+fn the_index_line_names_the_original_blob() {
+    let diff = |index: &str| {
+        format!("diff --git a/x.c b/x.c\n{index}--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n")
+    };
+    let blob = |index: &str| {
+        parse(diff(index).as_bytes()).unwrap().files[0]
+            .old_blob
+            .clone()
+    };
+    assert_eq!(
+        blob("index 0123ABc..789abcd 100644\n").as_deref(),
+        Some("0123abc")
+    );
+    assert_eq!(blob("index 0123abc..789abcd\n").as_deref(), Some("0123abc"));
+    // No line, git's id of a file that did not exist, or no id at all: unknown.
+    for index in [
+        "",
+        "index 0000000..789abcd\n",
+        "index ..1234567\n",
+        "index zz..1234567\n",
+    ] {
+        assert_eq!(blob(index), None, "{index:?}");
+    }
+    let file = |index: &str| parse(diff(index).as_bytes()).unwrap().files.remove(0);
+    let short = file("index 0123abc..789abcd 100644\n");
+    let long = file("index 0123abcdef..789abcd 100644\n");
+    let other = file("index 0123abd..789abcd 100644\n");
+    let unknown = file("");
+    assert!(short.same_original_as(&long) && long.same_original_as(&short));
+    assert!(!short.same_original_as(&other));
+    assert!(unknown.same_original_as(&other) && other.same_original_as(&unknown));
+}

@@ -2,6 +2,7 @@
 //! rendered once however many ask), interdiffs, the audit page, users and the policy:
 //! the [`Workbench`] the Leptos server functions call.
 
+use crate::around::KnownLines;
 use crate::interdiff::LineAnchor;
 use crate::render::DiffRenderer;
 use crate::service::renders::{parse_stored, slot_of, Renders, SlotCache};
@@ -276,6 +277,9 @@ pub struct DbWorkbench {
     /// Where threads of other revisions sit on a revision's lines (thread to line), by a
     /// digest of the revisions' hashes and the threads' anchors.
     ports: Mutex<SlotCache<HashMap<i64, u32>>>,
+    /// The original lines other revisions show around a revision's hunks, by a digest of
+    /// the revisions' hashes.
+    known: Mutex<SlotCache<KnownLines>>,
     target_root: Option<std::path::PathBuf>,
     no_target_notice: Option<String>,
 }
@@ -306,10 +310,64 @@ impl DbWorkbench {
             policy,
             renderer,
             ports: Mutex::new(SlotCache::default()),
+            known: Mutex::new(SlotCache::default()),
             context_slots: tokio::sync::Semaphore::new(2),
             target_root: None,
             no_target_notice: None,
         }
+    }
+
+    /// The lines of the original files that the patch's other revisions (the
+    /// [`MAX_PORTED_REVISIONS`] nearest) show around the hunks of revision `shown`
+    /// (number and SHA-256), for a page whose targets have no source tree: computed once
+    /// per set of revisions, in a blocking task that parses each of them once.
+    async fn known_lines(
+        &self,
+        id: i64,
+        shown: (i64, &str),
+        revisions: &[graftbench_app::model::RevisionSummary],
+    ) -> Result<Arc<KnownLines>, AppError> {
+        use sha2::{Digest, Sha256};
+        let mut others: Vec<&graftbench_app::model::RevisionSummary> =
+            revisions.iter().filter(|r| r.number != shown.0).collect();
+        // The nearest first: they are trusted first where two disagree.
+        others.sort_by_key(|r| ((r.number - shown.0).abs(), -r.number));
+        others.truncate(MAX_PORTED_REVISIONS);
+        let mut key = Sha256::new();
+        key.update(b"known\0");
+        key.update(shown.1.as_bytes());
+        for other in &others {
+            key.update(other.sha256.as_bytes());
+        }
+        let slot = slot_of(&self.known, &hex::encode(key.finalize()));
+        let known = slot
+            .get_or_try_init(|| async move {
+                if others.is_empty() {
+                    return Ok(Arc::new(KnownLines::default()));
+                }
+                // A turn of the context slots: each task holds up to nine diffs.
+                let _turn = self.context_slots.acquire().await.map_err(internal)?;
+                let mut stored = Vec::with_capacity(others.len() + 1);
+                for number in std::iter::once(shown.0).chain(others.iter().map(|r| r.number)) {
+                    let revision = self.db.revision(id, number).await.map_err(internal)?;
+                    stored.push(revision.ok_or_else(|| {
+                        AppError::NotFound(format!("revision {number} of patch {id}"))
+                    })?);
+                }
+                tokio::task::spawn_blocking(move || {
+                    let mut parsed = stored.iter().map(parse_stored);
+                    let shown = parsed.next().ok_or(AppError::Internal)??;
+                    let others = parsed.collect::<Result<Vec<_>, _>>()?;
+                    Ok::<_, AppError>(Arc::new(KnownLines::pool(&shown, &others)))
+                })
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "known-lines task failed");
+                    AppError::Internal
+                })?
+            })
+            .await?;
+        Ok(Arc::clone(known))
     }
 
     /// Places the threads of other revisions than `shown` (number and SHA-256) on the
@@ -474,11 +532,20 @@ impl DbWorkbench {
         let file_marks = crate::service::reviewers::file_marks(&self.db, user, id, number)
             .await
             .map_err(internal)?;
-        let source_targets = targets
+        let source_targets: Vec<String> = targets
             .into_iter()
             .filter(|t| t.source_dir.is_some())
             .map(|t| t.name)
             .collect();
+        // Without a source tree, the lines around hunks come from the other revisions.
+        let known_around = if source_targets.is_empty() && revisions.len() > 1 {
+            self.known_lines(id, (number, &summary.sha256), &revisions)
+                .await?
+                .gaps()
+                .to_vec()
+        } else {
+            Vec::new()
+        };
         Ok(PatchPage {
             info: patch,
             revisions,
@@ -487,6 +554,7 @@ impl DbWorkbench {
             pitfalls,
             file_marks,
             source_targets,
+            known_around,
         })
     }
 }
@@ -611,7 +679,7 @@ pub async fn review_view(
 fn context_views(
     renderer: &DiffRenderer,
     path: &str,
-    lines: &[crate::service::sources::ContextLine],
+    lines: &[crate::around::ContextLine],
 ) -> Vec<LineView> {
     let plain = || {
         lines
@@ -708,22 +776,46 @@ impl Workbench for DbWorkbench {
     ) -> BoxFuture<'a, Result<Vec<LineView>, AppError>> {
         Box::pin(async move {
             // Every signed-in user may read every patch (as its page).
-            let lines = crate::service::sources::context(
-                &self.db,
-                query.id,
-                query.revision,
-                &query.target,
-                &query.path,
-                query.hunk,
-                query.below,
-                query.count,
-            )
-            .await
-            .map_err(|e| match e {
-                review::ReviewError::NotFound(what) => AppError::NotFound(what),
-                review::ReviewError::Db(e) => internal(e),
-                other => AppError::Invalid(other.to_string()),
-            })?;
+            let count = query.count.min(crate::service::sources::MAX_CONTEXT_LINES);
+            let lines = match &query.target {
+                Some(target) => crate::service::sources::context(
+                    &self.db,
+                    query.id,
+                    query.revision,
+                    target,
+                    &query.path,
+                    query.hunk,
+                    query.below,
+                    count,
+                )
+                .await
+                .map_err(|e| match e {
+                    review::ReviewError::NotFound(what) => AppError::NotFound(what),
+                    review::ReviewError::Db(e) => internal(e),
+                    other => AppError::Invalid(other.to_string()),
+                })?,
+                None => {
+                    let revisions = self.db.revisions(query.id).await.map_err(internal)?;
+                    let Some(summary) = revisions.iter().find(|r| r.number == query.revision)
+                    else {
+                        return Err(AppError::NotFound(format!(
+                            "revision {} of patch {}",
+                            query.revision, query.id
+                        )));
+                    };
+                    self.known_lines(query.id, (query.revision, &summary.sha256), &revisions)
+                        .await?
+                        .around(&query.path, query.hunk, query.below, count)
+                        .ok_or_else(|| {
+                            AppError::NotFound(format!(
+                                "hunk {} of `{}` in revision {}",
+                                query.hunk + 1,
+                                query.path.chars().take(200).collect::<String>(),
+                                query.revision
+                            ))
+                        })?
+                }
+            };
             let _turn = self.context_slots.acquire().await.map_err(internal)?;
             let renderer = Arc::clone(&self.renderer);
             let path = query.path;

@@ -242,17 +242,7 @@ pub async fn revision_file(
 /// The most lines of context one request reveals.
 pub const MAX_CONTEXT_LINES: usize = 500;
 
-/// A line of the target's file shown around a hunk: its numbers as the diff counts them
-/// (old and new side), and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextLine {
-    /// Old-side line number, in the diff's numbering.
-    pub old: u32,
-    /// New-side line number, in the diff's numbering.
-    pub new: u32,
-    /// The line, without its newline (invalid UTF-8 replaced).
-    pub text: String,
-}
+use crate::around::ContextLine;
 
 /// Up to `count` (at most [`MAX_CONTEXT_LINES`]) lines of target `target`'s copy of
 /// `path` next to hunk `hunk` (from 0) of revision `number`: the ones just above it
@@ -306,68 +296,18 @@ fn around(
     below: bool,
     count: usize,
 ) -> Vec<ContextLine> {
-    let Some(this) = hunks.get(hunk) else {
-        return Vec::new();
-    };
     let lines: Vec<&[u8]> = old
         .strip_suffix(b"\n")
         .unwrap_or(old)
         .split(|&b| b == b'\n')
         .collect();
-    // The first line of each side at or after a hunk (a hunk with no lines on a
-    // side names the line it follows), and the first after it.
-    let old_start = |h: &analyzer::patch::Hunk| h.old_start + u32::from(h.old_lines == 0);
-    let new_start = |h: &analyzer::patch::Hunk| h.new_start + u32::from(h.new_lines == 0);
-    let end = |h: &analyzer::patch::Hunk| old_start(h).saturating_add(h.old_lines);
-    // Old-side lines (the diff's numbers) [first, last] to show, and the
-    // difference between new and old numbers there.
-    let (first, last, shift) = if below {
-        let first = end(this);
-        let limit = hunks
-            .get(hunk + 1)
-            .map_or(u32::MAX, |next| old_start(next).saturating_sub(1));
-        let last = first
-            .saturating_add(u32::try_from(count).unwrap_or(u32::MAX))
-            .saturating_sub(1)
-            .min(limit);
-        let shift = i64::from(new_start(this)) + i64::from(this.new_lines) - i64::from(end(this));
-        (first, last, shift)
-    } else {
-        let floor = match hunk.checked_sub(1).and_then(|i| hunks.get(i)) {
-            Some(before) => end(before),
-            None => 1,
-        };
-        let last = old_start(this).saturating_sub(1);
-        let first = last
-            .saturating_sub(u32::try_from(count).unwrap_or(u32::MAX))
-            .saturating_add(1)
-            .max(floor);
-        (
-            first,
-            last,
-            i64::from(new_start(this)) - i64::from(old_start(this)),
-        )
-    };
-    let mut shown = Vec::new();
-    for old_line in first.max(1)..=last {
+    crate::around::around(hunks, hunk, below, count, |old_line| {
         // The target's line for this diff line, where the hunk fell.
-        // The target's lines start higher when the hunk falls higher there.
-        let Ok(index) = usize::try_from(i64::from(old_line) + offset - 1) else {
-            continue;
-        };
-        let Some(at) = lines.get(index) else {
-            break; // past the file's end
-        };
-        let Ok(new) = u32::try_from(i64::from(old_line) + shift) else {
-            break;
-        };
-        shown.push(ContextLine {
-            old: old_line,
-            new,
-            text: String::from_utf8_lossy(at).into_owned(),
-        });
-    }
-    shown
+        let index = usize::try_from(i64::from(old_line) + offset - 1).ok()?;
+        lines
+            .get(index)
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+    })
 }
 
 /// How many requests for files may read and patch at once: each holds a file of up to

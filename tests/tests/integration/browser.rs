@@ -2828,6 +2828,71 @@ async fn the_lines_around_a_hunk_come_from_the_targets_source_tree() {
     finish(browser, events, server).await;
 }
 
+/// Without a source tree, a hunk offers the lines the patch's other revisions show
+/// around it, as many as they know; "Expand all" reveals them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_source_tree_the_lines_around_hunks_come_from_other_revisions() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    server.add_user("alice", &[Role::Author]).await;
+    server.add_user("bob", &[Role::Reviewer]).await;
+    let alice = server.signed_in("alice").await;
+    // Revision 1 shows lines 12-18 and 26-32 of fs/x.c; revision 2 changes 19-25.
+    let response = graftbench_tests::submit_json(
+        &server,
+        &alice,
+        serde_json::json!({ "title": "moving hunks",
+            "diff": crate::review::numbered_fix("abcdef0", &[(12, 18), (26, 32)]) }),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_i64()
+        .expect("patch id");
+    let upload = alice
+        .post(server.url(&format!("/api/v1/patches/{id}/revisions")))
+        .json(&serde_json::json!({
+            "diff": crate::review::numbered_fix("abcdef0", &[(19, 25)]) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 201);
+    let (browser, events, _profile) = launch().await;
+    let (page, console) = signed_in_page(&browser, &server, "bob").await;
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    let controls = "[...document.querySelectorAll('#file-0 tr.more-context button')].map(b => b.textContent).join('|')";
+    assert!(
+        eval_bool(
+            &page,
+            &format!("{controls} === '↑ Show 7 more lines|↓ Show 7 more lines'")
+        )
+        .await
+    );
+    // Above: the seven lines revision 1 shows, from line 12; then no more to show there.
+    click_and_wait(
+        &page,
+        "#file-0 tbody tr.more-context button",
+        &format!(
+            "document.querySelectorAll('#file-0 tr.around').length === 7 \
+             && document.querySelector('#file-0 tr.around td.ln').dataset.ln === '12' \
+             && document.querySelector('#file-0 tr.around td.code').textContent.includes('int l12 = 12;') \
+             && {controls} === '↓ Show 7 more lines'"
+        ),
+    )
+    .await;
+    // "Expand all" on a fresh page: both gaps.
+    visit(&page, &server, &format!("/patches/{id}")).await;
+    click_and_wait(
+        &page,
+        "#expand-all",
+        "document.querySelector('tr.more-context') === null \
+         && document.querySelectorAll('#file-0 tr.around').length === 14",
+    )
+    .await;
+    console.assert_clean("bob", &[]).await;
+    page.close().await.ok();
+    finish(browser, events, server).await;
+}
+
 /// How many lines the analyzer's fixture `name` has.
 fn analyzer_lines(name: &str) -> usize {
     std::fs::read_to_string(crate::targets::fixtures::fixtures().join(name))

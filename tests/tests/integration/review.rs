@@ -19,6 +19,7 @@ on_both_databases!(
     reviewers_are_asked_for_by_the_author_or_a_release_manager_and_audited,
     reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file,
     drafts_are_seen_by_their_author_only_until_published_with_a_verdict_or_alone,
+    without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the_same_original,
 );
 
 /// A fix whose added line can be varied, so each upload is a new revision.
@@ -1754,5 +1755,174 @@ async fn drafts_are_seen_by_their_author_only_until_published_with_a_verdict_or_
     assert_eq!(audited.len(), 4);
     assert_eq!(audited[3].1["published_with"], Value::Null);
     assert!(review.server.db.verify_audit().await.unwrap().is_ok());
+    review.server.stop().await;
+}
+
+/// A diff of `fs/x.c` (whose line N is `int lN = N;`, original blob `blob`) with one
+/// hunk per (first line, last line) in `hunks`, each replacing its middle line by two.
+pub(crate) fn numbered_fix(blob: &str, hunks: &[(u32, u32)]) -> String {
+    let mut text = format!(
+        "diff --git a/fs/x.c b/fs/x.c\nindex {blob}..1234567 100644\n--- a/fs/x.c\n+++ b/fs/x.c\n"
+    );
+    // Each hunk adds a line: the next starts one further on the new side.
+    for (growth, &(first, last)) in (0u32..).zip(hunks) {
+        let lines = last - first + 1;
+        text += &format!("@@ -{first},{lines} +{},{} @@\n", first + growth, lines + 1);
+        for n in first..=last {
+            if n == first + lines / 2 {
+                text += &format!("-int l{n} = {n};\n+long l{n} = {n};\n+long m{n} = {n};\n");
+            } else {
+                text += &format!(" int l{n} = {n};\n");
+            }
+        }
+    }
+    text
+}
+
+async fn without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the_same_original(
+    backend: Backend,
+) {
+    let review = Review::start(backend).await;
+    // Revision 1 shows lines 12-18 and 26-32; revision 2 changes 19-25 of the same
+    // original; revision 3 patches another version of the file (its blob differs).
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "moving hunks", "cvss_vector": HIGH,
+                    "diff": numbered_fix("abcdef0", &[(12, 18), (26, 32)]) }),
+        )
+        .await;
+    for diff in [
+        numbered_fix("abcdef0", &[(19, 25)]),
+        numbered_fix("9999999", &[(5, 11), (19, 25)]),
+    ] {
+        let upload = review
+            .as_("owner")
+            .post(
+                review
+                    .server
+                    .url(&format!("/api/v1/patches/{id}/revisions")),
+            )
+            .json(&json!({ "diff": diff }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+    }
+    let gaps = |revision: i64| {
+        let request = review
+            .as_("rev1")
+            .post(review.server.url("/api/ui/patch"))
+            .form(&[("id", id), ("revision", revision)]);
+        async move {
+            let page = graftbench_tests::json_of(request).await;
+            let mut gaps: Vec<(u64, u64, bool, u64)> = page["known_around"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{page}"))
+                .iter()
+                .map(|g| {
+                    (
+                        g["file"].as_u64().unwrap(),
+                        g["hunk"].as_u64().unwrap(),
+                        g["below"].as_bool().unwrap(),
+                        g["lines"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            gaps.sort_unstable();
+            gaps
+        }
+    };
+    // Revision 2: revision 1 shows the 7 lines above its hunk and the 7 below; revision
+    // 3's lines 5-11 would join those above, but it patches another original.
+    assert_eq!(gaps(2).await, [(0, 0, false, 7), (0, 0, true, 7)]);
+    // Revision 1: revision 2 fills the gap between its hunks exactly, from the second
+    // hunk up. Revision 3: nothing of its original is known.
+    assert_eq!(gaps(1).await, [(0, 1, false, 7)]);
+    assert!(gaps(3).await.is_empty());
+    // The page offers them (before any script runs).
+    let html = review
+        .get_ok("rev1", &format!("/patches/{id}?rev=2"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("↑ Show 7 more lines"), "{html}");
+    assert!(html.contains("↓ Show 7 more lines"));
+    let html = review
+        .get_ok("rev1", &format!("/patches/{id}?rev=3"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("more line"));
+    // The lines, with the diff's numbers on both sides, nearest the hunk first.
+    let context = |revision: i64, path: &str, hunk: usize, below: bool, count: usize| {
+        let request = review
+            .as_("rev1")
+            .post(review.server.url("/api/ui/context"))
+            .form(&[
+                ("query[id]", id.to_string()),
+                ("query[revision]", revision.to_string()),
+                ("query[path]", path.to_owned()),
+                ("query[hunk]", hunk.to_string()),
+                ("query[below]", below.to_string()),
+                ("query[count]", count.to_string()),
+            ]);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.json::<Value>().await.unwrap_or(Value::Null);
+            let lines: Vec<(u64, u64, String)> = body
+                .as_array()
+                .map(|lines| {
+                    lines
+                        .iter()
+                        .map(|l| {
+                            let html = l["h"].as_str().unwrap_or_default();
+                            let mut text = String::new();
+                            let mut in_tag = false;
+                            for c in html.chars() {
+                                match c {
+                                    '<' => in_tag = true,
+                                    '>' => in_tag = false,
+                                    c if !in_tag => text.push(c),
+                                    _ => {}
+                                }
+                            }
+                            (l["o"].as_u64().unwrap(), l["n"].as_u64().unwrap(), text)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (status, lines)
+        }
+    };
+    let line = |old: u64, new: u64| (old, new, format!("int l{old} = {old};"));
+    let (status, above) = context(2, "fs/x.c", 0, false, 20).await;
+    assert_eq!(status, 200);
+    assert_eq!(above, (12..=18).map(|n| line(n, n)).collect::<Vec<_>>());
+    assert_eq!(
+        context(2, "fs/x.c", 0, false, 3).await.1,
+        [line(16, 16), line(17, 17), line(18, 18)]
+    );
+    // Below the hunk the new side is one line further on (it adds one).
+    assert_eq!(
+        context(2, "fs/x.c", 0, true, 500).await.1,
+        (26..=32).map(|n| line(n, n + 1)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        context(1, "fs/x.c", 1, false, 20).await.1,
+        (19..=25).map(|n| line(n, n + 1)).collect::<Vec<_>>()
+    );
+    assert_eq!(context(3, "fs/x.c", 0, false, 20).await, (200, vec![]));
+    // A hunk, file or revision that is not there.
+    for (revision, path, hunk) in [(2, "fs/x.c", 1), (2, "fs/y.c", 0), (9, "fs/x.c", 0)] {
+        assert_eq!(
+            context(revision, path, hunk, false, 20).await.0,
+            404,
+            "{revision} {path} {hunk}"
+        );
+    }
     review.server.stop().await;
 }

@@ -1,0 +1,377 @@
+//! The lines around a hunk: the unchanged lines of a file between one hunk of a diff and
+//! the next, which the patch page reveals twenty at a time.
+//!
+//! They come from a target's own copy of the file when one of the patch's targets has a
+//! source tree ([`crate::service::sources::context`]); otherwise from the patch's other
+//! revisions ([`KnownLines`]), whose hunks often show lines this revision's do not: the
+//! context of a hunk that moved, or a hunk a later revision dropped. Those lines are
+//! pooled only from revisions that patch the same version of the file: their `index`
+//! lines name the same original blob (where both have one), and every line two of them
+//! show agrees.
+
+use analyzer::patch::{FileChange, FileDiff, Hunk, LineKind, Patch};
+use graftbench_app::model::KnownGap;
+use std::collections::HashMap;
+
+/// A line of the original file shown around a hunk: its numbers as the diff counts them
+/// (old and new side), and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextLine {
+    /// Old-side line number, in the diff's numbering.
+    pub old: u32,
+    /// New-side line number, in the diff's numbering.
+    pub new: u32,
+    /// The line, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+}
+
+/// The first old-side line at or after a hunk (a hunk with no old lines names the line
+/// it follows).
+fn old_start(h: &Hunk) -> u32 {
+    h.old_start + u32::from(h.old_lines == 0)
+}
+
+/// The first new-side line at or after a hunk.
+fn new_start(h: &Hunk) -> u32 {
+    h.new_start + u32::from(h.new_lines == 0)
+}
+
+/// The first old-side line after a hunk.
+fn old_end(h: &Hunk) -> u32 {
+    old_start(h).saturating_add(h.old_lines)
+}
+
+/// The unchanged lines on one side of a hunk, up to its neighbour: old-side numbers from
+/// `nearest` (next to the hunk) to `farthest`, and what to add to one to get its new-side
+/// number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    nearest: u32,
+    farthest: u32,
+    below: bool,
+    shift: i64,
+}
+
+impl Gap {
+    /// Above hunk `hunk` of `hunks` (down to the hunk before, or line 1), or `below` it
+    /// (up to the next hunk; the last hunk's gap runs on to the file's end, which only
+    /// the file knows). `None` when the hunks touch there.
+    fn of(hunks: &[Hunk], hunk: usize, below: bool) -> Option<Gap> {
+        let this = hunks.get(hunk)?;
+        let gap = if below {
+            let farthest = hunks
+                .get(hunk + 1)
+                .map_or(u32::MAX, |next| old_start(next).saturating_sub(1));
+            Gap {
+                nearest: old_end(this),
+                farthest,
+                below,
+                shift: i64::from(new_start(this)) + i64::from(this.new_lines)
+                    - i64::from(old_end(this)),
+            }
+        } else {
+            let farthest = match hunk.checked_sub(1).and_then(|i| hunks.get(i)) {
+                Some(before) => old_end(before),
+                None => 1,
+            };
+            Gap {
+                nearest: old_start(this).checked_sub(1)?,
+                farthest,
+                below,
+                shift: i64::from(new_start(this)) - i64::from(old_start(this)),
+            }
+        };
+        let empty = if below {
+            gap.nearest > gap.farthest
+        } else {
+            gap.nearest < gap.farthest || gap.nearest == 0
+        };
+        (!empty).then_some(gap)
+    }
+
+    /// The gap's old-side numbers, nearest the hunk first.
+    fn lines(self) -> Box<dyn Iterator<Item = u32>> {
+        if self.below {
+            Box::new(self.nearest..=self.farthest)
+        } else {
+            Box::new((self.farthest..=self.nearest).rev())
+        }
+    }
+}
+
+/// Up to `count` lines next to hunk `hunk` of `hunks` (a file's hunks in the diff): above
+/// it, never into the hunk before, or `below` it, never into the next; nearest the hunk
+/// first in the walk, returned top to bottom, numbered as the diff counts. `line_at`
+/// gives the original file's line by the diff's old-side number, `None` where it is not
+/// known (or past the file's end): the lines stop there, so what is shown always joins
+/// the hunk.
+pub fn around(
+    hunks: &[Hunk],
+    hunk: usize,
+    below: bool,
+    count: usize,
+    mut line_at: impl FnMut(u32) -> Option<String>,
+) -> Vec<ContextLine> {
+    let Some(gap) = Gap::of(hunks, hunk, below) else {
+        return Vec::new();
+    };
+    let mut shown = Vec::new();
+    for old in gap.lines().take(count) {
+        let (Some(text), Ok(new)) = (line_at(old), u32::try_from(i64::from(old) + gap.shift))
+        else {
+            break;
+        };
+        shown.push(ContextLine { old, new, text });
+    }
+    if !below {
+        shown.reverse();
+    }
+    shown
+}
+
+/// The original lines of a revision's files that its own hunks do not show and the
+/// patch's other revisions' hunks do, for the gaps between its hunks.
+#[derive(Debug, Default)]
+pub struct KnownLines {
+    files: Vec<KnownFile>,
+    gaps: Vec<KnownGap>,
+}
+
+/// One file of the revision: its path, its hunks' headers, and the lines known around
+/// them by old-side number.
+#[derive(Debug)]
+struct KnownFile {
+    path: String,
+    hunks: Vec<Hunk>,
+    lines: HashMap<u32, String>,
+}
+
+impl KnownLines {
+    /// What `others` (the patch's other revisions, the ones to trust first first) know
+    /// about the original files of `shown`: see the module documentation.
+    pub fn pool(shown: &Patch, others: &[Patch]) -> KnownLines {
+        let mut known = KnownLines::default();
+        for (index, file) in shown.files.iter().enumerate() {
+            let lines = pooled(file, others);
+            let headers: Vec<Hunk> = file
+                .hunks
+                .iter()
+                .map(|h| Hunk {
+                    lines: Vec::new(),
+                    section: String::new(),
+                    ..h.clone()
+                })
+                .collect();
+            for hunk in 0..headers.len() {
+                if lines.is_empty() {
+                    break;
+                }
+                for below in [false, true] {
+                    if below && hunk + 1 != headers.len() {
+                        continue; // the gap below a hunk is the next one's gap above
+                    }
+                    let joined = around(&headers, hunk, below, usize::MAX, |n| {
+                        lines.get(&n).map(|_| String::new())
+                    })
+                    .len();
+                    if joined > 0 {
+                        known.gaps.push(KnownGap {
+                            file: index,
+                            hunk,
+                            below,
+                            lines: joined,
+                        });
+                    }
+                }
+            }
+            known.files.push(KnownFile {
+                path: file.path().to_owned(),
+                hunks: headers,
+                lines,
+            });
+        }
+        known
+    }
+
+    /// Where lines are known: per gap, how many join the hunk.
+    pub fn gaps(&self) -> &[KnownGap] {
+        &self.gaps
+    }
+
+    /// Up to `count` known lines next to hunk `hunk` of the file at `path` (as
+    /// [`around`]); `None` when the revision has no such file or hunk.
+    pub fn around(
+        &self,
+        path: &str,
+        hunk: usize,
+        below: bool,
+        count: usize,
+    ) -> Option<Vec<ContextLine>> {
+        let file = self.files.iter().find(|f| f.path == path)?;
+        file.hunks.get(hunk)?;
+        Some(around(&file.hunks, hunk, below, count, |n| {
+            file.lines.get(&n).cloned()
+        }))
+    }
+}
+
+/// The original file's lines a diff of one file shows (context and removed), by number.
+fn original_lines(file: &FileDiff) -> impl Iterator<Item = (u32, &str)> {
+    file.hunks
+        .iter()
+        .flat_map(|h| &h.lines)
+        .filter_map(|line| match (line.kind, line.old_line) {
+            (LineKind::Context | LineKind::Removed, Some(n)) => Some((n, line.text.as_str())),
+            _ => None,
+        })
+}
+
+/// The lines of `file`'s original that `others` show and `file` does not, from the
+/// diffs of the same path that patch the same original (see the module documentation).
+fn pooled(file: &FileDiff, others: &[Patch]) -> HashMap<u32, String> {
+    let (FileChange::Modified | FileChange::Renamed { .. } | FileChange::Copied { .. }, Some(path)) =
+        (file.change, file.old_path.as_deref())
+    else {
+        return HashMap::new(); // a new file has no original; a deleted one no gap to fill
+    };
+    let own: HashMap<u32, &str> = original_lines(file).collect();
+    let mut pool: HashMap<u32, &str> = HashMap::new();
+    let sections = others
+        .iter()
+        .flat_map(|patch| &patch.files)
+        .filter(|other| other.old_path.as_deref() == Some(path) && file.same_original_as(other));
+    for other in sections {
+        let agrees = original_lines(other).all(|(n, text)| {
+            own.get(&n)
+                .or_else(|| pool.get(&n))
+                .is_none_or(|seen| *seen == text)
+        });
+        if agrees {
+            for (n, text) in original_lines(other) {
+                if !own.contains_key(&n) {
+                    pool.insert(n, text);
+                }
+            }
+        }
+    }
+    pool.into_iter()
+        .map(|(n, text)| (n, text.to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Patch {
+        analyzer::patch::parse(text.as_bytes()).expect("test diff parses")
+    }
+
+    /// A diff of `x.c` (original blob `blob`) with one hunk per (old start, lines) in
+    /// `hunks`: every line `lN` is line N of the original, and the hunk's middle line is
+    /// replaced.
+    fn diff(blob: &str, hunks: &[(u32, u32)]) -> String {
+        let mut text =
+            format!("diff --git a/x.c b/x.c\nindex {blob}..1234567 100644\n--- a/x.c\n+++ b/x.c\n");
+        // Each hunk adds a line: the next starts one further on the new side.
+        for (growth, &(start, lines)) in (0u32..).zip(hunks) {
+            let new_start = start + growth;
+            text += &format!("@@ -{start},{lines} +{new_start},{} @@\n", lines + 1);
+            let middle = start + lines / 2;
+            for n in start..start + lines {
+                if n == middle {
+                    text += &format!("-l{n}\n+L{n}\n+added\n");
+                } else {
+                    text += &format!(" l{n}\n");
+                }
+            }
+        }
+        text
+    }
+
+    fn texts(lines: &[ContextLine]) -> Vec<(u32, u32, &str)> {
+        lines
+            .iter()
+            .map(|l| (l.old, l.new, l.text.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn the_lines_stop_at_the_neighbouring_hunk_and_at_the_first_unknown_line() {
+        let patch = parse(&diff("aaaaaaa", &[(10, 3), (20, 3)]));
+        let hunks = &patch.files[0].hunks;
+        let known = |n: u32| (n != 5).then(|| format!("l{n}"));
+        // Above the first hunk: 9, 8, 7, 6, then 5 is unknown.
+        assert_eq!(
+            texts(&around(hunks, 0, false, 100, known)),
+            [(6, 6, "l6"), (7, 7, "l7"), (8, 8, "l8"), (9, 9, "l9")]
+        );
+        // Above the second hunk: from 19 down to 13, the line after the first hunk; its new
+        // side is one lower after the first hunk's extra line.
+        let gap = around(hunks, 1, false, 100, known);
+        assert_eq!(
+            (gap.first().map(|l| (l.old, l.new)), gap.len()),
+            (Some((13, 14)), 7)
+        );
+        // Two at a time, nearest the hunk.
+        assert_eq!(
+            texts(&around(hunks, 1, false, 2, known)),
+            [(18, 19, "l18"), (19, 20, "l19")]
+        );
+        // Below the last hunk: on until the file ends.
+        let below = around(hunks, 1, true, 3, |n| (n <= 24).then(|| format!("l{n}")));
+        assert_eq!(texts(&below), [(23, 25, "l23"), (24, 26, "l24")]);
+        // Hunks that touch leave no gap; a hunk at line 1 has nothing above.
+        let touching = parse(&diff("aaaaaaa", &[(1, 3), (4, 3)]));
+        let hunks = &touching.files[0].hunks;
+        assert!(around(hunks, 0, false, 10, known).is_empty());
+        assert!(around(hunks, 1, false, 10, known).is_empty());
+    }
+
+    #[test]
+    fn other_revisions_fill_the_gaps_where_they_patch_the_same_original() {
+        let shown = parse(&diff("abcdef0", &[(10, 3), (30, 3)]));
+        // Revision 1 showed lines 4-9 and 16-21 (its second hunk moved since).
+        let earlier = parse(&diff("abcdef0", &[(4, 6), (16, 6)]));
+        let known = KnownLines::pool(&shown, &[earlier]);
+        let gaps: Vec<(usize, bool, usize)> = known
+            .gaps()
+            .iter()
+            .map(|g| (g.hunk, g.below, g.lines))
+            .collect();
+        // Above hunk 1: lines 4-9, which join it. Between the hunks: nothing joins hunk 2
+        // (29 is unknown). Below hunk 2: nothing.
+        assert_eq!(gaps, [(0, false, 6)]);
+        let lines = known
+            .around("x.c", 0, false, 20)
+            .expect("x.c is in the revision");
+        assert_eq!(
+            lines.first().map(|l| (l.old, l.text.as_str())),
+            Some((4, "l4"))
+        );
+        assert_eq!(lines.len(), 6);
+        // Lines shown as removed in the other revision are original lines too.
+        let line_7 = lines.iter().find(|l| l.old == 7).map(|l| l.text.as_str());
+        assert_eq!(line_7, Some("l7"));
+        assert_eq!(known.around("y.c", 0, false, 20), None);
+        assert_eq!(known.around("x.c", 5, false, 20), None);
+    }
+
+    #[test]
+    fn a_revision_of_another_original_adds_nothing() {
+        let shown = parse(&diff("abcdef0", &[(10, 3)]));
+        // Another blob: a rebase onto a version where line 9 may differ.
+        let rebased = parse(&diff("1111111", &[(4, 6)]));
+        assert!(KnownLines::pool(&shown, &[rebased]).gaps().is_empty());
+        // No blob ids, but a line both show disagrees.
+        let strip = |text: String| text.replace("index abcdef0..1234567 100644\n", "");
+        let differs = strip(diff("abcdef0", &[(8, 4)])).replace("-l10\n", "-changed\n");
+        let agrees = strip(diff("abcdef0", &[(4, 6)]));
+        let shown = parse(&strip(diff("abcdef0", &[(10, 3)])));
+        assert!(KnownLines::pool(&shown, &[parse(&differs)])
+            .gaps()
+            .is_empty());
+        let known = KnownLines::pool(&shown, &[parse(&differs), parse(&agrees)]);
+        assert_eq!(known.gaps().first().map(|g| g.lines), Some(6));
+    }
+}
