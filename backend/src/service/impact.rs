@@ -5,8 +5,8 @@
 use crate::impact_graph;
 use crate::service::analysis_queue::ANALYZE;
 use crate::service::targets::{job_summary, REGISTER};
-use crate::store::targets::{targets_of_patch_in, Analysis};
-use crate::store::{Database, DbError};
+use crate::store::targets::Analysis;
+use crate::store::Database;
 use analyzer::impact::{ImpactReport, REPORT_VERSION};
 use graftbench_app::model::{AppError, ImpactView, PitfallView, ReplaceSetChange, TargetImpact};
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,12 +52,7 @@ pub async fn targets_of(
     db: &Database,
     patch: i64,
 ) -> Result<Vec<crate::store::targets::Target>, AppError> {
-    let mut tx = db.begin().await.map_err(internal)?;
-    let targets = targets_of_patch_in(&mut tx, patch)
-        .await
-        .map_err(internal)?;
-    tx.commit().await.map_err(|e| internal(DbError::from(e)))?;
-    Ok(targets)
+    db.targets_of_patch(patch).await.map_err(internal)
 }
 
 /// The current analyses of `sha256` (a revision of a patch following `targets`): on
@@ -147,10 +142,15 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
     };
     let revision = query.revision;
     let notice = query.no_target_notice.clone();
-    let mut view =
+    // Without a diff there is no report to parse nor graph to draw: a few rows, built
+    // here rather than handed to another thread.
+    let mut view = if diff.is_some() {
         tokio::task::spawn_blocking(move || build_view(revision, rows, diff, wanted, &search))
             .await
-            .map_err(internal)??;
+            .map_err(internal)??
+    } else {
+        build_view(revision, rows, None, wanted, &search)?
+    };
     if view.targets.is_empty() {
         view.no_graph = Some(match (&registration, notice) {
             (Some(job), _) if job.is_active() => format!(
@@ -357,21 +357,22 @@ pub async fn pitfalls_of(
     patch: i64,
     number: i64,
 ) -> Result<Vec<PitfallView>, AppError> {
-    let targets = targets_of(db, patch).await?;
-    pitfalls_on(db, patch, number, &targets).await
-}
-
-/// [`pitfalls_of`] for a caller that has read the patch's active targets.
-pub async fn pitfalls_on(
-    db: &Database,
-    patch: i64,
-    number: i64,
-    targets: &[crate::store::targets::Target],
-) -> Result<Vec<PitfallView>, AppError> {
     let Some(sha256) = db.revision_sha256(patch, number).await.map_err(internal)? else {
         return Ok(Vec::new());
     };
-    let analyses: Vec<Analysis> = current_analyses(db, targets, &sha256)
+    let targets = targets_of(db, patch).await?;
+    pitfalls_on(db, patch, (number, &sha256), &targets).await
+}
+
+/// [`pitfalls_of`] for a caller that has read the patch's active targets and knows the
+/// revision's SHA-256.
+pub async fn pitfalls_on(
+    db: &Database,
+    patch: i64,
+    (number, sha256): (i64, &str),
+    targets: &[crate::store::targets::Target],
+) -> Result<Vec<PitfallView>, AppError> {
+    let analyses: Vec<Analysis> = current_analyses(db, targets, sha256)
         .await?
         .into_iter()
         .filter(|a| a.report.is_some())

@@ -507,7 +507,8 @@ impl DbWorkbench {
         // The patch's active targets, read once: for the pitfalls and the downloads.
         let targets = crate::service::impact::targets_of(&self.db, id).await?;
         let mut pitfalls =
-            crate::service::impact::pitfalls_on(&self.db, id, number, &targets).await?;
+            crate::service::impact::pitfalls_on(&self.db, id, (number, &summary.sha256), &targets)
+                .await?;
         for pitfall in &mut pitfalls {
             let (side, line) = pitfall.anchor_line();
             pitfall.considered = review

@@ -162,6 +162,9 @@ pub async fn file_marks(
     number: i64,
 ) -> Result<Vec<FileMark>, DbError> {
     let marks = db.file_reviews(patch_id, user.id).await?;
+    if marks.is_empty() {
+        return Ok(Vec::new()); // most readers mark nothing: no need for the files
+    }
     let files = db.revision_files(patch_id, number).await?;
     Ok(files
         .into_iter()

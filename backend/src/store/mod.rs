@@ -107,18 +107,24 @@ impl Database {
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         if kind == DbKind::Sqlite {
             // One writer at a time is SQLite's model; a small pool with a generous busy
-            // timeout queues writers instead of failing them.
-            options = options.max_connections(8).after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
+            // timeout queues writers instead of failing them. A connection to a local
+            // file never goes stale, so it is not pinged before each use: that ping is a
+            // round trip to the connection's thread, as costly as a query, and a patch
+            // page makes some twenty queries.
+            options = options
+                .max_connections(8)
+                .test_before_acquire(false)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                });
         } else {
             options = options.max_connections(16);
         }
@@ -314,6 +320,8 @@ impl Database {
                 SessionPool::Sqlite(
                     sqlx::sqlite::SqlitePoolOptions::new()
                         .max_connections(4)
+                        // As the main pool: no ping before each use of a local file.
+                        .test_before_acquire(false)
                         .connect_with(options)
                         .await?,
                 )

@@ -154,25 +154,12 @@ pub struct StoredRevision {
 }
 
 impl Database {
-    async fn cves_by_patch(
-        &self,
-        patch_id: Option<i64>,
-    ) -> Result<HashMap<i64, Vec<String>>, DbError> {
-        let rows = match patch_id {
-            Some(id) => {
-                sqlx::query(
-                    "SELECT patch_id, cve_id FROM patch_cves WHERE patch_id = $1 ORDER BY position",
-                )
-                .bind(id)
+    /// Every patch's CVE ids, in order (for the list).
+    async fn cves_by_patch(&self) -> Result<HashMap<i64, Vec<String>>, DbError> {
+        let rows =
+            sqlx::query("SELECT patch_id, cve_id FROM patch_cves ORDER BY patch_id, position")
                 .fetch_all(self.pool())
-                .await?
-            }
-            None => {
-                sqlx::query("SELECT patch_id, cve_id FROM patch_cves ORDER BY patch_id, position")
-                    .fetch_all(self.pool())
-                    .await?
-            }
-        };
+                .await?;
         let mut map: HashMap<i64, Vec<String>> = HashMap::new();
         for row in rows {
             map.entry(row.try_get("patch_id")?)
@@ -192,7 +179,7 @@ impl Database {
         )
         .fetch_all(self.pool())
         .await?;
-        let mut cves = self.cves_by_patch(None).await?;
+        let mut cves = self.cves_by_patch().await?;
         rows.into_iter()
             .map(|row| {
                 let id: i64 = row.try_get("id")?;
@@ -211,23 +198,30 @@ impl Database {
 
     /// One patch's metadata.
     pub async fn patch(&self, id: i64) -> Result<Option<PatchInfo>, DbError> {
-        let row = sqlx::query(
-            "SELECT p.id, p.title, p.cvss_vector, u.display_name AS author, p.created_at
+        // One statement with the CVEs (a row per CVE): every patch page reads this.
+        let rows = sqlx::query(
+            "SELECT p.title, p.cvss_vector, u.display_name AS author, p.created_at, c.cve_id
              FROM patches p JOIN users u ON u.id = p.author_id
-             WHERE p.id = $1",
+             LEFT JOIN patch_cves c ON c.patch_id = p.id
+             WHERE p.id = $1
+             ORDER BY c.position",
         )
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let mut cves = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(cve) = row.try_get::<Option<String>, _>("cve_id")? {
+                cves.push(cve);
+            }
+        }
         Ok(Some(PatchInfo {
             id,
             title: row.try_get("title")?,
-            cves: self
-                .cves_by_patch(Some(id))
-                .await?
-                .remove(&id)
-                .unwrap_or_default(),
+            cves,
             cvss_vector: row.try_get("cvss_vector")?,
             author: row.try_get("author")?,
             created_at: row.try_get("created_at")?,

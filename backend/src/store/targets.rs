@@ -244,25 +244,39 @@ pub async fn set_patch_targets(tx: &mut Tx, patch_id: i64, targets: &[i64]) -> R
 /// The active targets patch `patch_id` is analysed for, in `tx`: those it names, else
 /// every active one.
 pub async fn targets_of_patch_in(tx: &mut Tx, patch_id: i64) -> Result<Vec<Target>, DbError> {
-    let named = sqlx::query(&format!(
+    let rows = sqlx::query(&TARGETS_OF_PATCH)
+        .bind(patch_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    active_targets_of(&rows)
+}
+
+/// The targets a patch names, or every active one when it names none: one statement,
+/// read by every patch page (twice: the page and its impact panel).
+static TARGETS_OF_PATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT {TARGET_COLUMNS} FROM targets
          WHERE id IN (SELECT target_id FROM patch_targets WHERE patch_id = $1)
+            OR (retired_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM patch_targets WHERE patch_id = $1))
          ORDER BY id"
-    ))
-    .bind(patch_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    let rows = if named.is_empty() {
-        sqlx::query(&format!(
-            "SELECT {TARGET_COLUMNS} FROM targets WHERE retired_at IS NULL ORDER BY id"
-        ))
-        .fetch_all(&mut **tx)
-        .await?
-    } else {
-        named
-    };
+    )
+});
+
+fn active_targets_of(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Target>, DbError> {
     let targets: Vec<Target> = rows.iter().map(target_from_row).collect::<Result<_, _>>()?;
     Ok(targets.into_iter().filter(Target::is_active).collect())
+}
+
+impl Database {
+    /// [`targets_of_patch_in`] outside a transaction: one statement sees one snapshot.
+    pub async fn targets_of_patch(&self, patch_id: i64) -> Result<Vec<Target>, DbError> {
+        let rows = sqlx::query(&TARGETS_OF_PATCH)
+            .bind(patch_id)
+            .fetch_all(&self.pool)
+            .await?;
+        active_targets_of(&rows)
+    }
 }
 
 /// How one revision came out against one target.

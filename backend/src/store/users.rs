@@ -8,6 +8,7 @@ use graftbench_app::model::{Role, SessionUser, UserAccount};
 use graftbench_domain::UserId;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// A user row with its password hash, for sign-in.
 #[derive(Debug, Clone)]
@@ -29,13 +30,14 @@ const ENABLED_ADMINS: &str = "SELECT COUNT(*) FROM user_roles r JOIN users u ON 
 fn roles_from_rows(rows: &[AnyRow]) -> Result<Vec<Role>, DbError> {
     let mut roles = rows
         .iter()
-        .map(|row| {
-            let name: String = row.try_get("role")?;
-            Role::parse(&name).ok_or_else(|| DbError::Corrupt(format!("unknown role `{name}`")))
-        })
+        .map(|row| parse_role(&row.try_get::<String, _>("role")?))
         .collect::<Result<Vec<_>, DbError>>()?;
     roles.sort();
     Ok(roles)
+}
+
+fn parse_role(name: &str) -> Result<Role, DbError> {
+    Role::parse(name).ok_or_else(|| DbError::Corrupt(format!("unknown role `{name}`")))
 }
 
 /// Where [`grant`] writes.
@@ -286,18 +288,30 @@ impl Database {
     /// A user by id, as sessions refer to them. A disabled account has no user: every
     /// request reads this, so disabling an account ends its sessions at once.
     pub async fn session_user(&self, id: i64) -> Result<Option<SessionUser>, DbError> {
-        let row = sqlx::query(
-            "SELECT id, username, display_name FROM users WHERE id = $1 AND disabled_at IS NULL",
+        // One statement with the roles (a row per role): every request reads this.
+        let rows = sqlx::query(
+            "SELECT u.username, u.display_name, r.role FROM users u
+             LEFT JOIN user_roles r ON r.user_id = u.id
+             WHERE u.id = $1 AND u.disabled_at IS NULL",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut roles = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(name) = row.try_get::<Option<String>, _>("role")? {
+                roles.push(parse_role(&name)?);
+            }
+        }
+        roles.sort();
         Ok(Some(SessionUser {
             id: UserId(id),
-            username: row.try_get("username")?,
-            display_name: row.try_get("display_name")?,
-            roles: self.roles_of(id).await?,
+            username: first.try_get("username")?,
+            display_name: first.try_get("display_name")?,
+            roles,
         }))
     }
 
@@ -318,22 +332,37 @@ impl Database {
         roles_from_rows(&rows)
     }
 
-    /// Every account, by name.
+    /// Every account, by name: three statements however many accounts there are.
     pub async fn list_users(&self) -> Result<Vec<UserAccount>, DbError> {
         let rows = sqlx::query(
             "SELECT id, username, display_name, disabled_at, demo FROM users ORDER BY username",
         )
         .fetch_all(&self.pool)
         .await?;
+        let mut granted: HashMap<i64, (Vec<Role>, Vec<Role>)> = HashMap::new();
+        for (table, pending) in [("user_roles", false), ("role_grants_pending", true)] {
+            for row in sqlx::query(&format!("SELECT user_id, role FROM {table}"))
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let role = parse_role(&row.try_get::<String, _>("role")?)?;
+                let (roles, waiting) = granted.entry(row.try_get("user_id")?).or_default();
+                let list = if pending { waiting } else { roles };
+                list.push(role);
+            }
+        }
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
+            let (mut roles, mut pending_roles) = granted.remove(&id).unwrap_or_default();
+            roles.sort();
+            pending_roles.sort();
             users.push(UserAccount {
                 id: UserId(id),
                 username: row.try_get("username")?,
                 display_name: row.try_get("display_name")?,
-                roles: self.roles_of(id).await?,
-                pending_roles: self.pending_roles(id).await?,
+                roles,
+                pending_roles,
                 disabled_at: row.try_get("disabled_at")?,
                 demo: row.try_get::<i64, _>("demo")? != 0,
             });

@@ -318,6 +318,11 @@ async fn json_submission_creates_patch_and_revision_one(backend: Backend) {
         detail["patch"]["cvss_vector"],
         "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H"
     );
+    // The patch with its CVEs in their order (one statement, a row per CVE).
+    assert_eq!(
+        detail["patch"]["cves"],
+        json!(["CVE-2024-0001", "CVE-2024-0002"])
+    );
     assert_eq!(detail["revisions"][0]["sha256"], sha);
 
     let raw = client
