@@ -1,43 +1,49 @@
 #!/usr/bin/env bash
-# The patch page under a steady load: `graftbench serve` (release build, SQLite) and wrk
-# on the same 2-core machine, wrk paced to a fixed rate of requests (a Lua script spaces
-# each connection's requests), gzip asked for as a browser does.
+# The patch page under a steady load: `graftbench serve` (release build, SQLite) and oha
+# on the same 2-core machine, oha sending a fixed rate of requests whatever the answers'
+# latency (`-q`, open loop, with its correction for coordinated omission), gzip asked
+# for as a browser does.
 #
 # Pages: the generated 5,096-line, 30-file patch of `backend/benches/diff_page.rs` (its
-# page carries the first 1,000 lines; the rest loads on demand) and, as the anchor in the
-# same run, bench/fixes/cmdline.patch (one hunk). Each is submitted through the API and
-# its page read until its store-time highlighting is done; then, per rate, 5 s of warm-up
-# and 20 s measured.
+# page carries the first 1,000 lines; the rest loads on demand) and
+# bench/fixes/cmdline.patch (one hunk, the usual size of a live-patch fix). Each is
+# submitted through the API and its page read until its store-time highlighting is
+# done; then, per rate, 5 s of warm-up and 20 s measured.
 #
 # Usage: bench/patch-page-load.sh [RATE...]      (default: 250 500)
-# Needs wrk (Debian's package), python3 and the browser bundle (cargo xtask site).
-# Prints a Markdown report (the README's "Performance" section).
+# With GRAFTBENCH_BASELINE=/path/to/another/graftbench the same runs are made against
+# that binary first (an older build kept aside), so both sets share one machine's state.
+# Needs oha (`cargo install oha --locked`), python3 and the browser bundle (cargo xtask
+# site). Prints a Markdown table (the README's "First view and load" section).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(250 500)
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+command -v oha >/dev/null || { echo "needs oha (cargo install oha --locked)" >&2; exit 1; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+server=
+trap 'if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 (cd "$repo" && cargo build --release -q -p graftbench --bin graftbench)
-graftbench=${CARGO_TARGET_DIR:-$repo/target}/release/graftbench
-data=$work/data
-echo "bench-author-pw-1" | "$graftbench" --data-dir "$data" user add alice --role author \
-    --password-stdin >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$graftbench" --data-dir "$data" serve --listen "127.0.0.1:$port" \
-    --site-root "$repo/target/site" >"$work/serve.log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-    sleep 0.1
-done
+current=${CARGO_TARGET_DIR:-$repo/target}/release/graftbench
 
-# Signs in, submits both fixes, waits for their highlighting; prints "cookie id id".
-read -r cookie big small < <(python3 - "$port" "$repo/bench/fixes/cmdline.patch" <<'EOF'
+# Starts `$1` on a fresh data directory; sets $server, $port, $cookie, $big and $small.
+start() {
+    local graftbench=$1 data
+    data=$(mktemp -d -p "$work")
+    echo "bench-author-pw-1" | "$graftbench" --data-dir "$data" user add alice --role author \
+        --password-stdin >/dev/null
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$graftbench" --data-dir "$data" serve --listen "127.0.0.1:$port" \
+        --site-root "$repo/target/site" >"$data/serve.log" 2>&1 &
+    server=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+        sleep 0.1
+    done
+    # Signs in, submits both fixes, waits for their highlighting: "cookie id id".
+    read -r cookie big small < <(python3 - "$port" "$repo/bench/fixes/cmdline.patch" <<'EOF'
 import http.cookiejar, json, sys, time, urllib.parse, urllib.request
 
 port, small_fix = sys.argv[1:3]
@@ -102,38 +108,60 @@ print(f"{session.name}={session.value}", big, small)
 EOF
 )
 
-cat >"$work/paced.lua" <<'EOF'
--- Each connection waits INTERVAL_MS after each response before its next request: a
--- steady rate a little under connections / interval (by the responses' latency), never
--- a flood that measures only the queue.
-local interval = tonumber(os.getenv("INTERVAL_MS"))
-function delay()
-    return interval
-end
-EOF
+}
 
-# 50 connections, each waiting 100 ms after each response at 500 req/s.
-connections=50
-echo "| page | target rate | achieved | p50 | p90 | p99 | max | errors |"
-echo "|---|---|---|---|---|---|---|---|"
-for page in "big:$big" "cmdline:$small"; do
-    name=${page%%:*}
-    id=${page#*:}
-    for rate in "${rates[@]}"; do
-        interval=$(( connections * 1000 / rate ))
-        run() {
-            INTERVAL_MS=$interval wrk -t 2 -c $connections -d "$1" --latency \
-                -s "$work/paced.lua" -H "Cookie: $cookie" -H "Accept-Encoding: gzip, br" \
-                "http://127.0.0.1:$port/patches/$id"
-        }
-        run 5s >/dev/null
-        out=$(run 20s)
-        achieved=$(awk '/^Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-        p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-        p90=$(awk '$1=="90%" {print $2}' <<<"$out")
-        p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-        max=$(awk '/Latency/ && !/Distribution/ {print $4; exit}' <<<"$out")
-        errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-        echo "| $name | $rate/s | $achieved/s | $p50 | $p90 | $p99 | $max | ${errors:-0} |"
+# The server's user and system CPU time so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$server/stat"
+}
+
+stop() {
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=
+}
+
+# One row per page and rate for binary `$1`, labelled `$2`.
+measure() {
+    start "$1"
+    for page in "5,096-line patch:$big" "cmdline.patch:$small"; do
+        local name=${page%%:*} id=${page#*:}
+        for rate in "${rates[@]}"; do
+            run() {
+                oha --no-tui --output-format json -q "$rate" -z "$1" -c 50 \
+                    --latency-correction -H "Cookie: $cookie" -H "Accept-Encoding: gzip, br" \
+                    "http://127.0.0.1:$port/patches/$id"
+            }
+            run 5s >/dev/null
+            local before after
+            before=$(cpu_ticks)
+            run 20s >"$work/result.json"
+            after=$(cpu_ticks)
+            python3 -c '
+import json, sys
+label, name, rate, ticks, path = sys.argv[1:6]
+r = json.load(open(path))
+summary, p = r["summary"], r["latencyPercentiles"]
+def ms(v):
+    return "-" if v is None else "%.1f ms" % (v * 1000)
+codes = r.get("statusCodeDistribution", {})
+bad = sum(n for code, n in codes.items() if code != "200")
+bad += sum(r.get("errorDistribution", {}).values())
+# CPU time of the server (user and system, in clock ticks of 10 ms) per answer.
+answered = summary["requestsPerSec"] * summary["total"]
+cpu = "%.2f ms" % (int(ticks) * 10 / answered) if answered else "-"
+cells = [label, name, rate + "/s", "%.0f/s" % summary["requestsPerSec"], ms(p["p50"]),
+         ms(p["p90"]), ms(p["p99"]), ms(summary["slowest"]), cpu, str(bad)]
+print("| " + " | ".join(cells) + " |")
+' "$2" "$name" "$rate" $((after - before)) "$work/result.json"
+        done
     done
-done
+    stop
+}
+
+echo "| build | page | target rate | achieved | p50 | p90 | p99 | max | server CPU per answer | errors |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+if [ -n "${GRAFTBENCH_BASELINE:-}" ]; then
+    measure "$GRAFTBENCH_BASELINE" baseline
+fi
+measure "$current" current
