@@ -388,17 +388,37 @@ impl Database {
         prefix: &str,
         limit: i64,
     ) -> Result<Vec<Job>, DbError> {
-        sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE substr(key, 1, length($1)) = $1
-             ORDER BY id DESC LIMIT $2"
-        ))
-        .bind(prefix)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .iter()
-        .map(job_from_row)
-        .collect()
+        let rows = match key_range_end(prefix) {
+            // The keys from `prefix` up to the first string past all its extensions, in
+            // byte order: a range over the `jobs_by_key` index.
+            Some(end) => {
+                let bytewise = match self.kind() {
+                    super::DbKind::Postgres => " COLLATE \"C\"",
+                    super::DbKind::Sqlite => "",
+                };
+                sqlx::query(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs
+                     WHERE key{bytewise} >= $1 AND key{bytewise} < $2
+                     ORDER BY id DESC LIMIT $3"
+                ))
+                .bind(prefix)
+                .bind(end)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE substr(key, 1, length($1)) = $1
+                     ORDER BY id DESC LIMIT $2"
+                ))
+                .bind(prefix)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?
+            }
+        };
+        rows.iter().map(job_from_row).collect()
     }
 
     /// The newest `limit` jobs, newest first.
@@ -412,5 +432,43 @@ impl Database {
         .iter()
         .map(job_from_row)
         .collect()
+    }
+}
+
+/// The least string greater than every string that starts with `prefix`, in byte order,
+/// when `prefix` ends in a printable ASCII character (as every job key's prefix does):
+/// that character plus one. `None` otherwise (and for an empty prefix).
+fn key_range_end(prefix: &str) -> Option<String> {
+    let last = prefix.chars().last()?;
+    if !(' '..'~').contains(&last) {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_owned();
+    end.push(char::from(last as u8 + 1));
+    Some(end)
+}
+
+#[cfg(test)]
+mod key_range_tests {
+    use super::key_range_end;
+
+    #[test]
+    fn a_prefix_range_ends_just_past_its_last_character() {
+        assert_eq!(
+            key_range_end("analyze:ab12:").as_deref(),
+            Some("analyze:ab12;")
+        );
+        assert_eq!(key_range_end("register:").as_deref(), Some("register;"));
+        // Every extension of the prefix sorts below the end, bytewise.
+        for key in [
+            "analyze:ab12:",
+            "analyze:ab12:7:9f:5",
+            "analyze:ab12:\u{10ffff}",
+        ] {
+            assert!(("analyze:ab12:".."analyze:ab12;").contains(&key), "{key}");
+        }
+        for prefix in ["", "caf\u{e9}", "x~", "tab\t"] {
+            assert_eq!(key_range_end(prefix), None, "{prefix:?}");
+        }
     }
 }

@@ -16,6 +16,7 @@ on_both_databases!(
     a_worker_runs_its_kinds_and_gives_up_on_a_failure_after_its_retries,
     a_worker_stops_a_job_past_its_timeout_or_cancelled,
     old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept,
+    jobs_are_found_by_the_start_of_their_key_newest_first,
 );
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -448,5 +449,56 @@ async fn old_done_and_cancelled_jobs_are_pruned_and_failed_ones_kept(backend: Ba
         .collect();
     assert_eq!(left, ["new-done", "old-queued", "old-failed"]);
     assert_eq!(db.prune_jobs(Duration::from_secs(3600)).await.unwrap(), 0);
+    server.stop().await;
+}
+
+async fn jobs_are_found_by_the_start_of_their_key_newest_first(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let db = &server.db;
+    // Keys that sort next to the prefix's range bytewise (`;` follows `:`, upper case
+    // precedes lower) or share its letters but not its bytes.
+    let mut ids = Vec::new();
+    for key in [
+        "analyze:ab:1",
+        "analyze:abc:1",
+        "analyze:ab;1",
+        "analyze:AB:1",
+        "analyze:ab:\u{e9}t\u{e9}",
+        "analyze:ab:2",
+        "register:1",
+    ] {
+        ids.push(db.enqueue_job(&job(key, 1)).await.unwrap().0);
+    }
+    let keys = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(db.jobs_with_key_prefix("analyze:ab:", 10).await.unwrap()),
+        ["analyze:ab:2", "analyze:ab:\u{e9}t\u{e9}", "analyze:ab:1"]
+    );
+    assert_eq!(
+        keys(db.jobs_with_key_prefix("analyze:ab:", 1).await.unwrap()),
+        ["analyze:ab:2"]
+    );
+    assert_eq!(
+        keys(db.jobs_with_key_prefix("register:", 10).await.unwrap()),
+        ["register:1"]
+    );
+    assert_eq!(
+        db.jobs_with_key_prefix("analyze:", 10).await.unwrap().len(),
+        6
+    );
+    // A prefix the index range does not serve (a non-ASCII end) is still answered.
+    assert_eq!(
+        keys(
+            db.jobs_with_key_prefix("analyze:ab:\u{e9}", 10)
+                .await
+                .unwrap()
+        ),
+        ["analyze:ab:\u{e9}t\u{e9}"]
+    );
+    assert!(db
+        .jobs_with_key_prefix("none:", 10)
+        .await
+        .unwrap()
+        .is_empty());
     server.stop().await;
 }
