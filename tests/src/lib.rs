@@ -421,3 +421,83 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// What the patch page's "more lines" controls ask `POST /api/ui/context` for: lines next
+/// to hunk `hunk` of `path` in revision `revision` of patch `patch`, from `target`'s
+/// source tree, or from the patch's other revisions without one.
+pub struct ContextAsk<'a> {
+    pub patch: i64,
+    pub revision: i64,
+    pub path: &'a str,
+    pub hunk: usize,
+    pub below: bool,
+    pub count: usize,
+    pub target: Option<&'a str>,
+}
+
+/// `POST /api/ui/context` as `client`: the status and the answer (`null` when it is no
+/// JSON).
+pub async fn context_lines(
+    server: &TestServer,
+    client: &reqwest::Client,
+    ask: ContextAsk<'_>,
+) -> (u16, serde_json::Value) {
+    let mut form = vec![
+        ("query[id]", ask.patch.to_string()),
+        ("query[revision]", ask.revision.to_string()),
+        ("query[path]", ask.path.to_owned()),
+        ("query[hunk]", ask.hunk.to_string()),
+        ("query[below]", ask.below.to_string()),
+        ("query[count]", ask.count.to_string()),
+    ];
+    if let Some(target) = ask.target {
+        form.push(("query[target]", target.to_owned()));
+    }
+    let response = client
+        .post(server.url("/api/ui/context"))
+        .form(&form)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response
+            .json::<serde_json::Value>()
+            .await
+            .unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The lines of a [`context_lines`] answer as (old number, new number, text without the
+/// highlighter's markup); none when the answer is not a list.
+pub fn numbered_lines(answer: &serde_json::Value) -> Vec<(u64, u64, String)> {
+    let Some(lines) = answer.as_array() else {
+        return Vec::new();
+    };
+    lines
+        .iter()
+        .map(|line| {
+            let html = line["h"].as_str().expect("a line's HTML");
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in html.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            let text = text
+                .replace("&gt;", ">")
+                .replace("&lt;", "<")
+                .replace("&amp;", "&");
+            (
+                line["o"].as_u64().expect("an old number"),
+                line["n"].as_u64().expect("a new number"),
+                text,
+            )
+        })
+        .collect()
+}

@@ -96,6 +96,22 @@ impl Review {
             .unwrap()
     }
 
+    /// Uploads `diff` as `who`'s new revision of patch `id`, which must be accepted.
+    async fn upload(&self, who: &str, id: i64, diff: &str) {
+        let response = self
+            .as_(who)
+            .post(self.server.url(&format!("/api/v1/patches/{id}/revisions")))
+            .json(&json!({ "diff": diff }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "{who} uploads to {id}"
+        );
+    }
+
     async fn post_action(&self, who: &str, id: i64, action: &str, body: Value) -> Response {
         self.as_(who)
             .post(
@@ -1480,18 +1496,7 @@ async fn reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file(
         .unwrap();
     assert_eq!(none.status(), StatusCode::NOT_FOUND);
     // A revision that changes fs/b.c only: fs/a.c stays reviewed, fs/b.c is "changed".
-    let upload = review
-        .as_("owner")
-        .post(
-            review
-                .server
-                .url(&format!("/api/v1/patches/{id}/revisions")),
-        )
-        .json(&json!({ "diff": two_files(2) }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::CREATED);
+    review.upload("owner", id, &two_files(2)).await;
     assert_eq!(
         review.marks(id, "rev1").await,
         [("fs/a.c".to_owned(), true), ("fs/b.c".to_owned(), false)]
@@ -1796,18 +1801,7 @@ async fn without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the
         numbered_fix("abcdef0", &[(19, 25)]),
         numbered_fix("9999999", &[(5, 11), (19, 25)]),
     ] {
-        let upload = review
-            .as_("owner")
-            .post(
-                review
-                    .server
-                    .url(&format!("/api/v1/patches/{id}/revisions")),
-            )
-            .json(&json!({ "diff": diff }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(upload.status(), StatusCode::CREATED);
+        review.upload("owner", id, &diff).await;
     }
     let gaps = |revision: i64| {
         let request = review
@@ -1857,45 +1851,21 @@ async fn without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the
         .unwrap();
     assert!(!html.contains("more line"));
     // The lines, with the diff's numbers on both sides, nearest the hunk first.
-    let context = |revision: i64, path: &str, hunk: usize, below: bool, count: usize| {
-        let request = review
-            .as_("rev1")
-            .post(review.server.url("/api/ui/context"))
-            .form(&[
-                ("query[id]", id.to_string()),
-                ("query[revision]", revision.to_string()),
-                ("query[path]", path.to_owned()),
-                ("query[hunk]", hunk.to_string()),
-                ("query[below]", below.to_string()),
-                ("query[count]", count.to_string()),
-            ]);
+    let reading = &review;
+    let context = |revision: i64, path: &'static str, hunk: usize, below: bool, count: usize| {
+        let ask = graftbench_tests::ContextAsk {
+            patch: id,
+            revision,
+            path,
+            hunk,
+            below,
+            count,
+            target: None,
+        };
         async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let body = response.json::<Value>().await.unwrap_or(Value::Null);
-            let lines: Vec<(u64, u64, String)> = body
-                .as_array()
-                .map(|lines| {
-                    lines
-                        .iter()
-                        .map(|l| {
-                            let html = l["h"].as_str().unwrap_or_default();
-                            let mut text = String::new();
-                            let mut in_tag = false;
-                            for c in html.chars() {
-                                match c {
-                                    '<' => in_tag = true,
-                                    '>' => in_tag = false,
-                                    c if !in_tag => text.push(c),
-                                    _ => {}
-                                }
-                            }
-                            (l["o"].as_u64().unwrap(), l["n"].as_u64().unwrap(), text)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            (status, lines)
+            let (status, answer) =
+                graftbench_tests::context_lines(&reading.server, reading.as_("rev1"), ask).await;
+            (status, graftbench_tests::numbered_lines(&answer))
         }
     };
     let line = |old: u64, new: u64| (old, new, format!("int l{old} = {old};"));

@@ -959,24 +959,17 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
     }
     // The lines around a hunk, as each target's tree has them where the hunk falls there,
     // numbered as the diff counts (what the patch page's "more lines" controls show).
-    let context = |target: &str, path: &str, hunk: usize, below: bool, count: usize| {
-        let request = author.post(server.url("/api/ui/context")).form(&[
-            ("query[id]", patch.to_string()),
-            ("query[revision]", "1".to_owned()),
-            ("query[path]", path.to_owned()),
-            ("query[hunk]", hunk.to_string()),
-            ("query[below]", below.to_string()),
-            ("query[count]", count.to_string()),
-            ("query[target]", target.to_owned()),
-        ]);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
+    let context = |target: &'static str, path: &'static str, hunk, below, count| {
+        let ask = graftbench_tests::ContextAsk {
+            patch,
+            revision: 1,
+            path,
+            hunk,
+            below,
+            count,
+            target: Some(target),
+        };
+        graftbench_tests::context_lines(&server, &author, ask)
     };
     let clones = "analyzer/tests/fixtures/clones.c";
     let source: Vec<String> = std::fs::read_to_string(fixtures::fixtures().join("clones.c"))
@@ -984,37 +977,7 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
         .lines()
         .map(str::to_owned)
         .collect();
-    let numbered = |lines: &Value| -> Vec<(u64, u64, String)> {
-        lines
-            .as_array()
-            .unwrap_or_else(|| panic!("{lines}"))
-            .iter()
-            .map(|l| {
-                let text = l["h"].as_str().unwrap();
-                (
-                    l["o"].as_u64().unwrap(),
-                    l["n"].as_u64().unwrap(),
-                    text.to_owned(),
-                )
-            })
-            .collect()
-    };
-    let plain = |html: &str| {
-        // The highlighter's spans and entities off, to compare with the file's text.
-        let mut text = String::new();
-        let mut in_tag = false;
-        for c in html.chars() {
-            match c {
-                '<' => in_tag = true,
-                '>' => in_tag = false,
-                c if !in_tag => text.push(c),
-                _ => {}
-            }
-        }
-        text.replace("&gt;", ">")
-            .replace("&lt;", "<")
-            .replace("&amp;", "&")
-    };
+    let numbered = graftbench_tests::numbered_lines;
     for target in ["alpha", "beta"] {
         // Above the hunk at line 11: lines 7 to 10 (where a tree has the hunk elsewhere,
         // its own lines there: `sources::tests`).
@@ -1026,8 +989,8 @@ async fn a_hunk_that_does_not_apply_to_one_of_two_targets_shows_in_the_matrix_an
             vec![(7, 7), (8, 8), (9, 9), (10, 10)],
             "{target}"
         );
-        for (o, _, html) in &above {
-            assert_eq!(plain(html), source[*o as usize - 1], "{target} line {o}");
+        for (o, _, text) in &above {
+            assert_eq!(text, &source[*o as usize - 1], "{target} line {o}");
         }
         // Asking for more than there is stops at the file's first line.
         let (_, all_above) = context(target, clones, 0, false, 400).await;
