@@ -151,8 +151,9 @@ impl KnownLines {
     /// about the original files of `shown`: see the module documentation.
     pub fn pool(shown: &Patch, others: &[Patch]) -> KnownLines {
         let mut known = KnownLines::default();
+        let mut budget = MAX_KNOWN_BYTES;
         for (index, file) in shown.files.iter().enumerate() {
-            let lines = pooled(file, others);
+            let pool = pooled(file, others);
             let headers: Vec<Hunk> = file
                 .hunks
                 .iter()
@@ -162,16 +163,19 @@ impl KnownLines {
                     ..h.clone()
                 })
                 .collect();
+            // Only the lines a request can reach are kept: those joining a hunk, at most
+            // a request's worth per gap, nearest the hunk first, while the budget lasts.
+            let mut kept: HashMap<u32, String> = HashMap::new();
             for hunk in 0..headers.len() {
-                if lines.is_empty() {
-                    break;
-                }
                 for below in [false, true] {
-                    if below && hunk + 1 != headers.len() {
+                    if pool.is_empty() || (below && hunk + 1 != headers.len()) {
                         continue; // the gap below a hunk is the next one's gap above
                     }
-                    let joined = around(&headers, hunk, below, usize::MAX, |n| {
-                        lines.get(&n).map(|_| String::new())
+                    let joined = around(&headers, hunk, below, MAX_CONTEXT_LINES, |n| {
+                        let text = pool.get(&n)?;
+                        budget = budget.checked_sub(text.len() + LINE_COST)?;
+                        kept.insert(n, (*text).to_owned());
+                        Some(String::new())
                     })
                     .len();
                     if joined > 0 {
@@ -187,7 +191,7 @@ impl KnownLines {
             known.files.push(KnownFile {
                 path: file.path().to_owned(),
                 hunks: headers,
-                lines,
+                lines: kept,
             });
         }
         known
@@ -226,16 +230,27 @@ fn original_lines(file: &FileDiff) -> impl Iterator<Item = (u32, &str)> {
         })
 }
 
+/// The most lines one request reveals, and so the most kept per gap.
+pub const MAX_CONTEXT_LINES: usize = 500;
+
+/// The most text (and a little per line) one revision's pool keeps: far more context
+/// than any real fix's revisions show, while the pools kept in memory stay small
+/// whatever revisions are submitted (each may be 5 MiB).
+pub const MAX_KNOWN_BYTES: usize = 2 << 20;
+
+/// What each kept line costs of the budget besides its text.
+const LINE_COST: usize = 32;
+
 /// The lines of `file`'s original that `others` show and `file` does not, from the
 /// diffs of the same path that patch the same original (see the module documentation).
-fn pooled(file: &FileDiff, others: &[Patch]) -> HashMap<u32, String> {
+fn pooled<'p>(file: &FileDiff, others: &'p [Patch]) -> HashMap<u32, &'p str> {
     let (FileChange::Modified | FileChange::Renamed { .. } | FileChange::Copied { .. }, Some(path)) =
         (file.change, file.old_path.as_deref())
     else {
         return HashMap::new(); // a new file has no original; a deleted one no gap to fill
     };
     let own: HashMap<u32, &str> = original_lines(file).collect();
-    let mut pool: HashMap<u32, &str> = HashMap::new();
+    let mut pool: HashMap<u32, &'p str> = HashMap::new();
     let sections = others
         .iter()
         .flat_map(|patch| &patch.files)
@@ -254,9 +269,7 @@ fn pooled(file: &FileDiff, others: &[Patch]) -> HashMap<u32, String> {
             }
         }
     }
-    pool.into_iter()
-        .map(|(n, text)| (n, text.to_owned()))
-        .collect()
+    pool
 }
 
 #[cfg(test)]
@@ -355,6 +368,47 @@ mod tests {
         assert_eq!(line_7, Some("l7"));
         assert_eq!(known.around("y.c", 0, false, 20), None);
         assert_eq!(known.around("x.c", 5, false, 20), None);
+    }
+
+    #[test]
+    fn the_pool_keeps_what_requests_can_reach_within_its_budget() {
+        // Another revision showing lines 1-200,000.
+        let mut wide = String::from("diff --git a/x.c b/x.c\nindex abcdef0..1234567 100644\n");
+        wide += "--- a/x.c\n+++ b/x.c\n@@ -1,200000 +1,200000 @@\n";
+        for n in 1..=200_000 {
+            wide += &format!(" l{n}\n");
+        }
+        let wide = [parse(&wide)];
+        // Around one hunk: the 500 lines nearest it above, and 500 below.
+        let one = KnownLines::pool(&parse(&diff("abcdef0", &[(100_000, 3)])), &wide);
+        let gaps: Vec<(usize, bool, usize)> = one
+            .gaps()
+            .iter()
+            .map(|g| (g.hunk, g.below, g.lines))
+            .collect();
+        assert_eq!(gaps, [(0, false, 500), (0, true, 500)]);
+        let nearest = one.around("x.c", 0, false, 1).expect("x.c");
+        assert_eq!(nearest[0].text, "l99999");
+        // Around 199 hunks a thousand lines apart: gaps in file order until the budget
+        // (2 MiB at some 38 bytes a line: about 55,000 lines) is spent.
+        let hunks: Vec<(u32, u32)> = (1..200).map(|k| (k * 1000, 3)).collect();
+        let many = KnownLines::pool(&parse(&diff("abcdef0", &hunks)), &wide);
+        let cost: usize = many.files[0]
+            .lines
+            .values()
+            .map(|text| text.len() + LINE_COST)
+            .sum();
+        assert!(
+            cost <= MAX_KNOWN_BYTES && cost > MAX_KNOWN_BYTES - 64,
+            "{cost}"
+        );
+        let served: usize = many.gaps().iter().map(|g| g.lines).sum();
+        assert_eq!(served, many.files[0].lines.len());
+        assert_eq!(
+            many.gaps().first().map(|g| (g.hunk, g.lines)),
+            Some((0, 500))
+        );
+        assert!(many.gaps().len() < 199);
     }
 
     #[test]

@@ -239,8 +239,7 @@ pub async fn revision_file(
         .await
 }
 
-/// The most lines of context one request reveals.
-pub const MAX_CONTEXT_LINES: usize = 500;
+pub use crate::around::MAX_CONTEXT_LINES;
 
 use crate::around::ContextLine;
 
