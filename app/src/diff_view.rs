@@ -890,6 +890,8 @@ impl Around {
     /// they are not the diff's lines, so nobody comments on them).
     fn rows(&self, file: usize, hunk: usize, below: bool, unified: bool) -> impl IntoView {
         let revealed = self.revealed;
+        let title = matches!(self.from, AroundFrom::Revisions(_))
+            .then_some("Shown by another revision of this fix, not read from a source tree");
         move || {
             revealed.with(|revealed| {
                 revealed.get(&(file, hunk, below)).map(|(lines, _)| {
@@ -900,7 +902,7 @@ impl Around {
                             let html = line.html.clone();
                             if unified {
                                 view! {
-                                    <tr class="around">
+                                    <tr class="around" title=title>
                                         <td class="ln" data-ln=old></td>
                                         <td class="ln" data-ln=new></td>
                                         <td class="code ctx" inner_html=html></td>
@@ -909,7 +911,7 @@ impl Around {
                                 .into_any()
                             } else {
                                 view! {
-                                    <tr class="around">
+                                    <tr class="around" title=title>
                                         <td class="ln" data-ln=old></td>
                                         <td class="code ctx" inner_html=html.clone()></td>
                                         <td class="ln" data-ln=new></td>
@@ -953,8 +955,14 @@ impl Around {
             };
             (!done && step > 0).then(|| {
                 let (around, path) = (around.clone(), path.clone());
+                // Lines from other revisions' diffs are what their author submitted, not
+                // a source tree read by the server: the control says so.
+                let from = match &around.from {
+                    AroundFrom::Target(_) => "",
+                    AroundFrom::Revisions(_) => " (from other revisions)",
+                };
                 let label = format!(
-                    "{} Show {step} more {}",
+                    "{} Show {step} more {}{from}",
                     if below { "↓" } else { "↑" },
                     if step == 1 { "line" } else { "lines" }
                 );

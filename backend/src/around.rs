@@ -28,12 +28,12 @@ pub struct ContextLine {
 /// The first old-side line at or after a hunk (a hunk with no old lines names the line
 /// it follows).
 fn old_start(h: &Hunk) -> u32 {
-    h.old_start + u32::from(h.old_lines == 0)
+    h.old_start.saturating_add(u32::from(h.old_lines == 0))
 }
 
 /// The first new-side line at or after a hunk.
 fn new_start(h: &Hunk) -> u32 {
-    h.new_start + u32::from(h.new_lines == 0)
+    h.new_start.saturating_add(u32::from(h.new_lines == 0))
 }
 
 /// The first old-side line after a hunk.
@@ -133,12 +133,15 @@ pub fn around(
 /// patch's other revisions' hunks do, for the gaps between its hunks.
 #[derive(Debug, Default)]
 pub struct KnownLines {
+    /// The files with lines known around their hunks.
     files: Vec<KnownFile>,
+    /// Every file of the revision, by path, with its number of hunks.
+    hunks: HashMap<String, usize>,
     gaps: Vec<KnownGap>,
 }
 
-/// One file of the revision: its path, its hunks' headers, and the lines known around
-/// them by old-side number.
+/// One file of the revision with known lines: its path, its hunks' headers, and the
+/// lines known around them by old-side number.
 #[derive(Debug)]
 struct KnownFile {
     path: String,
@@ -146,14 +149,107 @@ struct KnownFile {
     lines: HashMap<u32, String>,
 }
 
+/// What the other revisions know of one original path the revision changes.
+#[derive(Default)]
+struct PathPool<'s> {
+    /// The first section of the revision with this original: whose blob id counts.
+    section: Option<&'s FileDiff>,
+    /// The revision's own lines of the original.
+    own: HashMap<u32, &'s str>,
+    /// Old-side lines a request can reach (first, last), sorted and merged.
+    reach: Vec<(u32, u32)>,
+    /// Lines other revisions show there.
+    pool: HashMap<u32, String>,
+}
+
+impl PathPool<'_> {
+    fn reaches(&self, n: u32) -> bool {
+        let i = self.reach.partition_point(|&(_, last)| last < n);
+        self.reach.get(i).is_some_and(|&(first, _)| first <= n)
+    }
+}
+
 impl KnownLines {
-    /// What `others` (the patch's other revisions, the ones to trust first first) know
-    /// about the original files of `shown`: see the module documentation.
-    pub fn pool(shown: &Patch, others: &[Patch]) -> KnownLines {
+    /// What `others` (the patch's other revisions, the ones to trust first first, parsed
+    /// one at a time as the iteration asks) know about the original files of `shown`:
+    /// see the module documentation. Bounded whatever the revisions: at most
+    /// [`MAX_EXAMINED_LINES`] of theirs are looked at, only lines a request can reach are
+    /// pooled, and at most [`MAX_KNOWN_BYTES`] are kept.
+    pub fn pool(shown: &Patch, others: impl IntoIterator<Item = Patch>) -> KnownLines {
+        let mut paths: HashMap<&str, PathPool> = HashMap::new();
+        for file in &shown.files {
+            let Some(path) = original_path(file) else {
+                continue;
+            };
+            let entry = paths.entry(path).or_default();
+            entry.section.get_or_insert(file);
+            for (n, text) in original_lines(file) {
+                entry.own.entry(n).or_insert(text);
+            }
+            entry.reach.extend(reach_of(&file.hunks));
+        }
+        for entry in paths.values_mut() {
+            entry.reach.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(entry.reach.len());
+            for &(first, last) in &entry.reach {
+                match merged.last_mut() {
+                    Some(open) if first <= open.1.saturating_add(1) => open.1 = open.1.max(last),
+                    _ => merged.push((first, last)),
+                }
+            }
+            entry.reach = merged;
+        }
+        let mut examined = 0usize;
+        'revisions: for other in others {
+            for section in &other.files {
+                let Some(entry) = original_path(section).and_then(|p| paths.get_mut(p)) else {
+                    continue;
+                };
+                if !entry
+                    .section
+                    .is_some_and(|own| own.same_original_as(section))
+                {
+                    continue;
+                }
+                let mut agrees = true;
+                for (n, text) in original_lines(section) {
+                    examined += 1;
+                    if examined > MAX_EXAMINED_LINES {
+                        break 'revisions;
+                    }
+                    let seen = entry
+                        .own
+                        .get(&n)
+                        .copied()
+                        .or_else(|| entry.pool.get(&n).map(String::as_str));
+                    if seen.is_some_and(|seen| seen != text) {
+                        agrees = false;
+                        break;
+                    }
+                }
+                if !agrees {
+                    continue;
+                }
+                for (n, text) in original_lines(section) {
+                    if !entry.own.contains_key(&n) && entry.reaches(n) {
+                        entry.pool.entry(n).or_insert_with(|| text.to_owned());
+                    }
+                }
+            }
+        }
         let mut known = KnownLines::default();
         let mut budget = MAX_KNOWN_BYTES;
         for (index, file) in shown.files.iter().enumerate() {
-            let pool = pooled(file, others);
+            known
+                .hunks
+                .entry(file.path().to_owned())
+                .or_insert(file.hunks.len());
+            let Some(entry) = original_path(file).and_then(|p| paths.get(p)) else {
+                continue;
+            };
+            if entry.pool.is_empty() {
+                continue;
+            }
             let headers: Vec<Hunk> = file
                 .hunks
                 .iter()
@@ -163,18 +259,18 @@ impl KnownLines {
                     ..h.clone()
                 })
                 .collect();
-            // Only the lines a request can reach are kept: those joining a hunk, at most
-            // a request's worth per gap, nearest the hunk first, while the budget lasts.
+            // The lines kept: those joining a hunk, at most a request's worth per gap,
+            // nearest the hunk first, while the budget lasts.
             let mut kept: HashMap<u32, String> = HashMap::new();
             for hunk in 0..headers.len() {
                 for below in [false, true] {
-                    if pool.is_empty() || (below && hunk + 1 != headers.len()) {
+                    if below && hunk + 1 != headers.len() {
                         continue; // the gap below a hunk is the next one's gap above
                     }
                     let joined = around(&headers, hunk, below, MAX_CONTEXT_LINES, |n| {
-                        let text = pool.get(&n)?;
+                        let text = entry.pool.get(&n)?;
                         budget = budget.checked_sub(text.len() + LINE_COST)?;
-                        kept.insert(n, (*text).to_owned());
+                        kept.insert(n, text.clone());
                         Some(String::new())
                     })
                     .len();
@@ -188,11 +284,13 @@ impl KnownLines {
                     }
                 }
             }
-            known.files.push(KnownFile {
-                path: file.path().to_owned(),
-                hunks: headers,
-                lines: kept,
-            });
+            if !kept.is_empty() {
+                known.files.push(KnownFile {
+                    path: file.path().to_owned(),
+                    hunks: headers,
+                    lines: kept,
+                });
+            }
         }
         known
     }
@@ -203,7 +301,8 @@ impl KnownLines {
     }
 
     /// Up to `count` known lines next to hunk `hunk` of the file at `path` (as
-    /// [`around`]); `None` when the revision has no such file or hunk.
+    /// [`around`]): none where nothing is known; `None` when the revision has no such
+    /// file or hunk.
     pub fn around(
         &self,
         path: &str,
@@ -211,12 +310,51 @@ impl KnownLines {
         below: bool,
         count: usize,
     ) -> Option<Vec<ContextLine>> {
-        let file = self.files.iter().find(|f| f.path == path)?;
-        file.hunks.get(hunk)?;
+        if hunk >= *self.hunks.get(path)? {
+            return None;
+        }
+        let Some(file) = self.files.iter().find(|f| f.path == path) else {
+            return Some(Vec::new());
+        };
         Some(around(&file.hunks, hunk, below, count, |n| {
             file.lines.get(&n).cloned()
         }))
     }
+}
+
+/// The original path of a diff of one file that has an original to show lines of.
+fn original_path(file: &FileDiff) -> Option<&str> {
+    match file.change {
+        FileChange::Modified | FileChange::Renamed { .. } | FileChange::Copied { .. } => {
+            file.old_path.as_deref()
+        }
+        // A new file has no original; a deleted one shows all of it.
+        FileChange::Added | FileChange::Deleted => None,
+    }
+}
+
+/// The old-side lines (first, last) a request can reach around `hunks`: per gap, the
+/// [`MAX_CONTEXT_LINES`] nearest the hunk.
+fn reach_of(hunks: &[Hunk]) -> Vec<(u32, u32)> {
+    let step = u32::try_from(MAX_CONTEXT_LINES - 1).unwrap_or(u32::MAX);
+    let mut reach = Vec::new();
+    for hunk in 0..hunks.len() {
+        if let Some(gap) = Gap::of(hunks, hunk, false) {
+            reach.push((
+                gap.farthest.max(gap.nearest.saturating_sub(step)),
+                gap.nearest,
+            ));
+        }
+        if hunk + 1 == hunks.len() {
+            if let Some(gap) = Gap::of(hunks, hunk, true) {
+                reach.push((
+                    gap.nearest,
+                    gap.farthest.min(gap.nearest.saturating_add(step)),
+                ));
+            }
+        }
+    }
+    reach
 }
 
 /// The original file's lines a diff of one file shows (context and removed), by number.
@@ -233,6 +371,10 @@ fn original_lines(file: &FileDiff) -> impl Iterator<Item = (u32, &str)> {
 /// The most lines one request reveals, and so the most kept per gap.
 pub const MAX_CONTEXT_LINES: usize = 500;
 
+/// The most lines of the other revisions one pool looks at (all eight of them): a few
+/// hundred milliseconds of work at most, however large they are.
+pub const MAX_EXAMINED_LINES: usize = 4_000_000;
+
 /// The most text (and a little per line) one revision's pool keeps: far more context
 /// than any real fix's revisions show, while the pools kept in memory stay small
 /// whatever revisions are submitted (each may be 5 MiB).
@@ -240,37 +382,6 @@ pub const MAX_KNOWN_BYTES: usize = 2 << 20;
 
 /// What each kept line costs of the budget besides its text.
 const LINE_COST: usize = 32;
-
-/// The lines of `file`'s original that `others` show and `file` does not, from the
-/// diffs of the same path that patch the same original (see the module documentation).
-fn pooled<'p>(file: &FileDiff, others: &'p [Patch]) -> HashMap<u32, &'p str> {
-    let (FileChange::Modified | FileChange::Renamed { .. } | FileChange::Copied { .. }, Some(path)) =
-        (file.change, file.old_path.as_deref())
-    else {
-        return HashMap::new(); // a new file has no original; a deleted one no gap to fill
-    };
-    let own: HashMap<u32, &str> = original_lines(file).collect();
-    let mut pool: HashMap<u32, &'p str> = HashMap::new();
-    let sections = others
-        .iter()
-        .flat_map(|patch| &patch.files)
-        .filter(|other| other.old_path.as_deref() == Some(path) && file.same_original_as(other));
-    for other in sections {
-        let agrees = original_lines(other).all(|(n, text)| {
-            own.get(&n)
-                .or_else(|| pool.get(&n))
-                .is_none_or(|seen| *seen == text)
-        });
-        if agrees {
-            for (n, text) in original_lines(other) {
-                if !own.contains_key(&n) {
-                    pool.insert(n, text);
-                }
-            }
-        }
-    }
-    pool
-}
 
 #[cfg(test)]
 mod tests {
@@ -346,7 +457,7 @@ mod tests {
         let shown = parse(&diff("abcdef0", &[(10, 3), (30, 3)]));
         // Revision 1 showed lines 4-9 and 16-21 (its second hunk moved since).
         let earlier = parse(&diff("abcdef0", &[(4, 6), (16, 6)]));
-        let known = KnownLines::pool(&shown, &[earlier]);
+        let known = KnownLines::pool(&shown, [earlier]);
         let gaps: Vec<(usize, bool, usize)> = known
             .gaps()
             .iter()
@@ -378,9 +489,9 @@ mod tests {
         for n in 1..=200_000 {
             wide += &format!(" l{n}\n");
         }
-        let wide = [parse(&wide)];
+        let wide = parse(&wide);
         // Around one hunk: the 500 lines nearest it above, and 500 below.
-        let one = KnownLines::pool(&parse(&diff("abcdef0", &[(100_000, 3)])), &wide);
+        let one = KnownLines::pool(&parse(&diff("abcdef0", &[(100_000, 3)])), [wide.clone()]);
         let gaps: Vec<(usize, bool, usize)> = one
             .gaps()
             .iter()
@@ -392,7 +503,7 @@ mod tests {
         // Around 199 hunks a thousand lines apart: gaps in file order until the budget
         // (2 MiB at some 38 bytes a line: about 55,000 lines) is spent.
         let hunks: Vec<(u32, u32)> = (1..200).map(|k| (k * 1000, 3)).collect();
-        let many = KnownLines::pool(&parse(&diff("abcdef0", &hunks)), &wide);
+        let many = KnownLines::pool(&parse(&diff("abcdef0", &hunks)), [wide]);
         let cost: usize = many.files[0]
             .lines
             .values()
@@ -412,20 +523,43 @@ mod tests {
     }
 
     #[test]
+    fn sections_of_one_original_share_its_pool_and_bad_numbers_do_not_panic() {
+        // The revision copies x.c to y.c and changes both; the other revision shows
+        // lines 4-9 of x.c.
+        let both = format!(
+            "{}diff --git a/x.c b/y.c\nsimilarity index 90%\ncopy from x.c\ncopy to y.c\n\
+             --- a/x.c\n+++ b/y.c\n@@ -10,3 +10,4 @@\n l10\n-l11\n+L11\n+added\n l12\n",
+            diff("abcdef0", &[(10, 3)])
+        );
+        let known = KnownLines::pool(&parse(&both), [parse(&diff("abcdef0", &[(4, 6)]))]);
+        let files: Vec<(usize, usize)> = known.gaps().iter().map(|g| (g.file, g.lines)).collect();
+        assert_eq!(files, [(0, 6), (1, 6)]);
+        assert_eq!(known.around("y.c", 0, false, 3).map(|l| l.len()), Some(3));
+        assert_eq!(known.around("y.c", usize::MAX, false, 3), None);
+        // A hunk at the last line numbers there are.
+        let edge = parse("--- a/x.c\n+++ b/x.c\n@@ -4294967295,0 +4294967294,1 @@\n+x\n");
+        let hunks = &edge.files[0].hunks;
+        for below in [false, true] {
+            let _ = around(hunks, 0, below, 5, |n| Some(n.to_string()));
+        }
+        let _ = KnownLines::pool(&edge, [parse(&diff("abcdef0", &[(4, 6)]))]);
+    }
+
+    #[test]
     fn a_revision_of_another_original_adds_nothing() {
         let shown = parse(&diff("abcdef0", &[(10, 3)]));
         // Another blob: a rebase onto a version where line 9 may differ.
         let rebased = parse(&diff("1111111", &[(4, 6)]));
-        assert!(KnownLines::pool(&shown, &[rebased]).gaps().is_empty());
+        assert!(KnownLines::pool(&shown, [rebased]).gaps().is_empty());
         // No blob ids, but a line both show disagrees.
         let strip = |text: String| text.replace("index abcdef0..1234567 100644\n", "");
         let differs = strip(diff("abcdef0", &[(8, 4)])).replace("-l10\n", "-changed\n");
         let agrees = strip(diff("abcdef0", &[(4, 6)]));
         let shown = parse(&strip(diff("abcdef0", &[(10, 3)])));
-        assert!(KnownLines::pool(&shown, &[parse(&differs)])
+        assert!(KnownLines::pool(&shown, [parse(&differs)])
             .gaps()
             .is_empty());
-        let known = KnownLines::pool(&shown, &[parse(&differs), parse(&agrees)]);
+        let known = KnownLines::pool(&shown, [parse(&differs), parse(&agrees)]);
         assert_eq!(known.gaps().first().map(|g| g.lines), Some(6));
     }
 }

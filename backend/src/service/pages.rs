@@ -273,7 +273,7 @@ pub struct DbWorkbench {
     renderer: Arc<DiffRenderer>,
     renders: Arc<Renders>,
     /// Highlightings of lines around hunks at once (each up to 500 lines).
-    context_slots: tokio::sync::Semaphore,
+    context_slots: Arc<tokio::sync::Semaphore>,
     /// Where threads of other revisions sit on a revision's lines (thread to line), by a
     /// digest of the revisions' hashes and the threads' anchors.
     ports: Mutex<SlotCache<HashMap<i64, u32>>>,
@@ -311,7 +311,7 @@ impl DbWorkbench {
             renderer,
             ports: Mutex::new(SlotCache::default()),
             known: Mutex::new(SlotCache::default()),
-            context_slots: tokio::sync::Semaphore::new(2),
+            context_slots: Arc::new(tokio::sync::Semaphore::new(2)),
             target_root: None,
             no_target_notice: None,
         }
@@ -345,8 +345,12 @@ impl DbWorkbench {
                 if others.is_empty() {
                     return Ok(Arc::new(KnownLines::default()));
                 }
-                // A turn of the context slots: each task holds up to nine diffs.
-                let _turn = self.context_slots.acquire().await.map_err(internal)?;
+                // A turn of the context slots, held by the blocking task itself: a request
+                // that gives up does not free it while the work goes on.
+                let turn = Arc::clone(&self.context_slots)
+                    .acquire_owned()
+                    .await
+                    .map_err(internal)?;
                 let mut stored = Vec::with_capacity(others.len() + 1);
                 for number in std::iter::once(shown.0).chain(others.iter().map(|r| r.number)) {
                     let revision = self.db.revision(id, number).await.map_err(internal)?;
@@ -355,10 +359,13 @@ impl DbWorkbench {
                     })?);
                 }
                 tokio::task::spawn_blocking(move || {
-                    let mut parsed = stored.iter().map(parse_stored);
-                    let shown = parsed.next().ok_or(AppError::Internal)??;
-                    let others = parsed.collect::<Result<Vec<_>, _>>()?;
-                    Ok::<_, AppError>(Arc::new(KnownLines::pool(&shown, &others)))
+                    let _turn = turn;
+                    let (shown, others) = stored.split_first().ok_or(AppError::Internal)?;
+                    let shown = parse_stored(shown)?;
+                    // One other revision parsed at a time; one that no longer parses
+                    // (logged) adds nothing.
+                    let others = others.iter().filter_map(|stored| parse_stored(stored).ok());
+                    Ok::<_, AppError>(Arc::new(KnownLines::pool(&shown, others)))
                 })
                 .await
                 .map_err(|e| {
@@ -539,11 +546,18 @@ impl DbWorkbench {
             .map(|t| t.name)
             .collect();
         // Without a source tree, the lines around hunks come from the other revisions.
+        // A failure there (logged) costs the page those controls, not the page.
         let known_around = if source_targets.is_empty() && revisions.len() > 1 {
-            self.known_lines(id, (number, &summary.sha256), &revisions)
-                .await?
-                .gaps()
-                .to_vec()
+            match self
+                .known_lines(id, (number, &summary.sha256), &revisions)
+                .await
+            {
+                Ok(known) => known.gaps().to_vec(),
+                Err(e) => {
+                    tracing::warn!(patch = id, revision = number, error = ?e, "lines known from other revisions");
+                    Vec::new()
+                }
+            }
         } else {
             Vec::new()
         };
@@ -810,19 +824,25 @@ impl Workbench for DbWorkbench {
                         .ok_or_else(|| {
                             AppError::NotFound(format!(
                                 "hunk {} of `{}` in revision {}",
-                                query.hunk + 1,
+                                query.hunk.saturating_add(1),
                                 query.path.chars().take(200).collect::<String>(),
                                 query.revision
                             ))
                         })?
                 }
             };
-            let _turn = self.context_slots.acquire().await.map_err(internal)?;
+            let turn = Arc::clone(&self.context_slots)
+                .acquire_owned()
+                .await
+                .map_err(internal)?;
             let renderer = Arc::clone(&self.renderer);
             let path = query.path;
-            tokio::task::spawn_blocking(move || context_views(&renderer, &path, &lines))
-                .await
-                .map_err(internal)
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                context_views(&renderer, &path, &lines)
+            })
+            .await
+            .map_err(internal)
         })
     }
 

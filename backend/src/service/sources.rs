@@ -266,7 +266,7 @@ pub async fn context(
             if open.file.hunks.get(hunk).is_none() {
                 return Err(ReviewError::NotFound(format!(
                     "hunk {} of `{}`",
-                    hunk + 1,
+                    hunk.saturating_add(1),
                     request.shown
                 )));
             }

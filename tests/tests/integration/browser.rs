@@ -2863,7 +2863,7 @@ async fn without_a_source_tree_the_lines_around_hunks_come_from_other_revisions(
     assert!(
         eval_bool(
             &page,
-            &format!("{controls} === '↑ Show 7 more lines|↓ Show 7 more lines'")
+            &format!("{controls} === '↑ Show 7 more lines (from other revisions)|↓ Show 7 more lines (from other revisions)'")
         )
         .await
     );
@@ -2875,7 +2875,8 @@ async fn without_a_source_tree_the_lines_around_hunks_come_from_other_revisions(
             "document.querySelectorAll('#file-0 tr.around').length === 7 \
              && document.querySelector('#file-0 tr.around td.ln').dataset.ln === '12' \
              && document.querySelector('#file-0 tr.around td.code').textContent.includes('int l12 = 12;') \
-             && {controls} === '↓ Show 7 more lines'"
+             && document.querySelector('#file-0 tr.around').title.includes('another revision') \
+             && {controls} === '↓ Show 7 more lines (from other revisions)'"
         ),
     )
     .await;
