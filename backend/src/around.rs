@@ -250,13 +250,18 @@ impl KnownLines {
             if entry.pool.is_empty() {
                 continue;
             }
+            // The hunks' numbers only: their lines are not needed again.
             let headers: Vec<Hunk> = file
                 .hunks
                 .iter()
                 .map(|h| Hunk {
-                    lines: Vec::new(),
+                    old_start: h.old_start,
+                    old_lines: h.old_lines,
+                    new_start: h.new_start,
+                    new_lines: h.new_lines,
                     section: String::new(),
-                    ..h.clone()
+                    input_line: h.input_line,
+                    lines: Vec::new(),
                 })
                 .collect();
             // The lines kept: those joining a hunk, at most a request's worth per gap,

@@ -266,6 +266,22 @@ const MAX_PORTED_REVISIONS: usize = 8;
 /// The time all porting for one page may take before its diffs answer coarsely.
 const PORT_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The revisions other than `shown` that `keep` selects, the
+/// [`MAX_PORTED_REVISIONS`] nearest it, nearest first (the later of two as near).
+fn nearest_others(
+    revisions: &[graftbench_app::model::RevisionSummary],
+    shown: i64,
+    keep: impl Fn(&graftbench_app::model::RevisionSummary) -> bool,
+) -> Vec<&graftbench_app::model::RevisionSummary> {
+    let mut others: Vec<_> = revisions
+        .iter()
+        .filter(|r| r.number != shown && keep(r))
+        .collect();
+    others.sort_by_key(|r| ((r.number - shown).abs(), -r.number));
+    others.truncate(MAX_PORTED_REVISIONS);
+    others
+}
+
 /// The [`Workbench`] the pages use, over the database.
 pub struct DbWorkbench {
     db: Database,
@@ -328,11 +344,8 @@ impl DbWorkbench {
         revisions: &[graftbench_app::model::RevisionSummary],
     ) -> Result<Arc<KnownLines>, AppError> {
         use sha2::{Digest, Sha256};
-        let mut others: Vec<&graftbench_app::model::RevisionSummary> =
-            revisions.iter().filter(|r| r.number != shown.0).collect();
         // The nearest first: they are trusted first where two disagree.
-        others.sort_by_key(|r| ((r.number - shown.0).abs(), -r.number));
-        others.truncate(MAX_PORTED_REVISIONS);
+        let others = nearest_others(revisions, shown.0, |_| true);
         let mut key = Sha256::new();
         key.update(b"known\0");
         key.update(shown.1.as_bytes());
@@ -391,12 +404,9 @@ impl DbWorkbench {
         threads: &mut [graftbench_app::model::ThreadView],
     ) -> Result<(), AppError> {
         use sha2::{Digest, Sha256};
-        let mut others: Vec<&graftbench_app::model::RevisionSummary> = revisions
-            .iter()
-            .filter(|r| r.number != shown.0 && threads.iter().any(|t| t.revision == r.number))
-            .collect();
-        others.sort_by_key(|r| (r.number - shown.0).abs());
-        others.truncate(MAX_PORTED_REVISIONS);
+        let others = nearest_others(revisions, shown.0, |r| {
+            threads.iter().any(|t| t.revision == r.number)
+        });
         if others.is_empty() {
             return Ok(());
         }

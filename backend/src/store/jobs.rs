@@ -436,8 +436,8 @@ impl Database {
 }
 
 /// The least string greater than every string that starts with `prefix`, in byte order,
-/// when `prefix` ends in a printable ASCII character (as every job key's prefix does):
-/// that character plus one. `None` otherwise (and for an empty prefix).
+/// when `prefix` ends in a printable ASCII character other than `~` (as every job key's
+/// prefix does): that character plus one. `None` otherwise (and for an empty prefix).
 fn key_range_end(prefix: &str) -> Option<String> {
     let last = prefix.chars().last()?;
     if !(' '..'~').contains(&last) {
