@@ -3,6 +3,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: a patch page view makes and frees many short
+/// strings and a few large buffers across threads, and under load glibc's allocator took
+/// a sixth of the server's time (with page faults from returning large blocks to the
+/// system on every request). See the README's "First view and load".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 use cli::{audit, global::Global, kernel, migrate, module, policy, serve, target, user, worker};
 
