@@ -78,12 +78,13 @@ pub async fn get_file_hunks(
     hunks
 }
 
-/// How revision `revision` of patch `id` fares on each target, and the impact graph on
-/// `target` (the first analysed one when `None`), its lists filtered by `query`.
+/// How revision `revision` of patch `id` (the latest when `None`) fares on each target,
+/// and the impact graph on `target` (the first analysed one when `None`), its lists
+/// filtered by `query`.
 #[server(prefix = "/api/ui", endpoint = "impact")]
 pub async fn get_impact(
     id: i64,
-    revision: i64,
+    revision: Option<i64>,
     target: Option<String>,
     query: String,
 ) -> Result<ImpactView, AppError> {
@@ -228,7 +229,7 @@ pub mod ssr {
             &'a self,
             user: &'a SessionUser,
             id: i64,
-            revision: i64,
+            revision: Option<i64>,
             target: Option<String>,
             query: String,
         ) -> BoxFuture<'a, Result<ImpactView, AppError>>;

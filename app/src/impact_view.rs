@@ -7,31 +7,22 @@
 //! came from; clicking (or Enter on) a node keeps that lit until clicked again. The diff's
 //! code cells carry `data-k` keys (`f{file}-o{old}`, `f{file}-n{new}`) the nodes name.
 
-use crate::api::get_impact;
-use crate::model::{GraphNode, ImpactGraph, ImpactView, TargetImpact};
+use crate::model::{AppError, GraphNode, ImpactGraph, ImpactView, TargetImpact};
 use crate::pages::PageRefresh;
 use crate::targets_view::JobProgress;
 use leptos::prelude::*;
-use leptos_router::hooks::use_query_map;
 
-/// The impact panel of revision `revision` of patch `patch`.
+/// The impact panel of one revision of patch `patch`, from `impact`, which the patch page
+/// loads (keyed by the revision, `?target=` and `?q=`).
 #[component]
-pub fn ImpactPanel(patch: i64, revision: i64) -> impl IntoView {
-    let query = use_query_map();
-    let target = move || query.read().get("target");
-    let search = move || query.read().get("q").unwrap_or_default();
-    // Bumped when an analysis the page follows finishes: the panel loads again.
-    let finished = RwSignal::new(0u32);
-    let impact = Resource::new(
-        move || (target(), search(), finished.get()),
-        move |(target, search, _)| get_impact(patch, revision, target, search),
-    );
-    // On the patch page the whole page loads again (pitfalls, eligibility); elsewhere
-    // the panel alone.
+pub fn ImpactPanel(patch: i64, impact: Resource<Result<ImpactView, AppError>>) -> impl IntoView {
+    // An analysis the page follows finished: the whole page loads again (its pitfalls and
+    // eligibility come from the analyses), the panel with it.
     let page = use_context::<PageRefresh>();
-    let on_finished = Callback::new(move |()| match page {
-        Some(PageRefresh(page)) => page.update(|n| *n += 1),
-        None => finished.update(|n| *n += 1),
+    let on_finished = Callback::new(move |()| {
+        if let Some(PageRefresh(page)) = page {
+            page.update(|n| *n += 1);
+        }
     });
     view! {
         <section class="impact" id="impact" aria-labelledby="impact-title">

@@ -1,14 +1,15 @@
 //! The pages.
 
 use crate::api::{
-    current_user, flash_message, get_audit, get_interdiff, get_patch, get_policy, list_patches,
-    list_targets, list_users, load_rejected_submission,
+    current_user, flash_message, get_audit, get_impact, get_interdiff, get_patch, get_policy,
+    list_patches, list_targets, list_users, load_rejected_submission,
 };
 use crate::diff_view::DiffView;
 use crate::impact_view::ImpactPanel;
 use crate::model::{
-    query_escape, Action, AppError, AuditFilter, Category, CheckpointView, LineKind, PatchFilter,
-    PatchPage as PatchData, PatchSummary, ReplaceSetChange, Role, SegmentView, State, Tier,
+    query_escape, Action, AppError, AuditFilter, Category, CheckpointView, ImpactView, LineKind,
+    PatchFilter, PatchPage as PatchData, PatchSummary, ReplaceSetChange, Role, SegmentView, State,
+    Tier,
 };
 use crate::review_view::{DeadlineClock, ReviewPanel, StateBadge};
 use crate::targets_view::Flash;
@@ -574,6 +575,20 @@ pub fn PatchPage() -> impl IntoView {
             }
         },
     );
+    // The impact panel's data loads beside the page's, not after it. Made here, once: a
+    // resource made inside the `Suspend` below would be made (and loaded) again each time
+    // the server walks the page for pending loads, three times per view.
+    let target = move || query.read().get("target");
+    let search = move || query.read().get("q").unwrap_or_default();
+    let impact = Resource::new(
+        move || (id(), revision(), target(), search(), refresh.get()),
+        |(id, revision, target, search, _)| async move {
+            match id {
+                Some(id) => get_impact(id, revision, target, search).await,
+                None => Err(AppError::NotFound("patch".into())),
+            }
+        },
+    );
     let flash = Resource::new(|| (), |_| flash_message());
     view! {
         <Frame>
@@ -581,7 +596,7 @@ pub fn PatchPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     let error = flash.await.ok().flatten();
                     match page.await {
-                        Ok(data) => view! { <PatchView data error/> }.into_any(),
+                        Ok(data) => view! { <PatchView data error impact/> }.into_any(),
                         Err(error) => {
                             view! {
                                 <Title text="Patch"/>
@@ -598,7 +613,11 @@ pub fn PatchPage() -> impl IntoView {
 }
 
 #[component]
-fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
+fn PatchView(
+    data: PatchData,
+    error: Option<String>,
+    impact: Resource<Result<ImpactView, AppError>>,
+) -> impl IntoView {
     let shown = data.shown;
     let info = data.info;
     let can_comment = data.review.actions.contains(&Action::Comment);
@@ -752,7 +771,7 @@ fn PatchView(data: PatchData, error: Option<String>) -> impl IntoView {
                     />
                 </div>
                 <div class="pane pane-impact">
-                    <ImpactPanel patch=info.id revision=shown.number/>
+                    <ImpactPanel patch=info.id impact/>
                 </div>
             </div>
         </ReviewPanel>

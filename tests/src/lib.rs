@@ -501,3 +501,70 @@ pub fn numbered_lines(answer: &serde_json::Value) -> Vec<(u64, u64, String)> {
         })
         .collect()
 }
+
+/// The SQL statements this test process's servers run, as sqlx reports each one (a
+/// `sqlx::query` event at DEBUG). The recorder is installed once per process: nextest runs
+/// each test in a process of its own, so what it records is that test's.
+pub struct StatementLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl StatementLog {
+    /// Starts recording (before the test's server starts, so its call sites see it).
+    pub fn install() -> StatementLog {
+        use tracing_subscriber::layer::SubscriberExt;
+        static LOG: std::sync::OnceLock<std::sync::Arc<std::sync::Mutex<Vec<String>>>> =
+            std::sync::OnceLock::new();
+        let log = LOG.get_or_init(|| {
+            let log = std::sync::Arc::default();
+            let recorder = StatementRecorder(std::sync::Arc::clone(&log));
+            let only_statements = tracing_subscriber::filter::Targets::new()
+                .with_target("sqlx::query", tracing::Level::DEBUG);
+            let subscriber = tracing_subscriber::registry().with(
+                tracing_subscriber::Layer::with_filter(recorder, only_statements),
+            );
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other subscriber in the test process");
+            log
+        });
+        StatementLog(std::sync::Arc::clone(log))
+    }
+
+    /// The statements recorded since the last call, oldest first.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+struct StatementRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StatementRecorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        // sqlx gives the whole statement as `db.statement`, or only `summary` when the
+        // statement is that short.
+        #[derive(Default)]
+        struct Fields {
+            summary: String,
+            statement: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                match field.name() {
+                    "summary" => self.summary = value.to_owned(),
+                    "db.statement" => self.statement = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let statement = if fields.statement.is_empty() {
+            fields.summary
+        } else {
+            fields.statement
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(statement);
+    }
+}

@@ -26,8 +26,8 @@ const DIFFERENCES_LISTED: usize = 8;
 pub struct ImpactQuery {
     /// The patch.
     pub patch: i64,
-    /// Its revision.
-    pub revision: i64,
+    /// Its revision (the latest when `None`).
+    pub revision: Option<i64>,
     /// The target whose graph to draw (the first with a report when `None`).
     pub target: Option<String>,
     /// The search over the graph's lists.
@@ -62,6 +62,9 @@ async fn current_analyses(
     targets: &[crate::store::targets::Target],
     sha256: &str,
 ) -> Result<Vec<Analysis>, AppError> {
+    if targets.is_empty() {
+        return Ok(Vec::new()); // nothing to read: no analysis is current without a target
+    }
     Ok(db
         .analyses_of(sha256)
         .await
@@ -78,26 +81,30 @@ async fn current_analyses(
 
 /// The impact panel for `query`.
 pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView, AppError> {
-    let Some(sha256) = db
-        .revision_sha256(query.patch, query.revision)
+    let Some((revision, sha256)) = db
+        .revision_numbered(query.patch, query.revision)
         .await
         .map_err(internal)?
     else {
-        return Err(AppError::NotFound(format!(
-            "revision {} of patch {}",
-            query.revision, query.patch
-        )));
+        return Err(AppError::NotFound(match query.revision {
+            Some(number) => format!("revision {number} of patch {}", query.patch),
+            None => format!("patch {}", query.patch),
+        }));
     };
     let targets = targets_of(db, query.patch).await?;
     let analyses = current_analyses(db, &targets, &sha256).await?;
-    let jobs = db
-        .jobs_with_key_prefix(&format!("{ANALYZE}:{sha256}:"), 200)
-        .await
-        .map_err(internal)?;
+    // The analysis jobs say where each target's row stands: none to read without targets.
+    let jobs = if targets.is_empty() {
+        Vec::new()
+    } else {
+        db.jobs_with_key_prefix(&format!("{ANALYZE}:{sha256}:"), 200)
+            .await
+            .map_err(internal)?
+    };
     // The diff (read and checked against its hash) only when a report needs it for the
     // graph: most views of most patches have none yet.
     let diff = if analyses.iter().any(|a| a.report.is_some()) {
-        db.revision(query.patch, query.revision)
+        db.revision(query.patch, revision)
             .await
             .map_err(internal)?
             .map(|stored| stored.diff)
@@ -140,7 +147,6 @@ pub async fn impact_view(db: &Database, query: ImpactQuery) -> Result<ImpactView
     } else {
         None
     };
-    let revision = query.revision;
     let notice = query.no_target_notice.clone();
     // Without a diff there is no report to parse nor graph to draw: a few rows, built
     // here rather than handed to another thread.

@@ -644,37 +644,25 @@ pub async fn review_view(
         let mut request_candidates = Vec::new();
         if can_request_reviewers {
             let mut accounts: Vec<_> = db
-                .list_users()
+                .reviewers()
                 .await?
                 .into_iter()
-                .filter(|u| {
-                    u.disabled_at.is_none()
-                        && u.roles.contains(&Role::Reviewer)
-                        && u.id != facts.author_id
-                        && !requested.iter().any(|r| r.username == u.username)
+                .filter(|(id, username, _)| {
+                    *id != facts.author_id && !requested.iter().any(|r| &r.username == username)
                 })
                 .collect();
             if policy.role_grants_need_second_admin {
                 // Four eyes on granted roles: not those whose approval would be refused
-                // (the request is refused for them too).
-                let mut tx = db.begin().await?;
-                let mut kept = Vec::with_capacity(accounts.len());
-                for account in accounts {
-                    match review::granted_independently(&mut tx, id, account.id, Action::Approve)
-                        .await
-                    {
-                        Ok(()) => kept.push(account),
-                        Err(review::ReviewError::Db(e)) => return Err(e),
-                        Err(_) => {}
-                    }
-                }
-                accounts = kept;
+                // (the request is refused for them too), as `granted_independently`
+                // refuses it, for all of them in one statement.
+                let refused = db.role_granted_by_a_writer_to(id, Role::Reviewer).await?;
+                accounts.retain(|(account, _, _)| !refused.contains(account));
             }
             request_candidates = accounts
                 .into_iter()
-                .map(|u| ReviewerView {
-                    username: u.username,
-                    display_name: u.display_name,
+                .map(|(_, username, display_name)| ReviewerView {
+                    username,
+                    display_name,
                     requested_by: String::new(),
                     signed_current: false,
                 })
@@ -889,7 +877,7 @@ impl Workbench for DbWorkbench {
         &'a self,
         _user: &'a SessionUser,
         id: i64,
-        revision: i64,
+        revision: Option<i64>,
         target: Option<String>,
         query: String,
     ) -> BoxFuture<'a, Result<ImpactView, AppError>> {

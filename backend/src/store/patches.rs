@@ -243,6 +243,39 @@ impl Database {
         .await?)
     }
 
+    /// Revision `number` of a patch (the latest when `None`): its number and hash.
+    pub async fn revision_numbered(
+        &self,
+        patch_id: i64,
+        number: Option<i64>,
+    ) -> Result<Option<(i64, String)>, DbError> {
+        let row = match number {
+            Some(number) => {
+                sqlx::query(
+                    "SELECT number, diff_sha256 FROM revisions
+                     WHERE patch_id = $1 AND number = $2",
+                )
+                .bind(patch_id)
+                .bind(number)
+                .fetch_optional(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT number, diff_sha256 FROM revisions
+                     WHERE patch_id = $1 ORDER BY number DESC LIMIT 1",
+                )
+                .bind(patch_id)
+                .fetch_optional(self.pool())
+                .await?
+            }
+        };
+        Ok(match row {
+            Some(row) => Some((row.try_get("number")?, row.try_get("diff_sha256")?)),
+            None => None,
+        })
+    }
+
     /// A patch's revisions, oldest first.
     pub async fn revisions(&self, patch_id: i64) -> Result<Vec<RevisionSummary>, DbError> {
         let rows = sqlx::query(

@@ -322,6 +322,21 @@ pub async fn withdraw_sign_off(
     Ok(withdrawn.into_iter().next())
 }
 
+/// The writers of patch `$1` and the admins who made their accounts (`touched`): an admin
+/// who creates an author account and hands it the patch has still written it.
+macro_rules! touched_by_writers {
+    () => {
+        "WITH writers AS (
+             SELECT author_id AS id FROM patches WHERE id = $1
+             UNION SELECT submitted_by FROM revisions WHERE patch_id = $1
+         ), touched AS (
+             SELECT id FROM writers
+             UNION SELECT u.created_by FROM users u JOIN writers w ON u.id = w.id
+             WHERE u.created_by IS NOT NULL
+         ) "
+    };
+}
+
 /// Whether `user`'s `role` was granted or confirmed by someone who wrote the patch (or
 /// one of its revisions), or by the admin who created such a writer's account.
 pub async fn role_granted_by_a_writer(
@@ -330,31 +345,44 @@ pub async fn role_granted_by_a_writer(
     user: UserId,
     role: Role,
 ) -> Result<bool, DbError> {
-    // The writers of the patch, and the admins who made their accounts: an admin who
-    // creates an author account and hands it the patch has still written it.
-    let by_a_writer: i64 = sqlx::query_scalar(
-        "WITH writers AS (
-             SELECT author_id AS id FROM patches WHERE id = $3
-             UNION SELECT submitted_by FROM revisions WHERE patch_id = $3
-         ), touched AS (
-             SELECT id FROM writers
-             UNION SELECT u.created_by FROM users u JOIN writers w ON u.id = w.id
-             WHERE u.created_by IS NOT NULL
-         )
-         SELECT COUNT(*) FROM user_roles ur
-         WHERE ur.user_id = $1 AND ur.role = $2
+    let by_a_writer: i64 = sqlx::query_scalar(concat!(
+        touched_by_writers!(),
+        "SELECT COUNT(*) FROM user_roles ur
+         WHERE ur.user_id = $2 AND ur.role = $3
            AND (ur.granted_by IN (SELECT id FROM touched)
-                OR ur.confirmed_by IN (SELECT id FROM touched))",
-    )
+                OR ur.confirmed_by IN (SELECT id FROM touched))"
+    ))
+    .bind(patch_id)
     .bind(user.get())
     .bind(role.as_str())
-    .bind(patch_id)
     .fetch_one(&mut **tx)
     .await?;
     Ok(by_a_writer > 0)
 }
 
 impl Database {
+    /// The holders of `role` for whom [`role_granted_by_a_writer`] holds on patch
+    /// `patch_id`, in one statement (the patch page's list of reviewers a review can be
+    /// requested from leaves them out).
+    pub async fn role_granted_by_a_writer_to(
+        &self,
+        patch_id: i64,
+        role: Role,
+    ) -> Result<Vec<UserId>, DbError> {
+        let ids: Vec<i64> = sqlx::query_scalar(concat!(
+            touched_by_writers!(),
+            "SELECT DISTINCT ur.user_id FROM user_roles ur
+             WHERE ur.role = $2
+               AND (ur.granted_by IN (SELECT id FROM touched)
+                    OR ur.confirmed_by IN (SELECT id FROM touched))"
+        ))
+        .bind(patch_id)
+        .bind(role.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     /// The ids of patches open for review, in order.
     pub async fn open_patch_ids(&self) -> Result<Vec<i64>, DbError> {
         Ok(

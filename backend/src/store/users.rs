@@ -370,6 +370,30 @@ impl Database {
         Ok(users)
     }
 
+    /// The enabled accounts holding the reviewer role, by name, as `(id, username,
+    /// display name)`: those a review can be requested from (one statement; the patch
+    /// page of an author reads it on every view).
+    pub async fn reviewers(&self) -> Result<Vec<(UserId, String, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, u.display_name FROM users u
+             JOIN user_roles r ON r.user_id = u.id AND r.role = $1
+             WHERE u.disabled_at IS NULL
+             ORDER BY u.username",
+        )
+        .bind(Role::Reviewer.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    UserId(row.try_get("id")?),
+                    row.try_get("username")?,
+                    row.try_get("display_name")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Marks `username` as a demo account (one whose password is published).
     pub async fn mark_demo(&self, username: &str) -> Result<(), DbError> {
         sqlx::query("UPDATE users SET demo = 1 WHERE username = $1")

@@ -20,6 +20,7 @@ on_both_databases!(
     reviewed_marks_are_per_user_and_reset_when_a_revision_changes_the_file,
     drafts_are_seen_by_their_author_only_until_published_with_a_verdict_or_alone,
     without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the_same_original,
+    a_patch_page_view_reads_what_it_shows_once,
 );
 
 /// A fix whose added line can be varied, so each upload is a new revision.
@@ -1895,4 +1896,59 @@ async fn without_a_source_tree_the_lines_around_hunks_come_from_revisions_of_the
         );
     }
     review.server.stop().await;
+}
+
+/// A view of the patch page reads each thing it shows once: the impact panel's data once
+/// (a resource made inside the page's `Suspend` was loaded three times per view, once per
+/// walk of the page for pending loads), and sixteen statements in all.
+async fn a_patch_page_view_reads_what_it_shows_once(backend: Backend) {
+    let statements = graftbench_tests::StatementLog::install();
+    let review = Review::start(backend).await;
+    let id = review
+        .submit(
+            "owner",
+            json!({ "title": "counted", "cvss_vector": HIGH, "diff": fix(1) }),
+        )
+        .await;
+    let view = || async {
+        let response = review
+            .as_("owner")
+            .get(review.server.url(&format!("/patches/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    };
+    view().await; // the first view may wait for the revision's rendering
+    statements.take();
+    let page = view().await;
+    // Background work (the job queue's polling, session expiry) is not the view's, nor is
+    // setting up a connection the pool opens meanwhile.
+    let read: Vec<String> = statements
+        .take()
+        .into_iter()
+        .filter(|s| {
+            !s.starts_with("UPDATE jobs")
+                && !s.starts_with("PRAGMA")
+                && !s.starts_with("SET ")
+                && !s.to_lowercase().starts_with("delete from tower_sessions")
+        })
+        .collect();
+    // The impact panel is in the page, loaded on the server...
+    assert!(page.contains("id=\"no-graph\""), "{page}");
+    // ... from one read of its revision, and one of the registrations.
+    let counted = |needle: &str| read.iter().filter(|s| s.contains(needle)).count();
+    assert_eq!(
+        counted("SELECT number, diff_sha256 FROM revisions"),
+        1,
+        "the impact panel's revision: {read:#?}"
+    );
+    assert_eq!(counted("FROM comments c"), 1, "the threads: {read:#?}");
+    assert_eq!(
+        counted("ORDER BY id DESC LIMIT"),
+        1,
+        "the registrations: {read:#?}"
+    );
+    assert!(read.len() <= 17, "{} statements: {read:#?}", read.len());
 }
