@@ -10,9 +10,9 @@ use crate::service::review;
 use crate::store::{Database, DbError};
 use graftbench_app::api::ssr::{BoxFuture, Workbench};
 use graftbench_app::model::{
-    Action, AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView,
-    ContextQuery, FileHunks, FileView, HeldBack, ImpactView, InterdiffView, LineView, PatchFilter,
-    PatchPage, PatchSummary, PolicyView, ReviewView, ReviewerView, RevisionView, Role, SegmentView,
+    AppError, AuditEventView, AuditFilter, AuditPage, CheckpointView, ConsideredView, ContextQuery,
+    FileHunks, FileView, HeldBack, ImpactView, InterdiffView, LineView, PatchFilter, PatchPage,
+    PatchSummary, PolicyView, ReviewView, ReviewerView, RevisionView, Role, SegmentView,
     SessionUser, State, TargetPage, TargetsPage, UserAccount, DUE_SOON_SECONDS,
 };
 use graftbench_domain::eligibility::{LoadedPolicy, Policy};
@@ -118,8 +118,8 @@ pub async fn list_patches(
     };
     let now = time::OffsetDateTime::now_utc();
     let mut list = Vec::new();
-    // One read transaction for the four-eyes questions, begun at the first.
-    let mut four_eyes: Option<crate::store::Tx> = None;
+    // The four-eyes answer for every patch, read at the first patch that asks it.
+    let mut four_eyes: Option<std::collections::HashSet<i64>> = None;
     for row in rows {
         let id = row.id;
         let (facts, sign_offs) = review
@@ -143,14 +143,15 @@ pub async fn list_patches(
             // Four eyes on granted roles: a patch whose writer granted my reviewer role
             // does not wait for my approval, which would be refused. Asked only of the
             // patches that would otherwise wait for me.
-            let tx = match &mut four_eyes {
-                Some(tx) => tx,
-                None => four_eyes.insert(db.begin().await?),
+            let granted_by_writers = match &four_eyes {
+                Some(patches) => patches,
+                None => four_eyes.insert(
+                    db.patches_whose_writers_granted(user.id, Role::Reviewer)
+                        .await?,
+                ),
             };
-            match review::granted_independently(tx, id, user.id, Action::Approve).await {
-                Ok(()) => {}
-                Err(review::ReviewError::Db(e)) => return Err(e.into()),
-                Err(_) => awaits = false,
+            if granted_by_writers.contains(&id) {
+                awaits = false;
             }
         }
         if selection.needs_me && !awaits {

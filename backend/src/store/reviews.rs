@@ -383,6 +383,32 @@ impl Database {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
+    /// The patches on which [`role_granted_by_a_writer`] holds for `user`'s `role`, in one
+    /// statement (the dashboard asks it of every patch that would wait for `user`).
+    pub async fn patches_whose_writers_granted(
+        &self,
+        user: UserId,
+        role: Role,
+    ) -> Result<std::collections::HashSet<i64>, DbError> {
+        // A writer of a patch, or the admin who made the writer's account, granted or
+        // confirmed the role.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT w.patch_id FROM (
+                 SELECT id AS patch_id, author_id AS writer FROM patches
+                 UNION SELECT patch_id, submitted_by FROM revisions
+             ) w
+             JOIN users u ON u.id = w.writer
+             JOIN user_roles ur ON ur.user_id = $1 AND ur.role = $2
+             WHERE ur.granted_by = w.writer OR ur.confirmed_by = w.writer
+                OR ur.granted_by = u.created_by OR ur.confirmed_by = u.created_by",
+        )
+        .bind(user.get())
+        .bind(role.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// The ids of patches open for review, in order.
     pub async fn open_patch_ids(&self) -> Result<Vec<i64>, DbError> {
         Ok(
