@@ -363,7 +363,11 @@ pub async fn pitfalls_of(
     patch: i64,
     number: i64,
 ) -> Result<Vec<PitfallView>, AppError> {
-    let Some(sha256) = db.revision_sha256(patch, number).await.map_err(internal)? else {
+    let Some((number, sha256)) = db
+        .revision_numbered(patch, Some(number))
+        .await
+        .map_err(internal)?
+    else {
         return Ok(Vec::new());
     };
     let targets = targets_of(db, patch).await?;

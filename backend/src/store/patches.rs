@@ -228,21 +228,6 @@ impl Database {
         }))
     }
 
-    /// The SHA-256 of revision `number` of patch `patch_id`, without reading its bytes.
-    pub async fn revision_sha256(
-        &self,
-        patch_id: i64,
-        number: i64,
-    ) -> Result<Option<String>, DbError> {
-        Ok(sqlx::query_scalar(
-            "SELECT diff_sha256 FROM revisions WHERE patch_id = $1 AND number = $2",
-        )
-        .bind(patch_id)
-        .bind(number)
-        .fetch_optional(self.pool())
-        .await?)
-    }
-
     /// Revision `number` of a patch (the latest when `None`): its number and hash.
     pub async fn revision_numbered(
         &self,
